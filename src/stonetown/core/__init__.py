@@ -1,0 +1,1 @@
+"""Types shared by every layer: relationships, revisions, tokens and domain errors."""
