@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -226,6 +226,22 @@ class Datastore(abc.ABC):
     async def gc(self, older_than: datetime) -> int:
         """Remove rows deleted by revisions committed before `older_than`, and change-log
         entries as old; advance :meth:`min_revision`. Returns the rows removed."""
+
+    async def iter_all(self, revision: int, batch: int = 50000) -> AsyncIterator[list[Relationship]]:
+        """Every relationship live at `revision`, in batches of at most `batch` (for loading
+        an index). The batches together form one consistent snapshot; the order of the
+        relationships is unspecified (this default, built on :meth:`read`, yields key order).
+
+        Raises FailedPrecondition like :meth:`read`. Stores override it with a faster path.
+        """
+        after: tuple[str, ...] | None = None
+        while True:
+            page = await self.read(RelationshipFilter(), revision, after=after, limit=batch)
+            if page:
+                yield page
+            if len(page) < batch:
+                return
+            after = page[-1].key
 
 
 @dataclass(slots=True)

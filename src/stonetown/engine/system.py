@@ -1,16 +1,27 @@
-"""PermissionSystem: the one object the API layer talks to (INTERFACE DRAFT, being implemented).
+"""PermissionSystem: the one object the API layer talks to.
 
 It owns a datastore, the compiled schema and the in-memory index of the head revision, and
-offers every operation of the service. All methods are coroutines; errors are the classes of
-stonetown.core.errors.
+offers every operation of the service. The index is loaded at start and advanced from the
+store's change log, after each local write and, when several processes share the store, by a
+background poll; a token from any process is honoured by waiting until the index reaches it.
+Reads at an older exact snapshot are answered from an index built from the store at that
+revision (a few are cached). All methods are coroutines; errors are stonetown.core.errors.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from stonetown.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
+from stonetown.engine.admission import require_admitted, require_kept
+from stonetown.engine.check import CheckRun, CompiledSchema
+from stonetown.engine.conditions import Result, leaf_names
 from stonetown.engine.datastore import (
     Datastore,
     DeleteResult,
@@ -19,49 +30,264 @@ from stonetown.engine.datastore import (
     RevisionChanges,
     StoredSchema,
     Update,
+    UpdateOp,
 )
+from stonetown.engine.expand import Expander
+from stonetown.engine.index import RelationshipIndex, overlay
+from stonetown.engine.lookup_resources import lookup_resources
+from stonetown.engine.lookup_subjects import lookup_subjects
+from stonetown.engine.reachability import Reachability
 from stonetown.engine.types import (
     CheckRequest,
     CheckResult,
     Consistency,
+    ConsistencyMode,
     ExpandNode,
     LookupResourceResult,
     LookupSubjectResult,
+    Permissionship,
     ReadResult,
 )
+from stonetown.schema import ir
+
+_SNAPSHOT_CACHE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    """A stored schema with everything derived from it once."""
+
+    stored: StoredSchema
+    schema: ir.Schema
+    compiled: CompiledSchema
+    facts: Reachability
+
+    @classmethod
+    def of(cls, stored: StoredSchema) -> SchemaState:
+        """Compile stored schema text (it was checked when written)."""
+        from stonetown.schema import compile_schema
+
+        schema = compile_schema(stored.text)
+        return cls(stored, schema, CompiledSchema(schema), Reachability.of(schema))
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What one request evaluates against: an index and the schema at its revision."""
+
+    index: RelationshipIndex
+    state: SchemaState
+
+    @property
+    def revision(self) -> int:
+        """The revision both belong to."""
+        return self.index.revision
 
 
 class PermissionSystem:
     """Schema, relationships and permission queries over one datastore."""
 
-    def __init__(self, store: Datastore, *, max_depth: int = 50) -> None:
+    def __init__(
+        self,
+        store: Datastore,
+        *,
+        max_depth: int = 50,
+        poll_interval: float | None = None,
+        token_wait: float = 5.0,
+    ) -> None:
         self.store = store
         self.max_depth = max_depth
+        self.poll_interval = poll_interval
+        self.token_wait = token_wait
+        self.index = RelationshipIndex()
+        self.state: SchemaState | None = None
+        self._advance_lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        self._snapshots: OrderedDict[int, View] = OrderedDict()
+        self._compiled: OrderedDict[int, SchemaState] = OrderedDict()
+        self._poller: asyncio.Task[None] | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the store, load the schema and build the index at the head revision."""
-        raise NotImplementedError
+        await self.store.open()
+        await self._reload()
+        if self.poll_interval:
+            self._poller = asyncio.create_task(self._poll())
 
     async def stop(self) -> None:
-        """Close the store."""
-        raise NotImplementedError
+        """Stop polling and close the store."""
+        if self._poller is not None:
+            self._poller.cancel()
+            try:
+                await self._poller
+            except asyncio.CancelledError:
+                pass
+            self._poller = None
+        await self.store.close()
 
-    # ---- schema ----
+    async def _reload(self) -> None:
+        head = await self.store.head_revision()
+        stored = await self.store.read_schema(head)
+        state = self._state_for(stored) if stored is not None else None
+        index = RelationshipIndex(head)
+        async for batch in self.store.iter_all(head):
+            for rel in batch:
+                index.add(rel)
+        self.index, self.state = index, state
+
+    async def _poll(self) -> None:
+        assert self.poll_interval is not None
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self.catch_up()
+            except Exception:  # noqa: BLE001 - a failed poll is retried at the next tick
+                continue
+
+    async def catch_up(self) -> int:
+        """Apply every committed change the index has not seen; return the index revision."""
+        async with self._advance_lock:
+            while True:
+                try:
+                    batches = await self.store.changes(self.index.revision, limit=1000)
+                except FailedPrecondition:
+                    await self._reload()  # fell behind the garbage-collection window
+                    break
+                if not batches:
+                    break
+                for batch in batches:
+                    state = self.state
+                    if batch.schema_changed:
+                        stored = await self.store.read_schema(batch.revision)
+                        state = self._state_for(stored) if stored is not None else None
+                    self.index.apply(batch.changes, batch.revision)
+                    self.state = state
+            self._changed.set()
+            self._changed = asyncio.Event()
+        return self.index.revision
+
+    def _state_for(self, stored: StoredSchema) -> SchemaState:
+        state = self._compiled.get(stored.revision)
+        if state is None:
+            state = SchemaState.of(stored)
+            self._compiled[stored.revision] = state
+            while len(self._compiled) > _SNAPSHOT_CACHE:
+                self._compiled.popitem(last=False)
+        return state
+
+    # ---- revisions ----------------------------------------------------------------------
+
+    async def _view(self, consistency: Consistency) -> View:
+        mode = consistency.mode
+        if mode is ConsistencyMode.FULLY_CONSISTENT:
+            await self.catch_up()
+        elif mode is ConsistencyMode.AT_LEAST_AS_FRESH:
+            await self._reach(self._token_revision(consistency))
+        elif mode is ConsistencyMode.AT_EXACT_SNAPSHOT:
+            wanted = self._token_revision(consistency)
+            if wanted > self.index.revision:
+                await self._reach(wanted)
+            if wanted != self.index.revision:
+                return await self._snapshot(wanted)
+        if self.state is None:
+            raise NotFound("no schema has been written yet")
+        return View(self.index, self.state)
+
+    @staticmethod
+    def _token_revision(consistency: Consistency) -> int:
+        if consistency.revision is None:
+            raise InvalidArgument(f"consistency: {consistency.mode.value} needs a token")
+        return consistency.revision
+
+    async def _reach(self, revision: int) -> None:
+        if self.index.revision >= revision:
+            return
+        deadline = time.monotonic() + self.token_wait
+        while True:
+            await self.catch_up()
+            if self.index.revision >= revision:
+                return
+            if await self.store.head_revision() < revision:
+                raise InvalidArgument(
+                    f"consistency: the token's revision {revision} is newer than this store's head"
+                )
+            if time.monotonic() > deadline:
+                raise Unavailable(f"revision {revision} was not reached within {self.token_wait} s; retry")
+            await asyncio.sleep(0.01)
+
+    async def _snapshot(self, revision: int) -> View:
+        view = self._snapshots.get(revision)
+        if view is not None:
+            return view
+        stored = await self.store.read_schema(revision)
+        if stored is None:
+            raise NotFound(f"no schema had been written at revision {revision}")
+        index = RelationshipIndex(revision)
+        async for batch in self.store.iter_all(revision):
+            for rel in batch:
+                index.add(rel)
+        view = View(index, self._state_for(stored))
+        self._snapshots[revision] = view
+        while len(self._snapshots) > _SNAPSHOT_CACHE:
+            self._snapshots.popitem(last=False)
+        return view
+
+    def _with_contextual(self, view: View, contextual: Sequence[Relationship]) -> View:
+        if not contextual:
+            return view
+        for position, rel in enumerate(contextual):
+            rel.validate_syntax()
+            require_admitted(view.state.schema, rel, f"contextual_relationships[{position}]")
+        return View(overlay(view.index, contextual), view.state)
+
+    # ---- schema -------------------------------------------------------------------------
+
     async def write_schema(self, text: str) -> int:
         """Parse, check and store a schema; refuse (FailedPrecondition) one that would orphan
         stored relationships. Returns the new revision."""
-        raise NotImplementedError
+        from stonetown.schema import compile_schema
+
+        schema = compile_schema(text)
+        revision = await self.store.write_schema(text, lambda examples: require_kept(schema, list(examples)))
+        await self.catch_up()
+        return revision
 
     async def read_schema(self) -> StoredSchema:
         """The schema in force (NotFound if none)."""
-        raise NotImplementedError
+        stored = await self.store.read_schema()
+        if stored is None:
+            raise NotFound("no schema has been written yet")
+        return stored
 
-    # ---- relationships ----
+    # ---- relationships ------------------------------------------------------------------
+
+    def _validate_updates(self, stored: StoredSchema | None, updates: Sequence[Update]) -> None:
+        if stored is None:
+            raise FailedPrecondition("no schema has been written yet: write a schema before relationships")
+        schema = self._state_for(stored).schema
+        for position, update in enumerate(updates):
+            rel = update.relationship
+            if update.op is UpdateOp.DELETE:
+                definition = schema.definitions.get(rel.resource_type)
+                if definition is None or rel.relation not in definition.relations:
+                    require_admitted(schema, rel, f"updates[{position}]")
+                continue
+            require_admitted(schema, rel, f"updates[{position}]")
+
     async def write_relationships(
         self, updates: Sequence[Update], preconditions: Sequence[Precondition] = ()
     ) -> int:
         """Validate every relationship against the schema and write atomically; new revision."""
-        raise NotImplementedError
+        for position, update in enumerate(updates):
+            try:
+                update.relationship.validate_syntax()
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"updates[{position}]: {exc}") from None
+        revision = await self.store.write(updates, preconditions, self._validate_updates)
+        await self.catch_up()
+        return revision
 
     async def delete_relationships(
         self,
@@ -70,7 +296,9 @@ class PermissionSystem:
         limit: int | None = None,
     ) -> DeleteResult:
         """Delete by filter atomically."""
-        raise NotImplementedError
+        result = await self.store.delete(filter, preconditions, limit)
+        await self.catch_up()
+        return result
 
     async def read_relationships(
         self,
@@ -80,14 +308,71 @@ class PermissionSystem:
         after: tuple[str, ...] | None = None,
         limit: int | None = None,
     ) -> ReadResult:
-        """A page of relationships matching `filter` at the chosen revision."""
-        raise NotImplementedError
+        """A page of relationships matching `filter` at the chosen revision (expired ones hidden)."""
+        view = await self._view(consistency)
+        now = time.time()
+        rows = await self.store.read(filter, view.revision, after=after, limit=limit)
+        live = [r for r in rows if r.expiration is None or r.expiration.timestamp() > now]
+        return ReadResult(live, view.revision)
 
-    def watch(self, after_revision: int, resource_types: Sequence[str] = ()) -> AsyncIterator[RevisionChanges]:
+    async def watch(
+        self, after_revision: int, resource_types: Sequence[str] = ()
+    ) -> AsyncIterator[RevisionChanges]:
         """Every change after `after_revision`, as it commits, optionally only for some types."""
-        raise NotImplementedError
+        cursor = after_revision
+        wanted = set(resource_types)
+        while True:
+            batches = await self.store.changes(cursor, limit=1000)
+            for batch in batches:
+                cursor = batch.revision
+                changes = batch.changes
+                if wanted:
+                    changes = tuple(c for c in changes if c.relationship.resource_type in wanted)
+                if changes:
+                    yield RevisionChanges(batch.revision, batch.timestamp, changes, batch.schema_changed)
+            if not batches:
+                changed = self._changed
+                try:
+                    await asyncio.wait_for(changed.wait(), timeout=self.poll_interval or 0.05)
+                except TimeoutError:
+                    pass
 
-    # ---- permissions ----
+    # ---- permissions --------------------------------------------------------------------
+
+    def _verdict(self, state: SchemaState, result: Result, revision: int) -> CheckResult:
+        if result is True:
+            return CheckResult(Permissionship.ALLOWED, revision)
+        if result is False:
+            return CheckResult(Permissionship.DENIED, revision)
+        missing = sorted(
+            {p.name for name in leaf_names(result) for p in state.schema.caveats[name].parameters}
+            if all(name in state.schema.caveats for name in leaf_names(result))
+            else set()
+        )
+        return CheckResult(Permissionship.CONDITIONAL, revision, tuple(missing))
+
+    @staticmethod
+    def _require_permission(state: SchemaState, resource_type: str, permission: str, field: str) -> None:
+        definition = state.schema.definitions.get(resource_type)
+        if definition is None:
+            raise InvalidArgument(f"{field}: object definition `{resource_type}` not found")
+        if permission not in definition.relations:
+            raise InvalidArgument(
+                f"{field}: relation/permission `{permission}` not found under definition `{resource_type}`"
+            )
+
+    @staticmethod
+    def _require_subject(state: SchemaState, subject: SubjectRef, field: str) -> None:
+        definition = state.schema.definitions.get(subject.type)
+        if definition is None:
+            raise InvalidArgument(f"{field}: object definition `{subject.type}` not found")
+        if subject.relation and subject.relation not in definition.relations:
+            raise InvalidArgument(
+                f"{field}: relation/permission `{subject.relation}` not found under definition `{subject.type}`"
+            )
+        if subject.is_wildcard:
+            raise InvalidArgument(f"{field}: cannot check a wildcard subject ({subject})")
+
     async def check(
         self,
         resource: ObjectRef,
@@ -98,7 +383,13 @@ class PermissionSystem:
         contextual: Sequence[Relationship] = (),
     ) -> CheckResult:
         """Does `subject` have `permission` on `resource`?"""
-        raise NotImplementedError
+        view = self._with_contextual(await self._view(consistency), contextual)
+        state = view.state
+        self._require_permission(state, resource.type, permission, "resource")
+        self._require_subject(state, subject, "subject")
+        run = CheckRun(state.compiled, view.index, self.max_depth)
+        result = run.dispatch(resource.type, resource.id, permission, (subject.type, subject.id, subject.relation), 0)
+        return self._verdict(state, result, view.revision)
 
     async def check_bulk(
         self,
@@ -107,15 +398,37 @@ class PermissionSystem:
         contextual: Sequence[Relationship] = (),
     ) -> list[CheckResult | Exception]:
         """Many checks at one revision, sharing work; per-item errors are returned, not raised."""
-        raise NotImplementedError
+        view = self._with_contextual(await self._view(consistency), contextual)
+        state = view.state
+        run = CheckRun(state.compiled, view.index, self.max_depth)
+        out: list[CheckResult | Exception] = []
+        for position, request in enumerate(requests):
+            try:
+                self._require_permission(state, request.resource.type, request.permission, f"items[{position}].resource")
+                self._require_subject(state, request.subject, f"items[{position}].subject")
+                subject = request.subject
+                result = run.dispatch(
+                    request.resource.type,
+                    request.resource.id,
+                    request.permission,
+                    (subject.type, subject.id, subject.relation),
+                    0,
+                )
+                out.append(self._verdict(state, result, view.revision))
+            except Exception as exc:  # noqa: BLE001 - reported per item
+                out.append(exc)
+        return out
 
     async def expand(
         self, resource: ObjectRef, permission: str, consistency: Consistency, *, recursive: bool = False
     ) -> tuple[ExpandNode, int]:
         """The userset tree of `permission` on `resource`, and the revision used."""
-        raise NotImplementedError
+        view = await self._view(consistency)
+        self._require_permission(view.state, resource.type, permission, "resource")
+        expander = Expander(view.state.schema, view.index, self.max_depth, recursive)
+        return expander.expand(resource.type, resource.id, permission), view.revision
 
-    def lookup_resources(
+    async def lookup_resources(
         self,
         resource_type: str,
         permission: str,
@@ -129,9 +442,35 @@ class PermissionSystem:
     ) -> AsyncIterator[tuple[LookupResourceResult, int]]:
         """Resource ids of `resource_type` on which `subject` has `permission`, sorted by id,
         starting after the cursor id `after`; each with the revision used."""
-        raise NotImplementedError
+        view = self._with_contextual(await self._view(consistency), contextual)
+        state = view.state
+        self._require_permission(state, resource_type, permission, "resource_object_type")
+        self._require_subject(state, subject, "subject")
+        found = lookup_resources(
+            state.compiled,
+            state.facts,
+            view.index,
+            resource_type,
+            permission,
+            (subject.type, subject.id, subject.relation),
+            self.max_depth,
+        )
+        sent = 0
+        for rid, result in found:
+            if after is not None and rid <= after:
+                continue
+            if limit is not None and sent >= limit:
+                return
+            verdict = self._verdict(state, result, view.revision)
+            yield (
+                LookupResourceResult(
+                    rid, verdict.permissionship is Permissionship.CONDITIONAL, verdict.missing_parameters
+                ),
+                view.revision,
+            )
+            sent += 1
 
-    def lookup_subjects(
+    async def lookup_subjects(
         self,
         resource: ObjectRef,
         permission: str,
@@ -146,4 +485,39 @@ class PermissionSystem:
     ) -> AsyncIterator[tuple[LookupSubjectResult, int]]:
         """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) that have
         `permission` on `resource`, sorted by id (wildcard first); each with the revision used."""
-        raise NotImplementedError
+        view = self._with_contextual(await self._view(consistency), contextual)
+        state = view.state
+        self._require_permission(state, resource.type, permission, "resource")
+        self._require_subject(state, SubjectRef(subject_type, "x", subject_relation), "subject_object_type")
+        found = lookup_subjects(
+            state.compiled,
+            state.facts,
+            view.index,
+            (resource.type, resource.id),
+            permission,
+            subject_type,
+            subject_relation,
+            self.max_depth,
+        )
+        items: list[tuple[str, Result, tuple[str, ...]]] = []
+        if found.wildcard is not False:
+            items.append(("*", found.wildcard, tuple(found.excluded)))
+        items.extend((cid, result, ()) for cid, result in found.subjects)
+        sent = 0
+        for cid, result, excluded in items:
+            if after is not None and cid <= after:
+                continue
+            if limit is not None and sent >= limit:
+                return
+            verdict = self._verdict(state, result, view.revision)
+            conditional = verdict.permissionship is Permissionship.CONDITIONAL
+            yield (
+                LookupSubjectResult(
+                    SubjectRef(subject_type, cid, subject_relation),
+                    excluded,
+                    conditional,
+                    verdict.missing_parameters,
+                ),
+                view.revision,
+            )
+            sent += 1

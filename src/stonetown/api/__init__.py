@@ -1,0 +1,1 @@
+"""The gRPC API: generated code (gen/), proto <-> domain conversion, servicers and the server."""

@@ -1,0 +1,481 @@
+"""Conversion between API messages and domain values, both ways.
+
+Every `*_from_proto` function validates syntax and raises InvalidArgument whose message starts
+with the path of the offending field (``updates[2].relationship.resource.object_type: ...``),
+so a caller can tell exactly what to fix. Schema-level validity (does the type exist?) is the
+engine's job.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from stonetown.api.pb import core, permission
+from stonetown.core.errors import InvalidArgument
+from stonetown.core.relationship import (
+    MAX_OBJECT_ID_LENGTH,
+    OBJECT_ID_RE,
+    RELATION_NAME_RE,
+    TYPE_NAME_RE,
+    WILDCARD,
+    ContextualizedCaveat,
+    ObjectRef,
+    Relationship,
+    SubjectRef,
+)
+from stonetown.core.revision import decode_token, encode_token
+from stonetown.engine.datastore import (
+    Change,
+    ChangeOp,
+    Precondition,
+    PreconditionOp,
+    RelationshipFilter,
+    SubjectFilter,
+    Update,
+    UpdateOp,
+)
+from stonetown.engine.types import (
+    Consistency,
+    ConsistencyMode,
+    ExpandNode,
+    ExpandOp,
+    Permissionship,
+)
+
+MAX_CAVEAT_NAME_LENGTH = 128
+
+# ---------------------------------------------------------------- field validation
+
+
+def check_type_name(value: str, path: str) -> str:
+    """Return `value` if it is a valid type name, else raise InvalidArgument naming `path`."""
+    if not value:
+        raise InvalidArgument(f"{path}: required")
+    if not TYPE_NAME_RE.match(value):
+        raise InvalidArgument(f"{path}: {_short(value)} is not a valid type name")
+    return value
+
+
+def check_relation_name(value: str, path: str) -> str:
+    """Return `value` if it is a valid relation/permission name, else raise InvalidArgument."""
+    if not value:
+        raise InvalidArgument(f"{path}: required")
+    if not RELATION_NAME_RE.match(value):
+        raise InvalidArgument(f"{path}: {_short(value)} is not a valid relation or permission name")
+    return value
+
+
+def check_object_id(value: str, path: str, *, allow_wildcard: bool) -> str:
+    """Return `value` if it is a valid object id (or `*` where allowed), else raise InvalidArgument."""
+    if not value:
+        raise InvalidArgument(f"{path}: required")
+    if value == WILDCARD:
+        if allow_wildcard:
+            return value
+        raise InvalidArgument(f"{path}: a wildcard is not allowed here")
+    if len(value) > MAX_OBJECT_ID_LENGTH:
+        raise InvalidArgument(f"{path}: {len(value)} characters long; the limit is {MAX_OBJECT_ID_LENGTH}")
+    if not OBJECT_ID_RE.match(value):
+        raise InvalidArgument(f"{path}: {_short(value)} may only contain letters, digits and / _ | - = +")
+    return value
+
+
+def _short(value: str, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+# ---------------------------------------------------------------- tokens, cursors, consistency
+
+
+def token_to_proto(revision: int) -> core.ZedToken:
+    """The token message for a revision."""
+    return core.ZedToken(token=encode_token(revision))
+
+
+def token_from_proto(message: core.ZedToken, path: str) -> int:
+    """The revision inside a token message."""
+    if not message.token:
+        raise InvalidArgument(f"{path}.token: required")
+    return decode_token(message.token, f"{path}.token")
+
+
+def consistency_from_proto(message: core.Consistency, has: bool, path: str = "consistency") -> Consistency:
+    """The engine's consistency choice; unset (`has` False) means minimize_latency."""
+    if not has:
+        return Consistency.minimize_latency()
+    which = message.WhichOneof("requirement")
+    if which is None or which == "minimize_latency":
+        return Consistency.minimize_latency()
+    if which == "fully_consistent":
+        return Consistency.fully_consistent()
+    if which == "at_least_as_fresh":
+        return Consistency.at_least_as_fresh(token_from_proto(message.at_least_as_fresh, f"{path}.{which}"))
+    return Consistency.at_exact_snapshot(token_from_proto(message.at_exact_snapshot, f"{path}.{which}"))
+
+
+def consistency_to_proto(consistency: Consistency) -> core.Consistency:
+    """The message for an engine consistency choice (used by clients)."""
+    mode = consistency.mode
+    if mode is ConsistencyMode.FULLY_CONSISTENT:
+        return core.Consistency(fully_consistent=True)
+    if mode is ConsistencyMode.MINIMIZE_LATENCY or consistency.revision is None:
+        return core.Consistency(minimize_latency=True)
+    token = token_to_proto(consistency.revision)
+    if mode is ConsistencyMode.AT_LEAST_AS_FRESH:
+        return core.Consistency(at_least_as_fresh=token)
+    return core.Consistency(at_exact_snapshot=token)
+
+
+def encode_cursor(kind: str, values: list[str]) -> str:
+    """An opaque cursor: which stream it belongs to and the position after the last result."""
+    raw = json.dumps([kind, *values], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str, kind: str, length: int, path: str) -> list[str]:
+    """The position inside a cursor made by :func:`encode_cursor` for the same `kind`."""
+    padded = token + "=" * (-len(token) % 4)
+    try:
+        loaded = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        loaded = None
+    if (
+        not isinstance(loaded, list)
+        or len(loaded) != length + 1
+        or loaded[0] != kind
+        or not all(isinstance(item, str) for item in loaded)
+    ):
+        raise InvalidArgument(f"{path}: not a cursor of this call")
+    return loaded[1:]
+
+
+def cursor_from_proto(message: core.Cursor, has: bool, kind: str, length: int, path: str) -> list[str] | None:
+    """Decode an optional cursor field; None when unset or empty."""
+    if not has or not message.token:
+        return None
+    return decode_cursor(message.token, kind, length, f"{path}.token")
+
+
+# ---------------------------------------------------------------- objects, subjects, relationships
+
+
+def object_from_proto(message: core.ObjectReference, has: bool, path: str) -> ObjectRef:
+    """A validated object reference."""
+    if not has:
+        raise InvalidArgument(f"{path}: required")
+    return ObjectRef(
+        check_type_name(message.object_type, f"{path}.object_type"),
+        check_object_id(message.object_id, f"{path}.object_id", allow_wildcard=False),
+    )
+
+
+def object_to_proto(ref: ObjectRef) -> core.ObjectReference:
+    """The message for an object reference."""
+    return core.ObjectReference(object_type=ref.type, object_id=ref.id)
+
+
+def subject_from_proto(message: core.SubjectReference, has: bool, path: str) -> SubjectRef:
+    """A validated subject: object, subject set or wildcard (`...` means no relation)."""
+    if not has:
+        raise InvalidArgument(f"{path}: required")
+    if not message.HasField("object"):
+        raise InvalidArgument(f"{path}.object: required")
+    subject_type = check_type_name(message.object.object_type, f"{path}.object.object_type")
+    subject_id = check_object_id(message.object.object_id, f"{path}.object.object_id", allow_wildcard=True)
+    relation = message.optional_relation
+    if relation == "...":
+        relation = ""
+    if relation:
+        check_relation_name(relation, f"{path}.optional_relation")
+        if subject_id == WILDCARD:
+            raise InvalidArgument(f"{path}.optional_relation: a wildcard subject cannot have a relation")
+    return SubjectRef(subject_type, subject_id, relation)
+
+
+def subject_to_proto(ref: SubjectRef) -> core.SubjectReference:
+    """The message for a subject."""
+    return core.SubjectReference(
+        object=core.ObjectReference(object_type=ref.type, object_id=ref.id), optional_relation=ref.relation
+    )
+
+
+def struct_to_dict(message: struct_pb2.Struct, has: bool) -> dict[str, Any] | None:
+    """A caveat context as plain Python values; integral numbers come back as ints
+    (protobuf's Struct only knows doubles)."""
+    if not has:
+        return None
+    return _integral_to_int(json_format.MessageToDict(message))
+
+
+def _integral_to_int(value: Any) -> Any:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral_to_int(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral_to_int(item) for item in value]
+    return value
+
+
+def dict_to_struct(value: dict[str, Any] | None, path: str = "context") -> struct_pb2.Struct | None:
+    """A Struct message for a JSON-like dict (None stays None)."""
+    if value is None:
+        return None
+    struct = struct_pb2.Struct()
+    try:
+        struct.update(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"{path}: cannot be sent as a protobuf Struct: {exc}") from None
+    return struct
+
+
+def relationship_from_proto(message: core.Relationship, has: bool, path: str) -> Relationship:
+    """A validated relationship."""
+    if not has:
+        raise InvalidArgument(f"{path}: required")
+    resource = object_from_proto(message.resource, message.HasField("resource"), f"{path}.resource")
+    relation = check_relation_name(message.relation, f"{path}.relation")
+    subject = subject_from_proto(message.subject, message.HasField("subject"), f"{path}.subject")
+    caveat: ContextualizedCaveat | None = None
+    if message.HasField("optional_caveat"):
+        name = message.optional_caveat.caveat_name
+        if not name:
+            raise InvalidArgument(f"{path}.optional_caveat.caveat_name: required")
+        if len(name) > MAX_CAVEAT_NAME_LENGTH or not RELATION_NAME_RE.match(name):
+            raise InvalidArgument(f"{path}.optional_caveat.caveat_name: {_short(name)} is not a valid caveat name")
+        context = struct_to_dict(message.optional_caveat.context, message.optional_caveat.HasField("context"))
+        caveat = ContextualizedCaveat(name, context or {})
+    expiration: datetime | None = None
+    if message.HasField("optional_expires_at"):
+        expiration = timestamp_from_proto(message.optional_expires_at, f"{path}.optional_expires_at")
+    return Relationship(
+        resource.type, resource.id, relation, subject.type, subject.id, subject.relation, caveat, expiration
+    )
+
+
+def relationship_to_proto(rel: Relationship) -> core.Relationship:
+    """The message for a relationship."""
+    message = core.Relationship(
+        resource=core.ObjectReference(object_type=rel.resource_type, object_id=rel.resource_id),
+        relation=rel.relation,
+        subject=subject_to_proto(rel.subject),
+    )
+    if rel.caveat is not None:
+        message.optional_caveat.caveat_name = rel.caveat.name
+        if rel.caveat.context:
+            message.optional_caveat.context.update(rel.caveat.context)
+    if rel.expiration is not None:
+        message.optional_expires_at.CopyFrom(timestamp_to_proto(rel.expiration))
+    return message
+
+
+def relationships_from_proto(messages: Any, path: str) -> list[Relationship]:
+    """A validated list of relationships (a repeated field)."""
+    return [relationship_from_proto(item, True, f"{path}[{index}]") for index, item in enumerate(messages)]
+
+
+def timestamp_from_proto(message: timestamp_pb2.Timestamp, path: str) -> datetime:
+    """An aware UTC datetime."""
+    try:
+        return message.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument(f"{path}: not a valid timestamp: {exc}") from None
+
+
+def timestamp_to_proto(value: datetime) -> timestamp_pb2.Timestamp:
+    """The message for an aware datetime."""
+    message = timestamp_pb2.Timestamp()
+    message.FromDatetime(value.astimezone(UTC))
+    return message
+
+
+# ---------------------------------------------------------------- filters, updates, preconditions
+
+_UPDATE_OPS = {
+    core.RelationshipUpdate.OPERATION_CREATE: UpdateOp.CREATE,
+    core.RelationshipUpdate.OPERATION_TOUCH: UpdateOp.TOUCH,
+    core.RelationshipUpdate.OPERATION_DELETE: UpdateOp.DELETE,
+}
+_UPDATE_OPS_BACK = {value: key for key, value in _UPDATE_OPS.items()}
+_PRECONDITION_OPS = {
+    core.Precondition.OPERATION_MUST_MATCH: PreconditionOp.MUST_MATCH,
+    core.Precondition.OPERATION_MUST_NOT_MATCH: PreconditionOp.MUST_NOT_MATCH,
+}
+_PRECONDITION_OPS_BACK = {value: key for key, value in _PRECONDITION_OPS.items()}
+
+
+def filter_from_proto(message: core.RelationshipFilter, has: bool, path: str) -> RelationshipFilter:
+    """A validated relationship filter; empty fields match anything."""
+    if not has:
+        return RelationshipFilter()
+    resource_type = message.resource_type or None
+    if resource_type is not None:
+        check_type_name(resource_type, f"{path}.resource_type")
+    resource_id = message.optional_resource_id or None
+    prefix = message.optional_resource_id_prefix or None
+    if resource_id is not None and prefix is not None:
+        raise InvalidArgument(
+            f"{path}.optional_resource_id_prefix: cannot be combined with {path}.optional_resource_id"
+        )
+    if resource_id is not None:
+        check_object_id(resource_id, f"{path}.optional_resource_id", allow_wildcard=False)
+    if prefix is not None and len(prefix) > MAX_OBJECT_ID_LENGTH:
+        raise InvalidArgument(f"{path}.optional_resource_id_prefix: longer than {MAX_OBJECT_ID_LENGTH} characters")
+    relation = message.optional_relation or None
+    if relation is not None:
+        check_relation_name(relation, f"{path}.optional_relation")
+    subject: SubjectFilter | None = None
+    if message.HasField("optional_subject_filter"):
+        sub = message.optional_subject_filter
+        sub_path = f"{path}.optional_subject_filter"
+        subject_type = check_type_name(sub.subject_type, f"{sub_path}.subject_type")
+        subject_id = sub.optional_subject_id or None
+        if subject_id is not None:
+            check_object_id(subject_id, f"{sub_path}.optional_subject_id", allow_wildcard=True)
+        subject_relation: str | None = None
+        if sub.HasField("optional_relation"):
+            subject_relation = "" if sub.optional_relation == "..." else sub.optional_relation
+            if subject_relation:
+                check_relation_name(subject_relation, f"{sub_path}.optional_relation")
+        subject = SubjectFilter(subject_type, subject_id, subject_relation)
+    return RelationshipFilter(resource_type, resource_id, prefix, relation, subject)
+
+
+def filter_to_proto(flt: RelationshipFilter) -> core.RelationshipFilter:
+    """The message for a relationship filter."""
+    message = core.RelationshipFilter(
+        resource_type=flt.resource_type or "",
+        optional_resource_id=flt.resource_id or "",
+        optional_resource_id_prefix=flt.resource_id_prefix or "",
+        optional_relation=flt.relation or "",
+    )
+    if flt.subject is not None:
+        message.optional_subject_filter.subject_type = flt.subject.type
+        message.optional_subject_filter.optional_subject_id = flt.subject.id or ""
+        if flt.subject.relation is not None:
+            message.optional_subject_filter.optional_relation = flt.subject.relation
+    return message
+
+
+def update_from_proto(message: core.RelationshipUpdate, path: str) -> Update:
+    """A validated relationship update."""
+    op = _UPDATE_OPS.get(message.operation)
+    if op is None:
+        raise InvalidArgument(f"{path}.operation: must be CREATE, TOUCH or DELETE")
+    return Update(op, relationship_from_proto(message.relationship, message.HasField("relationship"), f"{path}.relationship"))
+
+
+def update_to_proto(update: Update) -> core.RelationshipUpdate:
+    """The message for a relationship update."""
+    return core.RelationshipUpdate(
+        operation=_UPDATE_OPS_BACK[update.op], relationship=relationship_to_proto(update.relationship)
+    )
+
+
+def change_to_proto(change: Change) -> core.RelationshipUpdate:
+    """A watch change as an update message (TOUCH or DELETE)."""
+    op = UpdateOp.TOUCH if change.op is ChangeOp.TOUCH else UpdateOp.DELETE
+    return update_to_proto(Update(op, change.relationship))
+
+
+def change_from_proto(message: core.RelationshipUpdate) -> Change:
+    """A watch change from its update message."""
+    op = ChangeOp.DELETE if message.operation == core.RelationshipUpdate.OPERATION_DELETE else ChangeOp.TOUCH
+    return Change(op, relationship_from_proto(message.relationship, True, "relationship"))
+
+
+def precondition_from_proto(message: core.Precondition, path: str) -> Precondition:
+    """A validated precondition."""
+    op = _PRECONDITION_OPS.get(message.operation)
+    if op is None:
+        raise InvalidArgument(f"{path}.operation: must be MUST_MATCH or MUST_NOT_MATCH")
+    if not message.HasField("filter"):
+        raise InvalidArgument(f"{path}.filter: required")
+    return Precondition(op, filter_from_proto(message.filter, True, f"{path}.filter"))
+
+
+def precondition_to_proto(precondition: Precondition) -> core.Precondition:
+    """The message for a precondition."""
+    return core.Precondition(
+        operation=_PRECONDITION_OPS_BACK[precondition.op], filter=filter_to_proto(precondition.filter)
+    )
+
+
+# ---------------------------------------------------------------- permission results
+
+_PERMISSIONSHIP = {
+    Permissionship.DENIED: permission.PERMISSIONSHIP_NO_PERMISSION,
+    Permissionship.ALLOWED: permission.PERMISSIONSHIP_HAS_PERMISSION,
+    Permissionship.CONDITIONAL: permission.PERMISSIONSHIP_CONDITIONAL_PERMISSION,
+}
+_PERMISSIONSHIP_BACK = {value: key for key, value in _PERMISSIONSHIP.items()}
+
+
+def permissionship_to_proto(value: Permissionship) -> int:
+    """The enum value for a permissionship."""
+    return _PERMISSIONSHIP[value]
+
+
+def permissionship_from_proto(value: int) -> Permissionship:
+    """The permissionship of an enum value (unspecified counts as denied)."""
+    return _PERMISSIONSHIP_BACK.get(value, Permissionship.DENIED)
+
+
+def lookup_permissionship(conditional: bool) -> int:
+    """HAS_PERMISSION or CONDITIONAL_PERMISSION for a lookup result."""
+    return (
+        permission.PERMISSIONSHIP_CONDITIONAL_PERMISSION if conditional else permission.PERMISSIONSHIP_HAS_PERMISSION
+    )
+
+
+_EXPAND_OPS = {
+    ExpandOp.UNION: permission.AlgebraicSubjectSet.OPERATION_UNION,
+    ExpandOp.INTERSECTION: permission.AlgebraicSubjectSet.OPERATION_INTERSECTION,
+    ExpandOp.EXCLUSION: permission.AlgebraicSubjectSet.OPERATION_EXCLUSION,
+}
+_EXPAND_OPS_BACK = {value: key for key, value in _EXPAND_OPS.items()}
+
+
+def expand_to_proto(node: ExpandNode) -> permission.PermissionRelationshipTree:
+    """The message tree for an expand tree."""
+    tree = permission.PermissionRelationshipTree(
+        expanded_object=object_to_proto(node.object), expanded_relation=node.relation
+    )
+    if node.op is not None:
+        tree.intermediate.operation = _EXPAND_OPS[node.op]
+        tree.intermediate.children.extend(expand_to_proto(child) for child in node.children)
+    else:
+        caveats = list(node.subject_caveats) + [None] * (len(node.subjects) - len(node.subject_caveats))
+        tree.leaf.SetInParent()
+        for subject, caveat in zip(node.subjects, caveats, strict=False):
+            tree.leaf.subjects.append(
+                permission.ExpandedSubject(subject=subject_to_proto(subject), caveat_name=caveat or "")
+            )
+    return tree
+
+
+def expand_from_proto(tree: permission.PermissionRelationshipTree) -> ExpandNode:
+    """The expand tree of a message tree (used by clients)."""
+    node = ExpandNode(
+        ObjectRef(tree.expanded_object.object_type, tree.expanded_object.object_id), tree.expanded_relation
+    )
+    if tree.WhichOneof("tree_type") == "intermediate":
+        node.op = _EXPAND_OPS_BACK.get(tree.intermediate.operation, ExpandOp.UNION)
+        node.children = [expand_from_proto(child) for child in tree.intermediate.children]
+    else:
+        for item in tree.leaf.subjects:
+            node.subjects.append(
+                SubjectRef(
+                    item.subject.object.object_type, item.subject.object.object_id, item.subject.optional_relation
+                )
+            )
+            node.subject_caveats.append(item.caveat_name or None)
+    return node

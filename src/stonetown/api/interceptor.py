@@ -1,0 +1,190 @@
+"""The one server interceptor every RPC goes through.
+
+In order, for each call: authenticate (UNAUTHENTICATED before anything is read or written),
+refuse requests that could not be decoded (INVALID_ARGUMENT instead of grpc's INTERNAL), run
+the handler under the request deadline, map any exception to its status code (see
+api/errors.py), then count the call, observe its latency and log one line.
+
+Doing all of it in one place means the status code recorded in metrics and logs is always
+the one the caller got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from stonetown.api.auth import is_authorized, requires_key
+from stonetown.api.errors import DeadlineExceeded, status_for
+from stonetown.api.metrics import record_rpc
+from stonetown.core.errors import InvalidArgument, Unauthenticated
+
+log = logging.getLogger("stonetown.api")
+
+# Long-lived streams the request deadline does not apply to.
+UNBOUNDED_METHODS = frozenset({"/stonetown.v1.RelationshipService/Watch", "/grpc.health.v1.Health/Watch"})
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class ServingInterceptor(aio.ServerInterceptor):
+    """Authentication, decoding errors, deadlines, error mapping, metrics and logs."""
+
+    def __init__(self, preshared_key: str | None, request_timeout: float | None) -> None:
+        self._key = preshared_key
+        self._timeout = request_timeout
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        """Wrap the handler of the called method."""
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if not requires_key(method):
+            return handler  # health checks: open, and left exactly as grpc implements them
+        authorized = True
+        if self._key is not None and requires_key(method):
+            authorized = is_authorized(handler_call_details.invocation_metadata, self._key)
+        timeout = None if method in UNBOUNDED_METHODS else self._timeout
+        deserializer = _tolerant(handler.request_deserializer) if not handler.request_streaming else None
+        call = _Call(method, authorized, timeout)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                call.unary(handler.unary_unary), deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                call.stream(handler.unary_stream), deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                call.unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            call.stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+        )
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's fault
+            return _Undecodable(exc)
+
+    return deserialize
+
+
+class _Call:
+    """The per-method wrappers (one instance per intercepted call)."""
+
+    def __init__(self, method: str, authorized: bool, timeout: float | None) -> None:
+        self.method = method
+        self.authorized = authorized
+        self.timeout = timeout
+
+    def _admit(self, request: Any) -> None:
+        if not self.authorized:
+            raise Unauthenticated("missing or wrong preshared key (expected metadata `authorization: bearer KEY`)")
+        if isinstance(request, _Undecodable):
+            raise InvalidArgument(f"request: cannot be decoded ({type(request.error).__name__})")
+
+    def _finish(self, start: float, code: grpc.StatusCode, details: str, exc: BaseException | None) -> None:
+        elapsed = time.perf_counter() - start
+        record_rpc(self.method, code, elapsed)
+        fields = {"method": self.method, "code": code.name, "ms": round(elapsed * 1000, 3)}
+        if code is grpc.StatusCode.INTERNAL and exc is not None:
+            log.error("rpc", extra=fields | {"error": details}, exc_info=exc)
+        elif code is grpc.StatusCode.OK:
+            log.info("rpc", extra=fields)
+        else:
+            log.info("rpc", extra=fields | {"error": details})
+
+    def unary(self, behavior: Callable[[Any, aio.ServicerContext], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """Wrap a handler that returns one response."""
+
+        async def handle(request: Any, context: aio.ServicerContext) -> Any:
+            start = time.perf_counter()
+            try:
+                self._admit(request)
+                async with asyncio.timeout(self.timeout):
+                    response = await behavior(request, context)
+            except asyncio.CancelledError:
+                self._finish(start, grpc.StatusCode.CANCELLED, "cancelled", None)
+                raise
+            except aio.AbortError:
+                self._finish(start, context.code() or grpc.StatusCode.UNKNOWN, context.details() or "", None)
+                raise
+            except TimeoutError as exc:
+                code, details, _ = status_for(DeadlineExceeded(f"the request took longer than {self.timeout}s"))
+                self._finish(start, code, details, exc)
+            except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
+                code, details, _ = status_for(exc)
+                self._finish(start, code, details, exc)
+            else:
+                self._finish(start, grpc.StatusCode.OK, "", None)
+                return response
+            await context.abort(code, details)
+
+        return handle
+
+    def stream(self, behavior: Callable[[Any, aio.ServicerContext], AsyncIterator[Any]]) -> Callable[..., Any]:
+        """Wrap a handler that streams responses; the deadline covers the whole stream."""
+
+        async def handle(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+            start = time.perf_counter()
+            loop = asyncio.get_running_loop()
+            deadline = None if self.timeout is None else loop.time() + self.timeout
+            responses: AsyncIterator[Any] | None = None
+            try:
+                self._admit(request)
+                responses = aiter(behavior(request, context))
+                while True:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            item = await anext(responses)
+                    except StopAsyncIteration:
+                        break
+                    yield item
+            except asyncio.CancelledError:
+                self._finish(start, grpc.StatusCode.CANCELLED, "cancelled", None)
+                raise
+            except aio.AbortError:
+                self._finish(start, context.code() or grpc.StatusCode.UNKNOWN, context.details() or "", None)
+                raise
+            except GeneratorExit:
+                self._finish(start, grpc.StatusCode.CANCELLED, "stream closed", None)
+                raise
+            except TimeoutError as exc:
+                code, details, _ = status_for(DeadlineExceeded(f"the request took longer than {self.timeout}s"))
+                self._finish(start, code, details, exc)
+            except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
+                code, details, _ = status_for(exc)
+                self._finish(start, code, details, exc)
+            else:
+                self._finish(start, grpc.StatusCode.OK, "", None)
+                return
+            finally:
+                if responses is not None and hasattr(responses, "aclose"):
+                    await responses.aclose()
+            await context.abort(code, details)
+
+        return handle

@@ -1,0 +1,281 @@
+"""`stonetown serve`: the gRPC server, its worker processes and its start-up steps.
+
+One worker is one asyncio process with its own PermissionSystem over the shared store. With
+``workers > 1`` the parent prepares the store (schema, bootstrap), then starts that many
+worker processes that all listen on the same port (SO_REUSEPORT); the kernel spreads
+connections among them, and revision tokens from one are honoured by all because each engine
+catches up through the store's change log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from stonetown.api.interceptor import ServingInterceptor
+from stonetown.api.limits import Limits
+from stonetown.api.logs import configure_logging
+from stonetown.api.metrics import serve_metrics
+from stonetown.api.pb import SERVICE_NAMES, permission_grpc, relationship_grpc, schema_grpc
+from stonetown.api.servicers.permissions import PermissionServicer
+from stonetown.api.servicers.relationships import RelationshipServicer
+from stonetown.api.servicers.schema import SchemaServicer
+from stonetown.core.errors import NotFound
+from stonetown.engine.datastore import Datastore, Update, UpdateOp
+from stonetown.engine.system import PermissionSystem
+
+log = logging.getLogger("stonetown.server")
+
+MEMORY_DATASTORE = "memory"
+
+
+class ConfigError(ValueError):
+    """The server settings are inconsistent or unsafe; the message says what to change."""
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    """Everything `stonetown serve` can be told."""
+
+    host: str = "127.0.0.1"
+    port: int = 50051
+    datastore: str = "stonetown.db"  # a SQLite file path, or "memory"
+    schema_file: str | None = None
+    bootstrap_file: str | None = None
+    preshared_key: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure: bool = False
+    workers: int = 1
+    max_depth: int = 50
+    limits: Limits = field(default_factory=Limits)
+    shutdown_grace: float = 10.0
+    metrics_addr: str | None = None
+    log_level: str = "info"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only accepts local connections."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_config(config: ServerConfig) -> None:
+    """Raise ConfigError for settings that cannot work or are unsafe."""
+    if config.preshared_key is not None and not config.preshared_key.strip():
+        raise ConfigError("the preshared key is empty")
+    if not is_loopback(config.host) and config.preshared_key is None and not config.insecure:
+        raise ConfigError(
+            f"refusing to listen on non-loopback address {config.host} without --preshared-key "
+            "(pass --insecure to do it anyway)"
+        )
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if config.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if config.workers > 1 and config.datastore == MEMORY_DATASTORE:
+        raise ConfigError("--workers > 1 needs a shared datastore file, not the in-memory one")
+    if config.max_depth < 1:
+        raise ConfigError("--max-depth must be at least 1")
+
+
+def make_store(datastore: str) -> Datastore:
+    """The datastore named by `datastore`: "memory" or a SQLite file path."""
+    if datastore == MEMORY_DATASTORE:
+        from stonetown.stores.memory import MemoryDatastore
+
+        return MemoryDatastore()
+    from stonetown.stores.sqlite import SqliteDatastore
+
+    return SqliteDatastore(datastore)
+
+
+async def prepare_store(system: PermissionSystem, config: ServerConfig) -> None:
+    """Load the bootstrap file into an empty store, then write --schema if it differs."""
+    if config.bootstrap_file is not None:
+        from stonetown.validation import load_validation_file
+
+        schema_text, relationships = load_validation_file(config.bootstrap_file)
+        if await system.store.head_revision() == 0:
+            if schema_text.strip():
+                await system.write_schema(schema_text)
+            if relationships:
+                await system.write_relationships([Update(UpdateOp.TOUCH, rel) for rel in relationships])
+            log.info("bootstrapped", extra={"file": config.bootstrap_file, "relationships": len(relationships)})
+        else:
+            log.info("bootstrap skipped: the store is not empty", extra={"file": config.bootstrap_file})
+    if config.schema_file is not None:
+        text = Path(config.schema_file).read_text()
+        try:
+            stored: str | None = (await system.read_schema()).text
+        except NotFound:
+            stored = None
+        if stored is None or stored.strip() != text.strip():
+            revision = await system.write_schema(text)
+            log.info("schema written", extra={"file": config.schema_file, "revision": revision})
+
+
+def _bind_address(host: str, port: int) -> str:
+    return f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def build_server(
+    system: PermissionSystem, config: ServerConfig, *, reuse_port: bool
+) -> tuple[aio.Server, health.aio.HealthServicer, int]:
+    """A configured (not started) server, its health servicer and the port bound."""
+    limits = config.limits
+    server = aio.server(
+        interceptors=[ServingInterceptor(config.preshared_key, limits.request_timeout)],
+        options=[
+            ("grpc.max_receive_message_length", limits.max_message_bytes),
+            ("grpc.max_send_message_length", limits.max_message_bytes),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ],
+    )
+    permission_grpc.add_PermissionServiceServicer_to_server(PermissionServicer(system, limits), server)
+    relationship_grpc.add_RelationshipServiceServicer_to_server(RelationshipServicer(system, limits), server)
+    schema_grpc.add_SchemaServiceServicer_to_server(SchemaServicer(system), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = _bind_address(config.host, config.port)
+    if config.tls_cert is not None and config.tls_key is not None:
+        credentials = grpc.ssl_server_credentials(
+            [(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())]
+        )
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise ConfigError(f"cannot listen on {address}")
+    return server, health_servicer, port
+
+
+async def run_worker(config: ServerConfig, *, prepare: bool, reuse_port: bool) -> None:
+    """Serve until SIGTERM or SIGINT, then drain in-flight calls and close the store."""
+    system = PermissionSystem(make_store(config.datastore), max_depth=config.max_depth)
+    await system.start()
+    try:
+        if prepare:
+            await prepare_store(system, config)
+        server, health_servicer, port = build_server(system, config, reuse_port=reuse_port)
+        await server.start()
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "listening",
+            extra={
+                "address": _bind_address(config.host, port),
+                "pid": os.getpid(),
+                "tls": config.tls_cert is not None,
+                "auth": config.preshared_key is not None,
+            },
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("shutting down", extra={"pid": os.getpid(), "grace_seconds": config.shutdown_grace})
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(config.shutdown_grace)
+    finally:
+        await system.stop()
+    log.info("stopped", extra={"pid": os.getpid()})
+
+
+def _worker_main(config: ServerConfig) -> None:
+    configure_logging(config.log_level)
+    asyncio.run(run_worker(config, prepare=False, reuse_port=True))
+
+
+async def _prepare_only(config: ServerConfig) -> None:
+    system = PermissionSystem(make_store(config.datastore), max_depth=config.max_depth)
+    await system.start()
+    try:
+        await prepare_store(system, config)
+    finally:
+        await system.stop()
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host.strip("[]"), 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(config: ServerConfig) -> int:
+    """Run the server in the foreground until a signal; return the process exit code."""
+    configure_logging(config.log_level)
+    check_config(config)
+    if config.workers == 1:
+        if config.metrics_addr:
+            metrics_port = serve_metrics(config.metrics_addr)
+            log.info("metrics", extra={"address": f"{config.metrics_addr.rpartition(':')[0]}:{metrics_port}"})
+        asyncio.run(run_worker(config, prepare=True, reuse_port=False))
+        return 0
+    return _serve_workers(config)
+
+
+def _serve_workers(config: ServerConfig) -> int:
+    asyncio.run(_prepare_only(config))
+    if config.port == 0:
+        config.port = _free_port(config.host)
+    metrics_dir: tempfile.TemporaryDirectory[str] | None = None
+    if config.metrics_addr:
+        metrics_dir = tempfile.TemporaryDirectory(prefix="stonetown-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
+        metrics_port = serve_metrics(config.metrics_addr)
+        log.info("metrics", extra={"address": f"{config.metrics_addr.rpartition(':')[0]}:{metrics_port}"})
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_worker_main, args=(config,), name=f"stonetown-worker-{n}") for n in range(config.workers)]
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for worker in workers:
+            worker.start()
+        log.info("workers started", extra={"workers": config.workers, "port": config.port})
+        while not stopping and all(worker.is_alive() for worker in workers):
+            multiprocessing.connection.wait([worker.sentinel for worker in workers], timeout=0.5)
+        failed = not stopping
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()  # SIGTERM: the worker drains its calls
+        for worker in workers:
+            worker.join(config.shutdown_grace + 10)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+        if failed:
+            log.error("a worker exited; stopped the others", extra={"codes": [w.exitcode for w in workers]})
+            return 1
+        return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if metrics_dir is not None:
+            metrics_dir.cleanup()

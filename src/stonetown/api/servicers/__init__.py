@@ -1,0 +1,1 @@
+"""gRPC servicers: each turns requests into PermissionSystem calls and results into responses."""

@@ -1,0 +1,187 @@
+"""PermissionService: Check, CheckBulk, Expand, LookupResources, LookupSubjects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from grpc import aio
+
+from stonetown.api import convert as cv
+from stonetown.api.limits import Limits
+from stonetown.api.pb import core, permission, permission_grpc
+from stonetown.core.errors import InvalidArgument, StonetownError
+from stonetown.core.relationship import Relationship
+from stonetown.engine.system import PermissionSystem
+from stonetown.engine.types import CheckRequest, CheckResult, Consistency
+
+_LOOKUP_RESOURCES_CURSOR = "lookup_resources"
+_LOOKUP_SUBJECTS_CURSOR = "lookup_subjects"
+
+
+def _partial(missing: tuple[str, ...]) -> core.PartialCaveatInfo | None:
+    return core.PartialCaveatInfo(missing_required_context=list(missing)) if missing else None
+
+
+class PermissionServicer(permission_grpc.PermissionServiceServicer):
+    """Permission queries over one PermissionSystem."""
+
+    def __init__(self, system: PermissionSystem, limits: Limits) -> None:
+        self.system = system
+        self.limits = limits
+
+    def _contextual(self, messages: Any) -> list[Relationship]:
+        self.limits.check_count(
+            "contextual_relationships", len(messages), self.limits.max_contextual_relationships, "relationships"
+        )
+        return cv.relationships_from_proto(messages, "contextual_relationships")
+
+    async def Check(self, request: permission.CheckRequest, context: aio.ServicerContext) -> permission.CheckResponse:
+        """Does the subject have the permission on the resource?"""
+        resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
+        name = cv.check_relation_name(request.permission, "permission")
+        subject = cv.subject_from_proto(request.subject, request.HasField("subject"), "subject")
+        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        caveat_context = cv.struct_to_dict(request.context, request.HasField("context"))
+        contextual = self._contextual(request.contextual_relationships)
+        result = await self.system.check(resource, name, subject, consistency, caveat_context, contextual)
+        return permission.CheckResponse(
+            checked_at=cv.token_to_proto(result.revision),
+            permissionship=cv.permissionship_to_proto(result.permissionship),
+            partial_caveat_info=_partial(result.missing_parameters),
+        )
+
+    async def CheckBulk(
+        self, request: permission.CheckBulkRequest, context: aio.ServicerContext
+    ) -> permission.CheckBulkResponse:
+        """Many checks at one revision; an item that is malformed or fails gets its own error."""
+        self.limits.check_count("items", len(request.items), self.limits.max_checks_per_bulk, "checks")
+        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        contextual = self._contextual(request.contextual_relationships)
+        parsed: list[CheckRequest | StonetownError] = []
+        for index, item in enumerate(request.items):
+            path = f"items[{index}]"
+            try:
+                parsed.append(
+                    CheckRequest(
+                        cv.object_from_proto(item.resource, item.HasField("resource"), f"{path}.resource"),
+                        cv.check_relation_name(item.permission, f"{path}.permission"),
+                        cv.subject_from_proto(item.subject, item.HasField("subject"), f"{path}.subject"),
+                        cv.struct_to_dict(item.context, item.HasField("context")),
+                    )
+                )
+            except InvalidArgument as exc:
+                parsed.append(exc)
+        valid = [item for item in parsed if isinstance(item, CheckRequest)]
+        results: list[CheckResult | Exception] = []
+        if valid:
+            results = await self.system.check_bulk(valid, consistency, contextual)
+        revisions = [result.revision for result in results if isinstance(result, CheckResult)]
+        revision = revisions[0] if revisions else await self._revision_for(consistency)
+        response = permission.CheckBulkResponse(checked_at=cv.token_to_proto(revision))
+        answers = iter(results)
+        for item, outcome in zip(request.items, parsed, strict=True):
+            pair = response.pairs.add()
+            pair.request.CopyFrom(item)
+            answer: CheckResult | Exception = outcome if isinstance(outcome, Exception) else next(answers)
+            if isinstance(answer, CheckResult):
+                pair.item.permissionship = cv.permissionship_to_proto(answer.permissionship)
+                if answer.missing_parameters:
+                    pair.item.partial_caveat_info.missing_required_context.extend(answer.missing_parameters)
+            else:
+                code = answer.code if isinstance(answer, StonetownError) else "INTERNAL"
+                pair.error.code = code
+                pair.error.message = str(answer) if isinstance(answer, StonetownError) else type(answer).__name__
+        return response
+
+    async def _revision_for(self, consistency: Consistency) -> int:
+        if consistency.revision is not None:
+            return consistency.revision
+        return await self.system.store.head_revision()
+
+    async def Expand(
+        self, request: permission.ExpandRequest, context: aio.ServicerContext
+    ) -> permission.ExpandResponse:
+        """The userset tree of a permission on a resource."""
+        resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
+        name = cv.check_relation_name(request.permission, "permission")
+        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        tree, revision = await self.system.expand(resource, name, consistency, recursive=request.recursive)
+        return permission.ExpandResponse(expanded_at=cv.token_to_proto(revision), tree_root=cv.expand_to_proto(tree))
+
+    async def LookupResources(
+        self, request: permission.LookupResourcesRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[permission.LookupResourcesResponse]:
+        """Resources of a type on which the subject has the permission, sorted by id."""
+        resource_type = cv.check_type_name(request.resource_object_type, "resource_object_type")
+        name = cv.check_relation_name(request.permission, "permission")
+        subject = cv.subject_from_proto(request.subject, request.HasField("subject"), "subject")
+        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        caveat_context = cv.struct_to_dict(request.context, request.HasField("context"))
+        contextual = self._contextual(request.contextual_relationships)
+        limit = self.limits.page_size("optional_limit", request.optional_limit)
+        cursor = cv.cursor_from_proto(
+            request.optional_cursor, request.HasField("optional_cursor"), _LOOKUP_RESOURCES_CURSOR, 1, "optional_cursor"
+        )
+        results = self.system.lookup_resources(
+            resource_type,
+            name,
+            subject,
+            consistency,
+            caveat_context,
+            contextual,
+            after=cursor[0] if cursor else None,
+            limit=limit,
+        )
+        async for found, revision in results:
+            yield permission.LookupResourcesResponse(
+                looked_up_at=cv.token_to_proto(revision),
+                resource_object_id=found.resource_id,
+                permissionship=cv.lookup_permissionship(found.conditional),
+                partial_caveat_info=_partial(found.missing_parameters),
+                after_result_cursor=core.Cursor(
+                    token=cv.encode_cursor(_LOOKUP_RESOURCES_CURSOR, [found.resource_id])
+                ),
+            )
+
+    async def LookupSubjects(
+        self, request: permission.LookupSubjectsRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[permission.LookupSubjectsResponse]:
+        """Subjects of a type that have the permission on the resource, sorted by id."""
+        resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
+        name = cv.check_relation_name(request.permission, "permission")
+        subject_type = cv.check_type_name(request.subject_object_type, "subject_object_type")
+        subject_relation = request.optional_subject_relation
+        if subject_relation == "...":
+            subject_relation = ""
+        if subject_relation:
+            cv.check_relation_name(subject_relation, "optional_subject_relation")
+        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        caveat_context = cv.struct_to_dict(request.context, request.HasField("context"))
+        contextual = self._contextual(request.contextual_relationships)
+        limit = self.limits.page_size("optional_limit", request.optional_limit)
+        cursor = cv.cursor_from_proto(
+            request.optional_cursor, request.HasField("optional_cursor"), _LOOKUP_SUBJECTS_CURSOR, 1, "optional_cursor"
+        )
+        results = self.system.lookup_subjects(
+            resource,
+            name,
+            subject_type,
+            subject_relation,
+            consistency,
+            caveat_context,
+            contextual,
+            after=cursor[0] if cursor else None,
+            limit=limit,
+        )
+        async for found, revision in results:
+            yield permission.LookupSubjectsResponse(
+                looked_up_at=cv.token_to_proto(revision),
+                subject=cv.subject_to_proto(found.subject),
+                permissionship=cv.lookup_permissionship(found.conditional),
+                partial_caveat_info=_partial(found.missing_parameters),
+                excluded_subject_ids=list(found.excluded),
+                after_result_cursor=core.Cursor(
+                    token=cv.encode_cursor(_LOOKUP_SUBJECTS_CURSOR, [found.subject.id])
+                ),
+            )

@@ -1,0 +1,1 @@
+"""The `stonetown` command: the server (`serve`) and a client for every API call."""

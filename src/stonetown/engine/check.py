@@ -1,0 +1,300 @@
+"""Check: does a subject hold a permission on a resource?
+
+The schema is compiled once into one closure per (type, relation); a check walks them over
+an index. Within one run, identical sub-problems are answered once (memo), cycles in the data
+terminate (a sub-problem already on the stack contributes nothing), and a depth limit turns
+runaway recursion into ResourceExhausted. Results are three-valued (see conditions.py).
+
+Depth errors are deferred inside unions: another branch may still grant, and a grant found by
+any branch is a true grant however deep the other branches go.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from stonetown.core.errors import ResourceExhausted
+from stonetown.engine.conditions import CaveatLeaf, Result, all_of, any_of, negate
+from stonetown.engine.index import RelationshipIndex, RelMeta
+from stonetown.schema import ir
+
+Subject = tuple[str, str, str]  # (type, id, relation or "")
+EvalFn = Callable[["CheckRun", str, Subject, int], Result]
+
+_MISSING = object()
+
+
+class DepthExceeded(ResourceExhausted):
+    """The walk went deeper than the configured limit."""
+
+
+class CompiledSchema:
+    """A schema turned into evaluation closures, one per (type, relation or permission)."""
+
+    def __init__(self, schema: ir.Schema) -> None:
+        self.schema = schema
+        self.functions: dict[tuple[str, str], EvalFn] = {}
+        self.allowed_tupleset: dict[tuple[str, str], tuple[frozenset[str], frozenset[tuple[str, str]]]] = {}
+        for definition in schema.definitions.values():
+            for relation in definition.relations.values():
+                if not relation.is_permission:
+                    self.allowed_tupleset[(definition.name, relation.name)] = _allowed_sets(relation.allowed)[::2]
+        for definition in schema.definitions.values():
+            for relation in definition.relations.values():
+                self.functions[(definition.name, relation.name)] = self._compile(
+                    definition.name, relation.name, relation.rewrite
+                )
+
+    def _compile(self, rtype: str, rel: str, node: ir.Rewrite) -> EvalFn:
+        if isinstance(node, ir.This):
+            return _compile_this(rtype, rel, node)
+        if isinstance(node, ir.ComputedUserset):
+            target = node.relation
+
+            def computed(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+                return run.dispatch(rtype, rid, target, subj, depth)
+
+            return computed
+        if isinstance(node, ir.TupleToUserset):
+            allowed = self.allowed_tupleset.get((rtype, node.tupleset), (frozenset(), frozenset()))
+            return _compile_arrow(rtype, node, allowed)
+        if isinstance(node, ir.Union):
+            return _compile_union(tuple(self._compile(rtype, rel, c) for c in node.children))
+        if isinstance(node, ir.Intersection):
+            return _compile_intersection(tuple(self._compile(rtype, rel, c) for c in node.children))
+        if isinstance(node, ir.Exclusion):
+            return _compile_exclusion(self._compile(rtype, rel, node.base), self._compile(rtype, rel, node.subtract))
+        return _nil
+
+
+def _allowed_sets(
+    allowed: tuple[ir.AllowedSubject, ...],
+) -> tuple[frozenset[str], frozenset[str], frozenset[tuple[str, str]]]:
+    """(object types, wildcard types, (type, relation) subject sets) a relation admits."""
+    objects = frozenset(a.type for a in allowed if a.relation is None and not a.wildcard)
+    wildcards = frozenset(a.type for a in allowed if a.wildcard)
+    usersets = frozenset((a.type, a.relation) for a in allowed if a.relation is not None)
+    return objects, wildcards, usersets
+
+
+def _nil(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+    return False
+
+
+def _compile_this(rtype: str, rel: str, node: ir.This) -> EvalFn:
+    object_types, wildcard_types, userset_types = _allowed_sets(node.allowed)
+
+    def this(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        key = (rtype, rid, rel)
+        stype, sid, srel = subj
+        result: Result = False
+        if not srel:
+            bucket = run.objects.get(key)
+            if bucket is not None:
+                if stype in object_types:
+                    meta = bucket.get((stype, sid), _MISSING)
+                    if meta is None:
+                        return True
+                    if meta is not _MISSING:
+                        result = run.meta_result(meta)  # type: ignore[arg-type]
+                        if result is True:
+                            return True
+                if stype in wildcard_types:
+                    meta = bucket.get((stype, "*"), _MISSING)
+                    if meta is None:
+                        return True
+                    if meta is not _MISSING:
+                        result = any_of(result, run.meta_result(meta))  # type: ignore[arg-type]
+                        if result is True:
+                            return True
+        if userset_types:
+            ubucket = run.usersets.get(key)
+            if ubucket:
+                deferred: DepthExceeded | None = None
+                for (ustype, usid, usrel), meta in ubucket.items():
+                    if (ustype, usrel) not in userset_types:
+                        continue
+                    edge: Result = True
+                    if meta is not None:
+                        edge = run.meta_result(meta)
+                        if edge is False:
+                            continue
+                    try:
+                        found = run.dispatch(ustype, usid, usrel, subj, depth)
+                    except DepthExceeded as exc:
+                        deferred = exc
+                        continue
+                    if edge is not True:
+                        found = all_of(edge, found)
+                    if found is True:
+                        return True
+                    result = any_of(result, found)
+                if deferred is not None:
+                    raise deferred
+        return result
+
+    return this
+
+
+def _compile_arrow(
+    rtype: str, node: ir.TupleToUserset, allowed: tuple[frozenset[str], frozenset[tuple[str, str]]]
+) -> EvalFn:
+    tupleset, computed, every = node.tupleset, node.computed, node.mode == "all"
+    object_types, userset_types = allowed
+
+    def targets(run: CheckRun, rid: str) -> list[tuple[str, str, RelMeta | None]]:
+        key = (rtype, rid, tupleset)
+        found: list[tuple[str, str, RelMeta | None]] = []
+        bucket = run.objects.get(key)
+        if bucket:
+            found.extend(
+                (st, sid, meta) for (st, sid), meta in bucket.items() if st in object_types and sid != "*"
+            )
+        ubucket = run.usersets.get(key)
+        if ubucket:
+            found.extend(
+                (st, sid, meta) for (st, sid, srel), meta in ubucket.items() if (st, srel) in userset_types
+            )
+        return found
+
+    def arrow_any(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        result: Result = False
+        deferred: DepthExceeded | None = None
+        for st, sid, meta in targets(run, rid):
+            edge: Result = True
+            if meta is not None:
+                edge = run.meta_result(meta)
+                if edge is False:
+                    continue
+            try:
+                found = run.dispatch(st, sid, computed, subj, depth)
+            except DepthExceeded as exc:
+                deferred = exc
+                continue
+            if edge is not True:
+                found = all_of(edge, found)
+            if found is True:
+                return True
+            result = any_of(result, found)
+        if deferred is not None:
+            raise deferred
+        return result
+
+    def arrow_all(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        result: Result = True
+        seen = False
+        for st, sid, meta in targets(run, rid):
+            edge: Result = True
+            if meta is not None:
+                edge = run.meta_result(meta)
+                if edge is False:
+                    continue
+            seen = True
+            found = run.dispatch(st, sid, computed, subj, depth)
+            result = all_of(result, all_of(edge, found))
+            if result is False:
+                return False
+        return result if seen else False
+
+    return arrow_all if every else arrow_any
+
+
+def _compile_union(children: tuple[EvalFn, ...]) -> EvalFn:
+    def union(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        result: Result = False
+        deferred: DepthExceeded | None = None
+        for child in children:
+            try:
+                found = child(run, rid, subj, depth)
+            except DepthExceeded as exc:
+                deferred = exc
+                continue
+            if found is True:
+                return True
+            if found is not False:
+                result = any_of(result, found)
+        if deferred is not None:
+            raise deferred
+        return result
+
+    return union
+
+
+def _compile_intersection(children: tuple[EvalFn, ...]) -> EvalFn:
+    def intersection(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        result: Result = True
+        for child in children:
+            found = child(run, rid, subj, depth)
+            if found is False:
+                return False
+            result = all_of(result, found)
+        return result
+
+    return intersection
+
+
+def _compile_exclusion(base: EvalFn, subtract: EvalFn) -> EvalFn:
+    def exclusion(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        granted = base(run, rid, subj, depth)
+        if granted is False:
+            return False
+        return all_of(granted, negate(subtract(run, rid, subj, depth)))
+
+    return exclusion
+
+
+class CheckRun:
+    """The state of one evaluation (one Check, or one CheckBulk sharing its memo)."""
+
+    __slots__ = ("functions", "objects", "usersets", "memo", "stack", "cut", "max_depth", "now")
+
+    def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
+        self.functions = compiled.functions
+        self.objects = index.objects
+        self.usersets = index.usersets
+        self.memo: dict[tuple[str, str, str, Subject], Result] = {}
+        self.stack: set[tuple[str, str, str, Subject]] = set()
+        self.cut = False
+        self.max_depth = max_depth
+        self.now = time.time()
+
+    def meta_result(self, meta: RelMeta) -> Result:
+        """What one relationship's caveat and expiration contribute: False once expired,
+        a caveat leaf when caveated, True otherwise."""
+        if meta.expires_at is not None and meta.expires_at <= self.now:
+            return False
+        if meta.caveat is not None:
+            return CaveatLeaf(meta.caveat.name, tuple(sorted(meta.caveat.context.items())))
+        return True
+
+    def dispatch(self, rtype: str, rid: str, rel: str, subj: Subject, depth: int) -> Result:
+        """Evaluate `rtype:rid#rel` for `subj`, with memo, cycle cut and depth limit."""
+        if subj[2] == rel and subj[1] == rid and subj[0] == rtype:
+            return True  # a subject set is a member of itself
+        key = (rtype, rid, rel, subj)
+        known = self.memo.get(key)
+        if known is not None:
+            return known
+        if key in self.stack:
+            self.cut = True
+            return False
+        if depth >= self.max_depth:
+            raise DepthExceeded(
+                f"check exceeded the maximum depth of {self.max_depth} at {rtype}:{rid}#{rel}"
+            )
+        function = self.functions.get((rtype, rel))
+        if function is None:
+            return False
+        outer_cut = self.cut
+        self.cut = False
+        self.stack.add(key)
+        try:
+            result = function(self, rid, subj, depth + 1)
+        finally:
+            self.stack.discard(key)
+            inner_cut = self.cut
+            self.cut = outer_cut or inner_cut
+        if not inner_cut:
+            self.memo[key] = result
+        return result

@@ -1,0 +1,126 @@
+"""LookupSubjects: every subject of a type that holds a permission on one object.
+
+The walk goes forward from the object through the rewrite (all branches, subtracted ones
+included) collecting every subject of the wanted type, and notes whether a wildcard of that
+type was seen. Candidates of a monotone permission are answers; the others are confirmed
+with Check. A wildcard is answered by checking a subject id no relationship can hold; the
+concrete candidates it does not cover are its exclusions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stonetown.engine.check import CheckRun, CompiledSchema
+from stonetown.engine.conditions import Result
+from stonetown.engine.index import RelationshipIndex
+from stonetown.engine.reachability import Reachability
+from stonetown.schema import ir
+
+# No stored id can contain NUL, so this id stands for "any subject not named in the data".
+UNSEEN_ID = "\x00unseen"
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectsFound:
+    """The answer: concrete subject ids with their results, and the wildcard (if granted) with
+    its result and excluded ids."""
+
+    subjects: list[tuple[str, Result]]
+    wildcard: Result
+    excluded: list[str]
+
+
+def lookup_subjects(
+    compiled: CompiledSchema,
+    facts: Reachability,
+    index: RelationshipIndex,
+    resource: tuple[str, str],
+    permission: str,
+    subject_type: str,
+    subject_relation: str,
+    max_depth: int,
+) -> SubjectsFound:
+    """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) holding
+    `permission` on `resource`, ids sorted."""
+    candidates, wildcard_seen = _candidates(
+        compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation
+    )
+    ordered = sorted(candidates)
+    if (resource[0], permission) in facts.monotone:
+        return SubjectsFound([(cid, True) for cid in ordered], wildcard_seen, [])
+    run = CheckRun(compiled, index, max_depth)
+    rtype, rid = resource
+    results = [(cid, run.dispatch(rtype, rid, permission, (subject_type, cid, subject_relation), 0)) for cid in ordered]
+    wildcard: Result = False
+    excluded: list[str] = []
+    if wildcard_seen:
+        wildcard = run.dispatch(rtype, rid, permission, (subject_type, UNSEEN_ID, ""), 0)
+        if wildcard is not False:
+            excluded = [cid for cid, result in results if result is False]
+    return SubjectsFound([(cid, r) for cid, r in results if r is not False], wildcard, excluded)
+
+
+def _candidates(
+    schema: ir.Schema,
+    facts: Reachability,
+    index: RelationshipIndex,
+    start: tuple[str, str, str],
+    subject_type: str,
+    subject_relation: str,
+) -> tuple[set[str], bool]:
+    found: set[str] = set()
+    wildcard = False
+    visited: set[tuple[str, str, str]] = set()
+    stack = [start]
+    admits = facts.admits
+    while stack:
+        node = stack.pop()
+        if node in visited:
+            continue
+        visited.add(node)
+        ntype, nid, nrel = node
+        if subject_relation and ntype == subject_type and nrel == subject_relation:
+            found.add(nid)
+        relation = schema.relation(ntype, nrel)
+        if relation is None:
+            continue
+        for part in _parts(relation.rewrite):
+            if isinstance(part, ir.This):
+                for (stype, sid), _meta in index.objects.get(node, {}).items():
+                    if stype != subject_type or subject_relation:
+                        continue
+                    if sid == "*":
+                        wildcard = wildcard or (ntype, nrel, stype, "", True) in admits
+                    elif (ntype, nrel, stype, "", False) in admits:
+                        found.add(sid)
+                for (stype, sid, srel), _meta in index.usersets.get(node, {}).items():
+                    if (ntype, nrel, stype, srel, False) in admits:
+                        stack.append((stype, sid, srel))
+            elif isinstance(part, ir.ComputedUserset):
+                stack.append((ntype, nid, part.relation))
+            elif isinstance(part, ir.TupleToUserset):
+                key = (ntype, nid, part.tupleset)
+                targets = [
+                    (st, sid)
+                    for (st, sid) in index.objects.get(key, {})
+                    if sid != "*" and (ntype, part.tupleset, st, "", False) in admits
+                ]
+                targets += [
+                    (st, sid)
+                    for (st, sid, srel) in index.usersets.get(key, {})
+                    if (ntype, part.tupleset, st, srel, False) in admits
+                ]
+                for stype, sid in targets:
+                    if schema.relation(stype, part.computed) is not None:
+                        stack.append((stype, sid, part.computed))
+    return found, wildcard
+
+
+def _parts(node: ir.Rewrite) -> list[ir.Rewrite]:
+    """The leaves (This, computed usersets, arrows) of a rewrite, every branch included."""
+    if isinstance(node, ir.Union | ir.Intersection):
+        return [leaf for child in node.children for leaf in _parts(child)]
+    if isinstance(node, ir.Exclusion):
+        return _parts(node.base) + _parts(node.subtract)
+    return [node]

@@ -1,0 +1,741 @@
+"""A multi-version datastore in one SQLite file (WAL mode), through aiosqlite.
+
+Layout: `relationships` holds one row per version of a relationship, with the revision that
+created it and the one that deleted it (NULL while live); `revisions` holds one row per
+committed write; `schemas` the schema texts by revision; `stonetown_meta` the oldest readable
+revision; `stonetown_migrations` the applied layout versions.
+
+Every write is one transaction opened with BEGIN IMMEDIATE, so several processes can share
+the file: the next revision is allocated inside it as max(revision) + 1, preconditions and
+validators see the state before the write, and any error rolls everything back. With
+`synchronous=FULL` (the default) a write is on disk before it is acknowledged.
+
+Each process uses one writer connection (behind an asyncio lock) and a small pool of reader
+connections; WAL lets readers see committed snapshots while a write is in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from stonetown.core.errors import AlreadyExists, InvalidArgument, StoreError
+from stonetown.core.relationship import ContextualizedCaveat, Relationship, format_timestamp
+from stonetown.engine.datastore import (
+    Change,
+    ChangeOp,
+    Datastore,
+    DeleteResult,
+    Precondition,
+    PreconditionOp,
+    RelationshipFilter,
+    RevisionChanges,
+    SchemaChangeValidator,
+    StoredSchema,
+    Update,
+    UpdateOp,
+    WriteValidator,
+)
+from stonetown.stores.common import (
+    Key,
+    as_utc,
+    changes_out_of_range,
+    check_cursor,
+    check_filter,
+    check_no_duplicates,
+    precondition_failed,
+    revision_out_of_range,
+)
+
+T = TypeVar("T")
+
+_KEY_COLUMNS = "resource_type, resource_id, relation, subject_type, subject_id, subject_relation"
+_COLUMNS = f"{_KEY_COLUMNS}, caveat_name, caveat_context, expiration"
+_KEY_MATCH = (
+    "resource_type = ? AND resource_id = ? AND relation = ? AND subject_type = ? AND subject_id = ? "
+    "AND subject_relation = ?"
+)
+
+# Each migration is (version, description, statements); never edit one that has shipped.
+_MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "initial layout",
+        [
+            "CREATE TABLE stonetown_meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID",
+            "INSERT INTO stonetown_meta (name, value) VALUES ('min_revision', 0)",
+            """CREATE TABLE revisions (
+                revision INTEGER PRIMARY KEY,
+                timestamp INTEGER NOT NULL, -- microseconds since the Unix epoch, UTC
+                schema_changed INTEGER NOT NULL DEFAULT 0
+            )""",
+            """CREATE TABLE relationships (
+                id INTEGER PRIMARY KEY,
+                resource_type TEXT NOT NULL,
+                resource_id TEXT NOT NULL,
+                relation TEXT NOT NULL,
+                subject_type TEXT NOT NULL,
+                subject_id TEXT NOT NULL,
+                subject_relation TEXT NOT NULL DEFAULT '',
+                caveat_name TEXT,
+                caveat_context TEXT,
+                expiration TEXT,
+                created_revision INTEGER NOT NULL,
+                deleted_revision INTEGER
+            )""",
+            "CREATE UNIQUE INDEX relationships_by_resource ON relationships "
+            f"({_KEY_COLUMNS}, created_revision)",
+            f"CREATE UNIQUE INDEX relationships_live ON relationships ({_KEY_COLUMNS}) "
+            "WHERE deleted_revision IS NULL",
+            "CREATE INDEX relationships_by_subject ON relationships "
+            "(subject_type, subject_id, subject_relation, resource_type, relation)",
+            "CREATE INDEX relationships_created ON relationships (created_revision)",
+            "CREATE INDEX relationships_deleted ON relationships (deleted_revision) "
+            "WHERE deleted_revision IS NOT NULL",
+            "CREATE TABLE schemas (revision INTEGER PRIMARY KEY, text TEXT NOT NULL)",
+        ],
+    ),
+]
+_LATEST_VERSION = _MIGRATIONS[-1][0]
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+_Row = tuple[Any, ...]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _to_micros(value: datetime) -> int:
+    """Microseconds since the epoch, exactly (floats would round)."""
+    return (as_utc(value) - _EPOCH) // _MICROSECOND
+
+
+def _from_micros(value: int) -> datetime:
+    """The aware UTC datetime for microseconds since the epoch."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _to_relationship(row: _Row) -> Relationship:
+    """A relationship from the nine columns of _COLUMNS."""
+    caveat = None
+    if row[6] is not None:
+        caveat = ContextualizedCaveat(row[6], json.loads(row[7]) if row[7] else {})
+    expiration = None if row[8] is None else datetime.fromisoformat(row[8])
+    return Relationship(row[0], row[1], row[2], row[3], row[4], row[5], caveat, expiration)
+
+
+def _row_values(rel: Relationship, revision: int) -> tuple[Any, ...]:
+    """The INSERT parameters for `rel` created at `revision`."""
+    caveat_name = caveat_context = None
+    if rel.caveat is not None:
+        caveat_name = rel.caveat.name
+        try:
+            caveat_context = json.dumps(rel.caveat.context, separators=(",", ":"), sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"relationship {rel}: caveat context is not JSON: {exc}") from None
+    expiration = None if rel.expiration is None else format_timestamp(rel.expiration)
+    return (*rel.key, caveat_name, caveat_context, expiration, revision)
+
+
+def _prefix_bound(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with `prefix` (None if none)."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars[-1]) + 1
+        if code == 0xD800:  # skip surrogates, which cannot be encoded
+            code = 0xE000
+        if code <= 0x10FFFF:
+            chars[-1] = chr(code)
+            return "".join(chars)
+        chars.pop()
+    return None
+
+
+def _filter_sql(filter: RelationshipFilter, revision: int | None) -> tuple[str, list[Any]]:
+    """A WHERE clause (and its parameters) for `filter` at `revision`; None means the head,
+    which lets SQLite use the partial index of live rows."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if revision is None:
+        clauses.append("deleted_revision IS NULL")
+    else:
+        clauses.append("created_revision <= ? AND (deleted_revision IS NULL OR deleted_revision > ?)")
+        params += [revision, revision]
+    if filter.resource_type is not None:
+        clauses.append("resource_type = ?")
+        params.append(filter.resource_type)
+    if filter.resource_id is not None:
+        clauses.append("resource_id = ?")
+        params.append(filter.resource_id)
+    if filter.resource_id_prefix:
+        clauses.append("resource_id >= ?")
+        params.append(filter.resource_id_prefix)
+        bound = _prefix_bound(filter.resource_id_prefix)
+        if bound is not None:
+            clauses.append("resource_id < ?")
+            params.append(bound)
+    if filter.relation is not None:
+        clauses.append("relation = ?")
+        params.append(filter.relation)
+    subject = filter.subject
+    if subject is not None:
+        clauses.append("subject_type = ?")
+        params.append(subject.type)
+        if subject.id is not None:
+            clauses.append("subject_id = ?")
+            params.append(subject.id)
+        if subject.relation is not None:
+            clauses.append("subject_relation = ?")
+            params.append(subject.relation)
+    return " AND ".join(clauses), params
+
+
+class SqliteDatastore(Datastore):
+    """A multi-version datastore in one SQLite file; several processes may share the file."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        gc_window_seconds: float = 24 * 3600.0,
+        synchronous: str = "FULL",
+        busy_timeout: float = 5.0,
+        readers: int = 2,
+    ) -> None:
+        """Describe the store; nothing is opened before :meth:`open`.
+
+        `synchronous` is SQLite's setting (FULL: every acknowledged write is on disk);
+        `busy_timeout` is how long to wait for another process's write lock before giving up
+        with StoreError; `readers` is the number of reader connections.
+        """
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise InvalidArgument(
+                f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, not {synchronous!r}"
+            )
+        if readers < 1:
+            raise InvalidArgument("a SQLite store needs at least one reader connection")
+        self.path = str(path)
+        self.gc_window_seconds = gc_window_seconds
+        self.synchronous = synchronous.upper()
+        self.busy_timeout = busy_timeout
+        self._reader_count = readers
+        self._writer: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._readers: asyncio.Queue[aiosqlite.Connection] | None = None
+        self._all_readers: list[aiosqlite.Connection] = []
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    async def open(self) -> None:
+        """Open (creating if needed) and migrate the file; raise StoreError if it cannot."""
+        if self._writer is not None:
+            return
+        try:
+            self._writer = await self._connect()
+            mode = await self._fetchone(self._writer, "PRAGMA journal_mode=WAL")
+            if mode is None or str(mode[0]).lower() not in ("wal", "memory"):
+                raise StoreError(f"SQLite store {self.path}: cannot switch to WAL mode (got {mode})")
+            await self._migrate(self._writer)
+            self._readers = asyncio.Queue()
+            for _ in range(self._reader_count):
+                reader = await self._connect()
+                self._all_readers.append(reader)
+                self._readers.put_nowait(reader)
+        except BaseException as exc:
+            await self.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc, "opening the store") from exc
+            raise
+
+    async def close(self) -> None:
+        """Close every connection. Safe to call twice."""
+        connections = [c for c in [self._writer, *self._all_readers] if c is not None]
+        self._writer = None
+        self._readers = None
+        self._all_readers = []
+        for connection in connections:
+            try:
+                await connection.close()
+            except (sqlite3.Error, ValueError):
+                pass
+
+    async def _connect(self) -> aiosqlite.Connection:
+        connection = await aiosqlite.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, cached_statements=256
+        )
+        await connection.execute(f"PRAGMA synchronous={self.synchronous}")
+        return connection
+
+    async def _migrate(self, connection: aiosqlite.Connection) -> None:
+        version = await self._layout_version(connection)
+        if version == _LATEST_VERSION:
+            return
+        await connection.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated between the check and the lock.
+            version = await self._layout_version(connection)
+            if version == 0:
+                await connection.execute(
+                    "CREATE TABLE stonetown_migrations "
+                    "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at REAL NOT NULL)"
+                )
+            for number, description, statements in _MIGRATIONS:
+                if number <= version:
+                    continue
+                for statement in statements:
+                    await connection.execute(statement)
+                await connection.execute(
+                    "INSERT INTO stonetown_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                    (number, description, time.time()),
+                )
+            await connection.execute("COMMIT")
+        except BaseException:
+            await self._rollback(connection)
+            raise
+
+    async def _layout_version(self, connection: aiosqlite.Connection) -> int:
+        rows = await self._fetchall(connection, "SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = sorted(row[0] for row in rows)
+        if not tables:
+            return 0
+        if "stonetown_migrations" not in tables:
+            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            raise StoreError(f"{self.path} is not a Stonetown database (it holds other tables: {shown})")
+        row = await self._fetchone(connection, "SELECT COALESCE(MAX(version), 0) FROM stonetown_migrations")
+        version = int(row[0]) if row is not None else 0
+        if version > _LATEST_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer Stonetown (layout version {version}; "
+                f"this one knows up to {_LATEST_VERSION})"
+            )
+        return version
+
+    # ------------------------------------------------------------------------ plumbing
+
+    def _error(self, exc: sqlite3.Error, action: str) -> StoreError:
+        text = str(exc)
+        lowered = text.lower()
+        if "readonly" in lowered or "read-only" in lowered:
+            reason = "the database file (or its directory) is read-only"
+        elif "locked" in lowered or "busy" in lowered:
+            reason = f"the database is locked by another connection (waited {self.busy_timeout:g} s)"
+        elif "disk is full" in lowered or "database or disk is full" in lowered:
+            reason = "the disk is full"
+        elif "not a database" in lowered:
+            reason = "file is not a database"
+        elif "malformed" in lowered or "corrupt" in lowered:
+            reason = "the database file is corrupt"
+        elif "unable to open" in lowered:
+            reason = "unable to open the database file (missing directory or no permission?)"
+        else:
+            reason = text
+        detail = "" if reason == text else f" ({text})"
+        return StoreError(f"SQLite store {self.path}: {action} failed: {reason}{detail}")
+
+    @staticmethod
+    async def _fetchall(connection: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[_Row]:
+        async with connection.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    @staticmethod
+    async def _fetchone(
+        connection: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
+    ) -> _Row | None:
+        async with connection.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+            return None if row is None else tuple(row)
+
+    @staticmethod
+    async def _rollback(connection: aiosqlite.Connection) -> None:
+        try:
+            if connection.in_transaction:
+                await connection.execute("ROLLBACK")
+        except (sqlite3.Error, ValueError):
+            pass
+
+    def _require_open(self) -> None:
+        if self._writer is None or self._readers is None:
+            raise StoreError(f"SQLite store {self.path} is not open")
+
+    async def _in_write(self, action: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run `body` in one BEGIN IMMEDIATE transaction; commit, or roll back on any error."""
+        self._require_open()
+        assert self._writer is not None
+        async with self._write_lock:
+            connection = self._writer
+            try:
+                await connection.execute("BEGIN IMMEDIATE")
+                result = await body(connection)
+                await connection.execute("COMMIT")
+                return result
+            except BaseException as exc:
+                await self._rollback(connection)
+                if isinstance(exc, sqlite3.Error):
+                    raise self._error(exc, action) from exc
+                raise
+
+    async def _in_read(self, action: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run `body` in one read transaction (a consistent snapshot) on a pooled reader."""
+        self._require_open()
+        assert self._readers is not None
+        readers = self._readers
+        connection = await readers.get()
+        try:
+            await connection.execute("BEGIN")
+            result = await body(connection)
+            await connection.execute("COMMIT")
+            return result
+        except BaseException as exc:
+            await self._rollback(connection)
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc, action) from exc
+            raise
+        finally:
+            readers.put_nowait(connection)
+
+    async def _bounds(self, connection: aiosqlite.Connection) -> tuple[int, int]:
+        """(head, min_revision) as the current transaction sees them."""
+        row = await self._fetchone(
+            connection,
+            "SELECT (SELECT COALESCE(MAX(revision), 0) FROM revisions), "
+            "(SELECT value FROM stonetown_meta WHERE name = 'min_revision')",
+        )
+        assert row is not None
+        return int(row[0]), int(row[1] or 0)
+
+    async def _check_revision(self, connection: aiosqlite.Connection, revision: int) -> int:
+        """Raise FailedPrecondition unless `revision` is readable; return the head."""
+        head, min_revision = await self._bounds(connection)
+        error = revision_out_of_range(revision, min_revision, head)
+        if error is not None:
+            raise error
+        return head
+
+    async def _schema_at(self, connection: aiosqlite.Connection, revision: int) -> StoredSchema | None:
+        row = await self._fetchone(
+            connection,
+            "SELECT text, revision FROM schemas WHERE revision <= ? ORDER BY revision DESC LIMIT 1",
+            (revision,),
+        )
+        return None if row is None else StoredSchema(row[0], int(row[1]))
+
+    async def _check_preconditions(
+        self, connection: aiosqlite.Connection, preconditions: Sequence[Precondition]
+    ) -> None:
+        for precondition in preconditions:
+            where, params = _filter_sql(precondition.filter, None)
+            row = await self._fetchone(
+                connection, f"SELECT 1 FROM relationships WHERE {where} LIMIT 1", params
+            )
+            if (row is not None) != (precondition.op is PreconditionOp.MUST_MATCH):
+                raise precondition_failed(precondition)
+
+    async def _new_revision(self, connection: aiosqlite.Connection, head: int, schema_changed: bool) -> int:
+        revision = head + 1
+        await connection.execute(
+            "INSERT INTO revisions (revision, timestamp, schema_changed) VALUES (?, ?, ?)",
+            (revision, _to_micros(datetime.now(UTC)), int(schema_changed)),
+        )
+        return revision
+
+    # ---------------------------------------------------------------------------- writes
+
+    async def head_revision(self) -> int:
+        """The newest committed revision (0 for an empty store)."""
+
+        async def body(connection: aiosqlite.Connection) -> int:
+            return (await self._bounds(connection))[0]
+
+        return await self._in_read("reading the head revision", body)
+
+    async def min_revision(self) -> int:
+        """The oldest revision that can still be read exactly."""
+
+        async def body(connection: aiosqlite.Connection) -> int:
+            return (await self._bounds(connection))[1]
+
+        return await self._in_read("reading the oldest revision", body)
+
+    async def write(
+        self,
+        updates: Sequence[Update],
+        preconditions: Sequence[Precondition] = (),
+        validate: WriteValidator | None = None,
+    ) -> int:
+        """Apply every update in one transaction and return the new revision."""
+        check_no_duplicates(updates)
+        for precondition in preconditions:
+            check_filter(precondition.filter)
+        ending = [update.relationship.key for update in updates if update.op is not UpdateOp.CREATE]
+        starting = [update.relationship for update in updates if update.op is not UpdateOp.DELETE]
+        # Built before the transaction: a caveat context that is not JSON fails early.
+        inserts = [_row_values(rel, 0)[:-1] for rel in starting]
+
+        async def body(connection: aiosqlite.Connection) -> int:
+            head, _ = await self._bounds(connection)
+            if validate is not None:
+                validate(await self._schema_at(connection, head), updates)
+            await self._check_preconditions(connection, preconditions)
+            revision = await self._new_revision(connection, head, False)
+            if ending:
+                await connection.executemany(
+                    "UPDATE relationships SET deleted_revision = ? "
+                    f"WHERE {_KEY_MATCH} AND deleted_revision IS NULL",
+                    [(revision, *key) for key in ending],
+                )
+            if inserts:
+                try:
+                    await connection.executemany(
+                        f"INSERT INTO relationships ({_COLUMNS}, created_revision) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(*values, revision) for values in inserts],
+                    )
+                except sqlite3.IntegrityError:
+                    await self._raise_already_exists(connection, updates, revision)
+                    raise
+            return revision
+
+        return await self._in_write("writing relationships", body)
+
+    async def _raise_already_exists(
+        self, connection: aiosqlite.Connection, updates: Sequence[Update], revision: int
+    ) -> None:
+        """After a failed insert: raise AlreadyExists for the first CREATE of a relationship that
+        was live before this write (rows this write inserted before the failure do not count)."""
+        created = [update.relationship for update in updates if update.op is UpdateOp.CREATE]
+        chunk = 500
+        for start in range(0, len(created), chunk):
+            part = created[start : start + chunk]
+            values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(part))
+            rows = await self._fetchall(
+                connection,
+                f"SELECT {_KEY_COLUMNS} FROM relationships WHERE deleted_revision IS NULL "
+                f"AND created_revision < ? AND ({_KEY_COLUMNS}) IN (VALUES {values})",
+                [revision, *(field for rel in part for field in rel.key)],
+            )
+            if rows:
+                found = {tuple(row) for row in rows}
+                rel = next(rel for rel in part if rel.key in found)
+                raise AlreadyExists(f"relationship {rel} already exists")
+
+    async def delete(
+        self,
+        filter: RelationshipFilter,
+        preconditions: Sequence[Precondition] = (),
+        limit: int | None = None,
+    ) -> DeleteResult:
+        """Delete every live relationship matching `filter` (at most `limit`) in one transaction."""
+        check_filter(filter)
+        for precondition in preconditions:
+            check_filter(precondition.filter)
+
+        async def body(connection: aiosqlite.Connection) -> DeleteResult:
+            head, _ = await self._bounds(connection)
+            await self._check_preconditions(connection, preconditions)
+            where, params = _filter_sql(filter, None)
+            probe = -1 if limit is None else limit + 1
+            rows = await self._fetchall(
+                connection,
+                f"SELECT id FROM relationships WHERE {where} ORDER BY {_KEY_COLUMNS} LIMIT ?",
+                [*params, probe],
+            )
+            limit_reached = limit is not None and len(rows) > limit
+            if limit_reached:
+                rows = rows[:limit]
+            if not rows:
+                return DeleteResult(head, 0, limit_reached)
+            revision = await self._new_revision(connection, head, False)
+            await connection.executemany(
+                "UPDATE relationships SET deleted_revision = ? WHERE id = ?",
+                [(revision, row[0]) for row in rows],
+            )
+            return DeleteResult(revision, len(rows), limit_reached)
+
+        return await self._in_write("deleting relationships", body)
+
+    async def write_schema(self, text: str, validate: SchemaChangeValidator | None = None) -> int:
+        """Store schema text as the schema in force; return the new revision."""
+
+        async def body(connection: aiosqlite.Connection) -> int:
+            head, _ = await self._bounds(connection)
+            if validate is not None:
+                rows = await self._fetchall(
+                    connection,
+                    f"SELECT {_COLUMNS} FROM relationships WHERE id IN ("
+                    "SELECT MIN(id) FROM relationships WHERE deleted_revision IS NULL GROUP BY "
+                    "resource_type, relation, subject_type, subject_relation, subject_id = '*', "
+                    "caveat_name, expiration IS NULL) ORDER BY id",
+                )
+                validate([_to_relationship(row) for row in rows])
+            revision = await self._new_revision(connection, head, True)
+            await connection.execute("INSERT INTO schemas (revision, text) VALUES (?, ?)", (revision, text))
+            return revision
+
+        return await self._in_write("writing the schema", body)
+
+    async def gc(self, older_than: datetime) -> int:
+        """Drop history older than the newest revision committed before `older_than`."""
+        cutoff = _to_micros(older_than)
+
+        async def body(connection: aiosqlite.Connection) -> int:
+            _, min_revision = await self._bounds(connection)
+            row = await self._fetchone(
+                connection, "SELECT MAX(revision) FROM revisions WHERE timestamp < ?", (cutoff,)
+            )
+            horizon = int(row[0]) if row is not None and row[0] is not None else 0
+            if horizon <= min_revision:
+                return 0
+            async with connection.execute(
+                "DELETE FROM relationships WHERE deleted_revision IS NOT NULL AND deleted_revision <= ?",
+                (horizon,),
+            ) as cursor:
+                removed = cursor.rowcount
+            await connection.execute("DELETE FROM revisions WHERE revision < ?", (horizon,))
+            await connection.execute(
+                "DELETE FROM schemas WHERE revision < "
+                "(SELECT MAX(revision) FROM schemas WHERE revision <= ?)",
+                (horizon,),
+            )
+            await connection.execute(
+                "UPDATE stonetown_meta SET value = ? WHERE name = 'min_revision'", (horizon,)
+            )
+            return removed
+
+        return await self._in_write("garbage collection", body)
+
+    # ----------------------------------------------------------------------------- reads
+
+    async def read(
+        self,
+        filter: RelationshipFilter,
+        revision: int,
+        *,
+        after: tuple[str, ...] | None = None,
+        limit: int | None = None,
+    ) -> list[Relationship]:
+        """Relationships live at `revision` matching `filter`, in key order, after `after`."""
+        check_filter(filter)
+        check_cursor(after)
+        if limit is not None and limit <= 0:
+            limit = 0
+
+        async def body(connection: aiosqlite.Connection) -> list[Relationship]:
+            head = await self._check_revision(connection, revision)
+            where, params = _filter_sql(filter, None if revision == head else revision)
+            if after is not None:
+                where += f" AND ({_KEY_COLUMNS}) > (?, ?, ?, ?, ?, ?)"
+                params += list(after)
+            rows = await self._fetchall(
+                connection,
+                f"SELECT {_COLUMNS} FROM relationships WHERE {where} ORDER BY {_KEY_COLUMNS} LIMIT ?",
+                [*params, -1 if limit is None else limit],
+            )
+            return [_to_relationship(row) for row in rows]
+
+        return await self._in_read("reading relationships", body)
+
+    async def iter_all(self, revision: int, batch: int = 50000) -> AsyncIterator[list[Relationship]]:
+        """Every relationship live at `revision`, in batches, in storage order (not key order).
+
+        Uses a connection of its own holding one read transaction, so the batches form one
+        snapshot however long the caller takes between them.
+        """
+        self._require_open()
+        try:
+            connection = await self._connect()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "reading all relationships") from exc
+        try:
+            await connection.execute("BEGIN")
+            head = await self._check_revision(connection, revision)
+            where, params = _filter_sql(RelationshipFilter(), None if revision == head else revision)
+            # NOT INDEXED: a table scan in rowid order beats walking an index for every row.
+            async with connection.execute(
+                f"SELECT {_COLUMNS} FROM relationships NOT INDEXED WHERE {where}", params
+            ) as cursor:
+                while True:
+                    rows = await cursor.fetchmany(batch)
+                    if not rows:
+                        break
+                    yield [_to_relationship(row) for row in rows]
+            await connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error(exc, "reading all relationships") from exc
+        finally:
+            await self._rollback(connection)
+            await connection.close()
+
+    async def changes(self, after_revision: int, *, limit: int | None = None) -> list[RevisionChanges]:
+        """The revisions after `after_revision` in order (at most `limit`), with their changes."""
+
+        async def body(connection: aiosqlite.Connection) -> list[RevisionChanges]:
+            _, min_revision = await self._bounds(connection)
+            error = changes_out_of_range(after_revision, min_revision)
+            if error is not None:
+                raise error
+            revisions = await self._fetchall(
+                connection,
+                "SELECT revision, timestamp, schema_changed FROM revisions WHERE revision > ? "
+                "ORDER BY revision LIMIT ?",
+                (after_revision, -1 if limit is None else limit),
+            )
+            if not revisions:
+                return []
+            last = int(revisions[-1][0])
+            per_revision: dict[int, list[Change]] = {int(row[0]): [] for row in revisions}
+            touched = await self._fetchall(
+                connection,
+                f"SELECT created_revision, {_COLUMNS} FROM relationships "
+                "WHERE created_revision > ? AND created_revision <= ?",
+                (after_revision, last),
+            )
+            for row in touched:
+                per_revision[int(row[0])].append(Change(ChangeOp.TOUCH, _to_relationship(row[1:])))
+            # A row ended in a revision that re-created its key was replaced, not deleted.
+            deleted = await self._fetchall(
+                connection,
+                f"SELECT r.deleted_revision, {', '.join('r.' + c for c in _COLUMNS.split(', '))} "
+                "FROM relationships AS r WHERE r.deleted_revision > ? AND r.deleted_revision <= ? "
+                "AND NOT EXISTS (SELECT 1 FROM relationships AS n WHERE "
+                "n.resource_type = r.resource_type AND n.resource_id = r.resource_id "
+                "AND n.relation = r.relation AND n.subject_type = r.subject_type "
+                "AND n.subject_id = r.subject_id AND n.subject_relation = r.subject_relation "
+                "AND n.created_revision = r.deleted_revision)",
+                (after_revision, last),
+            )
+            for row in deleted:
+                per_revision[int(row[0])].append(Change(ChangeOp.DELETE, _to_relationship(row[1:])))
+            result = []
+            for revision, timestamp, schema_changed in revisions:
+                entries = sorted(per_revision[int(revision)], key=_change_key)
+                result.append(
+                    RevisionChanges(
+                        int(revision), _from_micros(int(timestamp)), tuple(entries), bool(schema_changed)
+                    )
+                )
+            return result
+
+        return await self._in_read("reading the change log", body)
+
+    async def read_schema(self, revision: int | None = None) -> StoredSchema | None:
+        """The schema in force at `revision` (default: head), or None if none was written."""
+
+        async def body(connection: aiosqlite.Connection) -> StoredSchema | None:
+            if revision is None:
+                at = (await self._bounds(connection))[0]
+            else:
+                await self._check_revision(connection, revision)
+                at = revision
+            return await self._schema_at(connection, at)
+
+        return await self._in_read("reading the schema", body)
+
+
+def _change_key(change: Change) -> Key:
+    return change.relationship.key

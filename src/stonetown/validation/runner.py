@@ -1,0 +1,203 @@
+"""`stonetown validate`: load validation files into an in-memory store and check every claim
+with the real engine.
+
+Exit codes: 0 when every assertion and validation block holds, 1 when any fails (or the
+schema or a relationship is refused), 2 when a file cannot be read or is malformed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from stonetown.core.errors import StonetownError
+from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
+from stonetown.engine.admission import admission_error
+from stonetown.engine.datastore import Update, UpdateOp
+from stonetown.engine.expand import evaluate
+from stonetown.engine.system import PermissionSystem
+from stonetown.engine.types import Consistency, ExpandNode, Permissionship
+from stonetown.schema import SchemaError
+from stonetown.stores.memory import MemoryDatastore
+from stonetown.validation.files import ValidationFile, ValidationFileError, read_validation_file
+
+_EXPECTED = {
+    "assertTrue": Permissionship.ALLOWED,
+    "assertFalse": Permissionship.DENIED,
+    "assertCaveated": Permissionship.CONDITIONAL,
+}
+
+
+@dataclass
+class FileReport:
+    """What validating one file found."""
+
+    path: Path
+    assertions: int = 0
+    validations: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+async def load_into(system: PermissionSystem, parsed: ValidationFile) -> list[str]:
+    """Write the file's schema and relationships into a started system; return failures."""
+    try:
+        await system.write_schema(parsed.schema)
+    except SchemaError as exc:
+        return [
+            f"{parsed.path}:{parsed.schema_line + d.line - 1}:{d.column}: schema: {d.message}"
+            for d in exc.diagnostics
+        ]
+    except StonetownError as exc:
+        return [f"{parsed.path}:{parsed.schema_line}: schema: {exc}"]
+    assert system.state is not None
+    schema = system.state.schema
+    failures: list[str] = []
+    latest: dict[tuple[str, ...], Relationship] = {}
+    for rel, line in parsed.relationships:
+        error = admission_error(schema, rel)
+        if error is None:
+            try:
+                rel.validate_syntax()
+            except StonetownError as exc:
+                error = str(exc)
+        if error is not None:
+            failures.append(f"{parsed.path}:{line}: relationship {rel}: {error}")
+        latest[rel.key] = rel
+    if failures:
+        return failures
+    if latest:
+        await system.write_relationships([Update(UpdateOp.TOUCH, rel) for rel in latest.values()])
+    return []
+
+
+async def validate_parsed(parsed: ValidationFile) -> FileReport:
+    """Run every assertion and validation block of a parsed file."""
+    report = FileReport(parsed.path)
+    system = PermissionSystem(MemoryDatastore())
+    await system.start()
+    try:
+        report.failures = await load_into(system, parsed)
+        if report.failures:
+            return report
+        consistency = Consistency.fully_consistent()
+        for assertion in parsed.assertions:
+            report.assertions += 1
+            rel = assertion.relationship
+            try:
+                result = await system.check(
+                    rel.resource, rel.relation, rel.subject, consistency, context=assertion.context
+                )
+            except StonetownError as exc:
+                report.failures.append(f"{parsed.path}:{assertion.line}: {assertion.kind} {assertion.text}: {exc}")
+                continue
+            expected = _EXPECTED[assertion.kind]
+            if result.permissionship is not expected:
+                report.failures.append(
+                    f"{parsed.path}:{assertion.line}: {assertion.kind} {assertion.text} failed: "
+                    f"expected {expected.name}, got {result.permissionship.name}"
+                )
+        for key, (line, expected_subjects) in parsed.validation.items():
+            report.validations += 1
+            report.failures.extend(await _check_validation(system, parsed.path, key, line, expected_subjects))
+    finally:
+        await system.stop()
+    return report
+
+
+async def _check_validation(system: PermissionSystem, path: Path, key: str, line: int, expected: list) -> list[str]:
+    obj_text, _, relation = key.partition("#")
+    try:
+        tree, _revision = await system.expand(
+            ObjectRef.parse(obj_text), relation, Consistency.fully_consistent(), recursive=True
+        )
+    except StonetownError as exc:
+        return [f"{path}:{line}: validation {key}: {exc}"]
+    actual = expanded_subjects(tree)
+    wanted = {item.subject: item.via for item in expected}
+    failures: list[str] = []
+    for subject in sorted(wanted.keys() - actual.keys()):
+        failures.append(f"{path}:{line}: validation {key}: expected subject [{subject}] was not found")
+    for subject in sorted(actual.keys() - wanted.keys()):
+        failures.append(f"{path}:{line}: validation {key}: unexpected subject [{subject}] is {_via(actual[subject])}")
+    for subject in sorted(actual.keys() & wanted.keys()):
+        if actual[subject] != wanted[subject]:
+            failures.append(
+                f"{path}:{line}: validation {key}: [{subject}] is {_via(actual[subject])}, "
+                f"expected {_via(wanted[subject])}"
+            )
+    return failures
+
+
+def _via(onrs: frozenset[str]) -> str:
+    return "/".join(f"<{onr}>" for onr in sorted(onrs))
+
+
+def expanded_subjects(tree: ExpandNode) -> dict[str, frozenset[str]]:
+    """The subjects a recursive expand tree grants, as `zed validate` writes them, each with
+    the relations (`type:id#relation`) it is stored under."""
+    where: dict[SubjectRef, set[str]] = defaultdict(set)
+    caveats: dict[SubjectRef, str] = {}
+
+    def walk(node: ExpandNode) -> None:
+        if node.op is None:
+            for position, subject in enumerate(node.subjects):
+                where[subject].add(f"{node.object}#{node.relation}")
+                caveat = node.subject_caveats[position] if position < len(node.subject_caveats) else None
+                if caveat:
+                    caveats[subject] = caveat
+        for child in node.children:
+            walk(child)
+
+    walk(tree)
+    granted = evaluate(tree)
+    out: dict[str, frozenset[str]] = {}
+    for subject in granted.concrete:
+        text = str(subject) + (f"[{caveats[subject]}]" if subject in caveats else "")
+        out[text] = frozenset(where.get(subject, ()))
+    for stype, excluded in granted.wildcards.items():
+        wildcard = SubjectRef(stype, "*")
+        text = f"{stype}:*"
+        if excluded:
+            text += " - {" + ", ".join(f"{stype}:{i}" for i in sorted(excluded)) + "}"
+        out[text] = frozenset(where.get(wildcard, ()))
+    return out
+
+
+def validate_files(paths: list[str], out: TextIO) -> int:
+    """Validate each file, print failures and a summary to `out`; return the exit code."""
+    code = 0
+    files = assertions = validations = failed = 0
+    for name in paths:
+        try:
+            parsed = read_validation_file(name)
+        except ValidationFileError as exc:
+            print(f"error: {exc}", file=out)
+            code = 2
+            continue
+        report = asyncio.run(validate_parsed(parsed))
+        files += 1
+        assertions += report.assertions
+        validations += report.validations
+        for failure in report.failures:
+            print(failure, file=out)
+        if report.failures:
+            failed += 1
+            code = max(code, 1)
+    verdict = "all passed" if code == 0 else f"{failed} file(s) failed" if code == 1 else "errors"
+    print(
+        f"validated {files} file(s): {assertions} assertion(s), {validations} validation block(s): {verdict}",
+        file=out,
+    )
+    return code
+
+
+def main(paths: list[str]) -> int:
+    """Entry point for `stonetown validate FILE...`."""
+    if not paths:
+        print("usage: stonetown validate FILE...", file=sys.stderr)
+        return 2
+    return validate_files(paths, sys.stdout)

@@ -1,0 +1,249 @@
+"""SQLite-specific behaviour: persistence, crash safety, foreign files, read-only files, locks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from stonetown.core.errors import StoreError
+from stonetown.core.relationship import Relationship
+from stonetown.engine.datastore import ChangeOp, RelationshipFilter, StoredSchema, Update, UpdateOp
+from stonetown.stores.sqlite import SqliteDatastore
+
+WRITER_SCRIPT = Path(__file__).with_name("sqlite_crash_writer.py")
+
+
+def create(text: str) -> Update:
+    """A CREATE update from tuple notation."""
+    return Update(UpdateOp.CREATE, Relationship.parse(text))
+
+
+async def opened(path: Path, **options: object) -> SqliteDatastore:
+    """An opened SQLite store at `path`."""
+    store = SqliteDatastore(str(path), **options)  # type: ignore[arg-type]
+    await store.open()
+    return store
+
+
+async def all_text(store: SqliteDatastore) -> list[str]:
+    """Every relationship at the head, as strings in key order."""
+    return [str(r) for r in await store.read(RelationshipFilter(), await store.head_revision())]
+
+
+async def test_persists_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    store = await opened(path)
+    r1 = await store.write([create("document:a#viewer@user:ana[expiration:2030-01-01T00:00:00Z]")])
+    r2 = await store.write_schema("definition user {}")
+    r3 = await store.write([create('document:b#viewer@user:bob[c:{"k":[1,2]}]')])
+    await store.close()
+    await store.close()  # closing twice is harmless
+
+    store = await opened(path)
+    try:
+        assert await store.head_revision() == r3
+        assert await all_text(store) == [
+            "document:a#viewer@user:ana[expiration:2030-01-01T00:00:00Z]",
+            'document:b#viewer@user:bob[c:{"k":[1,2]}]',
+        ]
+        assert await store.read_schema() == StoredSchema("definition user {}", r2)
+        assert [e.revision for e in await store.changes(0)] == [r1, r2, r3]
+        assert await store.write([]) == r3 + 1
+        await store.gc(datetime.now(UTC) + timedelta(seconds=5))
+        horizon = await store.min_revision()
+        assert horizon == r3 + 1
+    finally:
+        await store.close()
+    store = await opened(path)
+    try:
+        assert await store.min_revision() == horizon
+    finally:
+        await store.close()
+
+
+async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "crash.db"
+    size = 40
+    process = subprocess.Popen(
+        [sys.executable, str(WRITER_SCRIPT), str(path), str(size)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    acknowledged: dict[int, int] = {}
+    try:
+        assert process.stdout is not None
+        while len(acknowledged) < 60:
+            line = process.stdout.readline()
+            if not line:
+                pytest.fail(f"writer exited early: {process.stderr.read() if process.stderr else ''}")
+            batch, revision = map(int, line.split())
+            acknowledged[batch] = revision
+        os.kill(process.pid, signal.SIGKILL)  # mid-load: the writer never pauses
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+    assert process.returncode == -signal.SIGKILL
+
+    store = await opened(path)
+    try:
+        head = await store.head_revision()
+        assert head >= max(acknowledged.values())
+        rows = await store.read(RelationshipFilter(resource_type="document"), head)
+        per_batch: dict[int, int] = {}
+        for rel in rows:
+            batch = int(rel.resource_id[1:].split("_")[0])
+            per_batch[batch] = per_batch.get(batch, 0) + 1
+        for batch, revision in acknowledged.items():
+            assert per_batch.get(batch) == size, f"acknowledged batch {batch} (revision {revision}) is missing"
+            at_revision = await store.read(RelationshipFilter(resource_type="document"), revision)
+            assert len(at_revision) == size * (batch + 1)
+        # Nothing partial: every batch that is visible at all is complete.
+        assert all(count == size for count in per_batch.values())
+        assert sorted(per_batch) == list(range(len(per_batch)))
+        assert await store.write([create("document:after#viewer@user:crash")]) == head + 1
+    finally:
+        await store.close()
+
+
+async def test_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, amount REAL)")
+    store = SqliteDatastore(str(path))
+    with pytest.raises(StoreError, match=r"other\.db is not a Stonetown database.*invoices"):
+        await store.open()
+    await store.close()
+    with sqlite3.connect(path) as connection:  # untouched
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    assert tables == ["invoices"]
+
+
+async def test_garbage_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    content = b"these are my notes, not a database\n" * 200
+    path.write_bytes(content)
+    with pytest.raises(StoreError, match=r"notes\.txt.*file is not a database"):
+        await opened(path)
+    assert path.read_bytes() == content
+
+
+async def test_newer_layout_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    store = await opened(path)
+    await store.close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("INSERT INTO stonetown_migrations VALUES (999, 'from the future', 0)")
+    with pytest.raises(StoreError, match="newer Stonetown"):
+        await opened(path)
+
+
+async def test_missing_directory_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no/such/dir"):
+        await opened(tmp_path / "no" / "such" / "dir" / "store.db")
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Make `path` read-only for this process: chmod, or for root (who ignores modes) the
+    immutable attribute; skip the test when neither is possible."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(0o644)
+        return
+    result = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+    if result.returncode != 0:
+        pytest.skip(f"running as root and cannot make a file immutable: {result.stderr!r}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+async def test_read_only_file(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    store = await opened(path)
+    head = await store.write([create("document:a#viewer@user:ana")])
+    await store.close()
+    with read_only(path):
+        store = await opened(path)
+        try:
+            with pytest.raises(StoreError, match=r"store\.db.*read-only"):
+                await store.write([create("document:b#viewer@user:bob")])
+            with pytest.raises(StoreError, match="read-only"):
+                await store.write_schema("definition user {}")
+            assert await store.head_revision() == head
+            assert await all_text(store) == ["document:a#viewer@user:ana"]
+        finally:
+            await store.close()
+    store = await opened(path)
+    try:
+        assert await all_text(store) == ["document:a#viewer@user:ana"]
+        assert await store.write([create("document:b#viewer@user:bob")]) == head + 1
+    finally:
+        await store.close()
+
+
+async def test_lock_held_too_long_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    store = await opened(path, busy_timeout=0.2)
+    try:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreError, match="locked"):
+                await store.write([create("document:a#viewer@user:ana")])
+            assert await store.head_revision() == 0  # reads still work under WAL
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert await store.write([create("document:a#viewer@user:ana")]) == 1
+    finally:
+        await store.close()
+
+
+async def test_two_stores_sharing_a_file_allocate_distinct_revisions(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    first, second = await opened(path), await opened(path)
+    try:
+
+        async def load(store: SqliteDatastore, name: str) -> list[int]:
+            return [await store.write([create(f"document:{name}{i}#viewer@user:ana")]) for i in range(25)]
+
+        revisions_a, revisions_b = await asyncio.gather(load(first, "a"), load(second, "b"))
+        assert sorted(revisions_a + revisions_b) == list(range(1, 51))
+        assert len(await all_text(first)) == 50
+        log = await second.changes(0)
+        assert [len(entry.changes) for entry in log] == [1] * 50
+        assert all(c.op is ChangeOp.TOUCH for entry in log for c in entry.changes)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_iter_all_is_one_snapshot(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "store.db")
+    try:
+        head = await store.write([create(f"document:d{i}#viewer@user:ana") for i in range(100)])
+        batches = store.iter_all(head, batch=30)
+        first = await anext(batches)
+        await store.write([Update(UpdateOp.DELETE, r) for r in first])
+        await store.gc(datetime.now(UTC) + timedelta(seconds=5))  # the deleted rows are gone
+        rest = [batch async for batch in batches]
+        assert sum(len(b) for b in [first, *rest]) == 100
+    finally:
+        await store.close()
