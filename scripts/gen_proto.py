@@ -63,7 +63,9 @@ def generate(out: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory to write (default: %(default)s)")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="directory to write (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     written = generate(args.out)
     print(f"wrote {len(written)} files under {args.out}", file=sys.stderr)

@@ -17,7 +17,9 @@ import yaml
 from stonetown.core.errors import InvalidArgument
 from stonetown.schema.fga import FgaError, FgaSyntaxError, FgaValidationError, import_fga, import_fga_json
 
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance" / "openfga" / "dsl-language-tests"
+CORPUS = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance" / "openfga" / "dsl-language-tests"
+)
 
 
 def _cases(name: str) -> list[Any]:

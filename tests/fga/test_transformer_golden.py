@@ -15,7 +15,9 @@ from stonetown.schema.fga.json_model import model_from_json
 from stonetown.schema.fga.parser import parse_model
 from stonetown.schema.fga.to_ir import model_to_ir
 
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance" / "openfga" / "dsl-language-tests"
+CORPUS = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance" / "openfga" / "dsl-language-tests"
+)
 TRANSFORMER = CORPUS / "transformer"
 
 
@@ -28,7 +30,8 @@ def _pairs() -> list[Any]:
 def _normalised(schema: ir.Schema) -> tuple[dict[str, ir.Definition], dict[str, Any]]:
     # JSON keeps condition parameters in a map, so their order is not meaningful there.
     caveats = {
-        name: (c.expression, sorted((p.name, p.type) for p in c.parameters)) for name, c in schema.caveats.items()
+        name: (c.expression, sorted((p.name, p.type) for p in c.parameters))
+        for name, c in schema.caveats.items()
     }
     return schema.definitions, caveats
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from stonetown.schema import analyze, compile_schema
+from stonetown.schema import compile_schema
+from stonetown.schema.analysis import Analysis, analyze
 
 SCHEMA = """
 definition user {}
@@ -25,13 +26,16 @@ caveat unused_cav(abc int) { abc == 1 }
 """
 
 
-def _edges(analysis, source):  # type: ignore[no-untyped-def]
+def _edges(analysis: Analysis, source: tuple[str, str]) -> set[tuple[tuple[str, str], str]]:
     return {(v, data["kind"]) for _, v, data in analysis.graph.out_edges(source, data=True)}
 
 
 def test_graph_edges() -> None:
     analysis = analyze(compile_schema(SCHEMA))
-    assert _edges(analysis, ("group", "member")) == {(("user", "..."), "direct"), (("group", "member"), "direct")}
+    assert _edges(analysis, ("group", "member")) == {
+        (("user", "..."), "direct"),
+        (("group", "member"), "direct"),
+    }
     assert (("user", "*"), "direct") in _edges(analysis, ("folder", "viewer"))
     view = _edges(analysis, ("doc", "view"))
     assert (("doc", "viewer"), "computed") in view
@@ -56,8 +60,11 @@ def test_warnings() -> None:
     assert "relation `unused_rel` under definition `doc` is not used" in text
     assert "caveat `unused_cav` is not used by any relation" in text
     assert "Arrow `owner->member`" in text and "the subject relation will be ignored" in text
-    assert (16, 'Permission "loop" references itself, which will cause an error to be raised due to infinite '
-            "recursion") in messages
+    assert (
+        16,
+        'Permission "loop" references itself, which will cause an error to be raised due to infinite '
+        "recursion",
+    ) in messages
     assert "relation `viewer` under definition `doc`" not in text
 
 

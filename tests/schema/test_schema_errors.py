@@ -120,7 +120,8 @@ CASES: list[tuple[str, str, int, int, str]] = [
     ),
     (
         "transitive-wildcard",
-        USER + "definition group {\n relation member: user:*\n}\ndefinition doc {\n relation viewer: group#member\n}",
+        USER + "definition group {\n relation member: user:*\n}\n"
+        "definition doc {\n relation viewer: group#member\n}",
         6,
         19,
         "for relation `viewer`: relation/permission `group#member` includes wildcard type `user` via "
@@ -157,7 +158,13 @@ CASES: list[tuple[str, str, int, int, str]] = [
         "there exists a cycle in permissions: aaa",
     ),
     # ---- identifiers ----
-    ("uppercase-definition", "definition User {}", 1, 12, "invalid definition name `User`: value does not match"),
+    (
+        "uppercase-definition",
+        "definition User {}",
+        1,
+        12,
+        "invalid definition name `User`: value does not match",
+    ),
     ("short-definition", "definition ab {}", 1, 12, "invalid definition name `ab`"),
     ("bad-prefix", "definition Docs/document {}", 1, 12, "invalid definition name `Docs/document`"),
     ("trailing-underscore", "definition user_ {}", 1, 12, "invalid definition name `user_`"),
@@ -168,7 +175,13 @@ CASES: list[tuple[str, str, int, int, str]] = [
         11,
         "invalid relation name `v`: value does not match regex pattern ^[a-z][a-z0-9_]{1,62}[a-z0-9]$",
     ),
-    ("short-permission", USER + "definition doc {\n permission pp = nil\n}", 3, 13, "invalid permission name `pp`"),
+    (
+        "short-permission",
+        USER + "definition doc {\n permission pp = nil\n}",
+        3,
+        13,
+        "invalid permission name `pp`",
+    ),
     (
         "short-computed-name",
         USER + "definition doc {\n permission view = vv\n}",
@@ -188,7 +201,9 @@ CASES: list[tuple[str, str, int, int, str]] = [
     ),
     (
         "caveat-and-expiration-without-use",
-        "caveat cav(abc int) { abc == 1 }\n" + USER + "definition doc {\n relation viewer: user with cav and expiration\n}",
+        "caveat cav(abc int) { abc == 1 }\n"
+        + USER
+        + "definition doc {\n relation viewer: user with cav and expiration\n}",
         4,
         37,
         "expiration flag is not enabled",
@@ -204,29 +219,91 @@ CASES: list[tuple[str, str, int, int, str]] = [
     ),
     ("unknown-list-element-type", "caveat cav(abc list<foo>) { abc }", 1, 21, "unknown type `foo`"),
     ("list-without-argument", "caveat cav(abc list) { abc }", 1, 16, "type `list` requires 1 type argument"),
-    ("scalar-with-argument", "caveat cav(abc int<string>) { abc }", 1, 16, "type `int` does not take type arguments"),
+    (
+        "scalar-with-argument",
+        "caveat cav(abc int<string>) { abc }",
+        1,
+        16,
+        "type `int` does not take type arguments",
+    ),
     ("no-parameters", "caveat cav() { true }", 1, 8, "caveat `cav` must have at least one parameter defined"),
     ("empty-expression", "caveat cav(abc int) {  }", 1, 24, "caveat `cav` has an empty expression"),
     # ---- syntax ----
-    ("missing-colon", "definition doc {\n relation viewer user\n}", 2, 18, "expected `:` after relation name"),
+    (
+        "missing-colon",
+        "definition doc {\n relation viewer user\n}",
+        2,
+        18,
+        "expected `:` after relation name",
+    ),
     ("missing-brace", "definition doc {\n", 2, 1, "definition `doc` opened at 1:1 is missing its `}`"),
-    ("nested-arrow", "definition doc { permission view = aaa->bbb->ccc }", 1, 44, "nested arrows are not supported"),
-    ("unknown-arrow-function", "definition doc { permission view = aaa.foo(bbb) }", 1, 40, "unknown arrow function `foo`"),
-    ("dangling-operator", "definition doc {\n permission view = aaa +\n}", 3, 1, "expected a relation, permission"),
+    (
+        "nested-arrow",
+        "definition doc { permission view = aaa->bbb->ccc }",
+        1,
+        44,
+        "nested arrows are not supported",
+    ),
+    (
+        "unknown-arrow-function",
+        "definition doc { permission view = aaa.foo(bbb) }",
+        1,
+        40,
+        "unknown arrow function `foo`",
+    ),
+    (
+        "dangling-operator",
+        "definition doc {\n permission view = aaa +\n}",
+        3,
+        1,
+        "expected a relation, permission",
+    ),
     ("bad-wildcard", "definition doc {\n relation viewer: user:foo\n}", 2, 24, "expected `*` after `user:`"),
-    ("bad-trait", "definition doc {\n relation viewer: user with cav and foo\n}", 2, 37, "expected `expiration`"),
+    (
+        "bad-trait",
+        "definition doc {\n relation viewer: user with cav and foo\n}",
+        2,
+        37,
+        "expected `expiration`",
+    ),
     ("bad-character", "definition doc { $ }", 1, 18, "unexpected character '$'"),
     ("nul-byte", "\x00", 1, 1, "unexpected character '\\x00'"),
     ("unterminated-comment", USER + "/* never closed", 2, 1, "unterminated comment"),
     ("unterminated-caveat", "caveat cav(abc int) { abc == '}' ", 1, 21, "caveat `cav` expression is missing"),
-    ("garbage-top-level", "relation viewer: user", 1, 1, "expected `definition`, `caveat` or `use`, found `relation`"),
-    ("junk-after-permission", "definition doc { permission view = aaa bbb }", 1, 40, "unexpected `bbb` after permission"),
-    ("parenthesis-unclosed", "definition doc { permission view = (aaa }", 1, 41, "expected `)` to close the `(` at 1:36"),
-    ("member-outside-braces", "definition doc {\ndefinition user {}", 2, 1, "expected `}` to close the definition"),
+    (
+        "garbage-top-level",
+        "relation viewer: user",
+        1,
+        1,
+        "expected `definition`, `caveat` or `use`, found `relation`",
+    ),
+    (
+        "junk-after-permission",
+        "definition doc { permission view = aaa bbb }",
+        1,
+        40,
+        "unexpected `bbb` after permission",
+    ),
+    (
+        "parenthesis-unclosed",
+        "definition doc { permission view = (aaa }",
+        1,
+        41,
+        "expected `)` to close the `(` at 1:36",
+    ),
+    (
+        "member-outside-braces",
+        "definition doc {\ndefinition user {}",
+        2,
+        1,
+        "expected `}` to close the definition",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("text", "line", "column", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("text", "line", "column", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_invalid_schema(text: str, line: int, column: int, message: str) -> None:
     with pytest.raises(SchemaError) as caught:
         compile_schema(text)

@@ -75,8 +75,14 @@ def test_docs_survive_round_trip() -> None:
 @pytest.mark.parametrize(
     ("rewrite", "text"),
     [
-        (ir.Union((ir.ComputedUserset("aaa"), ir.Intersection((ir.ComputedUserset("bbb"), ir.Nil())))), "aaa + (bbb & nil)"),
-        (ir.Intersection((ir.Union((ir.ComputedUserset("aaa"), ir.ComputedUserset("bbb"))), ir.Nil())), "aaa + bbb & nil"),
+        (
+            ir.Union((ir.ComputedUserset("aaa"), ir.Intersection((ir.ComputedUserset("bbb"), ir.Nil())))),
+            "aaa + (bbb & nil)",
+        ),
+        (
+            ir.Intersection((ir.Union((ir.ComputedUserset("aaa"), ir.ComputedUserset("bbb"))), ir.Nil())),
+            "aaa + bbb & nil",
+        ),
         (ir.Exclusion(ir.Exclusion(ir.ComputedUserset("aaa"), ir.Nil()), ir.Nil()), "aaa - nil - nil"),
         (ir.Exclusion(ir.ComputedUserset("aaa"), ir.Exclusion(ir.Nil(), ir.Nil())), "aaa - (nil - nil)"),
         (ir.Intersection((ir.Exclusion(ir.Nil(), ir.Nil()), ir.Nil())), "(nil - nil) & nil"),

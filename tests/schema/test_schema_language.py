@@ -8,7 +8,9 @@ from stonetown.schema import ast, compile_schema, ir, parse_schema
 from stonetown.schema.ir import ComputedUserset as CU
 from stonetown.schema.ir import Exclusion, Intersection, Nil, TupleToUserset, Union
 
-PRELUDE = "definition user {}\ndefinition doc {\n relation aaa: user\n relation bbb: user\n relation ccc: user\n"
+PRELUDE = (
+    "definition user {}\ndefinition doc {\n relation aaa: user\n relation bbb: user\n relation ccc: user\n"
+)
 PRELUDE += " relation ddd: user\n relation parent: doc\n"
 
 
@@ -183,7 +185,11 @@ def test_parse_schema_gives_ast_with_positions() -> None:
     expression = permission.expression
     assert isinstance(expression, ast.OperatorExpr)
     assert expression.operator == "-"
-    assert [o.name.value for o in expression.operands if isinstance(o, ast.IdentifierExpr)] == ["aaa", "bbb", "ccc"]
+    assert [o.name.value for o in expression.operands if isinstance(o, ast.IdentifierExpr)] == [
+        "aaa",
+        "bbb",
+        "ccc",
+    ]
     assert (expression.line, expression.column) == (3, 20)
 
 
@@ -197,7 +203,9 @@ def test_keywords_are_contextual() -> None:
 
 
 def test_semicolons_and_empty_input() -> None:
-    schema = compile_schema("definition user {}; definition doc { relation viewer: user; permission view = viewer; }")
+    schema = compile_schema(
+        "definition user {}; definition doc { relation viewer: user; permission view = viewer; }"
+    )
     assert list(schema.definitions["doc"].relations) == ["viewer", "view"]
     assert compile_schema("") == ir.Schema({}, {})
     assert compile_schema("  // only a comment\n/* and a block */\n") == ir.Schema({}, {})

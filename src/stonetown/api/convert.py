@@ -250,7 +250,9 @@ def relationship_from_proto(message: core.Relationship, has: bool, path: str) ->
         if not name:
             raise InvalidArgument(f"{path}.optional_caveat.caveat_name: required")
         if len(name) > MAX_CAVEAT_NAME_LENGTH or not RELATION_NAME_RE.match(name):
-            raise InvalidArgument(f"{path}.optional_caveat.caveat_name: {_short(name)} is not a valid caveat name")
+            raise InvalidArgument(
+                f"{path}.optional_caveat.caveat_name: {_short(name)} is not a valid caveat name"
+            )
         context = struct_to_dict(message.optional_caveat.context, message.optional_caveat.HasField("context"))
         caveat = ContextualizedCaveat(name, context or {})
     expiration: datetime | None = None
@@ -328,7 +330,9 @@ def filter_from_proto(message: core.RelationshipFilter, has: bool, path: str) ->
     if resource_id is not None:
         check_object_id(resource_id, f"{path}.optional_resource_id", allow_wildcard=False)
     if prefix is not None and len(prefix) > MAX_OBJECT_ID_LENGTH:
-        raise InvalidArgument(f"{path}.optional_resource_id_prefix: longer than {MAX_OBJECT_ID_LENGTH} characters")
+        raise InvalidArgument(
+            f"{path}.optional_resource_id_prefix: longer than {MAX_OBJECT_ID_LENGTH} characters"
+        )
     relation = message.optional_relation or None
     if relation is not None:
         check_relation_name(relation, f"{path}.optional_relation")
@@ -370,7 +374,12 @@ def update_from_proto(message: core.RelationshipUpdate, path: str) -> Update:
     op = _UPDATE_OPS.get(message.operation)
     if op is None:
         raise InvalidArgument(f"{path}.operation: must be CREATE, TOUCH or DELETE")
-    return Update(op, relationship_from_proto(message.relationship, message.HasField("relationship"), f"{path}.relationship"))
+    return Update(
+        op,
+        relationship_from_proto(
+            message.relationship, message.HasField("relationship"), f"{path}.relationship"
+        ),
+    )
 
 
 def update_to_proto(update: Update) -> core.RelationshipUpdate:
@@ -432,7 +441,9 @@ def permissionship_from_proto(value: int) -> Permissionship:
 def lookup_permissionship(conditional: bool) -> int:
     """HAS_PERMISSION or CONDITIONAL_PERMISSION for a lookup result."""
     return (
-        permission.PERMISSIONSHIP_CONDITIONAL_PERMISSION if conditional else permission.PERMISSIONSHIP_HAS_PERMISSION
+        permission.PERMISSIONSHIP_CONDITIONAL_PERMISSION
+        if conditional
+        else permission.PERMISSIONSHIP_HAS_PERMISSION
     )
 
 
@@ -474,7 +485,9 @@ def expand_from_proto(tree: permission.PermissionRelationshipTree) -> ExpandNode
         for item in tree.leaf.subjects:
             node.subjects.append(
                 SubjectRef(
-                    item.subject.object.object_type, item.subject.object.object_id, item.subject.optional_relation
+                    item.subject.object.object_type,
+                    item.subject.object.object_id,
+                    item.subject.optional_relation,
                 )
             )
             node.subject_caveats.append(item.caveat_name or None)

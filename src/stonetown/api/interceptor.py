@@ -103,7 +103,9 @@ class _Call:
 
     def _admit(self, request: Any) -> None:
         if not self.authorized:
-            raise Unauthenticated("missing or wrong preshared key (expected metadata `authorization: bearer KEY`)")
+            raise Unauthenticated(
+                "missing or wrong preshared key (expected metadata `authorization: bearer KEY`)"
+            )
         if isinstance(request, _Undecodable):
             raise InvalidArgument(f"request: cannot be decoded ({type(request.error).__name__})")
 
@@ -118,7 +120,9 @@ class _Call:
         else:
             log.info("rpc", extra=fields | {"error": details})
 
-    def unary(self, behavior: Callable[[Any, aio.ServicerContext], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    def unary(
+        self, behavior: Callable[[Any, aio.ServicerContext], Awaitable[Any]]
+    ) -> Callable[..., Awaitable[Any]]:
         """Wrap a handler that returns one response."""
 
         async def handle(request: Any, context: aio.ServicerContext) -> Any:
@@ -134,7 +138,9 @@ class _Call:
                 self._finish(start, context.code() or grpc.StatusCode.UNKNOWN, context.details() or "", None)
                 raise
             except TimeoutError as exc:
-                code, details, _ = status_for(DeadlineExceeded(f"the request took longer than {self.timeout}s"))
+                code, details, _ = status_for(
+                    DeadlineExceeded(f"the request took longer than {self.timeout}s")
+                )
                 self._finish(start, code, details, exc)
             except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
                 code, details, _ = status_for(exc)
@@ -146,7 +152,9 @@ class _Call:
 
         return handle
 
-    def stream(self, behavior: Callable[[Any, aio.ServicerContext], AsyncIterator[Any]]) -> Callable[..., Any]:
+    def stream(
+        self, behavior: Callable[[Any, aio.ServicerContext], AsyncIterator[Any]]
+    ) -> Callable[..., Any]:
         """Wrap a handler that streams responses; the deadline covers the whole stream."""
 
         async def handle(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
@@ -174,7 +182,9 @@ class _Call:
                 self._finish(start, grpc.StatusCode.CANCELLED, "stream closed", None)
                 raise
             except TimeoutError as exc:
-                code, details, _ = status_for(DeadlineExceeded(f"the request took longer than {self.timeout}s"))
+                code, details, _ = status_for(
+                    DeadlineExceeded(f"the request took longer than {self.timeout}s")
+                )
                 self._finish(start, code, details, exc)
             except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
                 code, details, _ = status_for(exc)

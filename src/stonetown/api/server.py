@@ -119,7 +119,9 @@ async def prepare_store(system: PermissionSystem, config: ServerConfig) -> None:
                 await system.write_schema(schema_text)
             if relationships:
                 await system.write_relationships([Update(UpdateOp.TOUCH, rel) for rel in relationships])
-            log.info("bootstrapped", extra={"file": config.bootstrap_file, "relationships": len(relationships)})
+            log.info(
+                "bootstrapped", extra={"file": config.bootstrap_file, "relationships": len(relationships)}
+            )
         else:
             log.info("bootstrap skipped: the store is not empty", extra={"file": config.bootstrap_file})
     if config.schema_file is not None:
@@ -155,7 +157,9 @@ def build_server(
     schema_grpc.add_SchemaServiceServicer_to_server(SchemaServicer(system), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
     address = _bind_address(config.host, config.port)
     if config.tls_cert is not None and config.tls_key is not None:
         credentials = grpc.ssl_server_credentials(
@@ -247,7 +251,10 @@ def _serve_workers(config: ServerConfig) -> int:
         metrics_port = serve_metrics(config.metrics_addr)
         log.info("metrics", extra={"address": f"{config.metrics_addr.rpartition(':')[0]}:{metrics_port}"})
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker_main, args=(config,), name=f"stonetown-worker-{n}") for n in range(config.workers)]
+    workers = [
+        context.Process(target=_worker_main, args=(config,), name=f"stonetown-worker-{n}")
+        for n in range(config.workers)
+    ]
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:

@@ -149,7 +149,9 @@ def check(args: argparse.Namespace, client: Client) -> int:
 
 def expand(args: argparse.Namespace, client: Client) -> int:
     """`expand RESOURCE PERMISSION`: print the userset tree."""
-    outcome = client.expand(args.resource, args.permission, recursive=args.recursive, consistency=consistency_of(args))
+    outcome = client.expand(
+        args.resource, args.permission, recursive=args.recursive, consistency=consistency_of(args)
+    )
     if args.json:
         output.emit_json({"tree": output.expand_json(outcome.tree), "token": outcome.token})
     else:
@@ -172,7 +174,9 @@ def lookup_resources(args: argparse.Namespace, client: Client) -> int:
         if args.json:
             output.emit_json(output.resource_json(found))
         else:
-            print(f"{args.resource_type}:{found.resource_id}" + (" (conditional)" if found.conditional else ""))
+            print(
+                f"{args.resource_type}:{found.resource_id}" + (" (conditional)" if found.conditional else "")
+            )
     return EXIT_OK
 
 

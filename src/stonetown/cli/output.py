@@ -55,7 +55,8 @@ def expand_json(node: ExpandNode) -> dict[str, Any]:
     else:
         caveats = list(node.subject_caveats) + [None] * (len(node.subjects) - len(node.subject_caveats))
         result["subjects"] = [
-            {"subject": str(subject), "caveat": caveat} for subject, caveat in zip(node.subjects, caveats, strict=False)
+            {"subject": str(subject), "caveat": caveat}
+            for subject, caveat in zip(node.subjects, caveats, strict=False)
         ]
     return result
 
@@ -114,7 +115,9 @@ def watch_json(event: WatchEvent) -> dict[str, Any]:
     return {
         "token": event.token,
         "schema_changed": event.schema_changed,
-        "changes": [{"op": change.op.value, "relationship": str(change.relationship)} for change in event.changes],
+        "changes": [
+            {"op": change.op.value, "relationship": str(change.relationship)} for change in event.changes
+        ],
     }
 
 

@@ -11,7 +11,9 @@ class Progress:
     """Redraws `label [#####.....] 50% 500/1000` (or `label 500` without a total) on stderr,
     at most ten times a second when stderr is a terminal; a final line either way."""
 
-    def __init__(self, label: str, total: int | None = None, *, enabled: bool = True, stream: TextIO | None = None):
+    def __init__(
+        self, label: str, total: int | None = None, *, enabled: bool = True, stream: TextIO | None = None
+    ):
         self.label = label
         self.total = total
         self.count = 0

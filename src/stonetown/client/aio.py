@@ -95,7 +95,12 @@ class AsyncClient(ClientBase):
         return self._check_bulk_outcomes(await self._unary(self._permissions.CheckBulk, request))
 
     async def expand(
-        self, resource: ObjectLike, permission: str, *, recursive: bool = False, consistency: ConsistencyLike = None
+        self,
+        resource: ObjectLike,
+        permission: str,
+        *,
+        recursive: bool = False,
+        consistency: ConsistencyLike = None,
     ) -> ExpandOutcome:
         """The userset tree of `permission` on `resource`."""
         request = self._expand_request(resource, permission, recursive, consistency)
@@ -183,12 +188,16 @@ class AsyncClient(ClientBase):
         request = self._read_request(filter, consistency, limit, cursor)
         rels: list[Relationship] = []
         last_cursor, token = "", ""
-        async for response in self._stream(self._relationships.ReadRelationships, request, timeout=self.timeout):
+        async for response in self._stream(
+            self._relationships.ReadRelationships, request, timeout=self.timeout
+        ):
             rels.append(self._relationship(response))
             last_cursor, token = response.after_result_cursor.token, response.read_at.token
         return ReadPage(rels, last_cursor, token)
 
-    async def watch(self, resource_types: Sequence[str] = (), *, after: str | None = None) -> AsyncIterator[WatchEvent]:
+    async def watch(
+        self, resource_types: Sequence[str] = (), *, after: str | None = None
+    ) -> AsyncIterator[WatchEvent]:
         """Changes after the token `after` (default: from now on), as they commit. Endless."""
         request = self._watch_request(resource_types, after)
         async for response in self._stream(self._relationships.Watch, request, timeout=None):

@@ -148,7 +148,10 @@ class ClientBase:
         )
 
     def _check_bulk_request(
-        self, checks: Iterable[CheckLike], contextual: Iterable[RelationshipLike], consistency: ConsistencyLike
+        self,
+        checks: Iterable[CheckLike],
+        contextual: Iterable[RelationshipLike],
+        consistency: ConsistencyLike,
     ) -> permission.CheckBulkRequest:
         request = permission.CheckBulkRequest(
             consistency=self._consistency(consistency), contextual_relationships=self._contextual(contextual)

@@ -61,7 +61,9 @@ def parse_filter(text: str) -> RelationshipFilter:
     `document:readme#viewer@user`, `@user:ana`, `document@team:x#member`."""
     match = _FILTER_RE.match(text.strip())
     if match is None or not text.strip():
-        raise InvalidArgument(f"filter {text!r} is not of the form [type[:id]][#relation][@type[:id][#relation]]")
+        raise InvalidArgument(
+            f"filter {text!r} is not of the form [type[:id]][#relation][@type[:id][#relation]]"
+        )
     rid = match["rid"]
     resource_id, prefix = (None, rid[:-1]) if rid and rid.endswith("*") and rid != "*" else (rid, None)
     subject: SubjectFilter | None = None

@@ -95,7 +95,12 @@ class Client(ClientBase):
         return self._check_bulk_outcomes(self._unary(self._permissions.CheckBulk, request))
 
     def expand(
-        self, resource: ObjectLike, permission: str, *, recursive: bool = False, consistency: ConsistencyLike = None
+        self,
+        resource: ObjectLike,
+        permission: str,
+        *,
+        recursive: bool = False,
+        consistency: ConsistencyLike = None,
     ) -> ExpandOutcome:
         """The userset tree of `permission` on `resource`."""
         request = self._expand_request(resource, permission, recursive, consistency)

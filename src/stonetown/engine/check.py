@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from stonetown.core.errors import ResourceExhausted
-from stonetown.engine.conditions import CaveatLeaf, Result, all_of, any_of, negate
+from stonetown.engine.conditions import UNKNOWN, CaveatLeaf, Result, all_of, any_of, negate
 from stonetown.engine.index import RelationshipIndex, RelMeta
 from stonetown.schema import ir
 
@@ -45,6 +45,7 @@ class CompiledSchema:
                 self.functions[(definition.name, relation.name)] = self._compile(
                     definition.name, relation.name, relation.rewrite
                 )
+        self.simple_recursive = simple_recursive_relations(schema)
 
     def _compile(self, rtype: str, rel: str, node: ir.Rewrite) -> EvalFn:
         if isinstance(node, ir.This):
@@ -66,6 +67,76 @@ class CompiledSchema:
         if isinstance(node, ir.Exclusion):
             return _compile_exclusion(self._compile(rtype, rel, node.base), self._compile(rtype, rel, node.subtract))
         return _nil
+
+
+def _edges(schema: ir.Schema, rtype: str, node: ir.Rewrite) -> set[tuple[str, str]]:
+    """The (type, relation) pairs a rewrite evaluates directly."""
+    if isinstance(node, ir.This):
+        return {(a.type, a.relation) for a in node.allowed if a.relation is not None}
+    if isinstance(node, ir.ComputedUserset):
+        return {(rtype, node.relation)}
+    if isinstance(node, ir.TupleToUserset):
+        tupleset = schema.relation(rtype, node.tupleset)
+        return {
+            (a.type, node.computed)
+            for a in (tupleset.allowed if tupleset else ())
+            if schema.relation(a.type, node.computed) is not None
+        }
+    if isinstance(node, ir.Union | ir.Intersection):
+        return set().union(*(_edges(schema, rtype, c) for c in node.children))
+    if isinstance(node, ir.Exclusion):
+        return _edges(schema, rtype, node.base) | _edges(schema, rtype, node.subtract)
+    return set()
+
+
+def simple_recursive_relations(schema: ir.Schema) -> set[tuple[str, str]]:
+    """Relations whose only way back to themselves is one plain recursive edge: a relation
+    admitting its own subject set (`member: user | group#member`), or a permission that is a
+    union with one arrow to itself (`view = viewer + parent->view`). A cycle through such a
+    relation alone is resolved exactly (it adds nothing); OpenFGA does the same for these
+    shapes and reports other cycles as unresolved."""
+    graph: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for definition in schema.definitions.values():
+        for relation in definition.relations.values():
+            graph[(definition.name, relation.name)] = _edges(schema, definition.name, relation.rewrite)
+
+    def reaches(start: set[tuple[str, str]], goal: tuple[str, str]) -> bool:
+        seen: set[tuple[str, str]] = set()
+        todo = list(start)
+        while todo:
+            node = todo.pop()
+            if node == goal:
+                return True
+            if node in seen:
+                continue
+            seen.add(node)
+            todo.extend(graph.get(node, ()))
+        return False
+
+    found: set[tuple[str, str]] = set()
+    for definition in schema.definitions.values():
+        for relation in definition.relations.values():
+            key = (definition.name, relation.name)
+            rewrite = relation.rewrite
+            if isinstance(rewrite, ir.This):
+                others = {edge for edge in _edges(schema, key[0], rewrite) if edge != key}
+                if key in _edges(schema, key[0], rewrite) and not reaches(others, key):
+                    found.add(key)
+                continue
+            children = list(rewrite.children) if isinstance(rewrite, ir.Union) else [rewrite]
+            recursive = [
+                c
+                for c in children
+                if isinstance(c, ir.TupleToUserset) and c.computed == key[1] and c.mode == "any"
+            ]
+            rest = [c for c in children if c not in recursive]
+            if len(recursive) != 1:
+                continue
+            arrow_edges = _edges(schema, key[0], recursive[0]) - {key}
+            rest_edges = set().union(*(_edges(schema, key[0], c) for c in rest)) if rest else set()
+            if not reaches(arrow_edges | rest_edges, key):
+                found.add(key)
+    return found
 
 
 def _allowed_sets(
@@ -237,8 +308,8 @@ def _compile_intersection(children: tuple[EvalFn, ...]) -> EvalFn:
 def _compile_exclusion(base: EvalFn, subtract: EvalFn) -> EvalFn:
     def exclusion(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         granted = base(run, rid, subj, depth)
-        if granted is False:
-            return False
+        if granted is False or granted is UNKNOWN:
+            return granted
         return all_of(granted, negate(subtract(run, rid, subj, depth)))
 
     return exclusion
@@ -247,17 +318,47 @@ def _compile_exclusion(base: EvalFn, subtract: EvalFn) -> EvalFn:
 class CheckRun:
     """The state of one evaluation (one Check, or one CheckBulk sharing its memo)."""
 
-    __slots__ = ("functions", "objects", "usersets", "memo", "stack", "cut", "max_depth", "now")
+    __slots__ = (
+        "functions",
+        "simple_recursive",
+        "objects",
+        "usersets",
+        "memo",
+        "stack",
+        "frames",
+        "cut",
+        "max_depth",
+        "now",
+    )
 
     def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
         self.functions = compiled.functions
+        self.simple_recursive = compiled.simple_recursive
         self.objects = index.objects
         self.usersets = index.usersets
         self.memo: dict[tuple[str, str, str, Subject], Result] = {}
-        self.stack: set[tuple[str, str, str, Subject]] = set()
+        # sub-problems being evaluated: key -> position in `frames` (their (type, relation))
+        self.stack: dict[tuple[str, str, str, Subject], int] = {}
+        self.frames: list[tuple[str, str]] = []
         self.cut = False
         self.max_depth = max_depth
         self.now = time.time()
+
+    def _cycle(self, entered: int, rtype: str, rel: str) -> Result:
+        """The value of a sub-problem met again while it is being evaluated.
+
+        A cycle through one simply recursive relation only (group A member of B member of A,
+        folder A parent of B parent of A) adds nothing to that relation: False, exactly. Any
+        other cycle is UNKNOWN: False in unions and intersections, never a grant under an
+        exclusion. This is how OpenFGA resolves the same cycles.
+        """
+        if (rtype, rel) not in self.simple_recursive:
+            return UNKNOWN
+        frames = self.frames
+        for position in range(entered + 1, len(frames)):
+            if frames[position] != (rtype, rel):
+                return UNKNOWN
+        return False
 
     def meta_result(self, meta: RelMeta) -> Result:
         """What one relationship's caveat and expiration contribute: False once expired,
@@ -276,9 +377,10 @@ class CheckRun:
         known = self.memo.get(key)
         if known is not None:
             return known
-        if key in self.stack:
+        entered = self.stack.get(key)
+        if entered is not None:
             self.cut = True
-            return False
+            return self._cycle(entered, rtype, rel)
         if depth >= self.max_depth:
             raise DepthExceeded(
                 f"check exceeded the maximum depth of {self.max_depth} at {rtype}:{rid}#{rel}"
@@ -288,11 +390,13 @@ class CheckRun:
             return False
         outer_cut = self.cut
         self.cut = False
-        self.stack.add(key)
+        self.stack[key] = len(self.frames)
+        self.frames.append((rtype, rel))
         try:
             result = function(self, rid, subj, depth + 1)
         finally:
-            self.stack.discard(key)
+            del self.stack[key]
+            self.frames.pop()
             inner_cut = self.cut
             self.cut = outer_cut or inner_cut
         if not inner_cut:

@@ -41,17 +41,44 @@ class CaveatNot:
     child: Condition
 
 
+class Unknown:
+    """The value of a sub-problem cut short because it is already being evaluated further up
+    (a cycle in the data: group A in B in A). In unions and intersections it acts as False,
+    which is exact there; it stays UNKNOWN through negation, so an exclusion whose subtracted
+    side ran into a cycle never grants. That is OpenFGA's rule, and it is the safe one: a
+    permission that excludes itself through the data has no consistent answer."""
+
+    _instance: Unknown | None = None
+
+    def __new__(cls) -> Unknown:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN = Unknown()
+
 Condition = CaveatLeaf | CaveatAnd | CaveatOr | CaveatNot
-Result = bool | Condition
+Result = bool | Unknown | Condition
+
+
+def granted(value: Result) -> bool:
+    """True for a grant or a caveat-dependent grant; False for False and UNKNOWN."""
+    return value is True or not (value is False or value is UNKNOWN)
 
 
 def any_of(left: Result, right: Result) -> Result:
     """Union of two results."""
     if left is True or right is True:
         return True
-    if left is False:
+    if left is False or left is UNKNOWN:
+        if right is False:
+            return left
         return right
-    if right is False:
+    if right is False or right is UNKNOWN:
         return left
     return CaveatOr((left, right))  # type: ignore[arg-type]
 
@@ -60,6 +87,8 @@ def all_of(left: Result, right: Result) -> Result:
     """Intersection of two results."""
     if left is False or right is False:
         return False
+    if left is UNKNOWN or right is UNKNOWN:
+        return UNKNOWN
     if left is True:
         return right
     if right is True:
@@ -68,17 +97,19 @@ def all_of(left: Result, right: Result) -> Result:
 
 
 def negate(value: Result) -> Result:
-    """Complement of a result."""
+    """Complement of a result (UNKNOWN stays UNKNOWN)."""
     if value is True:
         return False
     if value is False:
         return True
+    if value is UNKNOWN:
+        return UNKNOWN
     return CaveatNot(value)  # type: ignore[arg-type]
 
 
 def leaf_names(value: Result) -> set[str]:
     """The caveat names a result depends on."""
-    if isinstance(value, bool):
+    if isinstance(value, bool | Unknown):
         return set()
     if isinstance(value, CaveatLeaf):
         return {value.name}

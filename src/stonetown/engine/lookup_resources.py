@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 
 from stonetown.engine.check import CheckRun, CompiledSchema, Subject
-from stonetown.engine.conditions import Result
+from stonetown.engine.conditions import Result, granted
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.reachability import Reachability
 
@@ -38,7 +38,7 @@ def lookup_resources(
     found: list[tuple[str, Result]] = []
     for rid in candidates:
         result = run.dispatch(resource_type, rid, permission, subject, 0)
-        if result is not False:
+        if granted(result):
             found.append((rid, result))
     return found
 

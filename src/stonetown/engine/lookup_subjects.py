@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stonetown.engine.check import CheckRun, CompiledSchema
-from stonetown.engine.conditions import Result
+from stonetown.engine.conditions import Result, granted
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.reachability import Reachability
 from stonetown.schema import ir
@@ -56,9 +56,11 @@ def lookup_subjects(
     excluded: list[str] = []
     if wildcard_seen:
         wildcard = run.dispatch(rtype, rid, permission, (subject_type, UNSEEN_ID, ""), 0)
-        if wildcard is not False:
-            excluded = [cid for cid, result in results if result is False]
-    return SubjectsFound([(cid, r) for cid, r in results if r is not False], wildcard, excluded)
+        if not granted(wildcard):
+            wildcard = False
+        else:
+            excluded = [cid for cid, result in results if not granted(result)]
+    return SubjectsFound([(cid, r) for cid, r in results if granted(r)], wildcard, excluded)
 
 
 def _candidates(

@@ -21,7 +21,7 @@ from stonetown.core.errors import FailedPrecondition, InvalidArgument, NotFound,
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.admission import require_admitted, require_kept
 from stonetown.engine.check import CheckRun, CompiledSchema
-from stonetown.engine.conditions import Result, leaf_names
+from stonetown.engine.conditions import Result, granted, leaf_names
 from stonetown.engine.datastore import (
     Datastore,
     DeleteResult,
@@ -342,7 +342,7 @@ class PermissionSystem:
     def _verdict(self, state: SchemaState, result: Result, revision: int) -> CheckResult:
         if result is True:
             return CheckResult(Permissionship.ALLOWED, revision)
-        if result is False:
+        if not granted(result):
             return CheckResult(Permissionship.DENIED, revision)
         missing = sorted(
             {p.name for name in leaf_names(result) for p in state.schema.caveats[name].parameters}

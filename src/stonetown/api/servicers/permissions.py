@@ -32,11 +32,16 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
 
     def _contextual(self, messages: Any) -> list[Relationship]:
         self.limits.check_count(
-            "contextual_relationships", len(messages), self.limits.max_contextual_relationships, "relationships"
+            "contextual_relationships",
+            len(messages),
+            self.limits.max_contextual_relationships,
+            "relationships",
         )
         return cv.relationships_from_proto(messages, "contextual_relationships")
 
-    async def Check(self, request: permission.CheckRequest, context: aio.ServicerContext) -> permission.CheckResponse:
+    async def Check(
+        self, request: permission.CheckRequest, context: aio.ServicerContext
+    ) -> permission.CheckResponse:
         """Does the subject have the permission on the resource?"""
         resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
         name = cv.check_relation_name(request.permission, "permission")
@@ -91,7 +96,9 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
             else:
                 code = answer.code if isinstance(answer, StonetownError) else "INTERNAL"
                 pair.error.code = code
-                pair.error.message = str(answer) if isinstance(answer, StonetownError) else type(answer).__name__
+                pair.error.message = (
+                    str(answer) if isinstance(answer, StonetownError) else type(answer).__name__
+                )
         return response
 
     async def _revision_for(self, consistency: Consistency) -> int:
@@ -107,7 +114,9 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         name = cv.check_relation_name(request.permission, "permission")
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
         tree, revision = await self.system.expand(resource, name, consistency, recursive=request.recursive)
-        return permission.ExpandResponse(expanded_at=cv.token_to_proto(revision), tree_root=cv.expand_to_proto(tree))
+        return permission.ExpandResponse(
+            expanded_at=cv.token_to_proto(revision), tree_root=cv.expand_to_proto(tree)
+        )
 
     async def LookupResources(
         self, request: permission.LookupResourcesRequest, context: aio.ServicerContext
@@ -121,7 +130,11 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         contextual = self._contextual(request.contextual_relationships)
         limit = self.limits.page_size("optional_limit", request.optional_limit)
         cursor = cv.cursor_from_proto(
-            request.optional_cursor, request.HasField("optional_cursor"), _LOOKUP_RESOURCES_CURSOR, 1, "optional_cursor"
+            request.optional_cursor,
+            request.HasField("optional_cursor"),
+            _LOOKUP_RESOURCES_CURSOR,
+            1,
+            "optional_cursor",
         )
         results = self.system.lookup_resources(
             resource_type,
@@ -161,7 +174,11 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         contextual = self._contextual(request.contextual_relationships)
         limit = self.limits.page_size("optional_limit", request.optional_limit)
         cursor = cv.cursor_from_proto(
-            request.optional_cursor, request.HasField("optional_cursor"), _LOOKUP_SUBJECTS_CURSOR, 1, "optional_cursor"
+            request.optional_cursor,
+            request.HasField("optional_cursor"),
+            _LOOKUP_SUBJECTS_CURSOR,
+            1,
+            "optional_cursor",
         )
         results = self.system.lookup_subjects(
             resource,

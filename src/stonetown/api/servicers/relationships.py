@@ -30,8 +30,14 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
     ) -> relationship.WriteRelationshipsResponse:
         """Apply updates atomically, if every precondition holds."""
         count = len(request.updates) + len(request.optional_preconditions)
-        self.limits.check_count("updates", count, self.limits.max_updates_per_write, "updates and preconditions")
-        updates = [cv.update_from_proto(item, f"updates[{index}]") for index, item in enumerate(request.updates)]
+        if count == 0:
+            raise InvalidArgument("updates: at least one update or precondition is required")
+        self.limits.check_count(
+            "updates", count, self.limits.max_updates_per_write, "updates and preconditions"
+        )
+        updates = [
+            cv.update_from_proto(item, f"updates[{index}]") for index, item in enumerate(request.updates)
+        ]
         preconditions = [
             cv.precondition_from_proto(item, f"optional_preconditions[{index}]")
             for index, item in enumerate(request.optional_preconditions)
@@ -52,12 +58,18 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
         limit = self.limits.page_size("optional_limit", request.optional_limit)
         cursor = cv.cursor_from_proto(
-            request.optional_cursor, request.HasField("optional_cursor"), _READ_CURSOR, _KEY_LENGTH, "optional_cursor"
+            request.optional_cursor,
+            request.HasField("optional_cursor"),
+            _READ_CURSOR,
+            _KEY_LENGTH,
+            "optional_cursor",
         )
         after = tuple(cursor) if cursor else None
         remaining = limit
         while remaining is None or remaining > 0:
-            page_size = self.limits.max_page_size if remaining is None else min(remaining, self.limits.max_page_size)
+            page_size = (
+                self.limits.max_page_size if remaining is None else min(remaining, self.limits.max_page_size)
+            )
             page = await self.system.read_relationships(flt, consistency, after=after, limit=page_size)
             consistency = Consistency.at_exact_snapshot(page.revision)
             token = cv.token_to_proto(page.revision)

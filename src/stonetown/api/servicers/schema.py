@@ -22,7 +22,10 @@ class SchemaServicer(schema_grpc.SchemaServiceServicer):
         """Check and store a schema."""
         if not request.schema.strip():
             raise InvalidArgument("schema: required")
-        revision = await self.system.write_schema(request.schema)
+        try:
+            revision = await self.system.write_schema(request.schema)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"schema: {exc}") from exc
         return schema.WriteSchemaResponse(written_at=cv.token_to_proto(revision))
 
     async def ReadSchema(

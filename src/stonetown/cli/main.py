@@ -1,0 +1,306 @@
+"""`stonetown`: argument parsing and dispatch.
+
+Client subcommands connect to 127.0.0.1:50051 unless --endpoint or STONETOWN_ENDPOINT says
+otherwise, and send the key from --preshared-key or STONETOWN_PRESHARED_KEY.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from stonetown.core.errors import StonetownError
+
+EXIT_ERROR = 2
+
+
+def _client_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("connection")
+    group.add_argument(
+        "--endpoint",
+        default=os.environ.get("STONETOWN_ENDPOINT", "127.0.0.1:50051"),
+        help="server address host:port (env STONETOWN_ENDPOINT; default %(default)s)",
+    )
+    group.add_argument(
+        "--preshared-key",
+        default=os.environ.get("STONETOWN_PRESHARED_KEY"),
+        help="the server's preshared key (env STONETOWN_PRESHARED_KEY)",
+    )
+    group.add_argument(
+        "--tls", action="store_true", help="connect with TLS (system CA roots unless --ca-cert)"
+    )
+    group.add_argument("--ca-cert", help="PEM file of the CA (or self-signed cert) to trust; implies --tls")
+    group.add_argument("--server-name", help="TLS server name to verify instead of the endpoint's host")
+    group.add_argument("--timeout", type=float, default=30.0, help="per-call deadline in seconds")
+    parent.add_argument("--json", action="store_true", help="print JSON (one document per line)")
+    return parent
+
+
+def _read_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("consistency (default: fully consistent)")
+    group.add_argument("--consistency", choices=("minimize_latency", "fully_consistent"))
+    group.add_argument("--at-least-as-fresh", metavar="TOKEN", help="read at or after TOKEN's revision")
+    group.add_argument("--at-exact-snapshot", metavar="TOKEN", help="read exactly at TOKEN's revision")
+    return parent
+
+
+def _caveat_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--context", metavar="JSON", help="caveat context, a JSON object")
+    parent.add_argument(
+        "--contextual", metavar="TUPLE", action="append", help="a contextual relationship (repeatable)"
+    )
+    return parent
+
+
+def _add_serve(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve", help="run the server", description="Run the Stonetown gRPC server."
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=50051, help="port (0: pick a free one; default %(default)s)"
+    )
+    serve.add_argument(
+        "--datastore", default="stonetown.db", help="SQLite file, or 'memory' (default %(default)s)"
+    )
+    serve.add_argument(
+        "--schema", metavar="FILE", help="schema to write at start if it differs from the stored one"
+    )
+    serve.add_argument("--bootstrap", metavar="FILE", help="validation YAML loaded once into an empty store")
+    serve.add_argument(
+        "--preshared-key",
+        default=os.environ.get("STONETOWN_PRESHARED_KEY"),
+        help="require `authorization: bearer KEY` on every call (env STONETOWN_PRESHARED_KEY)",
+    )
+    serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain")
+    serve.add_argument("--tls-key", metavar="FILE", help="PEM private key")
+    serve.add_argument("--insecure", action="store_true", help="allow a non-loopback address without a key")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the port (default %(default)s)"
+    )
+    serve.add_argument(
+        "--max-depth", type=int, default=50, help="recursion depth limit (default %(default)s)"
+    )
+    serve.add_argument("--max-message-bytes", type=int, default=4 * 1024 * 1024)
+    serve.add_argument("--max-updates-per-write", type=int, default=1000, help="updates + preconditions")
+    serve.add_argument("--max-checks-per-bulk", type=int, default=1000)
+    serve.add_argument("--max-page-size", type=int, default=1000)
+    serve.add_argument("--request-timeout", type=float, default=30.0, help="seconds (Watch is exempt)")
+    serve.add_argument("--shutdown-grace", type=float, default=10.0, help="seconds to drain calls on SIGTERM")
+    serve.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus metrics here")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from stonetown.api.limits import Limits
+    from stonetown.api.server import ConfigError, ServerConfig, serve
+
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        datastore=args.datastore,
+        schema_file=args.schema,
+        bootstrap_file=args.bootstrap,
+        preshared_key=args.preshared_key,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        insecure=args.insecure,
+        workers=args.workers,
+        max_depth=args.max_depth,
+        limits=Limits(
+            max_updates_per_write=args.max_updates_per_write,
+            max_checks_per_bulk=args.max_checks_per_bulk,
+            max_page_size=args.max_page_size,
+            request_timeout=args.request_timeout,
+            max_message_bytes=args.max_message_bytes,
+        ),
+        shutdown_grace=args.shutdown_grace,
+        metrics_addr=args.metrics_addr,
+        log_level=args.log_level,
+    )
+    try:
+        return serve(config)
+    except ConfigError as exc:
+        print(f"stonetown serve: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _schema_fmt(args: argparse.Namespace) -> int:
+    from stonetown.schema import compile_schema, format_schema
+
+    source = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    formatted = format_schema(compile_schema(source))
+    if args.write and args.file != "-":
+        Path(args.file).write_text(formatted)
+    else:
+        sys.stdout.write(formatted)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from stonetown import validation
+
+    return int(validation.main(list(args.files)))
+
+
+def _client_command(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from stonetown.cli import commands
+        from stonetown.client import Client
+
+        with Client(
+            args.endpoint,
+            preshared_key=args.preshared_key,
+            tls=args.tls,
+            ca_cert=args.ca_cert,
+            server_name=args.server_name,
+            timeout=args.timeout,
+        ) as client:
+            handler: Callable[[argparse.Namespace, Client], int] = getattr(commands, name)
+            return handler(args, client)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    from stonetown import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="stonetown", description="Stonetown: a Zanzibar-style authorization server and its client."
+    )
+    parser.add_argument("--version", action="version", version=f"stonetown {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    client_opts, read_opts, caveat_opts = _client_options(), _read_options(), _caveat_options()
+
+    _add_serve(sub)
+
+    schema = sub.add_parser("schema", help="write, read or format a schema")
+    schema_sub = schema.add_subparsers(dest="schema_command", required=True, metavar="ACTION")
+    write = schema_sub.add_parser("write", parents=[client_opts], help="store a schema file (- for stdin)")
+    write.add_argument("file")
+    write.set_defaults(handler=_client_command("schema_write"))
+    read = schema_sub.add_parser("read", parents=[client_opts], help="print the schema in force")
+    read.set_defaults(handler=_client_command("schema_read"))
+    fmt = schema_sub.add_parser("fmt", help="format a schema file (no server needed)")
+    fmt.add_argument("file")
+    fmt.add_argument("-w", "--write", action="store_true", help="rewrite the file instead of printing")
+    fmt.set_defaults(handler=_schema_fmt)
+
+    rel = sub.add_parser("rel", help="write, touch, delete or read relationships")
+    rel_sub = rel.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (
+        ("write", "create relationships (fails if one exists)"),
+        ("touch", "create or replace relationships"),
+        ("delete", "delete relationships, or every match of --filter"),
+    ):
+        cmd = rel_sub.add_parser(action, parents=[client_opts], help=text)
+        cmd.add_argument(
+            "relationships", nargs="*", metavar="TUPLE", help="e.g. document:readme#viewer@user:ana"
+        )
+        cmd.add_argument("--file", help="file of tuples, one per line (- for stdin)")
+        if action == "delete":
+            cmd.add_argument("--filter", help="delete every match, e.g. document:readme#viewer")
+            cmd.add_argument("--limit", type=int, default=0, help="delete at most this many (0: all)")
+        cmd.set_defaults(handler=_client_command("rel_update"))
+    rel_read = rel_sub.add_parser(
+        "read", parents=[client_opts, read_opts], help="print matching relationships"
+    )
+    rel_read.add_argument("filter", nargs="?", help="[type[:id|prefix*]][#relation][@type[:id][#relation]]")
+    rel_read.add_argument("--limit", type=int, default=0)
+    rel_read.set_defaults(handler=_client_command("rel_read"))
+
+    check = sub.add_parser(
+        "check",
+        parents=[client_opts, read_opts, caveat_opts],
+        help="check a permission (exit 0 allowed, 1 denied)",
+    )
+    check.add_argument("resource", help="e.g. app:scraper")
+    check.add_argument("permission")
+    check.add_argument("subject", help="e.g. user:ana or team:x#member")
+    check.set_defaults(handler=_client_command("check"))
+
+    expand = sub.add_parser(
+        "expand", parents=[client_opts, read_opts], help="print a permission's userset tree"
+    )
+    expand.add_argument("resource")
+    expand.add_argument("permission")
+    expand.add_argument("--recursive", action="store_true", help="expand subject sets too")
+    expand.set_defaults(handler=_client_command("expand"))
+
+    lr = sub.add_parser(
+        "lookup-resources",
+        parents=[client_opts, read_opts, caveat_opts],
+        help="resources a subject can access",
+    )
+    lr.add_argument("resource_type")
+    lr.add_argument("permission")
+    lr.add_argument("subject")
+    lr.add_argument("--limit", type=int, default=0)
+    lr.set_defaults(handler=_client_command("lookup_resources"))
+
+    ls = sub.add_parser(
+        "lookup-subjects",
+        parents=[client_opts, read_opts, caveat_opts],
+        help="subjects that can access a resource",
+    )
+    ls.add_argument("resource")
+    ls.add_argument("permission")
+    ls.add_argument("subject_type", help="e.g. user, or team#member")
+    ls.add_argument("--limit", type=int, default=0)
+    ls.set_defaults(handler=_client_command("lookup_subjects"))
+
+    watch = sub.add_parser("watch", parents=[client_opts], help="print changes as they commit")
+    watch.add_argument("--type", action="append", help="only this resource type (repeatable)")
+    watch.add_argument("--after", metavar="TOKEN", help="start after this token (default: now)")
+    watch.add_argument("--count", type=int, default=0, help="stop after this many revisions")
+    watch.set_defaults(handler=_client_command("watch"))
+
+    imp = sub.add_parser("import", parents=[client_opts], help="touch every relationship of a tuple file")
+    imp.add_argument("file", help="tuples, one per line (- for stdin)")
+    imp.add_argument("--batch-size", type=int, default=500)
+    imp.add_argument("--no-progress", action="store_true")
+    imp.set_defaults(handler=_client_command("import_"))
+
+    exp = sub.add_parser(
+        "export", parents=[client_opts, read_opts], help="write every relationship as tuples"
+    )
+    exp.add_argument("file", nargs="?", help="output file (default: stdout)")
+    exp.add_argument("--filter", help="only matching relationships")
+    exp.add_argument("--no-progress", action="store_true")
+    exp.set_defaults(handler=_client_command("export"))
+
+    val = sub.add_parser("validate", help="run validation files (schema, relationships, assertions)")
+    val.add_argument("files", nargs="+", metavar="FILE")
+    val.set_defaults(handler=_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `stonetown` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.handler(args)
+    except StonetownError as exc:
+        label = getattr(exc, "code", "ERROR")
+        print(f"stonetown: {label}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"stonetown: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
