@@ -59,11 +59,11 @@ async def cross_check(system: PermissionSystem, relationships: list[Relationship
         for permission in definition.relations:
             ordered = sorted(subjects, key=str)
             for subject in ordered:
-                answers[(obj, permission, subject)] = await system.check(obj, permission, subject, consistency)
+                answers[(obj, permission, subject)] = await system.check(
+                    obj, permission, subject, consistency
+                )
                 report.pairs += 1
-            bulk = await system.check_bulk(
-                [CheckRequest(obj, permission, s) for s in ordered], consistency
-            )
+            bulk = await system.check_bulk([CheckRequest(obj, permission, s) for s in ordered], consistency)
             for subject, item in zip(ordered, bulk, strict=True):
                 single = answers[(obj, permission, subject)]
                 if not isinstance(item, CheckResult) or item.permissionship is not single.permissionship:
@@ -110,7 +110,9 @@ async def cross_check(system: PermissionSystem, relationships: list[Relationship
             continue
         for permission in definition.relations:
             for stype, srel in sorted(shapes):
-                results = [r async for r, _rev in system.lookup_subjects(obj, permission, stype, srel, consistency)]
+                results = [
+                    r async for r, _rev in system.lookup_subjects(obj, permission, stype, srel, consistency)
+                ]
                 concrete = {r.subject.id for r in results if r.subject.id != "*" and not r.conditional}
                 wildcard = [r for r in results if r.subject.id == "*" and not r.conditional]
                 excluded = set(wildcard[0].excluded) if wildcard else set()

@@ -10,14 +10,13 @@ import re
 from pathlib import Path
 
 import pytest
+from consistency_harness import cross_check
 
 from stonetown.engine.system import PermissionSystem
 from stonetown.stores.memory import MemoryDatastore
 from stonetown.stores.sqlite import SqliteDatastore
 from stonetown.validation.files import read_validation_file
 from stonetown.validation.runner import load_into, validate_parsed
-
-from consistency_harness import cross_check
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "spicedb"
 FILES = sorted(CORPUS.glob("*.yaml")) if CORPUS.is_dir() else []

@@ -155,7 +155,8 @@ class Relationship:
         match = _TUPLE_RE.match(stripped)
         if match is None:
             raise InvalidArgument(
-                f"relationship {text!r} is not of the form resource_type:id#relation@subject_type:id[#relation]"
+                f"relationship {text!r} is not of the form "
+                "resource_type:id#relation@subject_type:id[#relation]"
             )
         srel = match["srel"] or ""
         if srel == ELLIPSIS:
@@ -202,7 +203,9 @@ def _parse_suffix(suffix: str, text: str) -> tuple[ContextualizedCaveat | None, 
             try:
                 loaded = json.loads(payload)
             except ValueError as exc:
-                raise InvalidArgument(f"relationship {text!r}: caveat context is not valid JSON: {exc}") from None
+                raise InvalidArgument(
+                    f"relationship {text!r}: caveat context is not valid JSON: {exc}"
+                ) from None
             if not isinstance(loaded, dict):
                 raise InvalidArgument(f"relationship {text!r}: caveat context must be a JSON object")
             context = loaded
@@ -268,7 +271,9 @@ def validate_object_id(object_id: str, what: str, *, allow_wildcard: bool) -> No
     if object_id == WILDCARD and allow_wildcard:
         return
     if len(object_id) > MAX_OBJECT_ID_LENGTH:
-        raise InvalidArgument(f"{what} is {len(object_id)} characters long; the limit is {MAX_OBJECT_ID_LENGTH}")
+        raise InvalidArgument(
+            f"{what} is {len(object_id)} characters long; the limit is {MAX_OBJECT_ID_LENGTH}"
+        )
     if not OBJECT_ID_RE.match(object_id):
         raise InvalidArgument(
             f"{what} {object_id!r} may only contain letters, digits and / _ | - = + (1 to 1024 characters)"

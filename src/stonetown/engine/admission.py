@@ -24,17 +24,13 @@ def admission_error(schema: ir.Schema, rel: Relationship) -> str | None:
     if subject_definition is None:
         return f"object definition `{rel.subject_type}` not found"
     if rel.subject_relation and rel.subject_relation not in subject_definition.relations:
-        return (
-            f"relation/permission `{rel.subject_relation}` not found under definition `{rel.subject_type}`"
-        )
+        return f"relation/permission `{rel.subject_relation}` not found under definition `{rel.subject_type}`"
     wildcard = rel.subject_id == WILDCARD
     caveat = rel.caveat.name if rel.caveat is not None else None
     if caveat is not None and caveat not in schema.caveats:
         return f"caveat `{caveat}` not found"
     expiring = rel.expiration is not None
-    shape = ir.AllowedSubject(
-        rel.subject_type, rel.subject_relation or None, wildcard, caveat, expiring
-    )
+    shape = ir.AllowedSubject(rel.subject_type, rel.subject_relation or None, wildcard, caveat, expiring)
     for allowed in relation.allowed:
         if allowed == shape:
             return None
@@ -54,5 +50,6 @@ def require_kept(schema: ir.Schema, examples: list[Relationship] | tuple[Relatio
         error = admission_error(schema, rel)
         if error is not None:
             raise FailedPrecondition(
-                f"the new schema cannot be written: stored relationship {rel} would no longer be valid ({error})"
+                f"the new schema cannot be written: stored relationship {rel} "
+                f"would no longer be valid ({error})"
             )

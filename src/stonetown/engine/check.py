@@ -39,7 +39,9 @@ class CompiledSchema:
         for definition in schema.definitions.values():
             for relation in definition.relations.values():
                 if not relation.is_permission:
-                    self.allowed_tupleset[(definition.name, relation.name)] = _allowed_sets(relation.allowed)[::2]
+                    self.allowed_tupleset[(definition.name, relation.name)] = _allowed_sets(relation.allowed)[
+                        ::2
+                    ]
         for definition in schema.definitions.values():
             for relation in definition.relations.values():
                 self.functions[(definition.name, relation.name)] = self._compile(
@@ -65,7 +67,9 @@ class CompiledSchema:
         if isinstance(node, ir.Intersection):
             return _compile_intersection(tuple(self._compile(rtype, rel, c) for c in node.children))
         if isinstance(node, ir.Exclusion):
-            return _compile_exclusion(self._compile(rtype, rel, node.base), self._compile(rtype, rel, node.subtract))
+            return _compile_exclusion(
+                self._compile(rtype, rel, node.base), self._compile(rtype, rel, node.subtract)
+            )
         return _nil
 
 

@@ -40,7 +40,9 @@ class Expander:
         if relation is None or key in self.stack:
             return ExpandNode(ObjectRef(rtype, rid), rel)
         if depth >= self.max_depth:
-            raise ResourceExhausted(f"expand exceeded the maximum depth of {self.max_depth} at {rtype}:{rid}#{rel}")
+            raise ResourceExhausted(
+                f"expand exceeded the maximum depth of {self.max_depth} at {rtype}:{rid}#{rel}"
+            )
         self.stack.add(key)
         try:
             return self._rewrite(rtype, rid, rel, relation.rewrite, depth)
@@ -79,7 +81,9 @@ class Expander:
                 found.append((SubjectRef(stype, sid), meta.caveat.name if meta and meta.caveat else None))
         for (stype, sid, srel), meta in self.index.usersets.get(key, {}).items():
             if meta is None or meta.expires_at is None or meta.expires_at > self.now:
-                found.append((SubjectRef(stype, sid, srel), meta.caveat.name if meta and meta.caveat else None))
+                found.append(
+                    (SubjectRef(stype, sid, srel), meta.caveat.name if meta and meta.caveat else None)
+                )
         found.sort(key=lambda pair: (pair[0].type, pair[0].id, pair[0].relation))
         return found
 
@@ -89,9 +93,7 @@ class Expander:
         leaf = ExpandNode(obj, rel, subjects=[s for s, _ in pairs], subject_caveats=[c for _, c in pairs])
         if not self.recursive:
             return leaf
-        nested = [
-            self.expand(s.type, s.id, s.relation, depth + 1) for s, _ in pairs if s.relation
-        ]
+        nested = [self.expand(s.type, s.id, s.relation, depth + 1) for s, _ in pairs if s.relation]
         if not nested:
             return leaf
         return ExpandNode(obj, rel, ExpandOp.UNION, [leaf, *nested])
@@ -123,7 +125,9 @@ class SubjectSet:
 
     def intersect(self, other: SubjectSet) -> SubjectSet:
         """Subjects in both sets."""
-        concrete = {s for s in self.concrete if other.contains(s)} | {s for s in other.concrete if self.contains(s)}
+        concrete = {s for s in self.concrete if other.contains(s)} | {
+            s for s in other.concrete if self.contains(s)
+        }
         wildcards = {
             stype: self.wildcards[stype] | other.wildcards[stype]
             for stype in self.wildcards.keys() & other.wildcards.keys()

@@ -51,7 +51,10 @@ def lookup_subjects(
         return SubjectsFound([(cid, True) for cid in ordered], wildcard_seen, [])
     run = CheckRun(compiled, index, max_depth)
     rtype, rid = resource
-    results = [(cid, run.dispatch(rtype, rid, permission, (subject_type, cid, subject_relation), 0)) for cid in ordered]
+    results = [
+        (cid, run.dispatch(rtype, rid, permission, (subject_type, cid, subject_relation), 0))
+        for cid in ordered
+    ]
     wildcard: Result = False
     excluded: list[str] = []
     if wildcard_seen:

@@ -42,7 +42,13 @@ class Reachability:
                 facts._collect(schema, definition.name, relation.name, relation.rewrite)
                 for allowed in relation.allowed:
                     facts.admits.add(
-                        (definition.name, relation.name, allowed.type, allowed.relation or "", allowed.wildcard)
+                        (
+                            definition.name,
+                            relation.name,
+                            allowed.type,
+                            allowed.relation or "",
+                            allowed.wildcard,
+                        )
                     )
         facts._find_monotone(schema)
         return facts
@@ -69,9 +75,7 @@ class Reachability:
     def _find_monotone(self, schema: ir.Schema) -> None:
         # Greatest fixpoint: assume every relation monotone, drop those that use a
         # non-monotone construct or reach a non-monotone relation.
-        candidates = {
-            (d.name, r.name) for d in schema.definitions.values() for r in d.relations.values()
-        }
+        candidates = {(d.name, r.name) for d in schema.definitions.values() for r in d.relations.values()}
         changed = True
         while changed:
             changed = False

@@ -368,7 +368,8 @@ class PermissionSystem:
             raise InvalidArgument(f"{field}: object definition `{subject.type}` not found")
         if subject.relation and subject.relation not in definition.relations:
             raise InvalidArgument(
-                f"{field}: relation/permission `{subject.relation}` not found under definition `{subject.type}`"
+                f"{field}: relation/permission `{subject.relation}` "
+                f"not found under definition `{subject.type}`"
             )
         if subject.is_wildcard:
             raise InvalidArgument(f"{field}: cannot check a wildcard subject ({subject})")
@@ -388,7 +389,9 @@ class PermissionSystem:
         self._require_permission(state, resource.type, permission, "resource")
         self._require_subject(state, subject, "subject")
         run = CheckRun(state.compiled, view.index, self.max_depth)
-        result = run.dispatch(resource.type, resource.id, permission, (subject.type, subject.id, subject.relation), 0)
+        result = run.dispatch(
+            resource.type, resource.id, permission, (subject.type, subject.id, subject.relation), 0
+        )
         return self._verdict(state, result, view.revision)
 
     async def check_bulk(
@@ -404,7 +407,9 @@ class PermissionSystem:
         out: list[CheckResult | Exception] = []
         for position, request in enumerate(requests):
             try:
-                self._require_permission(state, request.resource.type, request.permission, f"items[{position}].resource")
+                self._require_permission(
+                    state, request.resource.type, request.permission, f"items[{position}].resource"
+                )
                 self._require_subject(state, request.subject, f"items[{position}].subject")
                 subject = request.subject
                 result = run.dispatch(

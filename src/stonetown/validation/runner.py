@@ -92,7 +92,9 @@ async def validate_parsed(parsed: ValidationFile) -> FileReport:
                     rel.resource, rel.relation, rel.subject, consistency, context=assertion.context
                 )
             except StonetownError as exc:
-                report.failures.append(f"{parsed.path}:{assertion.line}: {assertion.kind} {assertion.text}: {exc}")
+                report.failures.append(
+                    f"{parsed.path}:{assertion.line}: {assertion.kind} {assertion.text}: {exc}"
+                )
                 continue
             expected = _EXPECTED[assertion.kind]
             if result.permissionship is not expected:
@@ -108,7 +110,9 @@ async def validate_parsed(parsed: ValidationFile) -> FileReport:
     return report
 
 
-async def _check_validation(system: PermissionSystem, path: Path, key: str, line: int, expected: list) -> list[str]:
+async def _check_validation(
+    system: PermissionSystem, path: Path, key: str, line: int, expected: list
+) -> list[str]:
     obj_text, _, relation = key.partition("#")
     try:
         tree, _revision = await system.expand(
@@ -122,7 +126,9 @@ async def _check_validation(system: PermissionSystem, path: Path, key: str, line
     for subject in sorted(wanted.keys() - actual.keys()):
         failures.append(f"{path}:{line}: validation {key}: expected subject [{subject}] was not found")
     for subject in sorted(actual.keys() - wanted.keys()):
-        failures.append(f"{path}:{line}: validation {key}: unexpected subject [{subject}] is {_via(actual[subject])}")
+        failures.append(
+            f"{path}:{line}: validation {key}: unexpected subject [{subject}] is {_via(actual[subject])}"
+        )
     for subject in sorted(actual.keys() & wanted.keys()):
         if actual[subject] != wanted[subject]:
             failures.append(
