@@ -1,0 +1,330 @@
+"""An OpenFGA-semantics store over Stonetown's engine.
+
+:class:`FgaStore` holds one authorization model (OpenFGA DSL, imported with
+:func:`~stonetown.schema.fga.import_fga`) and the tuples written so far, named as OpenFGA
+names them (visible relation names). It answers Check, ListObjects and ListUsers the way the
+OpenFGA API does, with the engine's check, LookupResources and LookupSubjects:
+
+* writing a new model keeps the stored tuples; each query maps them onto the current model
+  (:func:`~stonetown.schema.fga.fga_write_relation`) and ignores those the model no longer
+  admits, as OpenFGA does;
+* contextual tuples are validated against the model (error 2027) and overlaid on the index;
+* requests naming unknown types or relations fail with OpenFGA's error codes (2000, 2021,
+  2022), resolution deeper than 25 fails with 2002, a condition missing a parameter with 2000;
+* list results are sets of strings: `type:id` objects, `type:id`, `type:*` and
+  `type:id#relation` users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stonetown.core.errors import InvalidArgument
+from stonetown.core.relationship import ContextualizedCaveat, Relationship
+from stonetown.engine.admission import admission_error
+from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, Subject
+from stonetown.engine.conditions import Result
+from stonetown.engine.index import RelationshipIndex, overlay
+from stonetown.engine.lookup_resources import lookup_resources
+from stonetown.engine.lookup_subjects import lookup_subjects
+from stonetown.engine.reachability import Reachability
+from stonetown.fgatest.conditions import ConditionOutcome, resolve_condition
+from stonetown.schema import ir
+from stonetown.schema.fga import HIDDEN_SUFFIX, fga_write_relation, import_fga
+from stonetown.schema.fga.to_ir import split_part
+
+MAX_RESOLUTION_DEPTH = 25
+
+VALIDATION_ERROR = 2000
+RESOLUTION_TOO_COMPLEX = 2002
+TYPE_NOT_FOUND = 2021
+RELATION_NOT_FOUND = 2022
+INVALID_TUPLE = 2027
+
+
+class FgaRequestError(Exception):
+    """A request OpenFGA would refuse or fail; ``code`` is OpenFGA's numeric error code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"[{code}] {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class FgaTuple:
+    """An OpenFGA relationship tuple as written: `object`, `relation`, `user` and an optional
+    condition (name and context)."""
+
+    object: str
+    relation: str
+    user: str
+    condition: str | None = None
+    condition_context: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Identity of the tuple (OpenFGA refuses two tuples differing only by condition)."""
+        return (self.object, self.relation, self.user)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> FgaTuple:
+        """Build from `{object, relation, user, condition?: {name, context?}}`."""
+        try:
+            obj, relation, user = str(data["object"]), str(data["relation"]), str(data["user"])
+        except KeyError as exc:
+            raise FgaRequestError(VALIDATION_ERROR, f"tuple {dict(data)!r} lacks {exc}") from None
+        condition = data.get("condition") or None
+        if condition is None:
+            return cls(obj, relation, user)
+        context = condition.get("context") or {}
+        return cls(obj, relation, user, str(condition["name"]), tuple(sorted(context.items())))
+
+    def __str__(self) -> str:
+        text = f"{self.object}#{self.relation}@{self.user}"
+        return text + (f"[{self.condition}]" if self.condition else "")
+
+
+def parse_object(text: str) -> tuple[str, str]:
+    """`type:id` → (type, id); raises FgaRequestError(2000) for anything else."""
+    otype, sep, oid = text.partition(":")
+    if not sep or not otype or not oid or ":" in oid or "#" in text or any(c.isspace() for c in text):
+        raise FgaRequestError(VALIDATION_ERROR, f"invalid object {text!r}")
+    return otype, oid
+
+
+def parse_user(text: str) -> Subject:
+    """`type:id`, `type:*` or `type:id#relation` → (type, id, relation or "");
+    raises FgaRequestError(2000) for anything else."""
+    obj, sep, rel = text.partition("#")
+    if (sep and not rel) or "#" in rel or text.count(":") != 1:
+        raise FgaRequestError(VALIDATION_ERROR, f"invalid user {text!r}")
+    utype, uid = parse_object(obj)
+    if rel and uid == "*":
+        raise FgaRequestError(VALIDATION_ERROR, f"invalid user {text!r}")
+    return utype, uid, rel
+
+
+@dataclass
+class _Model:
+    schema: ir.Schema
+    compiled: CompiledSchema
+    facts: Reachability
+
+
+@dataclass
+class FgaStore:
+    """One OpenFGA store: the current model and every tuple written (see module docstring)."""
+
+    max_depth: int = MAX_RESOLUTION_DEPTH
+    tuples: dict[tuple[str, str, str], FgaTuple] = field(default_factory=dict)
+    _model: _Model | None = None
+    _index: RelationshipIndex | None = None
+
+    # ---- writes -------------------------------------------------------------------------
+
+    def write_model(self, text: str) -> None:
+        """Replace the model (raises FgaSyntaxError / FgaValidationError for bad models).
+        Stored tuples are kept."""
+        schema = import_fga(text)
+        self._model = _Model(schema, CompiledSchema(schema), Reachability.of(schema))
+        self._index = None
+
+    @property
+    def schema(self) -> ir.Schema:
+        """The current model as a schema IR."""
+        return self._require_model().schema
+
+    def write_tuples(self, tuples: Iterable[FgaTuple | Mapping[str, Any]]) -> None:
+        """Write tuples, validated against the current model (error 2027 when refused)."""
+        model = self._require_model()
+        batch = [t if isinstance(t, FgaTuple) else FgaTuple.from_mapping(t) for t in tuples]
+        for tup in batch:
+            self._to_relationship(model.schema, tup, INVALID_TUPLE)
+        for tup in batch:
+            self.tuples[tup.key] = tup
+        self._index = None
+
+    def delete_tuples(self, tuples: Iterable[FgaTuple | Mapping[str, Any]]) -> None:
+        """Delete tuples by key (absent ones are ignored)."""
+        for tup in tuples:
+            fga = tup if isinstance(tup, FgaTuple) else FgaTuple.from_mapping(tup)
+            self.tuples.pop(fga.key, None)
+        self._index = None
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def check(
+        self,
+        object: str,
+        relation: str,
+        user: str,
+        contextual_tuples: Sequence[FgaTuple | Mapping[str, Any]] = (),
+        context: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """OpenFGA Check: does `user` have `relation` on `object`?"""
+        model = self._require_model()
+        try:
+            otype, oid = parse_object(object)
+            self._require_relation(model.schema, otype, relation, VALIDATION_ERROR, VALIDATION_ERROR)
+            subject = parse_user(user)
+            self._require_user(model.schema, subject, VALIDATION_ERROR)
+        except FgaRequestError as exc:
+            raise FgaRequestError(VALIDATION_ERROR, exc.message) from None
+        index = self._query_index(model, contextual_tuples)
+        run = CheckRun(model.compiled, index, self.max_depth)
+        try:
+            result = run.dispatch(otype, oid, relation, subject, 0)
+        except DepthExceeded as exc:
+            raise FgaRequestError(RESOLUTION_TOO_COMPLEX, str(exc)) from None
+        return self._decide(model.schema, result, context)
+
+    def list_objects(
+        self,
+        user: str,
+        type: str,
+        relation: str,
+        contextual_tuples: Sequence[FgaTuple | Mapping[str, Any]] = (),
+        context: Mapping[str, Any] | None = None,
+    ) -> set[str]:
+        """OpenFGA ListObjects: every `type:id` on which `user` has `relation`."""
+        model = self._require_model()
+        self._require_relation(model.schema, type, relation, TYPE_NOT_FOUND, RELATION_NOT_FOUND)
+        subject = parse_user(user)
+        self._require_user(model.schema, subject, VALIDATION_ERROR)
+        index = self._query_index(model, contextual_tuples)
+        try:
+            found = lookup_resources(
+                model.compiled, model.facts, index, type, relation, subject, self.max_depth
+            )
+        except DepthExceeded as exc:
+            raise FgaRequestError(RESOLUTION_TOO_COMPLEX, str(exc)) from None
+        return {f"{type}:{rid}" for rid, result in found if self._decide(model.schema, result, context)}
+
+    def list_users(
+        self,
+        object: str,
+        relation: str,
+        filters: Sequence[str],
+        contextual_tuples: Sequence[FgaTuple | Mapping[str, Any]] = (),
+        context: Mapping[str, Any] | None = None,
+    ) -> set[str]:
+        """OpenFGA ListUsers: users of the filter types (`type` or `type#relation`) that have
+        `relation` on `object`; a wildcard is reported as `type:*`."""
+        model = self._require_model()
+        schema = model.schema
+        try:
+            otype, oid = parse_object(object)
+        except FgaRequestError:
+            raise
+        self._require_relation(schema, otype, relation, TYPE_NOT_FOUND, RELATION_NOT_FOUND)
+        parsed: list[tuple[str, str]] = []
+        for text in filters:
+            ftype, _, frel = text.partition("#")
+            if ftype not in schema.definitions:
+                raise FgaRequestError(TYPE_NOT_FOUND, f"type {ftype!r} not found")
+            if frel:
+                self._require_relation(schema, ftype, frel, TYPE_NOT_FOUND, RELATION_NOT_FOUND)
+            parsed.append((ftype, frel))
+        index = self._query_index(model, contextual_tuples)
+        users: set[str] = set()
+        for ftype, frel in parsed:
+            try:
+                found = lookup_subjects(
+                    model.compiled, model.facts, index, (otype, oid), relation, ftype, frel, self.max_depth
+                )
+            except DepthExceeded as exc:
+                raise FgaRequestError(RESOLUTION_TOO_COMPLEX, str(exc)) from None
+            suffix = f"#{frel}" if frel else ""
+            for sid, result in found.subjects:
+                if self._decide(schema, result, context):
+                    users.add(f"{ftype}:{sid}{suffix}")
+            if found.wildcard is not False and self._decide(schema, found.wildcard, context):
+                users.add(f"{ftype}:*")
+        return users
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _require_model(self) -> _Model:
+        if self._model is None:
+            raise FgaRequestError(VALIDATION_ERROR, "no authorization model written")
+        return self._model
+
+    @staticmethod
+    def _visible(schema: ir.Schema, type_name: str, relation: str) -> bool:
+        """Whether `relation` is a relation of `type_name` as OpenFGA names them (the hidden
+        `__direct` halves of split definitions are not)."""
+        if schema.relation(type_name, relation) is None:
+            return False
+        if relation.endswith(HIDDEN_SUFFIX):
+            return split_part(schema, type_name, relation[: -len(HIDDEN_SUFFIX)]) is None
+        return True
+
+    def _require_relation(
+        self, schema: ir.Schema, type_name: str, relation: str, type_code: int, relation_code: int
+    ) -> None:
+        if type_name not in schema.definitions:
+            raise FgaRequestError(type_code, f"type {type_name!r} not found")
+        if not self._visible(schema, type_name, relation):
+            raise FgaRequestError(relation_code, f"relation '{type_name}#{relation}' not found")
+
+    def _require_user(self, schema: ir.Schema, subject: Subject, code: int) -> None:
+        stype, _sid, srel = subject
+        if stype not in schema.definitions:
+            raise FgaRequestError(code, f"type {stype!r} not found")
+        if srel and not self._visible(schema, stype, srel):
+            raise FgaRequestError(code, f"relation '{stype}#{srel}' not found")
+
+    def _to_relationship(self, schema: ir.Schema, tup: FgaTuple, code: int) -> Relationship:
+        """The stored relationship for `tup` under `schema`; FgaRequestError(code) if the
+        model does not admit it."""
+        try:
+            rtype, rid = parse_object(tup.object)
+            stype, sid, srel = parse_user(tup.user)
+            if not self._visible(schema, rtype, tup.relation):
+                raise InvalidArgument(f"relation '{rtype}#{tup.relation}' not found")
+            stored = fga_write_relation(schema, rtype, tup.relation)
+        except (FgaRequestError, InvalidArgument) as exc:
+            raise FgaRequestError(code, f"invalid tuple {tup}: {exc}") from None
+        caveat = (
+            ContextualizedCaveat(tup.condition, dict(tup.condition_context)) if tup.condition else None
+        )
+        rel = Relationship(rtype, rid, stored, stype, sid, srel, caveat)
+        error = admission_error(schema, rel)
+        if error is not None:
+            raise FgaRequestError(code, f"invalid tuple {tup}: {error}")
+        return rel
+
+    def _stored_index(self, model: _Model) -> RelationshipIndex:
+        if self._index is None:
+            kept: list[Relationship] = []
+            for tup in self.tuples.values():
+                try:
+                    kept.append(self._to_relationship(model.schema, tup, INVALID_TUPLE))
+                except FgaRequestError:
+                    continue  # written under an earlier model that admitted it: ignored now
+            self._index = RelationshipIndex.build(kept, 0)
+        return self._index
+
+    def _query_index(
+        self, model: _Model, contextual: Sequence[FgaTuple | Mapping[str, Any]]
+    ) -> RelationshipIndex:
+        base = self._stored_index(model)
+        if not contextual:
+            return base
+        extra = [
+            self._to_relationship(
+                model.schema, t if isinstance(t, FgaTuple) else FgaTuple.from_mapping(t), INVALID_TUPLE
+            )
+            for t in contextual
+        ]
+        return overlay(base, extra)
+
+    @staticmethod
+    def _decide(schema: ir.Schema, result: Result, context: Mapping[str, Any] | None) -> bool:
+        outcome = resolve_condition(schema, result, context or {})
+        if outcome is ConditionOutcome.MISSING:
+            raise FgaRequestError(VALIDATION_ERROR, "a condition is missing parameters")
+        return outcome is ConditionOutcome.TRUE
