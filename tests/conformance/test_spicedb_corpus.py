@@ -49,10 +49,6 @@ def test_corpus_present():
 @pytest.mark.parametrize("store_kind", ["memory", "sqlite"])
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 async def test_spicedb_file(path: Path, store_kind: str, tmp_path: Path) -> None:
-    if needs_caveats(path):
-        if store_kind == "memory":
-            SUMMARY["skipped"] += 1
-        pytest.skip("needs caveat evaluation (issue: caveats and expiring relationships)")
     parsed = read_validation_file(path)
     if store_kind == "memory":
         report = await validate_parsed(parsed)

@@ -106,7 +106,9 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
             batch = int(rel.resource_id[1:].split("_")[0])
             per_batch[batch] = per_batch.get(batch, 0) + 1
         for batch, revision in acknowledged.items():
-            assert per_batch.get(batch) == size, f"acknowledged batch {batch} (revision {revision}) is missing"
+            assert per_batch.get(batch) == size, (
+                f"acknowledged batch {batch} (revision {revision}) is missing"
+            )
             at_revision = await store.read(RelationshipFilter(resource_type="document"), revision)
             assert len(at_revision) == size * (batch + 1)
         # Nothing partial: every batch that is visible at all is complete.
@@ -245,5 +247,26 @@ async def test_iter_all_is_one_snapshot(tmp_path: Path) -> None:
         await store.gc(datetime.now(UTC) + timedelta(seconds=5))  # the deleted rows are gone
         rest = [batch async for batch in batches]
         assert sum(len(b) for b in [first, *rest]) == 100
+    finally:
+        await store.close()
+
+
+async def test_cancelled_calls_leave_connections_clean(tmp_path: Path) -> None:
+    """A caller cancelled while its read or write waits on SQLite must not leave a pooled
+    connection inside a transaction (the next call on it would fail)."""
+    store = await opened(tmp_path / "cancel.db", readers=1)
+    try:
+        for attempt in range(20):
+            for call in (store.changes(0), store.write([create(f"document:c{attempt}#viewer@user:ana")])):
+                task = asyncio.ensure_future(call)
+                await asyncio.sleep(0)
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+            await store.changes(0)
+            await store.write([create(f"document:after{attempt}#viewer@user:ana")])
+        assert "document:after19#viewer@user:ana" in await all_text(store)
     finally:
         await store.close()

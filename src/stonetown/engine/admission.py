@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from stonetown.core.errors import FailedPrecondition, InvalidArgument
 from stonetown.core.relationship import WILDCARD, Relationship
+from stonetown.engine.caveats import context_error
 from stonetown.schema import ir
 
 
@@ -31,10 +32,11 @@ def admission_error(schema: ir.Schema, rel: Relationship) -> str | None:
         return f"caveat `{caveat}` not found"
     expiring = rel.expiration is not None
     shape = ir.AllowedSubject(rel.subject_type, rel.subject_relation or None, wildcard, caveat, expiring)
-    for allowed in relation.allowed:
-        if allowed == shape:
-            return None
-    return f"subjects of type `{shape}` are not allowed on relation `{rel.resource_type}#{rel.relation}`"
+    if shape not in relation.allowed:
+        return f"subjects of type `{shape}` are not allowed on relation `{rel.resource_type}#{rel.relation}`"
+    if rel.caveat is not None:
+        return context_error(schema.caveats[rel.caveat.name], rel.caveat.context)
+    return None
 
 
 def require_admitted(schema: ir.Schema, rel: Relationship, where: str) -> None:

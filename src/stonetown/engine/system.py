@@ -20,8 +20,9 @@ from typing import Any
 from stonetown.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.admission import require_admitted, require_kept
+from stonetown.engine.caveats import CaveatEvaluator
 from stonetown.engine.check import CheckRun, CompiledSchema
-from stonetown.engine.conditions import Result, granted, leaf_names
+from stonetown.engine.conditions import Result, granted
 from stonetown.engine.datastore import (
     Datastore,
     DeleteResult,
@@ -61,6 +62,7 @@ class SchemaState:
     schema: ir.Schema
     compiled: CompiledSchema
     facts: Reachability
+    caveats: CaveatEvaluator
 
     @classmethod
     def of(cls, stored: StoredSchema) -> SchemaState:
@@ -68,7 +70,7 @@ class SchemaState:
         from stonetown.schema import compile_schema
 
         schema = compile_schema(stored.text)
-        return cls(stored, schema, CompiledSchema(schema), Reachability.of(schema))
+        return cls(stored, schema, CompiledSchema(schema), Reachability.of(schema), CaveatEvaluator(schema))
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,17 +341,17 @@ class PermissionSystem:
 
     # ---- permissions --------------------------------------------------------------------
 
-    def _verdict(self, state: SchemaState, result: Result, revision: int) -> CheckResult:
+    @staticmethod
+    def _verdict(
+        state: SchemaState, result: Result, revision: int, context: dict[str, Any] | None = None
+    ) -> CheckResult:
+        """The answer for `result`; a caveat condition is evaluated against `context`."""
         if result is True:
             return CheckResult(Permissionship.ALLOWED, revision)
         if not granted(result):
             return CheckResult(Permissionship.DENIED, revision)
-        missing = sorted(
-            {p.name for name in leaf_names(result) for p in state.schema.caveats[name].parameters}
-            if all(name in state.schema.caveats for name in leaf_names(result))
-            else set()
-        )
-        return CheckResult(Permissionship.CONDITIONAL, revision, tuple(missing))
+        verdict = state.caveats.verdict(result, context)  # type: ignore[arg-type]
+        return CheckResult(verdict.permissionship, revision, verdict.missing_parameters)
 
     @staticmethod
     def _require_permission(state: SchemaState, resource_type: str, permission: str, field: str) -> None:
@@ -392,7 +394,7 @@ class PermissionSystem:
         result = run.dispatch(
             resource.type, resource.id, permission, (subject.type, subject.id, subject.relation), 0
         )
-        return self._verdict(state, result, view.revision)
+        return self._verdict(state, result, view.revision, context)
 
     async def check_bulk(
         self,
@@ -419,7 +421,7 @@ class PermissionSystem:
                     (subject.type, subject.id, subject.relation),
                     0,
                 )
-                out.append(self._verdict(state, result, view.revision))
+                out.append(self._verdict(state, result, view.revision, request.context))
             except Exception as exc:  # noqa: BLE001 - reported per item
                 out.append(exc)
         return out
@@ -466,7 +468,9 @@ class PermissionSystem:
                 continue
             if limit is not None and sent >= limit:
                 return
-            verdict = self._verdict(state, result, view.revision)
+            verdict = self._verdict(state, result, view.revision, context)
+            if verdict.permissionship is Permissionship.DENIED:
+                continue
             yield (
                 LookupResourceResult(
                     rid, verdict.permissionship is Permissionship.CONDITIONAL, verdict.missing_parameters
@@ -504,17 +508,26 @@ class PermissionSystem:
             subject_relation,
             self.max_depth,
         )
-        items: list[tuple[str, Result, tuple[str, ...]]] = []
+        # Caveats are evaluated before paging: a subject the context denies is no answer. The
+        # wildcard excludes every subject it does not grant outright (denied, or conditional
+        # and listed on its own with its missing parameters).
+        verdicts = [
+            (cid, self._verdict(state, result, view.revision, context)) for cid, result in found.subjects
+        ]
+        denied = {cid for cid, verdict in verdicts if verdict.permissionship is Permissionship.DENIED}
+        not_allowed = {cid for cid, v in verdicts if v.permissionship is not Permissionship.ALLOWED}
+        items: list[tuple[str, CheckResult, tuple[str, ...]]] = []
         if found.wildcard is not False:
-            items.append(("*", found.wildcard, tuple(found.excluded)))
-        items.extend((cid, result, ()) for cid, result in found.subjects)
+            wildcard = self._verdict(state, found.wildcard, view.revision, context)
+            if wildcard.permissionship is not Permissionship.DENIED:
+                items.append(("*", wildcard, tuple(sorted({*found.excluded, *not_allowed}))))
+        items.extend((cid, verdict, ()) for cid, verdict in verdicts if cid not in denied)
         sent = 0
-        for cid, result, excluded in items:
+        for cid, verdict, excluded in items:
             if after is not None and cid <= after:
                 continue
             if limit is not None and sent >= limit:
                 return
-            verdict = self._verdict(state, result, view.revision)
             conditional = verdict.permissionship is Permissionship.CONDITIONAL
             yield (
                 LookupSubjectResult(

@@ -30,7 +30,7 @@ from stonetown.engine.index import RelationshipIndex, overlay
 from stonetown.engine.lookup_resources import lookup_resources
 from stonetown.engine.lookup_subjects import lookup_subjects
 from stonetown.engine.reachability import Reachability
-from stonetown.fgatest.conditions import ConditionOutcome, resolve_condition
+from stonetown.fgatest.conditions import ConditionOutcome, make_evaluator, resolve_condition
 from stonetown.schema import ir
 from stonetown.schema.fga import HIDDEN_SUFFIX, fga_write_relation, import_fga
 from stonetown.schema.fga.to_ir import split_part
@@ -112,6 +112,7 @@ class _Model:
     schema: ir.Schema
     compiled: CompiledSchema
     facts: Reachability
+    evaluator: Any
 
 
 @dataclass
@@ -128,8 +129,11 @@ class FgaStore:
     def write_model(self, text: str) -> None:
         """Replace the model (raises FgaSyntaxError / FgaValidationError for bad models).
         Stored tuples are kept."""
-        schema = import_fga(text)
-        self._model = _Model(schema, CompiledSchema(schema), Reachability.of(schema))
+        self.write_schema(import_fga(text))
+
+    def write_schema(self, schema: ir.Schema) -> None:
+        """Replace the model with an already imported one (e.g. from OpenFGA's JSON form)."""
+        self._model = _Model(schema, CompiledSchema(schema), Reachability.of(schema), make_evaluator(schema))
         self._index = None
 
     @property
@@ -179,7 +183,7 @@ class FgaStore:
             result = run.dispatch(otype, oid, relation, subject, 0)
         except DepthExceeded as exc:
             raise FgaRequestError(RESOLUTION_TOO_COMPLEX, str(exc)) from None
-        return self._decide(model.schema, result, context)
+        return self._decide(model, result, context)
 
     def list_objects(
         self,
@@ -201,7 +205,7 @@ class FgaStore:
             )
         except DepthExceeded as exc:
             raise FgaRequestError(RESOLUTION_TOO_COMPLEX, str(exc)) from None
-        return {f"{type}:{rid}" for rid, result in found if self._decide(model.schema, result, context)}
+        return {f"{type}:{rid}" for rid, result in found if self._decide(model, result, context, strict=True)}
 
     def list_users(
         self,
@@ -239,9 +243,9 @@ class FgaStore:
                 raise FgaRequestError(RESOLUTION_TOO_COMPLEX, str(exc)) from None
             suffix = f"#{frel}" if frel else ""
             for sid, result in found.subjects:
-                if self._decide(schema, result, context):
+                if self._decide(model, result, context, strict=True):
                     users.add(f"{ftype}:{sid}{suffix}")
-            if found.wildcard is not False and self._decide(schema, found.wildcard, context):
+            if found.wildcard is not False and self._decide(model, found.wildcard, context, strict=True):
                 users.add(f"{ftype}:*")
         return users
 
@@ -283,14 +287,14 @@ class FgaStore:
         try:
             rtype, rid = parse_object(tup.object)
             stype, sid, srel = parse_user(tup.user)
+            if tup.user == f"{tup.object}#{tup.relation}":
+                raise InvalidArgument("cannot write a tuple that is implicit")
             if not self._visible(schema, rtype, tup.relation):
                 raise InvalidArgument(f"relation '{rtype}#{tup.relation}' not found")
             stored = fga_write_relation(schema, rtype, tup.relation)
         except (FgaRequestError, InvalidArgument) as exc:
             raise FgaRequestError(code, f"invalid tuple {tup}: {exc}") from None
-        caveat = (
-            ContextualizedCaveat(tup.condition, dict(tup.condition_context)) if tup.condition else None
-        )
+        caveat = ContextualizedCaveat(tup.condition, dict(tup.condition_context)) if tup.condition else None
         rel = Relationship(rtype, rid, stored, stype, sid, srel, caveat)
         error = admission_error(schema, rel)
         if error is not None:
@@ -323,8 +327,15 @@ class FgaStore:
         return overlay(base, extra)
 
     @staticmethod
-    def _decide(schema: ir.Schema, result: Result, context: Mapping[str, Any] | None) -> bool:
-        outcome = resolve_condition(schema, result, context or {})
+    def _decide(
+        model: _Model, result: Result, context: Mapping[str, Any] | None, strict: bool = False
+    ) -> bool:
+        if result is True or result is False:
+            return result
+        try:
+            outcome = resolve_condition(model.schema, result, context or {}, model.evaluator, strict)
+        except InvalidArgument as exc:
+            raise FgaRequestError(VALIDATION_ERROR, str(exc)) from None
         if outcome is ConditionOutcome.MISSING:
             raise FgaRequestError(VALIDATION_ERROR, "a condition is missing parameters")
         return outcome is ConditionOutcome.TRUE

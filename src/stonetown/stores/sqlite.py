@@ -20,7 +20,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -266,10 +266,27 @@ class SqliteDatastore(Datastore):
                 pass
 
     async def _connect(self) -> aiosqlite.Connection:
-        connection = await aiosqlite.connect(
+        connection = aiosqlite.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, cached_statements=256
         )
-        await connection.execute(f"PRAGMA synchronous={self.synchronous}")
+        try:
+            await connection
+        except BaseException:
+            # aiosqlite stops its worker thread without waiting; wait here so the thread does
+            # not report to an event loop that may be closed by then.
+            thread = getattr(connection, "_thread", None)
+            if thread is not None:
+                await asyncio.to_thread(thread.join, 2.0)
+            raise
+        try:
+            await connection.execute(f"PRAGMA synchronous={self.synchronous}")
+            # The default 2 MB page cache makes index upkeep thrash beyond ~100k rows.
+            await connection.execute("PRAGMA cache_size=-65536")
+            await connection.execute("PRAGMA temp_store=MEMORY")
+        except BaseException:
+            # Close it here: each connection owns a thread that would outlive the event loop.
+            await connection.close()
+            raise
         return connection
 
     async def _migrate(self, connection: aiosqlite.Connection) -> None:
@@ -364,7 +381,17 @@ class SqliteDatastore(Datastore):
             raise StoreError(f"SQLite store {self.path} is not open")
 
     async def _in_write(self, action: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run `body` in one BEGIN IMMEDIATE transaction; commit, or roll back on any error."""
+        """Run `body` in one BEGIN IMMEDIATE transaction; commit, or roll back on any error.
+
+        The transaction runs to its end even if the caller is cancelled: aiosqlite queues each
+        statement on the connection's thread, so abandoning it halfway would leave BEGIN or
+        COMMIT queued behind our back and the connection inside a transaction.
+        """
+        return await _shielded(self._write_transaction(action, body))
+
+    async def _write_transaction(
+        self, action: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]
+    ) -> T:
         self._require_open()
         assert self._writer is not None
         async with self._write_lock:
@@ -381,7 +408,13 @@ class SqliteDatastore(Datastore):
                 raise
 
     async def _in_read(self, action: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run `body` in one read transaction (a consistent snapshot) on a pooled reader."""
+        """Run `body` in one read transaction (a consistent snapshot) on a pooled reader,
+        to its end even if the caller is cancelled (see :meth:`_in_write`)."""
+        return await _shielded(self._read_transaction(action, body))
+
+    async def _read_transaction(
+        self, action: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]
+    ) -> T:
         self._require_open()
         assert self._readers is not None
         readers = self._readers
@@ -739,3 +772,11 @@ class SqliteDatastore(Datastore):
 
 def _change_key(change: Change) -> Key:
     return change.relationship.key
+
+
+async def _shielded(work: Coroutine[Any, Any, T]) -> T:
+    """Await `work` in a task of its own that a cancellation of the caller does not stop."""
+    task = asyncio.ensure_future(work)
+    # Retrieve the outcome even when nobody awaits it any more (the caller was cancelled).
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return await asyncio.shield(task)

@@ -21,6 +21,7 @@ from stonetown.engine.datastore import Update, UpdateOp
 from stonetown.engine.expand import evaluate
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import Consistency, ExpandNode, Permissionship
+from stonetown.fgatest.storefile import StoreFileError, is_store_file, run_store_file
 from stonetown.schema import SchemaError
 from stonetown.stores.memory import MemoryDatastore
 from stonetown.validation.files import ValidationFile, ValidationFileError, read_validation_file
@@ -173,18 +174,26 @@ def expanded_subjects(tree: ExpandNode) -> dict[str, frozenset[str]]:
     return out
 
 
+def _fga_store_report(name: str) -> FileReport:
+    """Run an OpenFGA store test file (`.fga.yaml`) with OpenFGA semantics."""
+    fga = run_store_file(name)
+    return FileReport(fga.path, fga.assertions, 0, fga.failures)
+
+
 def validate_files(paths: list[str], out: TextIO) -> int:
     """Validate each file, print failures and a summary to `out`; return the exit code."""
     code = 0
     files = assertions = validations = failed = 0
     for name in paths:
         try:
-            parsed = read_validation_file(name)
-        except ValidationFileError as exc:
+            if is_store_file(name):
+                report = _fga_store_report(name)
+            else:
+                report = asyncio.run(validate_parsed(read_validation_file(name)))
+        except (ValidationFileError, StoreFileError) as exc:
             print(f"error: {exc}", file=out)
             code = 2
             continue
-        report = asyncio.run(validate_parsed(parsed))
         files += 1
         assertions += report.assertions
         validations += report.validations

@@ -1,0 +1,1 @@
+"""Stonetown benchmarks: `python -m benchmarks --help` (see benchmarks/README.md)."""

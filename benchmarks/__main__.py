@@ -1,0 +1,115 @@
+"""`python -m benchmarks COMMAND`: see benchmarks/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from benchmarks.dataset import SEED, parse_size
+
+
+def _sizes(text: str) -> list[int]:
+    return [parse_size(part) for part in text.split(",") if part]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of the harness."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description="Stonetown benchmarks")
+    parser.add_argument("--seed", type=int, default=SEED, help="dataset seed (default %(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    inproc = sub.add_parser("inprocess", help="the engine without gRPC, per dataset size")
+    inproc.add_argument("--size", default="10k,100k,1M", help="comma-separated sizes (10k, 100k, 1M, 10M)")
+    inproc.add_argument("--budget", type=float, default=2.0, help="seconds per workload (about)")
+    grpc_cmd = sub.add_parser("grpc", help="over gRPC: floor and stonetown serve, same load generators")
+    grpc_cmd.add_argument("--size", default="100k")
+    grpc_cmd.add_argument("--duration", type=float, default=5.0, help="seconds per run")
+    grpc_cmd.add_argument("--workers", default="1,2", help="server process counts")
+    grpc_cmd.add_argument("--reps", type=int, default=3, help="alternating runs per side (best kept)")
+    cas = sub.add_parser("casbin", help="pycasbin RBAC-with-domains on the same data")
+    cas.add_argument("--size", default="10k,100k")
+    cas.add_argument("--budget", type=float, default=10.0)
+    floor = sub.add_parser("floor", help="run the constant-answer floor server")
+    floor.add_argument("--port", type=int, required=True)
+    floor.add_argument("--workers", type=int, default=1)
+    floor.add_argument("--interceptor", action="store_true", help="with stonetown's serving interceptor")
+    gen = sub.add_parser("dataset", help="generate and import a dataset; print its shape")
+    gen.add_argument("--size", default="10k")
+    sub.add_parser("plot", help="PNG plots from benchmarks/results/*.json")
+    sub.add_parser("targets", help="print the targets table (met / missed) from the results")
+    prof = sub.add_parser("profile", help="py-spy profile of a hot path, summarized per function")
+    prof.add_argument("workload", choices=("check", "lookup_resources", "load", "import", "grpc_check"))
+    prof.add_argument("--size", default="100k")
+    prof.add_argument("--seconds", type=float, default=10.0)
+    ptarget = sub.add_parser("profile-target", help=argparse.SUPPRESS)
+    ptarget.add_argument("workload")
+    ptarget.add_argument("--size", default="100k")
+    ptarget.add_argument("--seconds", type=float, default=10.0)
+    smoke = sub.add_parser("smoke", help="a seconds-long run of every part on a tiny dataset")
+    smoke.add_argument("--size", default="1k")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
+    if args.command == "inprocess":
+        from benchmarks import inprocess
+
+        for size in _sizes(args.size):
+            inprocess.run(size, args.seed, budget=args.budget)
+    elif args.command == "grpc":
+        from benchmarks import grpc_bench
+
+        workers = tuple(int(w) for w in args.workers.split(","))
+        for size in _sizes(args.size):
+            grpc_bench.run(size, args.seed, duration=args.duration, workers=workers, reps=args.reps)
+    elif args.command == "casbin":
+        from benchmarks import casbin_bench
+
+        for size in _sizes(args.size):
+            casbin_bench.run(size, args.seed, budget=args.budget)
+    elif args.command == "floor":
+        from benchmarks.floor import main as floor_main
+
+        return floor_main("127.0.0.1", args.port, args.workers, args.interceptor)
+    elif args.command == "dataset":
+        from benchmarks.common import ensure_store
+        from benchmarks.dataset import generate
+
+        for size in _sizes(args.size):
+            data = generate(size, args.seed)
+            path, seconds = ensure_store(data)
+            kinds = {kind: len(items) for kind, items in data.checks.items()}
+            print(
+                f"{path}: {len(data.relationships)} relationships, {data.orgs} organizations, checks {kinds}"
+            )
+            if seconds is not None:
+                print(f"imported in {seconds:.2f} s ({len(data.relationships) / seconds:,.0f} rel/s)")
+    elif args.command == "plot":
+        from benchmarks.plots import plot_all
+
+        for path in plot_all():
+            print(path)
+    elif args.command == "targets":
+        from benchmarks.targets import markdown
+
+        print(markdown())
+    elif args.command == "profile":
+        from benchmarks.profiling import profile
+
+        for size in _sizes(args.size):
+            profile(args.workload, size, args.seed, args.seconds)
+    elif args.command == "profile-target":
+        from benchmarks.profiling import target
+
+        target(args.workload, parse_size(args.size), args.seed, args.seconds)
+    elif args.command == "smoke":
+        from benchmarks.smoke import smoke
+
+        smoke(parse_size(args.size), args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Shared helpers: latency statistics, memory, result files, progress and the dataset store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.dataset import Dataset
+from stonetown.cli.progress import Progress
+from stonetown.engine.datastore import Update, UpdateOp
+from stonetown.engine.system import PermissionSystem
+from stonetown.stores.sqlite import SqliteDatastore
+
+RESULTS_DIR = Path(__file__).with_name("results")
+DATA_DIR = RESULTS_DIR / "data"
+IMPORT_BATCH = 1000  # the server's default max updates per write
+
+
+def results_dir() -> Path:
+    """benchmarks/results (or $STONETOWN_BENCH_RESULTS), created on demand."""
+    path = Path(os.environ.get("STONETOWN_BENCH_RESULTS", RESULTS_DIR))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) of already sorted values, nearest-rank."""
+    if not sorted_values:
+        return float("nan")
+    rank = min(len(sorted_values) - 1, max(0, int(round(q * len(sorted_values) + 0.5)) - 1))
+    return float(sorted_values[rank])
+
+
+@dataclass(slots=True)
+class Latency:
+    """Latency summary in microseconds, and throughput in operations per second."""
+
+    count: int
+    seconds: float
+    p50_us: float
+    p90_us: float
+    p99_us: float
+    max_us: float
+    mean_us: float
+
+    @property
+    def throughput(self) -> float:
+        """Operations per second over the measured wall time."""
+        return self.count / self.seconds if self.seconds > 0 else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with throughput."""
+        return {
+            "count": self.count,
+            "seconds": round(self.seconds, 4),
+            "throughput_per_s": round(self.throughput, 1),
+            "p50_us": round(self.p50_us, 2),
+            "p90_us": round(self.p90_us, 2),
+            "p99_us": round(self.p99_us, 2),
+            "max_us": round(self.max_us, 2),
+            "mean_us": round(self.mean_us, 2),
+        }
+
+
+def summarize(samples_ns: list[int] | list[float], seconds: float, *, unit_ns: bool = True) -> Latency:
+    """A Latency from per-operation durations (ns by default, else µs) and the wall time."""
+    scale = 1e-3 if unit_ns else 1.0
+    values = sorted(v * scale for v in samples_ns)
+    mean = sum(values) / len(values) if values else float("nan")
+    return Latency(
+        len(values),
+        seconds,
+        percentile(values, 0.50),
+        percentile(values, 0.90),
+        percentile(values, 0.99),
+        values[-1] if values else float("nan"),
+        mean,
+    )
+
+
+def rss_bytes(pid: int | None = None) -> int:
+    """Resident set size of a process (this one by default)."""
+    import psutil
+
+    return int(psutil.Process(pid or os.getpid()).memory_info().rss)
+
+
+def rss_tree_bytes(pid: int) -> int:
+    """RSS of a process and all its descendants (server workers)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            continue
+    return int(total)
+
+
+def environment() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import grpc
+
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg": list(os.getloadavg()),
+        "grpcio": grpc.__version__,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    """Write one result document as benchmarks/results/NAME.json and return its path."""
+    path = results_dir() / f"{name}.json"
+    payload = {"benchmark": name, "environment": environment(), **payload}
+    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    print(f"-> {path}", file=sys.stderr)
+    return path
+
+
+def db_path(size: int, seed: int) -> Path:
+    """Where the SQLite file of the dataset (size, seed) lives."""
+    directory = results_dir() / "data"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / f"bench-{size}-{seed}.db"
+
+
+async def bulk_import(
+    data: Dataset, path: Path, *, batch: int = IMPORT_BATCH, progress: bool = True
+) -> float:
+    """Write the schema and every relationship of `data` into a new SQLite store at `path`
+    through the real write path (PermissionSystem.write_relationships: validation, one
+    transaction and one revision per batch of touches, index catch-up), as `stonetown import`
+    does on the server. Returns the seconds spent on relationships (schema excluded)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    system = PermissionSystem(SqliteDatastore(str(path)))
+    await system.start()
+    try:
+        await system.write_schema(data.schema_text())
+        bar = Progress(f"import {path.name}", len(data.relationships), enabled=progress)
+        if progress:
+            bar._interactive = True  # redraw on stderr even when it is not a terminal
+        rels = data.relationships
+        start = time.perf_counter()
+        for first in range(0, len(rels), batch):
+            chunk = rels[first : first + batch]
+            await system.write_relationships([Update(UpdateOp.TOUCH, rel) for rel in chunk])
+            bar.advance(len(chunk))
+        elapsed = time.perf_counter() - start
+        bar.finish()
+        return elapsed
+    finally:
+        await system.stop()
+
+
+def ensure_store(data: Dataset, *, progress: bool = True) -> tuple[Path, float | None]:
+    """The SQLite file of `data`, importing it when missing; (path, import seconds or None
+    when it already existed)."""
+    path = db_path(data.size, data.seed)
+    marker = path.with_suffix(".ok")
+    if path.exists() and marker.exists():
+        return path, None
+    seconds = asyncio.run(bulk_import(data, path, progress=progress))
+    marker.write_text(f"{seconds}\n")
+    return path, seconds

@@ -1,0 +1,429 @@
+"""Benchmarks over gRPC: the floor server and `stonetown serve`, driven by the same clients.
+
+Every server runs in its own process(es) on loopback; the load generators run in separate
+processes too: h2load (nghttp2, C, one fixed request body per run) when installed, and
+:mod:`benchmarks.loadgen` (Python grpc.aio, any mix of requests). On a small machine the
+client competes with the server for CPU; both servers face the same client, so the ratios
+are fair, and the client's CPU use is reported with every Python-driven result.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.common import rss_tree_bytes, write_result
+from benchmarks.dataset import Check, Dataset, generate, size_label
+from benchmarks.inprocess import prepare
+from benchmarks.loadgen import Request, run_loadgen
+from stonetown.api import convert as cv
+from stonetown.api.pb import core, permission, relationship
+from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
+from stonetown.engine.datastore import Update, UpdateOp
+
+CHECK = "/stonetown.v1.PermissionService/Check"
+CHECK_BULK = "/stonetown.v1.PermissionService/CheckBulk"
+LOOKUP_RESOURCES = "/stonetown.v1.PermissionService/LookupResources"
+WRITE = "/stonetown.v1.RelationshipService/WriteRelationships"
+ROOT = Path(__file__).resolve().parent.parent
+_LATEST = core.Consistency(minimize_latency=True)
+
+
+# ------------------------------------------------------------------------------ requests
+
+
+def check_request(check: Check) -> bytes:
+    """A serialized CheckRequest (minimize_latency)."""
+    return permission.CheckRequest(
+        consistency=_LATEST,
+        resource=cv.object_to_proto(ObjectRef(check[0], check[1])),
+        permission=check[2],
+        subject=cv.subject_to_proto(SubjectRef(check[3], check[4], check[5])),
+    ).SerializeToString()
+
+
+def check_bulk_request(checks: list[Check]) -> bytes:
+    """A serialized CheckBulkRequest of `checks`."""
+    request = permission.CheckBulkRequest(consistency=_LATEST)
+    for c in checks:
+        request.items.append(
+            permission.CheckBulkRequestItem(
+                resource=cv.object_to_proto(ObjectRef(c[0], c[1])),
+                permission=c[2],
+                subject=cv.subject_to_proto(SubjectRef(c[3], c[4], c[5])),
+            )
+        )
+    return request.SerializeToString()
+
+
+def lookup_resources_request(query: tuple[str, str, str]) -> bytes:
+    """A serialized LookupResourcesRequest for user `query[2]` (no limit)."""
+    return permission.LookupResourcesRequest(
+        consistency=_LATEST,
+        resource_object_type=query[0],
+        permission=query[1],
+        subject=cv.subject_to_proto(SubjectRef("user", query[2])),
+    ).SerializeToString()
+
+
+def write_request(rels: list[Relationship]) -> bytes:
+    """A serialized WriteRelationshipsRequest touching `rels`."""
+    return relationship.WriteRelationshipsRequest(
+        updates=[cv.update_to_proto(Update(UpdateOp.TOUCH, rel)) for rel in rels]
+    ).SerializeToString()
+
+
+# ------------------------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    """A free loopback TCP port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _listeners(pid: int, port: int) -> int:
+    procs = [psutil.Process(pid)]
+    procs.extend(procs[0].children(recursive=True))
+    found = 0
+    for proc in procs:
+        try:
+            conns = proc.net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        found += sum(1 for c in conns if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port)
+    return found
+
+
+class Server:
+    """A server process tree on a loopback port, stopped with SIGTERM."""
+
+    def __init__(self, command: list[str], port: int, workers: int, log: Path) -> None:
+        self.port = port
+        self.workers = workers
+        self.log = log
+        self.started = time.perf_counter()
+        self._log_handle = log.open("w")
+        self.proc = subprocess.Popen(command, cwd=ROOT, stdout=self._log_handle, stderr=subprocess.STDOUT)
+        self.ready_seconds = self._wait_ready()
+
+    @property
+    def target(self) -> str:
+        """host:port."""
+        return f"127.0.0.1:{self.port}"
+
+    def _wait_ready(self, timeout: float = 600.0) -> float:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early: {self.log.read_text()[-2000:]}")
+            if _listeners(self.proc.pid, self.port) >= self.workers:
+                return time.perf_counter() - self.started
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not become ready")
+
+    def rss(self) -> int:
+        """RSS of the whole process tree."""
+        return rss_tree_bytes(self.proc.pid)
+
+    def stop(self) -> None:
+        """SIGTERM, then wait (SIGKILL after 30 s)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log_handle.close()
+
+
+def start_stonetown(db: Path, workers: int, log: Path) -> Server:
+    """`stonetown serve` over the dataset's SQLite file."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "stonetown.cli.main", "serve", "--datastore", str(db), "--port", str(port),
+        "--workers", str(workers), "--log-level", "warning",
+    ]  # fmt: skip
+    return Server(command, port, workers, log)
+
+
+def start_floor(workers: int, log: Path, *, interceptor: bool = False) -> Server:
+    """The constant-answer floor server."""
+    port = free_port()
+    command = [sys.executable, "-m", "benchmarks", "floor", "--port", str(port), "--workers", str(workers)]
+    if interceptor:
+        command.append("--interceptor")
+    return Server(command, port, workers, log)
+
+
+# ------------------------------------------------------------------------------- h2load
+
+_FINISHED = re.compile(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s")
+_REQUESTS = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed")
+
+
+def have_h2load() -> bool:
+    """Whether h2load (apt: nghttp2-client) is installed."""
+    return shutil.which("h2load") is not None
+
+
+def h2load(
+    target: str,
+    method: str,
+    body: bytes,
+    *,
+    duration: float = 5.0,
+    clients: int = 4,
+    streams: int = 16,
+    rps: float = 0.0,
+) -> dict[str, Any]:
+    """Run h2load against one gRPC method with one request body; throughput and latency
+    percentiles (from its per-request log). With `rps`, each client is paced to rps/clients."""
+    with tempfile.TemporaryDirectory(prefix="stonetown-h2load-") as tmp:
+        data = Path(tmp) / "body"
+        data.write_bytes(b"\x00" + len(body).to_bytes(4, "big") + body)
+        log = Path(tmp) / "log.tsv"
+        command = [
+            "h2load", "-D", str(max(1, round(duration))), "--warm-up-time", "1",
+            "-c", str(clients), "-m", str(streams),
+            "-t", "1", "-d", str(data), "-H", "content-type: application/grpc", "-H", "te: trailers",
+            f"--log-file={log}", f"http://{target}{method}",
+        ]  # fmt: skip
+        if rps > 0:
+            command.insert(1, f"--rps={max(1.0, rps / clients):.2f}")
+        done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
+        out = done.stdout
+        finished, counts = _FINISHED.search(out), _REQUESTS.search(out)
+        if done.returncode != 0 or finished is None or counts is None:
+            raise RuntimeError(f"h2load failed: {out[-2000:]} {done.stderr[-2000:]}")
+        elapsed_us = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line.strip())
+
+    def pct(q: float) -> float:
+        if not elapsed_us:
+            return float("nan")
+        return float(elapsed_us[min(len(elapsed_us) - 1, max(0, int(q * len(elapsed_us) + 0.5) - 1))])
+
+    return {
+        "tool": "h2load",
+        "clients": clients,
+        "streams_per_client": streams,
+        "rps_target": rps,
+        "count": int(counts.group(4)),
+        "failed": int(counts.group(5)),
+        "throughput_per_s": float(finished.group(3)),
+        "p50_us": pct(0.5),
+        "p90_us": pct(0.9),
+        "p99_us": pct(0.99),
+        "max_us": pct(1.0),
+    }
+
+
+# ------------------------------------------------------------------------------ workloads
+
+
+def _requests(data: Dataset) -> dict[str, list[Request]]:
+    mix = data.mixed_checks(4000)
+    bulk = data.mixed_checks(100 * 40, seed=data.seed + 1)
+    fresh = data.fresh_writes
+    writes_single = [(WRITE, "unary", write_request([rel])) for rel in fresh[:20_000]]
+    writes_batch = [(WRITE, "unary", write_request(fresh[i : i + 100])) for i in range(20_000, 50_000, 100)]
+    reads = [(CHECK, "unary", check_request(c)) for c in mix]
+    mixed: list[Request] = []
+    for i, req in enumerate(reads):
+        mixed.append(req)
+        if i % 19 == 18:  # 19 reads : 1 write = 95% / 5%
+            mixed.append(writes_single[(i // 19) % len(writes_single)])
+    lookups = [(LOOKUP_RESOURCES, "stream", lookup_resources_request(q)) for q in data.lookup_resources[:50]]
+    return {
+        "check_mix": reads,
+        "check_bulk": [
+            (CHECK_BULK, "unary", check_bulk_request(bulk[i : i + 100])) for i in range(0, 4000, 100)
+        ],
+        "lookup_resources": lookups[1:],
+        "lookup_resources_big": lookups[:1],
+        "write_single": writes_single,
+        "write_batch_100": writes_batch,
+        "mixed_95_5": mixed,
+    }  # fmt: skip
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    best = dict(max(runs, key=lambda r: r["throughput_per_s"]))
+    best["runs_throughput_per_s"] = [r["throughput_per_s"] for r in runs]
+    return best
+
+
+def run(
+    size: int, seed: int, *, duration: float = 5.0, workers: tuple[int, ...] = (1, 2), reps: int = 3
+) -> dict[str, Any]:
+    """Every gRPC workload on one dataset size; writes benchmarks/results/grpc-SIZE.json.
+
+    For each worker count, the floor and Stonetown run side by side (idle when not measured)
+    and every throughput workload alternates between them `reps` times: each side's best run
+    is kept, and the ratio of each adjacent pair is recorded (the machine is shared, so
+    alternating is what keeps a ratio honest)."""
+    path, _ = prepare(size, seed)
+    data = generate(size, seed)
+    reqs = _requests(data)
+    deep = data.checks["deep_team"][0]
+    deep_body = check_request(deep)
+    bulk_body = reqs["check_bulk"][0][2]
+    use_h2 = have_h2load()
+    logs = Path(tempfile.mkdtemp(prefix="stonetown-bench-logs-"))
+    result: dict[str, Any] = {
+        "size": size,
+        "size_label": size_label(size),
+        "h2load": use_h2,
+        "duration_s": duration,
+        "reps": reps,
+        "fixed_check": list(deep[:6]),
+        "floor": {},
+        "stonetown": {},
+        "paired_ratios": {},
+        "loadavg_start": list(os.getloadavg()),
+    }
+    paired: dict[str, list[float]] = result["paired_ratios"]
+
+    def check_workloads(target: str) -> dict[str, Any]:
+        items: dict[str, Any] = {}
+        if use_h2:
+            items["check_h2load"] = lambda: h2load(target, CHECK, deep_body, duration=duration)
+            items["check_bulk_h2load"] = lambda: h2load(
+                target, CHECK_BULK, bulk_body, duration=duration, streams=4
+            )
+        items["check_mix_py"] = lambda: run_loadgen(target, reqs["check_mix"], duration=duration)
+        return items
+
+    for n in workers:
+        label = f"x{n}"
+        _say(f"[{label}] starting floor and stonetown (loading {size_label(size)})")
+        servers = {"floor": start_floor(n, logs / f"floor-{n}.log")}
+        if n == 1 and use_h2:
+            servers["floor_interceptor"] = start_floor(1, logs / "floor-i.log", interceptor=True)
+        servers["stonetown"] = start_stonetown(path, n, logs / f"stonetown-{n}.log")
+        try:
+            rows: dict[str, dict[str, Any]] = {name: {} for name in servers}
+            st = servers["stonetown"]
+            rows["stonetown"]["ready_seconds"] = round(st.ready_seconds, 2)
+            rows["stonetown"]["rss_bytes"] = st.rss()
+            for key in check_workloads(st.target):
+                sides = [name for name in servers if name != "floor_interceptor" or key == "check_h2load"]
+                runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+                for rep in range(reps):
+                    for name in sides:
+                        _say(f"[{label}] {key} on {name} ({rep + 1}/{reps})")
+                        runs[name].append(check_workloads(servers[name].target)[key]())
+                    a, b = runs["stonetown"][-1], runs["floor"][-1]
+                    paired.setdefault(f"{key}/stonetown_x{n}_vs_floor_x{n}", []).append(
+                        round(a["throughput_per_s"] / b["throughput_per_s"], 3)
+                    )
+                for name in sides:
+                    rows[name][key] = _best(runs[name])
+                if key == "check_bulk_h2load":
+                    for name in sides:
+                        rows[name][key]["checks_per_s"] = rows[name][key]["throughput_per_s"] * 100
+            if n == 1:
+                row = rows["stonetown"]
+                if use_h2:
+                    half = row["check_h2load"]["throughput_per_s"] / 2
+                    _say(f"[{label}] h2load Check at half max ({half:.0f}/s)")
+                    row["check_h2load_half_rate"] = h2load(
+                        st.target, CHECK, deep_body, duration=duration, rps=half
+                    )
+                    _say(f"[{label}] h2load LookupResources (big)")
+                    row["lookup_resources_big_h2load"] = h2load(
+                        st.target, LOOKUP_RESOURCES, reqs["lookup_resources_big"][0][2],
+                        duration=duration, clients=1, streams=1,
+                    )  # fmt: skip
+                half_py = row["check_mix_py"]["throughput_per_s"] / 2
+                _say(f"[{label}] python loadgen Check mix at half max ({half_py:.0f}/s)")
+                row["check_mix_py_half_rate"] = run_loadgen(
+                    st.target, reqs["check_mix"], duration=duration, rate=half_py
+                )
+                _say(f"[{label}] LookupResources")
+                row["lookup_resources_py"] = run_loadgen(
+                    st.target, reqs["lookup_resources"], concurrency=4, duration=duration
+                )
+                _say(f"[{label}] WriteRelationships single, 16 concurrent clients")
+                row["write_single_py"] = run_loadgen(
+                    st.target, reqs["write_single"], concurrency=16, duration=duration
+                )
+                _say(f"[{label}] WriteRelationships batch 100, 4 concurrent clients")
+                batch = run_loadgen(st.target, reqs["write_batch_100"], concurrency=4, duration=duration)
+                batch["relationships_per_s"] = batch["throughput_per_s"] * 100
+                row["write_batch_100_py"] = batch
+                _say(f"[{label}] mixed 95% Check / 5% WriteRelationships")
+                row["mixed_95_5_py"] = run_loadgen(st.target, reqs["mixed_95_5"], duration=duration)
+            rows["stonetown"]["rss_bytes_after"] = st.rss()
+            for name, row in rows.items():
+                result.setdefault(name, {})[f"workers_{n}"] = row
+        finally:
+            for server in servers.values():
+                server.stop()
+    shutil.rmtree(logs, ignore_errors=True)
+    result["loadavg_end"] = list(os.getloadavg())
+    _ratios(result)
+    print_summary(result)
+    write_result(f"grpc-{result['size_label']}", result)
+    return result
+
+
+def _ratios(result: dict[str, Any]) -> None:
+    ratios: dict[str, float] = {}
+    st, fl = result["stonetown"], result["floor"]
+
+    def tp(row: dict[str, Any], key: str) -> float:
+        return float(row.get(key, {}).get("throughput_per_s", float("nan")))
+
+    for key in ("check_h2load", "check_bulk_h2load", "check_mix_py"):
+        for n in (1, 2):
+            w = f"workers_{n}"
+            if w in st and w in fl and key in st[w]:
+                ratios[f"{key}/stonetown_x{n}_vs_floor_x{n}"] = round(tp(st[w], key) / tp(fl[w], key), 3)
+        if "workers_1" in st and "workers_2" in st and key in st["workers_1"]:
+            ratios[f"{key}/stonetown_x2_vs_x1"] = round(
+                tp(st["workers_2"], key) / tp(st["workers_1"], key), 3
+            )
+    fi = result.get("floor_interceptor", {}).get("workers_1", {})
+    if "check_h2load" in fi and "workers_1" in fl:
+        ratios["check_h2load/floor_interceptor_vs_floor"] = round(
+            tp(fi, "check_h2load") / tp(fl["workers_1"], "check_h2load"), 3
+        )
+    result["ratios"] = ratios
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    """A table of the result on stdout."""
+    print(f"== gRPC, {result['size_label']} (each run {result['duration_s']} s)")
+    head = ("server", "workload", "req/s", "p50 us", "p90 us", "p99 us", "max us")
+    print("{:22} {:30} {:>10} {:>9} {:>9} {:>9} {:>10}".format(*head))
+    for side in ("floor", "floor_interceptor", "stonetown"):
+        for workers, rows in result.get(side, {}).items():
+            for name, row in rows.items():
+                if not isinstance(row, dict):
+                    continue
+                print(
+                    f"{side + ' ' + workers:22} {name:30} {row['throughput_per_s']:>10.0f} "
+                    f"{row['p50_us']:>9.0f} {row['p90_us']:>9.0f} {row['p99_us']:>9.0f} "
+                    f"{row['max_us']:>10.0f}"
+                )
+    for name, value in result["ratios"].items():
+        print(f"ratio {name}: {value} (best runs); paired runs: {result['paired_ratios'].get(name, '-')}")

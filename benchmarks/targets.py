@@ -1,0 +1,153 @@
+"""The issue's targets, judged from the result files: met / missed with the measured ratio."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.common import results_dir
+
+
+@dataclass(slots=True)
+class Verdict:
+    """One target: what was measured, against what, and whether it is met."""
+
+    name: str
+    measured: str
+    goal: str
+    ratio: float | None  # measured / goal, oriented so that >= 1 means met
+    met: bool | None  # None: not measured
+
+    def row(self) -> str:
+        """A markdown table row."""
+        status = "not measured" if self.met is None else ("**met**" if self.met else "**missed**")
+        ratio = "" if self.ratio is None else f"{self.ratio:.2f}"
+        return f"| {self.name} | {self.measured} | {self.goal} | {ratio} | {status} |"
+
+
+def _docs(prefix: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(results_dir().glob(f"{prefix}-*.json")):
+        doc = json.loads(path.read_text())
+        out[doc["size_label"]] = doc
+    return out
+
+
+def _at_least(name: str, value: float | None, goal: float, unit: str, fmt: str = "{:,.0f}") -> Verdict:
+    if value is None:
+        return Verdict(name, "-", f">= {fmt.format(goal)} {unit}", None, None)
+    return Verdict(
+        name, f"{fmt.format(value)} {unit}", f">= {fmt.format(goal)} {unit}", value / goal, value >= goal
+    )
+
+
+def _at_most(name: str, value: float | None, goal: float, unit: str, fmt: str = "{:,.1f}") -> Verdict:
+    if value is None:
+        return Verdict(name, "-", f"<= {fmt.format(goal)} {unit}", None, None)
+    ratio = goal / value if value else float("inf")
+    return Verdict(name, f"{fmt.format(value)} {unit}", f"<= {fmt.format(goal)} {unit}", ratio, value <= goal)
+
+
+def _get(doc: dict[str, Any] | None, *keys: str) -> Any:
+    node: Any = doc
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def judge() -> list[Verdict]:
+    """Every target, from the latest result files."""
+    inproc, grpc_docs, casbin = _docs("inprocess"), _docs("grpc"), _docs("casbin")
+    grpc_doc = grpc_docs.get("1M") or grpc_docs.get("100k") or next(iter(grpc_docs.values()), None)
+    glabel = grpc_doc["size_label"] if grpc_doc else "?"
+    out: list[Verdict] = []
+    ratio = _get(grpc_doc, "ratios", "check_h2load/stonetown_x1_vs_floor_x1")
+    if ratio is None:
+        ratio = _get(grpc_doc, "ratios", "check_mix_py/stonetown_x1_vs_floor_x1")
+    out.append(_at_least(f"gRPC Check, 1 process, vs floor ({glabel})", ratio, 0.8, "x floor", "{:.2f}"))
+    p99 = _get(grpc_doc, "stonetown", "workers_1", "check_h2load_half_rate", "p99_us")
+    out.append(
+        _at_most(
+            f"gRPC Check p99 at half max throughput ({glabel})",
+            p99 / 1000 if p99 else None,
+            2.0,
+            "ms",
+            "{:.2f}",
+        )
+    )
+    scale = _get(grpc_doc, "ratios", "check_h2load/stonetown_x2_vs_x1") or _get(
+        grpc_doc, "ratios", "check_mix_py/stonetown_x2_vs_x1"
+    )
+    out.append(_at_least(f"gRPC Check --workers 2 vs 1 ({glabel})", scale, 1.5, "x", "{:.2f}"))
+    bulk = max(
+        (
+            _get(grpc_doc, "stonetown", w, "check_bulk_h2load", "checks_per_s") or 0
+            for w in ("workers_1", "workers_2")
+        ),
+        default=0,
+    )
+    out.append(_at_least(f"gRPC CheckBulk checks/s ({glabel})", bulk or None, 50_000, "checks/s"))
+    big = inproc.get("1M")
+    label = "1M"
+    if big is None and inproc:
+        label, big = max(inproc.items(), key=lambda kv: kv[1]["size"])
+    for stat, goal in (("p50_us", 20.0), ("p99_us", 200.0)):
+        worst = None
+        if big:
+            worst = max(row[stat] for name, row in big["workloads"].items() if name.startswith("check_core/"))
+        out.append(_at_most(f"in-process Check {stat[:3]}, worst kind, {label}", worst, goal, "µs"))
+    small = inproc.get("10k")
+    largest = max(inproc.values(), key=lambda d: d["size"]) if inproc else None
+    if small and largest and largest is not small:
+        growth = (
+            largest["workloads"]["check_core/mix"]["p50_us"] / small["workloads"]["check_core/mix"]["p50_us"]
+        )
+        out.append(
+            _at_most(
+                f"Check p50 growth {largest['size_label']} vs 10k (10M goal)", growth, 2.0, "x", "{:.2f}"
+            )
+        )
+    out.append(
+        _at_most(
+            f"index memory per relationship ({label})", _get(big, "index_bytes_per_relationship"), 300, "B"
+        )
+    )
+    out.append(_at_most(f"load from SQLite ({label})", _get(big, "load_seconds"), 20.0, "s"))
+    writes = _get(grpc_doc, "stonetown", "workers_1", "write_single_py", "throughput_per_s")
+    out.append(_at_least(f"gRPC WriteRelationships/s, 16 clients ({glabel})", writes, 2000, "writes/s"))
+    out.append(_at_least(f"bulk import ({label})", _get(big, "import_rel_per_s"), 100_000, "rel/s"))
+    lr_doc = (
+        big if _get(big, "workloads", "lookup_resources_big", "results") == 10_000 else inproc.get("100k")
+    )
+    lr = _get(lr_doc, "workloads", "lookup_resources_big", "p50_us")
+    out.append(
+        _at_most("LookupResources of 10,000 objects, p50 in process", lr / 1000 if lr else None, 100, "ms")
+    )
+    lr_grpc = _get(grpc_doc, "stonetown", "workers_1", "lookup_resources_big_h2load", "p50_us")
+    out.append(
+        _at_most(
+            f"LookupResources of 10,000 over gRPC, p50 ({glabel})",
+            lr_grpc / 1000 if lr_grpc else None,
+            100,
+            "ms",
+        )
+    )
+    if casbin:
+        clabel, cdoc = max(casbin.items(), key=lambda kv: kv[1]["size"])
+        ours = _get(inproc.get(clabel), "workloads", "check_core/mix", "throughput_per_s")
+        theirs = cdoc["enforce"]["throughput_per_s"]
+        ratio = ours / theirs if ours else None
+        out.append(
+            _at_least(f"Check/s vs pycasbin ({clabel}: {cdoc['grants']:,} grants)", ratio, 1000, "x pycasbin")
+        )
+    return out
+
+
+def markdown() -> str:
+    """The targets table in markdown."""
+    lines = ["| target | measured | goal | ratio (>= 1 is met) | status |", "|---|---|---|---|---|"]
+    lines.extend(v.row() for v in judge())
+    return "\n".join(lines)

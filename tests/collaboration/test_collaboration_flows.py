@@ -1,0 +1,326 @@
+"""Platform flows over gRPC: atomic ownership transfer, access requests seen on the managers'
+Watch stream and approved atomically, and the example platform service against the server."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import ModuleType
+
+import pytest
+from collaboration_support import EXAMPLE_FILE, REPO
+from grpc_harness import ServerProcess
+
+from stonetown import AsyncClient, Client
+from stonetown.client import ReadConsistency, parse_filter
+from stonetown.core.errors import FailedPrecondition, StonetownError
+from stonetown.engine.datastore import ChangeOp, Precondition, PreconditionOp
+
+FRESH = ReadConsistency.fully_consistent()
+
+
+def _rows(client: Client, filter: str | None = None) -> set[str]:
+    return {str(rel) for rel in client.read(filter, consistency=FRESH)}
+
+
+def _transfer(client: Client, app: str, old: str, new: str) -> str:
+    """The transfer write: new owner in, old owner out and down to Can Manage, if `old` still owns."""
+    return client.write(
+        delete=[f"app:{app}#owner@user:{old}"],
+        touch=[f"app:{app}#owner@user:{new}", f"app:{app}#manager@user:{old}"],
+        preconditions=[Precondition(PreconditionOp.MUST_MATCH, parse_filter(f"app:{app}#owner@user:{old}"))],
+    )
+
+
+# ---------------------------------------------------------------------------- ownership transfer
+
+
+def test_ownership_transfer_is_atomic_and_second_transfer_changes_nothing(client: Client, uid: str) -> None:
+    """The transfer moves ownership and downgrades the old owner to Can Manage in one write; a
+    second transfer in the old owner's name fails its precondition and leaves the store as it was."""
+    app, ana, bob, carl = f"tool-{uid}", f"ana-{uid}", f"bob-{uid}", f"carl-{uid}"
+    client.write(touch=[f"app:{app}#owner@user:{ana}", f"app:{app}#editor@user:{carl}"])
+    token = _transfer(client, app, ana, bob)
+    at = ReadConsistency.at_least_as_fresh(token)
+
+    def has(permission: str, user: str) -> bool:
+        """Does `user` have `permission` on the app, as of the transfer?"""
+        return client.check(f"app:{app}", permission, f"user:{user}", consistency=at).allowed
+
+    assert has("transfer_ownership", bob) and has("delete", bob)
+    assert not has("transfer_ownership", ana) and has("manage", ana) and has("delete", ana)
+    assert _rows(client, f"app:{app}") == {
+        f"app:{app}#owner@user:{bob}",
+        f"app:{app}#manager@user:{ana}",
+        f"app:{app}#editor@user:{carl}",
+    }
+
+    # A second transfer still made in ana's name: its precondition no longer holds.
+    everything_before = _rows(client)
+    with pytest.raises(FailedPrecondition):
+        _transfer(client, app, ana, carl)
+    assert _rows(client) == everything_before
+    assert not client.check(f"app:{app}", "transfer_ownership", f"user:{carl}", consistency=FRESH).allowed
+
+
+def test_concurrent_transfers_exactly_one_wins(server: ServerProcess, client: Client, uid: str) -> None:
+    """Two transfers racing in the old owner's name: one commits, the other gets FAILED_PRECONDITION."""
+    app, ana, bob, carl = f"race-{uid}", f"ana-{uid}", f"bob-{uid}", f"carl-{uid}"
+    client.write(touch=[f"app:{app}#owner@user:{ana}"])
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, str | StonetownError] = {}
+
+    def attempt(new_owner: str) -> None:
+        """One transfer on a channel of its own, released together with the other."""
+        with Client(server.address) as own_channel:
+            barrier.wait()
+            try:
+                outcomes[new_owner] = _transfer(own_channel, app, ana, new_owner)
+            except StonetownError as exc:
+                outcomes[new_owner] = exc
+
+    threads = [threading.Thread(target=attempt, args=(name,)) for name in (bob, carl)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    winners = [name for name, result in outcomes.items() if isinstance(result, str)]
+    losers = [result for result in outcomes.values() if not isinstance(result, str)]
+    assert len(winners) == 1 and len(losers) == 1, outcomes
+    assert isinstance(losers[0], FailedPrecondition)
+    assert _rows(client, f"app:{app}") == {
+        f"app:{app}#owner@user:{winners[0]}",
+        f"app:{app}#manager@user:{ana}",
+    }
+
+
+# ---------------------------------------------------------------------------- access requests
+
+
+def _org_with_app(client: Client, uid: str) -> tuple[str, str]:
+    """An organization (owner, admin, two members, an external editor) with one app; the app and
+    the setup token."""
+    org, app = f"org-{uid}", f"app-{uid}"
+    token = client.write(
+        touch=[
+            f"organization:{org}#owner@user:olivia-{uid}",
+            f"organization:{org}#admin@user:adam-{uid}",
+            f"organization:{org}#member@user:mia-{uid}",
+            f"organization:{org}#member@user:max-{uid}",
+            f"app:{app}#org@organization:{org}",
+            f"app:{app}#editor@user:eve-{uid}",
+        ]
+    )
+    return app, token
+
+
+def _request_rows(request: str, app: str, requester: str, level: str) -> list[str]:
+    return [
+        f"access_request:{request}#app@app:{app}",
+        f"access_request:{request}#requester@user:{requester}",
+        f"access_request:{request}#level@access_level:{level}",
+    ]
+
+
+def _approve(client: Client, request: str, app: str, requester: str, level: str, grant: str) -> str:
+    """Approval as one write: grant touched, request deleted, only if the request still exists."""
+    exists = Precondition(
+        PreconditionOp.MUST_MATCH, parse_filter(f"access_request:{request}#requester@user:{requester}")
+    )
+    return client.write(
+        touch=[f"app:{app}#{grant}@user:{requester}"],
+        delete=_request_rows(request, app, requester, level),
+        preconditions=[exists],
+    )
+
+
+async def test_access_request_reaches_managers_watch_then_approval_allows(
+    private_server: ServerProcess,
+    uid: str,
+    capsys: pytest.CaptureFixture[str],
+    record_property: Callable[[str, object], None],
+) -> None:
+    """A member's access request shows up on the managers' Watch stream; the approval write
+    grants the level and removes the request, and the requester's next check at its token is allowed."""
+    address, request, mia = private_server.address, f"req-{uid}", f"mia-{uid}"
+    async with AsyncClient(address) as manager_side, AsyncClient(address) as requester_side:
+        with Client(address) as setup:
+            app, setup_token = _org_with_app(setup, uid)
+        assert (await requester_side.check(f"app:{app}", "request_access", f"user:{mia}")).allowed
+        assert not (await requester_side.check(f"app:{app}", "edit", f"user:{mia}")).allowed
+
+        arrived: asyncio.Future[tuple[float, str]] = asyncio.get_running_loop().create_future()
+
+        async def watch_requests() -> None:
+            """Resolve `arrived` when the request shows up on the stream."""
+            # Starting after the setup token, the stream cannot miss the request however late
+            # it is established. It stays open until the test ends (see `private_server`).
+            async for event in manager_side.watch(["access_request"], after=setup_token):
+                for change in event.changes:
+                    rel = change.relationship
+                    is_request = change.op is ChangeOp.TOUCH and rel.relation == "requester"
+                    if is_request and rel.resource_id == request and not arrived.done():
+                        arrived.set_result((time.perf_counter(), event.token))
+
+        watcher = asyncio.create_task(watch_requests())
+        try:
+            sent = time.perf_counter()
+            await requester_side.write(create=_request_rows(request, app, mia, "edit"))
+            # The issue asks for 100 ms. That is reported, not asserted: a loaded 2-core box can
+            # stall a process for longer. The generous 5 s bound still fails a stream that only
+            # delivers on some later write or after a long poll.
+            received, event_token = await asyncio.wait_for(arrived, timeout=5)
+            latency_ms = (received - sent) * 1000
+            record_property("watch_latency_ms", round(latency_ms, 1))
+            with capsys.disabled():
+                print(f"\n[collaboration] access request on the managers' Watch after {latency_ms:.1f} ms")
+
+            # the app's managers, and only they, see and may decide the request
+            at_event = ReadConsistency.at_least_as_fresh(event_token)
+            approvers = manager_side.lookup_subjects(
+                f"access_request:{request}", "approve", "user", consistency=at_event
+            )
+            assert {str(found.subject) async for found in approvers} == {
+                f"user:olivia-{uid}",
+                f"user:adam-{uid}",
+            }
+            for outsider in (f"eve-{uid}", f"max-{uid}"):
+                check = await manager_side.check(
+                    f"access_request:{request}", "view", f"user:{outsider}", consistency=at_event
+                )
+                assert not check.allowed
+
+            with Client(address) as adam_side:
+                token = _approve(adam_side, request, app, mia, "edit", "editor")
+            # the requester's next check, at least as fresh as the approval: allowed
+            fresh = ReadConsistency.at_least_as_fresh(token)
+            assert (
+                await requester_side.check(f"app:{app}", "edit", f"user:{mia}", consistency=fresh)
+            ).allowed
+            manage = await requester_side.check(f"app:{app}", "manage", f"user:{mia}", consistency=fresh)
+            assert not manage.allowed
+            assert [
+                r async for r in requester_side.read(f"access_request:{request}", consistency=fresh)
+            ] == []
+        finally:
+            watcher.cancel()
+
+
+def test_approval_of_a_decided_request_fails_and_grants_nothing(client: Client, uid: str) -> None:
+    """Approving a request that was already denied fails its precondition and grants nothing."""
+    app, _token = _org_with_app(client, uid)
+    request, max_ = f"req-{uid}", f"max-{uid}"
+    client.write(create=_request_rows(request, app, max_, "run"))
+    # denied: the request is removed (with the same existence precondition), nothing granted
+    client.write(
+        delete=_request_rows(request, app, max_, "run"),
+        preconditions=[
+            Precondition(
+                PreconditionOp.MUST_MATCH, parse_filter(f"access_request:{request}#requester@user:{max_}")
+            )
+        ],
+    )
+    before = _rows(client)
+    with pytest.raises(FailedPrecondition):
+        _approve(client, request, app, max_, "run", "runner")
+    assert _rows(client) == before
+    assert not client.check(f"app:{app}", "run", f"user:{max_}", consistency=FRESH).allowed
+
+
+# ---------------------------------------------------------------------------- the example service
+
+
+def test_platform_service_handlers(server: ServerProcess, platform: ModuleType, uid: str) -> None:
+    """The example service's handlers ask Stonetown and act (or refuse) as the model says."""
+    Forbidden = platform.Forbidden
+    org, app = f"org-{uid}", f"app-{uid}"
+    with Client(server.address, read_your_writes=True) as client:
+        svc = platform.PlatformService(client)
+        svc.create_organization("olivia", org)
+        with pytest.raises(FailedPrecondition):
+            svc.create_organization("mallory", org)  # exactly one owner
+        svc.add_member("olivia", org, f"adam-{uid}", role="admin")
+        with pytest.raises(Forbidden):
+            svc.add_member(f"adam-{uid}", org, f"ada-{uid}", role="admin")  # admins are the owner's
+        svc.add_member(f"adam-{uid}", org, f"mia-{uid}")
+        svc.create_app(f"adam-{uid}", app, org=org)
+        with pytest.raises(Forbidden):
+            svc.create_app(f"mia-{uid}", f"{app}-2", org=org)
+        svc.grant(f"adam-{uid}", app, "run", f"user:eve-{uid}")
+
+        run_id = svc.run_app(f"eve-{uid}", app)
+        assert svc.view_run(f"eve-{uid}", run_id).startswith("results of")
+        with pytest.raises(Forbidden):
+            svc.edit_app(f"eve-{uid}", app, command="x")
+        with pytest.raises(Forbidden):
+            svc.run_app(f"mia-{uid}", app)
+        assert svc.visible_apps(f"eve-{uid}") == sorted({app, *svc.visible_apps(f"nobody-{uid}")})
+
+        request_id = svc.request_access(f"mia-{uid}", app, "edit")
+        with pytest.raises(Forbidden):
+            svc.request_access(f"eve-{uid}", app, "edit")  # not an organization member
+        assert svc.pending_requests(f"adam-{uid}") == [request_id]
+        assert svc.pending_requests(f"eve-{uid}") == []
+        with pytest.raises(Forbidden):
+            svc.approve(f"mia-{uid}", request_id)
+        svc.approve(f"adam-{uid}", request_id)
+        assert svc.edit_app(f"mia-{uid}", app, command="crawl") == {"command": "crawl"}
+        with pytest.raises(FailedPrecondition):
+            svc.approve(f"adam-{uid}", request_id)
+
+        svc.set_link_sharing(f"adam-{uid}", "run", run_id, "shared")
+        assert svc.view_run(f"stranger-{uid}", run_id)
+        svc.set_link_sharing(f"adam-{uid}", "run", run_id, "default")
+        with pytest.raises(Forbidden):
+            svc.view_run(f"stranger-{uid}", run_id)
+        svc.set_account_default_link(f"adam-{uid}", f"organization:{org}", True)
+        assert svc.view_run(f"stranger-{uid}", run_id)
+        svc.set_link_sharing(f"adam-{uid}", "run", run_id, "restricted")
+        with pytest.raises(Forbidden):
+            svc.view_run(f"stranger-{uid}", run_id)
+
+        with pytest.raises(Forbidden):
+            svc.remove_member(f"adam-{uid}", org, "olivia")
+        svc.transfer_organization("olivia", org, f"mia-{uid}")
+        assert svc.allowed(f"organization:{org}", "delete", f"mia-{uid}")
+        assert not svc.allowed(f"organization:{org}", "delete", "olivia")
+        assert svc.allowed(f"organization:{org}", "manage_members", "olivia")
+
+        svc.delete_app(f"adam-{uid}", app)
+        assert not svc.allowed(f"app:{app}", "run", f"eve-{uid}")
+
+
+def test_platform_service_watch_yields_only_decidable_requests(
+    private_server: ServerProcess, platform: ModuleType, uid: str
+) -> None:
+    """The service's request stream for a manager skips requests on apps they do not manage."""
+    with Client(private_server.address, read_your_writes=True) as client:
+        app, token = _org_with_app(client, uid)
+        svc = platform.PlatformService(client)
+        other_app, _ = _org_with_app(client, f"{uid}x")
+        # a request on another organization's app comes first: adam must not be shown it
+        foreign = svc.request_access(f"mia-{uid}x", other_app, "run")
+        mine = svc.request_access(f"mia-{uid}", app, "run")
+        stream = svc.watch_requests(f"adam-{uid}", after=token)
+        assert next(stream) == mine
+        assert svc.pending_requests(f"adam-{uid}") == [mine]
+        assert svc.pending_requests(f"adam-{uid}x") == [foreign]
+        stream.close()  # last: see `private_server`
+
+
+def test_platform_service_demo_runs_against_the_server(private_server: ServerProcess) -> None:
+    """`python examples/platform_service.py --endpoint ...` runs its story and exits 0."""
+    # A server of its own: the demo's cast (olivia, mia, ...) would meet collaboration.yaml's.
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE_FILE), "--endpoint", private_server.address],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo: all checks behaved as the model says" in result.stdout
