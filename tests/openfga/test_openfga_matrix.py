@@ -19,17 +19,8 @@ _DEPTH = (
     "engine: lookup_subjects walks monotone permissions without a depth limit, so a "
     "28-level userset chain answers instead of failing with resolution too complex (2002)"
 )
-_DOUBLE = (
-    "engine/caveats.py: a double parameter given as a decimal string beyond the double range "
-    "(1.797...e+309) converts to +-inf instead of being refused (OpenFGA: 2000)"
-)
 KNOWN_FAILURES: dict[str, str] = {
     "resolution_too_complex_throws_error[0].list_users#0": _DEPTH,
-    "handles_floats[0].check#2": _DOUBLE,
-    "handles_floats[0].check#3": _DOUBLE,
-    "handles_floats[0].list_objects#2": _DOUBLE,
-    "handles_floats[0].list_objects#3": _DOUBLE,
-    "handles_floats[0].list_users#0": _DOUBLE,
 }
 
 SUMMARY: dict[str, list[Outcome]] = {}
