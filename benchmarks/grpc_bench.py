@@ -280,7 +280,12 @@ def run(
     and every throughput workload alternates between them `reps` times: each side's best run
     is kept, and the ratio of each adjacent pair is recorded (the machine is shared, so
     alternating is what keeps a ratio honest)."""
-    path, _ = prepare(size, seed)
+    original, _ = prepare(size, seed)
+    # the write workloads change the store: serve a copy so the dataset stays as generated
+    path = original.with_name(original.stem + "-grpc.db")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(original, path)
     data = generate(size, seed)
     reqs = _requests(data)
     deep = data.checks["deep_team"][0]
@@ -379,6 +384,8 @@ def run(
             for server in servers.values():
                 server.stop()
     shutil.rmtree(logs, ignore_errors=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
     result["loadavg_end"] = list(os.getloadavg())
     _ratios(result)
     print_summary(result)

@@ -65,11 +65,13 @@ class RelationshipIndex:
 
     def add(self, rel: Relationship) -> None:
         """Insert or replace one relationship."""
-        rkey = (_intern(rel.resource_type), rel.resource_id, _intern(rel.relation))
+        # Interning shares one string per distinct id however many relationships name it.
+        rkey = (_intern(rel.resource_type), _intern(rel.resource_id), _intern(rel.relation))
         meta = meta_of(rel)
         stype = _intern(rel.subject_type)
+        sid = _intern(rel.subject_id)
         if rel.subject_relation:
-            ukey = (stype, rel.subject_id, _intern(rel.subject_relation))
+            ukey = (stype, sid, _intern(rel.subject_relation))
             bucket = self.usersets.get(rkey)
             if bucket is None:
                 bucket = self.usersets[rkey] = {}
@@ -77,14 +79,14 @@ class RelationshipIndex:
                 self.count += 1
             bucket[ukey] = meta
         else:
-            okey = (stype, rel.subject_id)
+            okey = (stype, sid)
             obucket = self.objects.get(rkey)
             if obucket is None:
                 obucket = self.objects[rkey] = {}
             if okey not in obucket:
                 self.count += 1
             obucket[okey] = meta
-            ukey = (stype, rel.subject_id, "")
+            ukey = (stype, sid, "")
         holders = self.reverse.get(ukey)
         if holders is None:
             holders = self.reverse[ukey] = set()
