@@ -282,3 +282,27 @@ async def test_two_systems_over_one_sqlite_file_honour_tokens(tmp_path: Path) ->
     finally:
         await writer.stop()
         await reader.stop()
+
+
+async def test_garbage_collection_keeps_the_window_readable() -> None:
+    system = await started("folder:f#viewer@user:ana")
+    old = system.index.revision
+    await system.write_relationships(
+        [Update(UpdateOp.DELETE, Relationship.parse("folder:f#viewer@user:ana"))]
+    )
+    system.gc_window = 3600.0
+    assert await system.collect_garbage() == 0  # everything is younger than the window
+    past = await system.check(
+        ObjectRef.parse("folder:f"), "view", SubjectRef.parse("user:ana"), Consistency.at_exact_snapshot(old)
+    )
+    assert past.allowed
+    system.gc_window = 0.0
+    assert await system.collect_garbage() == 1  # the deleted row is gone
+    with pytest.raises(FailedPrecondition):
+        await system.check(
+            ObjectRef.parse("folder:f"),
+            "view",
+            SubjectRef.parse("user:ana"),
+            Consistency.at_exact_snapshot(old),
+        )
+    await system.stop()

@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stonetown.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
@@ -94,13 +95,18 @@ class PermissionSystem:
         store: Datastore,
         *,
         max_depth: int = 50,
-        poll_interval: float | None = None,
+        poll_interval: float | None = 0.1,
         token_wait: float = 5.0,
+        gc_interval: float | None = 600.0,
+        gc_window: float | None = None,
     ) -> None:
         self.store = store
         self.max_depth = max_depth
         self.poll_interval = poll_interval
         self.token_wait = token_wait
+        self.gc_interval = gc_interval
+        # Dead rows and change-log entries older than this are removed (default: the store's).
+        self.gc_window = gc_window if gc_window is not None else getattr(store, "gc_window_seconds", 86400.0)
         self.index = RelationshipIndex()
         self.state: SchemaState | None = None
         self._advance_lock = asyncio.Lock()
@@ -108,6 +114,7 @@ class PermissionSystem:
         self._snapshots: OrderedDict[int, View] = OrderedDict()
         self._compiled: OrderedDict[int, SchemaState] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
+        self._collector: asyncio.Task[None] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -117,17 +124,38 @@ class PermissionSystem:
         await self._reload()
         if self.poll_interval:
             self._poller = asyncio.create_task(self._poll())
+        if self.gc_interval:
+            self._collector = asyncio.create_task(self._collect_periodically())
 
     async def stop(self) -> None:
-        """Stop polling and close the store."""
-        if self._poller is not None:
-            self._poller.cancel()
-            try:
-                await self._poller
-            except asyncio.CancelledError:
-                pass
-            self._poller = None
+        """Stop the background tasks and close the store."""
+        for task in (self._poller, self._collector):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self._poller = self._collector = None
         await self.store.close()
+
+    async def collect_garbage(self) -> int:
+        """Remove history older than the garbage-collection window; the rows removed."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.gc_window)
+        removed = await self.store.gc(cutoff)
+        oldest = await self.store.min_revision()
+        for revision in [r for r in self._snapshots if r < oldest]:
+            del self._snapshots[revision]  # no longer readable: answer as the store would
+        return removed
+
+    async def _collect_periodically(self) -> None:
+        assert self.gc_interval is not None
+        while True:
+            await asyncio.sleep(self.gc_interval)
+            try:
+                await self.collect_garbage()
+            except Exception:  # noqa: BLE001 - retried at the next interval
+                continue
 
     async def _reload(self) -> None:
         head = await self.store.head_revision()
