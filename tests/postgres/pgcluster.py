@@ -111,6 +111,18 @@ class PgCluster:
         self.psql(f"CREATE DATABASE {name} TEMPLATE template0")
         return self.uri(name)
 
+    async def new_database_async(self) -> str:
+        """Create an empty database (through asyncpg, faster than psql) and return its URI."""
+        import asyncpg
+
+        name = f"t{os.getpid()}_{next(self._counter)}"
+        connection = await asyncpg.connect(self.uri())
+        try:
+            await connection.execute(f"CREATE DATABASE {name} TEMPLATE template0")
+        finally:
+            await connection.close()
+        return self.uri(name)
+
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL through psql (for set-up); its output."""
         done = subprocess.run(

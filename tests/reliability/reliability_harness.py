@@ -273,7 +273,9 @@ def run_client(
                     seq += 1
                     with record.lock:
                         record.attempts.append(attempt)
-                    token = client.write(touch=[*touch, f"stamp:{attempt.stamp}#writer@user:u0"], delete=delete)
+                    token = client.write(
+                        touch=[*touch, f"stamp:{attempt.stamp}#writer@user:u0"], delete=delete
+                    )
                     attempt.revision = decode_token(token)
                     revisions.append(attempt.revision)
                     last_token = token
@@ -458,3 +460,32 @@ def verify(db: Path, record: LoadRecord) -> Verdict:
     every acknowledged write is there, at its revision, whole; every check agrees with the
     reference engine at the revision the server reported."""
     return asyncio.run(_verify(db, record))
+
+
+class LimitedServerProcess(ServerProcess):
+    """A `stonetown serve` whose files may not grow past `max_file_bytes` (RLIMIT_FSIZE, with
+    SIGXFSZ ignored so a write past it fails with EFBIG, as on a full disk)."""
+
+    def __init__(self, workdir: Path, max_file_bytes: int, *args: str) -> None:
+        import resource
+        import subprocess
+
+        from grpc_harness import stonetown_command
+
+        def limit() -> None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
+        self.workdir = workdir
+        self.log_path = workdir / f"server-{time.monotonic_ns()}.log"
+        env = {key: value for key, value in os.environ.items() if not key.startswith("STONETOWN_")}
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            stonetown_command("serve", *args),
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            env=env,
+            preexec_fn=limit,
+        )
+        self.address = self._wait_listening(1)

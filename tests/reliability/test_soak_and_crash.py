@@ -104,13 +104,15 @@ def test_kill_9_workers_and_the_server_mid_load(tmp_path: Path, budget: Budget) 
                 for _ in range(5):
                     with Client(address, timeout=10) as probe:
                         retry_unavailable(
-                            lambda p=probe: p.check("doc:d0", "view", "user:u0", consistency="fully_consistent")
+                            lambda p=probe: p.check(
+                                "doc:d0", "view", "user:u0", consistency="fully_consistent"
+                            )
                         )
                 assert alive(survivor), "the surviving worker was stopped"
                 assert server.process.poll() is None, f"the server exited:\n{server.log()[-3000:]}"
                 # ... and the supervisor replaces the dead worker.
                 wait_until(
-                    lambda n=listening_before: len(_listening_pids(server.log())) > n,
+                    lambda n=listening_before, s=server: len(_listening_pids(s.log())) > n,
                     60,
                     "a replacement worker",
                 )

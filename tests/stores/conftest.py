@@ -5,6 +5,7 @@ To add a store (PostgreSQL, say), add one factory to STORE_FACTORIES.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -13,6 +14,10 @@ import pytest
 from stonetown.engine.datastore import Datastore
 from stonetown.stores.memory import MemoryDatastore
 from stonetown.stores.sqlite import SqliteDatastore
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "postgres"))
+
+import pgcluster  # noqa: E402
 
 StoreFactory = Callable[[Path], Awaitable[Datastore]]
 
@@ -25,7 +30,17 @@ async def _sqlite(tmp_path: Path) -> Datastore:
     return SqliteDatastore(str(tmp_path / "store.db"))
 
 
-STORE_FACTORIES: dict[str, StoreFactory] = {"memory": _memory, "sqlite": _sqlite}
+async def _postgres(tmp_path: Path) -> Datastore:
+    """A fresh database in the throwaway cluster; skips when PostgreSQL is not installed."""
+    from stonetown.stores.postgres import PostgresDatastore
+
+    cluster = pgcluster.shared_cluster()
+    if cluster is None:
+        pytest.skip(pgcluster.MISSING)
+    return PostgresDatastore(await cluster.new_database_async())
+
+
+STORE_FACTORIES: dict[str, StoreFactory] = {"memory": _memory, "sqlite": _sqlite, "postgres": _postgres}
 
 
 @pytest.fixture(params=sorted(STORE_FACTORIES))

@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,10 @@ from stonetown.engine.system import PermissionSystem
 log = logging.getLogger("stonetown.server")
 
 MEMORY_DATASTORE = "memory"
+# More than this many worker exits within the window is a crash loop: the server stops.
+WORKER_RESTART_LIMIT = 10
+WORKER_RESTART_WINDOW = 60.0
+POSTGRES_DATASTORE = "postgres"
 
 
 class ConfigError(ValueError):
@@ -53,7 +58,8 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 50051
-    datastore: str = "stonetown.db"  # a SQLite file path, or "memory"
+    datastore: str = "stonetown.db"  # a SQLite file path, "memory", or "postgres"
+    datastore_uri: str | None = None  # the PostgreSQL URI when datastore is "postgres"
     schema_file: str | None = None
     bootstrap_file: str | None = None
     preshared_key: str | None = None
@@ -95,10 +101,20 @@ def check_config(config: ServerConfig) -> None:
         raise ConfigError("--workers > 1 needs a shared datastore file, not the in-memory one")
     if config.max_depth < 1:
         raise ConfigError("--max-depth must be at least 1")
+    if config.datastore == POSTGRES_DATASTORE and not config.datastore_uri:
+        raise ConfigError("--datastore postgres needs --datastore-uri (or STONETOWN_DATASTORE_URI)")
+    if config.datastore != POSTGRES_DATASTORE and config.datastore_uri:
+        raise ConfigError("--datastore-uri goes with --datastore postgres")
 
 
-def make_store(datastore: str) -> Datastore:
-    """The datastore named by `datastore`: "memory" or a SQLite file path."""
+def make_store(datastore: str, uri: str | None = None) -> Datastore:
+    """The datastore named by `datastore`: "memory", "postgres" (at `uri`) or a SQLite file path."""
+    if datastore == POSTGRES_DATASTORE:
+        from stonetown.stores.postgres import PostgresDatastore
+
+        if not uri:
+            raise ConfigError("--datastore postgres needs --datastore-uri")
+        return PostgresDatastore(uri)
     if datastore == MEMORY_DATASTORE:
         from stonetown.stores.memory import MemoryDatastore
 
@@ -173,10 +189,36 @@ def build_server(
     return server, health_servicer, port
 
 
-async def run_worker(config: ServerConfig, *, prepare: bool, reuse_port: bool) -> None:
-    """Serve until SIGTERM or SIGINT, then drain in-flight calls and close the store."""
-    system = PermissionSystem(make_store(config.datastore), max_depth=config.max_depth)
+async def start_system(config: ServerConfig) -> PermissionSystem:
+    """A started PermissionSystem over the configured store. Over PostgreSQL, shared by other
+    nodes, its index is woken by LISTEN/NOTIFY on every commit (the system's poll stays as
+    the fallback)."""
+    store = make_store(config.datastore, config.datastore_uri)
+    system = PermissionSystem(store, max_depth=config.max_depth)
     await system.start()
+    if config.datastore == POSTGRES_DATASTORE:
+        from stonetown.stores.postgres import PostgresDatastore
+
+        assert isinstance(store, PostgresDatastore)
+        store.listen(system.catch_up)
+    return system
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """Set `stop` once the process that started this worker is gone (even by SIGKILL), so no
+    orphaned worker keeps serving on the port."""
+    while os.getppid() == parent:
+        await asyncio.sleep(0.5)
+    log.warning("the server process is gone; stopping", extra={"pid": os.getpid(), "parent": parent})
+    stop.set()
+
+
+async def run_worker(
+    config: ServerConfig, *, prepare: bool, reuse_port: bool, parent: int | None = None
+) -> None:
+    """Serve until SIGTERM or SIGINT (or, given `parent`, until that process is gone), then
+    drain in-flight calls and close the store."""
+    system = await start_system(config)
     try:
         if prepare:
             await prepare_store(system, config)
@@ -197,7 +239,10 @@ async def run_worker(config: ServerConfig, *, prepare: bool, reuse_port: bool) -
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        watchdog = asyncio.create_task(_watch_parent(parent, stop)) if parent is not None else None
         await stop.wait()
+        if watchdog is not None:
+            watchdog.cancel()
         log.info("shutting down", extra={"pid": os.getpid(), "grace_seconds": config.shutdown_grace})
         await health_servicer.enter_graceful_shutdown()
         await server.stop(config.shutdown_grace)
@@ -206,13 +251,13 @@ async def run_worker(config: ServerConfig, *, prepare: bool, reuse_port: bool) -
     log.info("stopped", extra={"pid": os.getpid()})
 
 
-def _worker_main(config: ServerConfig) -> None:
+def _worker_main(config: ServerConfig, parent: int) -> None:
     configure_logging(config.log_level)
-    asyncio.run(run_worker(config, prepare=False, reuse_port=True))
+    asyncio.run(run_worker(config, prepare=False, reuse_port=True, parent=parent))
 
 
 async def _prepare_only(config: ServerConfig) -> None:
-    system = PermissionSystem(make_store(config.datastore), max_depth=config.max_depth)
+    system = PermissionSystem(make_store(config.datastore, config.datastore_uri), max_depth=config.max_depth)
     await system.start()
     try:
         await prepare_store(system, config)
@@ -251,10 +296,12 @@ def _serve_workers(config: ServerConfig) -> int:
         metrics_port = serve_metrics(config.metrics_addr)
         log.info("metrics", extra={"address": f"{config.metrics_addr.rpartition(':')[0]}:{metrics_port}"})
     context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(target=_worker_main, args=(config,), name=f"stonetown-worker-{n}")
-        for n in range(config.workers)
-    ]
+
+    def new_worker(n: int) -> multiprocessing.process.BaseProcess:
+        return context.Process(target=_worker_main, args=(config, os.getpid()), name=f"stonetown-worker-{n}")
+
+    workers = [new_worker(n) for n in range(config.workers)]
+    restarts: list[float] = []
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -266,9 +313,22 @@ def _serve_workers(config: ServerConfig) -> int:
         for worker in workers:
             worker.start()
         log.info("workers started", extra={"workers": config.workers, "port": config.port})
-        while not stopping and all(worker.is_alive() for worker in workers):
+        failed = False
+        while not stopping and not failed:
             multiprocessing.connection.wait([worker.sentinel for worker in workers], timeout=0.5)
-        failed = not stopping
+            for n, worker in enumerate(workers):
+                if stopping or worker.is_alive():
+                    continue
+                # A worker died (crash, OOM kill, kill -9): replace it while the others keep
+                # serving; give up only if workers keep dying (a crash loop).
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < WORKER_RESTART_WINDOW] + [now]
+                if len(restarts) > WORKER_RESTART_LIMIT:
+                    failed = True
+                    break
+                log.warning("worker exited; starting a new one", extra={"code": worker.exitcode})
+                workers[n] = new_worker(n)
+                workers[n].start()
         for worker in workers:
             if worker.is_alive():
                 worker.terminate()  # SIGTERM: the worker drains its calls
@@ -278,7 +338,9 @@ def _serve_workers(config: ServerConfig) -> int:
                 worker.kill()
                 worker.join()
         if failed:
-            log.error("a worker exited; stopped the others", extra={"codes": [w.exitcode for w in workers]})
+            log.error(
+                "workers keep exiting; stopped the others", extra={"codes": [w.exitcode for w in workers]}
+            )
             return 1
         return 0
     finally:

@@ -59,6 +59,21 @@ def _caveat_options() -> argparse.ArgumentParser:
     return parent
 
 
+def _add_datastore_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--datastore",
+        default="stonetown.db",
+        help="SQLite file, 'memory', or 'postgres' (with --datastore-uri; default %(default)s)",
+    )
+    parser.add_argument(
+        "--datastore-uri",
+        metavar="URI",
+        default=os.environ.get("STONETOWN_DATASTORE_URI"),
+        help="postgresql://user:password@host:port/database for --datastore postgres "
+        "(env STONETOWN_DATASTORE_URI)",
+    )
+
+
 def _add_serve(subparsers: Any) -> None:
     serve = subparsers.add_parser(
         "serve", help="run the server", description="Run the Stonetown gRPC server."
@@ -67,9 +82,7 @@ def _add_serve(subparsers: Any) -> None:
     serve.add_argument(
         "--port", type=int, default=50051, help="port (0: pick a free one; default %(default)s)"
     )
-    serve.add_argument(
-        "--datastore", default="stonetown.db", help="SQLite file, or 'memory' (default %(default)s)"
-    )
+    _add_datastore_options(serve)
     serve.add_argument(
         "--schema", metavar="FILE", help="schema to write at start if it differs from the stored one"
     )
@@ -107,6 +120,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         datastore=args.datastore,
+        datastore_uri=args.datastore_uri if args.datastore == "postgres" else None,
         schema_file=args.schema,
         bootstrap_file=args.bootstrap,
         preshared_key=args.preshared_key,
@@ -131,6 +145,41 @@ def _run_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"stonetown serve: {exc}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from stonetown.api.server import POSTGRES_DATASTORE, ConfigError, make_store
+
+    if args.datastore == POSTGRES_DATASTORE and not args.datastore_uri:
+        print("stonetown migrate: --datastore postgres needs --datastore-uri", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        store = make_store(args.datastore, args.datastore_uri)
+    except ConfigError as exc:
+        print(f"stonetown migrate: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+    async def run() -> list[tuple[int, str]]:
+        if args.datastore != POSTGRES_DATASTORE:
+            await store.open()  # SQLite and memory stores migrate when opened
+            await store.close()
+            return []
+        from stonetown.stores.postgres import PostgresDatastore
+
+        assert isinstance(store, PostgresDatastore)
+        await store.open()  # applies pending migrations under an advisory lock
+        try:
+            return list(store.applied_migrations)
+        finally:
+            await store.close()
+
+    applied = asyncio.run(run())
+    for version, description in applied:
+        print(f"applied migration {version}: {description}")
+    print(f"{'migrated' if applied else 'up to date'}: {args.datastore}")
+    return 0
 
 
 def _schema_fmt(args: argparse.Namespace) -> int:
@@ -182,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     client_opts, read_opts, caveat_opts = _client_options(), _read_options(), _caveat_options()
 
     _add_serve(sub)
+    migrate = sub.add_parser(
+        "migrate", help="create or upgrade the datastore's tables (serve also does this at start)"
+    )
+    _add_datastore_options(migrate)
+    migrate.set_defaults(handler=_migrate)
 
     schema = sub.add_parser("schema", help="write, read or format a schema")
     schema_sub = schema.add_subparsers(dest="schema_command", required=True, metavar="ACTION")

@@ -42,6 +42,7 @@ class CompiledSchema:
                     self.allowed_tupleset[(definition.name, relation.name)] = _allowed_sets(relation.allowed)[
                         ::2
                     ]
+        self.inlinable = _inlinable_targets(schema)
         for definition in schema.definitions.values():
             for relation in definition.relations.values():
                 self.functions[(definition.name, relation.name)] = self._compile(
@@ -54,6 +55,17 @@ class CompiledSchema:
             return _compile_this(rtype, rel, node)
         if isinstance(node, ir.ComputedUserset):
             target = node.relation
+            if (rtype, target) in self.inlinable:
+                # Same object, no cycle possible through computed usersets alone: call the
+                # target's closure directly, skipping the memo and cycle bookkeeping.
+                functions, key = self.functions, (rtype, target)
+
+                def computed_inline(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+                    if subj[2] == target and subj[1] == rid and subj[0] == rtype:
+                        return True  # a subject set is a member of itself
+                    return functions[key](run, rid, subj, depth)
+
+                return computed_inline
 
             def computed(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
                 return run.dispatch(rtype, rid, target, subj, depth)
@@ -71,6 +83,41 @@ class CompiledSchema:
                 self._compile(rtype, rel, node.base), self._compile(rtype, rel, node.subtract)
             )
         return _nil
+
+
+def _computed_targets(node: ir.Rewrite) -> set[str]:
+    """Relations of the same object a rewrite refers to by name."""
+    if isinstance(node, ir.ComputedUserset):
+        return {node.relation}
+    if isinstance(node, ir.Union | ir.Intersection):
+        return set().union(*(_computed_targets(c) for c in node.children))
+    if isinstance(node, ir.Exclusion):
+        return _computed_targets(node.base) | _computed_targets(node.subtract)
+    return set()
+
+
+def _inlinable_targets(schema: ir.Schema) -> set[tuple[str, str]]:
+    """(type, relation) pairs that no chain of computed usersets leads back to, so a computed
+    userset naming them can be evaluated inline without risking endless recursion."""
+    found: set[tuple[str, str]] = set()
+    for definition in schema.definitions.values():
+        graph = {name: _computed_targets(r.rewrite) for name, r in definition.relations.items()}
+        for name in graph:
+            seen: set[str] = set()
+            todo = list(graph[name])
+            cyclic = False
+            while todo:
+                current = todo.pop()
+                if current == name:
+                    cyclic = True
+                    break
+                if current in seen:
+                    continue
+                seen.add(current)
+                todo.extend(graph.get(current, ()))
+            if not cyclic and name in definition.relations:
+                found.add((definition.name, name))
+    return found
 
 
 def _edges(schema: ir.Schema, rtype: str, node: ir.Rewrite) -> set[tuple[str, str]]:
