@@ -162,3 +162,26 @@ def test_kill_9_workers_and_the_server_mid_load(tmp_path: Path, budget: Budget) 
     assert not verdict.problems, verdict.problems[:10]
     assert not verdict.wrong_answers, verdict.wrong_answers[:10]
     assert len(record.acknowledged) > 3 and verdict.checks_compared == len(record.checks)
+
+
+def test_workers_do_not_outlive_a_killed_server(tmp_path: Path) -> None:
+    server = start_server(tmp_path, SOAK_SCHEMA, workers=2)
+    port = int(server.address.rsplit(":", 1)[1])
+    workers = worker_pids(server.process.pid)
+    assert len(workers) == 2
+    kill9(server.process.pid)
+    server.process.wait()
+    try:
+        # orphaned workers would keep serving on the port, beside any restarted server
+        for pid in workers:
+            wait_until(lambda p=pid: not alive(p), 30, f"orphaned worker {pid} to exit")
+    finally:
+        for pid in workers:
+            kill9(pid)
+        server.stop()
+    restarted = start_server(tmp_path, SOAK_SCHEMA, workers=2, port=port)
+    try:
+        with Client(restarted.address) as client:
+            assert not client.check("doc:d0", "view", "user:u0", consistency="fully_consistent").allowed
+    finally:
+        assert restarted.stop() == 0

@@ -68,6 +68,7 @@ class ServerConfig:
     insecure: bool = False
     workers: int = 1
     max_depth: int = 50
+    max_concurrent_rpcs: int | None = None  # admitted at once; beyond it RESOURCE_EXHAUSTED
     limits: Limits = field(default_factory=Limits)
     shutdown_grace: float = 10.0
     metrics_addr: str | None = None
@@ -101,6 +102,8 @@ def check_config(config: ServerConfig) -> None:
         raise ConfigError("--workers > 1 needs a shared datastore file, not the in-memory one")
     if config.max_depth < 1:
         raise ConfigError("--max-depth must be at least 1")
+    if config.max_concurrent_rpcs is not None and config.max_concurrent_rpcs < 1:
+        raise ConfigError("--max-concurrent-rpcs must be at least 1")
     if config.datastore == POSTGRES_DATASTORE and not config.datastore_uri:
         raise ConfigError("--datastore postgres needs --datastore-uri (or STONETOWN_DATASTORE_URI)")
     if config.datastore != POSTGRES_DATASTORE and config.datastore_uri:
@@ -162,6 +165,7 @@ def build_server(
     limits = config.limits
     server = aio.server(
         interceptors=[ServingInterceptor(config.preshared_key, limits.request_timeout)],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", limits.max_message_bytes),
             ("grpc.max_send_message_length", limits.max_message_bytes),

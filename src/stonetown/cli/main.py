@@ -101,6 +101,12 @@ def _add_serve(subparsers: Any) -> None:
     serve.add_argument(
         "--max-depth", type=int, default=50, help="recursion depth limit (default %(default)s)"
     )
+    serve.add_argument(
+        "--max-concurrent-rpcs",
+        type=int,
+        default=None,
+        help="calls served at once per worker; more get RESOURCE_EXHAUSTED (default: no limit)",
+    )
     serve.add_argument("--max-message-bytes", type=int, default=4 * 1024 * 1024)
     serve.add_argument("--max-updates-per-write", type=int, default=1000, help="updates + preconditions")
     serve.add_argument("--max-checks-per-bulk", type=int, default=1000)
@@ -129,6 +135,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         workers=args.workers,
         max_depth=args.max_depth,
+        max_concurrent_rpcs=args.max_concurrent_rpcs,
         limits=Limits(
             max_updates_per_write=args.max_updates_per_write,
             max_checks_per_bulk=args.max_checks_per_bulk,

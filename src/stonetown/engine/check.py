@@ -376,7 +376,6 @@ class CheckRun:
         "usersets",
         "memo",
         "stack",
-        "frames",
         "cut",
         "max_depth",
         "now",
@@ -388,14 +387,13 @@ class CheckRun:
         self.objects = index.objects
         self.usersets = index.usersets
         self.memo: dict[tuple[str, str, str, Subject], Result] = {}
-        # sub-problems being evaluated: key -> position in `frames` (their (type, relation))
-        self.stack: dict[tuple[str, str, str, Subject], int] = {}
-        self.frames: list[tuple[str, str]] = []
+        # sub-problems being evaluated, outermost first (a dict keeps insertion order)
+        self.stack: dict[tuple[str, str, str, Subject], None] = {}
         self.cut = False
         self.max_depth = max_depth
         self.now = time.time()
 
-    def _cycle(self, entered: int, rtype: str, rel: str) -> Result:
+    def _cycle(self, key: tuple[str, str, str, Subject], rtype: str, rel: str) -> Result:
         """The value of a sub-problem met again while it is being evaluated.
 
         A cycle through one simply recursive relation only (group A member of B member of A,
@@ -405,10 +403,11 @@ class CheckRun:
         """
         if (rtype, rel) not in self.simple_recursive:
             return UNKNOWN
-        frames = self.frames
-        for position in range(entered + 1, len(frames)):
-            if frames[position] != (rtype, rel):
+        inside = False
+        for frame in self.stack:
+            if inside and (frame[0] != rtype or frame[2] != rel):
                 return UNKNOWN
+            inside = inside or frame == key
         return False
 
     def meta_result(self, meta: RelMeta) -> Result:
@@ -428,10 +427,10 @@ class CheckRun:
         known = self.memo.get(key)
         if known is not None:
             return known
-        entered = self.stack.get(key)
-        if entered is not None:
+        stack = self.stack
+        if key in stack:
             self.cut = True
-            return self._cycle(entered, rtype, rel)
+            return self._cycle(key, rtype, rel)
         if depth >= self.max_depth:
             raise DepthExceeded(
                 f"check exceeded the maximum depth of {self.max_depth} at {rtype}:{rid}#{rel}"
@@ -441,13 +440,11 @@ class CheckRun:
             return False
         outer_cut = self.cut
         self.cut = False
-        self.stack[key] = len(self.frames)
-        self.frames.append((rtype, rel))
+        stack[key] = None
         try:
             result = function(self, rid, subj, depth + 1)
         finally:
-            del self.stack[key]
-            self.frames.pop()
+            del stack[key]
             inner_cut = self.cut
             self.cut = outer_cut or inner_cut
         if not inner_cut:

@@ -539,14 +539,17 @@ class PostgresDatastore(Datastore):
     @staticmethod
     async def _new_revision(connection: asyncpg.Connection, head: int, schema_changed: bool) -> int:
         revision = head + 1
-        await connection.execute("UPDATE stonetown_state SET head = $1 WHERE id = 1", revision)
+        # One round trip: advance the head, log the revision, and queue the notification
+        # (PostgreSQL delivers it at commit, so listeners never hear of an uncommitted write).
         await connection.execute(
-            "INSERT INTO stonetown_revisions (revision, committed_at, schema_changed) "
-            "VALUES ($1, clock_timestamp(), $2)",
+            "WITH state AS (UPDATE stonetown_state SET head = $1 WHERE id = 1), "
+            "logged AS (INSERT INTO stonetown_revisions (revision, committed_at, schema_changed) "
+            "VALUES ($1, clock_timestamp(), $2)) "
+            "SELECT pg_notify($3, $1::text)",
             revision,
             schema_changed,
+            CHANNEL,
         )
-        await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, str(revision))
         return revision
 
     # ---------------------------------------------------------------------------- writes
