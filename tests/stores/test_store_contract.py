@@ -482,6 +482,25 @@ async def test_gc_keeps_head_readable(store: Datastore) -> None:
     assert await store.write(creates("document:a#viewer@user:ana")) == head + 1
 
 
+async def test_gc_removes_relationships_expired_before_the_cutoff(store: Datastore) -> None:
+    head = await store.write(
+        creates(
+            "document:a#viewer@user:old[expiration:2020-01-01T00:00:00Z]",
+            "document:a#viewer@user:soon[expiration:2020-01-01T00:00:00.5Z]",
+            "document:a#viewer@user:later[expiration:2300-01-01T00:00:00Z]",
+            "document:a#viewer@user:forever",
+        )
+    )
+    assert await store.gc(datetime(2020, 1, 1, 0, 0, 0, 250000, tzinfo=UTC)) == 1
+    assert await everything(store, head) == [
+        "document:a#viewer@user:forever",
+        "document:a#viewer@user:later[expiration:2300-01-01T00:00:00Z]",
+        "document:a#viewer@user:soon[expiration:2020-01-01T00:00:00.500000Z]",
+    ]
+    assert await store.gc(datetime(2021, 1, 1, tzinfo=UTC)) == 1
+    assert len(await everything(store, head)) == 2
+
+
 async def test_caveat_and_expiration_round_trip(store: Datastore) -> None:
     expiry = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
     original = Relationship(

@@ -221,12 +221,18 @@ class MemoryDatastore(Datastore):
         """Drop history older than the newest revision committed before `older_than`."""
         cutoff = as_utc(older_than)
         horizon = max((rev for rev, info in self._revisions.items() if info.timestamp < cutoff), default=0)
-        if horizon <= self._min:
-            return 0
+        horizon = max(horizon, self._min)
         removed = 0
         emptied: list[Key] = []
         for key, rows in self._versions.items():
-            kept = [row for row in rows if row.deleted is None or row.deleted > horizon]
+            # Dead rows behind the horizon, and rows that expired before the cutoff (no query
+            # sees an expired relationship at any revision).
+            kept = [
+                row
+                for row in rows
+                if (row.deleted is None or row.deleted > horizon)
+                and (row.rel.expiration is None or row.rel.expiration >= cutoff)
+            ]
             if len(kept) != len(rows):
                 removed += len(rows) - len(kept)
                 if kept:

@@ -622,13 +622,19 @@ class SqliteDatastore(Datastore):
                 connection, "SELECT MAX(revision) FROM revisions WHERE timestamp < ?", (cutoff,)
             )
             horizon = int(row[0]) if row is not None and row[0] is not None else 0
+            # Rows that expired before the cutoff: no query sees them at any revision.
+            async with connection.execute(
+                "DELETE FROM relationships WHERE expiration IS NOT NULL AND julianday(expiration) < julianday(?)",
+                (format_timestamp(older_than),),
+            ) as cursor:
+                expired = cursor.rowcount
             if horizon <= min_revision:
-                return 0
+                return expired
             async with connection.execute(
                 "DELETE FROM relationships WHERE deleted_revision IS NOT NULL AND deleted_revision <= ?",
                 (horizon,),
             ) as cursor:
-                removed = cursor.rowcount
+                removed = expired + cursor.rowcount
             await connection.execute("DELETE FROM revisions WHERE revision < ?", (horizon,))
             await connection.execute(
                 "DELETE FROM schemas WHERE revision < "
