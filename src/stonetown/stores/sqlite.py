@@ -624,7 +624,8 @@ class SqliteDatastore(Datastore):
             horizon = int(row[0]) if row is not None and row[0] is not None else 0
             # Rows that expired before the cutoff: no query sees them at any revision.
             async with connection.execute(
-                "DELETE FROM relationships WHERE expiration IS NOT NULL AND julianday(expiration) < julianday(?)",
+                "DELETE FROM relationships "
+                "WHERE expiration IS NOT NULL AND julianday(expiration) < julianday(?)",
                 (format_timestamp(older_than),),
             ) as cursor:
                 expired = cursor.rowcount
