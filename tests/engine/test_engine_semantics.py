@@ -306,3 +306,28 @@ async def test_garbage_collection_keeps_the_window_readable() -> None:
             Consistency.at_exact_snapshot(old),
         )
     await system.stop()
+
+
+async def test_check_cache_is_keyed_by_revision_and_skips_volatile_answers() -> None:
+    system = await started("folder:f#viewer@user:ana")
+    cache = system.check_cache
+    for _ in range(3):
+        assert await allowed(system, "folder:f", "view", "user:ana") is Permissionship.ALLOWED
+    assert cache.hits >= 2
+    await system.write_relationships(
+        [Update(UpdateOp.TOUCH, Relationship.parse("folder:f#banned@group:b#member"))]
+    )
+    await system.write_relationships([Update(UpdateOp.TOUCH, Relationship.parse("group:b#member@user:ana"))])
+    assert await allowed(system, "folder:f", "view", "user:ana") is Permissionship.DENIED  # new revision
+    # an answer that rests on an expiring relationship is never cached: time alone changes it
+    await system.write_schema(
+        SCHEMA.replace(
+            "relation parent: folder", "relation parent: folder\n    relation guest: user with expiration"
+        ).replace("definition user {}", "use expiration\ndefinition user {}")
+    )
+    await system.write_relationships(touch("folder:g#guest@user:cat[expiration:2300-01-01T00:00:00Z]"))
+    hits = cache.hits
+    for _ in range(2):
+        assert await allowed(system, "folder:g", "guest", "user:cat") is Permissionship.ALLOWED
+    assert cache.hits == hits
+    await system.stop()

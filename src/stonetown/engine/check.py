@@ -379,6 +379,7 @@ class CheckRun:
         "cut",
         "max_depth",
         "now",
+        "volatile",
     )
 
     def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
@@ -392,6 +393,8 @@ class CheckRun:
         self.cut = False
         self.max_depth = max_depth
         self.now = time.time()
+        # set once a caveat or an expiration took part: the answer may change without a write
+        self.volatile = False
 
     def _cycle(self, key: tuple[str, str, str, Subject], rtype: str, rel: str) -> Result:
         """The value of a sub-problem met again while it is being evaluated.
@@ -413,6 +416,7 @@ class CheckRun:
     def meta_result(self, meta: RelMeta) -> Result:
         """What one relationship's caveat and expiration contribute: False once expired,
         a caveat leaf when caveated, True otherwise."""
+        self.volatile = True
         if meta.expires_at is not None and meta.expires_at <= self.now:
             return False
         if meta.caveat is not None:

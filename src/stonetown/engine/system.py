@@ -23,6 +23,7 @@ from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.admission import require_admitted, require_kept
 from stonetown.engine.caveats import CaveatEvaluator
 from stonetown.engine.check import CheckRun, CompiledSchema
+from stonetown.engine.check_cache import CheckCache
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.datastore import (
     Datastore,
@@ -115,6 +116,7 @@ class PermissionSystem:
         self._compiled: OrderedDict[int, SchemaState] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
         self._collector: asyncio.Task[None] | None = None
+        self.check_cache = CheckCache()
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -418,10 +420,15 @@ class PermissionSystem:
         state = view.state
         self._require_permission(state, resource.type, permission, "resource")
         self._require_subject(state, subject, "subject")
-        run = CheckRun(state.compiled, view.index, self.max_depth)
-        result = run.dispatch(
-            resource.type, resource.id, permission, (subject.type, subject.id, subject.relation), 0
-        )
+        subj = (subject.type, subject.id, subject.relation)
+        cacheable = view.index is self.index
+        key = (resource.type, resource.id, permission, subj)
+        result = self.check_cache.get(view.revision, key) if cacheable else None
+        if result is None:
+            run = CheckRun(state.compiled, view.index, self.max_depth)
+            result = run.dispatch(resource.type, resource.id, permission, subj, 0)
+            if cacheable and not run.volatile:
+                self.check_cache.put(view.revision, key, result)
         return self._verdict(state, result, view.revision, context)
 
     async def check_bulk(
