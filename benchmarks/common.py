@@ -119,7 +119,25 @@ def environment() -> dict[str, Any]:
         "loadavg": list(os.getloadavg()),
         "grpcio": grpc.__version__,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **_git(),
     }
+
+
+def _git() -> dict[str, Any]:
+    """The commit measured and whether the engine sources had uncommitted changes."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "src"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return {}
+    return {"commit": head.stdout.strip(), "src_uncommitted_changes": bool(dirty)}
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:

@@ -94,6 +94,13 @@ class Dataset:
         rng.shuffle(out)
         return out[:count]
 
+    def distinct_checks(self, seed: int | None = None) -> list[Check]:
+        """Every labelled check once, shuffled: no request repeats, so a whole-check cache
+        cannot answer any of them (the honest, uncached Check mix)."""
+        out = sorted({c for items in self.checks.values() for c in items})
+        random.Random(self.seed if seed is None else seed).shuffle(out)
+        return out
+
 
 _LEVELS = {"runner": ("run",), "editor": ("run", "edit"), "manager": ("run", "edit", "manage")}
 

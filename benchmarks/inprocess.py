@@ -7,8 +7,11 @@ operation at a time with ``time.perf_counter_ns``:
 
 - ``check_core/<kind>``: ``CheckRun(...).dispatch`` (the synchronous core: no asyncio, no
   argument validation), per label of :data:`benchmarks.dataset.CHECK_KINDS`, and the mix;
-- ``check_facade``: ``await PermissionSystem.check`` (validation, consistency, verdict);
-- ``check_bulk_100``: ``PermissionSystem.check_bulk`` of 100 mixed checks;
+- ``check_facade/mix_uncached``: ``await PermissionSystem.check`` (validation, consistency,
+  verdict) with the engine's whole-check cache emptied before each call;
+  ``check_facade/mix``: the same with the cache on (the 20,000-check mix repeats, so most
+  calls are cache hits);
+- ``check_bulk_100``: ``PermissionSystem.check_bulk`` of 100 mixed checks (cache emptied);
 - ``lookup_resources_big``: every app the big reader can run (10,000 at >= 100k);
 - ``lookup_resources``: an organization owner's apps; ``lookup_subjects``: users who can run
   an app;
@@ -142,7 +145,18 @@ async def measure(size: int, seed: int, *, budget: float = 2.0, progress: bool =
             ObjectRef(check[0], check[1]), check[2], SubjectRef(check[3], check[4]), latest
         )
 
+    cache = getattr(system, "check_cache", None)
+
+    async def facade_cold(check: tuple[str, str, str, str, str, str, bool]) -> object:
+        if cache is not None:
+            cache.entries.clear()
+        return await facade(check)
+
+    # a server sees both: repeated checks answered by the whole-check cache (if the engine
+    # has one) and checks it has not seen at this revision
+    work["check_facade/mix_uncached"] = (await _time_each_async(mix, facade_cold, budget, 100_000)).as_dict()
     work["check_facade/mix"] = (await _time_each_async(mix, facade, budget, 100_000)).as_dict()
+    out["engine_check_cache"] = cache is not None
 
     bulks = [
         [CheckRequest(ObjectRef(c[0], c[1]), c[2], SubjectRef(c[3], c[4])) for c in mix[i : i + 100]]
@@ -150,6 +164,8 @@ async def measure(size: int, seed: int, *, budget: float = 2.0, progress: bool =
     ]
 
     async def bulk(requests: list[CheckRequest]) -> object:
+        if cache is not None:
+            cache.entries.clear()
         return await system.check_bulk(requests, latest)
 
     lat = await _time_each_async(bulks, bulk, budget, 5_000)

@@ -8,7 +8,8 @@ most self time and the most inclusive time (share of all samples).
 Workloads: ``check`` (the in-process Check mix through ``CheckRun.dispatch``),
 ``lookup_resources`` (the big reader's 10,000 apps), ``load`` (PermissionSystem.start over
 SQLite), ``import`` (bulk import through write_relationships), ``grpc_check`` (a
-`stonetown serve` worker under h2load Check load; the server process is profiled).
+`stonetown serve` worker under h2load Check load; the server process is profiled, only
+the thread holding the GIL: grpc's Cython code shows up as the asyncio frame that calls it).
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def _profile_server(spy: str, size: int, seed: int, seconds: float, out: Path) -
     server = start_stonetown(db_path(size, seed), 1, results_dir() / "profile-server.log")
     try:
         recorder = subprocess.Popen(
-            [spy, "record", "--format", "raw", "--rate", "250", "--output", str(out),
+            [spy, "record", "--format", "raw", "--rate", "250", "--output", str(out), "--gil",
              "--duration", str(int(seconds)), "--pid", str(server.proc.pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip

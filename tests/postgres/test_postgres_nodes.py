@@ -5,6 +5,7 @@ Watch works on any node; killing one node does not disturb the other."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -151,3 +152,17 @@ def test_killing_one_node_does_not_disturb_the_other(database: str, tmp_path: Pa
     finally:
         node_a.stop()
         assert node_b.stop() == 0
+
+
+def test_serve_and_migrate_refuse_postgres_without_a_uri(tmp_path: Path) -> None:
+    for command in ("serve", "migrate"):
+        done = subprocess.run(
+            stonetown_command(command, "--datastore", "postgres"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if not k.startswith("STONETOWN_")},
+        )
+        assert done.returncode == 2
+        assert "--datastore postgres needs --datastore-uri" in done.stderr

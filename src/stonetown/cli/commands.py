@@ -15,8 +15,10 @@ from typing import Any
 from stonetown.cli import output
 from stonetown.cli.progress import Progress
 from stonetown.client import Client, ReadConsistency
-from stonetown.core.errors import InvalidArgument
+from stonetown.client.results import CheckOutcome, ConsistencyMode
+from stonetown.core.errors import InvalidArgument, StonetownError
 from stonetown.core.relationship import Relationship
+from stonetown.engine.types import CheckRequest
 
 EXIT_OK = 0
 EXIT_DENIED = 1
@@ -145,6 +147,76 @@ def check(args: argparse.Namespace, client: Client) -> int:
     else:
         print(output.check_text(outcome))
     return EXIT_OK if outcome.allowed else EXIT_DENIED
+
+
+def parse_check_line(text: str, default_context: dict[str, Any] | None = None) -> CheckRequest:
+    """One check in validation-assertion notation: `resource#permission@subject`, optionally
+    followed by ` with {json}`, a caveat context whose keys override `default_context`'s."""
+    head, sep, tail = text.partition(" with ")
+    context = dict(default_context) if default_context else None
+    if sep:
+        try:
+            own = json.loads(tail)
+        except ValueError as exc:
+            raise InvalidArgument(f"check {text!r}: context is not valid JSON: {exc}") from None
+        if not isinstance(own, dict):
+            raise InvalidArgument(f"check {text!r}: context must be a JSON object")
+        context = (context or {}) | own
+    rel = Relationship.parse(head)
+    if rel.caveat is not None or rel.expiration is not None:
+        raise InvalidArgument(f"check {text!r}: a check has no caveat or expiration suffix")
+    return CheckRequest(rel.resource, rel.relation, rel.subject, context)
+
+
+def _check_label(item: CheckRequest) -> str:
+    text = f"{item.resource}#{item.permission}@{item.subject}"
+    if item.context:
+        text += " with " + json.dumps(item.context, separators=(",", ":"), sort_keys=True)
+    return text
+
+
+def check_bulk(args: argparse.Namespace, client: Client) -> int:
+    """`check-bulk [CHECK...] [--file FILE]`: many checks at one revision, one line per check.
+
+    Exit 0 when every check is allowed, 1 when any is denied or conditional, 2 when any fails."""
+    default_context = context_of(args)
+    texts = list(args.checks)
+    if args.file:
+        texts.extend(read_lines(args.file))
+    items = [parse_check_line(text, default_context) for text in texts]
+    if not items:
+        raise InvalidArgument("check-bulk: no checks given (arguments or --file)")
+    if args.batch_size < 1:
+        raise InvalidArgument("check-bulk: --batch-size must be at least 1")
+    consistency = consistency_of(args)
+    outcomes: list[CheckOutcome | StonetownError] = []
+    for start in range(0, len(items), args.batch_size):
+        batch = client.check_bulk(
+            items[start : start + args.batch_size], contextual=args.contextual or (), consistency=consistency
+        )
+        outcomes.extend(batch)
+        token = next((item.token for item in batch if isinstance(item, CheckOutcome)), None)
+        if token and consistency.mode is not ConsistencyMode.AT_EXACT_SNAPSHOT:
+            # every further batch at the first one's revision (which satisfied the options):
+            # all checks are answered at one revision
+            consistency = ReadConsistency.at_exact_snapshot(token)
+    code = EXIT_OK
+    for item, outcome in zip(items, outcomes, strict=True):
+        label = _check_label(item)
+        if isinstance(outcome, StonetownError):
+            code = EXIT_ERROR
+            if args.json:
+                output.emit_json({"check": label, "error": {"code": outcome.code, "message": str(outcome)}})
+            else:
+                print(f"{label}\terror ({outcome.code}: {outcome})")
+            continue
+        if not outcome.allowed and code == EXIT_OK:
+            code = EXIT_DENIED
+        if args.json:
+            output.emit_json({"check": label, **output.check_json(outcome)})
+        else:
+            print(f"{label}\t{output.check_text(outcome)}")
+    return code
 
 
 def expand(args: argparse.Namespace, client: Client) -> int:

@@ -289,6 +289,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("subject", help="e.g. user:ana or team:x#member")
     check.set_defaults(handler=_client_command("check"))
 
+    bulk = sub.add_parser(
+        "check-bulk",
+        parents=[client_opts, read_opts, caveat_opts],
+        help="many checks at one revision (exit 0 all allowed, 1 any denied or conditional)",
+        description="Check many permissions at one revision, one output line per check. A check is "
+        "`resource#permission@subject`, optionally followed by ` with {json}` (a caveat context "
+        "whose keys override --context's).",
+    )
+    bulk.add_argument(
+        "checks", nargs="*", metavar="CHECK", help="e.g. app:scraper#run@user:ana, optionally ' with {JSON}'"
+    )
+    bulk.add_argument("--file", help="file of checks, one per line (- for stdin; # and // comments)")
+    bulk.add_argument(
+        "--batch-size", type=int, default=500, help="checks per CheckBulk call (default %(default)s)"
+    )
+    bulk.set_defaults(handler=_client_command("check_bulk"))
+
     expand = sub.add_parser(
         "expand", parents=[client_opts, read_opts], help="print a permission's userset tree"
     )

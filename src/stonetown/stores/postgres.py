@@ -114,6 +114,14 @@ _MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE TABLE stonetown_schemas (revision BIGINT PRIMARY KEY, text TEXT NOT NULL)",
         ],
     ),
+    (
+        2,
+        "index expiring relationships for garbage collection",
+        [
+            "CREATE INDEX stonetown_relationships_expiring ON stonetown_relationships (expiration) "
+            "WHERE expiration IS NOT NULL",
+        ],
+    ),
 ]
 LATEST_VERSION = _MIGRATIONS[-1][0]
 _OUR_TABLES = {
@@ -697,14 +705,20 @@ class PostgresDatastore(Datastore):
                 "SELECT MAX(revision) FROM stonetown_revisions WHERE committed_at < $1", cutoff
             )
             horizon = int(horizon or 0)
+            # Rows that expired before the cutoff: no query sees them at any revision.
+            status = await connection.execute(
+                "DELETE FROM stonetown_relationships WHERE expiration IS NOT NULL AND expiration < $1",
+                cutoff,
+            )
+            expired = int(status.split()[-1])
             if horizon <= min_revision:
-                return 0
+                return expired
             status = await connection.execute(
                 "DELETE FROM stonetown_relationships WHERE deleted_revision IS NOT NULL "
                 "AND deleted_revision <= $1",
                 horizon,
             )
-            removed = int(status.split()[-1])
+            removed = expired + int(status.split()[-1])
             await connection.execute("DELETE FROM stonetown_revisions WHERE revision < $1", horizon)
             await connection.execute(
                 "DELETE FROM stonetown_schemas WHERE revision < "
