@@ -6,10 +6,13 @@ each worker writes its samples there, and the parent serves their sum.
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import grpc
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from stonetown.engine.system import PermissionSystem
 
 RPC_COUNT = Counter(
     "stonetown_grpc_requests_total", "RPCs handled, by method and status code", ["method", "code"]
@@ -20,6 +23,37 @@ RPC_LATENCY = Histogram(
     ["method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+
+
+INDEX_REVISION = Gauge(
+    "stonetown_index_revision", "The revision the in-memory index answers at", multiprocess_mode="liveall"
+)
+INDEX_LAG = Gauge(
+    "stonetown_index_lag_revisions",
+    "How many revisions the index is behind the store's head",
+    multiprocess_mode="liveall",
+)
+CHECK_CACHE = Counter(
+    "stonetown_check_cache_lookups_total", "Check cache lookups, by outcome (hit or miss)", ["outcome"]
+)
+
+
+async def observe_system(system: PermissionSystem, interval: float = 1.0) -> None:
+    """Publish the index revision, its lag behind the store and the check cache's hits and
+    misses every `interval` seconds, until cancelled."""
+    hits = misses = 0
+    while True:
+        try:
+            head = await system.store.head_revision()
+        except Exception:  # noqa: BLE001 - a store hiccup must not stop the metrics
+            head = system.index.revision
+        INDEX_REVISION.set(system.index.revision)
+        INDEX_LAG.set(max(0, head - system.index.revision))
+        cache = system.check_cache
+        CHECK_CACHE.labels(outcome="hit").inc(cache.hits - hits)
+        CHECK_CACHE.labels(outcome="miss").inc(cache.misses - misses)
+        hits, misses = cache.hits, cache.misses
+        await asyncio.sleep(interval)
 
 
 def record_rpc(method: str, code: grpc.StatusCode, seconds: float) -> None:

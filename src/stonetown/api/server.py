@@ -30,7 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from stonetown.api.interceptor import ServingInterceptor
 from stonetown.api.limits import Limits
 from stonetown.api.logs import configure_logging
-from stonetown.api.metrics import serve_metrics
+from stonetown.api.metrics import observe_system, serve_metrics
 from stonetown.api.pb import SERVICE_NAMES, permission_grpc, relationship_grpc, schema_grpc
 from stonetown.api.servicers.permissions import PermissionServicer
 from stonetown.api.servicers.relationships import RelationshipServicer
@@ -244,9 +244,11 @@ async def run_worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         watchdog = asyncio.create_task(_watch_parent(parent, stop)) if parent is not None else None
+        observer = asyncio.create_task(observe_system(system)) if config.metrics_addr else None
         await stop.wait()
-        if watchdog is not None:
-            watchdog.cancel()
+        for task in (watchdog, observer):
+            if task is not None:
+                task.cancel()
         log.info("shutting down", extra={"pid": os.getpid(), "grace_seconds": config.shutdown_grace})
         await health_servicer.enter_graceful_shutdown()
         await server.stop(config.shutdown_grace)
