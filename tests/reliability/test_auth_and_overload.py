@@ -78,7 +78,9 @@ def test_every_rpc_needs_the_key_and_a_refused_call_changes_nothing(tmp_path: Pa
 
 def _open_watch(address: str, ready: threading.Event, calls: list[grpc.Future]) -> None:
     """Hold one Watch stream open (one admitted call) until it is cancelled."""
-    channel = grpc.insecure_channel(address)
+    # A connection of its own (no shared subchannel), up before the call is made.
+    channel = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+    grpc.channel_ready_future(channel).result(timeout=30)
     stub = channel.unary_stream(
         "/stonetown.v1.RelationshipService/Watch",
         request_serializer=lambda raw: raw,
