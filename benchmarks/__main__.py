@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--size", default="10k")
     sub.add_parser("plot", help="PNG plots from benchmarks/results/*.json")
     sub.add_parser("targets", help="print the targets table (met / missed) from the results")
+    sub.add_parser("tables", help="print markdown tables of the latest results")
     prof = sub.add_parser("profile", help="py-spy profile of a hot path, summarized per function")
     prof.add_argument("workload", choices=("check", "lookup_resources", "load", "import", "grpc_check"))
     prof.add_argument("--size", default="100k")
@@ -95,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.targets import markdown
 
         print(markdown())
+    elif args.command == "tables":
+        from benchmarks.targets import tables
+
+        print(tables())
     elif args.command == "profile":
         from benchmarks.profiling import profile
 
