@@ -124,8 +124,13 @@ def test_unimplemented_method_and_undecodable_request(server: ServerProcess) -> 
         assert info.value.code() is not grpc.StatusCode.INTERNAL
 
 
-def test_the_log_has_one_line_per_rpc_and_no_internal_errors(server: ServerProcess, client: Client) -> None:
-    client.read_schema()
+def test_the_log_has_a_line_per_failed_rpc_and_no_internal_errors(
+    server: ServerProcess, client: Client
+) -> None:
+    with pytest.raises(InvalidArgument):
+        client.check("nosuchtype:x", "view", "user:a")
+    client.read_schema()  # a success: logged at debug level only, off the hot path
     log = server.log()
-    assert "event=rpc method=/stonetown.v1.SchemaService/ReadSchema code=OK ms=" in log
+    assert "event=rpc method=/stonetown.v1.PermissionService/Check code=INVALID_ARGUMENT ms=" in log
+    assert "method=/stonetown.v1.SchemaService/ReadSchema code=OK" not in log
     assert "level=error" not in log, log

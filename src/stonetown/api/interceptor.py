@@ -44,6 +44,8 @@ class ServingInterceptor(aio.ServerInterceptor):
     def __init__(self, preshared_key: str | None, request_timeout: float | None) -> None:
         self._key = preshared_key
         self._timeout = request_timeout
+        # Wrapped handlers by (method, authorized): built once, not on every call.
+        self._wrapped: dict[tuple[str, bool], grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
@@ -60,6 +62,12 @@ class ServingInterceptor(aio.ServerInterceptor):
         authorized = True
         if self._key is not None and requires_key(method):
             authorized = is_authorized(handler_call_details.invocation_metadata, self._key)
+        wrapped = self._wrapped.get((method, authorized))
+        if wrapped is None:
+            wrapped = self._wrapped[(method, authorized)] = self._wrap(handler, method, authorized)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str, authorized: bool) -> grpc.RpcMethodHandler:
         timeout = None if method in UNBOUNDED_METHODS else self._timeout
         deserializer = _tolerant(handler.request_deserializer) if not handler.request_streaming else None
         call = _Call(method, authorized, timeout)
@@ -112,13 +120,18 @@ class _Call:
     def _finish(self, start: float, code: grpc.StatusCode, details: str, exc: BaseException | None) -> None:
         elapsed = time.perf_counter() - start
         record_rpc(self.method, code, elapsed)
-        fields = {"method": self.method, "code": code.name, "ms": round(elapsed * 1000, 3)}
+        if code is grpc.StatusCode.OK:
+            # Successful calls are the hot path: logged only at debug level.
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "rpc", extra={"method": self.method, "code": code.name, "ms": round(elapsed * 1000, 3)}
+                )
+            return
+        fields = {"method": self.method, "code": code.name, "ms": round(elapsed * 1000, 3), "error": details}
         if code is grpc.StatusCode.INTERNAL and exc is not None:
-            log.error("rpc", extra=fields | {"error": details}, exc_info=exc)
-        elif code is grpc.StatusCode.OK:
-            log.info("rpc", extra=fields)
+            log.error("rpc", extra=fields, exc_info=exc)
         else:
-            log.info("rpc", extra=fields | {"error": details})
+            log.info("rpc", extra=fields)
 
     def unary(
         self, behavior: Callable[[Any, aio.ServicerContext], Awaitable[Any]]
@@ -129,8 +142,11 @@ class _Call:
             start = time.perf_counter()
             try:
                 self._admit(request)
-                async with asyncio.timeout(self.timeout):
+                if self.timeout is None:
                     response = await behavior(request, context)
+                else:
+                    async with asyncio.timeout(self.timeout):
+                        response = await behavior(request, context)
             except asyncio.CancelledError:
                 self._finish(start, grpc.StatusCode.CANCELLED, "cancelled", None)
                 raise

@@ -56,10 +56,20 @@ async def observe_system(system: PermissionSystem, interval: float = 1.0) -> Non
         await asyncio.sleep(interval)
 
 
+_COUNTERS: dict[tuple[str, grpc.StatusCode], Counter] = {}
+_HISTOGRAMS: dict[str, Histogram] = {}
+
+
 def record_rpc(method: str, code: grpc.StatusCode, seconds: float) -> None:
-    """Count one finished RPC and observe its latency."""
-    RPC_COUNT.labels(method=method, code=code.name).inc()
-    RPC_LATENCY.labels(method=method).observe(seconds)
+    """Count one finished RPC and observe its latency (label children bound once)."""
+    counter = _COUNTERS.get((method, code))
+    if counter is None:
+        counter = _COUNTERS[(method, code)] = RPC_COUNT.labels(method=method, code=code.name)
+    histogram = _HISTOGRAMS.get(method)
+    if histogram is None:
+        histogram = _HISTOGRAMS[method] = RPC_LATENCY.labels(method=method)
+    counter.inc()
+    histogram.observe(seconds)
 
 
 def parse_address(address: str) -> tuple[str, int]:
