@@ -17,6 +17,7 @@ from collections.abc import Callable
 from stonetown.core.errors import ResourceExhausted
 from stonetown.engine.conditions import UNKNOWN, CaveatLeaf, Result, all_of, any_of, negate
 from stonetown.engine.index import RelationshipIndex, RelMeta
+from stonetown.engine.reachability import evaluated_relations
 from stonetown.schema import ir
 
 Subject = tuple[str, str, str]  # (type, id, relation or "")
@@ -120,26 +121,6 @@ def _inlinable_targets(schema: ir.Schema) -> set[tuple[str, str]]:
     return found
 
 
-def _edges(schema: ir.Schema, rtype: str, node: ir.Rewrite) -> set[tuple[str, str]]:
-    """The (type, relation) pairs a rewrite evaluates directly."""
-    if isinstance(node, ir.This):
-        return {(a.type, a.relation) for a in node.allowed if a.relation is not None}
-    if isinstance(node, ir.ComputedUserset):
-        return {(rtype, node.relation)}
-    if isinstance(node, ir.TupleToUserset):
-        tupleset = schema.relation(rtype, node.tupleset)
-        return {
-            (a.type, node.computed)
-            for a in (tupleset.allowed if tupleset else ())
-            if schema.relation(a.type, node.computed) is not None
-        }
-    if isinstance(node, ir.Union | ir.Intersection):
-        return set().union(*(_edges(schema, rtype, c) for c in node.children))
-    if isinstance(node, ir.Exclusion):
-        return _edges(schema, rtype, node.base) | _edges(schema, rtype, node.subtract)
-    return set()
-
-
 def simple_recursive_relations(schema: ir.Schema) -> set[tuple[str, str]]:
     """Relations whose only way back to themselves is one plain recursive edge: a relation
     admitting its own subject set (`member: user | group#member`), or a permission that is a
@@ -149,7 +130,9 @@ def simple_recursive_relations(schema: ir.Schema) -> set[tuple[str, str]]:
     graph: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for definition in schema.definitions.values():
         for relation in definition.relations.values():
-            graph[(definition.name, relation.name)] = _edges(schema, definition.name, relation.rewrite)
+            graph[(definition.name, relation.name)] = evaluated_relations(
+                schema, definition.name, relation.rewrite
+            )
 
     def reaches(start: set[tuple[str, str]], goal: tuple[str, str]) -> bool:
         seen: set[tuple[str, str]] = set()
@@ -170,8 +153,8 @@ def simple_recursive_relations(schema: ir.Schema) -> set[tuple[str, str]]:
             key = (definition.name, relation.name)
             rewrite = relation.rewrite
             if isinstance(rewrite, ir.This):
-                others = {edge for edge in _edges(schema, key[0], rewrite) if edge != key}
-                if key in _edges(schema, key[0], rewrite) and not reaches(others, key):
+                others = {edge for edge in evaluated_relations(schema, key[0], rewrite) if edge != key}
+                if key in evaluated_relations(schema, key[0], rewrite) and not reaches(others, key):
                     found.add(key)
                 continue
             children = list(rewrite.children) if isinstance(rewrite, ir.Union) else [rewrite]
@@ -183,8 +166,10 @@ def simple_recursive_relations(schema: ir.Schema) -> set[tuple[str, str]]:
             rest = [c for c in children if c not in recursive]
             if len(recursive) != 1:
                 continue
-            arrow_edges = _edges(schema, key[0], recursive[0]) - {key}
-            rest_edges = set().union(*(_edges(schema, key[0], c) for c in rest)) if rest else set()
+            arrow_edges = evaluated_relations(schema, key[0], recursive[0]) - {key}
+            rest_edges = (
+                set().union(*(evaluated_relations(schema, key[0], c) for c in rest)) if rest else set()
+            )
             if not reaches(arrow_edges | rest_edges, key):
                 found.add(key)
     return found

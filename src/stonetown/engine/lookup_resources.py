@@ -48,12 +48,17 @@ def _candidates(
 ) -> set[str]:
     reverse = index.reverse
     admits = facts.admits
+    relevant = facts.relevant_to(resource_type, permission)
     reached: set[Node] = set()
     queue: deque[Node] = deque()
 
     def holders(stype: str, sid: str, srel: str, wildcard: bool = False) -> None:
         for rkey in reverse.get((stype, sid, srel), ()):
-            if (rkey[0], rkey[2], stype, srel, wildcard) in admits and rkey not in reached:
+            if (
+                (rkey[0], rkey[2]) in relevant
+                and (rkey[0], rkey[2], stype, srel, wildcard) in admits
+                and rkey not in reached
+            ):
                 reached.add(rkey)
                 queue.append(rkey)
 
@@ -70,10 +75,12 @@ def _candidates(
         ntype, nid, nrel = node
         for perm in facts.computed_parents.get((ntype, nrel), ()):
             up = (ntype, nid, perm)
-            if up not in reached:
+            if (ntype, perm) in relevant and up not in reached:
                 reached.add(up)
                 queue.append(up)
         for parent_type, tupleset, perm in facts.arrow_parents.get((ntype, nrel), ()):
+            if (parent_type, perm) not in relevant:
+                continue
             for via in facts.tupleset_subject_relations.get((parent_type, tupleset, ntype), ()):
                 for rtype, rid, rrel in reverse.get((ntype, nid, via), ()):
                     if rtype == parent_type and rrel == tupleset:

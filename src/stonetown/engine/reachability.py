@@ -32,11 +32,13 @@ class Reachability:
     # (resource type, relation, subject type, subject relation or "", wildcard) stored shapes
     # the schema admits; relationships of other shapes are ignored by every query
     admits: set[tuple[str, str, str, str, bool]] = field(default_factory=set)
+    schema: ir.Schema | None = None
+    _relevant: dict[tuple[str, str], frozenset[tuple[str, str]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, schema: ir.Schema) -> Reachability:
         """Compute the reverse edges of `schema`."""
-        facts = cls()
+        facts = cls(schema=schema)
         for definition in schema.definitions.values():
             for relation in definition.relations.values():
                 facts._collect(schema, definition.name, relation.name, relation.rewrite)
@@ -52,6 +54,26 @@ class Reachability:
                     )
         facts._find_monotone(schema)
         return facts
+
+    def relevant_to(self, resource_type: str, permission: str) -> frozenset[tuple[str, str]]:
+        """Every (type, relation) that `resource_type#permission` depends on, itself included:
+        a walk up from a subject need not climb anywhere else."""
+        key = (resource_type, permission)
+        found = self._relevant.get(key)
+        if found is None:
+            assert self.schema is not None
+            seen: set[tuple[str, str]] = set()
+            todo = [key]
+            while todo:
+                current = todo.pop()
+                if current in seen:
+                    continue
+                seen.add(current)
+                relation = self.schema.relation(*current)
+                if relation is not None:
+                    todo.extend(evaluated_relations(self.schema, current[0], relation.rewrite))
+            found = self._relevant[key] = frozenset(seen)
+        return found
 
     def _collect(self, schema: ir.Schema, rtype: str, perm: str, node: ir.Rewrite) -> None:
         if isinstance(node, ir.ComputedUserset):
@@ -116,3 +138,26 @@ class Reachability:
         if isinstance(node, ir.Union):
             return all(self._is_monotone(schema, rtype, c, candidates) for c in node.children)
         return False
+
+
+def evaluated_relations(schema: ir.Schema, rtype: str, node: ir.Rewrite) -> set[tuple[str, str]]:
+    """The (type, relation) pairs a rewrite evaluates directly (subject sets, computed
+    usersets, arrow targets)."""
+    if isinstance(node, ir.This):
+        return {(a.type, a.relation) for a in node.allowed if a.relation is not None}
+    if isinstance(node, ir.ComputedUserset):
+        return {(rtype, node.relation)}
+    if isinstance(node, ir.TupleToUserset):
+        tupleset = schema.relation(rtype, node.tupleset)
+        return {
+            (a.type, node.computed)
+            for a in (tupleset.allowed if tupleset else ())
+            if schema.relation(a.type, node.computed) is not None
+        }
+    if isinstance(node, ir.Union | ir.Intersection):
+        return set().union(*(evaluated_relations(schema, rtype, c) for c in node.children))
+    if isinstance(node, ir.Exclusion):
+        return evaluated_relations(schema, rtype, node.base) | evaluated_relations(
+            schema, rtype, node.subtract
+        )
+    return set()
