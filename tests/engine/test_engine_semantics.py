@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
 
-from stonetown.core.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from stonetown.core.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ResourceExhausted
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.datastore import RelationshipFilter, Update, UpdateOp
+from stonetown.engine.deadline import request_deadline
 from stonetown.engine.expand import evaluate
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import CheckRequest, CheckResult, Consistency, ExpandOp, Permissionship
@@ -330,4 +332,24 @@ async def test_check_cache_is_keyed_by_revision_and_skips_volatile_answers() -> 
     for _ in range(2):
         assert await allowed(system, "folder:g", "guest", "user:cat") is Permissionship.ALLOWED
     assert cache.hits == hits
+    await system.stop()
+
+
+async def test_a_passed_deadline_stops_the_engine() -> None:
+    wide = [f"group:root#member@group:g{i}#member" for i in range(3000)]
+    system = await started(*wide, *[f"group:g{i}#member@user:u{i}" for i in range(3000)])
+    token = request_deadline.set(time.monotonic() - 1)  # already passed
+    try:
+        with pytest.raises(DeadlineExceeded):
+            await allowed(system, "group:root", "member", "user:nobody")
+        with pytest.raises(DeadlineExceeded):
+            [
+                r
+                async for r in system.lookup_subjects(
+                    ObjectRef.parse("group:root"), "member", "user", "", FRESH
+                )
+            ]
+    finally:
+        request_deadline.reset(token)
+    assert await allowed(system, "group:root", "member", "user:nobody") is Permissionship.DENIED
     await system.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -77,7 +78,12 @@ def test_every_rpc_needs_the_key_and_a_refused_call_changes_nothing(tmp_path: Pa
 
 
 def _open_watch(address: str, ready: threading.Event, calls: list[grpc.Future]) -> None:
-    """Hold one Watch stream open (one admitted call) until it is cancelled."""
+    """Hold one Watch stream open (one admitted call) until it is cancelled.
+
+    A stream that arrives while a probing Check holds the last slot is itself refused with
+    RESOURCE_EXHAUSTED; it is opened again until it holds a slot, so the test does not depend
+    on which call the server happened to see first.
+    """
     # A connection of its own (no shared subchannel), up before the call is made.
     channel = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
     grpc.channel_ready_future(channel).result(timeout=30)
@@ -86,14 +92,20 @@ def _open_watch(address: str, ready: threading.Event, calls: list[grpc.Future]) 
         request_serializer=lambda raw: raw,
         response_deserializer=lambda raw: raw,
     )
-    call = stub(b"", timeout=120)
-    calls.append(call)
+    slot = len(calls)
+    calls.append(stub(b"", timeout=120))
     ready.set()
     try:
-        for _ in call:
-            pass
-    except grpc.RpcError:
-        pass
+        while True:
+            try:
+                for _ in calls[slot]:
+                    pass
+                return
+            except grpc.RpcError as exc:
+                if exc.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    return  # cancelled by the test, or the deadline: done
+            time.sleep(0.05)
+            calls[slot] = stub(b"", timeout=120)
     finally:
         channel.close()
 

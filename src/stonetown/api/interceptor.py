@@ -24,6 +24,7 @@ from stonetown.api.auth import is_authorized, requires_key
 from stonetown.api.errors import DeadlineExceeded, status_for
 from stonetown.api.metrics import record_rpc
 from stonetown.core.errors import InvalidArgument, Unauthenticated
+from stonetown.engine.deadline import request_deadline
 
 log = logging.getLogger("stonetown.api")
 
@@ -109,6 +110,12 @@ class _Call:
         self.authorized = authorized
         self.timeout = timeout
 
+    def _deadline(self, context: aio.ServicerContext) -> float | None:
+        """When the engine must give up: the sooner of the server's request timeout and the
+        client's own deadline (as a `time.monotonic()` instant)."""
+        remaining = [t for t in (self.timeout, context.time_remaining()) if t is not None]
+        return time.monotonic() + min(remaining) if remaining else None
+
     def _admit(self, request: Any) -> None:
         if not self.authorized:
             raise Unauthenticated(
@@ -140,6 +147,8 @@ class _Call:
 
         async def handle(request: Any, context: aio.ServicerContext) -> Any:
             start = time.perf_counter()
+            # Each RPC runs in a task of its own, so this does not leak into other calls.
+            request_deadline.set(self._deadline(context))
             try:
                 self._admit(request)
                 if self.timeout is None:
@@ -178,6 +187,7 @@ class _Call:
             loop = asyncio.get_running_loop()
             deadline = None if self.timeout is None else loop.time() + self.timeout
             responses: AsyncIterator[Any] | None = None
+            request_deadline.set(self._deadline(context))
             try:
                 self._admit(request)
                 responses = aiter(behavior(request, context))

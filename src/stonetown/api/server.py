@@ -37,7 +37,7 @@ from stonetown.api.servicers.relationships import RelationshipServicer
 from stonetown.api.servicers.schema import SchemaServicer
 from stonetown.core.errors import NotFound
 from stonetown.engine.datastore import Datastore, Update, UpdateOp
-from stonetown.engine.system import PermissionSystem
+from stonetown.engine.system import MAX_DEPTH_LIMIT, PermissionSystem
 
 log = logging.getLogger("stonetown.server")
 
@@ -100,8 +100,8 @@ def check_config(config: ServerConfig) -> None:
         raise ConfigError("--workers must be at least 1")
     if config.workers > 1 and config.datastore == MEMORY_DATASTORE:
         raise ConfigError("--workers > 1 needs a shared datastore file, not the in-memory one")
-    if config.max_depth < 1:
-        raise ConfigError("--max-depth must be at least 1")
+    if not 1 <= config.max_depth <= MAX_DEPTH_LIMIT:
+        raise ConfigError(f"--max-depth must be between 1 and {MAX_DEPTH_LIMIT}")
     if config.max_concurrent_rpcs is not None and config.max_concurrent_rpcs < 1:
         raise ConfigError("--max-concurrent-rpcs must be at least 1")
     if config.datastore == POSTGRES_DATASTORE and not config.datastore_uri:

@@ -55,3 +55,9 @@ class StoreError(StonetownError):
     """The datastore failed (read-only file, disk full, corrupt file); nothing was changed."""
 
     code = "UNAVAILABLE"
+
+
+class DeadlineExceeded(StonetownError):
+    """The request's deadline passed while the engine was still working (gRPC DEADLINE_EXCEEDED)."""
+
+    code = "DEADLINE_EXCEEDED"

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from stonetown.core.errors import ResourceExhausted
 from stonetown.engine.conditions import UNKNOWN, CaveatLeaf, Result, all_of, any_of, negate
+from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex, RelMeta
 from stonetown.engine.reachability import evaluated_relations
 from stonetown.schema import ir
@@ -365,6 +366,8 @@ class CheckRun:
         "max_depth",
         "now",
         "volatile",
+        "deadline",
+        "budget",
     )
 
     def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
@@ -380,6 +383,8 @@ class CheckRun:
         self.now = time.time()
         # set once a caveat or an expiration took part: the answer may change without a write
         self.volatile = False
+        self.deadline = request_deadline.get()
+        self.budget = CHECK_EVERY  # dispatches left before the next look at the deadline
 
     def _cycle(self, key: tuple[str, str, str, Subject], rtype: str, rel: str) -> Result:
         """The value of a sub-problem met again while it is being evaluated.
@@ -427,6 +432,10 @@ class CheckRun:
         function = self.functions.get((rtype, rel))
         if function is None:
             return False
+        self.budget -= 1
+        if not self.budget:
+            self.budget = CHECK_EVERY
+            check_deadline(self.deadline)
         outer_cut = self.cut
         self.cut = False
         stack[key] = None

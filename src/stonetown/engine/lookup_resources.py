@@ -14,6 +14,7 @@ from collections import deque
 
 from stonetown.engine.check import CheckRun, CompiledSchema, Subject
 from stonetown.engine.conditions import Result, granted
+from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.reachability import Reachability
 
@@ -70,7 +71,12 @@ def _candidates(
     if not srel and sid != "*":
         holders(stype, "*", "", wildcard=True)
 
+    deadline = request_deadline.get()
+    steps = 0
     while queue:
+        steps += 1
+        if steps % CHECK_EVERY == 0:
+            check_deadline(deadline)
         node = queue.popleft()
         ntype, nid, nrel = node
         for perm in facts.computed_parents.get((ntype, nrel), ()):

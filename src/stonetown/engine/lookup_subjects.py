@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.conditions import Result, granted
+from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.reachability import Reachability
 from stonetown.schema import ir
@@ -79,7 +80,12 @@ def _candidates(
     visited: set[tuple[str, str, str]] = set()
     stack = [start]
     admits = facts.admits
+    deadline = request_deadline.get()
+    steps = 0
     while stack:
+        steps += 1
+        if steps % CHECK_EVERY == 0:
+            check_deadline(deadline)
         node = stack.pop()
         if node in visited:
             continue

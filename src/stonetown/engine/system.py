@@ -11,6 +11,7 @@ revision (a few are cached). All methods are coroutines; errors are stonetown.co
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -54,6 +55,8 @@ from stonetown.engine.types import (
 from stonetown.schema import ir
 
 _SNAPSHOT_CACHE = 4
+MAX_DEPTH_LIMIT = 1000
+FRAMES_PER_LEVEL = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,13 @@ class PermissionSystem:
         gc_interval: float | None = 600.0,
         gc_window: float | None = None,
     ) -> None:
+        if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
+            raise ValueError(f"max_depth must be between 1 and {MAX_DEPTH_LIMIT}, not {max_depth}")
+        # Each level of depth costs a few Python frames: make sure the interpreter allows them,
+        # so the depth limit (ResourceExhausted), not a RecursionError, is what stops a walk.
+        needed = FRAMES_PER_LEVEL * max_depth + 500
+        if sys.getrecursionlimit() < needed:
+            sys.setrecursionlimit(needed)
         self.store = store
         self.max_depth = max_depth
         self.poll_interval = poll_interval
