@@ -52,6 +52,19 @@ class CompiledSchema:
                 )
         self.simple_recursive = simple_recursive_relations(schema)
 
+    def _cost(self, rtype: str, node: ir.Rewrite) -> int:
+        """A rough rank of how much work evaluating `node` takes (0 = one dict lookup)."""
+        if isinstance(node, ir.This | ir.Nil):
+            return 0
+        if isinstance(node, ir.ComputedUserset):
+            target = self.schema.relation(rtype, node.relation)
+            if target is not None and isinstance(target.rewrite, ir.This):
+                return 1 if all(a.relation is None for a in target.allowed) else 2
+            return 3
+        if isinstance(node, ir.TupleToUserset):
+            return 4
+        return 5
+
     def _compile(self, rtype: str, rel: str, node: ir.Rewrite) -> EvalFn:
         if isinstance(node, ir.This):
             return _compile_this(rtype, rel, node)
@@ -76,10 +89,12 @@ class CompiledSchema:
         if isinstance(node, ir.TupleToUserset):
             allowed = self.allowed_tupleset.get((rtype, node.tupleset), (frozenset(), frozenset()))
             return _compile_arrow(rtype, node, allowed)
-        if isinstance(node, ir.Union):
-            return _compile_union(tuple(self._compile(rtype, rel, c) for c in node.children))
-        if isinstance(node, ir.Intersection):
-            return _compile_intersection(tuple(self._compile(rtype, rel, c) for c in node.children))
+        if isinstance(node, ir.Union | ir.Intersection):
+            # Cheapest operands first: a direct lookup often decides a union (True) or an
+            # intersection (False) before any walk. The answer does not depend on the order.
+            ordered = sorted(node.children, key=lambda child: self._cost(rtype, child))
+            compiled = tuple(self._compile(rtype, rel, c) for c in ordered)
+            return _compile_union(compiled) if isinstance(node, ir.Union) else _compile_intersection(compiled)
         if isinstance(node, ir.Exclusion):
             return _compile_exclusion(
                 self._compile(rtype, rel, node.base), self._compile(rtype, rel, node.subtract)
