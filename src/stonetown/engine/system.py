@@ -27,6 +27,8 @@ from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.check_cache import CheckCache
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.datastore import (
+    Change,
+    ChangeOp,
     Datastore,
     DeleteResult,
     Precondition,
@@ -328,6 +330,20 @@ class PermissionSystem:
             except InvalidArgument as exc:
                 raise InvalidArgument(f"updates[{position}]: {exc}") from None
         revision = await self.store.write(updates, preconditions, self._validate_updates)
+        async with self._advance_lock:
+            if self.index.revision == revision - 1:
+                # Nothing committed in between: this write's own updates are the whole change,
+                # so the index advances without reading them back from the store.
+                self.index.apply(
+                    [
+                        Change(ChangeOp.DELETE if u.op is UpdateOp.DELETE else ChangeOp.TOUCH, u.relationship)
+                        for u in updates
+                    ],
+                    revision,
+                )
+                self._changed.set()
+                self._changed = asyncio.Event()
+                return revision
         await self.catch_up()
         return revision
 
