@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     ptarget.add_argument("--seconds", type=float, default=10.0)
     smoke = sub.add_parser("smoke", help="a seconds-long run of every part on a tiny dataset")
     smoke.add_argument("--size", default="1k")
+    pg = sub.add_parser("postgres", help="PostgreSQL: bulk load, one vs two nodes, writes, catch-up lag")
+    pg.add_argument("--size", default="10k")
+    pg.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
+    pg.add_argument("--reps", type=int, default=3, help="alternating Check runs per side (best kept)")
+    pg.add_argument("--concurrency", type=int, default=64, help="total Check callers")
+    pg.add_argument("--lag-samples", type=int, default=200, help="writes timed for catch-up lag")
+    pg.add_argument("--no-fsync", action="store_true", help="keep the test cluster's fsync=off")
     return parser
 
 
@@ -113,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.smoke import smoke
 
         smoke(parse_size(args.size), args.seed)
+    elif args.command == "postgres":
+        from benchmarks.postgres import run_from_args
+
+        run_from_args(args, parse_size, args.seed)
     return 0
 
 

@@ -1,0 +1,501 @@
+"""The collaboration scenarios of tests/collaboration against PostgreSQL-backed servers.
+
+Two `stonetown serve --datastore postgres` nodes share one fresh database: node A loads
+schema/collaboration.yaml with `--bootstrap`, node B starts after it over the same database.
+The table-driven checks and flows of tests/collaboration are imported and run here with
+PostgreSQL fixtures of the same names, in two topologies:
+
+- ``one_node``: every call on node A (what the SQLite suite does against its server);
+- ``two_nodes``: every write goes to node A and every read to node B, at the write's token
+  (a real client per node, see :class:`CrossNodeClient`).
+
+Tests written for this module cover what only two nodes can show: the validation file's
+assertions answered by both nodes, ownership transfers racing through different nodes, an
+access request written on one node seen on the other's Watch stream, and so on.
+Everything skips when PostgreSQL is not installed (the `pg_cluster` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import itertools
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from pgcluster import PgCluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "collaboration"))
+
+import test_collaboration_flows as flows  # noqa: E402
+import test_collaboration_invitations as invitations  # noqa: E402
+import test_collaboration_model as model  # noqa: E402
+from collaboration_support import EXAMPLE_FILE, SCHEMA_FILE, VALIDATION_FILE  # noqa: E402
+from grpc_harness import ServerProcess, wait_healthy  # noqa: E402
+
+from stonetown import AsyncClient, Client  # noqa: E402
+from stonetown.client import CheckOutcome, DeleteOutcome, ReadConsistency, parse_filter  # noqa: E402
+from stonetown.client.notation import FilterLike, RelationshipLike  # noqa: E402
+from stonetown.core.errors import FailedPrecondition, StonetownError  # noqa: E402
+from stonetown.engine.datastore import ChangeOp, Precondition, PreconditionOp  # noqa: E402
+from stonetown.engine.types import CheckRequest, Permissionship  # noqa: E402
+from stonetown.validation.files import read_validation_file  # noqa: E402
+
+FRESH = ReadConsistency.fully_consistent()
+_ids = itertools.count()
+
+# ------------------------------------------------------------------ the reused scenarios
+# Collected here as tests of this module, with the fixtures below (same names as the
+# collaboration conftest's). Tests that never talk to a server are not repeated.
+
+test_permission_table = model.test_permission_table
+test_role_applies_only_to_organization_members = model.test_role_applies_only_to_organization_members
+test_team_grants_nest = model.test_team_grants_nest
+test_lookup_resources_member_sees_every_org_app_external_only_invited = (
+    model.test_lookup_resources_member_sees_every_org_app_external_only_invited
+)
+test_lookup_subjects_managers_and_runners = model.test_lookup_subjects_managers_and_runners
+test_lookup_subjects_follows_new_manager_grant = model.test_lookup_subjects_follows_new_manager_grant
+test_link_sharing_per_resource_wins_both_ways = model.test_link_sharing_per_resource_wins_both_ways
+test_link_restricted_leaves_no_wildcard_in_lookup_subjects = (
+    model.test_link_restricted_leaves_no_wildcard_in_lookup_subjects
+)
+test_link_sharing_does_not_grant_more_than_read = model.test_link_sharing_does_not_grant_more_than_read
+test_server_serves_the_schema_file = model.test_server_serves_the_schema_file
+
+test_ownership_transfer_is_atomic_and_second_transfer_changes_nothing = (
+    flows.test_ownership_transfer_is_atomic_and_second_transfer_changes_nothing
+)
+test_concurrent_transfers_exactly_one_wins = flows.test_concurrent_transfers_exactly_one_wins
+test_access_request_reaches_managers_watch_then_approval_allows = (
+    flows.test_access_request_reaches_managers_watch_then_approval_allows
+)
+test_approval_of_a_decided_request_fails_and_grants_nothing = (
+    flows.test_approval_of_a_decided_request_fails_and_grants_nothing
+)
+test_platform_service_handlers = flows.test_platform_service_handlers
+test_platform_service_watch_yields_only_decidable_requests = (
+    flows.test_platform_service_watch_yields_only_decidable_requests
+)
+test_platform_service_demo_runs_against_the_server = flows.test_platform_service_demo_runs_against_the_server
+
+test_past_invitation_grants_nothing_future_one_grants_can_run = (
+    invitations.test_past_invitation_grants_nothing_future_one_grants_can_run
+)
+test_expired_higher_level_leaves_the_live_lower_one = (
+    invitations.test_expired_higher_level_leaves_the_live_lower_one
+)
+test_lookup_resources_lists_only_live_invitations = (
+    invitations.test_lookup_resources_lists_only_live_invitations
+)
+test_read_relationships_hides_expired_invitations = (
+    invitations.test_read_relationships_hides_expired_invitations
+)
+test_invitation_stops_granting_at_its_instant = invitations.test_invitation_stops_granting_at_its_instant
+test_validation_file_invitations_over_grpc = invitations.test_validation_file_invitations_over_grpc
+
+
+# ---------------------------------------------------------------------------- nodes
+
+
+def start_node(workdir: Path, uri: str, *extra: str) -> ServerProcess:
+    """A `stonetown serve` node on a free loopback port over the PostgreSQL database `uri`,
+    serving schema/collaboration.zed; returns once it answers health checks."""
+    node = ServerProcess(
+        workdir,
+        "--port", "0", "--datastore", "postgres", "--datastore-uri", uri,
+        "--schema", str(SCHEMA_FILE),
+        *extra,
+    )  # fmt: skip
+    try:
+        wait_healthy(node.address)
+    except BaseException:
+        node.stop()
+        raise
+    return node
+
+
+class Nodes:
+    """Two nodes over one database: A (bootstrapped from collaboration.yaml) and B."""
+
+    def __init__(self, a: ServerProcess, b: ServerProcess) -> None:
+        """Hold the two running nodes."""
+        self.a = a
+        self.b = b
+
+
+@pytest.fixture(scope="module")
+def nodes(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
+    """Node A with `--bootstrap schema/collaboration.yaml` on a fresh database, then node B over
+    the same database (it finds the store bootstrapped and loads it)."""
+    workdir = tmp_path_factory.mktemp("pg-collaboration")
+    uri = pg_cluster.new_database()
+    node_a = start_node(workdir, uri, "--bootstrap", str(VALIDATION_FILE))
+    try:
+        node_b = start_node(workdir, uri, "--bootstrap", str(VALIDATION_FILE))
+    except BaseException:
+        node_a.stop()
+        raise
+    yield Nodes(node_a, node_b)
+    # Both nodes must shut down cleanly after everything the scenarios did to them.
+    assert node_b.stop() == 0, node_b.log()
+    assert node_a.stop() == 0, node_a.log()
+    for node in (node_a, node_b):
+        assert "Traceback" not in node.log(), node.log()
+
+
+@pytest.fixture(scope="module")
+def server(nodes: Nodes) -> ServerProcess:
+    """Node A, the server the reused scenarios open their own channels to."""
+    return nodes.a
+
+
+@pytest.fixture
+def private_server(pg_cluster: PgCluster, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A node over a database of its own, for one test (the demo's cast would meet
+    collaboration.yaml's; the Watch tests end their streams on it)."""
+    node = start_node(tmp_path, pg_cluster.new_database())
+    yield node
+    assert node.stop() == 0, node.log()
+
+
+@pytest.fixture(scope="module")
+def acme(nodes: Nodes) -> str:
+    """A token at least as fresh as the bootstrap of collaboration.yaml on node A (a write
+    touching a relationship the file already holds, so nothing changes)."""
+    with Client(nodes.a.address) as client:
+        return client.write(touch=["organization:acme#owner@user:olivia"])
+
+
+class CrossNodeClient(Client):
+    """A client that reads from one node and writes through another.
+
+    Checks, lookups, reads, Watch and schema reads go to ``read_endpoint``; writes, deletes
+    and schema writes go to ``write_endpoint``. A write returns once the reading node has
+    caught up with it (a read there at least as fresh as the write's token, which that node
+    must wait for), so a read that names an older token, as some scenarios do right after a
+    write, still sees the session's writes, as it does on one node. With read_your_writes,
+    reads naming no consistency are at least as fresh as the last write. Both are real
+    channels to real servers."""
+
+    def __init__(self, read_endpoint: str, write_endpoint: str) -> None:
+        """Open a channel to each node."""
+        super().__init__(read_endpoint, read_your_writes=True)
+        self.writer = Client(write_endpoint)
+
+    def write(
+        self,
+        *,
+        touch: Iterable[RelationshipLike] = (),
+        create: Iterable[RelationshipLike] = (),
+        delete: Iterable[RelationshipLike] = (),
+        preconditions: Sequence[Precondition] = (),
+    ) -> str:
+        """WriteRelationships on the writing node; its token."""
+        token = self.writer.write(touch=touch, create=create, delete=delete, preconditions=preconditions)
+        return self._caught_up(token)
+
+    def delete(
+        self, filter: FilterLike, *, preconditions: Sequence[Precondition] = (), limit: int = 0
+    ) -> DeleteOutcome:
+        """DeleteRelationships on the writing node."""
+        outcome = self.writer.delete(filter, preconditions=preconditions, limit=limit)
+        self._caught_up(outcome.token)
+        return outcome
+
+    def write_schema(self, text: str) -> str:
+        """WriteSchema on the writing node; its token."""
+        return self._caught_up(self.writer.write_schema(text))
+
+    def _caught_up(self, token: str) -> str:
+        """Remember `token` and return it once the reading node is at least as fresh."""
+        self.read_page("organization:catch-up", limit=1, consistency=ReadConsistency.at_least_as_fresh(token))
+        return self._remember(token)
+
+    def close(self) -> None:
+        """Close both channels."""
+        self.writer.close()
+        super().close()
+
+
+@pytest.fixture(scope="module", params=["one_node", "two_nodes"])
+def topology(request: pytest.FixtureRequest) -> str:
+    """Where the reused scenarios' `client` sends its calls (see the module docstring)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def client(nodes: Nodes, topology: str) -> Iterator[Client]:
+    """A sync client that reads its own writes: on node A, or writing on A and reading on B."""
+    made: Client
+    if topology == "one_node":
+        made = Client(nodes.a.address, read_your_writes=True)
+    else:
+        made = CrossNodeClient(nodes.b.address, nodes.a.address)
+    with made:
+        yield made
+
+
+@pytest.fixture
+def uid() -> str:
+    """An id suffix unique within this module's database."""
+    return f"pg{next(_ids)}"
+
+
+@pytest.fixture(scope="module")
+def platform() -> ModuleType:
+    """examples/platform_service.py, imported from its path."""
+    spec = importlib.util.spec_from_file_location("platform_service", EXAMPLE_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------- two nodes
+
+_EXPECTED = {
+    "assertTrue": Permissionship.ALLOWED,
+    "assertFalse": Permissionship.DENIED,
+    "assertCaveated": Permissionship.CONDITIONAL,
+}
+
+
+def test_validation_file_assertions_hold_on_both_nodes(nodes: Nodes, acme: str) -> None:
+    """Every assertion of collaboration.yaml, asked of each node over gRPC at the bootstrap's
+    token, gets the answer the file states."""
+    parsed = read_validation_file(VALIDATION_FILE)
+    assert len(parsed.assertions) > 50
+    checks = [
+        CheckRequest(
+            item.relationship.resource, item.relationship.relation, item.relationship.subject, item.context
+        )
+        for item in parsed.assertions
+    ]
+    at = ReadConsistency.at_least_as_fresh(acme)
+    for node in (nodes.a, nodes.b):
+        with Client(node.address) as client:
+            outcomes = client.check_bulk(checks, consistency=at)
+        wrong = [
+            f"{item.kind} {item.text} (line {item.line}): {outcome}"
+            for item, outcome in zip(parsed.assertions, outcomes, strict=True)
+            if not isinstance(outcome, CheckOutcome) or outcome.permissionship is not _EXPECTED[item.kind]
+        ]
+        assert wrong == [], f"{node.address}: {wrong}"
+
+
+def test_permission_table_on_both_nodes(nodes: Nodes, acme: str) -> None:
+    """The whole permission table of tests/collaboration, answered alike by node A and node B."""
+    at = ReadConsistency.at_least_as_fresh(acme)
+    answers: dict[str, list[bool]] = {}
+    for node in (nodes.a, nodes.b):
+        with Client(node.address) as client:
+            checks = [
+                (target.split("#")[0], target.split("#")[1], f"user:{name}")
+                for target, _expected in model.TABLE
+                for name in model.ACTORS.values()
+            ]
+            outcomes = client.check_bulk(checks, consistency=at)
+        assert all(isinstance(item, CheckOutcome) for item in outcomes), outcomes
+        answers[node.address] = [getattr(item, "allowed", False) for item in outcomes]
+    expected = [kind in allowed for _target, allowed in model.TABLE for kind in model.ACTORS]
+    assert answers[nodes.a.address] == expected
+    assert answers[nodes.b.address] == expected
+
+
+def _transfer(client: Client, app: str, old: str, new: str) -> str:
+    """The transfer write of the flows: new owner in, old owner down to Can Manage, if `old` owns."""
+    return client.write(
+        delete=[f"app:{app}#owner@user:{old}"],
+        touch=[f"app:{app}#owner@user:{new}", f"app:{app}#manager@user:{old}"],
+        preconditions=[Precondition(PreconditionOp.MUST_MATCH, parse_filter(f"app:{app}#owner@user:{old}"))],
+    )
+
+
+def test_transfer_on_a_seen_on_b_and_second_transfer_on_b_fails(nodes: Nodes, uid: str) -> None:
+    """A transfer written on node A is in force on node B at its token; a second transfer in the
+    old owner's name sent to node B fails its precondition and changes nothing on either node."""
+    app, ana, bob, carl = f"tool-{uid}", f"ana-{uid}", f"bob-{uid}", f"carl-{uid}"
+    with Client(nodes.a.address) as a, Client(nodes.b.address) as b:
+        a.write(touch=[f"app:{app}#owner@user:{ana}"])
+        token = _transfer(a, app, ana, bob)
+        at = ReadConsistency.at_least_as_fresh(token)
+        assert b.check(f"app:{app}", "transfer_ownership", f"user:{bob}", consistency=at).allowed
+        assert not b.check(f"app:{app}", "transfer_ownership", f"user:{ana}", consistency=at).allowed
+        assert b.check(f"app:{app}", "manage", f"user:{ana}", consistency=at).allowed
+        before = {str(rel) for rel in b.read(f"app:{app}", consistency=at)}
+        with pytest.raises(FailedPrecondition):
+            _transfer(b, app, ana, carl)
+        for node in (a, b):
+            assert {str(rel) for rel in node.read(f"app:{app}", consistency=FRESH)} == before
+            assert not node.check(
+                f"app:{app}", "transfer_ownership", f"user:{carl}", consistency=FRESH
+            ).allowed
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_transfers_through_two_nodes_exactly_one_wins(nodes: Nodes, uid: str, round_: int) -> None:
+    """Two transfers in the old owner's name, one sent to each node at the same moment: the
+    database serializes them, one commits and the other gets FAILED_PRECONDITION."""
+    app, ana = f"race-{uid}", f"ana-{uid}"
+    with Client(nodes.a.address) as setup:
+        setup.write(touch=[f"app:{app}#owner@user:{ana}"])
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, str | StonetownError] = {}
+
+    def attempt(address: str, new_owner: str) -> None:
+        """One transfer through `address`, released together with the other."""
+        with Client(address) as own_channel:
+            barrier.wait()
+            try:
+                outcomes[new_owner] = _transfer(own_channel, app, ana, new_owner)
+            except StonetownError as exc:
+                outcomes[new_owner] = exc
+
+    contenders = [(nodes.a.address, f"bob-{uid}"), (nodes.b.address, f"carl-{uid}")]
+    threads = [threading.Thread(target=attempt, args=pair) for pair in contenders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    winners = [name for name, result in outcomes.items() if isinstance(result, str)]
+    losers = [result for result in outcomes.values() if not isinstance(result, str)]
+    assert len(winners) == 1 and len(losers) == 1, outcomes
+    assert isinstance(losers[0], FailedPrecondition)
+    expected = {f"app:{app}#owner@user:{winners[0]}", f"app:{app}#manager@user:{ana}"}
+    for address in (nodes.a.address, nodes.b.address):
+        with Client(address) as reader:
+            assert {str(rel) for rel in reader.read(f"app:{app}", consistency=FRESH)} == expected
+
+
+async def test_access_request_on_a_reaches_watch_on_b_approved_on_b_allowed_on_a(
+    nodes: Nodes, uid: str
+) -> None:
+    """A member's access request written on node A arrives on a manager's Watch stream on node
+    B; the approval written on node B makes the requester's check on node A, at the approval's
+    token, allowed (and the request is gone on both nodes)."""
+    org, app, request, mia = f"org-{uid}", f"app-{uid}", f"req-{uid}", f"mia-{uid}"
+    rows = [
+        f"access_request:{request}#app@app:{app}",
+        f"access_request:{request}#requester@user:{mia}",
+        f"access_request:{request}#level@access_level:edit",
+    ]
+    async with AsyncClient(nodes.a.address) as a, AsyncClient(nodes.b.address) as b:
+        setup = await a.write(
+            touch=[
+                f"organization:{org}#owner@user:olivia-{uid}",
+                f"organization:{org}#admin@user:adam-{uid}",
+                f"organization:{org}#member@user:{mia}",
+                f"app:{app}#org@organization:{org}",
+            ]
+        )
+        at_setup = ReadConsistency.at_least_as_fresh(setup)
+        assert (await b.check(f"app:{app}", "request_access", f"user:{mia}", consistency=at_setup)).allowed
+        arrived: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        async def watch_requests() -> None:
+            """Resolve `arrived` with the event's token when the request shows up on B's stream."""
+            async for event in b.watch(["access_request"], after=setup):
+                for change in event.changes:
+                    rel = change.relationship
+                    if (
+                        change.op is ChangeOp.TOUCH
+                        and rel.relation == "requester"
+                        and rel.resource_id == request
+                    ):
+                        if not arrived.done():
+                            arrived.set_result(event.token)
+
+        watcher = asyncio.create_task(watch_requests())
+        try:
+            await a.write(create=rows)
+            event_token = await asyncio.wait_for(arrived, timeout=10)
+            at_event = ReadConsistency.at_least_as_fresh(event_token)
+            approvers = b.lookup_subjects(
+                f"access_request:{request}", "approve", "user", consistency=at_event
+            )
+            assert {str(found.subject) async for found in approvers} == {
+                f"user:olivia-{uid}",
+                f"user:adam-{uid}",
+            }
+            exists = Precondition(
+                PreconditionOp.MUST_MATCH, parse_filter(f"access_request:{request}#requester@user:{mia}")
+            )
+            token = await b.write(touch=[f"app:{app}#editor@user:{mia}"], delete=rows, preconditions=[exists])
+            fresh = ReadConsistency.at_least_as_fresh(token)
+            assert (await a.check(f"app:{app}", "edit", f"user:{mia}", consistency=fresh)).allowed
+            assert not (await a.check(f"app:{app}", "manage", f"user:{mia}", consistency=fresh)).allowed
+            for node in (a, b):
+                assert [r async for r in node.read(f"access_request:{request}", consistency=fresh)] == []
+            with pytest.raises(FailedPrecondition):
+                await a.write(touch=[f"app:{app}#manager@user:{mia}"], delete=rows, preconditions=[exists])
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+
+def test_lookup_resources_member_vs_external_on_b_after_writes_on_a(nodes: Nodes, uid: str) -> None:
+    """Node B lists an organization's apps for a member and only the invited one for an
+    external collaborator, as written on node A; a revoked invitation disappears from B's list."""
+    org, apps = f"org-{uid}", [f"app{n}-{uid}" for n in range(3)]
+    member, external = f"mia-{uid}", f"eve-{uid}"
+    with Client(nodes.a.address) as a, Client(nodes.b.address) as b:
+        token = a.write(
+            touch=[
+                f"organization:{org}#owner@user:olivia-{uid}",
+                f"organization:{org}#member@user:{member}",
+                *(f"app:{app}#org@organization:{org}" for app in apps),
+                f"app:{apps[1]}#editor@user:{external}",
+            ]
+        )
+
+        def listed(user: str, permission: str, at: str) -> set[str]:
+            """App ids node B lists for `user`, minus the published ones every user sees."""
+            found = b.lookup_resources(
+                "app", permission, f"user:{user}", consistency=ReadConsistency.at_least_as_fresh(at)
+            )
+            everyone = b.lookup_resources(
+                "app", permission, f"user:nobody-{uid}", consistency=ReadConsistency.at_least_as_fresh(at)
+            )
+            return {item.resource_id for item in found} - {item.resource_id for item in everyone}
+
+        assert listed(member, "view", token) == set(apps)
+        assert listed(external, "view", token) == {apps[1]}
+        assert listed(external, "edit", token) == {apps[1]}
+        assert listed(member, "edit", token) == set()
+        token = a.write(delete=[f"app:{apps[1]}#editor@user:{external}"])
+        assert listed(external, "view", token) == set()
+        assert listed(member, "view", token) == set(apps)
+
+
+def test_link_sharing_toggled_on_a_is_honoured_by_b(nodes: Nodes, uid: str) -> None:
+    """Each link-sharing toggle written on node A (per resource and account default) is what a
+    stranger gets from node B at the toggle's token."""
+    org, app, run = f"o-{uid}", f"a-{uid}", f"r-{uid}"
+    anon = f"user:stranger-{uid}"
+    with Client(nodes.a.address) as a, Client(nodes.b.address) as b:
+        a.write(
+            touch=[
+                f"organization:{org}#owner@user:own-{uid}",
+                f"app:{app}#org@organization:{org}",
+                f"run:{run}#app@app:{app}",
+            ]
+        )
+        steps: list[tuple[dict[str, list[str]], bool]] = [
+            ({"touch": [f"run:{run}#link_shared@user:*"]}, True),
+            ({"delete": [f"run:{run}#link_shared@user:*"]}, False),
+            ({"touch": [f"organization:{org}#default_link@user:*"]}, True),
+            ({"touch": [f"run:{run}#link_restricted@user:*"]}, False),
+            ({"delete": [f"run:{run}#link_restricted@user:*"]}, True),
+            ({"delete": [f"organization:{org}#default_link@user:*"]}, False),
+        ]
+        for number, (change, opens) in enumerate(steps):
+            token = a.write(**change)
+            at = ReadConsistency.at_least_as_fresh(token)
+            assert b.check(f"run:{run}", "view", anon, consistency=at).allowed is opens, (number, change)
+            assert not b.check(f"app:{app}", "view", anon, consistency=at).allowed
