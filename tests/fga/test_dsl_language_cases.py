@@ -75,8 +75,6 @@ def test_semantic_case(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", _cases("json-validation-cases.yaml"))
 def test_json_validation_case(case: dict[str, Any]) -> None:
-    if "module" in case["name"]:
-        pytest.skip("modular models are not supported")
     expected = [(m, t) for (_, _, _, m, t) in _expected_without_position(case)]
     model = json.loads(case["json"])
     if not expected:

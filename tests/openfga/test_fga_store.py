@@ -204,3 +204,59 @@ def test_malformed_store_file(tmp_path: Path) -> None:
     path.write_text("tests: []\n")
     with pytest.raises(StoreFileError):
         run_store_file(path)
+
+
+MODULAR_STORE = """
+model_file: ./fga.mod
+tuples:
+  - user: user:anne
+    relation: owner
+    object: doc:1
+  - user: user:bob
+    relation: viewer
+    object: doc:2
+tests:
+  - name: modular
+    check:
+      - user: user:anne
+        object: doc:1
+        assertions:
+          viewer: true
+          owner: true
+      - user: user:bob
+        object: doc:1
+        assertions:
+          viewer: {bob_expected}
+    list_objects:
+      - user: user:anne
+        type: doc
+        assertions:
+          viewer: [doc:1]
+"""
+
+
+def _write_modular(tmp_path: Path, bob_expected: str) -> Path:
+    (tmp_path / "team").mkdir(exist_ok=True)
+    (tmp_path / "fga.mod").write_text("schema: '1.2'\ncontents:\n  - core.fga\n  - team/doc.fga\n")
+    (tmp_path / "core.fga").write_text(
+        "module core\n\ntype user\n\ntype doc\n  relations\n    define owner: [user]\n"
+    )
+    (tmp_path / "team" / "doc.fga").write_text(
+        "module docs\n\nextend type doc\n  relations\n    define viewer: [user] or owner\n"
+    )
+    path = tmp_path / "store.fga.yaml"
+    path.write_text(MODULAR_STORE.format(bob_expected=bob_expected))
+    return path
+
+
+def test_store_file_with_modular_model(tmp_path: Path) -> None:
+    """`model_file: fga.mod` combines the module files it lists (as `fga model test` does)."""
+    report = run_store_file(_write_modular(tmp_path, "false"))
+    assert (report.assertions, report.failures) == (4, [])
+    report = run_store_file(_write_modular(tmp_path, "true"))
+    assert len(report.failures) == 1 and "doc:1#viewer@user:bob" in report.failures[0]
+    out = io.StringIO()
+    assert validate_files([str(_write_modular(tmp_path, "false"))], out) == 0
+    (tmp_path / "team" / "doc.fga").unlink()
+    with pytest.raises(StoreFileError, match="doc.fga"):
+        run_store_file(tmp_path / "store.fga.yaml")

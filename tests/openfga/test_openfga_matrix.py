@@ -15,13 +15,9 @@ CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" /
 FILES = ("consolidated_1_1_tests.yaml", "abac_tests.yaml")
 
 # Assertions known to fail because of engine semantics (not this runner), by Outcome.ident.
-_DEPTH = (
-    "engine: lookup_subjects walks monotone permissions without a depth limit, so a "
-    "28-level userset chain answers instead of failing with resolution too complex (2002)"
-)
-KNOWN_FAILURES: dict[str, str] = {
-    "resolution_too_complex_throws_error[0].list_users#0": _DEPTH,
-}
+# (resolution_too_complex_throws_error's list_users now fails with 2002: fgatest's ListUsers
+# measures OpenFGA's expansion depth, see store.list_users_too_deep.)
+KNOWN_FAILURES: dict[str, str] = {}
 
 SUMMARY: dict[str, list[Outcome]] = {}
 

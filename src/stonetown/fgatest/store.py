@@ -107,6 +107,56 @@ def parse_user(text: str) -> Subject:
     return utype, uid, rel
 
 
+def list_users_too_deep(schema: ir.Schema, index: RelationshipIndex, start: tuple[str, str, str]) -> bool:
+    """Whether OpenFGA's ListUsers would fail with 2002 expanding `start` (type, id, relation).
+
+    Its forward expansion adds one level per computed userset, subject-set tuple and
+    tuple-to-userset hop (operators and the hidden `__direct` half of a split definition
+    are free) and fails on reaching depth 25; an object#relation already expanded is not
+    expanded again.
+    """
+    tuples: dict[tuple[str, str, str], list[tuple[str, str, str]]] = {}
+    for rel in index.relationships():
+        key = (rel.resource_type, rel.resource_id, rel.relation)
+        tuples.setdefault(key, []).append((rel.subject_type, rel.subject_id, rel.subject_relation))
+    visited: set[tuple[str, str, str]] = set()
+
+    def walk(node: tuple[str, str, str], depth: int) -> bool:
+        if depth >= MAX_RESOLUTION_DEPTH:
+            return True
+        if node in visited:
+            return False
+        visited.add(node)
+        relation = schema.relation(node[0], node[2])
+        return relation is not None and expand(relation.rewrite, node, depth)
+
+    def expand(rewrite: ir.Rewrite, node: tuple[str, str, str], depth: int) -> bool:
+        otype, oid, rel = node
+        if isinstance(rewrite, ir.This):
+            return any(
+                walk((st, sid, srel), depth + 1)
+                for st, sid, srel in tuples.get(node, ())
+                if srel and sid != "*"
+            )
+        if isinstance(rewrite, ir.ComputedUserset):
+            hidden = rewrite.relation == rel + HIDDEN_SUFFIX
+            return walk((otype, oid, rewrite.relation), depth if hidden else depth + 1)
+        if isinstance(rewrite, ir.TupleToUserset):
+            tupleset = fga_write_relation(schema, otype, rewrite.tupleset)
+            return any(
+                walk((st, sid, rewrite.computed), depth + 1)
+                for st, sid, _ in tuples.get((otype, oid, tupleset), ())
+                if schema.relation(st, rewrite.computed) is not None
+            )
+        if isinstance(rewrite, ir.Union | ir.Intersection):
+            return any(expand(child, node, depth) for child in rewrite.children)
+        if isinstance(rewrite, ir.Exclusion):
+            return expand(rewrite.base, node, depth) or expand(rewrite.subtract, node, depth)
+        return False
+
+    return walk(start, 0)
+
+
 @dataclass
 class _Model:
     schema: ir.Schema
@@ -233,6 +283,8 @@ class FgaStore:
                 self._require_relation(schema, ftype, frel, TYPE_NOT_FOUND, RELATION_NOT_FOUND)
             parsed.append((ftype, frel))
         index = self._query_index(model, contextual_tuples)
+        if list_users_too_deep(schema, index, (otype, oid, relation)):
+            raise FgaRequestError(RESOLUTION_TOO_COMPLEX, f"list users exceeded depth {MAX_RESOLUTION_DEPTH}")
         users: set[str] = set()
         for ftype, frel in parsed:
             try:

@@ -1,6 +1,7 @@
 """OpenFGA store test files (`.fga.yaml`, as run by `fga model test`).
 
-Top level: ``model`` (DSL text) or ``model_file`` (`.fga` DSL or `.json`), ``tuples`` and/or
+Top level: ``model`` (DSL text) or ``model_file`` (`.fga` DSL, `.json`, or an `fga.mod` manifest
+of a modular model whose files are read relative to it), ``tuples`` and/or
 ``tuple_file`` / ``tuple_files`` (yaml, json or csv), and ``tests``. Each test may add its own
 tuples the same ways and holds:
 
@@ -28,7 +29,7 @@ import yaml
 from stonetown.core.errors import InvalidArgument
 from stonetown.fgatest.conditions import ConditionsUnavailable
 from stonetown.fgatest.store import FgaRequestError, FgaStore, FgaTuple
-from stonetown.schema.fga import import_fga_json
+from stonetown.schema.fga import import_fga_json, import_fga_modules, parse_fga_mod
 
 
 class StoreFileError(Exception):
@@ -116,8 +117,22 @@ def _load_model(store: FgaStore, data: Mapping[str, Any], base: Path) -> None:
         raise StoreFileError(f"{path}: {exc.strerror or exc}") from None
     if path.suffix == ".json":
         store.write_schema(import_fga_json(json.loads(text)))
+    elif path.name == "fga.mod" or path.suffix == ".mod":
+        store.write_schema(import_fga_modules(_read_module_files(path, text), text))
     else:
         store.write_model(text)
+
+
+def _read_module_files(mod_path: Path, mod_text: str) -> dict[str, str]:
+    """The module files an `fga.mod` lists, read relative to its directory."""
+    files: dict[str, str] = {}
+    for item in parse_fga_mod(mod_text).contents:
+        file = mod_path.parent / item.path
+        try:
+            files[item.path] = file.read_text()
+        except OSError as exc:
+            raise StoreFileError(f"{file}: {exc.strerror or exc}") from None
+    return files
 
 
 def _as_list(entry: Mapping[str, Any], one: str, many: str) -> list[str]:

@@ -3,6 +3,8 @@
 * :func:`import_fga` parses and validates DSL text with OpenFGA's rules and returns an
   :class:`~stonetown.schema.ir.Schema`; :func:`import_fga_json` does the same for the JSON
   form of a model (as the OpenFGA API takes it).
+* :func:`import_fga_modules` combines the files of a modular model (`fga.mod` + module
+  files, see :mod:`.modules`) into one schema.
 * :func:`export_fga` writes an IR schema back as DSL where the constructs map.
 * :func:`fga_write_relation` / :func:`fga_visible_relation` map OpenFGA relation names of
   tuples onto stored relations (see :mod:`.to_ir` for how mixed definitions are split).
@@ -14,9 +16,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from stonetown.schema import ir
-from stonetown.schema.fga.errors import FgaError, FgaErrorDetail, FgaSyntaxError, FgaValidationError
+from stonetown.schema.fga.errors import (
+    FgaError,
+    FgaErrorDetail,
+    FgaModFileError,
+    FgaModuleError,
+    FgaSyntaxError,
+    FgaValidationError,
+)
 from stonetown.schema.fga.export import export_fga
 from stonetown.schema.fga.json_model import model_from_json
+from stonetown.schema.fga.modules import combine_fga_modules, import_fga_modules, parse_fga_mod
 from stonetown.schema.fga.nodes import Model
 from stonetown.schema.fga.parser import parse_model
 from stonetown.schema.fga.to_ir import (
@@ -54,12 +64,17 @@ __all__ = [
     "HIDDEN_SUFFIX",
     "FgaError",
     "FgaErrorDetail",
+    "FgaModFileError",
+    "FgaModuleError",
     "FgaSyntaxError",
     "FgaValidationError",
+    "combine_fga_modules",
     "export_fga",
     "fga_visible_relation",
     "fga_write_relation",
     "hidden_relation_name",
     "import_fga",
     "import_fga_json",
+    "import_fga_modules",
+    "parse_fga_mod",
 ]

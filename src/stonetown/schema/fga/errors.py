@@ -20,7 +20,8 @@ class FgaErrorDetail:
 
     ``line`` and ``column`` are 1-based, ``end_column`` is exclusive; all are 0 when the
     problem has no place in the text (e.g. a model given as JSON). ``category`` is OpenFGA's
-    error type name (``syntax-error`` for grammar errors).
+    error type name (``syntax-error`` for grammar errors). ``file`` names the module file of a
+    modular model the problem is in (empty for single-file models).
     """
 
     message: str
@@ -30,11 +31,13 @@ class FgaErrorDetail:
     end_line: int = 0
     end_column: int = 0
     symbol: str = ""
+    file: str = ""
 
     def __str__(self) -> str:
+        where = f" in {self.file}" if self.file else ""
         if self.line:
-            return f"{self.category} error at line={self.line}, column={self.column}: {self.message}"
-        return f"{self.category} error: {self.message}"
+            return f"{self.category} error{where} at line={self.line}, column={self.column}: {self.message}"
+        return f"{self.category} error{where}: {self.message}"
 
 
 class FgaError(InvalidArgument):
@@ -53,3 +56,16 @@ class FgaSyntaxError(FgaError):
 
 class FgaValidationError(FgaError):
     """The model parses but breaks an OpenFGA validation rule."""
+
+
+class FgaModFileError(FgaError):
+    """An `fga.mod` file is not valid YAML of the expected shape (schema `1.2`, `.fga` contents)."""
+
+
+class FgaModuleError(FgaError):
+    """The files of a modular model cannot be combined, or the combined model is not valid.
+
+    ``errors`` holds syntax errors of single files, combination errors (duplicate types or
+    conditions, extensions of missing types, relations extended twice) and the validation
+    errors of the combined model, each with the ``file`` it is in.
+    """

@@ -20,6 +20,7 @@ from stonetown.schema.fga.nodes import (
     Model,
     Operation,
     RelationDef,
+    Span,
     TypeDef,
     TypeRestriction,
     count_direct,
@@ -112,6 +113,16 @@ def _param_type(data: Any, where: str) -> str:
     return name
 
 
+def _origin(metadata: Any) -> tuple[str | None, str]:
+    """(module, file) a type, relation or condition of a modular model came from."""
+    if not isinstance(metadata, Mapping):
+        return None, ""
+    module = metadata.get("module") or None
+    source = metadata.get("source_info") or metadata.get("sourceInfo") or {}
+    file = source.get("file") if isinstance(source, Mapping) else None
+    return (str(module) if module else None), (str(file) if file else "")
+
+
 def model_from_json(data: Mapping[str, Any]) -> Model:
     """Build a :class:`Model` from a decoded JSON authorization model."""
     if not isinstance(data, Mapping):
@@ -121,7 +132,9 @@ def model_from_json(data: Mapping[str, Any]) -> Model:
         if not isinstance(type_data, Mapping) or not isinstance(type_data.get("type"), str):
             raise _fail(f"type_definitions[{index}]: needs a `type`")
         type_name = str(type_data["type"])
-        metadata = (type_data.get("metadata") or {}).get("relations") or {}
+        type_meta = type_data.get("metadata") or {}
+        type_module, type_file = _origin(type_meta)
+        metadata = type_meta.get("relations") or {}
         relations: list[RelationDef] = []
         for relation_name, userset in (type_data.get("relations") or {}).items():
             where = f"{type_name}#{relation_name}"
@@ -150,8 +163,11 @@ def model_from_json(data: Mapping[str, Any]) -> Model:
                         )
                     ]
                 )
-            relations.append(RelationDef(str(relation_name), expr))
-        types.append(TypeDef(type_name, tuple(relations)))
+            module, file = _origin(meta)
+            relations.append(
+                RelationDef(str(relation_name), expr, Span(file=file or type_file), module or type_module)
+            )
+        types.append(TypeDef(type_name, tuple(relations), name_span=Span(file=type_file), module=type_module))
     conditions: list[ConditionDef] = []
     for key, condition in (data.get("conditions") or {}).items():
         if not isinstance(condition, Mapping) or not isinstance(condition.get("expression"), str):
@@ -171,6 +187,11 @@ def model_from_json(data: Mapping[str, Any]) -> Model:
             ConditionParam(str(name), _param_type(param, f"condition {key}"))
             for name, param in (condition.get("parameters") or {}).items()
         )
-        conditions.append(ConditionDef(str(key), params, condition["expression"].strip()))
+        module, file = _origin(condition.get("metadata") or {})
+        conditions.append(
+            ConditionDef(
+                str(key), params, condition["expression"].strip(), name_span=Span(file=file), module=module
+            )
+        )
     version = data.get("schema_version")
     return Model(str(version) if version else None, tuple(types), tuple(conditions))

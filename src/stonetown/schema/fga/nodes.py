@@ -13,13 +13,15 @@ from typing import Literal
 class Span:
     """A stretch of source text: 1-based line and column, ``end_column`` exclusive.
 
-    All zeros means "no place in the text" (models given as JSON).
+    All zeros means "no place in the text" (models given as JSON). ``file`` names the module
+    file the text belongs to in a modular model (empty otherwise).
     """
 
     line: int = 0
     column: int = 0
     end_line: int = 0
     end_column: int = 0
+    file: str = ""
 
 
 NO_SPAN = Span()
@@ -103,6 +105,7 @@ class RelationDef:
     name: str
     expr: Expr
     name_span: Span = field(default=NO_SPAN, compare=False)
+    module: str | None = field(default=None, compare=False)
 
     def direct(self) -> Direct | None:
         """The direct assignment of this relation wherever it sits in the expression, or None."""

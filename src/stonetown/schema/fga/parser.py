@@ -190,6 +190,8 @@ class _Parser:
             seen: set[str] = set()
             while True:
                 token = self.peek()
+                if token.kind == EOF and relations:
+                    break
                 if token.kind != NL:
                     raise self.fail(token, "NEWLINE")
                 if not self.is_word(self.peek(1), "define"):

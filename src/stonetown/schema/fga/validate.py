@@ -8,7 +8,8 @@ The phases and their order follow openfga/language's validator:
    tupleset of a `from` must be a purely direct relation without wildcards or usersets;
 4. duplicates: types, type restrictions, and repeated operands of one operator;
 5. entry points: every relation must be reachable from some directly assignable type;
-6. every condition must be used.
+6. every condition must be used;
+7. a file of a modular model holds one module only (nodes that name their file).
 
 Phases 3-5 run only while no error has been found, as upstream does, because one broken
 reference would otherwise cascade into many entry-point errors.
@@ -48,7 +49,9 @@ class _Collector:
 
     def add(self, message: str, category: str, span: Span, symbol: str = "") -> None:
         self.errors.append(
-            FgaErrorDetail(message, category, span.line, span.column, span.end_line, span.end_column, symbol)
+            FgaErrorDetail(
+                message, category, span.line, span.column, span.end_line, span.end_column, symbol, span.file
+            )
         )
 
 
@@ -119,7 +122,35 @@ def validate_model(model: Model) -> list[FgaErrorDetail]:
                 condition.name_span,
                 condition.name,
             )
+    _check_files(model, out)
     return out.errors
+
+
+def _check_files(model: Model, out: _Collector) -> None:
+    """A file of a modular model can hold one module only (checked where nodes name files)."""
+    modules: dict[str, list[str]] = {}
+
+    def note(file: str, module: str | None) -> None:
+        if file and module:
+            names = modules.setdefault(file, [])
+            if module not in names:
+                names.append(module)
+
+    for type_def in model.types:
+        note(type_def.name_span.file, type_def.module)
+        for relation in type_def.relations:
+            note(relation.name_span.file or type_def.name_span.file, relation.module or type_def.module)
+    for condition in model.conditions:
+        note(condition.name_span.file, condition.module)
+    for file, names in modules.items():
+        if len(names) > 1:
+            out.add(
+                f"file {file} would contain multiple module definitions ({', '.join(names)}) when "
+                "transforming to DSL. Only one module can be defined per file.",
+                "multiple-modules-in-file",
+                Span(),
+                file,
+            )
 
 
 def _check_names(model: Model, out: _Collector) -> None:
