@@ -1,12 +1,11 @@
 """SpiceDB's consistency test configs: assertions, validation blocks and the consistency harness.
 
-Reads ../shared/conformance/spicedb (skipped when absent). Files that need caveat evaluation
-are skipped with the feature named until caveats land.
+Reads ../shared/conformance/spicedb (skipped when absent). Every file runs, caveat and
+expiration files included.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,7 @@ from stonetown.validation.runner import load_into, validate_parsed
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "spicedb"
 FILES = sorted(CORPUS.glob("*.yaml")) if CORPUS.is_dir() else []
-_CAVEAT_RE = re.compile(r"^\s*caveat\s+\w+\s*\(", re.MULTILINE)
-
-SUMMARY = {"files": 0, "assertions": 0, "pairs": 0, "skipped": 0}
-
-
-def needs_caveats(path: Path) -> bool:
-    """True when the file's schema defines caveats (evaluated by a later issue)."""
-    return bool(_CAVEAT_RE.search(read_validation_file(path).schema))
+SUMMARY = {"files": 0, "assertions": 0, "pairs": 0}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,7 +28,7 @@ def summary_line():
     if FILES:
         print(
             f"\nSpiceDB corpus: {SUMMARY['files']} files, {SUMMARY['assertions']} assertions, "
-            f"{SUMMARY['pairs']} pairs cross-checked, {SUMMARY['skipped']} skipped (caveats)"
+            f"{SUMMARY['pairs']} pairs cross-checked, 0 skipped"
         )
 
 

@@ -13,6 +13,7 @@ from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.datastore import RelationshipFilter, Update, UpdateOp
 from stonetown.engine.deadline import request_deadline
 from stonetown.engine.expand import evaluate
+from stonetown.engine.index import RelationshipIndex, overlay
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import CheckRequest, CheckResult, Consistency, ExpandOp, Permissionship
 from stonetown.stores.memory import MemoryDatastore
@@ -353,3 +354,20 @@ async def test_a_passed_deadline_stops_the_engine() -> None:
         request_deadline.reset(token)
     assert await allowed(system, "group:root", "member", "user:nobody") is Permissionship.DENIED
     await system.stop()
+
+
+def test_contextual_overlay_copies_only_what_it_touches() -> None:
+    base = RelationshipIndex.build(
+        [Relationship.parse(f"folder:f{i}#viewer@user:u{i}") for i in range(1000)]
+        + [Relationship.parse("folder:f0#viewer@group:g#member")],
+        7,
+    )
+    view = overlay(base, [Relationship.parse("folder:f0#viewer@user:extra")])
+    assert len(dict.keys(view.objects)) == 1 and len(dict.keys(view.reverse)) == 1  # one bucket each
+    assert set(view.objects.get(("folder", "f0", "viewer"))) == {("user", "u0"), ("user", "extra")}
+    assert view.objects.get(("folder", "f5", "viewer")) == {("user", "u5"): None}
+    assert ("folder", "f9", "viewer") in view.objects
+    assert view.usersets.get(("folder", "f0", "viewer")) == {("group", "g", "member"): None}
+    assert ("user", "extra") not in base.objects[("folder", "f0", "viewer")]  # base untouched
+    assert view.count == base.count + 1 == 1002
+    assert len(view.relationships()) == 1002

@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from stonetown.core.relationship import Relationship
@@ -242,11 +242,3 @@ class Datastore(abc.ABC):
             if len(page) < batch:
                 return
             after = page[-1].key
-
-
-@dataclass(slots=True)
-class DatastoreOptions:
-    """Settings every datastore understands."""
-
-    gc_window_seconds: float = 24 * 3600.0
-    extra: dict[str, str] = field(default_factory=dict)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 from stonetown.engine.datastore import Change, ChangeOp
@@ -139,45 +140,65 @@ class RelationshipIndex:
                 out.append(_rebuild(rtype, rid, rel, stype, sid, srel, meta))
         return out
 
-    def resource_ids(self, resource_type: str) -> set[str]:
-        """Ids of every object of `resource_type` that holds at least one relationship."""
-        ids = {rid for (rtype, rid, _rel) in self.objects if rtype == resource_type}
-        ids.update(rid for (rtype, rid, _rel) in self.usersets if rtype == resource_type)
-        return ids
-
 
 def _rebuild(
     rtype: str, rid: str, rel: str, stype: str, sid: str, srel: str, meta: RelMeta | None
 ) -> Relationship:
     if meta is None:
         return Relationship(rtype, rid, rel, stype, sid, srel)
-    from datetime import UTC, datetime
-
     expiration = datetime.fromtimestamp(meta.expires_at, UTC) if meta.expires_at is not None else None
     return Relationship(rtype, rid, rel, stype, sid, srel, meta.caveat, expiration)
 
 
-def overlay(base: RelationshipIndex, extra: Iterable[Relationship]) -> RelationshipIndex:
-    """A copy of `base` with `extra` relationships added (contextual relationships).
+class _Layered(dict):  # type: ignore[type-arg]
+    """A map whose own entries (the top layer) shadow a base map that is never copied.
 
-    Copies only the buckets that `extra` touches, so the cost is proportional to `extra`.
+    Lookups (`get`, `in`, `[]`) cost one extra dict probe; `items()` merges both layers and is
+    only for tests and tools, not the hot path.
+    """
+
+    __slots__ = ("base",)
+
+    def __init__(self, base: dict) -> None:  # type: ignore[type-arg]
+        super().__init__()
+        self.base = base
+
+    def get(self, key: object, default: object = None) -> object:
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        return self.base.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or key in self.base
+
+    def __missing__(self, key: object) -> object:
+        return self.base[key]
+
+    def items(self):  # type: ignore[override]
+        return {**self.base, **dict(dict.items(self))}.items()
+
+
+def overlay(base: RelationshipIndex, extra: Iterable[Relationship]) -> RelationshipIndex:
+    """`base` with `extra` relationships added (contextual relationships), for one request.
+
+    Only the buckets `extra` touches are copied into a top layer over `base`'s maps, so the
+    cost is proportional to `extra`, not to the size of the index.
     """
     view = RelationshipIndex(base.revision)
-    view.objects = dict(base.objects)
-    view.usersets = dict(base.usersets)
-    view.reverse = dict(base.reverse)
+    objects, usersets, reverse = _Layered(base.objects), _Layered(base.usersets), _Layered(base.reverse)
+    view.objects, view.usersets, view.reverse = objects, usersets, reverse
     view.count = base.count
     for rel in extra:
         rkey = (rel.resource_type, rel.resource_id, rel.relation)
         if rel.subject_relation:
-            if rkey in view.usersets:
-                view.usersets[rkey] = dict(view.usersets[rkey])
+            if not dict.__contains__(usersets, rkey):
+                usersets[rkey] = dict(base.usersets.get(rkey, {}))
             ukey = (rel.subject_type, rel.subject_id, rel.subject_relation)
         else:
-            if rkey in view.objects:
-                view.objects[rkey] = dict(view.objects[rkey])
+            if not dict.__contains__(objects, rkey):
+                objects[rkey] = dict(base.objects.get(rkey, {}))
             ukey = (rel.subject_type, rel.subject_id, "")
-        if ukey in view.reverse:
-            view.reverse[ukey] = set(view.reverse[ukey])
+        if not dict.__contains__(reverse, ukey):
+            reverse[ukey] = set(base.reverse.get(ukey, ()))
         view.add(rel)
     return view
