@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     grpc_cmd.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     grpc_cmd.add_argument("--workers", default="1,2", help="server process counts")
     grpc_cmd.add_argument("--reps", type=int, default=3, help="alternating runs per side (best kept)")
+    grpc_cmd.add_argument(
+        "--writes-only", action="store_true", help="only the write workloads, one server process, no floor"
+    )
     cas = sub.add_parser("casbin", help="pycasbin RBAC-with-domains on the same data")
     cas.add_argument("--size", default="10k,100k")
     cas.add_argument("--budget", type=float, default=10.0)
@@ -71,7 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         workers = tuple(int(w) for w in args.workers.split(","))
         for size in _sizes(args.size):
-            grpc_bench.run(size, args.seed, duration=args.duration, workers=workers, reps=args.reps)
+            grpc_bench.run(
+                size,
+                args.seed,
+                duration=args.duration,
+                workers=workers,
+                reps=args.reps,
+                writes_only=args.writes_only,
+            )
     elif args.command == "casbin":
         from benchmarks import casbin_bench
 

@@ -2,7 +2,8 @@
 
 Same service, same message shapes (requests are decoded and responses encoded with the real
 generated classes), same server options and, with ``--interceptor``, the same serving
-interceptor as `stonetown serve`; only the engine is missing. The ratio of Stonetown's
+layer (api/interceptor.py: auth, errors, metrics, logs) as `stonetown serve`; only the engine
+is missing. The ratio of Stonetown's
 throughput to this server's is what the engine and API code cost on top of gRPC itself.
 
 Run: ``python -m benchmarks floor --port 50600 [--workers 2] [--interceptor]``.
@@ -17,9 +18,9 @@ from collections.abc import AsyncIterator
 
 from grpc import aio
 
-from stonetown.api.interceptor import ServingInterceptor
+from stonetown.api.interceptor import ServingLayer
 from stonetown.api.limits import Limits
-from stonetown.api.pb import core, permission, permission_grpc
+from stonetown.api.pb import core, permission, permission_grpc, relationship, relationship_grpc
 
 _TOKEN = core.ZedToken(token="floor")
 
@@ -54,18 +55,29 @@ class FloorServicer(permission_grpc.PermissionServiceServicer):
             yield permission.LookupResourcesResponse()
 
 
+class FloorRelationshipServicer(relationship_grpc.RelationshipServiceServicer):
+    """WriteRelationships acknowledged at once with a constant token (nothing is stored)."""
+
+    async def WriteRelationships(
+        self, request: relationship.WriteRelationshipsRequest, context: aio.ServicerContext
+    ) -> relationship.WriteRelationshipsResponse:
+        """The constant token."""
+        return relationship.WriteRelationshipsResponse(written_at=_TOKEN)
+
+
 async def serve_floor(host: str, port: int, *, interceptor: bool, reuse_port: bool) -> None:
     """Serve until SIGTERM/SIGINT."""
     limits = Limits()
     server = aio.server(
-        interceptors=[ServingInterceptor(None, limits.request_timeout)] if interceptor else [],
         options=[
             ("grpc.max_receive_message_length", limits.max_message_bytes),
             ("grpc.max_send_message_length", limits.max_message_bytes),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
-    permission_grpc.add_PermissionServiceServicer_to_server(FloorServicer(), server)
+    served = ServingLayer(None, limits.request_timeout).registrar(server) if interceptor else server
+    permission_grpc.add_PermissionServiceServicer_to_server(FloorServicer(), served)
+    relationship_grpc.add_RelationshipServiceServicer_to_server(FloorRelationshipServicer(), served)
     if server.add_insecure_port(f"{host}:{port}") == 0:
         raise SystemExit(f"floor: cannot listen on {host}:{port}")
     await server.start()

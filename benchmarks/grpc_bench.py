@@ -29,6 +29,7 @@ from benchmarks.inprocess import prepare
 from benchmarks.loadgen import Request, run_loadgen
 from stonetown.api import convert as cv
 from stonetown.api.pb import core, permission, relationship
+from stonetown.client.base import LOOKUP_RESULTS_PER_MESSAGE
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.datastore import Update, UpdateOp
 
@@ -68,12 +69,14 @@ def check_bulk_request(checks: list[Check]) -> bytes:
 
 
 def lookup_resources_request(query: tuple[str, str, str]) -> bytes:
-    """A serialized LookupResourcesRequest for user `query[2]` (no limit)."""
+    """A serialized LookupResourcesRequest for user `query[2]` (no limit), asking for up to
+    1,000 results per stream message as Stonetown's clients do."""
     return permission.LookupResourcesRequest(
         consistency=_LATEST,
         resource_object_type=query[0],
         permission=query[1],
         subject=cv.subject_to_proto(SubjectRef("user", query[2])),
+        optional_results_per_message=LOOKUP_RESULTS_PER_MESSAGE,
     ).SerializeToString()
 
 
@@ -244,6 +247,26 @@ def bump_revision(target: str) -> None:
         client.write(touch=[Relationship("app", "bench_bump", "runner", "user", "bench_bump")])
 
 
+def grpc_import(target: str, count: int, label: str) -> dict[str, Any]:
+    """Create `count` new relationships with one ImportRelationships stream (sync client in
+    this process, 1,000 per message); the rate from the first message to the answer."""
+    from stonetown.client import Client
+
+    rels = (
+        Relationship("app", f"bench_import_{label}_{n}", "runner", "user", f"u{n % 997}")
+        for n in range(count)
+    )
+    with Client(target, timeout=600) as client:
+        start = time.perf_counter()
+        client.import_relationships(rels, chunk_size=1000)
+        seconds = time.perf_counter() - start
+    return {
+        "relationships": count,
+        "seconds": round(seconds, 3),
+        "relationships_per_s": round(count / seconds, 1),
+    }
+
+
 def _requests(data: Dataset) -> dict[str, list[Request]]:
     mix = data.distinct_checks()
     bulk = data.mixed_checks(100 * 40, seed=data.seed + 1)
@@ -281,14 +304,23 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(
-    size: int, seed: int, *, duration: float = 5.0, workers: tuple[int, ...] = (1, 2), reps: int = 3
+    size: int,
+    seed: int,
+    *,
+    duration: float = 5.0,
+    workers: tuple[int, ...] = (1, 2),
+    reps: int = 3,
+    writes_only: bool = False,
 ) -> dict[str, Any]:
     """Every gRPC workload on one dataset size; writes benchmarks/results/grpc-SIZE.json.
 
     For each worker count, the floor and Stonetown run side by side (idle when not measured)
     and every throughput workload alternates between them `reps` times: each side's best run
     is kept, and the ratio of each adjacent pair is recorded (the machine is shared, so
-    alternating is what keeps a ratio honest)."""
+    alternating is what keeps a ratio honest). `writes_only` runs only the write workloads on
+    one Stonetown process and the floor, and writes grpc_writes-SIZE.json."""
+    if writes_only:
+        workers = (1,)
     original, _ = prepare(size, seed)
     # the write workloads change the store: serve a copy so the dataset stays as generated
     path = original.with_name(original.stem + "-grpc.db")
@@ -330,7 +362,7 @@ def run(
         label = f"x{n}"
         _say(f"[{label}] starting floor and stonetown (loading {size_label(size)})")
         servers = {"floor": start_floor(n, logs / f"floor-{n}.log")}
-        if n == 1 and use_h2:
+        if n == 1 and use_h2 and not writes_only:
             servers["floor_interceptor"] = start_floor(1, logs / "floor-i.log", interceptor=True)
         servers["stonetown"] = start_stonetown(path, n, logs / f"stonetown-{n}.log")
         try:
@@ -338,7 +370,7 @@ def run(
             st = servers["stonetown"]
             rows["stonetown"]["ready_seconds"] = round(st.ready_seconds, 2)
             rows["stonetown"]["rss_bytes"] = st.rss()
-            for key in check_workloads(st.target):
+            for key in {} if writes_only else check_workloads(st.target):
                 sides = [name for name in servers if name != "floor_interceptor" or key == "check_h2load"]
                 runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
                 for rep in range(reps):
@@ -358,7 +390,7 @@ def run(
                         rows[name][key]["checks_per_s"] = rows[name][key]["throughput_per_s"] * 100
             if n == 1:
                 row = rows["stonetown"]
-                if use_h2:
+                if use_h2 and not writes_only:
                     half = row["check_h2load"]["throughput_per_s"] / 2
                     _say(f"[{label}] h2load Check at half max ({half:.0f}/s)")
                     row["check_h2load_half_rate"] = h2load(
@@ -369,26 +401,44 @@ def run(
                         st.target, LOOKUP_RESOURCES, reqs["lookup_resources_big"][0][2],
                         duration=duration, clients=1, streams=1,
                     )  # fmt: skip
-                half_py = row["check_mix_py"]["throughput_per_s"] / 2
-                bump_revision(st.target)
-                _say(f"[{label}] python loadgen Check mix at half max ({half_py:.0f}/s)")
-                row["check_mix_py_half_rate"] = run_loadgen(
-                    st.target, reqs["check_mix"], duration=duration, rate=half_py
-                )
-                _say(f"[{label}] LookupResources")
-                row["lookup_resources_py"] = run_loadgen(
-                    st.target, reqs["lookup_resources"], concurrency=4, duration=duration
-                )
-                _say(f"[{label}] WriteRelationships single, 16 concurrent clients")
-                row["write_single_py"] = run_loadgen(
-                    st.target, reqs["write_single"], concurrency=16, duration=duration
-                )
+                if not writes_only:
+                    half_py = row["check_mix_py"]["throughput_per_s"] / 2
+                    bump_revision(st.target)
+                    _say(f"[{label}] python loadgen Check mix at half max ({half_py:.0f}/s)")
+                    row["check_mix_py_half_rate"] = run_loadgen(
+                        st.target, reqs["check_mix"], duration=duration, rate=half_py
+                    )
+                    _say(f"[{label}] LookupResources")
+                    row["lookup_resources_py"] = run_loadgen(
+                        st.target, reqs["lookup_resources"], concurrency=4, duration=duration
+                    )
+                # alternating with the floor's WriteRelationships (acknowledged at once)
+                write_runs: dict[str, list[dict[str, Any]]] = {"floor": [], "stonetown": []}
+                for rep in range(reps):
+                    for name in write_runs:
+                        _say(f"[{label}] WriteRelationships single, 16 clients, {name} ({rep + 1}/{reps})")
+                        write_runs[name].append(
+                            run_loadgen(
+                                servers[name].target, reqs["write_single"], concurrency=16, duration=duration
+                            )
+                        )
+                    paired.setdefault("write_single_py/stonetown_x1_vs_floor_x1", []).append(
+                        round(
+                            write_runs["stonetown"][-1]["throughput_per_s"]
+                            / write_runs["floor"][-1]["throughput_per_s"],
+                            3,
+                        )
+                    )
+                row["write_single_py"] = _best(write_runs["stonetown"])
+                rows["floor"]["write_single_py"] = _best(write_runs["floor"])
                 _say(f"[{label}] WriteRelationships batch 100, 4 concurrent clients")
                 batch = run_loadgen(st.target, reqs["write_batch_100"], concurrency=4, duration=duration)
                 batch["relationships_per_s"] = batch["throughput_per_s"] * 100
                 row["write_batch_100_py"] = batch
                 _say(f"[{label}] mixed 95% Check / 5% WriteRelationships")
                 row["mixed_95_5_py"] = run_loadgen(st.target, reqs["mixed_95_5"], duration=duration)
+                _say(f"[{label}] ImportRelationships, one stream of 100,000")
+                row["import_grpc"] = grpc_import(st.target, 100_000, str(int(time.time())))
             rows["stonetown"]["rss_bytes_after"] = st.rss()
             for name, row in rows.items():
                 result.setdefault(name, {})[f"workers_{n}"] = row
@@ -401,7 +451,7 @@ def run(
     result["loadavg_end"] = list(os.getloadavg())
     _ratios(result)
     print_summary(result)
-    write_result(f"grpc-{result['size_label']}", result)
+    write_result(f"{'grpc_writes' if writes_only else 'grpc'}-{result['size_label']}", result)
     return result
 
 
@@ -421,6 +471,11 @@ def _ratios(result: dict[str, Any]) -> None:
             ratios[f"{key}/stonetown_x2_vs_x1"] = round(
                 tp(st["workers_2"], key) / tp(st["workers_1"], key), 3
             )
+    w1_st, w1_fl = st.get("workers_1", {}), fl.get("workers_1", {})
+    if "write_single_py" in w1_st and "write_single_py" in w1_fl:
+        ratios["write_single_py/stonetown_x1_vs_floor_x1"] = round(
+            tp(w1_st, "write_single_py") / tp(w1_fl, "write_single_py"), 3
+        )
     fi = result.get("floor_interceptor", {}).get("workers_1", {})
     if "check_h2load" in fi and "workers_1" in fl:
         ratios["check_h2load/floor_interceptor_vs_floor"] = round(
@@ -438,6 +493,12 @@ def print_summary(result: dict[str, Any]) -> None:
         for workers, rows in result.get(side, {}).items():
             for name, row in rows.items():
                 if not isinstance(row, dict):
+                    continue
+                if "p50_us" not in row:
+                    if "relationships_per_s" in row:  # the import
+                        print(
+                            f"{side + ' ' + workers:22} {name:30} {row['relationships_per_s']:>10.0f} rel/s"
+                        )
                     continue
                 print(
                     f"{side + ' ' + workers:22} {name:30} {row['throughput_per_s']:>10.0f} "

@@ -18,7 +18,7 @@ from stonetown.core.errors import (
     NotFound,
     ResourceExhausted,
 )
-from stonetown.core.relationship import SubjectRef
+from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 
 FRESH = ReadConsistency.fully_consistent()
 
@@ -68,6 +68,13 @@ def test_invalid_argument_names_the_field(client: Client) -> None:
         )
     with pytest.raises(InvalidArgument, match="nosuchtype"):
         client.check("nosuchtype:x", "view", "user:ana")
+    # `$` would accept a trailing newline; ids, types and relations must match whole
+    with pytest.raises(InvalidArgument, match=r"^subject\.object\.object_id: "):
+        client.check("document:x", "view", SubjectRef("user", "ana\n"))
+    with pytest.raises(InvalidArgument, match=r"^updates\[0\]\.relationship\.resource\.object_id: "):
+        client.write(touch=[Relationship("document", "x\n", "viewer", "user", "ana")])
+    with pytest.raises(InvalidArgument, match=r"^resource\.object_type: "):
+        client.check(ObjectRef("document\n", "x"), "view", "user:ana")
 
 
 def test_limits_have_clear_errors(small: ServerProcess) -> None:

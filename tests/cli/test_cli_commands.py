@@ -160,3 +160,19 @@ def test_serve_bootstrap_then_sigterm(tmp_path: Path) -> None:
         assert ("event=bootstrapped" in log) == (attempt == 0)
         assert "schema written" not in log  # same text as the bootstrap's: not rewritten
         time.sleep(0)
+
+
+def test_bulk_import_is_all_or_nothing(stonetown: Runner, tmp_path: Path) -> None:
+    lines = [f"folder:bulk{n}#viewer@user:u{n}" for n in range(1500)]
+    (tmp_path / "bad.txt").write_text("\n".join([*lines, "folder:bulkx#nosuch@user:u0"]) + "\n")
+    refused = stonetown("import", "bad.txt", "--bulk", "--no-progress")
+    assert refused.returncode != 0 and "relationships[1500]" in refused.stderr
+    assert stonetown("export", "--filter", "folder:bulk*").stdout == ""
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    imported = stonetown("import", "in.txt", "--bulk", "--batch-size", "400")
+    assert imported.returncode == 0, imported.stderr
+    assert "1500/1500" in imported.stderr
+    exported = stonetown("export", "--filter", "folder:bulk*").stdout.split()
+    assert sorted(exported) == sorted(lines)
+    again = stonetown("import", "in.txt", "--bulk", "--no-progress")
+    assert again.returncode != 0 and "already exists" in again.stderr

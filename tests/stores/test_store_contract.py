@@ -12,8 +12,11 @@ import pytest
 from stonetown.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 from stonetown.engine.datastore import (
+    BatchedDelete,
+    BatchedWrite,
     ChangeOp,
     Datastore,
+    DeleteResult,
     Precondition,
     PreconditionOp,
     RelationshipFilter,
@@ -630,3 +633,111 @@ async def test_random_history_matches_a_model(store: Datastore) -> None:
             assert got == [r for r in expected if r.resource_type == rtype and r.resource_id == rid]
         got = await store.read(RelationshipFilter(subject=SubjectFilter("user", "ana")), revision)
         assert got == [r for r in expected if r.subject_type == "user" and r.subject_id == "ana"]
+
+
+async def test_write_batch_gives_each_item_its_own_verdict_and_revision(store: Datastore) -> None:
+    await store.write(creates("document:old#viewer@user:ana", "document:gone#viewer@user:bob"))
+    head = await store.head_revision()
+    results = await store.write_batch(
+        [
+            BatchedWrite(creates("document:a#viewer@user:ana")),
+            # sees the item before it: its precondition holds
+            BatchedWrite(creates("document:b#viewer@user:bob"), [must_match(resource_id="a")]),
+            BatchedWrite(creates("document:c#viewer@user:carl"), [must_match(resource_id="nowhere")]),
+            BatchedWrite(creates("document:d#viewer@user:dan", "document:old#viewer@user:ana")),
+            BatchedDelete(RelationshipFilter(resource_type="document", resource_id="nowhere")),
+            BatchedDelete(RelationshipFilter(resource_type="document", resource_id="gone")),
+            BatchedWrite(touches("document:e#viewer@user:eve", "document:e#viewer@user:eve")),
+            BatchedWrite(deletes("document:a#viewer@user:ana")),
+        ]
+    )
+    assert results[0] == head + 1
+    assert results[1] == head + 2
+    assert isinstance(results[2], FailedPrecondition)
+    assert isinstance(results[3], AlreadyExists) and "document:old#viewer@user:ana" in str(results[3])
+    assert results[4] == DeleteResult(head + 2, 0)
+    assert results[5] == DeleteResult(head + 3, 1)
+    assert isinstance(results[6], InvalidArgument)
+    assert results[7] == head + 4
+    assert await store.head_revision() == head + 4
+    # failed items changed nothing: no c, no d
+    assert await everything(store) == ["document:b#viewer@user:bob", "document:old#viewer@user:ana"]
+    log = await store.changes(head)
+    assert [(entry.revision, [(c.op, str(c.relationship)) for c in entry.changes]) for entry in log] == [
+        (head + 1, [(ChangeOp.TOUCH, "document:a#viewer@user:ana")]),
+        (head + 2, [(ChangeOp.TOUCH, "document:b#viewer@user:bob")]),
+        (head + 3, [(ChangeOp.DELETE, "document:gone#viewer@user:bob")]),
+        (head + 4, [(ChangeOp.DELETE, "document:a#viewer@user:ana")]),
+    ]
+    assert await everything(store, head + 1) == [
+        "document:a#viewer@user:ana",
+        "document:gone#viewer@user:bob",
+        "document:old#viewer@user:ana",
+    ]
+
+
+async def test_write_batch_validator_refuses_one_item_only(store: Datastore) -> None:
+    await store.write_schema("definition user {}")
+
+    def validate(schema: StoredSchema | None, updates: Sequence[Update]) -> None:
+        assert schema is not None and schema.text == "definition user {}"
+        for update in updates:
+            if update.relationship.resource_id == "bad":
+                raise InvalidArgument("bad is refused")
+
+    results = await store.write_batch(
+        [
+            BatchedWrite(creates("document:good#viewer@user:ana")),
+            BatchedWrite(creates("document:x#viewer@user:ana", "document:bad#viewer@user:ana")),
+            BatchedWrite(creates("document:fine#viewer@user:ana")),
+        ],
+        validate,
+    )
+    assert results[0] == 2 and results[2] == 3
+    assert isinstance(results[1], InvalidArgument)
+    assert await everything(store) == ["document:fine#viewer@user:ana", "document:good#viewer@user:ana"]
+
+
+async def test_write_batch_of_nothing_and_of_failures_only(store: Datastore) -> None:
+    assert await store.write_batch([]) == []
+    [result] = await store.write_batch([BatchedWrite(creates("a:b#c@d:e"), [must_match(resource_type="x")])])
+    assert isinstance(result, FailedPrecondition)
+    assert await store.head_revision() == 0
+    assert await store.changes(0) == []
+
+
+async def test_import_is_one_revision(store: Datastore) -> None:
+    await store.write(creates("document:first#viewer@user:ana"))
+    rels = [rel(f"document:d{i:04d}#viewer@user:u{i % 7}") for i in range(1500, 0, -1)]
+    rels.append(rel('document:c#viewer@user:ana[only_ip:{"cidr":"10.0.0.0/8"}]'))
+    rels.append(rel("document:e#viewer@user:bob[expiration:2300-01-02T03:04:05Z]"))
+    revision = await store.import_relationships(rels)
+    assert revision == 2 == await store.head_revision()
+    stored = await everything(store)
+    assert len(stored) == 1503
+    assert 'document:c#viewer@user:ana[only_ip:{"cidr":"10.0.0.0/8"}]' in stored
+    assert "document:e#viewer@user:bob[expiration:2300-01-02T03:04:05Z]" in stored
+    [entry] = await store.changes(1)
+    assert entry.revision == 2
+    assert sorted(str(c.relationship) for c in entry.changes) == sorted(str(r) for r in rels)
+    assert {c.op for c in entry.changes} == {ChangeOp.TOUCH}
+    assert await everything(store, 1) == ["document:first#viewer@user:ana"]
+
+
+async def test_import_is_all_or_nothing(store: Datastore) -> None:
+    await store.write(creates("document:there#viewer@user:ana"))
+    fresh = [rel(f"document:n{i}#viewer@user:ana") for i in range(50)]
+    with pytest.raises(AlreadyExists, match="document:there#viewer@user:ana"):
+        await store.import_relationships([*fresh, rel("document:there#viewer@user:ana")])
+    with pytest.raises(InvalidArgument, match=r"relationships\[50\].*more than once"):
+        await store.import_relationships([*fresh, fresh[3]])
+
+    def refuse(schema: StoredSchema | None, rels: Sequence[Relationship]) -> None:
+        assert len(rels) == 50
+        raise InvalidArgument("relationships[7]: refused")
+
+    with pytest.raises(InvalidArgument, match="refused"):
+        await store.import_relationships(fresh, refuse)
+    assert await store.head_revision() == 1
+    assert await everything(store) == ["document:there#viewer@user:ana"]
+    assert len(await store.changes(0)) == 1

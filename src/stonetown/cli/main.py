@@ -345,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", parents=[client_opts], help="touch every relationship of a tuple file")
     imp.add_argument("file", help="tuples, one per line (- for stdin)")
     imp.add_argument("--batch-size", type=int, default=500)
+    imp.add_argument(
+        "--bulk",
+        action="store_true",
+        help="create every relationship in one all-or-nothing ImportRelationships stream "
+        "(fastest; fails, writing nothing, if any relationship is already stored)",
+    )
     imp.add_argument("--no-progress", action="store_true")
     imp.set_defaults(handler=_client_command("import_"))
 

@@ -123,7 +123,8 @@ class AsyncClient(ClientBase):
             resource_type, permission, subject, context, contextual, consistency, limit, cursor
         )
         async for response in self._stream(self._permissions.LookupResources, request, timeout=self.timeout):
-            yield self._found_resource(response)
+            for found in self._found_resources(response):
+                yield found
 
     async def lookup_subjects(
         self,
@@ -157,6 +158,19 @@ class AsyncClient(ClientBase):
         """Apply the updates atomically; return the token of the new revision."""
         request = self._write_request(touch, create, delete, preconditions)
         response = await self._unary(self._relationships.WriteRelationships, request)
+        return self._remember(response.written_at.token)
+
+    async def import_relationships(
+        self, relationships: Iterable[RelationshipLike], *, chunk_size: int = 1000
+    ) -> str:
+        """Create every relationship in one atomic write (fails, writing nothing, if any is
+        stored or refused), streamed in messages of `chunk_size`; the new revision's token."""
+        try:
+            response = await self._relationships.ImportRelationships(
+                self._import_requests(relationships, chunk_size), metadata=self._metadata, timeout=None
+            )
+        except grpc.RpcError as exc:
+            raise from_grpc(exc) from exc
         return self._remember(response.written_at.token)
 
     async def delete(

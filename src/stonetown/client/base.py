@@ -3,7 +3,7 @@ parsing and the read-your-writes token. Only the transport differs between them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ from stonetown.engine.datastore import Precondition, Update, UpdateOp
 
 ConsistencyLike = ReadConsistency | str | None
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
+# LookupResources results asked per stream message (the server caps it at its page limit)
+LOOKUP_RESULTS_PER_MESSAGE = 1000
 
 
 def _consistency_message(choice: ReadConsistency) -> core.Consistency:
@@ -198,6 +200,7 @@ class ClientBase:
             contextual_relationships=self._contextual(contextual),
             optional_limit=limit,
             optional_cursor=core.Cursor(token=cursor) if cursor else None,
+            optional_results_per_message=LOOKUP_RESULTS_PER_MESSAGE,
         )
 
     def _lookup_subjects_request(
@@ -240,6 +243,22 @@ class ClientBase:
             updates=[cv.update_to_proto(update) for update in updates],
             optional_preconditions=[cv.precondition_to_proto(item) for item in preconditions],
         )
+
+    @staticmethod
+    def _import_requests(
+        relationships: Iterable[RelationshipLike], chunk_size: int
+    ) -> Iterator[relationship.ImportRelationshipsRequest]:
+        """The messages of an import stream, `chunk_size` relationships each."""
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+        chunk: list[core.Relationship] = []
+        for item in relationships:
+            chunk.append(cv.relationship_to_proto(to_relationship(item)))
+            if len(chunk) >= chunk_size:
+                yield relationship.ImportRelationshipsRequest(relationships=chunk)
+                chunk = []
+        if chunk:
+            yield relationship.ImportRelationshipsRequest(relationships=chunk)
 
     def _read_request(
         self, filter: FilterLike | None, consistency: ConsistencyLike, limit: int, cursor: str | None
@@ -300,14 +319,21 @@ class ClientBase:
         return ExpandOutcome(cv.expand_from_proto(response.tree_root), response.expanded_at.token)
 
     @staticmethod
-    def _found_resource(response: permission.LookupResourcesResponse) -> FoundResource:
-        return FoundResource(
-            response.resource_object_id,
-            response.permissionship == permission.PERMISSIONSHIP_CONDITIONAL_PERMISSION,
-            _missing(response.partial_caveat_info),
-            response.after_result_cursor.token,
-            response.looked_up_at.token,
-        )
+    def _found_resources(response: permission.LookupResourcesResponse) -> list[FoundResource]:
+        """Every result one stream message carries: its own, then its additional ones."""
+        token = response.looked_up_at.token
+        conditional = permission.PERMISSIONSHIP_CONDITIONAL_PERMISSION
+        return [
+            FoundResource(
+                result.resource_object_id,
+                result.permissionship == conditional,
+                # only conditional results carry caveat info: skip the sub-message otherwise
+                _missing(result.partial_caveat_info) if result.HasField("partial_caveat_info") else (),
+                result.after_result_cursor.token,
+                token,
+            )
+            for result in (response, *response.additional_results)
+        ]
 
     @staticmethod
     def _found_subject(response: permission.LookupSubjectsResponse) -> FoundSubject:

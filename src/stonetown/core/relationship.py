@@ -256,13 +256,13 @@ def format_timestamp(value: datetime) -> str:
 
 def validate_type_name(name: str, what: str) -> None:
     """Raise InvalidArgument unless `name` is a valid (optionally prefixed) type name."""
-    if not TYPE_NAME_RE.match(name):
+    if not TYPE_NAME_RE.fullmatch(name):
         raise InvalidArgument(f"{what} {name!r} is not a valid type name")
 
 
 def validate_relation_name(name: str, what: str) -> None:
     """Raise InvalidArgument unless `name` is a valid relation or permission name."""
-    if not RELATION_NAME_RE.match(name):
+    if not RELATION_NAME_RE.fullmatch(name):
         raise InvalidArgument(f"{what} {name!r} is not a valid relation name")
 
 
@@ -274,7 +274,7 @@ def validate_object_id(object_id: str, what: str, *, allow_wildcard: bool) -> No
         raise InvalidArgument(
             f"{what} is {len(object_id)} characters long; the limit is {MAX_OBJECT_ID_LENGTH}"
         )
-    if not OBJECT_ID_RE.match(object_id):
+    if not OBJECT_ID_RE.fullmatch(object_id):
         raise InvalidArgument(
             f"{what} {object_id!r} may only contain letters, digits and / _ | - = + (1 to 1024 characters)"
         )

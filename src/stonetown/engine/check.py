@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from stonetown.core.errors import ResourceExhausted
 from stonetown.engine.conditions import UNKNOWN, CaveatLeaf, Result, all_of, any_of, negate
+from stonetown.engine.cycle_race import CycleRace
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex, RelMeta
 from stonetown.engine.reachability import evaluated_relations
@@ -25,6 +26,7 @@ Subject = tuple[str, str, str]  # (type, id, relation or "")
 EvalFn = Callable[["CheckRun", str, Subject, int], Result]
 
 _MISSING = object()
+_EMPTY: dict[tuple[str, str], RelMeta | None] = {}
 
 
 class DepthExceeded(ResourceExhausted):
@@ -45,12 +47,14 @@ class CompiledSchema:
                         ::2
                     ]
         self.inlinable = _inlinable_targets(schema)
+        self.graph = _relation_graph(schema)
         for definition in schema.definitions.values():
             for relation in definition.relations.values():
                 self.functions[(definition.name, relation.name)] = self._compile(
                     definition.name, relation.name, relation.rewrite
                 )
         self.simple_recursive = simple_recursive_relations(schema)
+        self.race = CycleRace(schema, self.simple_recursive)
 
     def _cost(self, rtype: str, node: ir.Rewrite) -> int:
         """A rough rank of how much work evaluating `node` takes (0 = one dict lookup)."""
@@ -71,8 +75,13 @@ class CompiledSchema:
         if isinstance(node, ir.ComputedUserset):
             target = node.relation
             if (rtype, target) in self.inlinable:
-                # Same object, no cycle possible through computed usersets alone: call the
-                # target's closure directly, skipping the memo and cycle bookkeeping.
+                # Same object, no cycle possible through computed usersets alone: evaluate the
+                # target in place, skipping the memo and cycle bookkeeping.
+                rewrite = self.schema.definitions[rtype].relations[target].rewrite
+                if isinstance(rewrite, ir.This):
+                    return _compile_this(rtype, target, rewrite, itself=True)
+                if isinstance(rewrite, ir.Union):
+                    return self._compile_flat_union(rtype, target, rewrite, itself=True)
                 functions, key = self.functions, (rtype, target)
 
                 def computed_inline(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
@@ -89,17 +98,140 @@ class CompiledSchema:
         if isinstance(node, ir.TupleToUserset):
             allowed = self.allowed_tupleset.get((rtype, node.tupleset), (frozenset(), frozenset()))
             return _compile_arrow(rtype, node, allowed)
-        if isinstance(node, ir.Union | ir.Intersection):
+        if isinstance(node, ir.Union):
+            return self._compile_flat_union(rtype, rel, node)
+        if isinstance(node, ir.Intersection):
             # Cheapest operands first: a direct lookup often decides a union (True) or an
             # intersection (False) before any walk. The answer does not depend on the order.
             ordered = sorted(node.children, key=lambda child: self._cost(rtype, child))
-            compiled = tuple(self._compile(rtype, rel, c) for c in ordered)
-            return _compile_union(compiled) if isinstance(node, ir.Union) else _compile_intersection(compiled)
+            return _compile_intersection(tuple(self._compile(rtype, rel, c) for c in ordered))
         if isinstance(node, ir.Exclusion):
             return _compile_exclusion(
                 self._compile(rtype, rel, node.base), self._compile(rtype, rel, node.subtract)
             )
         return _nil
+
+    def _flatten(
+        self,
+        rtype: str,
+        rel: str,
+        node: ir.Rewrite,
+        names: set[str],
+        leaves: dict[tuple[object, ...], tuple[int, ir.Rewrite, str]],
+        level: int = 0,
+    ) -> None:
+        """The operands of a union, with the unions of inlinable computed usersets spliced in
+        (`own = owner + org->owner` inside `manage = own + manager`): one flat union instead
+        of a call per level. `names` collects the relations inlined (a subject set naming one
+        of them is a member of itself); `leaves` maps an operand's identity to (rank, node,
+        relation whose rewrite holds it), so an operand reached twice is evaluated once. The
+        rank orders by kind (lookups, subject sets, dispatches, arrows, the rest), then by
+        nesting `level`: relations written closer to the top come first."""
+        if isinstance(node, ir.Union):
+            for child in node.children:
+                self._flatten(rtype, rel, child, names, leaves, level)
+        elif isinstance(node, ir.ComputedUserset) and (rtype, node.relation) in self.inlinable:
+            target = self.schema.relation(rtype, node.relation)
+            assert target is not None  # inlinable relations are defined
+            names.add(node.relation)
+            self._flatten(rtype, node.relation, target.rewrite, names, leaves, level + 1)
+        elif isinstance(node, ir.This):
+            objects, wildcards, usersets = _allowed_sets(node.allowed)
+            if objects or wildcards:
+                leaves.setdefault(("objects", rel), (level, node, rel))
+            if usersets:
+                leaves.setdefault(("usersets", rel), (200 + level, node, rel))
+        elif isinstance(node, ir.TupleToUserset):
+            leaves.setdefault(("arrow", node.tupleset, node.computed, node.mode), (400 + level, node, rel))
+        elif isinstance(node, ir.ComputedUserset):
+            leaves.setdefault(("computed", node.relation), (300 + level, node, rel))
+        elif not isinstance(node, ir.Nil):
+            leaves.setdefault(("node", rel, id(node)), (500 + level, node, rel))
+
+    def _flat_names(self, rtype: str, relation: str) -> set[str] | None:
+        """`relation` and the relations of `rtype` its flattened union inlines (None when
+        `rtype` has no such relation)."""
+        found = self.schema.relation(rtype, relation)
+        if found is None:
+            return None
+        names = {relation}
+        self._flatten(rtype, relation, found.rewrite, names, {})
+        return names
+
+    def _subsumed(self, rtype: str, tupleset: str, smaller: str, larger: str) -> bool:
+        """Whether the arrow `tupleset->smaller` adds nothing to a union that also holds
+        `tupleset->larger`: on every type the tupleset admits, `larger` is a union that
+        inlines `smaller` (so `smaller` is evaluated inside it, at the same depth), and
+        `larger` is not reachable from `smaller` (so no cycle cut can make `smaller`'s value
+        differ between the two places)."""
+        tupleset_relation = self.schema.relation(rtype, tupleset)
+        if tupleset_relation is None:
+            return False
+        for target_type in {a.type for a in tupleset_relation.allowed}:
+            names = self._flat_names(target_type, larger)
+            if names is None or smaller not in names:
+                return False
+            if _reaches(self.graph, {(target_type, smaller)}, (target_type, larger)):
+                return False
+        return True
+
+    def _compile_flat_union(self, rtype: str, rel: str, node: ir.Union, itself: bool = False) -> EvalFn:
+        """A union, flattened (see :meth:`_flatten`), arrows that another arrow of the union
+        subsumes dropped. `itself`: a subject set naming `rel` on the object is a member."""
+        names: set[str] = {rel} if itself else set()
+        leaves: dict[tuple[object, ...], tuple[int, ir.Rewrite, str]] = {}
+        self._flatten(rtype, rel, node, names, leaves)
+        arrows = [k for k in leaves if k[0] == "arrow" and k[3] == "any"]
+        for key in arrows:
+            if any(
+                other[1] == key[1]
+                and other[2] != key[2]
+                and other in leaves
+                and self._subsumed(rtype, key[1], key[2], other[2])  # type: ignore[arg-type]
+                for other in arrows
+            ):
+                del leaves[key]
+        compiled: list[EvalFn] = []
+        # The direct lookups of plain subjects, all in one closure, then the other operands
+        # cheapest first: a direct lookup often decides the union before any walk. The
+        # answer does not depend on the order.
+        ordered = sorted(leaves.items(), key=lambda item: item[1][0])
+        direct = [(owner, child) for key, (_, child, owner) in ordered if key[0] == "objects"]
+        if len(direct) > 1:
+            compiled.append(_compile_objects(rtype, direct))  # type: ignore[arg-type]
+        for key, (_, child, owner) in ordered:
+            if key[0] == "objects" and len(direct) > 1:
+                continue
+            if key[0] in ("objects", "usersets"):
+                compiled.append(_compile_this(rtype, owner, child, key[0]))  # type: ignore[arg-type]
+            else:
+                compiled.append(self._compile(rtype, owner, child))
+        return _compile_union(tuple(compiled), frozenset(names), rtype)
+
+
+def _relation_graph(schema: ir.Schema) -> dict[tuple[str, str], set[tuple[str, str]]]:
+    """(type, relation) -> the (type, relation) pairs its rewrite evaluates directly."""
+    return {
+        (definition.name, relation.name): evaluated_relations(schema, definition.name, relation.rewrite)
+        for definition in schema.definitions.values()
+        for relation in definition.relations.values()
+    }
+
+
+def _reaches(
+    graph: dict[tuple[str, str], set[tuple[str, str]]], start: set[tuple[str, str]], goal: tuple[str, str]
+) -> bool:
+    seen: set[tuple[str, str]] = set()
+    todo = list(start)
+    while todo:
+        current = todo.pop()
+        if current == goal:
+            return True
+        if current in seen:
+            continue
+        seen.add(current)
+        todo.extend(graph.get(current, ()))
+    return False
 
 
 def _computed_targets(node: ir.Rewrite) -> set[str]:
@@ -137,12 +269,20 @@ def _inlinable_targets(schema: ir.Schema) -> set[tuple[str, str]]:
     return found
 
 
+# Put in place of a compiled schema's simple recursive relations, makes every cycle plainly
+# False: OpenFGA's ListUsers expands that way, without cycle flags.
+PLAIN_CYCLES: frozenset[tuple[str, str]] = frozenset({("", "")})
+
+
 def simple_recursive_relations(schema: ir.Schema) -> set[tuple[str, str]]:
-    """Relations whose only way back to themselves is one plain recursive edge: a relation
-    admitting its own subject set (`member: user | group#member`), or a permission that is a
-    union with one arrow to itself (`view = viewer + parent->view`). A cycle through such a
-    relation alone is resolved exactly (it adds nothing); OpenFGA does the same for these
-    shapes and reports other cycles as unresolved."""
+    """Relations whose only way back to themselves is one plain recursive edge, every other
+    operand assigned directly: a relation admitting its own subject set besides plain subjects
+    (`member: user | group#member`), or a permission that is a union with one arrow to itself
+    (`view = viewer + parent->view`). A cycle through such a relation alone is resolved
+    exactly (it adds nothing); OpenFGA does the same for these shapes (its recursive strategy)
+    and flags other cycles as unresolved. None in a model where a relation reaches itself
+    through an intersection or exclusion operand: OpenFGA then resolves every cycle by
+    dispatch and flags it (observed with `fga model test`, OpenFGA v1.22)."""
     graph: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for definition in schema.definitions.values():
         for relation in definition.relations.values():
@@ -163,14 +303,27 @@ def simple_recursive_relations(schema: ir.Schema) -> set[tuple[str, str]]:
             todo.extend(graph.get(node, ()))
         return False
 
+    # OpenFGA does not use its flag-free recursive strategy at all in a model in which a
+    # relation reaches itself through an intersection or exclusion operand (observed).
+    for definition in schema.definitions.values():
+        for relation in definition.relations.values():
+            key = (definition.name, relation.name)
+            for operand in _set_operation_operands(relation.rewrite):
+                if reaches(evaluated_relations(schema, key[0], operand), key):
+                    return set()
+
     found: set[tuple[str, str]] = set()
     for definition in schema.definitions.values():
         for relation in definition.relations.values():
             key = (definition.name, relation.name)
             rewrite = relation.rewrite
             if isinstance(rewrite, ir.This):
+                # OpenFGA's recursive strategy also needs every other operand to be assigned
+                # directly (weight 1): another subject set makes it dispatch, cycles flagged
+                # (nor is it used for a relation admitting a wildcard: observed)
                 others = {edge for edge in evaluated_relations(schema, key[0], rewrite) if edge != key}
-                if key in evaluated_relations(schema, key[0], rewrite) and not reaches(others, key):
+                wildcard = any(a.wildcard for a in rewrite.allowed)
+                if key in evaluated_relations(schema, key[0], rewrite) and not others and not wildcard:
                     found.add(key)
                 continue
             children = list(rewrite.children) if isinstance(rewrite, ir.Union) else [rewrite]
@@ -186,9 +339,42 @@ def simple_recursive_relations(schema: ir.Schema) -> set[tuple[str, str]]:
             rest_edges = (
                 set().union(*(evaluated_relations(schema, key[0], c) for c in rest)) if rest else set()
             )
-            if not reaches(arrow_edges | rest_edges, key):
+            if not reaches(arrow_edges | rest_edges, key) and all(
+                _direct_only(schema, key[0], c) for c in rest
+            ):
                 found.add(key)
     return found
+
+
+def _direct_only(schema: ir.Schema, rtype: str, node: ir.Rewrite, seen: frozenset[str] = frozenset()) -> bool:
+    """Whether a rewrite reads only directly assigned subjects (OpenFGA's weight 1): no
+    subject set and no arrow, through computed relations too."""
+    if isinstance(node, ir.This):
+        return all(a.relation is None for a in node.allowed)
+    if isinstance(node, ir.ComputedUserset):
+        target = schema.relation(rtype, node.relation)
+        if target is None or node.relation in seen:
+            return target is not None
+        return _direct_only(schema, rtype, target.rewrite, seen | {node.relation})
+    if isinstance(node, ir.Union | ir.Intersection):
+        return all(_direct_only(schema, rtype, c, seen) for c in node.children)
+    if isinstance(node, ir.Exclusion):
+        return _direct_only(schema, rtype, node.base, seen) and _direct_only(
+            schema, rtype, node.subtract, seen
+        )
+    return isinstance(node, ir.Nil)
+
+
+def _set_operation_operands(node: ir.Rewrite) -> list[ir.Rewrite]:
+    """The operands of every intersection and exclusion within a rewrite."""
+    if isinstance(node, ir.Intersection):
+        return [*node.children, *(o for c in node.children for o in _set_operation_operands(c))]
+    if isinstance(node, ir.Exclusion):
+        children = [node.base, node.subtract]
+        return [*children, *(o for c in children for o in _set_operation_operands(c))]
+    if isinstance(node, ir.Union):
+        return [o for c in node.children for o in _set_operation_operands(c)]
+    return []
 
 
 def _allowed_sets(
@@ -205,25 +391,38 @@ def _nil(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
     return False
 
 
-def _compile_this(rtype: str, rel: str, node: ir.This) -> EvalFn:
+def _compile_this(rtype: str, rel: str, node: ir.This, part: str = "all", itself: bool = False) -> EvalFn:
+    """The relationships stored under `rtype#rel`: `part` "objects" looks up plain subjects
+    and wildcards only, "usersets" walks subject sets only, "all" does both. `itself`: the
+    subject set `rtype:rid#rel` is a member (for a relation evaluated inline)."""
     object_types, wildcard_types, userset_types = _allowed_sets(node.allowed)
+    if part == "usersets":
+        object_types = wildcard_types = frozenset()
+    elif part == "objects":
+        userset_types = frozenset()
+    has_objects = bool(object_types or wildcard_types)
 
     def this(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         key = (rtype, rid, rel)
         stype, sid, srel = subj
+        if itself and srel == rel and sid == rid and stype == rtype:
+            return True
         result: Result = False
-        if not srel:
-            bucket = run.objects.get(key)
-            if bucket is not None:
-                if stype in object_types:
-                    meta = bucket.get((stype, sid), _MISSING)
-                    if meta is None:
+        if has_objects and not srel:
+            # the subject's own short list of holders answers "not stored here" without a
+            # probe of the big forward map; the map is read only for a hit (its metadata)
+            held = run.held if subj is run.held_subject else run.held_by(subj)
+            if stype in object_types and key in held:
+                meta = run.objects.get(key, _EMPTY).get((stype, sid), _MISSING)
+                if meta is None:
+                    return True
+                if meta is not _MISSING:
+                    result = run.meta_result(meta)  # type: ignore[arg-type]
+                    if result is True:
                         return True
-                    if meta is not _MISSING:
-                        result = run.meta_result(meta)  # type: ignore[arg-type]
-                        if result is True:
-                            return True
-                if stype in wildcard_types:
+            if stype in wildcard_types:
+                bucket = run.objects.get(key)
+                if bucket is not None:
                     meta = bucket.get((stype, "*"), _MISSING)
                     if meta is None:
                         return True
@@ -260,6 +459,44 @@ def _compile_this(rtype: str, rel: str, node: ir.This) -> EvalFn:
     return this
 
 
+def _compile_objects(rtype: str, direct: list[tuple[str, ir.This]]) -> EvalFn:
+    """The plain-subject and wildcard lookups of several relations of one union (the
+    "objects" part of :func:`_compile_this` for each), in one closure."""
+    specs = tuple((rel, *_allowed_sets(node.allowed)[:2]) for rel, node in direct)
+
+    def objects(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        stype, sid, srel = subj
+        if srel:
+            return False
+        result: Result = False
+        get = run.objects.get
+        held = run.held if subj is run.held_subject else run.held_by(subj)
+        for rel, object_types, wildcard_types in specs:
+            key = (rtype, rid, rel)
+            if stype in object_types and key in held:
+                meta = get(key, _EMPTY).get((stype, sid), _MISSING)
+                if meta is None:
+                    return True
+                if meta is not _MISSING:
+                    result = any_of(result, run.meta_result(meta))  # type: ignore[arg-type]
+                    if result is True:
+                        return True
+            if stype in wildcard_types:
+                bucket = get(key)
+                if bucket is None:
+                    continue
+                meta = bucket.get((stype, "*"), _MISSING)
+                if meta is None:
+                    return True
+                if meta is not _MISSING:
+                    result = any_of(result, run.meta_result(meta))  # type: ignore[arg-type]
+                    if result is True:
+                        return True
+        return result
+
+    return objects
+
+
 def _compile_arrow(
     rtype: str, node: ir.TupleToUserset, allowed: tuple[frozenset[str], frozenset[tuple[str, str]]]
 ) -> EvalFn:
@@ -269,22 +506,55 @@ def _compile_arrow(
     def targets(run: CheckRun, rid: str) -> list[tuple[str, str, RelMeta | None]]:
         key = (rtype, rid, tupleset)
         found: list[tuple[str, str, RelMeta | None]] = []
-        bucket = run.objects.get(key)
-        if bucket:
-            found.extend(
-                (st, sid, meta) for (st, sid), meta in bucket.items() if st in object_types and sid != "*"
-            )
-        ubucket = run.usersets.get(key)
-        if ubucket:
-            found.extend(
-                (st, sid, meta) for (st, sid, srel), meta in ubucket.items() if (st, srel) in userset_types
-            )
+        # only the maps the tupleset admits subjects from: one dict probe less per arrow
+        if object_types:
+            bucket = run.objects.get(key)
+            if bucket:
+                for (st, sid), meta in bucket.items():
+                    if st in object_types and sid != "*":
+                        found.append((st, sid, meta))
+        if userset_types:
+            ubucket = run.usersets.get(key)
+            if ubucket:
+                for (st, sid, srel), meta in ubucket.items():
+                    if (st, srel) in userset_types:
+                        found.append((st, sid, meta))
         return found
 
     def arrow_any(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         result: Result = False
         deferred: DepthExceeded | None = None
         for st, sid, meta in targets(run, rid):
+            edge: Result = True
+            if meta is not None:
+                edge = run.meta_result(meta)
+                if edge is False:
+                    continue
+            try:
+                found = run.dispatch(st, sid, computed, subj, depth)
+            except DepthExceeded as exc:
+                deferred = exc
+                continue
+            if edge is not True:
+                found = all_of(edge, found)
+            if found is True:
+                return True
+            result = any_of(result, found)
+        if deferred is not None:
+            raise deferred
+        return result
+
+    def arrow_any_objects(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        # arrow_any over a tupleset of plain objects only (nearly every arrow): the bucket
+        # is walked in place, no list of targets is built
+        bucket = run.objects.get((rtype, rid, tupleset))
+        if not bucket:
+            return False
+        result: Result = False
+        deferred: DepthExceeded | None = None
+        for (st, sid), meta in bucket.items():
+            if st not in object_types or sid == "*":
+                continue
             edge: Result = True
             if meta is not None:
                 edge = run.meta_result(meta)
@@ -320,11 +590,17 @@ def _compile_arrow(
                 return False
         return result if seen else False
 
-    return arrow_all if every else arrow_any
+    if every:
+        return arrow_all
+    return arrow_any if userset_types else arrow_any_objects
 
 
-def _compile_union(children: tuple[EvalFn, ...]) -> EvalFn:
+def _compile_union(
+    children: tuple[EvalFn, ...], names: frozenset[str] = frozenset(), rtype: str = ""
+) -> EvalFn:
     def union(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        if subj[2] in names and subj[1] == rid and subj[0] == rtype:
+            return True  # a subject set is a member of itself (an inlined relation)
         result: Result = False
         deferred: DepthExceeded | None = None
         for child in children:
@@ -360,8 +636,9 @@ def _compile_intersection(children: tuple[EvalFn, ...]) -> EvalFn:
 def _compile_exclusion(base: EvalFn, subtract: EvalFn) -> EvalFn:
     def exclusion(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         granted = base(run, rid, subj, depth)
-        if granted is False or granted is UNKNOWN:
-            return granted
+        if granted is False:
+            return False
+        # an UNKNOWN base still yields False when the subtracted side surely holds
         return all_of(granted, negate(subtract(run, rid, subj, depth)))
 
     return exclusion
@@ -383,6 +660,11 @@ class CheckRun:
         "volatile",
         "deadline",
         "budget",
+        "race",
+        "racing",
+        "reverse",
+        "held_subject",
+        "held",
     )
 
     def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
@@ -390,6 +672,10 @@ class CheckRun:
         self.simple_recursive = compiled.simple_recursive
         self.objects = index.objects
         self.usersets = index.usersets
+        self.reverse = index.reverse
+        # the resource keys holding `held_subject` directly (see held_by)
+        self.held_subject: Subject | None = None
+        self.held: tuple[tuple[str, str, str], ...] | set[tuple[str, str, str]] = ()
         self.memo: dict[tuple[str, str, str, Subject], Result] = {}
         # sub-problems being evaluated, outermost first (a dict keeps insertion order)
         self.stack: dict[tuple[str, str, str, Subject], None] = {}
@@ -400,6 +686,8 @@ class CheckRun:
         self.volatile = False
         self.deadline = request_deadline.get()
         self.budget = CHECK_EVERY  # dispatches left before the next look at the deadline
+        self.race = compiled.race if compiled.race.prone else None
+        self.racing = False
 
     def _cycle(self, key: tuple[str, str, str, Subject], rtype: str, rel: str) -> Result:
         """The value of a sub-problem met again while it is being evaluated.
@@ -407,8 +695,12 @@ class CheckRun:
         A cycle through one simply recursive relation only (group A member of B member of A,
         folder A parent of B parent of A) adds nothing to that relation: False, exactly. Any
         other cycle is UNKNOWN: False in unions and intersections, never a grant under an
-        exclusion. This is how OpenFGA resolves the same cycles.
+        exclusion. This is how OpenFGA resolves the same cycles (its recursive strategy for
+        the first kind, a cycle flag for the rest; see simple_recursive_relations for when it
+        applies which, and cycle_race for how its flags race under exclusions).
         """
+        if self.simple_recursive is PLAIN_CYCLES:
+            return False
         if (rtype, rel) not in self.simple_recursive:
             return UNKNOWN
         inside = False
@@ -417,6 +709,13 @@ class CheckRun:
                 return UNKNOWN
             inside = inside or frame == key
         return False
+
+    def held_by(self, subj: Subject) -> tuple[tuple[str, str, str], ...] | set[tuple[str, str, str]]:
+        """The (type, id, relation) keys storing the plain subject `subj` directly (its
+        reverse entry: a few keys, unlike the forward map), remembered for the whole run."""
+        self.held_subject = subj
+        self.held = self.reverse.get((subj[0], subj[1], ""), ())
+        return self.held
 
     def meta_result(self, meta: RelMeta) -> Result:
         """What one relationship's caveat and expiration contribute: False once expired,
@@ -428,8 +727,24 @@ class CheckRun:
             return CaveatLeaf(meta.caveat.name, tuple(sorted(meta.caveat.context.items())))
         return True
 
+    def _raced(self, rtype: str, rid: str, rel: str, subj: Subject) -> Result:
+        """A top-level evaluation of a relation whose cycles can meet an exclusion: the
+        three-valued answer, except a grant OpenFGA denies because a cycle flag won a race
+        (see cycle_race). The replay never grants what the evaluation does not."""
+        assert self.race is not None
+        self.racing = True
+        try:
+            result = self.dispatch(rtype, rid, rel, subj, 0)
+        finally:
+            self.racing = False
+        if result is True and self.race.allowed(self.objects, self.usersets, rtype, rid, rel, subj) is False:
+            return False
+        return result
+
     def dispatch(self, rtype: str, rid: str, rel: str, subj: Subject, depth: int) -> Result:
         """Evaluate `rtype:rid#rel` for `subj`, with memo, cycle cut and depth limit."""
+        if not depth and self.race is not None and not self.racing and (rtype, rel) in self.race.prone:
+            return self._raced(rtype, rid, rel, subj)
         if subj[2] == rel and subj[1] == rid and subj[0] == rtype:
             return True  # a subject set is a member of itself
         key = (rtype, rid, rel, subj)

@@ -17,7 +17,15 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from stonetown.core.relationship import Relationship
+from stonetown.core.errors import InvalidArgument
+from stonetown.core.relationship import ContextualizedCaveat, Relationship
+
+# (resource type, id, relation, subject type, id, relation or "", caveat, expiration as
+# POSIX seconds): one relationship as an index load reads it
+RelationshipFields = tuple[str, str, str, str, str, str, ContextualizedCaveat | None, float | None]
+# relationships per batch of an index load: small batches leave little transient garbage
+# (freed rows fragment the heap the long-lived index is built in)
+LOAD_BATCH = 1000
 
 
 class UpdateOp(enum.Enum):
@@ -142,10 +150,49 @@ class DeleteResult:
 # written) and the updates; raise InvalidArgument to refuse the write.
 WriteValidator = Callable[[StoredSchema | None, Sequence[Update]], None]
 
+# Called inside an import transaction with the schema in force and the relationships to create;
+# raise InvalidArgument (naming the relationship's position) to refuse the whole import.
+ImportValidator = Callable[[StoredSchema | None, Sequence[Relationship]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedWrite:
+    """One write inside a group commit (:meth:`Datastore.write_batch`): as :meth:`Datastore.write`."""
+
+    updates: Sequence[Update]
+    preconditions: Sequence[Precondition] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedDelete:
+    """One delete-by-filter inside a group commit: as :meth:`Datastore.delete`."""
+
+    filter: RelationshipFilter
+    preconditions: Sequence[Precondition] = ()
+    limit: int | None = None
+
+
+BatchItem = BatchedWrite | BatchedDelete
+# Per item: the new revision (a write), the DeleteResult (a delete) or the error it raised.
+BatchResult = int | DeleteResult | Exception
+
+
 # Called inside a schema-write transaction with one example live relationship for every
 # distinct (resource_type, relation, subject_type, subject_relation, wildcard, caveat name,
 # has-expiration) shape stored; raise FailedPrecondition to refuse the new schema.
 SchemaChangeValidator = Callable[[Sequence[Relationship]], None]
+
+
+def check_import_duplicates(relationships: Sequence[Relationship]) -> None:
+    """Raise InvalidArgument naming the position of a relationship imported twice."""
+    seen: dict[tuple[str, ...], int] = {}
+    for position, rel in enumerate(relationships):
+        first = seen.setdefault(rel.key, position)
+        if first != position:
+            raise InvalidArgument(
+                f"relationships[{position}]: relationship {rel} appears more than once "
+                f"(first at relationships[{first}])"
+            )
 
 
 class Datastore(abc.ABC):
@@ -181,6 +228,47 @@ class Datastore(abc.ABC):
         The same relationship twice in one write raises InvalidArgument. An empty write still
         returns a new revision.
         """
+
+    async def write_batch(
+        self, items: Sequence[BatchItem], validate: WriteValidator | None = None
+    ) -> list[BatchResult]:
+        """Apply each item in order as its own atomic write with its own revision (consecutive
+        for the items that change something), and return one result per item.
+
+        An item that fails (precondition, AlreadyExists, validation) changes nothing and its
+        error is returned in its place; the others are unaffected and see the effects of the
+        items before them. The batch is acknowledged as a whole: stores with a durable commit
+        make it one commit (group commit). If that commit itself fails, the error is raised
+        and no item is applied. This default runs the items one after the other.
+        """
+        results: list[BatchResult] = []
+        for item in items:
+            try:
+                if isinstance(item, BatchedWrite):
+                    results.append(await self.write(item.updates, item.preconditions, validate))
+                else:
+                    results.append(await self.delete(item.filter, item.preconditions, item.limit))
+            except Exception as exc:  # noqa: BLE001 - reported for this item only
+                results.append(exc)
+        return results
+
+    async def import_relationships(
+        self, relationships: Sequence[Relationship], validate: ImportValidator | None = None
+    ) -> int:
+        """Create every relationship in one atomic write (one revision); return it.
+
+        All or nothing: a relationship already stored raises AlreadyExists naming it, the same
+        relationship twice raises InvalidArgument. Stores override this with a bulk path; this
+        default is :meth:`write` with CREATE updates.
+        """
+
+        check_import_duplicates(relationships)
+
+        def check(stored: StoredSchema | None, updates: Sequence[Update]) -> None:
+            if validate is not None:
+                validate(stored, relationships)
+
+        return await self.write([Update(UpdateOp.CREATE, rel) for rel in relationships], (), check)
 
     @abc.abstractmethod
     async def delete(
@@ -242,3 +330,20 @@ class Datastore(abc.ABC):
             if len(page) < batch:
                 return
             after = page[-1].key
+
+    async def iter_fields(
+        self, revision: int, batch: int = LOAD_BATCH
+    ) -> AsyncIterator[list[RelationshipFields]]:
+        """:meth:`iter_all` for loading an index: each relationship as its fields (type, id,
+        relation, subject type, id and relation, caveat, expiration as POSIX seconds), in
+        small batches, so a load leaves little transient garbage behind. Stores override it
+        to skip the Relationship objects."""
+        async for page in self.iter_all(revision, batch):
+            yield [
+                (
+                    *r.key,
+                    r.caveat,
+                    None if r.expiration is None else r.expiration.timestamp(),
+                )
+                for r in page
+            ]

@@ -7,6 +7,14 @@ It holds every live relationship of one revision, keyed both ways:
 - reverse, by subject `(type, id, relation)`: the (resource type, resource id, relation)
   keys holding it, for LookupResources.
 
+Memory: most forward buckets hold one subject without metadata (an app's one organization,
+a run's one app). Those single-entry buckets are shared: one `{subject: None}` dict per
+distinct subject, reused by every bucket with exactly that content and copied before it is
+changed (see :meth:`RelationshipIndex._owned`). Subject key tuples are shared the same way.
+Readers treat buckets as read-only, so the sharing is invisible to them. A reverse entry
+is a tuple while it holds few resource keys (a small set costs 216 bytes) and a set beyond
+that; readers only iterate it.
+
 The head index of a server is advanced from the store's change log; older snapshots are
 built fresh from a store read. Evaluation never awaits, so a computation sees one revision.
 """
@@ -19,13 +27,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
-from stonetown.engine.datastore import Change, ChangeOp
+from stonetown.engine.datastore import Change, ChangeOp, RelationshipFields
 
 ResourceKey = tuple[str, str, str]
 ObjectKey = tuple[str, str]
 UsersetKey = tuple[str, str, str]
 
 _intern = sys.intern
+# reverse entries up to this many resource keys are tuples (a set beyond)
+_SMALL = 8
+_ABSENT = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +58,18 @@ def meta_of(rel: Relationship) -> RelMeta | None:
 class RelationshipIndex:
     """Forward and reverse maps of the live relationships at :attr:`revision`."""
 
-    __slots__ = ("objects", "usersets", "reverse", "revision", "count")
+    __slots__ = ("objects", "usersets", "reverse", "revision", "count", "_shared", "_keys")
 
     def __init__(self, revision: int = 0) -> None:
         self.objects: dict[ResourceKey, dict[ObjectKey, RelMeta | None]] = {}
         self.usersets: dict[ResourceKey, dict[UsersetKey, RelMeta | None]] = {}
-        self.reverse: dict[UsersetKey, set[ResourceKey]] = {}
+        self.reverse: dict[UsersetKey, tuple[ResourceKey, ...] | set[ResourceKey]] = {}
         self.revision = revision
         self.count = 0
+        # subject key -> the shared single-entry bucket {subject key: None}
+        self._shared: dict[tuple[str, ...], dict[tuple[str, ...], RelMeta | None]] = {}
+        # subject key -> its one shared tuple
+        self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     @classmethod
     def build(cls, relationships: Iterable[Relationship], revision: int) -> RelationshipIndex:
@@ -66,32 +81,81 @@ class RelationshipIndex:
 
     def add(self, rel: Relationship) -> None:
         """Insert or replace one relationship."""
+        self.add_fields(
+            rel.resource_type,
+            rel.resource_id,
+            rel.relation,
+            rel.subject_type,
+            rel.subject_id,
+            rel.subject_relation,
+            meta_of(rel),
+        )
+
+    def add_fields(
+        self, rtype: str, rid: str, relation: str, stype: str, sid: str, srel: str, meta: RelMeta | None
+    ) -> None:
+        """Insert or replace one relationship given as its fields (the load path: no
+        Relationship object per row)."""
         # Interning shares one string per distinct id however many relationships name it.
-        rkey = (_intern(rel.resource_type), _intern(rel.resource_id), _intern(rel.relation))
-        meta = meta_of(rel)
-        stype = _intern(rel.subject_type)
-        sid = _intern(rel.subject_id)
-        if rel.subject_relation:
-            ukey = (stype, sid, _intern(rel.subject_relation))
-            bucket = self.usersets.get(rkey)
-            if bucket is None:
-                bucket = self.usersets[rkey] = {}
-            if ukey not in bucket:
-                self.count += 1
-            bucket[ukey] = meta
+        rkey = (_intern(rtype), _intern(rid), _intern(relation))
+        stype = _intern(stype)
+        sid = _intern(sid)
+        keys = self._keys
+        if srel:
+            skey: tuple[str, ...] = (stype, sid, _intern(srel))
+            skey = ukey = keys.setdefault(skey, skey)
+            forward: dict[ResourceKey, dict[tuple[str, ...], RelMeta | None]] = self.usersets  # type: ignore[assignment]
         else:
-            okey = (stype, sid)
-            obucket = self.objects.get(rkey)
-            if obucket is None:
-                obucket = self.objects[rkey] = {}
-            if okey not in obucket:
-                self.count += 1
-            obucket[okey] = meta
+            skey = (stype, sid)
+            skey = keys.setdefault(skey, skey)
             ukey = (stype, sid, "")
-        holders = self.reverse.get(ukey)
+            ukey = keys.setdefault(ukey, ukey)
+            forward = self.objects  # type: ignore[assignment]
+        bucket = forward.get(rkey)
+        if bucket is None:
+            if meta is None:
+                shared = self._shared.get(skey)
+                if shared is None:
+                    shared = self._shared[skey] = {skey: None}
+                forward[rkey] = shared
+            else:
+                forward[rkey] = {skey: meta}
+            self.count += 1
+        elif meta is not None or bucket.get(skey, _ABSENT) is not None:  # else: unchanged
+            if len(bucket) == 1:
+                bucket = self._owned(forward, rkey, bucket)
+            if skey not in bucket:
+                self.count += 1
+            bucket[skey] = meta
+        reverse = self.reverse
+        holders = reverse.get(ukey)
         if holders is None:
-            holders = self.reverse[ukey] = set()
-        holders.add(rkey)
+            reverse[ukey] = (rkey,)
+        elif type(holders) is tuple:
+            if rkey not in holders:
+                reverse[ukey] = holders + (rkey,) if len(holders) < _SMALL else {*holders, rkey}
+        else:
+            holders.add(rkey)
+
+    def add_all(self, batch: Iterable[RelationshipFields]) -> None:
+        """Insert relationships given as fields (a batch of :meth:`Datastore.iter_fields`)."""
+        add = self.add_fields
+        for rtype, rid, relation, stype, sid, srel, caveat, expires_at in batch:
+            meta = None if caveat is None and expires_at is None else RelMeta(caveat, expires_at)
+            add(rtype, rid, relation, stype, sid, srel, meta)
+
+    def _owned(
+        self,
+        forward: dict[ResourceKey, dict[tuple[str, ...], RelMeta | None]],
+        rkey: ResourceKey,
+        bucket: dict[tuple[str, ...], RelMeta | None],
+    ) -> dict[tuple[str, ...], RelMeta | None]:
+        """`bucket` (the bucket of `rkey` in `forward`), made safe to change: a shared
+        single-entry bucket is replaced by a copy of its own."""
+        for key in bucket:
+            if self._shared.get(key) is bucket:
+                bucket = forward[rkey] = dict(bucket)
+        return bucket
 
     def remove(self, rel: Relationship) -> None:
         """Delete one relationship if present."""
@@ -101,24 +165,42 @@ class RelationshipIndex:
             bucket = self.usersets.get(rkey)
             if bucket is None or ukey not in bucket:
                 return
-            del bucket[ukey]
-            if not bucket:
-                del self.usersets[rkey]
+            if len(bucket) == 1:
+                del self.usersets[rkey]  # the bucket may be shared: drop it, never empty it
+            else:
+                del bucket[ukey]
         else:
             okey = (rel.subject_type, rel.subject_id)
             obucket = self.objects.get(rkey)
             if obucket is None or okey not in obucket:
                 return
-            del obucket[okey]
-            if not obucket:
+            if len(obucket) == 1:
                 del self.objects[rkey]
+            else:
+                del obucket[okey]
             ukey = (rel.subject_type, rel.subject_id, "")
         self.count -= 1
         holders = self.reverse.get(ukey)
-        if holders is not None:
+        if type(holders) is tuple:
+            rest = tuple(h for h in holders if h != rkey)
+            if rest:
+                self.reverse[ukey] = rest
+            else:
+                del self.reverse[ukey]
+                self._forget(ukey)
+        elif holders is not None:
             holders.discard(rkey)
             if not holders:
                 del self.reverse[ukey]
+                self._forget(ukey)
+
+    def _forget(self, ukey: UsersetKey) -> None:
+        """Drop the shared key and bucket of a subject no relationship names any more, so a
+        long run of writes for ever new subjects does not grow the index."""
+        skey = ukey if ukey[2] else ukey[:2]
+        self._keys.pop(skey, None)
+        self._keys.pop(ukey, None)
+        self._shared.pop(skey, None)
 
     def apply(self, changes: Iterable[Change], revision: int) -> None:
         """Advance to `revision` by applying its changes in order."""

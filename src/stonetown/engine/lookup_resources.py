@@ -4,21 +4,34 @@ The subject's holders are found through the reverse index and the walk climbs th
 reverse edges (relation → permissions containing it, relation → arrows over it, subject set →
 relations holding it) breadth-first, each (type, id, relation) visited once, so cycles in the
 data end. Every object of the wanted type reached with the wanted permission is a candidate.
-Candidates of a monotone permission are answers; the others are confirmed with Check, which
-settles intersections, exclusions, `all` arrows, caveats and expirations.
+
+Candidates of a monotone permission are answers. Otherwise the walk runs in two phases:
+1. along *positive* edges only (a relation held under unions only, an `any` arrow under unions
+   only, a relationship without caveat or expiration into a relation that grants its own
+   relationships under unions only: see reachability.py). A node reached this way is proven:
+   the subject holds it, so candidates reached here are answers without a check. An edge that
+   is not positive (into an intersection, an exclusion's base, an `all` arrow, a caveated or
+   expiring relationship) stops at its target, a *boundary* node.
+2. each boundary node is checked once: when the subject does not hold it (not even under a
+   caveat), nothing above it can be granted through it and the walk does not climb from it;
+   otherwise the walk climbs from it over every edge, and the candidates found only this way
+   are confirmed with Check, which settles intersections, exclusions, `all` arrows, caveats
+   and expirations.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-from stonetown.engine.check import CheckRun, CompiledSchema, Subject
+from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, Subject
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
-from stonetown.engine.reachability import Reachability
+from stonetown.engine.reachability import Reachability, WalkPlan
 
 Node = tuple[str, str, str]
+
+_MISSING = object()
 
 
 def lookup_resources(
@@ -32,44 +45,129 @@ def lookup_resources(
 ) -> list[tuple[str, Result]]:
     """(resource id, result) for every object of `resource_type` reaching `subject`, sorted
     by id; results are True or a caveat condition, never False."""
-    candidates = sorted(_candidates(facts, index, resource_type, permission, subject))
+    plan = facts.plan_for(resource_type, permission)
     if (resource_type, permission) in facts.monotone:
-        return [(rid, True) for rid in candidates]
+        reached: set[Node] = set()
+        _climb(plan, index, _start(plan, index, subject, reached), reached)
+        return [(rid, True) for rid in sorted(_of(reached, resource_type, permission))]
     run = CheckRun(compiled, index, max_depth)
-    found: list[tuple[str, Result]] = []
-    for rid in candidates:
+    proven, maybe = _two_phase(plan, index, subject, run)
+    found: list[tuple[str, Result]] = [(rid, True) for rid in _of(proven, resource_type, permission)]
+    for rid in _of(maybe, resource_type, permission):
         result = run.dispatch(resource_type, rid, permission, subject, 0)
         if granted(result):
             found.append((rid, result))
+    found.sort(key=lambda item: item[0])
     return found
 
 
-def _candidates(
-    facts: Reachability, index: RelationshipIndex, resource_type: str, permission: str, subject: Subject
-) -> set[str]:
-    reverse = index.reverse
-    admits = facts.admits
-    relevant = facts.relevant_to(resource_type, permission)
-    reached: set[Node] = set()
+def _of(nodes: set[Node], resource_type: str, permission: str) -> set[str]:
+    return {rid for rtype, rid, rel in nodes if rtype == resource_type and rel == permission}
+
+
+def _start(plan: WalkPlan, index: RelationshipIndex, subject: Subject, reached: set[Node]) -> deque[Node]:
+    """The first nodes of a plain walk: the subject set itself and the subject's holders."""
     queue: deque[Node] = deque()
-
-    def holders(stype: str, sid: str, srel: str, wildcard: bool = False) -> None:
-        for rkey in reverse.get((stype, sid, srel), ()):
-            if (
-                (rkey[0], rkey[2]) in relevant
-                and (rkey[0], rkey[2], stype, srel, wildcard) in admits
-                and rkey not in reached
-            ):
-                reached.add(rkey)
-                queue.append(rkey)
-
     stype, sid, srel = subject
     if srel:
         reached.add(subject)
         queue.append(subject)
-    holders(stype, sid, srel)
+    starts = [(subject, False)]
     if not srel and sid != "*":
-        holders(stype, "*", "", wildcard=True)
+        starts.append(((stype, "*", ""), True))
+    for key, wildcard in starts:
+        shapes = plan.holders.get((stype, srel, wildcard))
+        if shapes:
+            for rkey in index.reverse.get(key, ()):
+                if (rkey[0], rkey[2]) in shapes and rkey not in reached:
+                    reached.add(rkey)
+                    queue.append(rkey)
+    return queue
+
+
+def _climb(plan: WalkPlan, index: RelationshipIndex, queue: deque[Node], reached: set[Node]) -> None:
+    """Breadth-first over every reverse edge from the nodes in `queue` (already in `reached`),
+    adding what it reaches to `reached`; a node already in `reached` is not climbed again."""
+    reverse = index.reverse
+    computed, arrows, holders = plan.computed, plan.arrows, plan.holders
+    onward, climbable = plan.onward, plan.climbable
+    deadline = request_deadline.get()
+    steps = 0
+    while queue:
+        steps += 1
+        if steps % CHECK_EVERY == 0:
+            check_deadline(deadline)
+        node = queue.popleft()
+        ntype, nid, nrel = node
+        for perm, _ in computed.get((ntype, nrel), ()):
+            up = (ntype, nid, perm)
+            if up not in reached:
+                reached.add(up)
+                if (ntype, perm) in onward:
+                    queue.append(up)
+        for parent_type, tupleset, perm, _, vias in arrows.get((ntype, nrel), ()):
+            for via in vias:
+                for rtype, rid, rrel in reverse.get((ntype, nid, via), ()):
+                    if rtype == parent_type and rrel == tupleset:
+                        up = (rtype, rid, perm)
+                        if up not in reached:
+                            reached.add(up)
+                            if (rtype, perm) in climbable:
+                                queue.append(up)
+        shapes = holders.get((ntype, nrel, False))
+        if shapes:
+            rkeys = reverse.get(node)
+            if rkeys:
+                for rkey in rkeys:
+                    if (rkey[0], rkey[2]) in shapes and rkey not in reached:
+                        reached.add(rkey)
+                        if (rkey[0], rkey[2]) in climbable:
+                            queue.append(rkey)
+
+
+def _two_phase(
+    plan: WalkPlan, index: RelationshipIndex, subject: Subject, run: CheckRun
+) -> tuple[set[Node], set[Node]]:
+    """(proven, maybe): nodes the subject certainly holds, and the other nodes reached
+    through boundary nodes the subject may hold (see the module docstring)."""
+    reverse, objects, usersets = index.reverse, index.objects, index.usersets
+    computed, arrows, holders = plan.computed, plan.arrows, plan.holders
+    onward, climbable = plan.onward, plan.climbable
+    proven: set[Node] = set()
+    boundary: set[Node] = set()
+    queue: deque[Node] = deque()
+
+    def climb_holders(node: Node, wildcard: bool) -> None:
+        # `node` as a stored subject: the relations holding it
+        stype, sid, srel = node
+        shapes = holders.get((stype, srel, wildcard))
+        if not shapes:
+            return  # no relation admits such a subject: no need to look in the index
+        rkeys = reverse.get(node)
+        if not rkeys:
+            return
+        key = (stype, sid, srel) if srel else (stype, sid)
+        store = usersets if srel else objects
+        for rkey in rkeys:
+            positive = shapes.get((rkey[0], rkey[2]))
+            if positive is None or rkey in proven:
+                continue
+            if positive:
+                bucket = store.get(rkey)
+                if bucket is not None and bucket.get(key, _MISSING) is None:  # type: ignore[attr-defined]
+                    proven.add(rkey)
+                    if (rkey[0], rkey[2]) in climbable:
+                        queue.append(rkey)
+                    continue
+            boundary.add(rkey)
+
+    stype, sid, srel = subject
+    if srel:
+        proven.add(subject)  # a subject set is a member of itself
+        queue.append(subject)
+    climb_holders(subject, False)
+    if not srel and sid != "*":
+        climb_holders((stype, "*", ""), True)
 
     deadline = request_deadline.get()
     steps = 0
@@ -79,20 +177,49 @@ def _candidates(
             check_deadline(deadline)
         node = queue.popleft()
         ntype, nid, nrel = node
-        for perm in facts.computed_parents.get((ntype, nrel), ()):
+        for perm, positive in computed.get((ntype, nrel), ()):
             up = (ntype, nid, perm)
-            if (ntype, perm) in relevant and up not in reached:
-                reached.add(up)
-                queue.append(up)
-        for parent_type, tupleset, perm in facts.arrow_parents.get((ntype, nrel), ()):
-            if (parent_type, perm) not in relevant:
+            if up in proven:
                 continue
-            for via in facts.tupleset_subject_relations.get((parent_type, tupleset, ntype), ()):
-                for rtype, rid, rrel in reverse.get((ntype, nid, via), ()):
-                    if rtype == parent_type and rrel == tupleset:
-                        up = (rtype, rid, perm)
-                        if up not in reached:
-                            reached.add(up)
-                            queue.append(up)
-        holders(ntype, nid, nrel)
-    return {rid for rtype, rid, rel in reached if rtype == resource_type and rel == permission}
+            if positive:
+                proven.add(up)
+                if (ntype, perm) in onward:
+                    queue.append(up)
+            else:
+                boundary.add(up)
+        for parent_type, tupleset, perm, positive, vias in arrows.get((ntype, nrel), ()):
+            for via in vias:
+                for rkey in reverse.get((ntype, nid, via), ()):
+                    rtype, rid, rrel = rkey
+                    if rtype != parent_type or rrel != tupleset:
+                        continue
+                    up = (rtype, rid, perm)
+                    if up in proven:
+                        continue
+                    if positive:
+                        bucket = usersets.get(rkey) if via else objects.get(rkey)
+                        key = (ntype, nid, via) if via else (ntype, nid)
+                        if bucket is not None and bucket.get(key, _MISSING) is None:  # type: ignore[attr-defined]
+                            proven.add(up)
+                            if (rtype, perm) in climbable:
+                                queue.append(up)
+                            continue
+                    boundary.add(up)
+        climb_holders(node, False)
+
+    # Phase 2: climb over every edge from the boundary nodes the subject may hold. A node it
+    # does not hold stays in `reached` (so it is never climbed from) but is no candidate.
+    reached: set[Node] = proven | boundary
+    pruned: set[Node] = set()
+    pending: deque[Node] = deque()
+    for node in boundary - proven:
+        try:
+            held = granted(run.dispatch(node[0], node[1], node[2], subject, 0))
+        except DepthExceeded:
+            held = True  # undecided here: climb, and let the candidates' checks decide
+        if held:
+            pending.append(node)
+        else:
+            pruned.add(node)
+    _climb(plan, index, pending, reached)
+    return proven, reached - proven - pruned

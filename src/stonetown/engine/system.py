@@ -11,6 +11,7 @@ revision (a few are cached). All methods are coroutines; errors are stonetown.co
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import time
 from collections import OrderedDict
@@ -20,13 +21,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stonetown.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
-from stonetown.engine.admission import require_admitted, require_kept
+from stonetown.core.relationship import WILDCARD, ObjectRef, Relationship, SubjectRef, validate_object_id
+from stonetown.engine.admission import admission_error, require_admitted, require_kept
 from stonetown.engine.caveats import CaveatEvaluator
 from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.check_cache import CheckCache
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.datastore import (
+    BatchedDelete,
+    BatchedWrite,
+    BatchItem,
+    BatchResult,
     Change,
     ChangeOp,
     Datastore,
@@ -54,6 +59,7 @@ from stonetown.engine.types import (
     Permissionship,
     ReadResult,
 )
+from stonetown.engine.write_batcher import WriteBatcher
 from stonetown.schema import ir
 
 _SNAPSHOT_CACHE = 4
@@ -129,6 +135,9 @@ class PermissionSystem:
         self._poller: asyncio.Task[None] | None = None
         self._collector: asyncio.Task[None] | None = None
         self.check_cache = CheckCache()
+        # Concurrent writes and deletes share store transactions (group commit).
+        self._batcher = WriteBatcher(store, self._validate_updates, self._after_batch)
+        self._imports_in_flight = 0
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -151,6 +160,7 @@ class PermissionSystem:
                 except asyncio.CancelledError:
                     pass
         self._poller = self._collector = None
+        await self._batcher.wait_idle()
         await self.store.close()
 
     async def collect_garbage(self) -> int:
@@ -175,16 +185,15 @@ class PermissionSystem:
         head = await self.store.head_revision()
         stored = await self.store.read_schema(head)
         state = self._state_for(stored) if stored is not None else None
-        index = RelationshipIndex(head)
-        async for batch in self.store.iter_all(head):
-            for rel in batch:
-                index.add(rel)
+        index = await _load_index(self.store, head)
         self.index, self.state = index, state
 
     async def _poll(self) -> None:
         assert self.poll_interval is not None
         while True:
             await asyncio.sleep(self.poll_interval)
+            if self._imports_in_flight:
+                continue  # the import applies its own relationships when it commits
             try:
                 await self.catch_up()
             except Exception:  # noqa: BLE001 - a failed poll is retried at the next tick
@@ -268,11 +277,7 @@ class PermissionSystem:
         stored = await self.store.read_schema(revision)
         if stored is None:
             raise NotFound(f"no schema had been written at revision {revision}")
-        index = RelationshipIndex(revision)
-        async for batch in self.store.iter_all(revision):
-            for rel in batch:
-                index.add(rel)
-        view = View(index, self._state_for(stored))
+        view = View(await _load_index(self.store, revision), self._state_for(stored))
         self._snapshots[revision] = view
         while len(self._snapshots) > _SNAPSHOT_CACHE:
             self._snapshots.popitem(last=False)
@@ -323,28 +328,18 @@ class PermissionSystem:
     async def write_relationships(
         self, updates: Sequence[Update], preconditions: Sequence[Precondition] = ()
     ) -> int:
-        """Validate every relationship against the schema and write atomically; new revision."""
+        """Validate every relationship against the schema and write atomically; new revision.
+
+        Concurrent calls are committed together (one store transaction, one revision each);
+        the answer comes once the write is durable and in this process's index.
+        """
         for position, update in enumerate(updates):
             try:
                 update.relationship.validate_syntax()
             except InvalidArgument as exc:
                 raise InvalidArgument(f"updates[{position}]: {exc}") from None
-        revision = await self.store.write(updates, preconditions, self._validate_updates)
-        async with self._advance_lock:
-            if self.index.revision == revision - 1:
-                # Nothing committed in between: this write's own updates are the whole change,
-                # so the index advances without reading them back from the store.
-                self.index.apply(
-                    [
-                        Change(ChangeOp.DELETE if u.op is UpdateOp.DELETE else ChangeOp.TOUCH, u.relationship)
-                        for u in updates
-                    ],
-                    revision,
-                )
-                self._changed.set()
-                self._changed = asyncio.Event()
-                return revision
-        await self.catch_up()
+        revision = await self._batcher.submit(BatchedWrite(updates, preconditions))
+        assert isinstance(revision, int)
         return revision
 
     async def delete_relationships(
@@ -353,10 +348,104 @@ class PermissionSystem:
         preconditions: Sequence[Precondition] = (),
         limit: int | None = None,
     ) -> DeleteResult:
-        """Delete by filter atomically."""
-        result = await self.store.delete(filter, preconditions, limit)
-        await self.catch_up()
+        """Delete by filter atomically (committed together with concurrent writes)."""
+        result = await self._batcher.submit(BatchedDelete(filter, preconditions, limit))
+        assert isinstance(result, DeleteResult)
         return result
+
+    async def _after_batch(self, items: Sequence[BatchItem], results: Sequence[BatchResult]) -> None:
+        """Advance the index past a committed batch before its callers are answered."""
+        writes: list[tuple[BatchedWrite, int]] = []
+        other_change = False
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, int) and isinstance(item, BatchedWrite):
+                writes.append((item, result))
+            elif isinstance(result, DeleteResult) and result.deleted:
+                other_change = True
+        if not writes and not other_change:
+            return
+        async with self._advance_lock:
+            if not other_change and self.index.revision == writes[0][1] - 1:
+                # Nothing else committed in between: the writes' own updates are the whole
+                # change (their revisions are consecutive), no need to read them back.
+                for item, revision in writes:
+                    self.index.apply(
+                        [
+                            Change(
+                                ChangeOp.DELETE if u.op is UpdateOp.DELETE else ChangeOp.TOUCH, u.relationship
+                            )
+                            for u in item.updates
+                        ],
+                        revision,
+                    )
+                self._changed.set()
+                self._changed = asyncio.Event()
+                return
+        await self.catch_up()
+
+    async def import_relationships(self, relationships: Sequence[Relationship]) -> int:
+        """Create every relationship in one atomic write (one revision; all or nothing), by the
+        store's bulk path; the new revision. An error names the relationship's position."""
+        checked: set[tuple[str, str, str, str]] = set()  # names already found valid
+        for position, rel in enumerate(relationships):
+            try:
+                names = (rel.resource_type, rel.relation, rel.subject_type, rel.subject_relation)
+                if names not in checked or (rel.subject_relation and rel.subject_id == WILDCARD):
+                    rel.validate_syntax()
+                    checked.add(names)
+                else:
+                    validate_object_id(rel.resource_id, "resource id", allow_wildcard=False)
+                    validate_object_id(rel.subject_id, "subject id", allow_wildcard=True)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"relationships[{position}]: {exc}") from None
+        # The background poll would read the whole import back from the change log.
+        self._imports_in_flight += 1
+        try:
+            revision = await self.store.import_relationships(relationships, self._validate_import)
+        finally:
+            self._imports_in_flight -= 1
+        async with self._advance_lock:
+            if self.index.revision == revision - 1:
+                add = self.index.add
+                for rel in relationships:
+                    add(rel)
+                self.index.apply((), revision)
+                self._changed.set()
+                self._changed = asyncio.Event()
+                return revision
+        await self.catch_up()
+        return revision
+
+    def _validate_import(self, stored: StoredSchema | None, relationships: Sequence[Relationship]) -> None:
+        """The schema check of an import, decided once per relationship shape."""
+        if stored is None:
+            raise FailedPrecondition("no schema has been written yet: write a schema before relationships")
+        # Runs on the store's writer thread (SQLite): read the cache, never change it from here.
+        known = self._compiled.get(stored.revision)
+        if known is not None:
+            schema = known.schema
+        else:
+            from stonetown.schema import compile_schema
+
+            schema = compile_schema(stored.text)
+        admitted: dict[tuple[str, str, str, str, bool, bool], bool] = {}
+        for position, rel in enumerate(relationships):
+            if rel.caveat is None:
+                # Without a caveat the verdict depends on these fields only.
+                shape = (
+                    rel.resource_type,
+                    rel.relation,
+                    rel.subject_type,
+                    rel.subject_relation,
+                    rel.subject_id == WILDCARD,
+                    rel.expiration is not None,
+                )
+                verdict = admitted.get(shape)
+                if verdict is None:
+                    verdict = admitted[shape] = admission_error(schema, rel) is None
+                if verdict:
+                    continue
+            require_admitted(schema, rel, f"relationships[{position}]")
 
     async def read_relationships(
         self,
@@ -600,3 +689,23 @@ class PermissionSystem:
                 view.revision,
             )
             sent += 1
+
+
+async def _load_index(store: Datastore, revision: int) -> RelationshipIndex:
+    """A fresh index of every relationship live at `revision` in `store`.
+
+    The cyclic garbage collector is paused while the index grows (its millions of new
+    containers would trigger full collections that find nothing), then the index is moved
+    to the permanent generation so later collections do not traverse it.
+    """
+    index = RelationshipIndex(revision)
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        async for batch in store.iter_fields(revision):
+            index.add_all(batch)
+    finally:
+        if paused:
+            gc.enable()
+    gc.freeze()
+    return index

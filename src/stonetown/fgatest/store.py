@@ -10,13 +10,22 @@ OpenFGA API does, with the engine's check, LookupResources and LookupSubjects:
   admits, as OpenFGA does;
 * contextual tuples are validated against the model (error 2027) and overlaid on the index;
 * requests naming unknown types or relations fail with OpenFGA's error codes (2000, 2021,
-  2022), resolution deeper than 25 fails with 2002, a condition missing a parameter with 2000;
+  2022), a condition missing a parameter with 2000;
+* resolution too deep fails with 2002 where OpenFGA's does: Check takes the verdict from a
+  replay of OpenFGA's walk (:mod:`stonetown.engine.cycle_race`, depth counted OpenFGA's way),
+  ListObjects and ListUsers from estimates of their expansions (:func:`list_objects_too_deep`,
+  :func:`list_users_too_deep`); a ListUsers filter the model gives no path to is empty;
+* ListUsers expands without OpenFGA's cycle flags (every cycle plainly False), as OpenFGA's
+  ListUsers does; Check and ListObjects keep them;
 * list results are sets of strings: `type:id` objects, `type:id`, `type:*` and
   `type:id#relation` users.
 """
 
 from __future__ import annotations
 
+import copy
+import heapq
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,18 +33,21 @@ from typing import Any
 from stonetown.core.errors import InvalidArgument
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 from stonetown.engine.admission import admission_error
-from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, Subject
+from stonetown.engine.check import PLAIN_CYCLES, CheckRun, CompiledSchema, DepthExceeded, Subject
 from stonetown.engine.conditions import Result
 from stonetown.engine.index import RelationshipIndex, overlay
 from stonetown.engine.lookup_resources import lookup_resources
 from stonetown.engine.lookup_subjects import lookup_subjects
-from stonetown.engine.reachability import Reachability
+from stonetown.engine.reachability import Reachability, evaluated_relations
 from stonetown.fgatest.conditions import ConditionOutcome, make_evaluator, resolve_condition
 from stonetown.schema import ir
 from stonetown.schema.fga import HIDDEN_SUFFIX, fga_write_relation, import_fga
 from stonetown.schema.fga.to_ir import split_part
 
 MAX_RESOLUTION_DEPTH = 25
+# The engine's own depth limit when OpenFGA's resolution depth is judged by replaying
+# OpenFGA's walk (the engine counts every dispatch; OpenFGA counts fewer).
+ENGINE_DEPTH = 100
 
 VALIDATION_ERROR = 2000
 RESOLUTION_TOO_COMPLEX = 2002
@@ -157,12 +169,149 @@ def list_users_too_deep(schema: ir.Schema, index: RelationshipIndex, start: tupl
     return walk(start, 0)
 
 
+def _grantable_reach(schema: ir.Schema) -> dict[tuple[str, str], set[tuple[str, str]]]:
+    """Per (type, relation): the subject types (type, "") and subject sets (type, relation)
+    it can grant, as OpenFGA's model graph sees it: through unions, every operand of an
+    intersection, and only the base of an exclusion."""
+    # a relation holds its own subject set (`doc:1#viewer` is a viewer of doc:1)
+    reach: dict[tuple[str, str], set[tuple[str, str]]] = {
+        (d.name, r.name): {(d.name, r.name)}
+        for d in schema.definitions.values()
+        for r in d.relations.values()
+    }
+
+    def of(rtype: str, node: ir.Rewrite) -> set[tuple[str, str]]:
+        if isinstance(node, ir.This):
+            found: set[tuple[str, str]] = set()
+            for a in node.allowed:
+                found.add((a.type, a.relation or ""))
+                if a.relation is not None:
+                    found |= reach.get((a.type, a.relation), set())
+            return found
+        if isinstance(node, ir.ComputedUserset):
+            return reach.get((rtype, node.relation), set())
+        if isinstance(node, ir.TupleToUserset):
+            tupleset = schema.relation(rtype, node.tupleset)
+            found = set()
+            for a in tupleset.allowed if tupleset is not None else ():
+                if (a.type, node.computed) in reach:
+                    found |= reach[(a.type, node.computed)]
+            return found
+        if isinstance(node, ir.Union):
+            return set().union(*(of(rtype, c) for c in node.children))
+        if isinstance(node, ir.Intersection):
+            sets = [of(rtype, c) for c in node.children]
+            return set.intersection(*sets) if sets else set()
+        if isinstance(node, ir.Exclusion):
+            return of(rtype, node.base)
+        return set()
+
+    changed = True
+    while changed:
+        changed = False
+        for key in reach:
+            relation = schema.relation(*key)
+            assert relation is not None
+            found = of(key[0], relation.rewrite)
+            if not found <= reach[key]:
+                reach[key] |= found
+                changed = True
+    return reach
+
+
+def _reverse_expanded(schema: ir.Schema, target: tuple[str, str]) -> set[tuple[str, str]]:
+    """The (type, relation) pairs OpenFGA's ListObjects expands for `target` (see
+    :func:`list_objects_too_deep`), `target` included."""
+
+    def edges(rtype: str, node: ir.Rewrite) -> set[tuple[str, str]]:
+        if isinstance(node, ir.Exclusion):
+            return edges(rtype, node.base)
+        if isinstance(node, ir.Intersection):
+            # one operand is expanded, the others checked: the first (observed)
+            return edges(rtype, node.children[0]) if node.children else set()
+        if isinstance(node, ir.Union):
+            return set().union(*(edges(rtype, c) for c in node.children))
+        return evaluated_relations(schema, rtype, node)
+
+    seen = {target}
+    todo = [target]
+    while todo:
+        current = todo.pop()
+        relation = schema.relation(*current)
+        for nxt in edges(current[0], relation.rewrite) if relation is not None else ():
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def list_objects_too_deep(
+    schema: ir.Schema,
+    facts: Reachability,
+    index: RelationshipIndex,
+    target: tuple[str, str],
+    subject: Subject,
+) -> bool:
+    """Whether OpenFGA's ListObjects would fail with 2002 for `subject` and `target`
+    (type, relation).
+
+    Its reverse expansion climbs from the subject's relationships towards the target, one
+    level per subject-set relationship, tuple-to-userset relationship and computed userset
+    (the hidden `__direct` half of a split definition is free), only through relations the
+    target depends on that way (the base of an exclusion, the first operand of an
+    intersection: the other operands are checked, not expanded), and fails on reaching
+    depth 25.
+    """
+    relevant = _reverse_expanded(schema, target)
+    stype, sid, srel = subject
+    starts = set(index.reverse.get((stype, sid, srel), ()))
+    if not srel:
+        starts.update(index.reverse.get((stype, "*", ""), ()))
+    depth_of: dict[tuple[str, str, str], int] = {}
+    todo: list[tuple[int, tuple[str, str, str]]] = [(0, key) for key in starts if key[::2] in relevant]
+    heapq.heapify(todo)
+    while todo:
+        depth, (rtype, rid, rel) = heapq.heappop(todo)
+        if depth_of.get((rtype, rid, rel), MAX_RESOLUTION_DEPTH + 1) <= depth:
+            continue
+        depth_of[(rtype, rid, rel)] = depth
+        if depth >= MAX_RESOLUTION_DEPTH:
+            return True
+        steps: list[tuple[tuple[str, str, str], int]] = []
+        for parent in facts.computed_parents.get((rtype, rel), ()):
+            free = rel == parent + HIDDEN_SUFFIX
+            steps.append(((rtype, rid, parent), depth if free else depth + 1))
+        for holder in index.reverse.get((rtype, rid, rel), ()):
+            steps.append((holder, depth + 1))
+        for ptype, tupleset, perm in facts.arrow_parents.get((rtype, rel), ()):
+            for holder in index.reverse.get((rtype, rid, ""), ()):
+                if holder[0] == ptype and holder[2] == tupleset:
+                    steps.append(((ptype, holder[1], perm), depth + 1))
+        for step in steps:
+            if step[0][::2] in relevant:
+                if step[1] >= MAX_RESOLUTION_DEPTH:
+                    return True  # also when it closes a cycle: OpenFGA counts before it looks
+                heapq.heappush(todo, (step[1], step[0]))
+    return False
+
+
 @dataclass
 class _Model:
     schema: ir.Schema
     compiled: CompiledSchema
     facts: Reachability
     evaluator: Any
+    # the same for OpenFGA's ListUsers, which expands without cycle flags: every cycle is
+    # plainly False and no race is replayed
+    unraced: CompiledSchema
+
+
+def _unraced(compiled: CompiledSchema) -> CompiledSchema:
+    plain = copy.copy(compiled)
+    plain.race = copy.copy(compiled.race)
+    plain.race.prone = frozenset()
+    plain.simple_recursive = PLAIN_CYCLES  # type: ignore[assignment]
+    return plain
 
 
 @dataclass
@@ -183,8 +332,14 @@ class FgaStore:
 
     def write_schema(self, schema: ir.Schema) -> None:
         """Replace the model with an already imported one (e.g. from OpenFGA's JSON form)."""
-        self._model = _Model(schema, CompiledSchema(schema), Reachability.of(schema), make_evaluator(schema))
+        compiled = CompiledSchema(schema)
+        self._model = _Model(
+            schema, compiled, Reachability.of(schema), make_evaluator(schema), _unraced(compiled)
+        )
         self._index = None
+        needed = 8 * ENGINE_DEPTH + 500  # a few Python frames per level of depth
+        if sys.getrecursionlimit() < needed:
+            sys.setrecursionlimit(needed)
 
     @property
     def schema(self) -> ir.Schema:
@@ -228,7 +383,21 @@ class FgaStore:
         except FgaRequestError as exc:
             raise FgaRequestError(VALIDATION_ERROR, exc.message) from None
         index = self._query_index(model, contextual_tuples)
-        run = CheckRun(model.compiled, index, self.max_depth)
+        depth = self.max_depth
+        if model.compiled.race.recursive:
+            # OpenFGA's depth counting: replay its walk (see cycle_race); the engine then
+            # answers with room to spare. Unreplayable checks (conditions) keep the engine's.
+            outcome = model.compiled.race.replay(
+                index.objects, index.usersets, otype, oid, relation, subject, self.max_depth
+            )
+            if outcome is not None and outcome.error:
+                raise FgaRequestError(
+                    RESOLUTION_TOO_COMPLEX,
+                    f"resolution of {object}#{relation} exceeded depth {self.max_depth}",
+                )
+            if outcome is not None:
+                depth = ENGINE_DEPTH
+        run = CheckRun(model.compiled, index, depth)
         try:
             result = run.dispatch(otype, oid, relation, subject, 0)
         except DepthExceeded as exc:
@@ -249,6 +418,10 @@ class FgaStore:
         subject = parse_user(user)
         self._require_user(model.schema, subject, VALIDATION_ERROR)
         index = self._query_index(model, contextual_tuples)
+        if list_objects_too_deep(model.schema, model.facts, index, (type, relation), subject):
+            raise FgaRequestError(
+                RESOLUTION_TOO_COMPLEX, f"list objects exceeded depth {MAX_RESOLUTION_DEPTH}"
+            )
         try:
             found = lookup_resources(
                 model.compiled, model.facts, index, type, relation, subject, self.max_depth
@@ -283,13 +456,18 @@ class FgaStore:
                 self._require_relation(schema, ftype, frel, TYPE_NOT_FOUND, RELATION_NOT_FOUND)
             parsed.append((ftype, frel))
         index = self._query_index(model, contextual_tuples)
+        # OpenFGA expands nothing for a filter the model gives no path to (PathExists)
+        reach = _grantable_reach(schema).get((otype, relation), set())
+        parsed = [(ftype, frel) for ftype, frel in parsed if (ftype, frel) in reach]
+        if not parsed:
+            return set()
         if list_users_too_deep(schema, index, (otype, oid, relation)):
             raise FgaRequestError(RESOLUTION_TOO_COMPLEX, f"list users exceeded depth {MAX_RESOLUTION_DEPTH}")
         users: set[str] = set()
         for ftype, frel in parsed:
             try:
                 found = lookup_subjects(
-                    model.compiled, model.facts, index, (otype, oid), relation, ftype, frel, self.max_depth
+                    model.unraced, model.facts, index, (otype, oid), relation, ftype, frel, self.max_depth
                 )
             except DepthExceeded as exc:
                 raise FgaRequestError(RESOLUTION_TOO_COMPLEX, str(exc)) from None

@@ -53,14 +53,14 @@ class _Compiler:
         self.diagnostics.append(Diagnostic.at(pos, message))
 
     def _check_type_name(self, name: ast.Name, what: str) -> None:
-        if not TYPE_NAME_RE.match(name.value):
+        if not TYPE_NAME_RE.fullmatch(name.value):
             self._report(
                 name.pos,
                 f"invalid {what} `{name.value}`: value does not match regex pattern {TYPE_NAME_RE.pattern}",
             )
 
     def _check_relation_name(self, name: ast.Name, what: str) -> None:
-        if not RELATION_NAME_RE.match(name.value):
+        if not RELATION_NAME_RE.fullmatch(name.value):
             self._report(
                 name.pos,
                 f"invalid {what} `{name.value}`: "

@@ -32,9 +32,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from stonetown.core.errors import AlreadyExists, InvalidArgument, StoreError
+from stonetown.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, StoreError
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 from stonetown.engine.datastore import (
+    BatchedDelete,
+    BatchedWrite,
+    BatchItem,
+    BatchResult,
     Change,
     ChangeOp,
     Datastore,
@@ -585,42 +589,112 @@ class PostgresDatastore(Datastore):
         validate: WriteValidator | None = None,
     ) -> int:
         """Apply every update in one transaction and return the new revision."""
-        check_no_duplicates(updates)
-        for precondition in preconditions:
-            check_filter(precondition.filter)
-        ending = [update.relationship.key for update in updates if update.op is not UpdateOp.CREATE]
-        created = [update.relationship for update in updates if update.op is UpdateOp.CREATE]
-        starting = [update.relationship for update in updates if update.op is not UpdateOp.DELETE]
-        # Built before the transaction: a caveat context that is not JSON fails early.
-        inserts = _insert_arrays(starting)
+        inserts = self._prepare_write(updates, preconditions)
 
         async def body(connection: asyncpg.Connection) -> int:
             head, _ = await self._bounds(connection, lock=True)
             if validate is not None:
                 validate(await self._schema_at(connection, head), updates)
-            await self._check_preconditions(connection, preconditions)
-            if created:
-                await self._refuse_existing(connection, created)
-            revision = await self._new_revision(connection, head, False)
-            if ending:
-                await connection.execute(
-                    f"UPDATE stonetown_relationships AS r SET deleted_revision = $1 "
-                    f"FROM {_KEYS_UNNEST} AS k(rt, rid, rel, st, sid, sr) "
-                    f"WHERE {_KEY_JOIN} AND r.deleted_revision IS NULL",
-                    revision,
-                    *_key_arrays(ending),
-                )
-            if starting:
-                await connection.execute(
-                    f"INSERT INTO stonetown_relationships ({_COLUMNS}, created_revision) "
-                    "SELECT *, $1::bigint FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], "
-                    "$6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])",
-                    revision,
-                    *inserts,
-                )
-            return revision
+            return await self._write_body(connection, head, updates, preconditions, inserts)
 
         return await self._in_write("writing relationships", body)
+
+    async def write_batch(
+        self, items: Sequence[BatchItem], validate: WriteValidator | None = None
+    ) -> list[BatchResult]:
+        """Apply the items in one transaction (one commit), each in a savepoint of its own."""
+        prepared: list[Any] = []  # per item: its insert arrays (writes), None (deletes) or its error
+        for item in items:
+            try:
+                if isinstance(item, BatchedWrite):
+                    prepared.append(self._prepare_write(item.updates, item.preconditions))
+                else:
+                    self._prepare_delete(item.filter, item.preconditions)
+                    prepared.append(None)
+            except InvalidArgument as exc:
+                prepared.append(exc)
+
+        async def body(connection: asyncpg.Connection) -> list[BatchResult]:
+            head, _ = await self._bounds(connection, lock=True)
+            schema: list[StoredSchema | None] = []  # read once, when a validator first needs it
+            results: list[BatchResult] = []
+            for item, prep in zip(items, prepared, strict=True):
+                if isinstance(prep, Exception):
+                    results.append(prep)
+                    continue
+                try:
+                    async with connection.transaction():  # a savepoint: a failure undoes this item only
+                        if isinstance(item, BatchedWrite):
+                            if validate is not None:
+                                if not schema:
+                                    schema.append(await self._schema_at(connection, head))
+                                validate(schema[0], item.updates)
+                            result: BatchResult = await self._write_body(
+                                connection, head, item.updates, item.preconditions, prep
+                            )
+                            head = result
+                        else:
+                            result = await self._delete_body(connection, head, item)
+                            head = result.revision
+                except (InvalidArgument, AlreadyExists, FailedPrecondition) as exc:
+                    results.append(exc)
+                    continue
+                except asyncpg.exceptions.UniqueViolationError as exc:
+                    results.append(
+                        AlreadyExists(f"a relationship being created already exists ({exc.detail or exc})")
+                    )
+                    continue
+                except _UNSTORABLE:
+                    results.append(
+                        InvalidArgument("a value contains a character PostgreSQL cannot store (NUL?)")
+                    )
+                    continue
+                results.append(result)
+            return results
+
+        return await self._in_write("writing relationships", body)
+
+    @staticmethod
+    def _prepare_write(updates: Sequence[Update], preconditions: Sequence[Precondition]) -> Any:
+        """Check a write's arguments; its insert arrays (a caveat context that is not JSON
+        fails here, before any transaction)."""
+        check_no_duplicates(updates)
+        for precondition in preconditions:
+            check_filter(precondition.filter)
+        return _insert_arrays([update.relationship for update in updates if update.op is not UpdateOp.DELETE])
+
+    async def _write_body(
+        self,
+        connection: asyncpg.Connection,
+        head: int,
+        updates: Sequence[Update],
+        preconditions: Sequence[Precondition],
+        inserts: Any,
+    ) -> int:
+        """One write inside a transaction holding the writers' lock; its revision."""
+        ending = [update.relationship.key for update in updates if update.op is not UpdateOp.CREATE]
+        created = [update.relationship for update in updates if update.op is UpdateOp.CREATE]
+        await self._check_preconditions(connection, preconditions)
+        if created:
+            await self._refuse_existing(connection, created)
+        revision = await self._new_revision(connection, head, False)
+        if ending:
+            await connection.execute(
+                f"UPDATE stonetown_relationships AS r SET deleted_revision = $1 "
+                f"FROM {_KEYS_UNNEST} AS k(rt, rid, rel, st, sid, sr) "
+                f"WHERE {_KEY_JOIN} AND r.deleted_revision IS NULL",
+                revision,
+                *_key_arrays(ending),
+            )
+        if any(update.op is not UpdateOp.DELETE for update in updates):
+            await connection.execute(
+                f"INSERT INTO stonetown_relationships ({_COLUMNS}, created_revision) "
+                "SELECT *, $1::bigint FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], "
+                "$6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])",
+                revision,
+                *inserts,
+            )
+        return revision
 
     @staticmethod
     async def _refuse_existing(connection: asyncpg.Connection, created: Sequence[Relationship]) -> None:
@@ -644,34 +718,46 @@ class PostgresDatastore(Datastore):
         limit: int | None = None,
     ) -> DeleteResult:
         """Delete every live relationship matching `filter` (at most `limit`) in one transaction."""
+        self._prepare_delete(filter, preconditions)
+        item = BatchedDelete(filter, preconditions, limit)
+
+        async def body(connection: asyncpg.Connection) -> DeleteResult:
+            head, _ = await self._bounds(connection, lock=True)
+            return await self._delete_body(connection, head, item)
+
+        return await self._in_write("deleting relationships", body)
+
+    @staticmethod
+    def _prepare_delete(filter: RelationshipFilter, preconditions: Sequence[Precondition]) -> None:
         check_filter(filter)
         for precondition in preconditions:
             check_filter(precondition.filter)
 
-        async def body(connection: asyncpg.Connection) -> DeleteResult:
-            head, _ = await self._bounds(connection, lock=True)
-            await self._check_preconditions(connection, preconditions)
-            params: list[Any] = []
-            where = _filter_sql(filter, None, params)
-            sql = f"SELECT id FROM stonetown_relationships WHERE {where} ORDER BY {_KEY_COLUMNS}"
-            if limit is not None:
-                params.append(limit + 1)
-                sql += f" LIMIT ${len(params)}"
-            ids = [row[0] for row in await connection.fetch(sql, *params)]
-            limit_reached = limit is not None and len(ids) > limit
-            if limit_reached:
-                ids = ids[:limit]
-            if not ids:
-                return DeleteResult(head, 0, limit_reached)
-            revision = await self._new_revision(connection, head, False)
-            await connection.execute(
-                "UPDATE stonetown_relationships SET deleted_revision = $1 WHERE id = ANY($2::bigint[])",
-                revision,
-                ids,
-            )
-            return DeleteResult(revision, len(ids), limit_reached)
-
-        return await self._in_write("deleting relationships", body)
+    async def _delete_body(
+        self, connection: asyncpg.Connection, head: int, item: BatchedDelete
+    ) -> DeleteResult:
+        """One delete-by-filter inside a transaction holding the writers' lock."""
+        await self._check_preconditions(connection, item.preconditions)
+        params: list[Any] = []
+        where = _filter_sql(item.filter, None, params)
+        sql = f"SELECT id FROM stonetown_relationships WHERE {where} ORDER BY {_KEY_COLUMNS}"
+        limit = item.limit
+        if limit is not None:
+            params.append(limit + 1)
+            sql += f" LIMIT ${len(params)}"
+        ids = [row[0] for row in await connection.fetch(sql, *params)]
+        limit_reached = limit is not None and len(ids) > limit
+        if limit_reached:
+            ids = ids[:limit]
+        if not ids:
+            return DeleteResult(head, 0, limit_reached)
+        revision = await self._new_revision(connection, head, False)
+        await connection.execute(
+            "UPDATE stonetown_relationships SET deleted_revision = $1 WHERE id = ANY($2::bigint[])",
+            revision,
+            ids,
+        )
+        return DeleteResult(revision, len(ids), limit_reached)
 
     async def write_schema(self, text: str, validate: SchemaChangeValidator | None = None) -> int:
         """Store schema text as the schema in force; return the new revision."""

@@ -43,18 +43,28 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         self, request: permission.CheckRequest, context: aio.ServicerContext
     ) -> permission.CheckResponse:
         """Does the subject have the permission on the resource?"""
-        resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
-        name = cv.check_relation_name(request.permission, "permission")
-        subject = cv.subject_from_proto(request.subject, request.HasField("subject"), "subject")
+        asked = cv.check_request_from_proto(request)
+        if asked is None:
+            asked = CheckRequest(
+                cv.object_from_proto(request.resource, request.HasField("resource"), "resource"),
+                cv.check_relation_name(request.permission, "permission"),
+                cv.subject_from_proto(request.subject, request.HasField("subject"), "subject"),
+                cv.struct_to_dict(request.context, request.HasField("context")),
+            )
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
-        caveat_context = cv.struct_to_dict(request.context, request.HasField("context"))
-        contextual = self._contextual(request.contextual_relationships)
-        result = await self.system.check(resource, name, subject, consistency, caveat_context, contextual)
-        return permission.CheckResponse(
+        contextual = (
+            self._contextual(request.contextual_relationships) if request.contextual_relationships else ()
+        )
+        result = await self.system.check(
+            asked.resource, asked.permission, asked.subject, consistency, asked.context, contextual
+        )
+        response = permission.CheckResponse(
             checked_at=cv.token_to_proto(result.revision),
             permissionship=cv.permissionship_to_proto(result.permissionship),
-            partial_caveat_info=_partial(result.missing_parameters),
         )
+        if result.missing_parameters:
+            response.partial_caveat_info.missing_required_context.extend(result.missing_parameters)
+        return response
 
     async def CheckBulk(
         self, request: permission.CheckBulkRequest, context: aio.ServicerContext
@@ -62,9 +72,16 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         """Many checks at one revision; an item that is malformed or fails gets its own error."""
         self.limits.check_count("items", len(request.items), self.limits.max_checks_per_bulk, "checks")
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
-        contextual = self._contextual(request.contextual_relationships)
+        contextual = (
+            self._contextual(request.contextual_relationships) if request.contextual_relationships else ()
+        )
         parsed: list[CheckRequest | StonetownError] = []
+        quick = cv.check_request_from_proto
         for index, item in enumerate(request.items):
+            asked = quick(item)
+            if asked is not None:
+                parsed.append(asked)
+                continue
             path = f"items[{index}]"
             try:
                 parsed.append(
@@ -146,16 +163,38 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
             after=cursor[0] if cursor else None,
             limit=limit,
         )
+        # Several results per message when asked: one stream message costs far more in grpc
+        # than one more entry of a repeated field.
+        per_message = min(request.optional_results_per_message, self.limits.max_page_size)
+        encode = cv.encode_cursor
+        batch: permission.LookupResourcesResponse | None = None
+        count = 0
         async for found, revision in results:
-            yield permission.LookupResourcesResponse(
-                looked_up_at=cv.token_to_proto(revision),
-                resource_object_id=found.resource_id,
-                permissionship=cv.lookup_permissionship(found.conditional),
-                partial_caveat_info=_partial(found.missing_parameters),
-                after_result_cursor=core.Cursor(
-                    token=cv.encode_cursor(_LOOKUP_RESOURCES_CURSOR, [found.resource_id])
-                ),
-            )
+            if batch is not None:
+                item = batch.additional_results.add(
+                    resource_object_id=found.resource_id,
+                    permissionship=cv.lookup_permissionship(found.conditional),
+                )
+                if found.missing_parameters:
+                    item.partial_caveat_info.missing_required_context.extend(found.missing_parameters)
+                item.after_result_cursor.token = encode(_LOOKUP_RESOURCES_CURSOR, [found.resource_id])
+                count += 1
+            else:
+                batch = permission.LookupResourcesResponse(
+                    looked_up_at=cv.token_to_proto(revision),
+                    resource_object_id=found.resource_id,
+                    permissionship=cv.lookup_permissionship(found.conditional),
+                    partial_caveat_info=_partial(found.missing_parameters),
+                    after_result_cursor=core.Cursor(
+                        token=encode(_LOOKUP_RESOURCES_CURSOR, [found.resource_id])
+                    ),
+                )
+                count = 1
+            if count >= per_message:
+                yield batch
+                batch = None
+        if batch is not None:
+            yield batch
 
     async def LookupSubjects(
         self, request: permission.LookupSubjectsRequest, context: aio.ServicerContext

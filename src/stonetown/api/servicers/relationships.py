@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from grpc import aio
 
@@ -10,7 +11,7 @@ from stonetown.api import convert as cv
 from stonetown.api.limits import Limits
 from stonetown.api.pb import core, relationship, relationship_grpc
 from stonetown.core.errors import InvalidArgument
-from stonetown.core.relationship import validate_type_name
+from stonetown.core.relationship import Relationship, validate_type_name
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import Consistency
 
@@ -44,6 +45,24 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
         ]
         revision = await self.system.write_relationships(updates, preconditions)
         return relationship.WriteRelationshipsResponse(written_at=cv.token_to_proto(revision))
+
+    async def ImportRelationships(
+        self, request_iterator: Any, context: aio.ServicerContext
+    ) -> relationship.ImportRelationshipsResponse:
+        """Create every streamed relationship in one atomic write (all or nothing)."""
+        rels: list[Relationship] = []
+        async for request in request_iterator:
+            for item in request.relationships:
+                rel = cv.relationship_from_proto_quick(item)
+                if rel is None:
+                    rel = cv.relationship_from_proto(item, True, f"relationships[{len(rels)}]")
+                rels.append(rel)
+        if not rels:
+            raise InvalidArgument("relationships: at least one relationship is required")
+        revision = await self.system.import_relationships(rels)
+        return relationship.ImportRelationshipsResponse(
+            num_loaded=len(rels), written_at=cv.token_to_proto(revision)
+        )
 
     async def ReadRelationships(
         self, request: relationship.ReadRelationshipsRequest, context: aio.ServicerContext

@@ -159,7 +159,7 @@ class DirectSubjectSet(_message.Message):
     def __init__(self, subjects: _Optional[_Iterable[_Union[ExpandedSubject, _Mapping]]] = ...) -> None: ...
 
 class LookupResourcesRequest(_message.Message):
-    __slots__ = ("consistency", "resource_object_type", "permission", "subject", "context", "contextual_relationships", "optional_limit", "optional_cursor")
+    __slots__ = ("consistency", "resource_object_type", "permission", "subject", "context", "contextual_relationships", "optional_limit", "optional_cursor", "optional_results_per_message")
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_OBJECT_TYPE_FIELD_NUMBER: _ClassVar[int]
     PERMISSION_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,7 @@ class LookupResourcesRequest(_message.Message):
     CONTEXTUAL_RELATIONSHIPS_FIELD_NUMBER: _ClassVar[int]
     OPTIONAL_LIMIT_FIELD_NUMBER: _ClassVar[int]
     OPTIONAL_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    OPTIONAL_RESULTS_PER_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     consistency: _core_pb2.Consistency
     resource_object_type: str
     permission: str
@@ -176,21 +177,36 @@ class LookupResourcesRequest(_message.Message):
     contextual_relationships: _containers.RepeatedCompositeFieldContainer[_core_pb2.Relationship]
     optional_limit: int
     optional_cursor: _core_pb2.Cursor
-    def __init__(self, consistency: _Optional[_Union[_core_pb2.Consistency, _Mapping]] = ..., resource_object_type: _Optional[str] = ..., permission: _Optional[str] = ..., subject: _Optional[_Union[_core_pb2.SubjectReference, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., contextual_relationships: _Optional[_Iterable[_Union[_core_pb2.Relationship, _Mapping]]] = ..., optional_limit: _Optional[int] = ..., optional_cursor: _Optional[_Union[_core_pb2.Cursor, _Mapping]] = ...) -> None: ...
+    optional_results_per_message: int
+    def __init__(self, consistency: _Optional[_Union[_core_pb2.Consistency, _Mapping]] = ..., resource_object_type: _Optional[str] = ..., permission: _Optional[str] = ..., subject: _Optional[_Union[_core_pb2.SubjectReference, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., contextual_relationships: _Optional[_Iterable[_Union[_core_pb2.Relationship, _Mapping]]] = ..., optional_limit: _Optional[int] = ..., optional_cursor: _Optional[_Union[_core_pb2.Cursor, _Mapping]] = ..., optional_results_per_message: _Optional[int] = ...) -> None: ...
 
 class LookupResourcesResponse(_message.Message):
-    __slots__ = ("looked_up_at", "resource_object_id", "permissionship", "partial_caveat_info", "after_result_cursor")
+    __slots__ = ("looked_up_at", "resource_object_id", "permissionship", "partial_caveat_info", "after_result_cursor", "additional_results")
     LOOKED_UP_AT_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     PERMISSIONSHIP_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_CAVEAT_INFO_FIELD_NUMBER: _ClassVar[int]
     AFTER_RESULT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    ADDITIONAL_RESULTS_FIELD_NUMBER: _ClassVar[int]
     looked_up_at: _core_pb2.ZedToken
     resource_object_id: str
     permissionship: Permissionship
     partial_caveat_info: _core_pb2.PartialCaveatInfo
     after_result_cursor: _core_pb2.Cursor
-    def __init__(self, looked_up_at: _Optional[_Union[_core_pb2.ZedToken, _Mapping]] = ..., resource_object_id: _Optional[str] = ..., permissionship: _Optional[_Union[Permissionship, str]] = ..., partial_caveat_info: _Optional[_Union[_core_pb2.PartialCaveatInfo, _Mapping]] = ..., after_result_cursor: _Optional[_Union[_core_pb2.Cursor, _Mapping]] = ...) -> None: ...
+    additional_results: _containers.RepeatedCompositeFieldContainer[LookupResourcesResult]
+    def __init__(self, looked_up_at: _Optional[_Union[_core_pb2.ZedToken, _Mapping]] = ..., resource_object_id: _Optional[str] = ..., permissionship: _Optional[_Union[Permissionship, str]] = ..., partial_caveat_info: _Optional[_Union[_core_pb2.PartialCaveatInfo, _Mapping]] = ..., after_result_cursor: _Optional[_Union[_core_pb2.Cursor, _Mapping]] = ..., additional_results: _Optional[_Iterable[_Union[LookupResourcesResult, _Mapping]]] = ...) -> None: ...
+
+class LookupResourcesResult(_message.Message):
+    __slots__ = ("resource_object_id", "permissionship", "partial_caveat_info", "after_result_cursor")
+    RESOURCE_OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PERMISSIONSHIP_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_CAVEAT_INFO_FIELD_NUMBER: _ClassVar[int]
+    AFTER_RESULT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    resource_object_id: str
+    permissionship: Permissionship
+    partial_caveat_info: _core_pb2.PartialCaveatInfo
+    after_result_cursor: _core_pb2.Cursor
+    def __init__(self, resource_object_id: _Optional[str] = ..., permissionship: _Optional[_Union[Permissionship, str]] = ..., partial_caveat_info: _Optional[_Union[_core_pb2.PartialCaveatInfo, _Mapping]] = ..., after_result_cursor: _Optional[_Union[_core_pb2.Cursor, _Mapping]] = ...) -> None: ...
 
 class LookupSubjectsRequest(_message.Message):
     __slots__ = ("consistency", "resource", "permission", "subject_object_type", "optional_subject_relation", "context", "contextual_relationships", "optional_limit", "optional_cursor")

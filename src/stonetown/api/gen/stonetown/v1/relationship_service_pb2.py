@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from stonetown.api.gen.stonetown.v1 import core_pb2 as stonetown_dot_v1_dot_core__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'stonetown/v1/relationship_service.proto\x12\x0cstonetown.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17stonetown/v1/core.proto\"\x8a\x01\n\x19WriteRelationshipsRequest\x12\x31\n\x07updates\x18\x01 \x03(\x0b\x32 .stonetown.v1.RelationshipUpdate\x12:\n\x16optional_preconditions\x18\x02 \x03(\x0b\x32\x1a.stonetown.v1.Precondition\"H\n\x1aWriteRelationshipsResponse\x12*\n\nwritten_at\x18\x01 \x01(\x0b\x32\x16.stonetown.v1.ZedToken\"\xd0\x01\n\x18ReadRelationshipsRequest\x12.\n\x0b\x63onsistency\x18\x01 \x01(\x0b\x32\x19.stonetown.v1.Consistency\x12=\n\x13relationship_filter\x18\x02 \x01(\x0b\x32 .stonetown.v1.RelationshipFilter\x12\x16\n\x0eoptional_limit\x18\x03 \x01(\r\x12-\n\x0foptional_cursor\x18\x04 \x01(\x0b\x32\x14.stonetown.v1.Cursor\"\xa9\x01\n\x19ReadRelationshipsResponse\x12\'\n\x07read_at\x18\x01 \x01(\x0b\x32\x16.stonetown.v1.ZedToken\x12\x30\n\x0crelationship\x18\x02 \x01(\x0b\x32\x1a.stonetown.v1.Relationship\x12\x31\n\x13\x61\x66ter_result_cursor\x18\x03 \x01(\x0b\x32\x14.stonetown.v1.Cursor\"\xaf\x01\n\x1a\x44\x65leteRelationshipsRequest\x12=\n\x13relationship_filter\x18\x01 \x01(\x0b\x32 .stonetown.v1.RelationshipFilter\x12:\n\x16optional_preconditions\x18\x02 \x03(\x0b\x32\x1a.stonetown.v1.Precondition\x12\x16\n\x0eoptional_limit\x18\x03 \x01(\r\"\xbb\x02\n\x1b\x44\x65leteRelationshipsResponse\x12*\n\ndeleted_at\x18\x01 \x01(\x0b\x32\x16.stonetown.v1.ZedToken\x12#\n\x1brelationships_deleted_count\x18\x02 \x01(\x04\x12U\n\x11\x64\x65letion_progress\x18\x03 \x01(\x0e\x32:.stonetown.v1.DeleteRelationshipsResponse.DeletionProgress\"t\n\x10\x44\x65letionProgress\x12!\n\x1d\x44\x45LETION_PROGRESS_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x45LETION_PROGRESS_COMPLETE\x10\x01\x12\x1d\n\x19\x44\x45LETION_PROGRESS_PARTIAL\x10\x02\"d\n\x0cWatchRequest\x12\x1d\n\x15optional_object_types\x18\x01 \x03(\t\x12\x35\n\x15optional_start_cursor\x18\x02 \x01(\x0b\x32\x16.stonetown.v1.ZedToken\"\xbd\x01\n\rWatchResponse\x12\x31\n\x07updates\x18\x01 \x03(\x0b\x32 .stonetown.v1.RelationshipUpdate\x12/\n\x0f\x63hanges_through\x18\x02 \x01(\x0b\x32\x16.stonetown.v1.ZedToken\x12\x16\n\x0eschema_changed\x18\x03 \x01(\x08\x12\x30\n\x0c\x63ommitted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x96\x03\n\x13RelationshipService\x12g\n\x12WriteRelationships\x12\'.stonetown.v1.WriteRelationshipsRequest\x1a(.stonetown.v1.WriteRelationshipsResponse\x12\x66\n\x11ReadRelationships\x12&.stonetown.v1.ReadRelationshipsRequest\x1a\'.stonetown.v1.ReadRelationshipsResponse0\x01\x12j\n\x13\x44\x65leteRelationships\x12(.stonetown.v1.DeleteRelationshipsRequest\x1a).stonetown.v1.DeleteRelationshipsResponse\x12\x42\n\x05Watch\x12\x1a.stonetown.v1.WatchRequest\x1a\x1b.stonetown.v1.WatchResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'stonetown/v1/relationship_service.proto\x12\x0cstonetown.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17stonetown/v1/core.proto\"\x8a\x01\n\x19WriteRelationshipsRequest\x12\x31\n\x07updates\x18\x01 \x03(\x0b\x32 .stonetown.v1.RelationshipUpdate\x12:\n\x16optional_preconditions\x18\x02 \x03(\x0b\x32\x1a.stonetown.v1.Precondition\"H\n\x1aWriteRelationshipsResponse\x12*\n\nwritten_at\x18\x01 \x01(\x0b\x32\x16.stonetown.v1.ZedToken\"O\n\x1aImportRelationshipsRequest\x12\x31\n\rrelationships\x18\x01 \x03(\x0b\x32\x1a.stonetown.v1.Relationship\"]\n\x1bImportRelationshipsResponse\x12\x12\n\nnum_loaded\x18\x01 \x01(\x04\x12*\n\nwritten_at\x18\x02 \x01(\x0b\x32\x16.stonetown.v1.ZedToken\"\xd0\x01\n\x18ReadRelationshipsRequest\x12.\n\x0b\x63onsistency\x18\x01 \x01(\x0b\x32\x19.stonetown.v1.Consistency\x12=\n\x13relationship_filter\x18\x02 \x01(\x0b\x32 .stonetown.v1.RelationshipFilter\x12\x16\n\x0eoptional_limit\x18\x03 \x01(\r\x12-\n\x0foptional_cursor\x18\x04 \x01(\x0b\x32\x14.stonetown.v1.Cursor\"\xa9\x01\n\x19ReadRelationshipsResponse\x12\'\n\x07read_at\x18\x01 \x01(\x0b\x32\x16.stonetown.v1.ZedToken\x12\x30\n\x0crelationship\x18\x02 \x01(\x0b\x32\x1a.stonetown.v1.Relationship\x12\x31\n\x13\x61\x66ter_result_cursor\x18\x03 \x01(\x0b\x32\x14.stonetown.v1.Cursor\"\xaf\x01\n\x1a\x44\x65leteRelationshipsRequest\x12=\n\x13relationship_filter\x18\x01 \x01(\x0b\x32 .stonetown.v1.RelationshipFilter\x12:\n\x16optional_preconditions\x18\x02 \x03(\x0b\x32\x1a.stonetown.v1.Precondition\x12\x16\n\x0eoptional_limit\x18\x03 \x01(\r\"\xbb\x02\n\x1b\x44\x65leteRelationshipsResponse\x12*\n\ndeleted_at\x18\x01 \x01(\x0b\x32\x16.stonetown.v1.ZedToken\x12#\n\x1brelationships_deleted_count\x18\x02 \x01(\x04\x12U\n\x11\x64\x65letion_progress\x18\x03 \x01(\x0e\x32:.stonetown.v1.DeleteRelationshipsResponse.DeletionProgress\"t\n\x10\x44\x65letionProgress\x12!\n\x1d\x44\x45LETION_PROGRESS_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x45LETION_PROGRESS_COMPLETE\x10\x01\x12\x1d\n\x19\x44\x45LETION_PROGRESS_PARTIAL\x10\x02\"d\n\x0cWatchRequest\x12\x1d\n\x15optional_object_types\x18\x01 \x03(\t\x12\x35\n\x15optional_start_cursor\x18\x02 \x01(\x0b\x32\x16.stonetown.v1.ZedToken\"\xbd\x01\n\rWatchResponse\x12\x31\n\x07updates\x18\x01 \x03(\x0b\x32 .stonetown.v1.RelationshipUpdate\x12/\n\x0f\x63hanges_through\x18\x02 \x01(\x0b\x32\x16.stonetown.v1.ZedToken\x12\x16\n\x0eschema_changed\x18\x03 \x01(\x08\x12\x30\n\x0c\x63ommitted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x84\x04\n\x13RelationshipService\x12g\n\x12WriteRelationships\x12\'.stonetown.v1.WriteRelationshipsRequest\x1a(.stonetown.v1.WriteRelationshipsResponse\x12\x66\n\x11ReadRelationships\x12&.stonetown.v1.ReadRelationshipsRequest\x1a\'.stonetown.v1.ReadRelationshipsResponse0\x01\x12j\n\x13\x44\x65leteRelationships\x12(.stonetown.v1.DeleteRelationshipsRequest\x1a).stonetown.v1.DeleteRelationshipsResponse\x12\x42\n\x05Watch\x12\x1a.stonetown.v1.WatchRequest\x1a\x1b.stonetown.v1.WatchResponse0\x01\x12l\n\x13ImportRelationships\x12(.stonetown.v1.ImportRelationshipsRequest\x1a).stonetown.v1.ImportRelationshipsResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,20 +37,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WRITERELATIONSHIPSREQUEST']._serialized_end=254
   _globals['_WRITERELATIONSHIPSRESPONSE']._serialized_start=256
   _globals['_WRITERELATIONSHIPSRESPONSE']._serialized_end=328
-  _globals['_READRELATIONSHIPSREQUEST']._serialized_start=331
-  _globals['_READRELATIONSHIPSREQUEST']._serialized_end=539
-  _globals['_READRELATIONSHIPSRESPONSE']._serialized_start=542
-  _globals['_READRELATIONSHIPSRESPONSE']._serialized_end=711
-  _globals['_DELETERELATIONSHIPSREQUEST']._serialized_start=714
-  _globals['_DELETERELATIONSHIPSREQUEST']._serialized_end=889
-  _globals['_DELETERELATIONSHIPSRESPONSE']._serialized_start=892
-  _globals['_DELETERELATIONSHIPSRESPONSE']._serialized_end=1207
-  _globals['_DELETERELATIONSHIPSRESPONSE_DELETIONPROGRESS']._serialized_start=1091
-  _globals['_DELETERELATIONSHIPSRESPONSE_DELETIONPROGRESS']._serialized_end=1207
-  _globals['_WATCHREQUEST']._serialized_start=1209
-  _globals['_WATCHREQUEST']._serialized_end=1309
-  _globals['_WATCHRESPONSE']._serialized_start=1312
-  _globals['_WATCHRESPONSE']._serialized_end=1501
-  _globals['_RELATIONSHIPSERVICE']._serialized_start=1504
-  _globals['_RELATIONSHIPSERVICE']._serialized_end=1910
+  _globals['_IMPORTRELATIONSHIPSREQUEST']._serialized_start=330
+  _globals['_IMPORTRELATIONSHIPSREQUEST']._serialized_end=409
+  _globals['_IMPORTRELATIONSHIPSRESPONSE']._serialized_start=411
+  _globals['_IMPORTRELATIONSHIPSRESPONSE']._serialized_end=504
+  _globals['_READRELATIONSHIPSREQUEST']._serialized_start=507
+  _globals['_READRELATIONSHIPSREQUEST']._serialized_end=715
+  _globals['_READRELATIONSHIPSRESPONSE']._serialized_start=718
+  _globals['_READRELATIONSHIPSRESPONSE']._serialized_end=887
+  _globals['_DELETERELATIONSHIPSREQUEST']._serialized_start=890
+  _globals['_DELETERELATIONSHIPSREQUEST']._serialized_end=1065
+  _globals['_DELETERELATIONSHIPSRESPONSE']._serialized_start=1068
+  _globals['_DELETERELATIONSHIPSRESPONSE']._serialized_end=1383
+  _globals['_DELETERELATIONSHIPSRESPONSE_DELETIONPROGRESS']._serialized_start=1267
+  _globals['_DELETERELATIONSHIPSRESPONSE_DELETIONPROGRESS']._serialized_end=1383
+  _globals['_WATCHREQUEST']._serialized_start=1385
+  _globals['_WATCHREQUEST']._serialized_end=1485
+  _globals['_WATCHRESPONSE']._serialized_start=1488
+  _globals['_WATCHRESPONSE']._serialized_end=1677
+  _globals['_RELATIONSHIPSERVICE']._serialized_start=1680
+  _globals['_RELATIONSHIPSERVICE']._serialized_end=2196
 # @@protoc_insertion_point(module_scope)

@@ -25,6 +25,20 @@ class WriteRelationshipsResponse(_message.Message):
     written_at: _core_pb2.ZedToken
     def __init__(self, written_at: _Optional[_Union[_core_pb2.ZedToken, _Mapping]] = ...) -> None: ...
 
+class ImportRelationshipsRequest(_message.Message):
+    __slots__ = ("relationships",)
+    RELATIONSHIPS_FIELD_NUMBER: _ClassVar[int]
+    relationships: _containers.RepeatedCompositeFieldContainer[_core_pb2.Relationship]
+    def __init__(self, relationships: _Optional[_Iterable[_Union[_core_pb2.Relationship, _Mapping]]] = ...) -> None: ...
+
+class ImportRelationshipsResponse(_message.Message):
+    __slots__ = ("num_loaded", "written_at")
+    NUM_LOADED_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_AT_FIELD_NUMBER: _ClassVar[int]
+    num_loaded: int
+    written_at: _core_pb2.ZedToken
+    def __init__(self, num_loaded: _Optional[int] = ..., written_at: _Optional[_Union[_core_pb2.ZedToken, _Mapping]] = ...) -> None: ...
+
 class ReadRelationshipsRequest(_message.Message):
     __slots__ = ("consistency", "relationship_filter", "optional_limit", "optional_cursor")
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]

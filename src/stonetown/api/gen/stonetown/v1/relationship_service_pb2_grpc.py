@@ -54,6 +54,11 @@ class RelationshipServiceStub:
                 request_serializer=stonetown_dot_v1_dot_relationship__service__pb2.WatchRequest.SerializeToString,
                 response_deserializer=stonetown_dot_v1_dot_relationship__service__pb2.WatchResponse.FromString,
                 _registered_method=True)
+        self.ImportRelationships = channel.stream_unary(
+                '/stonetown.v1.RelationshipService/ImportRelationships',
+                request_serializer=stonetown_dot_v1_dot_relationship__service__pb2.ImportRelationshipsRequest.SerializeToString,
+                response_deserializer=stonetown_dot_v1_dot_relationship__service__pb2.ImportRelationshipsResponse.FromString,
+                _registered_method=True)
 
 
 class RelationshipServiceServicer:
@@ -87,6 +92,15 @@ class RelationshipServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportRelationships(self, request_iterator, context):
+        """Create every streamed relationship in one atomic write (one revision; all or nothing, like
+        SpiceDB's ImportBulkRelationships): fails with ALREADY_EXISTS if any is stored, and with
+        INVALID_ARGUMENT naming the relationship's position in the stream if any is refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RelationshipServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +123,11 @@ def add_RelationshipServiceServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=stonetown_dot_v1_dot_relationship__service__pb2.WatchRequest.FromString,
                     response_serializer=stonetown_dot_v1_dot_relationship__service__pb2.WatchResponse.SerializeToString,
+            ),
+            'ImportRelationships': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportRelationships,
+                    request_deserializer=stonetown_dot_v1_dot_relationship__service__pb2.ImportRelationshipsRequest.FromString,
+                    response_serializer=stonetown_dot_v1_dot_relationship__service__pb2.ImportRelationshipsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +238,33 @@ class RelationshipService:
             '/stonetown.v1.RelationshipService/Watch',
             stonetown_dot_v1_dot_relationship__service__pb2.WatchRequest.SerializeToString,
             stonetown_dot_v1_dot_relationship__service__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportRelationships(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/stonetown.v1.RelationshipService/ImportRelationships',
+            stonetown_dot_v1_dot_relationship__service__pb2.ImportRelationshipsRequest.SerializeToString,
+            stonetown_dot_v1_dot_relationship__service__pb2.ImportRelationshipsResponse.FromString,
             options,
             channel_credentials,
             insecure,

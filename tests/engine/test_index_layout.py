@@ -1,0 +1,120 @@
+"""The compact index layout (shared single-entry buckets, tuple reverse entries) is
+invisible: after any sequence of adds and removes the index holds exactly the live
+relationships, forward and reverse, and an overlay never changes its base."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+from stonetown.core.relationship import ContextualizedCaveat, Relationship
+from stonetown.engine.index import RelationshipIndex, overlay
+
+
+def _random_relationship(rng: random.Random) -> Relationship:
+    subject_relation = rng.choice(["", "", "member"])
+    caveat = ContextualizedCaveat("ip", {"n": rng.randrange(3)}) if rng.random() < 0.1 else None
+    expiration = datetime(2030, 1, 1, tzinfo=UTC) if rng.random() < 0.05 else None
+    return Relationship(
+        rng.choice(["app", "team"]),
+        f"r{rng.randrange(6)}",
+        rng.choice(["runner", "org"]),
+        rng.choice(["user", "team"]),
+        f"s{rng.randrange(12)}",  # few subjects, so buckets share and reverse entries grow
+        subject_relation,
+        caveat,
+        expiration,
+    )
+
+
+def _expected_reverse(
+    live: dict[tuple[str, ...], Relationship],
+) -> dict[tuple[str, str, str], set[tuple[str, str, str]]]:
+    reverse: dict[tuple[str, str, str], set[tuple[str, str, str]]] = {}
+    for rel in live.values():
+        subject = (rel.subject_type, rel.subject_id, rel.subject_relation)
+        reverse.setdefault(subject, set()).add((rel.resource_type, rel.resource_id, rel.relation))
+    return reverse
+
+
+def _state(
+    index: RelationshipIndex,
+) -> tuple[set[Relationship], dict[tuple[str, str, str], set[tuple[str, str, str]]]]:
+    reverse = {key: set(holders) for key, holders in dict.items(index.reverse)}
+    return set(index.relationships()), reverse
+
+
+def test_adds_and_removes_keep_exactly_the_live_relationships() -> None:
+    for seed in range(30):
+        rng = random.Random(seed)
+        index = RelationshipIndex()
+        live: dict[tuple[str, ...], Relationship] = {}
+        for _ in range(400):
+            rel = _random_relationship(rng)
+            if rng.random() < 0.35:
+                index.remove(rel)
+                live.pop(rel.key, None)
+            else:
+                index.add(rel)
+                live[rel.key] = rel
+        assert set(index.relationships()) == set(live.values()), seed
+        assert index.count == len(live)
+        assert {k: set(v) for k, v in index.reverse.items()} == _expected_reverse(live), seed
+        for holders in index.reverse.values():
+            assert len(set(holders)) == len(holders)  # no resource key twice
+        for forward in (index.objects, index.usersets):
+            assert all(forward.values())  # no empty bucket left behind
+        named = {(r.subject_type, r.subject_id, r.subject_relation) for r in live.values()}
+        named |= {(t, i) for t, i, srel in named if not srel}
+        assert set(index._keys) <= named and set(index._shared) <= named
+
+
+def test_overlay_never_changes_a_shared_bucket_of_its_base() -> None:
+    base = RelationshipIndex()
+    for app in ("a1", "a2", "a3"):
+        base.add(Relationship("app", app, "org", "organization", "o1"))  # one shared bucket
+    base.add(Relationship("team", "t1", "member", "user", "u1"))
+    assert base.objects[("app", "a1", "org")] is base.objects[("app", "a2", "org")]  # shared
+    before = _state(base)
+    extra = [
+        Relationship("app", "a1", "org", "organization", "o2"),
+        Relationship("team", "t2", "member", "user", "u1"),
+    ]
+    view = overlay(base, extra)
+    assert _state(base) == before
+    assert set(view.objects.get(("app", "a1", "org"), {})) == {("organization", "o1"), ("organization", "o2")}
+    assert set(view.objects.get(("app", "a2", "org"), {})) == {("organization", "o1")}
+    assert set(view.reverse.get(("user", "u1", ""), ())) == {
+        ("team", "t1", "member"),
+        ("team", "t2", "member"),
+    }
+    # changing one app of the shared bucket leaves the others alone
+    base.add(Relationship("app", "a2", "org", "organization", "o3"))
+    base.remove(Relationship("app", "a3", "org", "organization", "o1"))
+    assert set(base.objects[("app", "a1", "org")]) == {("organization", "o1")}
+    assert set(base.objects[("app", "a2", "org")]) == {("organization", "o1"), ("organization", "o3")}
+    assert ("app", "a3", "org") not in base.objects
+
+
+def test_add_all_matches_add() -> None:
+    rng = random.Random(7)
+    rels = [_random_relationship(rng) for _ in range(300)]
+    one = RelationshipIndex.build(rels, 1)
+    fields = RelationshipIndex(1)
+    fields.add_all(
+        (*r.key, r.caveat, None if r.expiration is None else r.expiration.timestamp()) for r in rels
+    )
+    assert _state(one) == _state(fields)
+    assert one.count == fields.count
+
+
+def test_subjects_no_longer_named_leave_no_shared_state() -> None:
+    index = RelationshipIndex()
+    for n in range(50):
+        rel = Relationship("app", f"a{n}", "runner", "user", f"u{n}")
+        index.add(rel)
+        index.add(Relationship("app", f"a{n}", "org", "team", f"t{n}", "member"))
+        index.remove(rel)
+        index.remove(Relationship("app", f"a{n}", "org", "team", f"t{n}", "member"))
+    assert index.count == 0 and not index.objects and not index.usersets and not index.reverse
+    assert not index._keys and not index._shared
