@@ -112,6 +112,7 @@ class _Builder:
         self.rng = random.Random(seed)
         self.target = target
         self.rels: list[Relationship] = []
+        self.linked_owners: set[str] = set()
         self.checks: dict[str, list[Check]] = {kind: [] for kind in CHECK_KINDS}
         self.lookup_resources: list[tuple[str, str, str]] = []
         self.lookup_subjects: list[tuple[str, str, str, str]] = []
@@ -251,7 +252,8 @@ class _Builder:
             app = f"{owner}p{n}x{p}"
             self.add("app", app, "owner", "user", owner)
             self.add("run", f"{app}x0", "app", "app", app)
-        if n % 4 == 0:
+        if n % 4 == 0 and owner not in self.linked_owners:  # owners repeat at 10M
+            self.linked_owners.add(owner)
             self.add("user", owner, "default_link", "user", "*")
         self.lookup_resources.append(("app", "run", owner))
         self.lookup_subjects.append(("app", apps[0], "run", "user"))

@@ -396,6 +396,12 @@ def run(
                     row["check_h2load_half_rate"] = h2load(
                         st.target, CHECK, deep_body, duration=duration, rps=half
                     )
+                    # h2load's paced clients send in bursts: the floor at the same rate shows
+                    # how much of the latency is the load generator and grpc.aio alone
+                    _say(f"[{label}] h2load Check at the same rate on the floor")
+                    rows["floor"]["check_h2load_half_rate"] = h2load(
+                        servers["floor"].target, CHECK, deep_body, duration=duration, rps=half
+                    )
                     _say(f"[{label}] h2load LookupResources (big)")
                     row["lookup_resources_big_h2load"] = h2load(
                         st.target, LOOKUP_RESOURCES, reqs["lookup_resources_big"][0][2],

@@ -117,8 +117,11 @@ def test_fixed_seed_slice() -> None:
     print(
         f"differential slice: seeds={len(SLICE)} cases={stats.cases} queries={stats.compared} "
         f"disagreements={len(stats.disagreements)} new={len(unknown)} "
+        f"model-acceptance-disagreements={len(stats.model_disagreements)} "
         f"openfga-timeouts={stats.timeouts} in {time.monotonic() - started:.1f}s"
     )
     assert stats.cases >= len(SLICE) // 4, "too few generated models were accepted by both sides"
     assert stats.compared > 1000
     assert not unknown, "\n".join(unknown)
+    # a model only one side accepts is a disagreement too (OpenFGA's validation rules)
+    assert not stats.model_disagreements, "\n".join(map(str, stats.model_disagreements))

@@ -201,6 +201,58 @@ def _schema_fmt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_source(file: str) -> str:
+    return sys.stdin.read() if file == "-" else Path(file).read_text()
+
+
+def _schema_import_fga(args: argparse.Namespace) -> int:
+    import json
+
+    from stonetown.schema import format_schema
+    from stonetown.schema.fga import import_fga, import_fga_json, import_fga_modules
+
+    path = Path(args.file)
+    if args.file != "-" and path.name == "fga.mod":
+        # a modular model: fga.mod names the module files, relative to its folder
+        from stonetown.schema.fga import parse_fga_mod
+
+        mod_text = path.read_text()
+        files = {
+            item.path: (path.parent / item.path).read_text() for item in parse_fga_mod(mod_text).contents
+        }
+        schema = import_fga_modules(files, mod_text)
+    else:
+        source = _read_source(args.file)
+        if args.file.endswith(".json") or source.lstrip().startswith("{"):
+            schema = import_fga_json(json.loads(source))
+        else:
+            schema = import_fga(source)
+    sys.stdout.write(format_schema(schema))
+    return 0
+
+
+def _schema_export_fga(args: argparse.Namespace) -> int:
+    from stonetown.schema import compile_schema
+    from stonetown.schema.fga import export_fga
+
+    if args.file is None:
+        from stonetown.client import Client
+
+        with Client(
+            args.endpoint,
+            preshared_key=args.preshared_key,
+            tls=args.tls,
+            ca_cert=args.ca_cert,
+            server_name=args.server_name,
+            timeout=args.timeout,
+        ) as client:
+            source = client.read_schema().text
+    else:
+        source = _read_source(args.file)
+    sys.stdout.write(export_fga(compile_schema(source)))
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     from stonetown import validation
 
@@ -244,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_datastore_options(migrate)
     migrate.set_defaults(handler=_migrate)
 
-    schema = sub.add_parser("schema", help="write, read or format a schema")
+    schema = sub.add_parser("schema", help="write, read, format, import or export a schema")
     schema_sub = schema.add_subparsers(dest="schema_command", required=True, metavar="ACTION")
     write = schema_sub.add_parser("write", parents=[client_opts], help="store a schema file (- for stdin)")
     write.add_argument("file")
@@ -255,6 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("file")
     fmt.add_argument("-w", "--write", action="store_true", help="rewrite the file instead of printing")
     fmt.set_defaults(handler=_schema_fmt)
+    import_fga = schema_sub.add_parser(
+        "import-fga",
+        help="print an OpenFGA model (DSL, JSON, or fga.mod of a modular model) as a Stonetown schema",
+    )
+    import_fga.add_argument("file", help="model.fga, model.json, path/to/fga.mod, or - for stdin")
+    import_fga.set_defaults(handler=_schema_import_fga)
+    export_fga = schema_sub.add_parser(
+        "export-fga",
+        parents=[client_opts],
+        help="print a schema as an OpenFGA model (DSL): FILE, or the schema in force on the server",
+    )
+    export_fga.add_argument("file", nargs="?", help="a .zed schema file (default: ask the server)")
+    export_fga.set_defaults(handler=_schema_export_fga)
 
     rel = sub.add_parser("rel", help="write, touch, delete or read relationships")
     rel_sub = rel.add_subparsers(dest="action", required=True, metavar="ACTION")

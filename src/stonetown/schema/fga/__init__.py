@@ -39,25 +39,27 @@ from stonetown.schema.fga.to_ir import (
 from stonetown.schema.fga.validate import validate_model
 
 
-def _checked(model: Model) -> ir.Schema:
-    errors = validate_model(model)
+def _checked(model: Model, server_rules: bool) -> ir.Schema:
+    errors = validate_model(model, server_rules)
     if errors:
         raise FgaValidationError(errors)
     return model_to_ir(model)
 
 
-def import_fga(text: str) -> ir.Schema:
+def import_fga(text: str, *, server_rules: bool = True) -> ir.Schema:
     """Parse, validate and compile an OpenFGA DSL model.
 
     Raises :class:`FgaSyntaxError` for grammar errors and :class:`FgaValidationError` for
     models OpenFGA would reject; both are :class:`~stonetown.core.errors.InvalidArgument`.
+    ``server_rules=False`` applies openfga/language's validator only, which accepts some
+    models the OpenFGA server refuses (cycles of computed usersets, see :mod:`.validate`).
     """
-    return _checked(parse_model(text))
+    return _checked(parse_model(text), server_rules)
 
 
-def import_fga_json(model: Mapping[str, Any]) -> ir.Schema:
+def import_fga_json(model: Mapping[str, Any], *, server_rules: bool = True) -> ir.Schema:
     """Validate and compile an OpenFGA model in its JSON form (already decoded)."""
-    return _checked(model_from_json(model))
+    return _checked(model_from_json(model), server_rules)
 
 
 __all__ = [

@@ -6,12 +6,17 @@ The phases and their order follow openfga/language's validator:
 2. schema version (`1.1`, or `1.2` for models combined from modules);
 3. references: types, relations and conditions named by each definition must exist, and the
    tupleset of a `from` must be a purely direct relation without wildcards or usersets;
-4. duplicates: types, type restrictions, and repeated operands of one operator;
+4. duplicates: types, type restrictions, and repeated operands of a definition's top-level
+   operator (as upstream: `r1 or ((r0 or r0) or r1)` passes);
 5. entry points: every relation must be reachable from some directly assignable type;
-6. every condition must be used;
-7. a file of a modular model holds one module only (nodes that name their file).
+6. the OpenFGA server's own checks (pkg/typesystem `validateRelation`, which the language
+   validator does not run): its entry-point walk, which differs from the language's in which
+   visited relations it remembers, and its ban on cycles of computed usersets
+   (`define a: b or [user]` with `define b: a`);
+7. every condition must be used;
+8. a file of a modular model holds one module only (nodes that name their file).
 
-Phases 3-5 run only while no error has been found, as upstream does, because one broken
+Phases 3-6 run only while no error has been found, as upstream does, because one broken
 reference would otherwise cascade into many entry-point errors.
 """
 
@@ -67,8 +72,14 @@ class _Types:
         return self.relations.get(type_name, {}).get(relation)
 
 
-def validate_model(model: Model) -> list[FgaErrorDetail]:
-    """Every validation error of ``model`` in OpenFGA's order (empty when the model is valid)."""
+def validate_model(model: Model, server_rules: bool = True) -> list[FgaErrorDetail]:
+    """Every validation error of ``model`` in OpenFGA's order (empty when the model is valid).
+
+    With ``server_rules`` false only openfga/language's validator runs (what its DSL test
+    cases describe); by default the OpenFGA server's own checks follow, so that no model the
+    server refuses is accepted. (The language's duplicate rules refuse a few models the server
+    would store, e.g. `define p: r0 or r0`; they stay, as the DSL test cases require them.)
+    """
     out = _Collector()
     _check_names(model, out)
     if model.schema_version is None:
@@ -107,6 +118,8 @@ def validate_model(model: Model) -> list[FgaErrorDetail]:
                         relation.name_span,
                         relation.name,
                     )
+    if server_rules and not out.errors:
+        _check_server_rules(model, types, out)
     used = {
         r.condition
         for type_def in model.types
@@ -383,3 +396,126 @@ def _entry_point(
         if not has_entry:
             return False, child_loop
     return True, False
+
+
+# ---- the OpenFGA server's checks (openfga/openfga pkg/typesystem) ---------------------------
+
+# Relation name → has an entry point, per type name. The outer dict is copied per call while the
+# inner dicts are shared, reproducing Go's shallow `maps.Clone` of upstream's
+# `map[string]map[string]bool`: marks made in a shared inner map are seen by callers and
+# siblings, which decides some verdicts.
+_ServerVisited = dict[str, dict[str, bool]]
+
+SERVER_NO_ENTRYPOINTS = "no entrypoints defined"
+SERVER_LOOP = "potential loop"
+SERVER_CYCLE = "an authorization model cannot contain a cycle"
+SERVER_SELF_REFERENCE = "invalid userset rewrite definition"
+
+_SERVER_CATEGORIES = {
+    SERVER_NO_ENTRYPOINTS: "relation-no-entry-point",
+    SERVER_LOOP: "relation-no-entry-point",
+    SERVER_CYCLE: "relation-cycle",
+    SERVER_SELF_REFERENCE: "invalid-userset-rewrite",
+}
+
+
+def _check_server_rules(model: Model, types: _Types, out: _Collector) -> None:
+    """The server's per-relation checks in its order (types, then relations, sorted by name;
+    per relation: self-reference, entry points, cycles); every failing relation is reported
+    at its name."""
+    spans = {(t.name, r.name): r.name_span for t in model.types for r in t.relations}
+    for type_name in sorted(types.relations):
+        relations = types.relations[type_name]
+        for relation_name in sorted(relations):
+            relation = relations[relation_name]
+            has_entry, loop = _server_entrypoints(types, type_name, relation_name, relation.expr, {})
+            if any(
+                isinstance(leaf, Computed) and leaf.relation == relation_name
+                for leaf in _leaves(relation.expr)
+            ):
+                # `isUsersetRewriteValid`: a definition may not name itself, at any depth.
+                cause = SERVER_SELF_REFERENCE
+            elif not has_entry:
+                cause = SERVER_LOOP if loop else SERVER_NO_ENTRYPOINTS
+            elif _server_cycle(types, type_name, relation_name, relation.expr, set()):
+                cause = SERVER_CYCLE
+            else:
+                continue
+            out.add(
+                f"the definition of relation '{relation_name}' in object type '{type_name}' "
+                f"is invalid: {cause}",
+                _SERVER_CATEGORIES[cause],
+                spans.get((type_name, relation_name), relation.name_span),
+                relation_name,
+            )
+
+
+def _server_entrypoints(
+    types: _Types, type_name: str, relation_name: str, expr: Expr, visited: _ServerVisited
+) -> tuple[bool, bool]:
+    """A port of upstream's `hasEntrypoints`: (has an entry point, a loop was met)."""
+    v = dict(visited)
+    if type_name in v:
+        v[type_name][relation_name] = False
+    else:
+        v[type_name] = {relation_name: False}
+    relations = types.relations[type_name]
+    relation = relations[relation_name]
+    if isinstance(expr, Direct):
+        for r in relation.restrictions():
+            if r.relation is None or r.wildcard:
+                v[type_name][relation_name] = True
+                return True, False
+            if r.relation in v.get(r.type, {}):
+                continue
+            target = types.relations[r.type][r.relation]
+            if _server_entrypoints(types, r.type, r.relation, target.expr, v)[0]:
+                return True, False
+        return False, False
+    if isinstance(expr, Computed):
+        seen = v[type_name]
+        if expr.relation in seen:
+            return seen[expr.relation], True
+        return _server_entrypoints(types, type_name, expr.relation, relations[expr.relation].expr, v)
+    if isinstance(expr, FromTupleset):
+        for r in relations[expr.tupleset].restrictions():
+            target = types.get(r.type, expr.computed)
+            if target is None:
+                continue
+            known = v.get(r.type, {})
+            if expr.computed in known:
+                if known[expr.computed]:
+                    return True, False
+                continue
+            if _server_entrypoints(types, r.type, expr.computed, target.expr, v)[0]:
+                return True, False
+        return False, False
+    # Upstream hands the operands the map it was given, not its own copy.
+    if expr.kind == "union":
+        loop = False
+        for child in expr.children:
+            has_entry, child_loop = _server_entrypoints(types, type_name, relation_name, child, visited)
+            if has_entry:
+                return True, False
+            loop = loop or child_loop
+        return False, loop
+    for child in expr.children:
+        has_entry, child_loop = _server_entrypoints(types, type_name, relation_name, child, visited)
+        if not has_entry:
+            return False, child_loop
+    return True, False
+
+
+def _server_cycle(types: _Types, type_name: str, relation_name: str, expr: Expr, visited: set[str]) -> bool:
+    """A port of upstream's `hasCycle`: does following computed usersets (anywhere in the
+    rewrite, not through `from`) lead back to a relation already on the path?"""
+    visited.add(f"{type_name}#{relation_name}")
+    copy = set(visited)
+    if isinstance(expr, Direct | FromTupleset):
+        return False
+    if isinstance(expr, Computed):
+        if f"{type_name}#{expr.relation}" in visited:
+            return True
+        target = types.relations[type_name][expr.relation]
+        return _server_cycle(types, type_name, expr.relation, target.expr, copy)
+    return any(_server_cycle(types, type_name, relation_name, child, copy) for child in expr.children)
