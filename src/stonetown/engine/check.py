@@ -48,6 +48,11 @@ class CompiledSchema:
                     ]
         self.inlinable = _inlinable_targets(schema)
         self.graph = _relation_graph(schema)
+        # relations no walk leads back to: never on the stack twice, so their dispatches
+        # skip the stack (no cycle can pass through them)
+        self.acyclic = frozenset(
+            key for key, edges in self.graph.items() if not _reaches(self.graph, edges, key)
+        )
         for definition in schema.definitions.values():
             for relation in definition.relations.values():
                 self.functions[(definition.name, relation.name)] = self._compile(
@@ -196,17 +201,97 @@ class CompiledSchema:
         # cheapest first: a direct lookup often decides the union before any walk. The
         # answer does not depend on the order.
         ordered = sorted(leaves.items(), key=lambda item: item[1][0])
+        factored = self._factor(rtype, ordered)
         direct = [(owner, child) for key, (_, child, owner) in ordered if key[0] == "objects"]
         if len(direct) > 1:
             compiled.append(_compile_objects(rtype, direct))  # type: ignore[arg-type]
         for key, (_, child, owner) in ordered:
             if key[0] == "objects" and len(direct) > 1:
                 continue
+            if key in factored:
+                function = factored[key]
+                if function is not None:
+                    compiled.append(function)
+                continue
             if key[0] in ("objects", "usersets"):
                 compiled.append(_compile_this(rtype, owner, child, key[0]))  # type: ignore[arg-type]
             else:
                 compiled.append(self._compile(rtype, owner, child))
         return _compile_union(tuple(compiled), frozenset(names), rtype)
+
+    def _flag(self, rtype: str, node: ir.Rewrite) -> bool:
+        """Whether `node` names a relation of `rtype` storing plain subjects or wildcards
+        only, none with a caveat: one lookup, always True or False."""
+        if not isinstance(node, ir.ComputedUserset) or (rtype, node.relation) not in self.inlinable:
+            return False
+        target = self.schema.relation(rtype, node.relation)
+        return (
+            target is not None
+            and isinstance(target.rewrite, ir.This)
+            and all(a.relation is None and a.caveat is None for a in target.rewrite.allowed)
+        )
+
+    def _caveat_free(self, rtype: str, node: ir.Rewrite) -> bool:
+        """Whether no relation `node` evaluates, however deep, admits a caveated subject (so
+        its value is True, False or UNKNOWN, never a caveat expression)."""
+        seen: set[tuple[str, str]] = set()
+        todo = list(evaluated_relations(self.schema, rtype, node))
+        while todo:
+            current = todo.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            relation = self.schema.relation(*current)
+            if relation is not None and any(a.caveat is not None for a in relation.allowed):
+                return False
+            todo.extend(self.graph.get(current, ()))
+        return True
+
+    def _factor(
+        self, rtype: str, ordered: list[tuple[tuple[object, ...], tuple[int, ir.Rewrite, str]]]
+    ) -> dict[tuple[object, ...], EvalFn | None]:
+        """Union operands `c & f1`, `c & f2`, ... sharing an operand `c`, each other operand
+        a flag (see :meth:`_flag`), evaluated as one `c & (f1 + f2 + ...)`: the flags in one
+        closure, `c` at most once (`member & grants_run` on each level of a role's grants).
+        Exact: with the flags plainly True or False and `c` free of caveats, both forms have
+        the value of `c` when a flag is set, else False. Maps the first operand of each group
+        (in `ordered`) to the evaluation of the group, the others to None."""
+        pairs: dict[tuple[object, ...], tuple[ir.Rewrite, ir.Rewrite]] = {}
+        for key, (_, node, _owner) in ordered:
+            if key[0] != "node" or not isinstance(node, ir.Intersection) or len(node.children) != 2:
+                continue
+            first, second = node.children
+            # the shared operand must not depend on the relation holding the operand (a
+            # direct `[user]` would): a computed userset or an arrow
+            for common, flag in ((first, second), (second, first)):
+                if (
+                    isinstance(common, ir.ComputedUserset | ir.TupleToUserset)
+                    and self._flag(rtype, flag)
+                    and not self._flag(rtype, common)
+                ):
+                    pairs[key] = (common, flag)
+                    break
+        groups: dict[ir.Rewrite, list[tuple[object, ...]]] = {}
+        for key, (common, _flag) in pairs.items():
+            groups.setdefault(common, []).append(key)
+        out: dict[tuple[object, ...], EvalFn | None] = {}
+        for common, keys in groups.items():
+            if len(keys) < 2 or not self._caveat_free(rtype, common):
+                continue
+            flags: dict[str, ir.This] = {}
+            for key in keys:
+                flag = pairs[key][1]
+                assert isinstance(flag, ir.ComputedUserset)  # see _flag
+                target = self.schema.relation(rtype, flag.relation)
+                assert target is not None and isinstance(target.rewrite, ir.This)
+                flags[flag.relation] = target.rewrite
+            # the flags first, as each intersection would (a lookup before a walk); a flag
+            # named by a subject set is a member of itself, as inlined
+            lookups = _compile_objects(rtype, list(flags.items()), frozenset(flags))
+            out[keys[0]] = _compile_intersection((lookups, self._compile(rtype, "", common)))
+            for key in keys[1:]:
+                out[key] = None
+        return out
 
 
 def _relation_graph(schema: ir.Schema) -> dict[tuple[str, str], set[tuple[str, str]]]:
@@ -421,7 +506,12 @@ def _compile_this(rtype: str, rel: str, node: ir.This, part: str = "all", itself
                     if result is True:
                         return True
             if stype in wildcard_types:
-                bucket = run.objects.get(key)
+                # the keys storing `stype:*` (a set far smaller than the forward map) answer
+                # most lookups without a probe of that map
+                wild = run.wild
+                if wild is None:
+                    wild = run.wild_of(stype)
+                bucket = run.objects.get(key) if key in wild else None
                 if bucket is not None:
                     meta = bucket.get((stype, "*"), _MISSING)
                     if meta is None:
@@ -451,7 +541,8 @@ def _compile_this(rtype: str, rel: str, node: ir.This, part: str = "all", itself
                         found = all_of(edge, found)
                     if found is True:
                         return True
-                    result = any_of(result, found)
+                    if found is not False:
+                        result = any_of(result, found)
                 if deferred is not None:
                     raise deferred
         return result
@@ -459,15 +550,18 @@ def _compile_this(rtype: str, rel: str, node: ir.This, part: str = "all", itself
     return this
 
 
-def _compile_objects(rtype: str, direct: list[tuple[str, ir.This]]) -> EvalFn:
+def _compile_objects(
+    rtype: str, direct: list[tuple[str, ir.This]], itself: frozenset[str] = frozenset()
+) -> EvalFn:
     """The plain-subject and wildcard lookups of several relations of one union (the
-    "objects" part of :func:`_compile_this` for each), in one closure."""
+    "objects" part of :func:`_compile_this` for each), in one closure. `itself`: relations
+    whose subject set on the object is a member (relations evaluated inline)."""
     specs = tuple((rel, *_allowed_sets(node.allowed)[:2]) for rel, node in direct)
 
     def objects(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         stype, sid, srel = subj
         if srel:
-            return False
+            return srel in itself and sid == rid and stype == rtype
         result: Result = False
         get = run.objects.get
         held = run.held if subj is run.held_subject else run.held_by(subj)
@@ -482,6 +576,11 @@ def _compile_objects(rtype: str, direct: list[tuple[str, ir.This]]) -> EvalFn:
                     if result is True:
                         return True
             if stype in wildcard_types:
+                wild = run.wild
+                if wild is None:
+                    wild = run.wild_of(stype)
+                if key not in wild:
+                    continue
                 bucket = get(key)
                 if bucket is None:
                     continue
@@ -539,7 +638,8 @@ def _compile_arrow(
                 found = all_of(edge, found)
             if found is True:
                 return True
-            result = any_of(result, found)
+            if found is not False:
+                result = any_of(result, found)
         if deferred is not None:
             raise deferred
         return result
@@ -569,7 +669,8 @@ def _compile_arrow(
                 found = all_of(edge, found)
             if found is True:
                 return True
-            result = any_of(result, found)
+            if found is not False:
+                result = any_of(result, found)
         if deferred is not None:
             raise deferred
         return result
@@ -627,7 +728,8 @@ def _compile_intersection(children: tuple[EvalFn, ...]) -> EvalFn:
             found = child(run, rid, subj, depth)
             if found is False:
                 return False
-            result = all_of(result, found)
+            if found is not True:
+                result = all_of(result, found)
         return result
 
     return intersection
@@ -650,6 +752,7 @@ class CheckRun:
     __slots__ = (
         "functions",
         "simple_recursive",
+        "acyclic",
         "objects",
         "usersets",
         "memo",
@@ -665,17 +768,21 @@ class CheckRun:
         "reverse",
         "held_subject",
         "held",
+        "wild",
     )
 
     def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
         self.functions = compiled.functions
         self.simple_recursive = compiled.simple_recursive
+        self.acyclic = compiled.acyclic
         self.objects = index.objects
         self.usersets = index.usersets
         self.reverse = index.reverse
         # the resource keys holding `held_subject` directly (see held_by)
         self.held_subject: Subject | None = None
         self.held: tuple[tuple[str, str, str], ...] | set[tuple[str, str, str]] = ()
+        # the resource keys storing the wildcard of its type (see wild_of), None until asked
+        self.wild: tuple[tuple[str, str, str], ...] | set[tuple[str, str, str]] | None = None
         self.memo: dict[tuple[str, str, str, Subject], Result] = {}
         # sub-problems being evaluated, outermost first (a dict keeps insertion order)
         self.stack: dict[tuple[str, str, str, Subject], None] = {}
@@ -715,7 +822,15 @@ class CheckRun:
         reverse entry: a few keys, unlike the forward map), remembered for the whole run."""
         self.held_subject = subj
         self.held = self.reverse.get((subj[0], subj[1], ""), ())
+        self.wild = None
         return self.held
+
+    def wild_of(self, stype: str) -> tuple[tuple[str, str, str], ...] | set[tuple[str, str, str]]:
+        """The (type, id, relation) keys storing the wildcard `stype:*` (its reverse entry: a
+        set far smaller than the forward map, so a miss costs no probe of that map), for the
+        subject of :meth:`held_by`, whose type is `stype`; remembered until it changes."""
+        self.wild = self.reverse.get((stype, "*", ""), ())
+        return self.wild
 
     def meta_result(self, meta: RelMeta) -> Result:
         """What one relationship's caveat and expiration contribute: False once expired,
@@ -752,7 +867,10 @@ class CheckRun:
         if known is not None:
             return known
         stack = self.stack
-        if key in stack:
+        # an acyclic relation is never met again while being evaluated, and never lies between
+        # two frames of a cycle (_cycle's frames): it needs no place on the stack
+        cyclic = (rtype, rel) not in self.acyclic
+        if cyclic and key in stack:
             self.cut = True
             return self._cycle(key, rtype, rel)
         if depth >= self.max_depth:
@@ -768,11 +886,13 @@ class CheckRun:
             check_deadline(self.deadline)
         outer_cut = self.cut
         self.cut = False
-        stack[key] = None
+        if cyclic:
+            stack[key] = None
         try:
             result = function(self, rid, subj, depth + 1)
         finally:
-            del stack[key]
+            if cyclic:
+                del stack[key]
             inner_cut = self.cut
             self.cut = outer_cut or inner_cut
         if not inner_cut:
