@@ -11,9 +11,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stonetown.core.errors import StonetownError
+
+if TYPE_CHECKING:
+    from stonetown.client import Client
 
 EXIT_ERROR = 2
 
@@ -236,16 +239,7 @@ def _schema_export_fga(args: argparse.Namespace) -> int:
     from stonetown.schema.fga import export_fga
 
     if args.file is None:
-        from stonetown.client import Client
-
-        with Client(
-            args.endpoint,
-            preshared_key=args.preshared_key,
-            tls=args.tls,
-            ca_cert=args.ca_cert,
-            server_name=args.server_name,
-            timeout=args.timeout,
-        ) as client:
+        with _connect(args) as client:
             source = client.read_schema().text
     else:
         source = _read_source(args.file)
@@ -259,19 +253,25 @@ def _validate(args: argparse.Namespace) -> int:
     return int(validation.main(list(args.files)))
 
 
+def _connect(args: argparse.Namespace) -> Client:
+    """A client for the connection options of `args`."""
+    from stonetown.client import Client
+
+    return Client(
+        args.endpoint,
+        preshared_key=args.preshared_key,
+        tls=args.tls,
+        ca_cert=args.ca_cert,
+        server_name=args.server_name,
+        timeout=args.timeout,
+    )
+
+
 def _client_command(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from stonetown.cli import commands
-        from stonetown.client import Client
 
-        with Client(
-            args.endpoint,
-            preshared_key=args.preshared_key,
-            tls=args.tls,
-            ca_cert=args.ca_cert,
-            server_name=args.server_name,
-            timeout=args.timeout,
-        ) as client:
+        with _connect(args) as client:
             handler: Callable[[argparse.Namespace, Client], int] = getattr(commands, name)
             return handler(args, client)
 
