@@ -16,7 +16,7 @@ FILES = ("consolidated_1_1_tests.yaml", "abac_tests.yaml")
 
 # Assertions known to fail because of engine semantics (not this runner), by Outcome.ident.
 # (resolution_too_complex_throws_error's list_users now fails with 2002: fgatest's ListUsers
-# measures OpenFGA's expansion depth, see store.list_users_too_deep.)
+# replays OpenFGA's ListUsers walk and its depth limit, see fgatest/list_users.py.)
 KNOWN_FAILURES: dict[str, str] = {}
 
 SUMMARY: dict[str, list[Outcome]] = {}

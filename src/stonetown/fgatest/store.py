@@ -3,7 +3,9 @@
 :class:`FgaStore` holds one authorization model (OpenFGA DSL, imported with
 :func:`~stonetown.schema.fga.import_fga`) and the tuples written so far, named as OpenFGA
 names them (visible relation names). It answers Check, ListObjects and ListUsers the way the
-OpenFGA API does, with the engine's check, LookupResources and LookupSubjects:
+OpenFGA API does: Check and ListObjects with the engine's check and LookupResources,
+ListUsers with a replay of OpenFGA's own ListUsers walk (:mod:`stonetown.fgatest.list_users`,
+quirks included, never the engine's LookupSubjects):
 
 * writing a new model keeps the stored tuples; each query maps them onto the current model
   (:func:`~stonetown.schema.fga.fga_write_relation`) and ignores those the model no longer
@@ -13,17 +15,14 @@ OpenFGA API does, with the engine's check, LookupResources and LookupSubjects:
   2022), a condition missing a parameter with 2000;
 * resolution too deep fails with 2002 where OpenFGA's does: Check takes the verdict from a
   replay of OpenFGA's walk (:mod:`stonetown.engine.cycle_race`, depth counted OpenFGA's way),
-  ListObjects and ListUsers from estimates of their expansions (:func:`list_objects_too_deep`,
-  :func:`list_users_too_deep`); a ListUsers filter the model gives no path to is empty;
-* ListUsers expands without OpenFGA's cycle flags (every cycle plainly False), as OpenFGA's
-  ListUsers does; Check and ListObjects keep them;
+  ListObjects from an estimate of its expansion (:func:`list_objects_too_deep`), ListUsers
+  from its replayed walk; a ListUsers filter the model gives no path to is empty;
 * list results are sets of strings: `type:id` objects, `type:id`, `type:*` and
   `type:id#relation` users.
 """
 
 from __future__ import annotations
 
-import copy
 import heapq
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,13 +32,13 @@ from typing import Any
 from stonetown.core.errors import InvalidArgument
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 from stonetown.engine.admission import admission_error
-from stonetown.engine.check import PLAIN_CYCLES, CheckRun, CompiledSchema, DepthExceeded, Subject
-from stonetown.engine.conditions import Result
+from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, Subject
+from stonetown.engine.conditions import CaveatLeaf, Result
 from stonetown.engine.index import RelationshipIndex, overlay
 from stonetown.engine.lookup_resources import lookup_resources
-from stonetown.engine.lookup_subjects import lookup_subjects
 from stonetown.engine.reachability import Reachability, evaluated_relations
 from stonetown.fgatest.conditions import ConditionOutcome, make_evaluator, resolve_condition
+from stonetown.fgatest.list_users import ListUsersFailure, ListUsersWalk
 from stonetown.schema import ir
 from stonetown.schema.fga import HIDDEN_SUFFIX, fga_write_relation, import_fga
 from stonetown.schema.fga.to_ir import split_part
@@ -117,56 +116,6 @@ def parse_user(text: str) -> Subject:
     if rel and uid == "*":
         raise FgaRequestError(VALIDATION_ERROR, f"invalid user {text!r}")
     return utype, uid, rel
-
-
-def list_users_too_deep(schema: ir.Schema, index: RelationshipIndex, start: tuple[str, str, str]) -> bool:
-    """Whether OpenFGA's ListUsers would fail with 2002 expanding `start` (type, id, relation).
-
-    Its forward expansion adds one level per computed userset, subject-set tuple and
-    tuple-to-userset hop (operators and the hidden `__direct` half of a split definition
-    are free) and fails on reaching depth 25; an object#relation already expanded is not
-    expanded again.
-    """
-    tuples: dict[tuple[str, str, str], list[tuple[str, str, str]]] = {}
-    for rel in index.relationships():
-        key = (rel.resource_type, rel.resource_id, rel.relation)
-        tuples.setdefault(key, []).append((rel.subject_type, rel.subject_id, rel.subject_relation))
-    visited: set[tuple[str, str, str]] = set()
-
-    def walk(node: tuple[str, str, str], depth: int) -> bool:
-        if depth >= MAX_RESOLUTION_DEPTH:
-            return True
-        if node in visited:
-            return False
-        visited.add(node)
-        relation = schema.relation(node[0], node[2])
-        return relation is not None and expand(relation.rewrite, node, depth)
-
-    def expand(rewrite: ir.Rewrite, node: tuple[str, str, str], depth: int) -> bool:
-        otype, oid, rel = node
-        if isinstance(rewrite, ir.This):
-            return any(
-                walk((st, sid, srel), depth + 1)
-                for st, sid, srel in tuples.get(node, ())
-                if srel and sid != "*"
-            )
-        if isinstance(rewrite, ir.ComputedUserset):
-            hidden = rewrite.relation == rel + HIDDEN_SUFFIX
-            return walk((otype, oid, rewrite.relation), depth if hidden else depth + 1)
-        if isinstance(rewrite, ir.TupleToUserset):
-            tupleset = fga_write_relation(schema, otype, rewrite.tupleset)
-            return any(
-                walk((st, sid, rewrite.computed), depth + 1)
-                for st, sid, _ in tuples.get((otype, oid, tupleset), ())
-                if schema.relation(st, rewrite.computed) is not None
-            )
-        if isinstance(rewrite, ir.Union | ir.Intersection):
-            return any(expand(child, node, depth) for child in rewrite.children)
-        if isinstance(rewrite, ir.Exclusion):
-            return expand(rewrite.base, node, depth) or expand(rewrite.subtract, node, depth)
-        return False
-
-    return walk(start, 0)
 
 
 def _grantable_reach(schema: ir.Schema) -> dict[tuple[str, str], set[tuple[str, str]]]:
@@ -301,17 +250,6 @@ class _Model:
     compiled: CompiledSchema
     facts: Reachability
     evaluator: Any
-    # the same for OpenFGA's ListUsers, which expands without cycle flags: every cycle is
-    # plainly False and no race is replayed
-    unraced: CompiledSchema
-
-
-def _unraced(compiled: CompiledSchema) -> CompiledSchema:
-    plain = copy.copy(compiled)
-    plain.race = copy.copy(compiled.race)
-    plain.race.prone = frozenset()
-    plain.simple_recursive = PLAIN_CYCLES  # type: ignore[assignment]
-    return plain
 
 
 @dataclass
@@ -333,9 +271,7 @@ class FgaStore:
     def write_schema(self, schema: ir.Schema) -> None:
         """Replace the model with an already imported one (e.g. from OpenFGA's JSON form)."""
         compiled = CompiledSchema(schema)
-        self._model = _Model(
-            schema, compiled, Reachability.of(schema), make_evaluator(schema), _unraced(compiled)
-        )
+        self._model = _Model(schema, compiled, Reachability.of(schema), make_evaluator(schema))
         self._index = None
         needed = 8 * ENGINE_DEPTH + 500  # a few Python frames per level of depth
         if sys.getrecursionlimit() < needed:
@@ -458,25 +394,22 @@ class FgaStore:
         index = self._query_index(model, contextual_tuples)
         # OpenFGA expands nothing for a filter the model gives no path to (PathExists)
         reach = _grantable_reach(schema).get((otype, relation), set())
-        parsed = [(ftype, frel) for ftype, frel in parsed if (ftype, frel) in reach]
-        if not parsed:
-            return set()
-        if list_users_too_deep(schema, index, (otype, oid, relation)):
-            raise FgaRequestError(RESOLUTION_TOO_COMPLEX, f"list users exceeded depth {MAX_RESOLUTION_DEPTH}")
         users: set[str] = set()
         for ftype, frel in parsed:
+            if (ftype, frel) not in reach:
+                continue
+            walk = ListUsersWalk(
+                schema,
+                index,
+                ftype,
+                frel,
+                lambda caveat: self._condition_holds(model, caveat, context),
+                self.max_depth,
+            )
             try:
-                found = lookup_subjects(
-                    model.unraced, model.facts, index, (otype, oid), relation, ftype, frel, self.max_depth
-                )
-            except DepthExceeded as exc:
-                raise FgaRequestError(RESOLUTION_TOO_COMPLEX, str(exc)) from None
-            suffix = f"#{frel}" if frel else ""
-            for sid, result in found.subjects:
-                if self._decide(model, result, context, strict=True):
-                    users.add(f"{ftype}:{sid}{suffix}")
-            if found.wildcard is not False and self._decide(model, found.wildcard, context, strict=True):
-                users.add(f"{ftype}:*")
+                users |= walk.users(otype, oid, relation)
+            except ListUsersFailure as exc:
+                raise FgaRequestError(exc.code, exc.message) from None
         return users
 
     # ---- helpers ------------------------------------------------------------------------
@@ -555,6 +488,21 @@ class FgaStore:
             for t in contextual
         ]
         return overlay(base, extra)
+
+    @staticmethod
+    def _condition_holds(
+        model: _Model, caveat: ContextualizedCaveat, context: Mapping[str, Any] | None
+    ) -> bool:
+        """Whether one tuple's condition holds for the request (ListUsers evaluates each tuple
+        it reads); a missing parameter or a bad context value fails the request (2000)."""
+        leaf = CaveatLeaf(caveat.name, tuple(sorted(caveat.context.items())))
+        try:
+            outcome = resolve_condition(model.schema, leaf, context or {}, model.evaluator, True)
+        except InvalidArgument as exc:
+            raise ListUsersFailure(VALIDATION_ERROR, str(exc)) from None
+        if outcome is ConditionOutcome.MISSING:
+            raise ListUsersFailure(VALIDATION_ERROR, f"condition {caveat.name!r} is missing parameters")
+        return outcome is ConditionOutcome.TRUE
 
     @staticmethod
     def _decide(
