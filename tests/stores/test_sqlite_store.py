@@ -8,15 +8,15 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from stonetown.core.errors import StoreError
-from stonetown.core.relationship import Relationship
+from stonetown.core.errors import AlreadyExists, InvalidArgument, StoreError
+from stonetown.core.relationship import ContextualizedCaveat, Relationship
 from stonetown.engine.datastore import ChangeOp, RelationshipFilter, StoredSchema, Update, UpdateOp
 from stonetown.stores.sqlite import SqliteDatastore
 
@@ -71,11 +71,13 @@ async def test_persists_across_reopen(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["write", "import"])
+async def test_acknowledged_writes_survive_kill_9(tmp_path: Path, mode: str) -> None:
     path = tmp_path / "crash.db"
-    size = 40
+    # Imports: batches of several multi-row INSERT statements (and one partial one).
+    size = 40 if mode == "write" else 1234
     process = subprocess.Popen(
-        [sys.executable, str(WRITER_SCRIPT), str(path), str(size)],
+        [sys.executable, str(WRITER_SCRIPT), str(path), str(size), mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -83,7 +85,7 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     acknowledged: dict[int, int] = {}
     try:
         assert process.stdout is not None
-        while len(acknowledged) < 60:
+        while len(acknowledged) < (60 if mode == "write" else 12):
             line = process.stdout.readline()
             if not line:
                 pytest.fail(f"writer exited early: {process.stderr.read() if process.stderr else ''}")
@@ -268,5 +270,156 @@ async def test_cancelled_calls_leave_connections_clean(tmp_path: Path) -> None:
             await store.changes(0)
             await store.write([create(f"document:after{attempt}#viewer@user:ana")])
         assert "document:after19#viewer@user:ana" in await all_text(store)
+    finally:
+        await store.close()
+
+
+def dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table of the file (row ids included), read by a connection of its own."""
+    connection = sqlite3.connect(path)
+    try:
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {
+            table: connection.execute(
+                f"SELECT {'id, ' if table == 'relationships' else ''}* FROM {table}"
+            ).fetchall()
+            for table in sorted(tables)
+            if table != "stonetown_migrations"
+        }
+    finally:
+        connection.close()
+
+
+async def test_a_failed_import_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    store = await opened(path)
+    try:
+        await store.write([create("document:aaa#viewer@user:ana"), create("document:zzz#viewer@user:ana")])
+        await store.import_relationships(
+            [Relationship.parse(f"document:old{i}#viewer@user:u{i}") for i in range(300)]
+        )
+        before = dump(path)
+        # More than one INSERT statement's worth, so a failure can come after rows went in.
+        fresh = [Relationship("document", f"n{i:04d}", "viewer", "user", f"u{i % 5}") for i in range(1000)]
+        caveated = Relationship("document", "c", "viewer", "user", "u1", "", ContextualizedCaveat("ip", {}))
+        cases: list[tuple[list[Relationship], type[Exception], str]] = [
+            # an existing relationship sorting before (first statement) or after (last) the rest
+            (
+                [*fresh[:600], Relationship.parse("document:aaa#viewer@user:ana"), *fresh[600:]],
+                AlreadyExists,
+                r"^relationships\[600\]: relationship document:aaa#viewer@user:ana already exists$",
+            ),
+            (
+                [*fresh, Relationship.parse("document:zzz#viewer@user:ana")],
+                AlreadyExists,
+                r"^relationships\[1000\]: relationship document:zzz#viewer@user:ana already exists$",
+            ),
+            ([*fresh, fresh[999]], InvalidArgument, r"^relationships\[1000\]: .* more than once"),
+            (
+                [*fresh[:10], caveated, *fresh[10:], caveated],
+                InvalidArgument,
+                r"^relationships\[1001\]: .* more than once",
+            ),
+            (
+                [
+                    *fresh,
+                    Relationship(
+                        "document",
+                        "n0005",
+                        "viewer",
+                        "user",
+                        "u0",
+                        expiration=datetime(2300, 1, 1, tzinfo=UTC),
+                    ),
+                ],
+                InvalidArgument,
+                r"^relationships\[1000\]: .* more than once",
+            ),
+        ]
+        for rels, error, message in cases:
+            with pytest.raises(error, match=message):
+                await store.import_relationships(rels)
+            assert dump(path) == before
+
+        def refuse(schema: StoredSchema | None, rels: Sequence[Relationship]) -> None:
+            raise InvalidArgument("relationships[500]: refused")
+
+        with pytest.raises(InvalidArgument, match="refused"):
+            await store.import_relationships(fresh, refuse)
+        assert dump(path) == before
+        assert await store.import_relationships([*fresh, caveated]) == 3  # the store still works
+    finally:
+        await store.close()
+
+
+async def test_an_import_keeps_every_index_whole(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    store = await opened(path)
+    try:
+        await store.write([create(f"document:w{i}#viewer@user:ana") for i in range(50)])
+        rels = [Relationship("document", f"d{i}", "viewer", "user", f"u{i % 97}") for i in range(2000, 0, -1)]
+        rels += [Relationship("document", f"s{i}", "viewer", "team", f"t{i}", "member") for i in range(300)]
+        rels += [
+            Relationship(
+                "document", f"c{i}", "viewer", "user", "u1", "", ContextualizedCaveat("ip", {"n": i})
+            )
+            for i in range(200)
+        ]
+        rels += [
+            Relationship(
+                "document", f"e{i}", "viewer", "user", "u1", expiration=datetime(2300, 1, 1, tzinfo=UTC)
+            )
+            for i in range(200)
+        ]
+        revision = await store.import_relationships(rels)
+        assert sorted(await all_text(store)) == sorted(
+            [*(str(r) for r in rels), *(f"document:w{i}#viewer@user:ana" for i in range(50))]
+        )
+        [entry] = await store.changes(revision - 1)
+        assert sorted(str(c.relationship) for c in entry.changes) == sorted(str(r) for r in rels)
+    finally:
+        await store.close()
+    connection = sqlite3.connect(path)
+    try:
+        indexes = {
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master "
+                "WHERE type = 'index' AND tbl_name = 'relationships' AND sql IS NOT NULL"
+            )
+        }
+        assert indexes == {
+            "relationships_by_resource",
+            "relationships_live",
+            "relationships_by_subject",
+            "relationships_created",
+            "relationships_deleted",
+        }
+        # Every index holds exactly the table's rows.
+        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        live = connection.execute(
+            "SELECT COUNT(*) FROM relationships INDEXED BY relationships_live WHERE deleted_revision IS NULL"
+        ).fetchone()
+        assert live == (2750,)
+    finally:
+        connection.close()
+
+
+async def test_a_caveat_context_that_is_not_json_is_refused_by_name(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "store.db")
+    try:
+        await store.write([create("document:a#viewer@user:ana")])
+        odd = Relationship(
+            "document", "b", "viewer", "user", "bob", "", ContextualizedCaveat("c", {"at": object()})
+        )
+        plain = [Relationship.parse(f"document:n{i}#viewer@user:ana") for i in range(20)]
+        for attempt in (
+            store.write([Update(UpdateOp.CREATE, odd)]),
+            store.import_relationships([*plain, odd]),
+        ):
+            with pytest.raises(InvalidArgument, match=r"document:b#viewer@user:bob\[c:.*not JSON"):
+                await attempt
+        assert await all_text(store) == ["document:a#viewer@user:ana"]
+        assert await store.head_revision() == 1
     finally:
         await store.close()

@@ -97,7 +97,10 @@ class ContextualizedCaveat:
 
     def __str__(self) -> str:
         if self.context:
-            return f"[{self.name}:{json.dumps(self.context, separators=(',', ':'), sort_keys=True)}]"
+            # default=str: an error message naming a relationship whose context is not JSON
+            # (refused as such by the stores) must still format
+            text = json.dumps(self.context, separators=(",", ":"), sort_keys=True, default=str)
+            return f"[{self.name}:{text}]"
         return f"[{self.name}]"
 
 

@@ -27,6 +27,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from itertools import chain
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -716,25 +718,14 @@ class SqliteDatastore(Datastore):
             if validate is not None:
                 validate(_sync_schema_at(connection, head), relationships)
             revision = _sync_new_revision(connection, head, False)
-            # Staged in an unindexed temporary table, then moved in key order by SQLite's own
-            # sorter: B-tree appends instead of random inserts, no Python sort.
-            connection.execute(f"CREATE TEMP TABLE import_rows ({_COLUMNS}, created_revision)")
-            connection.executemany(
-                "INSERT INTO import_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (_row_values(rel, revision) for rel in relationships),
-            )
             try:
-                connection.execute(
-                    f"INSERT INTO relationships ({_COLUMNS}, created_revision) "
-                    f"SELECT {_COLUMNS}, created_revision FROM import_rows ORDER BY {_KEY_COLUMNS}"
-                )
+                _sync_insert_sorted(connection, relationships, revision)
             except sqlite3.IntegrityError:
                 _sync_raise_already_exists(connection, relationships, revision, numbered=True)
                 # Not stored before: the import names one relationship twice (checked only
                 # now, so a good import does not pay for it).
                 check_import_duplicates(relationships)
                 raise
-            connection.execute("DROP TABLE import_rows")
             return revision
 
         return await self._in_sync_write("importing relationships", body)
@@ -1037,6 +1028,57 @@ def _sync_new_revision(connection: sqlite3.Connection, head: int, schema_changed
         (revision, _to_micros(datetime.now(UTC)), int(schema_changed)),
     )
     return revision
+
+
+_KEY_OF = attrgetter(
+    "resource_type", "resource_id", "relation", "subject_type", "subject_id", "subject_relation"
+)
+_MAX_PARAMETERS = 900  # per statement: below every SQLite build's limit (999 before 3.32)
+
+
+def _sync_insert_sorted(
+    connection: sqlite3.Connection, relationships: Sequence[Relationship], revision: int
+) -> None:
+    """Insert `relationships` created at `revision` in key order, many rows per statement.
+
+    Key order turns the inserts into the primary index (and the live one) into appends.
+    Relationships without caveat and expiration (the usual case) are bound as their six key
+    fields only.
+    """
+    plain: Sequence[Relationship] = relationships
+    extra = [rel for rel in relationships if rel.caveat is not None or rel.expiration is not None]
+    if extra:
+        plain = [rel for rel in relationships if rel.caveat is None and rel.expiration is None]
+        rows = sorted((_row_values(rel, revision) for rel in extra), key=_key_fields)
+        _sync_insert_rows(connection, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    row = f"(?, ?, ?, ?, ?, ?, NULL, NULL, NULL, {int(revision)})"
+    _sync_insert_rows(connection, row, sorted(map(_KEY_OF, plain)))
+
+
+def _sync_insert_rows(connection: sqlite3.Connection, row: str, rows: list[_Row]) -> None:
+    """INSERT `rows` into relationships (all columns but id and deleted_revision), `row`
+    being the VALUES term of one row, as many rows per statement as the parameters allow.
+
+    Several rows per statement keep the Python part (binding) short next to SQLite's (which
+    runs without the GIL): with one row per statement the writer thread had to win the GIL
+    back after every row, and so waited behind the event loop's Python work (the index update
+    of the previous import) instead of running beside it.
+    """
+    insert = f"INSERT INTO relationships ({_COLUMNS}, created_revision) VALUES "
+    per = _MAX_PARAMETERS // row.count("?")
+    full = len(rows) - len(rows) % per
+    if full:
+        connection.executemany(
+            insert + ", ".join([row] * per),
+            (tuple(chain.from_iterable(rows[i : i + per])) for i in range(0, full, per)),
+        )
+    if full < len(rows):
+        rest = rows[full:]
+        connection.execute(insert + ", ".join([row] * len(rest)), tuple(chain.from_iterable(rest)))
+
+
+def _key_fields(row: _Row) -> _Row:
+    return row[:6]
 
 
 def _sync_raise_already_exists(
