@@ -24,8 +24,13 @@ from stonetown.schema import ir
 
 Subject = tuple[str, str, str]  # (type, id, relation or "")
 EvalFn = Callable[["CheckRun", str, Subject, int], Result]
+# True when an evaluation surely yields False for a plain subject, read from lookups alone: the
+# evaluation it stands for dispatches nothing, raises nothing and reads no metadata (see
+# _refuter_of)
+Refuter = Callable[["CheckRun", str, Subject], bool]
 
 _MISSING = object()
+_NO_PLAN = (None, True)  # a relation the schema does not define: evaluates to False
 _EMPTY: dict[tuple[str, str], RelMeta | None] = {}
 
 
@@ -36,8 +41,13 @@ class DepthExceeded(ResourceExhausted):
 class CompiledSchema:
     """A schema turned into evaluation closures, one per (type, relation or permission)."""
 
-    def __init__(self, schema: ir.Schema) -> None:
+    def __init__(self, schema: ir.Schema, shortcuts: bool = True) -> None:
+        """Compile `schema`. `shortcuts` False leaves out the evaluations skipped on the word
+        of a refuter (see :meth:`_skips` and :func:`_compile_factored`) and the chains of
+        nested sets walked as loops (:func:`_compile_chain`), for tests comparing them with
+        the plain walk."""
         self.schema = schema
+        self.shortcuts = shortcuts
         self.functions: dict[tuple[str, str], EvalFn] = {}
         self.allowed_tupleset: dict[tuple[str, str], tuple[frozenset[str], frozenset[tuple[str, str]]]] = {}
         for definition in schema.definitions.values():
@@ -48,6 +58,7 @@ class CompiledSchema:
                     ]
         self.inlinable = _inlinable_targets(schema)
         self.graph = _relation_graph(schema)
+        self._refuters: dict[tuple[str, str], Refuter | None] = {}
         # relations no walk leads back to: never on the stack twice, so their dispatches
         # skip the stack (no cycle can pass through them)
         self.acyclic = frozenset(
@@ -55,9 +66,15 @@ class CompiledSchema:
         )
         for definition in schema.definitions.values():
             for relation in definition.relations.values():
-                self.functions[(definition.name, relation.name)] = self._compile(
-                    definition.name, relation.name, relation.rewrite
-                )
+                function = self._compile(definition.name, relation.name, relation.rewrite)
+                if shortcuts and _chain_shape(definition.name, relation):
+                    function = _compile_chain(definition.name, relation.name, relation.rewrite, function)
+                self.functions[(definition.name, relation.name)] = function
+        # (function, whether it can be met again while evaluated) per relation: one lookup
+        # per dispatch
+        self.plans: dict[tuple[str, str], tuple[EvalFn, bool]] = {
+            key: (function, key not in self.acyclic) for key, function in self.functions.items()
+        }
         self.simple_recursive = simple_recursive_relations(schema)
         self.race = CycleRace(schema, self.simple_recursive)
 
@@ -74,9 +91,31 @@ class CompiledSchema:
             return 4
         return 5
 
+    def _relation_refuter(self, rtype: str, rel: str) -> Refuter | None:
+        """The refuter of `rtype#rel` as its dispatch evaluates it (None if it has none)."""
+        key = (rtype, rel)
+        if key not in self._refuters:
+            self._refuters[key] = None  # no re-entry (refuters are asked for acyclic relations)
+            relation = self.schema.relation(rtype, rel)
+            if relation is not None:
+                self._refuters[key] = _refuter_of(self._compile(rtype, rel, relation.rewrite))
+        return self._refuters[key]
+
+    def _skips(self, targets: set[tuple[str, str]]) -> dict[tuple[str, str], Refuter]:
+        """Refuters of the dispatch targets a closure may skip: a dispatch of an acyclic
+        relation (never on the stack, so no cycle value) below the depth limit whose refuter
+        holds yields False with no other effect than its memo entry."""
+        out: dict[tuple[str, str], Refuter] = {}
+        for target in targets:
+            if self.shortcuts and target in self.acyclic:
+                refute = self._relation_refuter(*target)
+                if refute is not None:
+                    out[target] = refute
+        return out
+
     def _compile(self, rtype: str, rel: str, node: ir.Rewrite) -> EvalFn:
         if isinstance(node, ir.This):
-            return _compile_this(rtype, rel, node)
+            return _compile_this(rtype, rel, node, skips=self._skips(_allowed_sets(node.allowed)[2]))
         if isinstance(node, ir.ComputedUserset):
             target = node.relation
             if (rtype, target) in self.inlinable:
@@ -94,6 +133,8 @@ class CompiledSchema:
                         return True  # a subject set is a member of itself
                     return functions[key](run, rid, subj, depth)
 
+                # functions[key] is compiled from the same rewrite: the same refuter
+                _set_refuter(computed_inline, _refuter_of(self._compile(rtype, target, rewrite)))
                 return computed_inline
 
             def computed(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
@@ -102,7 +143,8 @@ class CompiledSchema:
             return computed
         if isinstance(node, ir.TupleToUserset):
             allowed = self.allowed_tupleset.get((rtype, node.tupleset), (frozenset(), frozenset()))
-            return _compile_arrow(rtype, node, allowed)
+            skips = self._skips({(st, node.computed) for st in allowed[0]})
+            return _compile_arrow(rtype, node, allowed, {st: refute for (st, _), refute in skips.items()})
         if isinstance(node, ir.Union):
             return self._compile_flat_union(rtype, rel, node)
         if isinstance(node, ir.Intersection):
@@ -214,7 +256,8 @@ class CompiledSchema:
                     compiled.append(function)
                 continue
             if key[0] in ("objects", "usersets"):
-                compiled.append(_compile_this(rtype, owner, child, key[0]))  # type: ignore[arg-type]
+                skips = self._skips(_allowed_sets(child.allowed)[2]) if key[0] == "usersets" else {}  # type: ignore[attr-defined]
+                compiled.append(_compile_this(rtype, owner, child, key[0], skips=skips))  # type: ignore[arg-type]
             else:
                 compiled.append(self._compile(rtype, owner, child))
         return _compile_union(tuple(compiled), frozenset(names), rtype)
@@ -288,7 +331,11 @@ class CompiledSchema:
             # the flags first, as each intersection would (a lookup before a walk); a flag
             # named by a subject set is a member of itself, as inlined
             lookups = _compile_objects(rtype, list(flags.items()), frozenset(flags))
-            out[keys[0]] = _compile_intersection((lookups, self._compile(rtype, "", common)))
+            shared = self._compile(rtype, "", common)
+            if self.shortcuts:
+                out[keys[0]] = _compile_factored(lookups, shared)
+            else:
+                out[keys[0]] = _compile_intersection((lookups, shared))
             for key in keys[1:]:
                 out[key] = None
         return out
@@ -476,16 +523,60 @@ def _nil(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
     return False
 
 
-def _compile_this(rtype: str, rel: str, node: ir.This, part: str = "all", itself: bool = False) -> EvalFn:
+def _set_refuter(function: EvalFn, refute: Refuter | None) -> None:
+    if refute is not None:
+        function.refute = refute  # type: ignore[attr-defined]
+
+
+def _refuter_of(function: EvalFn) -> Refuter | None:
+    """The refuter of a compiled closure: a test, from lookups alone, that the closure yields
+    False for a plain subject without dispatching, raising or reading metadata (so skipping it
+    changes nothing). None when the closure has none."""
+    return getattr(function, "refute", None)
+
+
+def _skipped(run: CheckRun, key: tuple[str, str, str, Subject]) -> None:
+    """What the dispatch of `key` would leave when its refuter holds (a plain subject, an
+    acyclic relation, below the depth limit): its memo entry, False, and one dispatch off the
+    deadline budget (none when the memo already answers)."""
+    memo = run.memo
+    if key not in memo:
+        memo[key] = False
+        run.budget -= 1
+        if not run.budget:
+            run.budget = CHECK_EVERY
+            check_deadline(run.deadline)
+
+
+def _compile_factored(lookups: EvalFn, shared: EvalFn) -> EvalFn:
+    """`lookups & shared` (flags and their shared operand, see CompiledSchema._factor), with
+    the shared operand's refuter as its own: it costs one lookup where the flags cost one
+    each, and when it holds the intersection is False whatever the flags (which never raise
+    nor dispatch, and whose metadata cannot change that answer)."""
+    evaluate = _compile_intersection((lookups, shared))
+    _set_refuter(evaluate, _refuter_of(shared))
+    return evaluate
+
+
+def _compile_this(
+    rtype: str,
+    rel: str,
+    node: ir.This,
+    part: str = "all",
+    itself: bool = False,
+    skips: dict[tuple[str, str], Refuter] | None = None,
+) -> EvalFn:
     """The relationships stored under `rtype#rel`: `part` "objects" looks up plain subjects
     and wildcards only, "usersets" walks subject sets only, "all" does both. `itself`: the
-    subject set `rtype:rid#rel` is a member (for a relation evaluated inline)."""
+    subject set `rtype:rid#rel` is a member (for a relation evaluated inline). `skips`:
+    refuters of subject-set relations whose dispatch may be skipped (CompiledSchema._skips)."""
     object_types, wildcard_types, userset_types = _allowed_sets(node.allowed)
     if part == "usersets":
         object_types = wildcard_types = frozenset()
     elif part == "objects":
         userset_types = frozenset()
     has_objects = bool(object_types or wildcard_types)
+    skips = skips or {}
 
     def this(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         key = (rtype, rid, rel)
@@ -532,6 +623,11 @@ def _compile_this(rtype: str, rel: str, node: ir.This, part: str = "all", itself
                         edge = run.meta_result(meta)
                         if edge is False:
                             continue
+                    if skips and not srel and depth < run.max_depth:
+                        refute = skips.get((ustype, usrel))
+                        if refute is not None and refute(run, usid, subj):
+                            _skipped(run, (ustype, usid, usrel, subj))
+                            continue
                     try:
                         found = run.dispatch(ustype, usid, usrel, subj, depth)
                     except DepthExceeded as exc:
@@ -547,7 +643,132 @@ def _compile_this(rtype: str, rel: str, node: ir.This, part: str = "all", itself
                     raise deferred
         return result
 
+    def refute(run: CheckRun, rid: str, subj: Subject) -> bool:
+        stype, sid, srel = subj
+        if srel:
+            return False
+        key = (rtype, rid, rel)
+        if has_objects:
+            held = run.held if subj is run.held_subject else run.held_by(subj)
+            if stype in object_types and key in held:
+                return False
+            if stype in wildcard_types:
+                wild = run.wild
+                if wild is None:
+                    wild = run.wild_of(stype)
+                if key in wild:
+                    return False
+        return not (userset_types and run.usersets.get(key))
+
+    _set_refuter(this, refute)
     return this
+
+
+def _chain_shape(rtype: str, relation: ir.Relation) -> bool:
+    """Whether `relation` stores plain subjects and subject sets of itself only (`member:
+    user | team#member`), no wildcard: nested teams (see :func:`_compile_chain`)."""
+    rewrite = relation.rewrite
+    if not isinstance(rewrite, ir.This):
+        return False
+    objects, wildcards, usersets = _allowed_sets(rewrite.allowed)
+    return bool(objects) and not wildcards and usersets == {(rtype, relation.name)}
+
+
+def _compile_chain(rtype: str, rel: str, node: ir.This, walk: EvalFn) -> EvalFn:
+    """A relation of :func:`_chain_shape` for a plain subject, where its subject sets form a
+    chain (each set holds at most one set of this relation: team in team in team): the
+    walk's dispatches down the chain replayed as one loop, with `walk` (the plain evaluation)
+    wherever the chain branches or a relationship has a caveat or an expiration.
+
+    Step for step what the walk does: each set of the chain is looked up in the memo, cut
+    as a cycle when already on the stack (the value CheckRun._cycle gives; the loop's own
+    sets are all of this relation, so they would not change it), refused at the depth limit
+    (the walk's DepthExceeded, raised through every set above it), counted against the
+    deadline budget, and memoized with the value it hands up unless a cycle was cut below
+    it. Nothing is written before the loop knows it can answer: a fallback to `walk` starts
+    from an unchanged run."""
+    object_types = _allowed_sets(node.allowed)[0]
+    pair = (rtype, rel)
+
+    def chain(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        stype, sid, srel = subj
+        if srel or stype not in object_types:
+            return walk(run, rid, subj, depth)
+        held = run.held if subj is run.held_subject else run.held_by(subj)
+        objects, usersets, memo = run.objects, run.usersets, run.memo
+        skey = (stype, sid)
+        # past the first set: the sets of this relation holding the subject directly, and
+        # those on the stack for it, read once, then one probe of a small set per step
+        direct: set[str] | None = None
+        outer: set[str] | None = None
+        path: list[tuple[str, str, str, Subject]] = []  # memo keys of the sets dispatched
+        inner = {rid}  # rid and the sets of `path`: the walk's frames of this loop
+        current = rid
+        cut = False
+        error: DepthExceeded | None = None
+        while True:
+            key = (rtype, current, rel)
+            if current in direct if direct is not None else key in held:  # type: ignore[operator]
+                meta = objects.get(key, _EMPTY).get(skey, _MISSING)
+                if meta is None:
+                    value: Result = True
+                    break
+                if meta is not _MISSING:
+                    return walk(run, rid, subj, depth)
+            ubucket = usersets.get(key)
+            child = None
+            if ubucket:
+                for (ustype, usid, usrel), meta in ubucket.items():
+                    if usrel != rel or ustype != rtype:
+                        continue
+                    if child is not None or meta is not None:
+                        return walk(run, rid, subj, depth)  # a branch, or metadata
+                    child = usid
+            if child is None:
+                value = False
+                break
+            # run.dispatch(rtype, child, rel, subj, depth + len(path)), unrolled
+            if outer is None:
+                outer = {k[1] for k in run.stack if k[2] == rel and k[0] == rtype and k[3] == subj}
+                if type(held) is tuple:
+                    direct = {k[1] for k in held if k[2] == rel and k[0] == rtype}
+            dkey = (rtype, child, rel, subj)
+            known = memo.get(dkey)
+            if known is not None:
+                value = known
+                break
+            if child in inner:
+                # met again within the loop: _cycle over frames all of this relation
+                cycles = run.simple_recursive
+                cut = True
+                value = False if cycles is PLAIN_CYCLES or pair in cycles else UNKNOWN
+                break
+            if child in outer:
+                cut, value = True, run._cycle(dkey, rtype, rel)
+                break
+            if depth + len(path) >= run.max_depth:
+                error = DepthExceeded(
+                    f"check exceeded the maximum depth of {run.max_depth} at {rtype}:{child}#{rel}"
+                )
+                break
+            path.append(dkey)
+            inner.add(child)
+            current = child
+        for _ in path:
+            run.budget -= 1
+            if not run.budget:
+                run.budget = CHECK_EVERY
+                check_deadline(run.deadline)
+        if error is not None:
+            raise error
+        if cut:
+            run.cut = True
+        else:
+            for dkey in path:
+                memo[dkey] = value
+        return value
+
+    return chain
 
 
 def _compile_objects(
@@ -593,13 +814,37 @@ def _compile_objects(
                         return True
         return result
 
+    def refute(run: CheckRun, rid: str, subj: Subject) -> bool:
+        stype, sid, srel = subj
+        if srel:
+            return False
+        held = run.held if subj is run.held_subject else run.held_by(subj)
+        for rel, object_types, wildcard_types in specs:
+            key = (rtype, rid, rel)
+            if stype in object_types and key in held:
+                return False
+            if stype in wildcard_types:
+                wild = run.wild
+                if wild is None:
+                    wild = run.wild_of(stype)
+                if key in wild:
+                    return False
+        return True
+
+    _set_refuter(objects, refute)
     return objects
 
 
 def _compile_arrow(
-    rtype: str, node: ir.TupleToUserset, allowed: tuple[frozenset[str], frozenset[tuple[str, str]]]
+    rtype: str,
+    node: ir.TupleToUserset,
+    allowed: tuple[frozenset[str], frozenset[tuple[str, str]]],
+    skips: dict[str, Refuter] | None = None,
 ) -> EvalFn:
+    """`tupleset->computed` (any target, or every target for `all`). `skips`: per target
+    type, the refuter of `computed` when its dispatch may be skipped (CompiledSchema._skips)."""
     tupleset, computed, every = node.tupleset, node.computed, node.mode == "all"
+    skips = skips or {}
     object_types, userset_types = allowed
 
     def targets(run: CheckRun, rid: str) -> list[tuple[str, str, RelMeta | None]]:
@@ -660,6 +905,11 @@ def _compile_arrow(
                 edge = run.meta_result(meta)
                 if edge is False:
                     continue
+            if skips and not subj[2] and depth < run.max_depth:
+                refute = skips.get(st)
+                if refute is not None and refute(run, sid, subj):
+                    _skipped(run, (st, sid, computed, subj))
+                    continue
             try:
                 found = run.dispatch(st, sid, computed, subj, depth)
             except DepthExceeded as exc:
@@ -693,7 +943,14 @@ def _compile_arrow(
 
     if every:
         return arrow_all
-    return arrow_any if userset_types else arrow_any_objects
+    if userset_types:
+        return arrow_any
+
+    def refute(run: CheckRun, rid: str, subj: Subject) -> bool:
+        return not subj[2] and not run.objects.get((rtype, rid, tupleset))
+
+    _set_refuter(arrow_any_objects, refute)
+    return arrow_any_objects
 
 
 def _compile_union(
@@ -718,6 +975,11 @@ def _compile_union(
             raise deferred
         return result
 
+    # a union of one operand (the factored grants of a role) has its refuter; a longer union
+    # has none: its refuter, inconclusive at its last operand, would cost as many lookups
+    # again as the evaluation it stands for
+    if len(children) == 1:
+        _set_refuter(union, _refuter_of(children[0]))
     return union
 
 
@@ -732,6 +994,9 @@ def _compile_intersection(children: tuple[EvalFn, ...]) -> EvalFn:
                 result = all_of(result, found)
         return result
 
+    # the first operand is evaluated first: when it yields False, nothing else is evaluated
+    if children:
+        _set_refuter(intersection, _refuter_of(children[0]))
     return intersection
 
 
@@ -750,9 +1015,8 @@ class CheckRun:
     """The state of one evaluation (one Check, or one CheckBulk sharing its memo)."""
 
     __slots__ = (
-        "functions",
+        "plans",
         "simple_recursive",
-        "acyclic",
         "objects",
         "usersets",
         "memo",
@@ -772,9 +1036,8 @@ class CheckRun:
     )
 
     def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
-        self.functions = compiled.functions
+        self.plans = compiled.plans
         self.simple_recursive = compiled.simple_recursive
-        self.acyclic = compiled.acyclic
         self.objects = index.objects
         self.usersets = index.usersets
         self.reverse = index.reverse
@@ -869,7 +1132,7 @@ class CheckRun:
         stack = self.stack
         # an acyclic relation is never met again while being evaluated, and never lies between
         # two frames of a cycle (_cycle's frames): it needs no place on the stack
-        cyclic = (rtype, rel) not in self.acyclic
+        function, cyclic = self.plans.get((rtype, rel), _NO_PLAN)
         if cyclic and key in stack:
             self.cut = True
             return self._cycle(key, rtype, rel)
@@ -877,7 +1140,6 @@ class CheckRun:
             raise DepthExceeded(
                 f"check exceeded the maximum depth of {self.max_depth} at {rtype}:{rid}#{rel}"
             )
-        function = self.functions.get((rtype, rel))
         if function is None:
             return False
         self.budget -= 1
