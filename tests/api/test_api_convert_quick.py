@@ -8,7 +8,7 @@ import pytest
 from stonetown.api import convert as cv
 from stonetown.api.pb import core, permission
 from stonetown.core.errors import InvalidArgument
-from stonetown.engine.types import CheckRequest
+from stonetown.engine.types import CheckRequest, Consistency
 
 
 def _item(
@@ -36,6 +36,7 @@ VALID = [
     _item("document", "readme", "view", "user", "ana"),
     _item("document", "a/b_c|d-e=f+g", "view", "team", "eng", "member"),
     _item("org/document", "x", "view", "user", "b"),
+    _item("document", "x" * 1024, "view", "user", "Ana2"),
     _item("document", "readme", "view", "user", "*"),  # wildcard: only the slow way
     _item("document", "readme", "view", "team", "eng", "..."),  # `...`: only the slow way
 ]
@@ -50,6 +51,10 @@ INVALID = [
     _item("document", "*", "view", "user", "ana"),
     _item("document", "readme", "view", "user", "*", "member"),
     _item("document", "x" * 1025, "view", "user", "ana"),
+    _item("document", "readme", "view", "user", "x" * 1025),
+    _item("document", "readme", "view", "user", "ana\u00b2"),  # letters and digits, not ASCII
+    _item("document", "\u0661\u0662", "view", "user", "ana"),
+    _item("document", "caf\u00e9", "view", "user", "ana"),
     _item("Document", "readme", "view", "user", "ana"),
     permission.CheckBulkRequestItem(permission="view"),
 ]
@@ -62,12 +67,24 @@ def test_quick_way_agrees_with_field_by_field_validation() -> None:
         assert quick is None or quick == expected, item
     assert cv.check_request_from_proto(VALID[0]) == _slow(VALID[0])
     assert cv.check_request_from_proto(VALID[1]) == _slow(VALID[1])
-    assert cv.check_request_from_proto(VALID[3]) is None
+    assert cv.check_request_from_proto(VALID[3]) == _slow(VALID[3])
+    for item in VALID[:4]:
+        expected = _slow(item)
+        key = cv.check_key_from_proto(item)
+        subject = expected.subject
+        assert key == (
+            expected.resource.type,
+            expected.resource.id,
+            expected.permission,
+            (subject.type, subject.id, subject.relation),
+        )
     assert cv.check_request_from_proto(VALID[4]) is None
+    assert cv.check_request_from_proto(VALID[5]) is None
     for item in INVALID:
         with pytest.raises(InvalidArgument):
             _slow(item)
         assert cv.check_request_from_proto(item) is None, item
+        assert cv.check_key_from_proto(item) is None, item
 
 
 def test_quick_way_keeps_the_caveat_context() -> None:
@@ -80,3 +97,20 @@ def test_quick_way_keeps_the_caveat_context() -> None:
         resource=item.resource, permission="view", subject=item.subject, context=item.context
     )
     assert cv.check_request_from_proto(request) == quick
+
+
+def test_consistency_choices() -> None:
+    token = cv.token_to_proto(5)
+    assert cv.consistency_from_proto(core.Consistency(), False) == Consistency.minimize_latency()
+    assert cv.consistency_from_proto(core.Consistency(), True) == Consistency.minimize_latency()
+    for choice, expected in [
+        (core.Consistency(minimize_latency=True), Consistency.minimize_latency()),
+        (core.Consistency(minimize_latency=False), Consistency.minimize_latency()),
+        (core.Consistency(fully_consistent=True), Consistency.fully_consistent()),
+        (core.Consistency(fully_consistent=False), Consistency.fully_consistent()),
+        (core.Consistency(at_least_as_fresh=token), Consistency.at_least_as_fresh(5)),
+        (core.Consistency(at_exact_snapshot=token), Consistency.at_exact_snapshot(5)),
+    ]:
+        assert cv.consistency_from_proto(choice, True) == expected, choice
+    with pytest.raises(InvalidArgument, match=r"consistency\.at_least_as_fresh\.token"):
+        cv.consistency_from_proto(core.Consistency(at_least_as_fresh=core.ZedToken()), True)

@@ -31,6 +31,7 @@ from stonetown.core.relationship import (
     SubjectRef,
 )
 from stonetown.core.revision import decode_token, encode_token
+from stonetown.engine.check_cache import CheckKey
 from stonetown.engine.datastore import (
     Change,
     ChangeOp,
@@ -60,6 +61,15 @@ MAX_CAVEAT_NAME_LENGTH = 128
 _VALID_TYPES: set[str] = set()
 _VALID_RELATIONS: set[str] = set()
 _VALID_NAMES_LIMIT = 4096
+_ID_MATCH = OBJECT_ID_RE.fullmatch
+
+
+def _plain_id(value: str) -> bool:
+    """Whether OBJECT_ID_RE matches `value` (1 to MAX_OBJECT_ID_LENGTH characters of its
+    alphabet); ids of ASCII letters and digits alone, the usual ones, need no regex."""
+    if value.isascii() and value.isalnum():  # non-empty, every character in the alphabet
+        return len(value) <= MAX_OBJECT_ID_LENGTH
+    return _ID_MATCH(value) is not None
 
 
 def check_type_name(value: str, path: str) -> str:
@@ -138,7 +148,7 @@ _FULLY_CONSISTENT = Consistency.fully_consistent()
 
 def consistency_from_proto(message: core.Consistency, has: bool, path: str = "consistency") -> Consistency:
     """The engine's consistency choice; unset (`has` False) means minimize_latency."""
-    if not has:
+    if not has or message.minimize_latency:  # the usual choice, without WhichOneof
         return _MINIMIZE_LATENCY
     which = message.WhichOneof("requirement")
     if which is None or which == "minimize_latency":
@@ -209,11 +219,11 @@ def object_from_proto(message: core.ObjectReference, has: bool, path: str) -> Ob
     )
 
 
-def check_request_from_proto(item: Any) -> CheckRequest | None:
-    """The check a CheckRequest or CheckBulkRequestItem asks for, when every part of it is
-    plainly valid (names validated before, ids matching the id syntax, no wildcard, no `...`);
-    None otherwise, and the caller validates field by field, naming the field at fault. Both
-    ways accept exactly the same requests: this is only the quick way for the common one."""
+def check_key_from_proto(item: Any) -> CheckKey | None:
+    """``(resource type, resource id, permission, (subject type, subject id, subject
+    relation))`` of a CheckRequest or CheckBulkRequestItem, when every part of it is plainly
+    valid (names validated before, ids matching the id syntax, no wildcard, no `...`); None
+    otherwise. The caveat context is not looked at."""
     resource = item.resource
     subject = item.subject
     target = subject.object
@@ -224,12 +234,24 @@ def check_request_from_proto(item: Any) -> CheckRequest | None:
         and stype in _VALID_TYPES
         and name in _VALID_RELATIONS
         and (not srel or srel in _VALID_RELATIONS)
-        and OBJECT_ID_RE.fullmatch(rid)
-        and OBJECT_ID_RE.fullmatch(sid)
+        and _plain_id(rid)
+        and _plain_id(sid)
     ):
-        context = struct_to_dict(item.context, True) if item.HasField("context") else None
-        return CheckRequest(ObjectRef(rtype, rid), name, SubjectRef(stype, sid, srel), context)
+        return (rtype, rid, name, (stype, sid, srel))
     return None
+
+
+def check_request_from_proto(item: Any) -> CheckRequest | None:
+    """The check a CheckRequest or CheckBulkRequestItem asks for, when every part of it is
+    plainly valid (see :func:`check_key_from_proto`); None otherwise, and the caller validates
+    field by field, naming the field at fault. Both ways accept exactly the same requests:
+    this is only the quick way for the common one."""
+    key = check_key_from_proto(item)
+    if key is None:
+        return None
+    rtype, rid, name, (stype, sid, srel) = key
+    context = struct_to_dict(item.context, True) if item.HasField("context") else None
+    return CheckRequest(ObjectRef(rtype, rid), name, SubjectRef(stype, sid, srel), context)
 
 
 def object_to_proto(ref: ObjectRef) -> core.ObjectReference:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 
 import grpc
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -70,6 +71,24 @@ def record_rpc(method: str, code: grpc.StatusCode, seconds: float) -> None:
         histogram = _HISTOGRAMS[method] = RPC_LATENCY.labels(method=method)
     counter.inc()
     histogram.observe(seconds)
+
+
+def ok_recorder(method: str) -> Callable[[float], None]:
+    """A function that does what ``record_rpc(method, OK, seconds)`` does, with the label
+    children looked up once (by the first call, so no sample exists before a call did)."""
+    counter: Counter | None = None
+    histogram: Histogram | None = None
+
+    def record(seconds: float) -> None:
+        nonlocal counter, histogram
+        if counter is None or histogram is None:
+            record_rpc(method, grpc.StatusCode.OK, seconds)  # binds both children
+            counter, histogram = _COUNTERS[(method, grpc.StatusCode.OK)], _HISTOGRAMS[method]
+            return
+        counter.inc()
+        histogram.observe(seconds)
+
+    return record
 
 
 def parse_address(address: str) -> tuple[str, int]:

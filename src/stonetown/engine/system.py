@@ -22,10 +22,11 @@ from typing import Any
 
 from stonetown.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from stonetown.core.relationship import WILDCARD, ObjectRef, Relationship, SubjectRef, validate_object_id
+from stonetown.engine import bulk_import
 from stonetown.engine.admission import admission_error, require_admitted, require_kept
 from stonetown.engine.caveats import CaveatEvaluator
 from stonetown.engine.check import CheckRun, CompiledSchema
-from stonetown.engine.check_cache import CheckCache
+from stonetown.engine.check_cache import CheckCache, CheckKey
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.datastore import (
     BatchedDelete,
@@ -135,6 +136,12 @@ class PermissionSystem:
         self._poller: asyncio.Task[None] | None = None
         self._collector: asyncio.Task[None] | None = None
         self.check_cache = CheckCache()
+        # The two answers a cache hit can give, for the revision they belong to (immutable).
+        self._cached_verdicts = (
+            -1,
+            CheckResult(Permissionship.ALLOWED, -1),
+            CheckResult(Permissionship.DENIED, -1),
+        )
         # Concurrent writes and deletes share store transactions (group commit).
         self._batcher = WriteBatcher(store, self._validate_updates, self._after_batch)
         self._imports_in_flight = 0
@@ -406,9 +413,7 @@ class PermissionSystem:
             self._imports_in_flight -= 1
         async with self._advance_lock:
             if self.index.revision == revision - 1:
-                add = self.index.add
-                for rel in relationships:
-                    add(rel)
+                bulk_import.add_to_index(self.index, relationships)
                 self.index.apply((), revision)
                 self._changed.set()
                 self._changed = asyncio.Event()
@@ -545,6 +550,44 @@ class PermissionSystem:
             if cacheable and not run.volatile:
                 self.check_cache.put(view.revision, key, result)
         return self._verdict(state, result, view.revision, context)
+
+    def cached_check(self, key: CheckKey, consistency: Consistency) -> CheckResult | None:
+        """What :meth:`check` answers for `key` ``(resource type, resource id, permission,
+        (subject type, subject id, subject relation))`` with no caveat context and no
+        contextual relationships, when that needs neither the store nor the engine: the
+        index as it is meets `consistency` and the answer is in the whole-check cache. None
+        otherwise (then call :meth:`check`; nothing was counted).
+
+        Only checks that passed validation against the schema of the index's revision are
+        cached for it (the schema only changes with the revision), so a hit needs no
+        validation either."""
+        revision = self.index.revision
+        cache = self.check_cache
+        if cache.revision != revision or self.state is None:
+            return None
+        mode = consistency.mode
+        if mode is not ConsistencyMode.MINIMIZE_LATENCY:
+            wanted = consistency.revision
+            if wanted is None or mode is ConsistencyMode.FULLY_CONSISTENT:
+                return None  # the store must be asked for its head (or the token is missing)
+            if wanted > revision if mode is ConsistencyMode.AT_LEAST_AS_FRESH else wanted != revision:
+                return None  # a newer revision to wait for, or another snapshot
+        result = cache.entries.get(key)
+        if result is None:
+            return None
+        cache.hits += 1
+        verdicts = self._cached_verdicts
+        if verdicts[0] != revision:
+            verdicts = self._cached_verdicts = (
+                revision,
+                CheckResult(Permissionship.ALLOWED, revision),
+                CheckResult(Permissionship.DENIED, revision),
+            )
+        if result is True:
+            return verdicts[1]
+        if not granted(result):
+            return verdicts[2]
+        return self._verdict(self.state, result, revision)
 
     async def check_bulk(
         self,

@@ -11,7 +11,7 @@ from stonetown.api import convert as cv
 from stonetown.api.limits import Limits
 from stonetown.api.pb import core, permission, permission_grpc
 from stonetown.core.errors import InvalidArgument, StonetownError
-from stonetown.core.relationship import Relationship
+from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import CheckRequest, CheckResult, Consistency
 
@@ -29,6 +29,9 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
     def __init__(self, system: PermissionSystem, limits: Limits) -> None:
         self.system = system
         self.limits = limits
+        # Check responses without caveat details, by (revision, permissionship value): nearly
+        # every answer is one of two messages. Never changed once made, so they are shared.
+        self._check_responses: dict[tuple[int, str], permission.CheckResponse] = {}
 
     def _contextual(self, messages: Any) -> list[Relationship]:
         self.limits.check_count(
@@ -43,27 +46,47 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         self, request: permission.CheckRequest, context: aio.ServicerContext
     ) -> permission.CheckResponse:
         """Does the subject have the permission on the resource?"""
-        asked = cv.check_request_from_proto(request)
-        if asked is None:
-            asked = CheckRequest(
-                cv.object_from_proto(request.resource, request.HasField("resource"), "resource"),
-                cv.check_relation_name(request.permission, "permission"),
-                cv.subject_from_proto(request.subject, request.HasField("subject"), "subject"),
-                cv.struct_to_dict(request.context, request.HasField("context")),
-            )
+        key = cv.check_key_from_proto(request)
+        if key is None:  # something to report, or a rarer form: field by field
+            resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
+            name = cv.check_relation_name(request.permission, "permission")
+            subject = cv.subject_from_proto(request.subject, request.HasField("subject"), "subject")
+            context = cv.struct_to_dict(request.context, request.HasField("context"))
+        else:
+            context = cv.struct_to_dict(request.context, True) if request.HasField("context") else None
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        if key is not None:
+            if context is None and not request.contextual_relationships:
+                # An answer already in the engine's whole-check cache, at a revision the
+                # request accepts, is given without the engine (the same answer, a hit).
+                cached = self.system.cached_check(key, consistency)
+                if cached is not None:
+                    return self._check_response(cached)
+            rtype, rid, name, (stype, sid, srel) = key
+            resource, subject = ObjectRef(rtype, rid), SubjectRef(stype, sid, srel)
         contextual = (
             self._contextual(request.contextual_relationships) if request.contextual_relationships else ()
         )
-        result = await self.system.check(
-            asked.resource, asked.permission, asked.subject, consistency, asked.context, contextual
-        )
-        response = permission.CheckResponse(
-            checked_at=cv.token_to_proto(result.revision),
-            permissionship=cv.permissionship_to_proto(result.permissionship),
-        )
+        result = await self.system.check(resource, name, subject, consistency, context, contextual)
+        return self._check_response(result)
+
+    def _check_response(self, result: CheckResult) -> permission.CheckResponse:
         if result.missing_parameters:
+            response = permission.CheckResponse(
+                checked_at=cv.token_to_proto(result.revision),
+                permissionship=cv.permissionship_to_proto(result.permissionship),
+            )
             response.partial_caveat_info.missing_required_context.extend(result.missing_parameters)
+            return response
+        key = (result.revision, result.permissionship._value_)  # hashing the member is slower
+        response = self._check_responses.get(key)
+        if response is None:
+            if len(self._check_responses) >= 8:
+                self._check_responses.clear()  # older revisions are rarely asked for again
+            response = self._check_responses[key] = permission.CheckResponse(
+                checked_at=cv.token_to_proto(result.revision),
+                permissionship=cv.permissionship_to_proto(result.permissionship),
+            )
         return response
 
     async def CheckBulk(
