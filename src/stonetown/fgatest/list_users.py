@@ -40,7 +40,7 @@ The walk is memoised: the answer of one expansion depends on the path only throu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from stonetown.core.errors import InvalidArgument
@@ -222,8 +222,20 @@ class ListUsersWalk:
             return self._exclusion(rewrite, node, stored, depth, path)
         return _Response(_Stream())
 
-    def _holds(self, meta: RelMeta | None) -> bool:
-        return meta is None or meta.caveat is None or self.judge(meta.caveat)
+    def _holding(
+        self, tuples: Mapping[tuple[str, ...], RelMeta | None], failed: list[ListUsersFailure]
+    ) -> Iterator[tuple[str, ...]]:
+        """The subjects of `tuples` (one read) whose condition holds, in storage order; a
+        condition that cannot be decided is skipped, and the first such failure (of this
+        and of anything else reported into `failed`) is the one OpenFGA reports."""
+        judge = self.judge
+        for subject, meta in tuples.items():
+            try:
+                if meta is None or meta.caveat is None or judge(meta.caveat):
+                    yield subject
+            except ListUsersFailure as exc:
+                if not failed:
+                    failed.append(exc)
 
     def _direct(self, node: Node, stored: str, depth: int, path: int) -> _Response:
         otype, oid, _rel = node
@@ -231,53 +243,37 @@ class ListUsersWalk:
         sets = self.index.usersets.get((otype, oid, stored), {})
         stream = _Stream(done=1)
         works: list[int] = []
-        error: ListUsersFailure | None = None
-        for (stype, sid), meta in plain.items():
-            try:
-                if not self._holds(meta):
-                    continue
-            except ListUsersFailure as exc:
-                error = _joined(error, exc)
-                continue
+        failed: list[ListUsersFailure] = []
+        for stype, sid in self._holding(plain, failed):
             if stype == self.filter[0]:
                 stream.emit(1, f"{stype}:{sid}", True)
         cycle = False
-        for subject, meta in sets.items():
-            try:
-                if not self._holds(meta):
-                    continue
-            except ListUsersFailure as exc:
-                error = _joined(error, exc)
-                continue
+        for subject in self._holding(sets, failed):
             sub = self._expand(subject, depth, path)
             stream.extend(sub.stream, 1)
             works.append(sub.stream.done)
             cycle = cycle or sub.cycle
-            error = _joined(error, sub.error)
+            if sub.error is not None and not failed:
+                failed.append(sub.error)
         stream.done = max(stream.done, 1 + _finish(works))
-        return _Response(stream, cycle, error)
+        return _Response(stream, cycle, failed[0] if failed else None)
 
     def _arrow(self, rewrite: ir.TupleToUserset, node: Node, depth: int, path: int) -> _Response:
         otype, oid, _rel = node
         stream = _Stream(done=1)
         works: list[int] = []
-        error: ListUsersFailure | None = None
+        failed: list[ListUsersFailure] = []
         tupleset = self._stored_relation(otype, rewrite.tupleset)
         parents = self.index.objects.get((otype, oid, tupleset), {}) if tupleset is not None else {}
-        for (ptype, pid), meta in parents.items():
-            try:
-                if not self._holds(meta):
-                    continue
-            except ListUsersFailure as exc:
-                error = _joined(error, exc)
-                continue
+        for ptype, pid in self._holding(parents, failed):
             sub = self._expand((ptype, pid, rewrite.computed), depth, path)
             stream.extend(sub.stream, 1)
             works.append(sub.stream.done)
-            error = _joined(error, sub.error)
+            if sub.error is not None and not failed:
+                failed.append(sub.error)
         stream.done = max(stream.done, 1 + _finish(works))
         # a cycle met behind an arrow is not passed on
-        return _Response(stream, False, error)
+        return _Response(stream, False, failed[0] if failed else None)
 
     def _union(self, rewrite: ir.Union, node: Node, stored: str, depth: int, path: int) -> _Response:
         granted: set[str] = set()
