@@ -19,7 +19,7 @@ from stonetown.engine.conditions import UNKNOWN, CaveatLeaf, Result, all_of, any
 from stonetown.engine.cycle_race import CycleRace
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex, RelMeta
-from stonetown.engine.reachability import evaluated_relations
+from stonetown.engine.reachability import evaluated_relations, reads_direct_only
 from stonetown.schema import ir
 
 Subject = tuple[str, str, str]  # (type, id, relation or "")
@@ -472,29 +472,10 @@ def simple_recursive_relations(schema: ir.Schema) -> set[tuple[str, str]]:
                 set().union(*(evaluated_relations(schema, key[0], c) for c in rest)) if rest else set()
             )
             if not reaches(arrow_edges | rest_edges, key) and all(
-                _direct_only(schema, key[0], c) for c in rest
+                reads_direct_only(schema, key[0], c) for c in rest
             ):
                 found.add(key)
     return found
-
-
-def _direct_only(schema: ir.Schema, rtype: str, node: ir.Rewrite, seen: frozenset[str] = frozenset()) -> bool:
-    """Whether a rewrite reads only directly assigned subjects (OpenFGA's weight 1): no
-    subject set and no arrow, through computed relations too."""
-    if isinstance(node, ir.This):
-        return all(a.relation is None for a in node.allowed)
-    if isinstance(node, ir.ComputedUserset):
-        target = schema.relation(rtype, node.relation)
-        if target is None or node.relation in seen:
-            return target is not None
-        return _direct_only(schema, rtype, target.rewrite, seen | {node.relation})
-    if isinstance(node, ir.Union | ir.Intersection):
-        return all(_direct_only(schema, rtype, c, seen) for c in node.children)
-    if isinstance(node, ir.Exclusion):
-        return _direct_only(schema, rtype, node.base, seen) and _direct_only(
-            schema, rtype, node.subtract, seen
-        )
-    return isinstance(node, ir.Nil)
 
 
 def _set_operation_operands(node: ir.Rewrite) -> list[ir.Rewrite]:

@@ -53,7 +53,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stonetown.engine.reachability import evaluated_relations
+from stonetown.engine.reachability import evaluated_relations, reads_direct_only
 from stonetown.schema import ir
 
 Subject = tuple[str, str, str]
@@ -370,26 +370,11 @@ class _Replay:
 def _direct_only_relations(schema: ir.Schema) -> frozenset[tuple[str, str]]:
     """(type, relation) pairs whose rewrite reads directly assigned subjects only: no subject
     set, no arrow, also through the relations it computes."""
-
-    def direct(rtype: str, node: ir.Rewrite, seen: frozenset[str]) -> bool:
-        if isinstance(node, ir.This):
-            return all(a.relation is None for a in node.allowed)
-        if isinstance(node, ir.ComputedUserset):
-            target = schema.relation(rtype, node.relation)
-            if target is None or node.relation in seen:
-                return target is not None
-            return direct(rtype, target.rewrite, seen | {node.relation})
-        if isinstance(node, ir.Union | ir.Intersection):
-            return all(direct(rtype, c, seen) for c in node.children)
-        if isinstance(node, ir.Exclusion):
-            return direct(rtype, node.base, seen) and direct(rtype, node.subtract, seen)
-        return isinstance(node, ir.Nil)
-
     return frozenset(
         (d.name, r.name)
         for d in schema.definitions.values()
         for r in d.relations.values()
-        if direct(d.name, r.rewrite, frozenset({r.name}))
+        if reads_direct_only(schema, d.name, r.rewrite, frozenset({r.name}))
     )
 
 

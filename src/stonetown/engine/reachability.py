@@ -276,3 +276,25 @@ def evaluated_relations(schema: ir.Schema, rtype: str, node: ir.Rewrite) -> set[
             schema, rtype, node.subtract
         )
     return set()
+
+
+def reads_direct_only(
+    schema: ir.Schema, rtype: str, node: ir.Rewrite, seen: frozenset[str] = frozenset()
+) -> bool:
+    """Whether a rewrite of `rtype` reads only directly assigned subjects (OpenFGA's weight 1):
+    no subject set and no arrow, through the relations it computes too. `seen`: relations of
+    `rtype` already being followed (a computed cycle among them reads nothing more)."""
+    if isinstance(node, ir.This):
+        return all(a.relation is None for a in node.allowed)
+    if isinstance(node, ir.ComputedUserset):
+        target = schema.relation(rtype, node.relation)
+        if target is None or node.relation in seen:
+            return target is not None
+        return reads_direct_only(schema, rtype, target.rewrite, seen | {node.relation})
+    if isinstance(node, ir.Union | ir.Intersection):
+        return all(reads_direct_only(schema, rtype, c, seen) for c in node.children)
+    if isinstance(node, ir.Exclusion):
+        return reads_direct_only(schema, rtype, node.base, seen) and reads_direct_only(
+            schema, rtype, node.subtract, seen
+        )
+    return isinstance(node, ir.Nil)
