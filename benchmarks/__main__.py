@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--concurrency", type=int, default=64, help="total Check callers")
     pg.add_argument("--lag-samples", type=int, default=200, help="writes timed for catch-up lag")
     pg.add_argument("--no-fsync", action="store_true", help="keep the test cluster's fsync=off")
+    soak = sub.add_parser("soak", help="issue #18's hostile mix against a real server; health and RSS")
+    soak.add_argument("--seconds", type=float, default=600.0, help="how long the mix runs (default 10 min)")
     return parser
 
 
@@ -134,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.postgres import run_from_args
 
         run_from_args(args, parse_size, args.seed)
+    elif args.command == "soak":
+        from benchmarks.hostile_soak import main as soak_main
+
+        soak_main(args.seconds)
     return 0
 
 

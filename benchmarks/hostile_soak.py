@@ -1,0 +1,396 @@
+"""`python -m benchmarks soak`: issue #18's hostile mix against one real `stonetown serve`.
+
+Every attack the availability review found, at once and on a loop, with the key and without,
+while a well-behaved client checks and writes and a prober asks health every 50 ms:
+
+- schemas past the size and nesting limits (long permission chains, deep arrow chains);
+- caveat bombs (nested ``all`` over a long list in the context, sent as a contextual
+  caveated relationship);
+- unauthenticated health Watch streams and half-sent HTTP/2 connections (admission slots);
+- forged tokens at many different old revisions (``at_exact_snapshot``);
+- idle keyed Watch streams;
+- small pages of lookups over a large group;
+- relationship imports.
+
+It reports health latency (p50 / p99 / max and any failure), each attack's outcome codes, and
+the server's RSS at start, peak and end. The figures are for the notes, not asserted here;
+``tests/reliability/test_hostile_soak.py`` runs a short mix and asserts liveness only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from stonetown import Client
+from stonetown.client import ReadConsistency
+from stonetown.core.errors import StonetownError
+from stonetown.core.revision import decode_token, encode_token
+
+KEY = "soak-key"
+GROUP_MEMBERS = 20_000
+
+SCHEMA = """\
+use expiration
+
+caveat tagged(tags list<string>) {
+    tags.all(x, tags.all(y, x == y || x != y))
+}
+
+definition user {}
+
+definition group {
+    relation member: user | group#member
+}
+
+definition doc {
+    relation viewer: user | group#member | user with tagged
+    relation banned: user
+    permission view = viewer - banned
+}
+"""
+
+
+def _chain_schema(length: int) -> str:
+    """The base schema plus one definition whose permissions chain `length` deep."""
+    lines = ["definition bomb {", "    relation viewer: user", "    permission p1 = viewer"]
+    lines += [f"    permission p{i} = p{i - 1} + viewer" for i in range(2, length + 1)]
+    return SCHEMA + "\n" + "\n".join(lines) + "\n}\n"
+
+
+def _arrow_schema(length: int) -> str:
+    """The base schema plus `length` definitions chained by arrows."""
+    parts = [SCHEMA]
+    for i in range(length):
+        upper = f"    relation upper: a{i + 1}\n    permission p = upper->p\n" if i + 1 < length else ""
+        parts.append(f"definition a{i} {{\n    relation direct: user\n{upper}}}\n")
+    last = length - 1
+    parts[-1] = f"definition a{last} {{\n    relation direct: user\n    permission p = direct\n}}\n"
+    return "\n".join(parts)
+
+
+@dataclass
+class Tally:
+    """Outcome codes per attack, thread-safe."""
+
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, attack: str, outcome: str) -> None:
+        """Count one outcome of one attack."""
+        with self.lock:
+            self.counts.setdefault(attack, Counter())[outcome] += 1
+
+
+def _code(exc: BaseException) -> str:
+    if isinstance(exc, grpc.RpcError):
+        return exc.code().name  # type: ignore[attr-defined]
+    if isinstance(exc, StonetownError):
+        return getattr(exc, "code", type(exc).__name__)
+    return type(exc).__name__
+
+
+class SoakServer:
+    """A `stonetown serve` on a temporary SQLite file with the key and an admission limit."""
+
+    def __init__(self, workdir: Path, extra: list[str]) -> None:
+        (workdir / "schema.zed").write_text(SCHEMA)
+        self.log_path = workdir / "server.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stonetown.cli.main", "serve", "--port", "0",
+             "--datastore", str(workdir / "st.db"), "--schema", str(workdir / "schema.zed"),
+             "--preshared-key", KEY, "--max-concurrent-rpcs", "32", "--request-timeout", "5",
+             *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.address = ""
+        deadline = time.monotonic() + 60
+        assert self.process.stderr is not None
+        while time.monotonic() < deadline and not self.address:
+            line = self.process.stderr.readline()
+            if not line:
+                break
+            if "event=listening" in line:
+                self.address = line.split("address=")[1].split()[0]
+        if not self.address:
+            self.process.kill()
+            raise RuntimeError("the server did not start listening")
+        self._drain = threading.Thread(target=self._keep_log, daemon=True)
+        self._drain.start()
+
+    def _keep_log(self) -> None:
+        assert self.process.stderr is not None
+        with self.log_path.open("a") as out:
+            for line in self.process.stderr:
+                out.write(line)
+
+    def rss_kb(self) -> int:
+        """Resident memory of the server process, in KiB."""
+        try:
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except OSError:
+            return 0
+        return 0
+
+    def stop(self) -> int:
+        """SIGTERM, then wait; the exit code."""
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+@dataclass
+class HealthProbe:
+    """Asks health every `interval` seconds on its own connection; keeps every latency."""
+
+    address: str
+    interval: float = 0.05
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def run(self, stop: threading.Event) -> None:
+        """Probe until `stop` is set."""
+        channel = grpc.insecure_channel(self.address, options=[("grpc.use_local_subchannel_pool", 1)])
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            while not stop.is_set():
+                started = time.perf_counter()
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=2.0)
+                    self.latencies.append(time.perf_counter() - started)
+                    if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                        self.failures.append(f"status {reply.status}")
+                except grpc.RpcError as exc:
+                    self.failures.append(_code(exc))
+                stop.wait(self.interval)
+        finally:
+            channel.close()
+
+    def summary(self) -> dict[str, float | int]:
+        """p50 / p99 / max in milliseconds, probe and failure counts."""
+        if not self.latencies:
+            return {"probes": 0, "failures": len(self.failures)}
+        ordered = sorted(self.latencies)
+        return {
+            "probes": len(ordered),
+            "failures": len(self.failures),
+            "p50_ms": round(statistics.median(ordered) * 1000, 2),
+            "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 2),
+            "max_ms": round(ordered[-1] * 1000, 2),
+            "over_100ms": sum(1 for value in ordered if value > 0.1),
+        }
+
+
+class Mix:
+    """The attacks, each a loop run in its own thread until the stop event."""
+
+    def __init__(self, address: str, tally: Tally, rng: random.Random) -> None:
+        self.address = address
+        self.tally = tally
+        self.rng = rng
+        self.first_token = ""
+        self.last_token = ""
+
+    def _client(self, key: str | None = KEY, timeout: float = 10.0) -> Client:
+        return Client(self.address, preshared_key=key, timeout=timeout)
+
+    def _loop(self, name: str, step: Callable[[], str], stop: threading.Event, pause: float) -> None:
+        while not stop.is_set():
+            try:
+                outcome = step()
+            except Exception as exc:  # noqa: BLE001 - every failure is an outcome to count
+                outcome = _code(exc)
+            self.tally.add(name, outcome)
+            stop.wait(pause)
+
+    def seed(self) -> None:
+        """A large group (nested once) and a few docs; remembers the first revision."""
+        with self._client(timeout=120) as client:
+            rels = [f"group:big#member@user:m{i}" for i in range(GROUP_MEMBERS)]
+            rels += ["group:outer#member@group:big#member", "doc:d0#viewer@group:outer#member"]
+            self.first_token = client.import_relationships(rels, chunk_size=1000)
+            self.last_token = self.first_token
+
+    def legit(self) -> str:
+        """A well-behaved client: a write, then checks at its token (must be answered right)."""
+        with self._client() as client:
+            user = f"u{self.rng.randrange(50)}"
+            token = client.write(touch=[f"doc:d{self.rng.randrange(20)}#viewer@user:{user}"])
+            self.last_token = token
+            outcome = client.check(
+                "doc:d0", "view", f"user:m{self.rng.randrange(GROUP_MEMBERS)}",
+                consistency=ReadConsistency.at_least_as_fresh(token),
+            )  # fmt: skip
+            return "allowed" if outcome.allowed else "WRONG-denied"
+
+    def big_schema(self) -> str:
+        """Schemas past the size/nesting limits; the server must refuse them, not brick."""
+        text = _chain_schema(600) if self.rng.random() < 0.5 else _arrow_schema(300)
+        with self._client(timeout=30) as client:
+            client.write_schema(text)
+            client.write_schema(SCHEMA)  # accepted: put the base schema back
+            return "accepted"
+
+    def caveat_bomb(self) -> str:
+        """A nested `all` over a 400-item list, through a contextual caveated relationship."""
+        tags = [f"t{i}" for i in range(400)]
+        with self._client(timeout=10) as client:
+            outcome = client.check(
+                "doc:bomb", "view", "user:x",
+                contextual=["doc:bomb#viewer@user:x[tagged]"], context={"tags": tags},
+            )  # fmt: skip
+            return outcome.permissionship.name
+
+    def old_tokens(self) -> str:
+        """A check at a forged token of a random old revision."""
+        first, last = decode_token(self.first_token), decode_token(self.last_token)
+        token = encode_token(self.rng.randint(max(1, first - 5), max(first, last)))
+        with self._client() as client:
+            outcome = client.check(
+                "doc:d0", "view", "user:m1", consistency=ReadConsistency.at_exact_snapshot(token)
+            )
+            return outcome.permissionship.name
+
+    def paged_lookup(self) -> str:
+        """One small page of LookupSubjects over the large group."""
+        with self._client() as client:
+            found = list(client.lookup_subjects("doc:d0", "view", "user", limit=10))
+            return f"page-{len(found)}"
+
+    def import_batch(self) -> str:
+        """An import of a few thousand new relationships."""
+        base = self.rng.randrange(10**9)
+        with self._client(timeout=60) as client:
+            client.import_relationships([f"doc:i{base}#viewer@user:v{i}" for i in range(5000)])
+            return "imported"
+
+    def hold_streams(self, stop: threading.Event, keyed: bool, count: int) -> None:
+        """`count` Watch streams held open: health Watch without a key, or keyed relation Watch."""
+        channel = grpc.insecure_channel(self.address, options=[("grpc.use_local_subchannel_pool", 1)])
+        calls = []
+        try:
+            if keyed:
+                from stonetown.api.pb import relationship, relationship_grpc
+
+                stub = relationship_grpc.RelationshipServiceStub(channel)
+                keyed_metadata = (("authorization", f"bearer {KEY}"),)
+                for _ in range(count):
+                    calls.append(stub.Watch(relationship.WatchRequest(), metadata=keyed_metadata))
+            else:
+                health = health_pb2_grpc.HealthStub(channel)
+                for _ in range(count):
+                    calls.append(health.Watch(health_pb2.HealthCheckRequest()))
+            self.tally.add("held_keyed_watch" if keyed else "held_unauth_watch", f"opened-{count}")
+            stop.wait()
+        finally:
+            for call in calls:
+                call.cancel()
+            channel.close()
+
+    def half_sent(self, stop: threading.Event, count: int) -> None:
+        """Connections that send half a preface (or nothing) and then wait."""
+        host, port = self.address.rsplit(":", 1)
+        while not stop.is_set():
+            sockets = []
+            for i in range(count):
+                try:
+                    sock = socket.create_connection((host, int(port)), timeout=5)
+                    if i % 2:
+                        sock.sendall(b"PRI * HTTP/2.0\r\n")
+                    sockets.append(sock)
+                except OSError as exc:
+                    self.tally.add("half_sent", type(exc).__name__)
+            stop.wait(20)
+            closed = 0
+            for sock in sockets:
+                sock.settimeout(0.01)
+                try:
+                    closed += sock.recv(1) == b""
+                except (TimeoutError, BlockingIOError):
+                    pass
+                except OSError:
+                    closed += 1
+                sock.close()
+            self.tally.add("half_sent", f"closed-by-server-after-20s-{closed}/{len(sockets)}")
+
+
+def run(seconds: float, workdir: Path, extra: list[str] | None = None, seed: int = 1) -> dict[str, object]:
+    """Start a server, seed it, run the mix for `seconds`; the figures as a dict."""
+    server = SoakServer(workdir, extra or [])
+    tally = Tally()
+    mix = Mix(server.address, tally, random.Random(seed))
+    probe = HealthProbe(server.address)
+    stop = threading.Event()
+    rss: list[int] = []
+    try:
+        mix.seed()
+        rss_start = server.rss_kb()
+        loops: list[tuple[str, Callable[[], str], float]] = [
+            ("legit", mix.legit, 0.02),
+            ("big_schema", mix.big_schema, 1.0),
+            ("caveat_bomb", mix.caveat_bomb, 0.5),
+            ("old_tokens", mix.old_tokens, 0.05),
+            ("paged_lookup", mix.paged_lookup, 0.2),
+            ("import_batch", mix.import_batch, 2.0),
+        ]
+        threads = [threading.Thread(target=probe.run, args=(stop,), daemon=True)]
+        threads += [
+            threading.Thread(target=mix._loop, args=(name, step, stop, pause), daemon=True)
+            for name, step, pause in loops
+        ]
+        threads.append(threading.Thread(target=mix.hold_streams, args=(stop, False, 8), daemon=True))
+        threads.append(threading.Thread(target=mix.hold_streams, args=(stop, True, 100), daemon=True))
+        threads.append(threading.Thread(target=mix.half_sent, args=(stop, 8), daemon=True))
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and server.process.poll() is None:
+            rss.append(server.rss_kb())
+            time.sleep(1.0)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        time.sleep(2.0)
+        rss_end = server.rss_kb()
+        alive = server.process.poll() is None
+    finally:
+        stop.set()
+        code = server.stop()
+    return {
+        "seconds": seconds,
+        "server_alive_at_end": alive,
+        "server_exit_code": code,
+        "health": probe.summary(),
+        "health_failures": probe.failures[:20],
+        "rss_mb": {
+            "start": round(rss_start / 1024, 1),
+            "peak": round(max(rss, default=0) / 1024, 1),
+            "end": round(rss_end / 1024, 1),
+        },
+        "attacks": {name: dict(counter) for name, counter in tally.counts.items()},
+    }
+
+
+def main(seconds: float) -> None:
+    """Run the mix and print the figures as JSON."""
+    with tempfile.TemporaryDirectory(prefix="stonetown-soak-") as tmp:
+        print(json.dumps(run(seconds, Path(tmp)), indent=2))
