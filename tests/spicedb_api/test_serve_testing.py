@@ -1,0 +1,73 @@
+"""`stonetown serve-testing`: each bearer token its own empty store, for both APIs; the number
+of stores is bounded with an error naming the bound."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from authzed.api.v1 import (
+    BulkExportRelationshipsRequest,
+    Consistency,
+    ReadSchemaRequest,
+    SyncClient,
+    WriteSchemaRequest,
+)
+from grpcutil import insecure_bearer_token_credentials
+
+from stonetown import Client
+from stonetown.client import ReadConsistency
+from stonetown.core.errors import ResourceExhausted
+from stonetown.testing import TestingServer
+
+SCHEMA = "definition user {}\n\ndefinition doc {\n    relation reader: user\n}\n"
+
+
+@pytest.fixture(scope="module")
+def testing() -> Iterator[TestingServer]:
+    """A serve-testing server holding at most 3 stores."""
+    with TestingServer(max_stores=3) as server:
+        yield server
+
+
+def test_each_token_gets_its_own_empty_store_in_both_apis(testing: TestingServer) -> None:
+    first = SyncClient(testing.address, insecure_bearer_token_credentials("first"))
+    first.WriteSchema(WriteSchemaRequest(schema=SCHEMA))
+    with Client(testing.address, preshared_key="first") as own:
+        own.write(touch=["doc:d1#reader@user:ana"])  # stonetown.v1, same token: same store
+        assert own.check(
+            "doc:d1", "reader", "user:ana", consistency=ReadConsistency.fully_consistent()
+        ).allowed
+    exported = first.BulkExportRelationships(
+        BulkExportRelationshipsRequest(consistency=Consistency(fully_consistent=True))
+    )
+    assert sum(len(batch.relationships) for batch in exported) == 1
+    second = SyncClient(testing.address, insecure_bearer_token_credentials("second"))
+    with pytest.raises(grpc.RpcError) as caught:
+        second.ReadSchema(ReadSchemaRequest())
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # nothing of "first" is seen
+    second.WriteSchema(WriteSchemaRequest(schema="definition user {}"))
+    assert "doc" in first.ReadSchema(ReadSchemaRequest()).schema_text
+
+
+def test_stores_are_bounded_with_an_error_naming_the_bound(testing: TestingServer) -> None:
+    for token in ("first", "second", "third"):
+        SyncClient(testing.address, insecure_bearer_token_credentials(token)).WriteSchema(
+            WriteSchemaRequest(schema=SCHEMA)
+        )
+    with pytest.raises(grpc.RpcError) as caught:
+        SyncClient(testing.address, insecure_bearer_token_credentials("fourth")).ReadSchema(
+            ReadSchemaRequest()
+        )
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "at most 3 stores" in caught.value.details()
+    with Client(testing.address, preshared_key="fifth") as own, pytest.raises(ResourceExhausted):
+        own.read_schema()
+    # the stores already made keep working
+    assert (
+        "doc"
+        in SyncClient(testing.address, insecure_bearer_token_credentials("third"))
+        .ReadSchema(ReadSchemaRequest())
+        .schema_text
+    )
