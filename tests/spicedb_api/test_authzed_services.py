@@ -237,3 +237,31 @@ def test_watch_filters_start_cursor_and_checkpoints(client: SyncClient, uid: str
             )
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_metrics_and_health_cover_the_authzed_api(tmp_path) -> None:  # noqa: ANN001
+    import re
+    import urllib.request
+
+    from grpc_harness import ServerProcess
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    proc = ServerProcess(tmp_path, "--port", "0", "--datastore", "memory", "--metrics-addr", "127.0.0.1:0")
+    try:
+        metrics_address = re.search(r"event=metrics address=(\S+)", proc.log())
+        assert metrics_address is not None
+        client = SyncClient(proc.address, insecure_bearer_token_credentials("unused"))
+        for _ in range(2):
+            with pytest.raises(grpc.RpcError):
+                client.ReadSchema(ReadSchemaRequest())
+        with grpc.insecure_channel(proc.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for name in SERVICE_NAMES:
+                answer = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=10)
+                assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        with urllib.request.urlopen(f"http://{metrics_address.group(1)}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        method = 'method="/authzed.api.v1.SchemaService/ReadSchema"'
+        assert f'stonetown_grpc_requests_total{{code="NOT_FOUND",{method}}} 2.0' in text
+    finally:
+        assert proc.stop() == 0

@@ -216,8 +216,8 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
             subject_relation = ""
         if subject_relation:
             cv.check_relation_name(subject_relation, "optional_subject_relation")
-        if request.optional_concrete_limit or request.HasField("optional_cursor"):
-            # SpiceDB answers the same: LookupSubjects streams every subject.
+        if request.optional_concrete_limit:
+            # SpiceDB answers the same (and ignores optional_cursor): every subject is streamed.
             raise SpiceError("UNIMPLEMENTED", "concrete limit is not yet supported")
         option = az.require_known(request.wildcard_option, (0, 1, 2), "wildcard_option")
         without_wildcard = option == permission.LookupSubjectsRequest.WILDCARD_OPTION_EXCLUDE_WILDCARDS
