@@ -328,6 +328,13 @@ def test_import_then_expand(client: SyncClient, uid: str) -> None:
         ("too_big_limit", grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_EXCEEDS_MAXIMUM_ALLOWABLE_LIMIT"),
         ("bad_cursor", grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_INVALID_CURSOR"),
         ("bad_id", grpc.StatusCode.INVALID_ARGUMENT, None),
+        ("filter_unknown_type", grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_UNKNOWN_DEFINITION"),
+        (
+            "filter_unknown_relation",
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "ERROR_REASON_UNKNOWN_RELATION_OR_PERMISSION",
+        ),
+        ("filter_empty", grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FILTER"),
     ],
 )
 def test_errors_carry_spicedb_codes_and_reasons(
@@ -372,6 +379,17 @@ def test_errors_carry_spicedb_codes_and_reasons(
             )
         ),
         "bad_id": lambda: check(client, "document:not valid!", "view", "user:ana"),
+        "filter_unknown_type": lambda: client.ReadRelationships(
+            ReadRelationshipsRequest(relationship_filter=RelationshipFilter(resource_type="nosuch"))
+        ),
+        "filter_unknown_relation": lambda: client.DeleteRelationships(
+            DeleteRelationshipsRequest(
+                relationship_filter=RelationshipFilter(resource_type="document", optional_relation="nosuch")
+            )
+        ),
+        "filter_empty": lambda: client.DeleteRelationships(
+            DeleteRelationshipsRequest(relationship_filter=RelationshipFilter())
+        ),
     }
     before = list(
         client.ReadRelationships(

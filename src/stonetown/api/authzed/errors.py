@@ -44,6 +44,27 @@ class SpiceError(StonetownError):
         self.metadata = metadata
 
 
+def unknown_definition(name: str) -> SpiceError:
+    """SpiceDB's error for a definition the schema does not have."""
+    return SpiceError(
+        "FAILED_PRECONDITION",
+        f"object definition `{name}` not found",
+        "ERROR_REASON_UNKNOWN_DEFINITION",
+        definition_name=name,
+    )
+
+
+def unknown_relation(definition: str, name: str) -> SpiceError:
+    """SpiceDB's error for a relation or permission a definition does not have."""
+    return SpiceError(
+        "FAILED_PRECONDITION",
+        f"relation/permission `{name}` not found under definition `{definition}`",
+        "ERROR_REASON_UNKNOWN_RELATION_OR_PERMISSION",
+        definition_name=definition,
+        relation_or_permission_name=name,
+    )
+
+
 # (pattern over the message, SpiceDB code, reason, metadata keys for the pattern's groups).
 # Checked in order: the first pattern found in the message decides.
 _RULES: tuple[tuple[type[Exception], re.Pattern[str], str, str, tuple[str, ...]], ...] = tuple(
@@ -242,4 +263,14 @@ def streaming(
     return handle
 
 
-__all__ = ["NotFound", "SpiceError", "abort", "classify", "rpc_status", "streaming", "unary"]
+__all__ = [
+    "NotFound",
+    "SpiceError",
+    "abort",
+    "classify",
+    "rpc_status",
+    "streaming",
+    "unary",
+    "unknown_definition",
+    "unknown_relation",
+]

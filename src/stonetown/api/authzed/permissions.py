@@ -248,6 +248,41 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
 
     # ---- relationships ------------------------------------------------------------------
 
+    def relationship_filter(self, message: Any, has: bool, path: str) -> RelationshipFilter:
+        """A filter validated as SpiceDB validates one: present, not empty, and naming only
+        definitions and relations of the schema in force."""
+        if not has:
+            raise SpiceError("INVALID_ARGUMENT", f"{path}: required")
+        if message.ByteSize() == 0:
+            raise SpiceError(
+                "INVALID_ARGUMENT",
+                "the relationship filter provided is not valid: at least one field must be specified",
+                "ERROR_REASON_INVALID_FILTER",
+                filter="",
+            )
+        if message.optional_resource_id and message.optional_resource_id_prefix:
+            raise SpiceError(
+                "INVALID_ARGUMENT",
+                "the relationship filter provided is not valid: "
+                "resource_id and resource_id_prefix cannot be set at the same time",
+                "ERROR_REASON_INVALID_FILTER",
+                filter=str(message).strip(),
+            )
+        flt = cv.filter_from_proto(message, True, path)
+        state = self.system.state
+        named = [(flt.resource_type, flt.relation)]
+        if flt.subject is not None:
+            named.append((flt.subject.type, flt.subject.relation or None))
+        for definition, relation in named:
+            if not definition:
+                continue
+            found = state.schema.definitions.get(definition) if state is not None else None
+            if found is None:
+                raise errors.unknown_definition(definition)
+            if relation and relation not in found.relations:
+                raise errors.unknown_relation(definition, relation)
+        return flt
+
     @errors.unary
     async def WriteRelationships(
         self, request: permission.WriteRelationshipsRequest, context: aio.ServicerContext
@@ -264,6 +299,11 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 maximum_updates_allowed=str(maximum),
             )
         self._check_preconditions(request.optional_preconditions)
+        if not request.updates and not request.optional_preconditions:
+            # SpiceDB's protos allow an empty write: it changes nothing
+            return permission.WriteRelationshipsResponse(
+                written_at=az.token(await self.system.store.head_revision())
+            )
         updates, preconditions = shared.write_request(request, self.limits)
         revision = await self.system.write_relationships(updates, preconditions)
         return permission.WriteRelationshipsResponse(written_at=az.token(revision))
@@ -285,14 +325,9 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
     ) -> permission.DeleteRelationshipsResponse:
         """Delete what matches the filter atomically. With a limit and without
         allow_partial_deletions, more matches than the limit fail the call and delete nothing."""
-        if not request.HasField("relationship_filter") or request.relationship_filter.ByteSize() == 0:
-            raise SpiceError(
-                "INVALID_ARGUMENT",
-                "the relationship filter provided is not valid: at least one field must be specified",
-                "ERROR_REASON_INVALID_FILTER",
-                filter="",
-            )
-        flt = cv.filter_from_proto(request.relationship_filter, True, "relationship_filter")
+        flt = self.relationship_filter(
+            request.relationship_filter, request.HasField("relationship_filter"), "relationship_filter"
+        )
         self._check_preconditions(request.optional_preconditions)
         preconditions = shared.preconditions_from(request.optional_preconditions, self.limits)
         limit = request.optional_limit or None
@@ -332,7 +367,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         self, request: permission.ReadRelationshipsRequest, context: aio.ServicerContext
     ) -> AsyncIterator[permission.ReadRelationshipsResponse]:
         """Relationships matching the filter, in key order, from the cursor on."""
-        flt = cv.filter_from_proto(
+        flt = self.relationship_filter(
             request.relationship_filter, request.HasField("relationship_filter"), "relationship_filter"
         )
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
@@ -370,10 +405,11 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
 
     async def export(self, request: Any, response_type: Any) -> AsyncIterator[Any]:
         """ExportBulkRelationships and the experimental BulkExportRelationships (same fields)."""
-        has_filter = request.HasField("optional_relationship_filter")
-        flt = cv.filter_from_proto(
-            request.optional_relationship_filter, has_filter, "optional_relationship_filter"
-        )
+        flt = RelationshipFilter()
+        if request.HasField("optional_relationship_filter"):
+            flt = self.relationship_filter(
+                request.optional_relationship_filter, True, "optional_relationship_filter"
+            )
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
         page = limit_of(request.optional_limit, self.limits.max_page_size) or self.limits.max_page_size
         after = shared.read_cursor(request.optional_cursor, request.HasField("optional_cursor"))

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from stonetown.api.authzed.errors import SpiceError
+from stonetown.api.authzed.errors import SpiceError, unknown_definition, unknown_relation
 from stonetown.api.authzed.pb import schema as pb
 from stonetown.schema import ir
 
@@ -179,25 +179,14 @@ def _references(schema: ir.Schema, nodes: Iterable[Node]) -> list[pb.ReflectionR
 def _require_definition(schema: ir.Schema, name: str) -> ir.Definition:
     definition = schema.definitions.get(name)
     if definition is None:
-        raise SpiceError(
-            "FAILED_PRECONDITION",
-            f"object definition `{name}` not found",
-            "ERROR_REASON_UNKNOWN_DEFINITION",
-            definition_name=name,
-        )
+        raise unknown_definition(name)
     return definition
 
 
 def _require_relation(definition: ir.Definition, name: str) -> ir.Relation:
     relation = definition.relations.get(name)
     if relation is None:
-        raise SpiceError(
-            "FAILED_PRECONDITION",
-            f"relation/permission `{name}` not found under definition `{definition.name}`",
-            "ERROR_REASON_UNKNOWN_RELATION_OR_PERMISSION",
-            definition_name=definition.name,
-            relation_or_permission_name=name,
-        )
+        raise unknown_relation(definition.name, name)
     return relation
 
 
