@@ -10,14 +10,21 @@ alternate between the two APIs (`--reps` each, the starting side swapped every r
 side's median throughput is kept. Before timing, every request's answer through one API is
 compared with the other's (they must agree). Prints the throughputs, the extra cost of the
 authzed path per call (`stonetown / authzed - 1`) and writes benchmarks/results/spicedb_api.json.
+
+On a shared, loaded machine the throughput runs are noisy; the same requests are therefore
+also timed against the two servicers in this process (no transport, no load generator,
+interleaved rounds, median per side): the adapter's own cost, which is what differs.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,7 +35,12 @@ from benchmarks.common import ensure_store, results_dir, write_result
 from benchmarks.dataset import SEED, Check, generate, parse_size
 from benchmarks.grpc_bench import check_bulk_request, check_request, start_stonetown
 from benchmarks.loadgen import Request, run_loadgen
+from stonetown.api.authzed.permissions import AuthzedPermissionsServicer
+from stonetown.api.limits import Limits
 from stonetown.api.pb import permission
+from stonetown.api.servicers.permissions import PermissionServicer
+from stonetown.engine.system import PermissionSystem
+from stonetown.stores.sqlite import SqliteDatastore
 
 ST_CHECK = "/stonetown.v1.PermissionService/Check"
 ST_BULK = "/stonetown.v1.PermissionService/CheckBulk"
@@ -114,6 +126,40 @@ def verify(target: str, plan: dict[str, dict[str, list[Request]]]) -> int:
     return compared
 
 
+async def _servicer_times(
+    db: Path, plan: dict[str, dict[str, list[Request]]], rounds: int
+) -> dict[str, dict[str, float]]:
+    """Per workload and API, the median over `rounds` interleaved rounds of the mean time (µs)
+    of one call of the servicer method itself: request parsed from its bytes, answered,
+    response serialized; no gRPC transport (identical for both APIs) and no load generator."""
+    system = PermissionSystem(SqliteDatastore(str(db)), poll_interval=None, gc_interval=None)
+    await system.start()
+    try:
+        own = PermissionServicer(system, Limits())
+        theirs = AuthzedPermissionsServicer(system, Limits())
+        handlers = {
+            ST_CHECK: (own.Check, permission.CheckRequest),
+            ST_BULK: (own.CheckBulk, permission.CheckBulkRequest),
+            AZ_CHECK: (theirs.CheckPermission, az.CheckPermissionRequest),
+            AZ_BULK: (theirs.CheckBulkPermissions, az.CheckBulkPermissionsRequest),
+        }
+        out: dict[str, dict[str, float]] = {}
+        for name, sides in plan.items():
+            samples: dict[str, list[float]] = {"stonetown": [], "authzed": []}
+            for round_ in range(rounds):
+                for side in ("stonetown", "authzed") if round_ % 2 == 0 else ("authzed", "stonetown"):
+                    requests = sides[side]
+                    started = time.perf_counter()
+                    for path, _, body in requests:
+                        method, kind = handlers[path]
+                        (await method(kind.FromString(body), None)).SerializeToString()
+                    samples[side].append((time.perf_counter() - started) / len(requests) * 1e6)
+            out[name] = {side: round(statistics.median(values), 2) for side, values in samples.items()}
+        return out
+    finally:
+        await system.stop()
+
+
 def run(
     size: int, seed: int, *, duration: float, reps: int, concurrency: int, bulk_items: int, checks: int
 ) -> dict[str, Any]:
@@ -124,6 +170,11 @@ def run(
     server = start_stonetown(db, 1, results_dir() / "spicedb_api-server.log")
     result: dict[str, Any] = {"size": size, "seed": seed, "duration": duration, "reps": reps,
                               "concurrency": concurrency, "bulk_items": bulk_items}  # fmt: skip
+    result["servicer_us_per_call"] = asyncio.run(_servicer_times(db, plan, rounds=max(4, 2 * reps)))
+    for name, times in result["servicer_us_per_call"].items():
+        result[name + "_servicer_extra_cost_percent"] = round(
+            100 * (times["authzed"] / times["stonetown"] - 1), 2
+        )
     try:
         result["answers_compared"] = verify(server.target, plan)
         for name, sides in plan.items():
@@ -171,6 +222,13 @@ def main(argv: list[str] | None = None) -> int:
         median = result[name]["median_throughput_per_s"]
         print(f"| {name} | {median['stonetown']:.0f} | {median['authzed']:.0f} | "
               f"{result[name]['authzed_extra_cost_percent']:+.1f} % |")  # fmt: skip
+    print(
+        "| workload | stonetown.v1 servicer µs/call | authzed.api.v1 servicer µs/call | authzed extra cost |"
+    )
+    print("| --- | --- | --- | --- |")
+    for name, times in result["servicer_us_per_call"].items():
+        print(f"| {name} | {times['stonetown']:.1f} | {times['authzed']:.1f} | "
+              f"{result[name + '_servicer_extra_cost_percent']:+.1f} % |")  # fmt: skip
     print(path)
     return 0
 
