@@ -330,7 +330,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         )
         self._check_preconditions(request.optional_preconditions)
         preconditions = shared.preconditions_from(request.optional_preconditions, self.limits)
-        limit = request.optional_limit or None
+        limit = limit_of(request.optional_limit, self.limits.max_page_size)
         if limit is not None and not request.optional_allow_partial_deletions:
             await self._refuse_partial(flt, limit, request.relationship_filter)
         result = await self.system.delete_relationships(flt, preconditions, limit)
