@@ -435,10 +435,9 @@ def filter_from_proto(message: core.RelationshipFilter, has: bool, path: str) ->
         )
     if resource_id is not None:
         check_object_id(resource_id, f"{path}.optional_resource_id", allow_wildcard=False)
-    if prefix is not None and len(prefix) > MAX_OBJECT_ID_LENGTH:
-        raise InvalidArgument(
-            f"{path}.optional_resource_id_prefix: longer than {MAX_OBJECT_ID_LENGTH} characters"
-        )
+    if prefix is not None:
+        # the id alphabet and length: a prefix outside them could match no id
+        check_object_id(prefix, f"{path}.optional_resource_id_prefix", allow_wildcard=False)
     relation = message.optional_relation or None
     if relation is not None:
         check_relation_name(relation, f"{path}.optional_relation")
