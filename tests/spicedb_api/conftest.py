@@ -7,17 +7,15 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
-from authzed.api.v1 import SyncClient, WriteSchemaRequest
-from google.rpc import error_details_pb2, status_pb2
+from authzed.api.v1 import SyncClient
 from grpcutil import insecure_bearer_token_credentials
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 
+from authzed_support import KEY  # noqa: E402
 from grpc_harness import SCHEMA, ServerProcess  # noqa: E402
 
-KEY = "authzed-test-key"
 _ids = itertools.count()
 
 
@@ -45,21 +43,3 @@ def client(server: ServerProcess) -> SyncClient:
 def uid() -> str:
     """An id unique within the session, so tests sharing a server do not collide."""
     return f"az{next(_ids)}"
-
-
-def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
-    """The google.rpc.ErrorInfo in a failed call's status details, if any."""
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    assert status.code == error.code().value[0]
-                    return info
-    return None
-
-
-def write_schema(client: SyncClient, text: str = SCHEMA) -> None:
-    """Write `text` as the schema."""
-    client.WriteSchema(WriteSchemaRequest(schema=text))

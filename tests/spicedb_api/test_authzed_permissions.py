@@ -36,7 +36,7 @@ from authzed.api.v1.permission_service_pb2 import (
     ExportBulkRelationshipsRequest,
     ImportBulkRelationshipsRequest,
 )
-from conftest import error_info
+from authzed_support import error_info
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 

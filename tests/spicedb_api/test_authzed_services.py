@@ -28,7 +28,7 @@ from authzed.api.v1.watch_service_pb2 import (
     WATCH_KIND_INCLUDE_CHECKPOINTS,
     WATCH_KIND_INCLUDE_RELATIONSHIP_UPDATES,
 )
-from conftest import KEY, error_info
+from authzed_support import KEY, error_info
 from google.protobuf import message_factory
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpcutil import insecure_bearer_token_credentials

@@ -19,7 +19,7 @@ from grpcutil import insecure_bearer_token_credentials
 from stonetown import Client
 from stonetown.client import ReadConsistency
 from stonetown.core.errors import ResourceExhausted
-from stonetown.testing import TestingServer
+from stonetown.testing import TestingServer, stonetown_testing_server  # noqa: F401 - the fixture
 
 SCHEMA = "definition user {}\n\ndefinition doc {\n    relation reader: user\n}\n"
 
@@ -71,3 +71,13 @@ def test_stores_are_bounded_with_an_error_naming_the_bound(testing: TestingServe
         .ReadSchema(ReadSchemaRequest())
         .schema_text
     )
+
+
+def test_the_pytest_fixture_serves_testing_stores(stonetown_testing_server: TestingServer) -> None:  # noqa: F811
+    client = SyncClient(stonetown_testing_server.address, insecure_bearer_token_credentials("fixture"))
+    client.WriteSchema(WriteSchemaRequest(schema=SCHEMA))
+    assert "doc" in client.ReadSchema(ReadSchemaRequest()).schema_text
+    other = SyncClient(stonetown_testing_server.address, insecure_bearer_token_credentials("fixture-2"))
+    with pytest.raises(grpc.RpcError) as caught:
+        other.ReadSchema(ReadSchemaRequest())
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND

@@ -208,23 +208,19 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         self, request: permission.LookupSubjectsRequest, context: aio.ServicerContext
     ) -> AsyncIterator[permission.LookupSubjectsResponse]:
         """Subjects of a type that have the permission on the resource, sorted by id."""
-        resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
-        name = cv.check_relation_name(request.permission, "permission")
-        subject_type = cv.check_type_name(request.subject_object_type, "subject_object_type")
-        subject_relation = request.optional_subject_relation
-        if subject_relation == "...":
-            subject_relation = ""
-        if subject_relation:
-            cv.check_relation_name(subject_relation, "optional_subject_relation")
+        query = shared.subjects_query(request)
         if request.optional_concrete_limit:
             # SpiceDB answers the same (and ignores optional_cursor): every subject is streamed.
             raise SpiceError("UNIMPLEMENTED", "concrete limit is not yet supported")
         option = az.require_known(request.wildcard_option, (0, 1, 2), "wildcard_option")
         without_wildcard = option == permission.LookupSubjectsRequest.WILDCARD_OPTION_EXCLUDE_WILDCARDS
-        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
-        caveat_context = cv.struct_to_dict(request.context, request.HasField("context"))
         found = self.system.lookup_subjects(
-            resource, name, subject_type, subject_relation, consistency, caveat_context
+            query.resource,
+            query.permission,
+            query.subject_type,
+            query.subject_relation,
+            query.consistency,
+            query.context,
         )
         async for result, revision in found:
             if without_wildcard and result.subject.is_wildcard:

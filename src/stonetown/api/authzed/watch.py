@@ -13,8 +13,7 @@ from stonetown.api.authzed import convert as az
 from stonetown.api.authzed import errors
 from stonetown.api.authzed.errors import SpiceError
 from stonetown.api.authzed.pb import core, watch, watch_grpc
-from stonetown.core.errors import InvalidArgument
-from stonetown.core.relationship import validate_type_name
+from stonetown.api.servicers import shared
 from stonetown.engine.system import PermissionSystem
 
 _KINDS = (
@@ -36,12 +35,7 @@ class AuthzedWatchServicer(watch_grpc.WatchServiceServicer):
         self, request: watch.WatchRequest, context: aio.ServicerContext
     ) -> AsyncIterator[watch.WatchResponse]:
         """Every change after the start token (or from now on), as it commits."""
-        types = list(request.optional_object_types)
-        for index, name in enumerate(types):
-            try:
-                validate_type_name(name, "type")
-            except InvalidArgument as exc:
-                raise InvalidArgument(f"optional_object_types[{index}]: {exc}") from None
+        types, after = await shared.watch_start(self.system, request)
         filters = [
             cv.filter_from_proto(item, True, f"optional_relationship_filters[{index}]")
             for index, item in enumerate(request.optional_relationship_filters)
@@ -57,10 +51,6 @@ class AuthzedWatchServicer(watch_grpc.WatchServiceServicer):
         )
         schemas = watch.WATCH_KIND_INCLUDE_SCHEMA_UPDATES in kinds
         checkpoints = watch.WATCH_KIND_INCLUDE_CHECKPOINTS in kinds
-        if request.HasField("optional_start_cursor"):
-            after = cv.token_from_proto(request.optional_start_cursor, "optional_start_cursor")
-        else:
-            after = await self.system.store.head_revision()
         async for batch in self.system.watch(after, types, every_revision=schemas or checkpoints):
             changes = batch.changes
             if filters:

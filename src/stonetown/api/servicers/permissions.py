@@ -176,16 +176,7 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         self, request: permission.LookupSubjectsRequest, context: aio.ServicerContext
     ) -> AsyncIterator[permission.LookupSubjectsResponse]:
         """Subjects of a type that have the permission on the resource, sorted by id."""
-        resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
-        name = cv.check_relation_name(request.permission, "permission")
-        subject_type = cv.check_type_name(request.subject_object_type, "subject_object_type")
-        subject_relation = request.optional_subject_relation
-        if subject_relation == "...":
-            subject_relation = ""
-        if subject_relation:
-            cv.check_relation_name(subject_relation, "optional_subject_relation")
-        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
-        caveat_context = cv.struct_to_dict(request.context, request.HasField("context"))
+        query = shared.subjects_query(request)
         contextual = self._contextual(request.contextual_relationships)
         limit = self.limits.page_size("optional_limit", request.optional_limit)
         cursor = cv.cursor_from_proto(
@@ -196,12 +187,12 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
             "optional_cursor",
         )
         results = self.system.lookup_subjects(
-            resource,
-            name,
-            subject_type,
-            subject_relation,
-            consistency,
-            caveat_context,
+            query.resource,
+            query.permission,
+            query.subject_type,
+            query.subject_relation,
+            query.consistency,
+            query.context,
             contextual,
             after=cursor[0] if cursor else None,
             limit=limit,

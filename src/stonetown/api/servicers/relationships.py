@@ -12,7 +12,6 @@ from stonetown.api.limits import Limits
 from stonetown.api.pb import core, relationship, relationship_grpc
 from stonetown.api.servicers import shared
 from stonetown.core.errors import InvalidArgument
-from stonetown.core.relationship import validate_type_name
 from stonetown.engine.system import PermissionSystem
 
 
@@ -87,16 +86,7 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
         self, request: relationship.WatchRequest, context: aio.ServicerContext
     ) -> AsyncIterator[relationship.WatchResponse]:
         """Every change after the start token (or from now on), as it commits."""
-        types = list(request.optional_object_types)
-        for index, name in enumerate(types):
-            try:
-                validate_type_name(name, "type")
-            except InvalidArgument as exc:
-                raise InvalidArgument(f"optional_object_types[{index}]: {exc}") from None
-        if request.HasField("optional_start_cursor"):
-            after = cv.token_from_proto(request.optional_start_cursor, "optional_start_cursor")
-        else:
-            after = await self.system.store.head_revision()
+        types, after = await shared.watch_start(self.system, request)
         async for changes in self.system.watch(after, types):
             yield relationship.WatchResponse(
                 updates=[cv.change_to_proto(change) for change in changes.changes],

@@ -9,12 +9,13 @@ servicer only builds its own response messages.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from stonetown.api import convert as cv
 from stonetown.api.limits import Limits
 from stonetown.core.errors import InvalidArgument, StonetownError
-from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
+from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef, validate_type_name
 from stonetown.engine.datastore import Precondition, RelationshipFilter, Update
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import CheckRequest, CheckResult, Consistency
@@ -163,3 +164,49 @@ async def import_stream(system: PermissionSystem, request_iterator: Any) -> tupl
     if not rels:
         raise InvalidArgument("relationships: at least one relationship is required")
     return len(rels), await system.import_relationships(rels)
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectsQuery:
+    """What a LookupSubjects request asks, validated."""
+
+    resource: ObjectRef
+    permission: str
+    subject_type: str
+    subject_relation: str  # "" for plain objects (`...` in the request)
+    consistency: Consistency
+    context: dict[str, Any] | None
+
+
+def subjects_query(request: Any) -> SubjectsQuery:
+    """The validated question of a LookupSubjects request (either API)."""
+    resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
+    name = cv.check_relation_name(request.permission, "permission")
+    subject_type = cv.check_type_name(request.subject_object_type, "subject_object_type")
+    subject_relation = request.optional_subject_relation
+    if subject_relation == "...":
+        subject_relation = ""
+    if subject_relation:
+        cv.check_relation_name(subject_relation, "optional_subject_relation")
+    return SubjectsQuery(
+        resource,
+        name,
+        subject_type,
+        subject_relation,
+        cv.consistency_from_proto(request.consistency, request.HasField("consistency")),
+        cv.struct_to_dict(request.context, request.HasField("context")),
+    )
+
+
+async def watch_start(system: PermissionSystem, request: Any) -> tuple[list[str], int]:
+    """The object types a Watch request follows (validated) and the revision it starts after
+    (its start token's, else the head: from now on)."""
+    types = list(request.optional_object_types)
+    for index, name in enumerate(types):
+        try:
+            validate_type_name(name, "type")
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"optional_object_types[{index}]: {exc}") from None
+    if request.HasField("optional_start_cursor"):
+        return types, cv.token_from_proto(request.optional_start_cursor, "optional_start_cursor")
+    return types, await system.store.head_revision()
