@@ -426,3 +426,29 @@ def test_max_depth_is_resource_exhausted_with_its_reason(client: SyncClient, uid
     info = error_info(error)
     assert info is not None and info.reason == "ERROR_REASON_MAXIMUM_DEPTH_EXCEEDED"
     assert info.metadata["maximum_depth_allowed"] == "50"
+
+
+def test_with_tracing_returns_the_checks_debug_trace(client: SyncClient, uid: str) -> None:
+    write(client, f"document:{uid}#owner@user:ana")
+    response = client.CheckPermission(
+        CheckPermissionRequest(
+            resource=obj(f"document:{uid}"), permission="edit", subject=subj("user:ana"),
+            consistency=FRESH, with_tracing=True,
+        )
+    )  # fmt: skip
+    trace = response.debug_trace.check
+    assert response.permissionship == HAS and trace.result == HAS
+    asked = (trace.resource.object_id, trace.permission, trace.subject.object.object_id)
+    assert asked == (uid, "edit", "ana")
+    assert trace.permission_type == trace.PERMISSION_TYPE_PERMISSION
+    assert "definition document" in response.debug_trace.schema_used
+    bulk = client.CheckBulkPermissions(
+        CheckBulkPermissionsRequest(
+            items=[CheckBulkPermissionsRequestItem(resource=obj(f"document:{uid}"), permission="owner",
+                                                   subject=subj("user:bob"))],
+            consistency=FRESH, with_tracing=True,
+        )
+    )  # fmt: skip
+    item = bulk.pairs[0].item
+    assert item.permissionship == NO and item.debug_trace.check.result == NO
+    assert item.debug_trace.check.permission_type == item.debug_trace.check.PERMISSION_TYPE_RELATION

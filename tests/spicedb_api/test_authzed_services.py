@@ -265,3 +265,24 @@ def test_metrics_and_health_cover_the_authzed_api(tmp_path) -> None:  # noqa: AN
         assert f'stonetown_grpc_requests_total{{code="NOT_FOUND",{method}}} 2.0' in text
     finally:
         assert proc.stop() == 0
+
+
+def test_relationship_counters_are_unimplemented(server) -> None:  # noqa: ANN001
+    metadata = (("authorization", f"bearer {KEY}"),)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = experimental_grpc.ExperimentalServiceStub(channel)
+        for call, request in (
+            (
+                stub.ExperimentalRegisterRelationshipCounter,
+                experimental.ExperimentalRegisterRelationshipCounterRequest,
+            ),
+            (stub.ExperimentalCountRelationships, experimental.ExperimentalCountRelationshipsRequest),
+            (
+                stub.ExperimentalUnregisterRelationshipCounter,
+                experimental.ExperimentalUnregisterRelationshipCounterRequest,
+            ),
+        ):
+            with pytest.raises(grpc.RpcError) as caught:
+                call(request(name="c"), metadata=metadata, timeout=10)
+            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert "counters" in caught.value.details()

@@ -1,8 +1,8 @@
 """authzed.api.v1.ExperimentalService: the bulk calls and the Experimental reflection calls,
 answered by the non-experimental servicers (the messages are wire-compatible copies).
 
-The relationship counters (ExperimentalRegister/Count/UnregisterRelationshipCounter) are
-not served: they answer UNIMPLEMENTED.
+The relationship counters (ExperimentalRegister/Count/UnregisterRelationshipCounter) answer
+UNIMPLEMENTED (an explicit status, not a server error).
 """
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ from typing import Any
 from grpc import aio
 
 from stonetown.api.authzed import errors
+from stonetown.api.authzed.errors import SpiceError
 from stonetown.api.authzed.pb import experimental, experimental_grpc, schema
 from stonetown.api.authzed.permissions import AuthzedPermissionsServicer
 from stonetown.api.authzed.schema import AuthzedSchemaServicer
 from stonetown.api.servicers import shared
 from stonetown.core.errors import StonetownError
+
+_NO_COUNTERS = "relationship counters are not supported by Stonetown: its stores keep no counters"
 
 
 def _as(message_type: Any, message: Any) -> Any:
@@ -81,3 +84,22 @@ class AuthzedExperimentalServicer(experimental_grpc.ExperimentalServiceServicer)
         """DiffSchema."""
         answer = await self.schemas.DiffSchema(_as(schema.DiffSchemaRequest, request), context)
         return _as(experimental.ExperimentalDiffSchemaResponse, answer)
+
+    @errors.unary
+    async def ExperimentalRegisterRelationshipCounter(
+        self, request: Any, context: aio.ServicerContext
+    ) -> Any:
+        """Not supported: UNIMPLEMENTED."""
+        raise SpiceError("UNIMPLEMENTED", _NO_COUNTERS)
+
+    @errors.unary
+    async def ExperimentalCountRelationships(self, request: Any, context: aio.ServicerContext) -> Any:
+        """Not supported: UNIMPLEMENTED."""
+        raise SpiceError("UNIMPLEMENTED", _NO_COUNTERS)
+
+    @errors.unary
+    async def ExperimentalUnregisterRelationshipCounter(
+        self, request: Any, context: aio.ServicerContext
+    ) -> Any:
+        """Not supported: UNIMPLEMENTED."""
+        raise SpiceError("UNIMPLEMENTED", _NO_COUNTERS)
