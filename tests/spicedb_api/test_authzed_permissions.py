@@ -328,6 +328,7 @@ def test_import_then_expand(client: SyncClient, uid: str) -> None:
         ("too_big_limit", grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_EXCEEDS_MAXIMUM_ALLOWABLE_LIMIT"),
         ("bad_cursor", grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_INVALID_CURSOR"),
         ("bad_id", grpc.StatusCode.INVALID_ARGUMENT, None),
+        ("wildcard_subject", grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_WILDCARD_NOT_ALLOWED"),
         ("filter_unknown_type", grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_UNKNOWN_DEFINITION"),
         (
             "filter_unknown_relation",
@@ -379,6 +380,7 @@ def test_errors_carry_spicedb_codes_and_reasons(
             )
         ),
         "bad_id": lambda: check(client, "document:not valid!", "view", "user:ana"),
+        "wildcard_subject": lambda: check(client, f"document:{uid}", "view", "user:*"),
         "filter_unknown_type": lambda: client.ReadRelationships(
             ReadRelationshipsRequest(relationship_filter=RelationshipFilter(resource_type="nosuch"))
         ),

@@ -121,6 +121,13 @@ _RULES: tuple[tuple[type[Exception], re.Pattern[str], str, str, tuple[str, ...]]
         ),
         (
             InvalidArgument,
+            r"^([\w.\[\]]+): (?:cannot check a wildcard subject|a wildcard is not allowed here)",
+            "INVALID_ARGUMENT",
+            "ERROR_REASON_WILDCARD_NOT_ALLOWED",
+            ("field",),
+        ),
+        (
+            InvalidArgument,
             r"more than once in one write|appears more than once",
             "INVALID_ARGUMENT",
             "ERROR_REASON_UPDATES_ON_SAME_RELATIONSHIP",
