@@ -74,6 +74,28 @@ def rel(text: str, caveat: str | None = None, expires: datetime | None = None) -
     return message
 
 
+def day(value: object) -> Struct:
+    context = Struct()
+    context.update({"day": value})
+    return context
+
+
+def typed_caveat(uid: str) -> Relationship:
+    """A caveated grant whose stored context has the wrong type for `day` (a string)."""
+    grant = rel(f"document:{uid}#viewer@user:bad", "on_weekday")
+    grant.optional_caveat.context.CopyFrom(day(5))
+    return grant
+
+
+def check_bad_context(client: SyncClient, resource: str) -> int:
+    """Check a caveated grant on `resource` with a context whose `day` is not a string."""
+    grant = rel(f"{resource}#viewer@user:cav", "on_weekday")
+    client.WriteRelationships(
+        WriteRelationshipsRequest(updates=[RelationshipUpdate(operation=TOUCH, relationship=grant)])
+    )
+    return check(client, resource, "view", "user:cav", context=day(5))
+
+
 def write(client: SyncClient, *texts: str, op: int = TOUCH, **kwargs: object) -> ZedToken:
     updates = [RelationshipUpdate(operation=op, relationship=rel(t)) for t in texts]
     return client.WriteRelationships(WriteRelationshipsRequest(updates=updates, **kwargs)).written_at
@@ -329,6 +351,8 @@ def test_import_then_expand(client: SyncClient, uid: str) -> None:
         ("bad_cursor", grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_INVALID_CURSOR"),
         ("bad_id", grpc.StatusCode.INVALID_ARGUMENT, None),
         ("wildcard_subject", grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_WILDCARD_NOT_ALLOWED"),
+        ("context_type_write", grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_CAVEAT_PARAMETER_TYPE_ERROR"),
+        ("context_type_check", grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_CAVEAT_PARAMETER_TYPE_ERROR"),
         ("filter_unknown_type", grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_UNKNOWN_DEFINITION"),
         (
             "filter_unknown_relation",
@@ -381,6 +405,12 @@ def test_errors_carry_spicedb_codes_and_reasons(
         ),
         "bad_id": lambda: check(client, "document:not valid!", "view", "user:ana"),
         "wildcard_subject": lambda: check(client, f"document:{uid}", "view", "user:*"),
+        "context_type_write": lambda: client.WriteRelationships(
+            WriteRelationshipsRequest(
+                updates=[RelationshipUpdate(operation=TOUCH, relationship=typed_caveat(uid))]
+            )
+        ),
+        "context_type_check": lambda: check_bad_context(client, f"document:{uid}c"),
         "filter_unknown_type": lambda: client.ReadRelationships(
             ReadRelationshipsRequest(relationship_filter=RelationshipFilter(resource_type="nosuch"))
         ),

@@ -114,7 +114,7 @@ _RULES: tuple[tuple[type[Exception], re.Pattern[str], str, str, tuple[str, ...]]
         ),
         (
             InvalidArgument,
-            r"of caveat `([^`]*)`",
+            r"of caveat `([^`]*)`|caveat `([^`]*)`: context parameter",
             "INVALID_ARGUMENT",
             "ERROR_REASON_CAVEAT_PARAMETER_TYPE_ERROR",
             ("caveat_name",),
@@ -196,7 +196,8 @@ def classify(exc: BaseException) -> SpiceError | None:
             continue
         found = pattern.search(message)
         if found is not None:
-            return SpiceError(code, message, reason, **dict(zip(keys, found.groups(), strict=False)))
+            values = [group for group in found.groups() if group is not None]
+            return SpiceError(code, message, reason, **dict(zip(keys, values, strict=False)))
     if _OUT_OF_RANGE.search(message):
         return SpiceError("OUT_OF_RANGE", f"invalid zedtoken: {message}")
     return SpiceError(exc.code, message)
