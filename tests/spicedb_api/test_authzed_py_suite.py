@@ -4,6 +4,7 @@ serve-testing. Skipped only when ../shared is absent."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -32,6 +33,7 @@ def test_authzed_py_suite_passes_against_serve_testing() -> None:
         run = subprocess.run(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", str(SUITE)],
             cwd=SUITE.parent,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},  # ../shared is read-only
             capture_output=True,
             text=True,
             timeout=300,
