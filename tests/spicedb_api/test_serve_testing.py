@@ -81,3 +81,19 @@ def test_the_pytest_fixture_serves_testing_stores(stonetown_testing_server: Test
     with pytest.raises(grpc.RpcError) as caught:
         other.ReadSchema(ReadSchemaRequest())
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_watch_reports_schema_updates_when_asked(testing: TestingServer) -> None:
+    from authzed.api.v1 import WatchRequest
+    from authzed.api.v1.watch_service_pb2 import WATCH_KIND_INCLUDE_SCHEMA_UPDATES
+
+    client = SyncClient(testing.address, insecure_bearer_token_credentials("first"))
+    start = client.WriteSchema(WriteSchemaRequest(schema=SCHEMA)).written_at
+    client.WriteSchema(WriteSchemaRequest(schema=SCHEMA + "\ndefinition team {}\n"))
+    stream = client.Watch(
+        WatchRequest(optional_start_cursor=start, optional_update_kinds=[WATCH_KIND_INCLUDE_SCHEMA_UPDATES]),
+        timeout=15,
+    )
+    first = next(iter(stream))
+    stream.cancel()
+    assert first.schema_updated and not first.updates
