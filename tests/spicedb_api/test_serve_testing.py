@@ -97,3 +97,38 @@ def test_watch_reports_schema_updates_when_asked(testing: TestingServer) -> None
     first = next(iter(stream))
     stream.cancel()
     assert first.schema_updated and not first.updates
+
+
+def test_a_schema_that_would_orphan_relationships_is_refused_as_spicedb_does(testing: TestingServer) -> None:
+    from authzed_support import error_info
+
+    client = SyncClient(testing.address, insecure_bearer_token_credentials("second"))
+    client.WriteSchema(WriteSchemaRequest(schema=SCHEMA))
+    with Client(testing.address, preshared_key="second") as own:
+        own.write(touch=["doc:kept#reader@user:ana"])
+    with pytest.raises(grpc.RpcError) as caught:
+        client.WriteSchema(WriteSchemaRequest(schema="definition user {}\n\ndefinition doc {}\n"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(caught.value)
+    assert info is not None and info.reason == "ERROR_REASON_SCHEMA_TYPE_ERROR"
+    assert "relation reader" in client.ReadSchema(ReadSchemaRequest()).schema_text
+
+
+def test_calls_before_any_schema_fail_as_spicedbs_do(stonetown_testing_server: TestingServer) -> None:  # noqa: F811
+    from authzed.api.v1 import CheckPermissionRequest, ObjectReference, SubjectReference
+    from authzed_support import error_info
+
+    client = SyncClient(stonetown_testing_server.address, insecure_bearer_token_credentials("no-schema"))
+    with pytest.raises(grpc.RpcError) as caught:
+        client.ReadSchema(ReadSchemaRequest())
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as caught:
+        client.CheckPermission(
+            CheckPermissionRequest(
+                resource=ObjectReference(object_type="doc", object_id="d"),
+                permission="reader",
+                subject=SubjectReference(object=ObjectReference(object_type="user", object_id="u")),
+            )
+        )
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(caught.value).reason == "ERROR_REASON_UNKNOWN_DEFINITION"

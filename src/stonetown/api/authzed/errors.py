@@ -70,6 +70,14 @@ def unknown_relation(definition: str, name: str) -> SpiceError:
 _RULES: tuple[tuple[type[Exception], re.Pattern[str], str, str, tuple[str, ...]], ...] = tuple(
     (kind, re.compile(pattern), code, reason, keys)
     for kind, pattern, code, reason, keys in (
+        # first: its message quotes the stored relationship's own error
+        (
+            FailedPrecondition,
+            r"the new schema cannot be written",
+            "INVALID_ARGUMENT",
+            "ERROR_REASON_SCHEMA_TYPE_ERROR",
+            (),
+        ),
         (
             Exception,
             r"relation/permission `([^`]*)` not found under definition `([^`]*)`",
@@ -148,14 +156,7 @@ _RULES: tuple[tuple[type[Exception], re.Pattern[str], str, str, tuple[str, ...]]
             (),
         ),
         (
-            FailedPrecondition,
-            r"the new schema cannot be written",
-            "INVALID_ARGUMENT",
-            "ERROR_REASON_SCHEMA_TYPE_ERROR",
-            (),
-        ),
-        (
-            FailedPrecondition,
+            Exception,  # NotFound from reads, FailedPrecondition from writes
             r"no schema has been written yet",
             "FAILED_PRECONDITION",
             "ERROR_REASON_UNKNOWN_DEFINITION",
