@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -257,17 +257,20 @@ def unary(
 
 
 def streaming(
-    method: Callable[[Any, Any, aio.ServicerContext], AsyncIterator[T]],
-) -> Callable[[Any, Any, aio.ServicerContext], AsyncIterator[T]]:
+    method: Callable[[Any, Any, aio.ServicerContext], AsyncGenerator[T, None]],
+) -> Callable[[Any, Any, aio.ServicerContext], AsyncGenerator[T, None]]:
     """A servicer method that streams, with its errors reported as SpiceDB's."""
 
     @functools.wraps(method)
-    async def handle(self: Any, request: Any, context: aio.ServicerContext) -> AsyncIterator[T]:
+    async def handle(self: Any, request: Any, context: aio.ServicerContext) -> AsyncGenerator[T, None]:
+        items = method(self, request, context)
         try:
-            async for item in method(self, request, context):
+            async for item in items:
                 yield item
         except StonetownError as exc:
             await abort(context, exc)
+        finally:
+            await items.aclose()  # a cancelled stream (a Watch) stops its work now, not at GC
 
     return handle
 
