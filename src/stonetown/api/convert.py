@@ -124,14 +124,19 @@ def _short(value: str, limit: int = 80) -> str:
 _last_token: tuple[int, str] = (-1, "")
 
 
-def token_to_proto(revision: int) -> core.ZedToken:
-    """The token message for a revision."""
+def token_text(revision: int) -> str:
+    """The token string for a revision (stonetown.v1 and authzed.api.v1 tokens alike)."""
     global _last_token
     last, text = _last_token
     if last != revision:  # nearly every response carries the head revision: encode it once
         text = encode_token(revision)
         _last_token = (revision, text)
-    return core.ZedToken(token=text)
+    return text
+
+
+def token_to_proto(revision: int) -> core.ZedToken:
+    """The token message for a revision."""
+    return core.ZedToken(token=token_text(revision))
 
 
 def token_from_proto(message: core.ZedToken, path: str) -> int:
@@ -254,9 +259,10 @@ def check_request_from_proto(item: Any) -> CheckRequest | None:
     return CheckRequest(ObjectRef(rtype, rid), name, SubjectRef(stype, sid, srel), context)
 
 
-def object_to_proto(ref: ObjectRef) -> core.ObjectReference:
-    """The message for an object reference."""
-    return core.ObjectReference(object_type=ref.type, object_id=ref.id)
+def object_to_proto(ref: ObjectRef, pb: Any = core) -> Any:
+    """The message for an object reference (of `pb`: stonetown.v1's core module, or
+    authzed.api.v1's, whose messages have the same fields)."""
+    return pb.ObjectReference(object_type=ref.type, object_id=ref.id)
 
 
 def subject_from_proto(message: core.SubjectReference, has: bool, path: str) -> SubjectRef:
@@ -277,10 +283,10 @@ def subject_from_proto(message: core.SubjectReference, has: bool, path: str) -> 
     return SubjectRef(subject_type, subject_id, relation)
 
 
-def subject_to_proto(ref: SubjectRef) -> core.SubjectReference:
-    """The message for a subject."""
-    return core.SubjectReference(
-        object=core.ObjectReference(object_type=ref.type, object_id=ref.id), optional_relation=ref.relation
+def subject_to_proto(ref: SubjectRef, pb: Any = core) -> Any:
+    """The message for a subject (of `pb`, as in :func:`object_to_proto`)."""
+    return pb.SubjectReference(
+        object=pb.ObjectReference(object_type=ref.type, object_id=ref.id), optional_relation=ref.relation
     )
 
 
@@ -363,12 +369,12 @@ def relationship_from_proto_quick(message: core.Relationship) -> Relationship | 
     return None
 
 
-def relationship_to_proto(rel: Relationship) -> core.Relationship:
-    """The message for a relationship."""
-    message = core.Relationship(
-        resource=core.ObjectReference(object_type=rel.resource_type, object_id=rel.resource_id),
+def relationship_to_proto(rel: Relationship, pb: Any = core) -> Any:
+    """The message for a relationship (of `pb`, as in :func:`object_to_proto`)."""
+    message = pb.Relationship(
+        resource=pb.ObjectReference(object_type=rel.resource_type, object_id=rel.resource_id),
         relation=rel.relation,
-        subject=subject_to_proto(rel.subject),
+        subject=subject_to_proto(rel.subject, pb),
     )
     if rel.caveat is not None:
         message.optional_caveat.caveat_name = rel.caveat.name
@@ -429,10 +435,9 @@ def filter_from_proto(message: core.RelationshipFilter, has: bool, path: str) ->
         )
     if resource_id is not None:
         check_object_id(resource_id, f"{path}.optional_resource_id", allow_wildcard=False)
-    if prefix is not None and len(prefix) > MAX_OBJECT_ID_LENGTH:
-        raise InvalidArgument(
-            f"{path}.optional_resource_id_prefix: longer than {MAX_OBJECT_ID_LENGTH} characters"
-        )
+    if prefix is not None:
+        # the id alphabet and length: a prefix outside them could match no id
+        check_object_id(prefix, f"{path}.optional_resource_id_prefix", allow_wildcard=False)
     relation = message.optional_relation or None
     if relation is not None:
         check_relation_name(relation, f"{path}.optional_relation")
@@ -446,7 +451,10 @@ def filter_from_proto(message: core.RelationshipFilter, has: bool, path: str) ->
             check_object_id(subject_id, f"{sub_path}.optional_subject_id", allow_wildcard=True)
         subject_relation: str | None = None
         if sub.HasField("optional_relation"):
-            subject_relation = "" if sub.optional_relation == "..." else sub.optional_relation
+            # a string in stonetown.v1, a RelationFilter message in authzed.api.v1
+            given = sub.optional_relation
+            given = given if isinstance(given, str) else given.relation
+            subject_relation = "" if given == "..." else given
             if subject_relation:
                 check_relation_name(subject_relation, f"{sub_path}.optional_relation")
         subject = SubjectFilter(subject_type, subject_id, subject_relation)
@@ -482,17 +490,18 @@ def update_from_proto(message: core.RelationshipUpdate, path: str) -> Update:
     )
 
 
-def update_to_proto(update: Update) -> core.RelationshipUpdate:
-    """The message for a relationship update."""
-    return core.RelationshipUpdate(
-        operation=_UPDATE_OPS_BACK[update.op], relationship=relationship_to_proto(update.relationship)
+def update_to_proto(update: Update, pb: Any = core) -> Any:
+    """The message for a relationship update (of `pb`, as in :func:`object_to_proto`; both
+    APIs number the operations alike)."""
+    return pb.RelationshipUpdate(
+        operation=_UPDATE_OPS_BACK[update.op], relationship=relationship_to_proto(update.relationship, pb)
     )
 
 
-def change_to_proto(change: Change) -> core.RelationshipUpdate:
+def change_to_proto(change: Change, pb: Any = core) -> Any:
     """A watch change as an update message (TOUCH or DELETE)."""
     op = UpdateOp.TOUCH if change.op is ChangeOp.TOUCH else UpdateOp.DELETE
-    return update_to_proto(Update(op, change.relationship))
+    return update_to_proto(Update(op, change.relationship), pb)
 
 
 def change_from_proto(message: core.RelationshipUpdate) -> Change:

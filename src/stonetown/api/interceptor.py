@@ -29,6 +29,7 @@ import grpc
 from grpc import aio
 
 from stonetown.api.auth import is_authorized, requires_key
+from stonetown.api.authzed import UNBOUNDED_METHODS as AUTHZED_UNBOUNDED_METHODS
 from stonetown.api.errors import DeadlineExceeded, status_for
 from stonetown.api.metrics import ok_recorder, record_rpc
 from stonetown.core.errors import InvalidArgument, Unauthenticated
@@ -43,7 +44,7 @@ UNBOUNDED_METHODS = frozenset(
         "/grpc.health.v1.Health/Watch",
         "/stonetown.v1.RelationshipService/ImportRelationships",  # as long as the stream
     }
-)
+) | AUTHZED_UNBOUNDED_METHODS
 
 
 _UNAUTHENTICATED = "missing or wrong preshared key (expected metadata `authorization: bearer KEY`)"

@@ -28,6 +28,8 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from stonetown.api.authzed import SERVICE_NAMES as AUTHZED_SERVICE_NAMES
+from stonetown.api.authzed import add_authzed_services
 from stonetown.api.interceptor import ServingLayer
 from stonetown.api.limits import Limits
 from stonetown.api.logs import configure_logging
@@ -36,6 +38,7 @@ from stonetown.api.pb import SERVICE_NAMES, permission_grpc, relationship_grpc, 
 from stonetown.api.servicers.permissions import PermissionServicer
 from stonetown.api.servicers.relationships import RelationshipServicer
 from stonetown.api.servicers.schema import SchemaServicer
+from stonetown.api.testing import RoutedSystem, StoresPerToken
 from stonetown.core.errors import NotFound
 from stonetown.engine.datastore import Datastore, Update, UpdateOp
 from stonetown.engine.system import MAX_DEPTH_LIMIT, PermissionSystem
@@ -47,6 +50,8 @@ MEMORY_DATASTORE = "memory"
 WORKER_RESTART_LIMIT = 10
 WORKER_RESTART_WINDOW = 60.0
 POSTGRES_DATASTORE = "postgres"
+# Both APIs: stonetown.v1 and SpiceDB's authzed.api.v1.
+ALL_SERVICE_NAMES = (*SERVICE_NAMES, *AUTHZED_SERVICE_NAMES)
 
 
 class ConfigError(ValueError):
@@ -74,6 +79,8 @@ class ServerConfig:
     shutdown_grace: float = 10.0
     metrics_addr: str | None = None
     log_level: str = "info"
+    # serve-testing: an empty in-memory store per bearer token, at most this many (None: serve)
+    testing_max_stores: int | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -99,6 +106,8 @@ def check_config(config: ServerConfig) -> None:
         raise ConfigError("--tls-cert and --tls-key go together")
     if config.workers < 1:
         raise ConfigError("--workers must be at least 1")
+    if config.testing_max_stores is not None and (config.workers != 1 or config.preshared_key):
+        raise ConfigError("serve-testing runs one worker and takes no preshared key (tokens pick stores)")
     if config.workers > 1 and config.datastore == MEMORY_DATASTORE:
         raise ConfigError("--workers > 1 needs a shared datastore file, not the in-memory one")
     if not 1 <= config.max_depth <= MAX_DEPTH_LIMIT:
@@ -160,9 +169,14 @@ def _bind_address(host: str, port: int) -> str:
 
 
 def build_server(
-    system: PermissionSystem, config: ServerConfig, *, reuse_port: bool
+    system: PermissionSystem,
+    config: ServerConfig,
+    *,
+    reuse_port: bool,
+    stores: StoresPerToken | None = None,
 ) -> tuple[aio.Server, health.aio.HealthServicer, int]:
-    """A configured (not started) server, its health servicer and the port bound."""
+    """A configured (not started) server, its health servicer and the port bound. With
+    `stores` (serve-testing), each call is routed to its bearer token's store."""
     limits = config.limits
     server = aio.server(
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
@@ -174,14 +188,16 @@ def build_server(
     )
     # every service but health goes through the serving layer (auth, errors, metrics, logs)
     served = ServingLayer(config.preshared_key, limits.request_timeout).registrar(server)
-    permission_grpc.add_PermissionServiceServicer_to_server(PermissionServicer(system, limits), served)
-    relationship_grpc.add_RelationshipServiceServicer_to_server(RelationshipServicer(system, limits), served)
-    schema_grpc.add_SchemaServiceServicer_to_server(SchemaServicer(system), served)
+    routed = served if stores is None else stores.registrar(served)
+    permission_grpc.add_PermissionServiceServicer_to_server(PermissionServicer(system, limits), routed)
+    relationship_grpc.add_RelationshipServiceServicer_to_server(RelationshipServicer(system, limits), routed)
+    schema_grpc.add_SchemaServiceServicer_to_server(SchemaServicer(system), routed)
+    add_authzed_services(routed, system, limits)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     # what reflection.enable_server_reflection does for an aio server, through the layer
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-        reflection.aio.ReflectionServicer((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)),
+        reflection.aio.ReflectionServicer((*ALL_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)),
         served,
     )
     address = _bind_address(config.host, config.port)
@@ -226,18 +242,23 @@ async def run_worker(
 ) -> None:
     """Serve until SIGTERM or SIGINT (or, given `parent`, until that process is gone), then
     drain in-flight calls and close the store."""
-    system = await start_system(config)
+    stores: StoresPerToken | None = None
+    if config.testing_max_stores is not None:
+        stores = StoresPerToken(config.testing_max_stores, config.max_depth)
+        system: PermissionSystem = RoutedSystem()  # type: ignore[assignment]
+    else:
+        system = await start_system(config)
     try:
-        if prepare:
+        if prepare and stores is None:
             await prepare_store(system, config)
         # The loaded index is millions of long-lived objects: moved out of the cyclic
         # collector's generations, a full collection no longer walks them all (pauses of
         # hundreds of ms at 1M relationships). Freed objects are still freed by refcount.
         gc.collect()
         gc.freeze()
-        server, health_servicer, port = build_server(system, config, reuse_port=reuse_port)
+        server, health_servicer, port = build_server(system, config, reuse_port=reuse_port, stores=stores)
         await server.start()
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *ALL_SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "listening",
@@ -253,7 +274,8 @@ async def run_worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         watchdog = asyncio.create_task(_watch_parent(parent, stop)) if parent is not None else None
-        observer = asyncio.create_task(observe_system(system)) if config.metrics_addr else None
+        observe = config.metrics_addr and stores is None
+        observer = asyncio.create_task(observe_system(system)) if observe else None
         await stop.wait()
         for task in (watchdog, observer):
             if task is not None:
@@ -262,7 +284,7 @@ async def run_worker(
         await health_servicer.enter_graceful_shutdown()
         await server.stop(config.shutdown_grace)
     finally:
-        await system.stop()
+        await (system.stop() if stores is None else stores.stop())
     log.info("stopped", extra={"pid": os.getpid()})
 
 

@@ -121,6 +121,48 @@ def _add_serve(subparsers: Any) -> None:
     serve.set_defaults(handler=_run_serve)
 
 
+def _add_serve_testing(subparsers: Any) -> None:
+    testing = subparsers.add_parser(
+        "serve-testing",
+        help="run an in-memory test server: each bearer token gets its own empty store",
+        description=(
+            "Run an in-memory server for client test suites (like `spicedb serve-testing`): "
+            "each distinct `authorization: bearer TOKEN` gets its own isolated, empty store on "
+            "first use; both stonetown.v1 and SpiceDB's authzed.api.v1 are served."
+        ),
+    )
+    testing.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    testing.add_argument("--port", type=int, default=50051, help="port (0: a free one; default %(default)s)")
+    testing.add_argument(
+        "--max-stores", type=int, default=1000, help="stores (tokens) held at most (default %(default)s)"
+    )
+    testing.add_argument("--max-depth", type=int, default=50, help="recursion limit (default %(default)s)")
+    testing.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    testing.set_defaults(handler=_run_serve_testing)
+
+
+def _run_serve_testing(args: argparse.Namespace) -> int:
+    from stonetown.api.server import MEMORY_DATASTORE, ConfigError, ServerConfig, serve
+
+    if args.max_stores < 1:
+        print("stonetown serve-testing: --max-stores must be at least 1", file=sys.stderr)
+        return EXIT_ERROR
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        datastore=MEMORY_DATASTORE,
+        max_depth=args.max_depth,
+        log_level=args.log_level,
+        testing_max_stores=args.max_stores,
+        shutdown_grace=1.0,
+    )
+    try:
+        return serve(config)
+    except ConfigError as exc:
+        print(f"stonetown serve-testing: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     from stonetown.api.limits import Limits
     from stonetown.api.server import ConfigError, ServerConfig, serve
@@ -290,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     client_opts, read_opts, caveat_opts = _client_options(), _read_options(), _caveat_options()
 
     _add_serve(sub)
+    _add_serve_testing(sub)
     migrate = sub.add_parser(
         "migrate", help="create or upgrade the datastore's tables (serve also does this at start)"
     )

@@ -468,9 +468,11 @@ class PermissionSystem:
         return ReadResult(live, view.revision)
 
     async def watch(
-        self, after_revision: int, resource_types: Sequence[str] = ()
+        self, after_revision: int, resource_types: Sequence[str] = (), *, every_revision: bool = False
     ) -> AsyncIterator[RevisionChanges]:
-        """Every change after `after_revision`, as it commits, optionally only for some types."""
+        """Every change after `after_revision`, as it commits, optionally only for some types.
+        With `every_revision`, every committed revision comes, even with no change left after
+        the type filter (a schema write, a checkpoint to report)."""
         cursor = after_revision
         wanted = set(resource_types)
         while True:
@@ -480,7 +482,7 @@ class PermissionSystem:
                 changes = batch.changes
                 if wanted:
                     changes = tuple(c for c in changes if c.relationship.resource_type in wanted)
-                if changes:
+                if changes or every_revision:
                     yield RevisionChanges(batch.revision, batch.timestamp, changes, batch.schema_changed)
             if not batches:
                 changed = self._changed

@@ -10,10 +10,11 @@ from grpc import aio
 from stonetown.api import convert as cv
 from stonetown.api.limits import Limits
 from stonetown.api.pb import core, permission, permission_grpc
-from stonetown.core.errors import InvalidArgument, StonetownError
-from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
+from stonetown.api.servicers import shared
+from stonetown.core.errors import StonetownError
+from stonetown.core.relationship import Relationship
 from stonetown.engine.system import PermissionSystem
-from stonetown.engine.types import CheckRequest, CheckResult, Consistency
+from stonetown.engine.types import CheckResult
 
 _LOOKUP_RESOURCES_CURSOR = "lookup_resources"
 _LOOKUP_SUBJECTS_CURSOR = "lookup_subjects"
@@ -46,28 +47,10 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         self, request: permission.CheckRequest, context: aio.ServicerContext
     ) -> permission.CheckResponse:
         """Does the subject have the permission on the resource?"""
-        key = cv.check_key_from_proto(request)
-        if key is None:  # something to report, or a rarer form: field by field
-            resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
-            name = cv.check_relation_name(request.permission, "permission")
-            subject = cv.subject_from_proto(request.subject, request.HasField("subject"), "subject")
-            context = cv.struct_to_dict(request.context, request.HasField("context"))
-        else:
-            context = cv.struct_to_dict(request.context, True) if request.HasField("context") else None
-        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
-        if key is not None:
-            if context is None and not request.contextual_relationships:
-                # An answer already in the engine's whole-check cache, at a revision the
-                # request accepts, is given without the engine (the same answer, a hit).
-                cached = self.system.cached_check(key, consistency)
-                if cached is not None:
-                    return self._check_response(cached)
-            rtype, rid, name, (stype, sid, srel) = key
-            resource, subject = ObjectRef(rtype, rid), SubjectRef(stype, sid, srel)
         contextual = (
             self._contextual(request.contextual_relationships) if request.contextual_relationships else ()
         )
-        result = await self.system.check(resource, name, subject, consistency, context, contextual)
+        result = await shared.check(self.system, request, contextual)
         return self._check_response(result)
 
     def _check_response(self, result: CheckResult) -> permission.CheckResponse:
@@ -98,37 +81,12 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         contextual = (
             self._contextual(request.contextual_relationships) if request.contextual_relationships else ()
         )
-        parsed: list[CheckRequest | StonetownError] = []
-        quick = cv.check_request_from_proto
-        for index, item in enumerate(request.items):
-            asked = quick(item)
-            if asked is not None:
-                parsed.append(asked)
-                continue
-            path = f"items[{index}]"
-            try:
-                parsed.append(
-                    CheckRequest(
-                        cv.object_from_proto(item.resource, item.HasField("resource"), f"{path}.resource"),
-                        cv.check_relation_name(item.permission, f"{path}.permission"),
-                        cv.subject_from_proto(item.subject, item.HasField("subject"), f"{path}.subject"),
-                        cv.struct_to_dict(item.context, item.HasField("context")),
-                    )
-                )
-            except InvalidArgument as exc:
-                parsed.append(exc)
-        valid = [item for item in parsed if isinstance(item, CheckRequest)]
-        results: list[CheckResult | Exception] = []
-        if valid:
-            results = await self.system.check_bulk(valid, consistency, contextual)
-        revisions = [result.revision for result in results if isinstance(result, CheckResult)]
-        revision = revisions[0] if revisions else await self._revision_for(consistency)
+        parsed = shared.parse_check_items(request.items)
+        revision, outcomes = await shared.check_bulk(self.system, parsed, consistency, contextual)
         response = permission.CheckBulkResponse(checked_at=cv.token_to_proto(revision))
-        answers = iter(results)
-        for item, outcome in zip(request.items, parsed, strict=True):
+        for item, answer in zip(request.items, outcomes, strict=True):
             pair = response.pairs.add()
             pair.request.CopyFrom(item)
-            answer: CheckResult | Exception = outcome if isinstance(outcome, Exception) else next(answers)
             if isinstance(answer, CheckResult):
                 pair.item.permissionship = cv.permissionship_to_proto(answer.permissionship)
                 if answer.missing_parameters:
@@ -140,11 +98,6 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
                     str(answer) if isinstance(answer, StonetownError) else type(answer).__name__
                 )
         return response
-
-    async def _revision_for(self, consistency: Consistency) -> int:
-        if consistency.revision is not None:
-            return consistency.revision
-        return await self.system.store.head_revision()
 
     async def Expand(
         self, request: permission.ExpandRequest, context: aio.ServicerContext
@@ -223,16 +176,7 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         self, request: permission.LookupSubjectsRequest, context: aio.ServicerContext
     ) -> AsyncIterator[permission.LookupSubjectsResponse]:
         """Subjects of a type that have the permission on the resource, sorted by id."""
-        resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
-        name = cv.check_relation_name(request.permission, "permission")
-        subject_type = cv.check_type_name(request.subject_object_type, "subject_object_type")
-        subject_relation = request.optional_subject_relation
-        if subject_relation == "...":
-            subject_relation = ""
-        if subject_relation:
-            cv.check_relation_name(subject_relation, "optional_subject_relation")
-        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
-        caveat_context = cv.struct_to_dict(request.context, request.HasField("context"))
+        query = shared.subjects_query(request)
         contextual = self._contextual(request.contextual_relationships)
         limit = self.limits.page_size("optional_limit", request.optional_limit)
         cursor = cv.cursor_from_proto(
@@ -243,12 +187,12 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
             "optional_cursor",
         )
         results = self.system.lookup_subjects(
-            resource,
-            name,
-            subject_type,
-            subject_relation,
-            consistency,
-            caveat_context,
+            query.resource,
+            query.permission,
+            query.subject_type,
+            query.subject_relation,
+            query.consistency,
+            query.context,
             contextual,
             after=cursor[0] if cursor else None,
             limit=limit,

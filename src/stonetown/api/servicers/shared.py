@@ -1,0 +1,212 @@
+"""Request handling both APIs share (stonetown.v1 and authzed.api.v1).
+
+The two APIs name their request fields alike (``resource``, ``permission``, ``subject``,
+``context``, ``consistency``, ``relationship_filter``, ``optional_cursor``), so one function
+reads either API's request, validates it (errors name the field) and calls the engine; each
+servicer only builds its own response messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from stonetown.api import convert as cv
+from stonetown.api.limits import Limits
+from stonetown.core.errors import InvalidArgument, StonetownError
+from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef, validate_type_name
+from stonetown.engine.datastore import Precondition, RelationshipFilter, Update
+from stonetown.engine.system import PermissionSystem
+from stonetown.engine.types import CheckRequest, CheckResult, Consistency
+
+READ_CURSOR = "read_relationships"
+_KEY_LENGTH = 6  # Relationship.key
+
+
+async def check(
+    system: PermissionSystem, request: Any, contextual: Sequence[Relationship] = ()
+) -> CheckResult:
+    """The answer to a Check request (`resource`, `permission`, `subject`, `context`,
+    `consistency` fields), with `contextual` relationships as if stored."""
+    key = cv.check_key_from_proto(request)
+    if key is None:  # something to report, or a rarer form: field by field
+        resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
+        name = cv.check_relation_name(request.permission, "permission")
+        subject = cv.subject_from_proto(request.subject, request.HasField("subject"), "subject")
+        context = cv.struct_to_dict(request.context, request.HasField("context"))
+    else:
+        context = cv.struct_to_dict(request.context, True) if request.HasField("context") else None
+    consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+    if key is not None:
+        if context is None and not contextual:
+            # An answer already in the engine's whole-check cache, at a revision the
+            # request accepts, is given without the engine (the same answer, a hit).
+            cached = system.cached_check(key, consistency)
+            if cached is not None:
+                return cached
+        rtype, rid, name, (stype, sid, srel) = key
+        resource, subject = ObjectRef(rtype, rid), SubjectRef(stype, sid, srel)
+    return await system.check(resource, name, subject, consistency, context, contextual)
+
+
+def parse_check_items(items: Any) -> list[CheckRequest | StonetownError]:
+    """Each item of a bulk check (`resource`, `permission`, `subject`, `context`), or the
+    error naming what is wrong with it."""
+    parsed: list[CheckRequest | StonetownError] = []
+    quick = cv.check_request_from_proto
+    for index, item in enumerate(items):
+        asked = quick(item)
+        if asked is not None:
+            parsed.append(asked)
+            continue
+        path = f"items[{index}]"
+        try:
+            parsed.append(
+                CheckRequest(
+                    cv.object_from_proto(item.resource, item.HasField("resource"), f"{path}.resource"),
+                    cv.check_relation_name(item.permission, f"{path}.permission"),
+                    cv.subject_from_proto(item.subject, item.HasField("subject"), f"{path}.subject"),
+                    cv.struct_to_dict(item.context, item.HasField("context")),
+                )
+            )
+        except InvalidArgument as exc:
+            parsed.append(exc)
+    return parsed
+
+
+async def check_bulk(
+    system: PermissionSystem,
+    parsed: Sequence[CheckRequest | StonetownError],
+    consistency: Consistency,
+    contextual: Sequence[Relationship] = (),
+) -> tuple[int, list[CheckResult | Exception]]:
+    """The revision and each item's answer (or error) of a parsed bulk check, in order."""
+    valid = [item for item in parsed if isinstance(item, CheckRequest)]
+    results: list[CheckResult | Exception] = []
+    if valid:
+        results = await system.check_bulk(valid, consistency, contextual)
+    revisions = [result.revision for result in results if isinstance(result, CheckResult)]
+    if revisions:
+        revision = revisions[0]
+    elif consistency.revision is not None:
+        revision = consistency.revision
+    else:
+        revision = await system.store.head_revision()
+    answers = iter(results)
+    return revision, [outcome if isinstance(outcome, Exception) else next(answers) for outcome in parsed]
+
+
+def write_request(request: Any, limits: Limits) -> tuple[list[Update], list[Precondition]]:
+    """The updates and preconditions of a WriteRelationships request, validated and bounded."""
+    count = len(request.updates) + len(request.optional_preconditions)
+    if count == 0:
+        raise InvalidArgument("updates: at least one update or precondition is required")
+    limits.check_count("updates", count, limits.max_updates_per_write, "updates and preconditions")
+    updates = [cv.update_from_proto(item, f"updates[{index}]") for index, item in enumerate(request.updates)]
+    return updates, preconditions_from(request.optional_preconditions, limits)
+
+
+def preconditions_from(messages: Any, limits: Limits) -> list[Precondition]:
+    """Validated, bounded preconditions of a write or delete."""
+    limits.check_count("optional_preconditions", len(messages), limits.max_updates_per_write, "preconditions")
+    return [
+        cv.precondition_from_proto(item, f"optional_preconditions[{index}]")
+        for index, item in enumerate(messages)
+    ]
+
+
+def read_cursor(message: Any, has: bool, path: str = "optional_cursor") -> tuple[str, ...] | None:
+    """The relationship key a ReadRelationships/export cursor resumes after."""
+    cursor = cv.cursor_from_proto(message, has, READ_CURSOR, _KEY_LENGTH, path)
+    return tuple(cursor) if cursor else None
+
+
+def read_cursor_after(rel: Relationship) -> str:
+    """The cursor token resuming after `rel`."""
+    return cv.encode_cursor(READ_CURSOR, list(rel.key))
+
+
+async def read_pages(
+    system: PermissionSystem,
+    limits: Limits,
+    flt: RelationshipFilter,
+    consistency: Consistency,
+    after: tuple[str, ...] | None,
+    limit: int | None,
+) -> AsyncIterator[tuple[list[Relationship], int]]:
+    """Pages of relationships matching `flt` in key order after `after`, at most `limit` in
+    all (None: every match), each page with its revision; every page after the first is read
+    at the first page's exact revision."""
+    remaining = limit
+    while remaining is None or remaining > 0:
+        page_size = limits.max_page_size if remaining is None else min(remaining, limits.max_page_size)
+        page = await system.read_relationships(flt, consistency, after=after, limit=page_size)
+        consistency = Consistency.at_exact_snapshot(page.revision)
+        yield page.relationships, page.revision
+        if remaining is not None:
+            remaining -= len(page.relationships)
+        if len(page.relationships) < page_size:
+            return
+        after = page.relationships[-1].key
+
+
+async def import_stream(system: PermissionSystem, request_iterator: Any) -> tuple[int, int]:
+    """Create every relationship of a stream of import requests (`relationships` fields) in
+    one atomic write; how many, and the revision."""
+    rels: list[Relationship] = []
+    async for request in request_iterator:
+        for item in request.relationships:
+            rel = cv.relationship_from_proto_quick(item)
+            if rel is None:
+                rel = cv.relationship_from_proto(item, True, f"relationships[{len(rels)}]")
+            rels.append(rel)
+    if not rels:
+        raise InvalidArgument("relationships: at least one relationship is required")
+    return len(rels), await system.import_relationships(rels)
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectsQuery:
+    """What a LookupSubjects request asks, validated."""
+
+    resource: ObjectRef
+    permission: str
+    subject_type: str
+    subject_relation: str  # "" for plain objects (`...` in the request)
+    consistency: Consistency
+    context: dict[str, Any] | None
+
+
+def subjects_query(request: Any) -> SubjectsQuery:
+    """The validated question of a LookupSubjects request (either API)."""
+    resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
+    name = cv.check_relation_name(request.permission, "permission")
+    subject_type = cv.check_type_name(request.subject_object_type, "subject_object_type")
+    subject_relation = request.optional_subject_relation
+    if subject_relation == "...":
+        subject_relation = ""
+    if subject_relation:
+        cv.check_relation_name(subject_relation, "optional_subject_relation")
+    return SubjectsQuery(
+        resource,
+        name,
+        subject_type,
+        subject_relation,
+        cv.consistency_from_proto(request.consistency, request.HasField("consistency")),
+        cv.struct_to_dict(request.context, request.HasField("context")),
+    )
+
+
+async def watch_start(system: PermissionSystem, request: Any) -> tuple[list[str], int]:
+    """The object types a Watch request follows (validated) and the revision it starts after
+    (its start token's, else the head: from now on)."""
+    types = list(request.optional_object_types)
+    for index, name in enumerate(types):
+        try:
+            validate_type_name(name, "type")
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"optional_object_types[{index}]: {exc}") from None
+    if request.HasField("optional_start_cursor"):
+        return types, cv.token_from_proto(request.optional_start_cursor, "optional_start_cursor")
+    return types, await system.store.head_revision()
