@@ -29,7 +29,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from stonetown.api.interceptor import ServingLayer
-from stonetown.api.limits import Limits
+from stonetown.api.limits import ConnectionLimits, Limits
 from stonetown.api.logs import configure_logging
 from stonetown.api.metrics import observe_system, serve_metrics
 from stonetown.api.pb import SERVICE_NAMES, permission_grpc, relationship_grpc, schema_grpc
@@ -71,6 +71,7 @@ class ServerConfig:
     max_depth: int = 50
     max_concurrent_rpcs: int | None = None  # admitted at once; beyond it RESOURCE_EXHAUSTED
     limits: Limits = field(default_factory=Limits)
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     shutdown_grace: float = 10.0
     metrics_addr: str | None = None
     log_level: str = "info"
@@ -105,6 +106,15 @@ def check_config(config: ServerConfig) -> None:
         raise ConfigError(f"--max-depth must be between 1 and {MAX_DEPTH_LIMIT}")
     if config.max_concurrent_rpcs is not None and config.max_concurrent_rpcs < 1:
         raise ConfigError("--max-concurrent-rpcs must be at least 1")
+    connections = config.connections
+    for option, seconds in (
+        ("--handshake-timeout", connections.handshake_timeout),
+        ("--idle-timeout", connections.idle_timeout),
+        ("--keepalive-interval", connections.keepalive_interval),
+        ("--keepalive-timeout", connections.keepalive_timeout),
+    ):
+        if not 0 < seconds < 10**6:
+            raise ConfigError(f"{option} must be a positive number of seconds (below 1000000)")
     if config.datastore == POSTGRES_DATASTORE and not config.datastore_uri:
         raise ConfigError("--datastore postgres needs --datastore-uri (or STONETOWN_DATASTORE_URI)")
     if config.datastore != POSTGRES_DATASTORE and config.datastore_uri:
@@ -164,21 +174,29 @@ def build_server(
 ) -> tuple[aio.Server, health.aio.HealthServicer, int]:
     """A configured (not started) server, its health servicer and the port bound."""
     limits = config.limits
+    # No grpc maximum_concurrent_rpcs: it counts calls before they are authenticated, and
+    # health with them; the serving layer admits calls after authentication instead.
     server = aio.server(
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", limits.max_message_bytes),
             ("grpc.max_send_message_length", limits.max_message_bytes),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
+            *config.connections.grpc_options(),
         ],
     )
-    # every service but health goes through the serving layer (auth, errors, metrics, logs)
-    served = ServingLayer(config.preshared_key, limits.request_timeout).registrar(server)
+    # every service goes through the serving layer (auth, admission, errors, metrics, logs);
+    # health stays open, with its own budget
+    served = ServingLayer(
+        config.preshared_key,
+        limits.request_timeout,
+        max_concurrent=config.max_concurrent_rpcs,
+        max_health_watches=config.connections.max_health_watches,
+    ).registrar(server)
     permission_grpc.add_PermissionServiceServicer_to_server(PermissionServicer(system, limits), served)
     relationship_grpc.add_RelationshipServiceServicer_to_server(RelationshipServicer(system, limits), served)
     schema_grpc.add_SchemaServiceServicer_to_server(SchemaServicer(system), served)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, served)
     # what reflection.enable_server_reflection does for an aio server, through the layer
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
         reflection.aio.ReflectionServicer((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)),

@@ -108,7 +108,8 @@ def _add_serve(subparsers: Any) -> None:
         "--max-concurrent-rpcs",
         type=int,
         default=None,
-        help="calls served at once per worker; more get RESOURCE_EXHAUSTED (default: no limit)",
+        help="calls with the key served at once per worker (Watch streams included); more get "
+        "RESOURCE_EXHAUSTED (default: no limit; health has a budget of its own)",
     )
     serve.add_argument("--max-message-bytes", type=int, default=4 * 1024 * 1024)
     serve.add_argument("--max-updates-per-write", type=int, default=1000, help="updates + preconditions")
@@ -116,13 +117,38 @@ def _add_serve(subparsers: Any) -> None:
     serve.add_argument("--max-page-size", type=int, default=1000)
     serve.add_argument("--request-timeout", type=float, default=30.0, help="seconds (Watch is exempt)")
     serve.add_argument("--shutdown-grace", type=float, default=10.0, help="seconds to drain calls on SIGTERM")
+    connections = serve.add_argument_group("connections (bounds for every caller, with or without a key)")
+    connections.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a new connection has to finish TLS and the HTTP/2 preface (default %(default)s)",
+    )
+    connections.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        help="seconds without a call before a connection is closed (default %(default)s)",
+    )
+    connections.add_argument(
+        "--keepalive-interval",
+        type=float,
+        default=30.0,
+        help="seconds between pings to a quiet peer (default %(default)s)",
+    )
+    connections.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a peer has to answer a ping before its connection is closed (default %(default)s)",
+    )
     serve.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus metrics here")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(handler=_run_serve)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from stonetown.api.limits import Limits
+    from stonetown.api.limits import ConnectionLimits, Limits
     from stonetown.api.server import ConfigError, ServerConfig, serve
 
     config = ServerConfig(
@@ -145,6 +171,12 @@ def _run_serve(args: argparse.Namespace) -> int:
             max_page_size=args.max_page_size,
             request_timeout=args.request_timeout,
             max_message_bytes=args.max_message_bytes,
+        ),
+        connections=ConnectionLimits(
+            handshake_timeout=args.handshake_timeout,
+            idle_timeout=args.idle_timeout,
+            keepalive_interval=args.keepalive_interval,
+            keepalive_timeout=args.keepalive_timeout,
         ),
         shutdown_grace=args.shutdown_grace,
         metrics_addr=args.metrics_addr,
