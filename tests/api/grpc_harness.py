@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 SCHEMA = """\
@@ -115,3 +117,23 @@ def wait_healthy(address: str, credentials: grpc.ChannelCredentials | None = Non
                 if time.monotonic() > deadline:
                     raise
             time.sleep(0.05)
+
+
+def self_signed_certificate(workdir: Path, name: str = "") -> tuple[Path, Path]:
+    """A self-signed certificate for localhost / 127.0.0.1 and its key (PEM files in
+    `workdir`, prefixed by `name`); skips the test when the openssl command is missing."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = workdir / f"{name}cert.pem", workdir / f"{name}key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key

@@ -10,6 +10,7 @@ catches up through the store's change log.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import ipaddress
 import logging
@@ -36,6 +37,7 @@ from stonetown.api.pb import SERVICE_NAMES, permission_grpc, relationship_grpc, 
 from stonetown.api.servicers.permissions import PermissionServicer
 from stonetown.api.servicers.relationships import RelationshipServicer
 from stonetown.api.servicers.schema import SchemaServicer
+from stonetown.api.tls import TlsFileError, server_credentials
 from stonetown.core.errors import NotFound
 from stonetown.engine.datastore import Datastore, Update, UpdateOp
 from stonetown.engine.system import MAX_DEPTH_LIMIT, PermissionSystem
@@ -96,6 +98,13 @@ def check_config(config: ServerConfig) -> None:
             f"refusing to listen on non-loopback address {config.host} without --preshared-key "
             "(pass --insecure to do it anyway)"
         )
+    if config.metrics_addr is not None:
+        metrics_host = config.metrics_addr.rpartition(":")[0].strip("[]") or "127.0.0.1"
+        if not is_loopback(metrics_host) and config.preshared_key is None and not config.insecure:
+            raise ConfigError(
+                f"refusing to serve metrics on non-loopback address {metrics_host} without "
+                "--preshared-key (pass --insecure to do it anyway)"
+            )
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ConfigError("--tls-cert and --tls-key go together")
     if config.workers < 1:
@@ -203,16 +212,52 @@ def build_server(
         served,
     )
     address = _bind_address(config.host, config.port)
-    if config.tls_cert is not None and config.tls_key is not None:
-        credentials = grpc.ssl_server_credentials(
-            [(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())]
-        )
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
+    try:
+        if config.tls_cert is not None and config.tls_key is not None:
+            port = server.add_secure_port(address, tls_credentials(config))
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc's "Failed to bind": say why, in one line
+        port = 0
     if port == 0:
+        check_port_free(config.host, config.port)
         raise ConfigError(f"cannot listen on {address}")
     return server, health_servicer, port
+
+
+def tls_credentials(config: ServerConfig) -> grpc.ServerCredentials:
+    """The server's TLS credentials; ConfigError naming the bad file and what is wrong."""
+    assert config.tls_cert is not None and config.tls_key is not None
+    try:
+        return server_credentials(config.tls_cert, config.tls_key)
+    except TlsFileError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ConfigError, in one line saying what to change, when `host:port` cannot be listened on
+    (checked without SO_REUSEPORT, so a running server's port counts as taken)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            address = _bind_address(host, port)
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is in use (is another `stonetown serve` running?); "
+                    "choose another with --port"
+                ) from None
+            if exc.errno == errno.EACCES:
+                raise ConfigError(
+                    f"no permission to listen on {address}; choose another with --port"
+                ) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ConfigError(f"{host} is not an address of this machine (--host)") from None
+            raise ConfigError(f"cannot listen on {address}: {exc.strerror or exc}") from None
 
 
 async def start_system(config: ServerConfig) -> PermissionSystem:
@@ -246,6 +291,9 @@ async def run_worker(
     drain in-flight calls and close the store."""
     system = await start_system(config)
     try:
+        # Bound before the store is touched: a second server started by mistake on a port in
+        # use fails here, without writing its --schema over the running server's.
+        server, health_servicer, port = build_server(system, config, reuse_port=reuse_port)
         if prepare:
             await prepare_store(system, config)
         # The loaded index is millions of long-lived objects: moved out of the cyclic
@@ -253,7 +301,6 @@ async def run_worker(
         # hundreds of ms at 1M relationships). Freed objects are still freed by refcount.
         gc.collect()
         gc.freeze()
-        server, health_servicer, port = build_server(system, config, reuse_port=reuse_port)
         await server.start()
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -309,13 +356,29 @@ def serve(config: ServerConfig) -> int:
     """Run the server in the foreground until a signal; return the process exit code."""
     configure_logging(config.log_level)
     check_config(config)
+    if config.tls_cert is not None:
+        tls_credentials(config)  # a bad file is named before anything starts
+    # Before the store is touched (a second server started by mistake must not rewrite the
+    # running one's schema), and in one line rather than grpc's log; --workers bind with
+    # SO_REUSEPORT, which another server's port would not refuse, so this is their only check.
+    check_port_free(config.host, config.port)
     if config.workers == 1:
         if config.metrics_addr:
-            metrics_port = serve_metrics(config.metrics_addr)
+            metrics_port = _serve_metrics(config.metrics_addr)
             log.info("metrics", extra={"address": f"{config.metrics_addr.rpartition(':')[0]}:{metrics_port}"})
         asyncio.run(run_worker(config, prepare=True, reuse_port=False))
         return 0
     return _serve_workers(config)
+
+
+def _serve_metrics(address: str) -> int:
+    try:
+        return serve_metrics(address)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"cannot serve metrics on {address} ({reason}); choose another --metrics-addr"
+        ) from None
 
 
 def _serve_workers(config: ServerConfig) -> int:
@@ -326,7 +389,7 @@ def _serve_workers(config: ServerConfig) -> int:
     if config.metrics_addr:
         metrics_dir = tempfile.TemporaryDirectory(prefix="stonetown-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
-        metrics_port = serve_metrics(config.metrics_addr)
+        metrics_port = _serve_metrics(config.metrics_addr)
         log.info("metrics", extra={"address": f"{config.metrics_addr.rpartition(':')[0]}:{metrics_port}"})
     context = multiprocessing.get_context("spawn")
 

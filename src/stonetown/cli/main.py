@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stonetown.core.errors import StonetownError
+from stonetown.core.errors import StonetownError, Unavailable
 
 if TYPE_CHECKING:
     from stonetown.client import Client
@@ -465,12 +465,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_CANNOT_CONNECT = ("failed to connect to all addresses", "errors resolving", "DNS resolution failed")
+
+
+def _unreachable(exc: Unavailable, endpoint: str | None) -> str:
+    """The message for an UNAVAILABLE error: when no server could be reached at all, one line
+    that says so and how to start or find one; otherwise the server's own message."""
+    text = str(exc)
+    if endpoint is None or not any(marker in text for marker in _CANNOT_CONNECT):
+        return text
+    reason = text.rsplit(": ", 1)[-1].strip(" []")  # e.g. "Connection refused"
+    return (
+        f"cannot reach a Stonetown server at {endpoint} ({reason}); start one with `stonetown serve`, "
+        "or point --endpoint (or STONETOWN_ENDPOINT) at a running one"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `stonetown` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code = args.handler(args)
+    except Unavailable as exc:
+        endpoint = getattr(args, "endpoint", None)
+        print(f"stonetown: UNAVAILABLE: {_unreachable(exc, endpoint)}", file=sys.stderr)
+        return EXIT_ERROR
     except StonetownError as exc:
         label = getattr(exc, "code", "ERROR")
         print(f"stonetown: {label}: {exc}", file=sys.stderr)
