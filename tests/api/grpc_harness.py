@@ -45,6 +45,8 @@ definition document {
 """
 
 _LISTENING = re.compile(r"event=listening address=(\S+)")
+# grpc shares one connection among a process's channels to an address unless told otherwise
+OWN_CONNECTION = (("grpc.use_local_subchannel_pool", 1),)
 STARTUP_TIMEOUT = 60.0
 
 
@@ -137,3 +139,35 @@ def self_signed_certificate(workdir: Path, name: str = "") -> tuple[Path, Path]:
         timeout=60,
     )  # fmt: skip
     return cert, key
+
+
+def listening_pids(log: str) -> list[int]:
+    """The pids of the processes that logged `listening` (the workers of a --workers server)."""
+    return [int(pid) for pid in re.findall(r"event=listening .*?pid=(\d+)", log)]
+
+
+def connections_by_process(pids: list[int], port: int) -> dict[int, int]:
+    """How many established TCP connections to local `port` each of `pids` holds (from
+    /proc): with --workers, which worker accepted, and so answers, a client's connection."""
+    established: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # ESTABLISHED
+                established.add(fields[9])  # the socket's inode
+    counts = {}
+    for pid in pids:
+        inodes = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        counts[pid] = len(inodes & established)
+    return counts
