@@ -304,6 +304,11 @@ async def run_worker(
         await server.start()
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        # before "listening": whoever waits for that line may stop the server right after it
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
         log.info(
             "listening",
             extra={
@@ -313,10 +318,6 @@ async def run_worker(
                 "auth": config.preshared_key is not None,
             },
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
         watchdog = asyncio.create_task(_watch_parent(parent, stop)) if parent is not None else None
         observer = asyncio.create_task(observe_system(system)) if config.metrics_addr else None
         await stop.wait()
@@ -364,16 +365,16 @@ def serve(config: ServerConfig) -> int:
     check_port_free(config.host, config.port)
     if config.workers == 1:
         if config.metrics_addr:
-            metrics_port = _serve_metrics(config.metrics_addr)
+            metrics_port = _serve_metrics(config.metrics_addr, config.preshared_key)
             log.info("metrics", extra={"address": f"{config.metrics_addr.rpartition(':')[0]}:{metrics_port}"})
         asyncio.run(run_worker(config, prepare=True, reuse_port=False))
         return 0
     return _serve_workers(config)
 
 
-def _serve_metrics(address: str) -> int:
+def _serve_metrics(address: str, preshared_key: str | None) -> int:
     try:
-        return serve_metrics(address)
+        return serve_metrics(address, preshared_key)
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(
@@ -389,7 +390,7 @@ def _serve_workers(config: ServerConfig) -> int:
     if config.metrics_addr:
         metrics_dir = tempfile.TemporaryDirectory(prefix="stonetown-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
-        metrics_port = _serve_metrics(config.metrics_addr)
+        metrics_port = _serve_metrics(config.metrics_addr, config.preshared_key)
         log.info("metrics", extra={"address": f"{config.metrics_addr.rpartition(':')[0]}:{metrics_port}"})
     context = multiprocessing.get_context("spawn")
 

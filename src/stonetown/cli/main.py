@@ -115,7 +115,12 @@ def _add_serve(subparsers: Any) -> None:
     serve.add_argument("--max-updates-per-write", type=int, default=1000, help="updates + preconditions")
     serve.add_argument("--max-checks-per-bulk", type=int, default=1000)
     serve.add_argument("--max-page-size", type=int, default=1000)
-    serve.add_argument("--request-timeout", type=float, default=30.0, help="seconds (Watch is exempt)")
+    serve.add_argument(
+        "--request-timeout",
+        type=float,
+        default=30.0,
+        help="seconds per call, streams included (Watch and ImportRelationships are exempt)",
+    )
     serve.add_argument("--shutdown-grace", type=float, default=10.0, help="seconds to drain calls on SIGTERM")
     connections = serve.add_argument_group("connections (bounds for every caller, with or without a key)")
     connections.add_argument(
