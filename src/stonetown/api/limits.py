@@ -53,6 +53,9 @@ class ConnectionLimits:
             ("grpc.max_connection_idle_ms", _ms(self.idle_timeout)),
             ("grpc.keepalive_time_ms", _ms(self.keepalive_interval)),
             ("grpc.keepalive_timeout_ms", _ms(self.keepalive_timeout)),
+            # any ping (keepalive, or grpc's flow-control probe on received data) left
+            # unanswered this long closes the connection; grpc's default is a minute
+            ("grpc.http2.ping_timeout_ms", _ms(self.keepalive_timeout)),
             ("grpc.max_concurrent_streams", self.max_streams),
         ]
 
