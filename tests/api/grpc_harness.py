@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 SCHEMA = """\
@@ -43,6 +45,8 @@ definition document {
 """
 
 _LISTENING = re.compile(r"event=listening address=(\S+)")
+# grpc shares one connection among a process's channels to an address unless told otherwise
+OWN_CONNECTION = (("grpc.use_local_subchannel_pool", 1),)
 STARTUP_TIMEOUT = 60.0
 
 
@@ -115,3 +119,55 @@ def wait_healthy(address: str, credentials: grpc.ChannelCredentials | None = Non
                 if time.monotonic() > deadline:
                     raise
             time.sleep(0.05)
+
+
+def self_signed_certificate(workdir: Path, name: str = "") -> tuple[Path, Path]:
+    """A self-signed certificate for localhost / 127.0.0.1 and its key (PEM files in
+    `workdir`, prefixed by `name`); skips the test when the openssl command is missing."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = workdir / f"{name}cert.pem", workdir / f"{name}key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def listening_pids(log: str) -> list[int]:
+    """The pids of the processes that logged `listening` (the workers of a --workers server)."""
+    return [int(pid) for pid in re.findall(r"event=listening .*?pid=(\d+)", log)]
+
+
+def connections_by_process(pids: list[int], port: int) -> dict[int, int]:
+    """How many established TCP connections to local `port` each of `pids` holds (from
+    /proc): with --workers, which worker accepted, and so answers, a client's connection."""
+    established: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # ESTABLISHED
+                established.add(fields[9])  # the socket's inode
+    counts = {}
+    for pid in pids:
+        inodes = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        counts[pid] = len(inodes & established)
+    return counts

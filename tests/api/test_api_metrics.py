@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -63,5 +64,25 @@ def test_metrics_report_index_revision_lag_and_check_cache(tmp_path: Path) -> No
         assert hits is not None and float(hits.group(1)) >= 4
         assert re.search(r"stonetown_index_revision \d+\.0", text)
         assert "stonetown_index_lag_revisions 0.0" in text
+    finally:
+        assert proc.stop() == 0
+
+
+def test_with_a_preshared_key_a_scrape_needs_it(tmp_path: Path) -> None:
+    proc = ServerProcess(
+        tmp_path,
+        "--port", "0", "--datastore", "memory", "--metrics-addr", "127.0.0.1:0", "--preshared-key", "mk",
+    )  # fmt: skip
+    try:
+        metrics_address = re.search(r"event=metrics address=(\S+)", proc.log())
+        assert metrics_address is not None
+        url = f"http://{metrics_address.group(1)}/metrics"
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10)
+            assert refused.value.code == 401
+        scrape = urllib.request.Request(url, headers={"Authorization": "Bearer mk"})
+        with urllib.request.urlopen(scrape, timeout=10) as response:
+            assert "stonetown_index_revision" in response.read().decode()
     finally:
         assert proc.stop() == 0

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_harness import SCHEMA, ServerProcess, stonetown_command, wait_healthy
+from grpc_harness import SCHEMA, ServerProcess, self_signed_certificate, stonetown_command, wait_healthy
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from stonetown import Client
@@ -84,25 +83,8 @@ def test_non_loopback_without_key_is_refused(tmp_path: Path) -> None:
     assert "without --preshared-key" in result.stderr
 
 
-def _self_signed(workdir: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    cert, key = workdir / "cert.pem", workdir / "key.pem"
-    subprocess.run(
-        [
-            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 def test_tls_with_a_self_signed_certificate(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     (tmp_path / "schema.zed").write_text(SCHEMA)
     proc = ServerProcess(
         tmp_path,
@@ -119,3 +101,49 @@ def test_tls_with_a_self_signed_certificate(tmp_path: Path) -> None:
             assert getattr(info.value, "code", "") == "UNAVAILABLE"
     finally:
         assert proc.stop() == 0
+
+
+def _serve_fails(workdir: Path, *args: str) -> str:
+    """Run `stonetown serve ARGS` expecting it to refuse to start; its stderr."""
+    result = subprocess.run(
+        stonetown_command("serve", "--port", "0", "--datastore", "memory", *args),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=workdir,
+    )
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # one line, no traceback
+    return result.stderr
+
+
+def test_metrics_on_a_non_loopback_address_need_the_key(tmp_path: Path) -> None:
+    refused = _serve_fails(tmp_path, "--metrics-addr", "0.0.0.0:0")
+    assert "metrics" in refused and "without --preshared-key" in refused and "--insecure" in refused
+    for allowed in (("--insecure",), ("--preshared-key", KEY)):
+        proc = ServerProcess(
+            tmp_path, "--port", "0", "--datastore", "memory", "--metrics-addr", "0.0.0.0:0", *allowed
+        )
+        assert proc.stop() == 0
+
+
+def test_a_bad_tls_certificate_or_key_is_named_with_what_is_wrong(tmp_path: Path) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    other_cert, other_key = self_signed_certificate(tmp_path, "other-")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    missing = tmp_path / "missing.pem"
+    cases = {
+        (str(missing), str(key)): (str(missing), "--tls-cert", "cannot read"),
+        (str(cert), str(missing)): (str(missing), "--tls-key", "cannot read"),
+        (str(garbage), str(key)): (str(garbage), "--tls-cert", "not a PEM certificate"),
+        (str(cert), str(garbage)): (str(garbage), "--tls-key", "not a PEM private key"),
+        (str(key), str(cert)): (str(key), "--tls-cert", "swapped"),
+        (str(cert), str(other_key)): (str(other_key), "--tls-key", "is not the private key"),
+    }
+    for (cert_file, key_file), expected in cases.items():
+        stderr = _serve_fails(tmp_path, "--tls-cert", cert_file, "--tls-key", key_file)
+        assert all(part in stderr for part in expected), (cert_file, key_file, stderr)
+        assert "bind" not in stderr.lower()
+    assert other_cert.exists()

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import socket
+from contextlib import ExitStack
 from pathlib import Path
 
-from grpc_harness import SCHEMA, ServerProcess, wait_healthy
+from grpc_harness import (
+    OWN_CONNECTION,
+    SCHEMA,
+    ServerProcess,
+    connections_by_process,
+    listening_pids,
+    wait_healthy,
+)
 
 from stonetown import Client
 from stonetown.client import ReadConsistency
+
+PAIRS = 24
 
 
 def _free_port() -> int:
@@ -34,20 +44,34 @@ def test_tokens_from_one_worker_are_honoured_by_the_other(tmp_path: Path) -> Non
     )
     try:
         wait_healthy(proc.address)
-        pids = set()
-        for n in range(24):
-            # A fresh channel per call, so the kernel spreads them across both workers.
-            with Client(proc.address) as writer:
+        workers = listening_pids(proc.log())
+        assert len(workers) == 2
+        crossed = 0
+        with ExitStack() as open_clients:
+
+            def connect() -> tuple[Client, int]:
+                """A client with a connection of its own, and the worker that accepted it."""
+                before = connections_by_process(workers, port)
+                client = open_clients.enter_context(Client(proc.address, channel_options=OWN_CONNECTION))
+                client.read_schema()  # connects
+                after = connections_by_process(workers, port)
+                (worker,) = [pid for pid in workers if after[pid] == before[pid] + 1]
+                return client, worker
+
+            for n in range(PAIRS):
+                # A connection of its own per client (kept open), so the kernel spreads them
+                # across both workers and /proc shows which worker holds, and answers, each.
+                (writer, wrote_on), (reader, read_on) = connect(), connect()
                 token = writer.write(touch=[f"document:w{n}#viewer@user:u{n}"])
-            with Client(proc.address) as reader:
                 fresh = ReadConsistency.at_least_as_fresh(token)
                 assert reader.check(f"document:w{n}", "view", f"user:u{n}", consistency=fresh).allowed
                 assert [str(r) for r in reader.read(f"document:w{n}", consistency=fresh)] == [
                     f"document:w{n}#viewer@user:u{n}"
                 ]
-        for line in proc.log().splitlines():
-            if "event=listening" in line:
-                pids.add(line.split("pid=")[1].split()[0])
-        assert len(pids) == 2
+                crossed += wrote_on != read_on
+            held = connections_by_process(workers, port)
+        print(f"\n[workers] connections per worker: {held}; pairs across workers: {crossed}")
+        assert sum(held.values()) == 2 * PAIRS  # one connection per client
+        assert crossed > 0  # some tokens were written on one worker and honoured by the other
     finally:
         assert proc.stop() == 0

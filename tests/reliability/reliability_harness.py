@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grpc_harness import ServerProcess
+from grpc_harness import OWN_CONNECTION, ServerProcess
 
 from stonetown import Client
 from stonetown.client import ReadConsistency
@@ -256,14 +256,14 @@ def run_client(
     seq = 0
     last_token: str | None = None
     revisions = record.per_client_revisions.setdefault(number, [])
-    client = Client(address, timeout=15)
+    client = Client(address, timeout=15, channel_options=OWN_CONNECTION)
     calls = 0
     try:
         while not stop.is_set() and time.monotonic() < deadline:
             calls += 1
             if calls % 50 == 0:  # a fresh connection now and then, so both workers are used
                 client.close()
-                client = Client(address, timeout=15)
+                client = Client(address, timeout=15, channel_options=OWN_CONNECTION)
             try:
                 if rng.random() < write_share:
                     chosen = rng.sample(tuples, rng.randint(1, 3))

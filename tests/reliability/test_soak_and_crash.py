@@ -10,10 +10,10 @@ is restarted on the same file, and the same verification holds (clients retry UN
 from __future__ import annotations
 
 import random
-import re
 import time
 from pathlib import Path
 
+from grpc_harness import OWN_CONNECTION, connections_by_process, listening_pids
 from reliability_harness import (
     SOAK_SCHEMA,
     Attempt,
@@ -43,17 +43,25 @@ def _report(name: str, **values: object) -> None:
 def test_soak_two_workers_every_answer_matches_the_reference(tmp_path: Path, budget: Budget) -> None:
     server = start_server(tmp_path, SOAK_SCHEMA, workers=2)
     try:
-        assert len(worker_pids(server.process.pid)) == 2
+        workers = worker_pids(server.process.pid)
+        assert len(workers) == 2
+        port = int(server.address.rpartition(":")[2])
         record, stop, threads = start_load(
             server.address, CLIENTS, budget.soak_seconds, tolerate_unavailable=False
         )
-        time.sleep(budget.soak_seconds)
+        # which workers hold the load clients' connections (each its own), sampled throughout
+        serving: set[int] = set()
+        end = time.monotonic() + budget.soak_seconds
+        while time.monotonic() < end:
+            serving |= {pid for pid, held in connections_by_process(workers, port).items() if held}
+            time.sleep(0.2)
         finish_load(stop, threads)
         assert server.process.poll() is None, server.log()[-3000:]
     finally:
         assert server.stop() == 0
     assert not record.errors, record.errors[:10]
     assert record.unavailable == 0
+    assert serving == set(workers), f"only {serving} of the workers {workers} served the load"
     verdict = verify(tmp_path / "st.db", record)
     _report(
         "soak",
@@ -70,10 +78,6 @@ def test_soak_two_workers_every_answer_matches_the_reference(tmp_path: Path, bud
     assert not verdict.problems, verdict.problems[:10]
     assert not verdict.wrong_answers, verdict.wrong_answers[:10]
     assert verdict.checks_compared == len(record.checks)
-
-
-def _listening_pids(log: str) -> list[str]:
-    return re.findall(r"event=listening .*?pid=(\d+)", log)
 
 
 def test_kill_9_workers_and_the_server_mid_load(tmp_path: Path, budget: Budget) -> None:
@@ -97,12 +101,12 @@ def test_kill_9_workers_and_the_server_mid_load(tmp_path: Path, budget: Budget) 
             if kind == "worker":
                 victim = rng.choice(workers)
                 survivor = next(p for p in workers if p != victim)
-                listening_before = len(_listening_pids(server.log()))
+                listening_before = len(listening_pids(server.log()))
                 kill9(victim)
                 wait_until(lambda v=victim: not alive(v), 10, "the killed worker to go")
                 # The other worker kept serving: fresh connections get answers.
                 for _ in range(5):
-                    with Client(address, timeout=10) as probe:
+                    with Client(address, timeout=10, channel_options=OWN_CONNECTION) as probe:
                         retry_unavailable(
                             lambda p=probe: p.check(
                                 "doc:d0", "view", "user:u0", consistency="fully_consistent"
@@ -112,7 +116,7 @@ def test_kill_9_workers_and_the_server_mid_load(tmp_path: Path, budget: Budget) 
                 assert server.process.poll() is None, f"the server exited:\n{server.log()[-3000:]}"
                 # ... and the supervisor replaces the dead worker.
                 wait_until(
-                    lambda n=listening_before, s=server: len(_listening_pids(s.log())) > n,
+                    lambda n=listening_before, s=server: len(listening_pids(s.log())) > n,
                     60,
                     "a replacement worker",
                 )

@@ -1,9 +1,15 @@
 """The serving layer every RPC goes through (applied to the handlers once, not per call).
 
 In order, for each call: authenticate (UNAUTHENTICATED before anything is read or written),
-refuse requests that could not be decoded (INVALID_ARGUMENT instead of grpc's INTERNAL), run
+refuse requests that could not be decoded (INVALID_ARGUMENT instead of grpc's INTERNAL), admit
+it within ``--max-concurrent-rpcs`` (RESOURCE_EXHAUSTED at once beyond it, never queued), run
 the handler under the request deadline, map any exception to its status code (see
 api/errors.py), then count the call, observe its latency and log one line.
+
+Admission comes after authentication, so callers without the key cannot take the slots of
+those with it; a call is admitted once its request has fully arrived, so a half-sent body
+holds no slot. Health (open to all) has a budget of its own: its Watch streams are bounded
+separately, and its Check never waits, so it is answered whatever the API load.
 
 Doing all of it in one place means the status code recorded in metrics and logs is always
 the one the caller got.
@@ -18,10 +24,11 @@ each method's handler already wrapped, so a call costs only the wrapper's own wo
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from types import CoroutineType
 from typing import Any
 
@@ -32,12 +39,13 @@ from stonetown.api.auth import is_authorized, requires_key
 from stonetown.api.authzed import UNBOUNDED_METHODS as AUTHZED_UNBOUNDED_METHODS
 from stonetown.api.errors import DeadlineExceeded, status_for
 from stonetown.api.metrics import ok_recorder, record_rpc
-from stonetown.core.errors import InvalidArgument, Unauthenticated
+from stonetown.core.errors import InvalidArgument, ResourceExhausted, Unauthenticated
 from stonetown.engine.deadline import request_deadline
 
 log = logging.getLogger("stonetown.api")
 
-# Long-lived streams the request deadline does not apply to.
+# Long-lived streams the request deadline does not apply to (each holds an admission slot,
+# so their number is bounded).
 UNBOUNDED_METHODS = frozenset(
     {
         "/stonetown.v1.RelationshipService/Watch",
@@ -45,6 +53,7 @@ UNBOUNDED_METHODS = frozenset(
         "/stonetown.v1.RelationshipService/ImportRelationships",  # as long as the stream
     }
 ) | AUTHZED_UNBOUNDED_METHODS
+HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 
 
 _UNAUTHENTICATED = "missing or wrong preshared key (expected metadata `authorization: bearer KEY`)"
@@ -57,12 +66,46 @@ class _Undecodable:
         self.error = error
 
 
-class ServingLayer:
-    """Authentication, decoding errors, deadlines, error mapping, metrics and logs."""
+class Slots:
+    """A budget of calls in flight at once; past it a call is refused at once (never queued)."""
 
-    def __init__(self, preshared_key: str | None, request_timeout: float | None) -> None:
+    __slots__ = ("limit", "in_flight", "_refusal")
+
+    def __init__(self, limit: int | None, what: str) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self._refusal = f"too many concurrent {what}: the limit is {limit}"
+
+    def enter(self) -> None:
+        """Take a slot, or raise ResourceExhausted when none is free."""
+        if self.limit is not None and self.in_flight >= self.limit:
+            raise ResourceExhausted(self._refusal)
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        """Give back the slot taken by :meth:`enter`."""
+        self.in_flight -= 1
+
+
+class ServingLayer:
+    """Authentication, decoding errors, admission, deadlines, error mapping, metrics and logs.
+
+    `max_concurrent` bounds the calls that need the key (None: no bound); `max_health_watches`
+    bounds the open health Watch streams, apart from them.
+    """
+
+    def __init__(
+        self,
+        preshared_key: str | None,
+        request_timeout: float | None,
+        *,
+        max_concurrent: int | None = None,
+        max_health_watches: int | None = None,
+    ) -> None:
         self._key = preshared_key
         self._timeout = request_timeout
+        self.slots = Slots(max_concurrent, "calls (--max-concurrent-rpcs)")
+        self.health_slots = Slots(max_health_watches, "health Watch streams")
 
     def registrar(self, server: aio.Server) -> _Registrar:
         """An object to pass to ``add_XServicer_to_server`` instead of `server`: it registers
@@ -70,13 +113,19 @@ class ServingLayer:
         return _Registrar(server, self)
 
     def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        """`handler` of the full method name `method`, wrapped (health checks are left exactly
-        as grpc implements them: open, no deadline, no metrics)."""
+        """`handler` of the full method name `method`, wrapped (health is left as grpc
+        implements it, open, no deadline, no metrics; only its Watch streams are bounded)."""
         if not requires_key(method):
+            if method == HEALTH_WATCH and handler.unary_stream:
+                return grpc.unary_stream_rpc_method_handler(
+                    _bounded(handler.unary_stream, self.health_slots),
+                    handler.request_deserializer,
+                    handler.response_serializer,
+                )
             return handler
         timeout = None if method in UNBOUNDED_METHODS else self._timeout
         deserializer = _tolerant(handler.request_deserializer) if not handler.request_streaming else None
-        call = _Call(method, self._key, timeout)
+        call = _Call(method, self._key, timeout, self.slots if self.slots.limit is not None else None)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 call.unary(handler.unary_unary), deserializer, handler.response_serializer
@@ -140,6 +189,37 @@ class _WrappedGeneric(grpc.GenericRpcHandler):
         return wrapped
 
 
+def _bounded(
+    behavior: Callable[[Any, aio.ServicerContext], Any], slots: Slots
+) -> Callable[[Any, aio.ServicerContext], Awaitable[None]]:
+    """A streaming handler that runs `behavior` only while it holds one of `slots`."""
+
+    async def handle(request: Any, context: aio.ServicerContext) -> None:
+        try:
+            slots.enter()
+        except ResourceExhausted as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        try:
+            await _send_all(behavior(request, context), context)
+        finally:
+            slots.leave()
+
+    return handle
+
+
+async def _send_all(responses: Any, context: aio.ServicerContext) -> None:
+    """Send what a streaming handler produces: an async generator's items one by one, or
+    nothing for a handler that writes its responses itself (a coroutine)."""
+    if not inspect.isasyncgen(responses):
+        await responses
+        return
+    try:
+        async for item in responses:
+            await context.write(item)
+    finally:
+        await responses.aclose()
+
+
 def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
     if deserializer is None:
         return None
@@ -156,10 +236,11 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 class _Call:
     """The wrappers of one method (built once, when the method is registered)."""
 
-    def __init__(self, method: str, key: str | None, timeout: float | None) -> None:
+    def __init__(self, method: str, key: str | None, timeout: float | None, slots: Slots | None) -> None:
         self.method = method
         self.key = key
         self.timeout = timeout
+        self.slots = slots
 
     def _deadline(self, context: aio.ServicerContext) -> float | None:
         """When the engine must give up: the sooner of the server's request timeout and the
@@ -170,7 +251,7 @@ class _Call:
             remaining = timeout
         return None if remaining is None else time.monotonic() + remaining
 
-    def _admit(self, request: Any, context: aio.ServicerContext) -> None:
+    def _authenticate(self, request: Any, context: aio.ServicerContext) -> None:
         if self.key is not None and not is_authorized(context.invocation_metadata(), self.key):
             raise Unauthenticated(_UNAUTHENTICATED)
         if type(request) is _Undecodable:
@@ -203,7 +284,7 @@ class _Call:
         wait. The engine's own deadline checks (:data:`request_deadline`) cover the work it
         does without waiting, as before.
         """
-        method, key, timeout = self.method, self.key, self.timeout
+        method, key, timeout, slots = self.method, self.key, self.timeout, self.slots
         record_ok = ok_recorder(method)
         clock = time.monotonic
         set_deadline = request_deadline.set
@@ -215,11 +296,15 @@ class _Call:
             if remaining is None or (timeout is not None and timeout < remaining):
                 remaining = timeout
             set_deadline(None if remaining is None else start + remaining)
+            admitted = False
             try:
                 if key is not None and not is_authorized(context.invocation_metadata(), key):
                     raise Unauthenticated(_UNAUTHENTICATED)
                 if type(request) is _Undecodable:
                     raise InvalidArgument(f"request: cannot be decoded ({type(request.error).__name__})")
+                if slots is not None:
+                    slots.enter()
+                    admitted = True
                 running = behavior(request, context)
                 if timeout is None:
                     response = await running
@@ -253,43 +338,50 @@ class _Call:
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("rpc", extra={"method": method, "code": "OK", "ms": round(elapsed * 1000, 3)})
                 return response
+            finally:
+                if admitted:
+                    slots.leave()  # type: ignore[union-attr]
             await context.abort(code, details)
 
         return handle
 
     def stream(
-        self, behavior: Callable[[Any, aio.ServicerContext], AsyncIterator[Any]]
-    ) -> Callable[..., Any]:
-        """Wrap a handler that streams responses; the deadline covers the whole stream."""
+        self, behavior: Callable[[Any, aio.ServicerContext], Any]
+    ) -> Callable[[Any, aio.ServicerContext], Awaitable[None]]:
+        """Wrap a handler that streams responses.
 
-        async def handle(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+        The deadline (the sooner of the request timeout and the client's deadline) covers the
+        whole stream, the time spent sending included: the wrapper writes each response
+        itself under one timer, so a stream to a slow reader, or one whose handler keeps
+        finding results, is cut with DEADLINE_EXCEEDED and its generator closed, which stops
+        its work.
+        """
+
+        async def handle(request: Any, context: aio.ServicerContext) -> None:
             start = time.monotonic()
-            loop = asyncio.get_running_loop()
-            deadline = None if self.timeout is None else loop.time() + self.timeout
-            responses: AsyncIterator[Any] | None = None
-            request_deadline.set(self._deadline(context))
+            deadline = self._deadline(context)
+            request_deadline.set(deadline)
+            admitted = False
             try:
-                self._admit(request, context)
-                responses = aiter(behavior(request, context))
-                while True:
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            item = await anext(responses)
-                    except StopAsyncIteration:
-                        break
-                    yield item
+                self._authenticate(request, context)
+                if self.slots is not None:
+                    self.slots.enter()
+                    admitted = True
+                async with asyncio.timeout(None if deadline is None else deadline - time.monotonic()):
+                    await _send_all(behavior(request, context), context)
             except asyncio.CancelledError:
                 self._finish(start, grpc.StatusCode.CANCELLED, "cancelled", None)
                 raise
             except aio.AbortError:
                 self._finish(start, context.code() or grpc.StatusCode.UNKNOWN, context.details() or "", None)
                 raise
-            except GeneratorExit:
-                self._finish(start, grpc.StatusCode.CANCELLED, "stream closed", None)
-                raise
             except TimeoutError as exc:
+                bound = "?" if deadline is None else f"{deadline - start:.3g}"
                 code, details, _ = status_for(
-                    DeadlineExceeded(f"the request took longer than {self.timeout}s")
+                    DeadlineExceeded(
+                        f"the stream took longer than its deadline ({bound}s: the request timeout "
+                        "or the client's deadline, whichever is sooner)"
+                    )
                 )
                 self._finish(start, code, details, exc)
             except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
@@ -299,8 +391,8 @@ class _Call:
                 self._finish(start, grpc.StatusCode.OK, "", None)
                 return
             finally:
-                if responses is not None and hasattr(responses, "aclose"):
-                    await responses.aclose()
+                if admitted:
+                    self.slots.leave()  # type: ignore[union-attr]
             await context.abort(code, details)
 
         return handle

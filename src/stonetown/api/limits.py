@@ -31,3 +31,34 @@ class Limits:
             return None
         self.check_count(field, requested, self.max_page_size, "results requested")
         return requested
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """Bounds on every connection, whoever opened it and whether or not it sent the key: a
+    connection that never completes its handshake, sits idle, or stalls without answering
+    the server's pings (a half-sent request) is closed after a bounded time."""
+
+    handshake_timeout: float = 10.0  # seconds to finish TLS and the HTTP/2 preface + SETTINGS
+    idle_timeout: float = 300.0  # seconds without a call in flight, then GOAWAY
+    keepalive_interval: float = 30.0  # seconds between the server's pings to a quiet peer ...
+    keepalive_timeout: float = 10.0  # ... which must answer within this many, or is closed
+    max_streams: int = 1000  # calls at once on one connection (HTTP/2 MAX_CONCURRENT_STREAMS)
+    max_health_watches: int = 100  # open health Watch streams, apart from --max-concurrent-rpcs
+
+    def grpc_options(self) -> list[tuple[str, int]]:
+        """The grpc server options that enforce these bounds."""
+        return [
+            ("grpc.server_handshake_timeout_ms", _ms(self.handshake_timeout)),
+            ("grpc.max_connection_idle_ms", _ms(self.idle_timeout)),
+            ("grpc.keepalive_time_ms", _ms(self.keepalive_interval)),
+            ("grpc.keepalive_timeout_ms", _ms(self.keepalive_timeout)),
+            # any ping (keepalive, or grpc's flow-control probe on received data) left
+            # unanswered this long closes the connection; grpc's default is a minute
+            ("grpc.http2.ping_timeout_ms", _ms(self.keepalive_timeout)),
+            ("grpc.max_concurrent_streams", self.max_streams),
+        ]
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))

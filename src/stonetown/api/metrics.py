@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import grpc
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
+from stonetown.api.auth import is_authorized
 from stonetown.engine.system import PermissionSystem
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 RPC_COUNT = Counter(
     "stonetown_grpc_requests_total", "RPCs handled, by method and status code", ["method", "code"]
@@ -99,8 +107,32 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def serve_metrics(address: str) -> int:
-    """Serve /metrics on `address` in a background thread; return the port bound."""
+class _MetricsServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        """Scrapes are not logged."""
+
+
+def _require_key(app: WsgiApp, key: str) -> WsgiApp:
+    """`app` answering only requests with `Authorization: Bearer KEY` (401 otherwise)."""
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not is_authorized((("authorization", environ.get("HTTP_AUTHORIZATION", "")),), key):
+            start_response(
+                "401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")]
+            )
+            return [b"missing or wrong preshared key (expected header `Authorization: Bearer KEY`)\n"]
+        return app(environ, start_response)
+
+    return guarded
+
+
+def serve_metrics(address: str, preshared_key: str | None = None) -> int:
+    """Serve /metrics on `address` in a background thread; return the port bound. With a
+    preshared key, a scrape needs it, as every API call does (`Authorization: Bearer KEY`)."""
     host, port = parse_address(address)
     registry: CollectorRegistry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -108,5 +140,11 @@ def serve_metrics(address: str) -> int:
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    app: WsgiApp = make_wsgi_app(registry)
+    if preshared_key is not None:
+        app = _require_key(app, preshared_key)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    server_class = type("MetricsServer", (_MetricsServer,), {"address_family": family})
+    server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return int(server.server_address[1])

@@ -10,6 +10,7 @@ catches up through the store's change log.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import ipaddress
 import logging
@@ -31,7 +32,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from stonetown.api.authzed import SERVICE_NAMES as AUTHZED_SERVICE_NAMES
 from stonetown.api.authzed import add_authzed_services
 from stonetown.api.interceptor import ServingLayer
-from stonetown.api.limits import Limits
+from stonetown.api.limits import ConnectionLimits, Limits
 from stonetown.api.logs import configure_logging
 from stonetown.api.metrics import observe_system, serve_metrics
 from stonetown.api.pb import SERVICE_NAMES, permission_grpc, relationship_grpc, schema_grpc
@@ -39,6 +40,7 @@ from stonetown.api.servicers.permissions import PermissionServicer
 from stonetown.api.servicers.relationships import RelationshipServicer
 from stonetown.api.servicers.schema import SchemaServicer
 from stonetown.api.testing import RoutedSystem, StoresPerToken
+from stonetown.api.tls import TlsFileError, server_credentials
 from stonetown.core.errors import NotFound
 from stonetown.engine.datastore import Datastore, Update, UpdateOp
 from stonetown.engine.system import MAX_DEPTH_LIMIT, PermissionSystem
@@ -76,6 +78,7 @@ class ServerConfig:
     max_depth: int = 50
     max_concurrent_rpcs: int | None = None  # admitted at once; beyond it RESOURCE_EXHAUSTED
     limits: Limits = field(default_factory=Limits)
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     shutdown_grace: float = 10.0
     metrics_addr: str | None = None
     log_level: str = "info"
@@ -102,6 +105,13 @@ def check_config(config: ServerConfig) -> None:
             f"refusing to listen on non-loopback address {config.host} without --preshared-key "
             "(pass --insecure to do it anyway)"
         )
+    if config.metrics_addr is not None:
+        metrics_host = config.metrics_addr.rpartition(":")[0].strip("[]") or "127.0.0.1"
+        if not is_loopback(metrics_host) and config.preshared_key is None and not config.insecure:
+            raise ConfigError(
+                f"refusing to serve metrics on non-loopback address {metrics_host} without "
+                "--preshared-key (pass --insecure to do it anyway)"
+            )
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ConfigError("--tls-cert and --tls-key go together")
     if config.workers < 1:
@@ -114,6 +124,15 @@ def check_config(config: ServerConfig) -> None:
         raise ConfigError(f"--max-depth must be between 1 and {MAX_DEPTH_LIMIT}")
     if config.max_concurrent_rpcs is not None and config.max_concurrent_rpcs < 1:
         raise ConfigError("--max-concurrent-rpcs must be at least 1")
+    connections = config.connections
+    for option, seconds in (
+        ("--handshake-timeout", connections.handshake_timeout),
+        ("--idle-timeout", connections.idle_timeout),
+        ("--keepalive-interval", connections.keepalive_interval),
+        ("--keepalive-timeout", connections.keepalive_timeout),
+    ):
+        if not 0 < seconds < 10**6:
+            raise ConfigError(f"{option} must be a positive number of seconds (below 1000000)")
     if config.datastore == POSTGRES_DATASTORE and not config.datastore_uri:
         raise ConfigError("--datastore postgres needs --datastore-uri (or STONETOWN_DATASTORE_URI)")
     if config.datastore != POSTGRES_DATASTORE and config.datastore_uri:
@@ -178,39 +197,83 @@ def build_server(
     """A configured (not started) server, its health servicer and the port bound. With
     `stores` (serve-testing), each call is routed to its bearer token's store."""
     limits = config.limits
+    # No grpc maximum_concurrent_rpcs: it counts calls before they are authenticated, and
+    # health with them; the serving layer admits calls after authentication instead.
     server = aio.server(
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", limits.max_message_bytes),
             ("grpc.max_send_message_length", limits.max_message_bytes),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
+            *config.connections.grpc_options(),
         ],
     )
-    # every service but health goes through the serving layer (auth, errors, metrics, logs)
-    served = ServingLayer(config.preshared_key, limits.request_timeout).registrar(server)
+    # every service goes through the serving layer (auth, admission, errors, metrics, logs);
+    # health stays open, with its own budget; serve-testing routes calls to their token's store
+    served = ServingLayer(
+        config.preshared_key,
+        limits.request_timeout,
+        max_concurrent=config.max_concurrent_rpcs,
+        max_health_watches=config.connections.max_health_watches,
+    ).registrar(server)
     routed = served if stores is None else stores.registrar(served)
     permission_grpc.add_PermissionServiceServicer_to_server(PermissionServicer(system, limits), routed)
     relationship_grpc.add_RelationshipServiceServicer_to_server(RelationshipServicer(system, limits), routed)
     schema_grpc.add_SchemaServiceServicer_to_server(SchemaServicer(system), routed)
     add_authzed_services(routed, system, limits)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, served)
     # what reflection.enable_server_reflection does for an aio server, through the layer
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
         reflection.aio.ReflectionServicer((*ALL_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)),
         served,
     )
     address = _bind_address(config.host, config.port)
-    if config.tls_cert is not None and config.tls_key is not None:
-        credentials = grpc.ssl_server_credentials(
-            [(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())]
-        )
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
+    try:
+        if config.tls_cert is not None and config.tls_key is not None:
+            port = server.add_secure_port(address, tls_credentials(config))
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc's "Failed to bind": say why, in one line
+        port = 0
     if port == 0:
+        check_port_free(config.host, config.port)
         raise ConfigError(f"cannot listen on {address}")
     return server, health_servicer, port
+
+
+def tls_credentials(config: ServerConfig) -> grpc.ServerCredentials:
+    """The server's TLS credentials; ConfigError naming the bad file and what is wrong."""
+    assert config.tls_cert is not None and config.tls_key is not None
+    try:
+        return server_credentials(config.tls_cert, config.tls_key)
+    except TlsFileError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ConfigError, in one line saying what to change, when `host:port` cannot be listened on
+    (checked without SO_REUSEPORT, so a running server's port counts as taken)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            address = _bind_address(host, port)
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is in use (is another `stonetown serve` running?); "
+                    "choose another with --port"
+                ) from None
+            if exc.errno == errno.EACCES:
+                raise ConfigError(
+                    f"no permission to listen on {address}; choose another with --port"
+                ) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ConfigError(f"{host} is not an address of this machine (--host)") from None
+            raise ConfigError(f"cannot listen on {address}: {exc.strerror or exc}") from None
 
 
 async def start_system(config: ServerConfig) -> PermissionSystem:
@@ -249,6 +312,9 @@ async def run_worker(
     else:
         system = await start_system(config)
     try:
+        # Bound before the store is touched: a second server started by mistake on a port in
+        # use fails here, without writing its --schema over the running server's.
+        server, health_servicer, port = build_server(system, config, reuse_port=reuse_port, stores=stores)
         if prepare and stores is None:
             await prepare_store(system, config)
         # The loaded index is millions of long-lived objects: moved out of the cyclic
@@ -256,10 +322,14 @@ async def run_worker(
         # hundreds of ms at 1M relationships). Freed objects are still freed by refcount.
         gc.collect()
         gc.freeze()
-        server, health_servicer, port = build_server(system, config, reuse_port=reuse_port, stores=stores)
         await server.start()
         for name in ("", *ALL_SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        # before "listening": whoever waits for that line may stop the server right after it
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
         log.info(
             "listening",
             extra={
@@ -269,10 +339,6 @@ async def run_worker(
                 "auth": config.preshared_key is not None,
             },
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
         watchdog = asyncio.create_task(_watch_parent(parent, stop)) if parent is not None else None
         observe = config.metrics_addr and stores is None
         observer = asyncio.create_task(observe_system(system)) if observe else None
@@ -313,13 +379,29 @@ def serve(config: ServerConfig) -> int:
     """Run the server in the foreground until a signal; return the process exit code."""
     configure_logging(config.log_level)
     check_config(config)
+    if config.tls_cert is not None:
+        tls_credentials(config)  # a bad file is named before anything starts
+    # Before the store is touched (a second server started by mistake must not rewrite the
+    # running one's schema), and in one line rather than grpc's log; --workers bind with
+    # SO_REUSEPORT, which another server's port would not refuse, so this is their only check.
+    check_port_free(config.host, config.port)
     if config.workers == 1:
         if config.metrics_addr:
-            metrics_port = serve_metrics(config.metrics_addr)
+            metrics_port = _serve_metrics(config.metrics_addr, config.preshared_key)
             log.info("metrics", extra={"address": f"{config.metrics_addr.rpartition(':')[0]}:{metrics_port}"})
         asyncio.run(run_worker(config, prepare=True, reuse_port=False))
         return 0
     return _serve_workers(config)
+
+
+def _serve_metrics(address: str, preshared_key: str | None) -> int:
+    try:
+        return serve_metrics(address, preshared_key)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"cannot serve metrics on {address} ({reason}); choose another --metrics-addr"
+        ) from None
 
 
 def _serve_workers(config: ServerConfig) -> int:
@@ -330,7 +412,7 @@ def _serve_workers(config: ServerConfig) -> int:
     if config.metrics_addr:
         metrics_dir = tempfile.TemporaryDirectory(prefix="stonetown-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
-        metrics_port = serve_metrics(config.metrics_addr)
+        metrics_port = _serve_metrics(config.metrics_addr, config.preshared_key)
         log.info("metrics", extra={"address": f"{config.metrics_addr.rpartition(':')[0]}:{metrics_port}"})
     context = multiprocessing.get_context("spawn")
 

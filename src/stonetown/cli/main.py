@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stonetown.core.errors import StonetownError
+from stonetown.core.errors import StonetownError, Unavailable
 
 if TYPE_CHECKING:
     from stonetown.client import Client
@@ -108,14 +108,45 @@ def _add_serve(subparsers: Any) -> None:
         "--max-concurrent-rpcs",
         type=int,
         default=None,
-        help="calls served at once per worker; more get RESOURCE_EXHAUSTED (default: no limit)",
+        help="calls with the key served at once per worker (Watch streams included); more get "
+        "RESOURCE_EXHAUSTED (default: no limit; health has a budget of its own)",
     )
     serve.add_argument("--max-message-bytes", type=int, default=4 * 1024 * 1024)
     serve.add_argument("--max-updates-per-write", type=int, default=1000, help="updates + preconditions")
     serve.add_argument("--max-checks-per-bulk", type=int, default=1000)
     serve.add_argument("--max-page-size", type=int, default=1000)
-    serve.add_argument("--request-timeout", type=float, default=30.0, help="seconds (Watch is exempt)")
+    serve.add_argument(
+        "--request-timeout",
+        type=float,
+        default=30.0,
+        help="seconds per call, streams included (Watch and ImportRelationships are exempt)",
+    )
     serve.add_argument("--shutdown-grace", type=float, default=10.0, help="seconds to drain calls on SIGTERM")
+    connections = serve.add_argument_group("connections (bounds for every caller, with or without a key)")
+    connections.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a new connection has to finish TLS and the HTTP/2 preface (default %(default)s)",
+    )
+    connections.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        help="seconds without a call before a connection is closed (default %(default)s)",
+    )
+    connections.add_argument(
+        "--keepalive-interval",
+        type=float,
+        default=30.0,
+        help="seconds between pings to a quiet peer (default %(default)s)",
+    )
+    connections.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a peer has to answer a ping before its connection is closed (default %(default)s)",
+    )
     serve.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus metrics here")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(handler=_run_serve)
@@ -164,7 +195,7 @@ def _run_serve_testing(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from stonetown.api.limits import Limits
+    from stonetown.api.limits import ConnectionLimits, Limits
     from stonetown.api.server import ConfigError, ServerConfig, serve
 
     config = ServerConfig(
@@ -187,6 +218,12 @@ def _run_serve(args: argparse.Namespace) -> int:
             max_page_size=args.max_page_size,
             request_timeout=args.request_timeout,
             max_message_bytes=args.max_message_bytes,
+        ),
+        connections=ConnectionLimits(
+            handshake_timeout=args.handshake_timeout,
+            idle_timeout=args.idle_timeout,
+            keepalive_interval=args.keepalive_interval,
+            keepalive_timeout=args.keepalive_timeout,
         ),
         shutdown_grace=args.shutdown_grace,
         metrics_addr=args.metrics_addr,
@@ -476,12 +513,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_CANNOT_CONNECT = ("failed to connect to all addresses", "errors resolving", "DNS resolution failed")
+
+
+def _unreachable(exc: Unavailable, endpoint: str | None) -> str:
+    """The message for an UNAVAILABLE error: when no server could be reached at all, one line
+    that says so and how to start or find one; otherwise the server's own message."""
+    text = str(exc)
+    if endpoint is None or not any(marker in text for marker in _CANNOT_CONNECT):
+        return text
+    reason = text.rsplit(": ", 1)[-1].strip(" []")  # e.g. "Connection refused"
+    return (
+        f"cannot reach a Stonetown server at {endpoint} ({reason}); start one with `stonetown serve`, "
+        "or point --endpoint (or STONETOWN_ENDPOINT) at a running one"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `stonetown` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code = args.handler(args)
+    except Unavailable as exc:
+        endpoint = getattr(args, "endpoint", None)
+        print(f"stonetown: UNAVAILABLE: {_unreachable(exc, endpoint)}", file=sys.stderr)
+        return EXIT_ERROR
     except StonetownError as exc:
         label = getattr(exc, "code", "ERROR")
         print(f"stonetown: {label}: {exc}", file=sys.stderr)

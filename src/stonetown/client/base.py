@@ -63,7 +63,9 @@ class ClientBase:
     """Settings and request/response handling common to Client and AsyncClient.
 
     ``read_your_writes``: remember the token of the last write (or schema write) and read
-    at least as fresh as it whenever a call does not name a consistency.
+    at least as fresh as it whenever a call does not name a consistency. ``channel_options``:
+    more grpc channel options, e.g. ``[("grpc.use_local_subchannel_pool", 1)]`` for a
+    connection of its own (grpc otherwise shares one among a process's channels to an address).
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class ClientBase:
         read_your_writes: bool = False,
         timeout: float | None = 30.0,
         max_message_bytes: int = 4 * 1024 * 1024,
+        channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.endpoint = endpoint
         self.read_your_writes = read_your_writes
@@ -88,6 +91,7 @@ class ClientBase:
         self._options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            *channel_options,
         ]
         if server_name:
             self._options.append(("grpc.ssl_target_name_override", server_name))
