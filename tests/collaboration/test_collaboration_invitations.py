@@ -176,6 +176,7 @@ def test_validation_file_invitations_over_grpc(client: Client, acme: str) -> Non
     assert [getattr(item, "allowed", item) for item in outcomes] == [True, True, False, False, False]
     invitations = {str(rel) for rel in client.read("app:ana-sync", consistency=consistency)}
     assert invitations == {
+        "app:ana-sync#account@user:ana",
         "app:ana-sync#owner@user:ana",
         f"app:ana-sync#runner@user:ivy[expiration:{FUTURE}]",
     }
