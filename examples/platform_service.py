@@ -360,6 +360,15 @@ class PlatformService:
             raise FailedPrecondition(f"access_request:{request_id} does not exist")
         return AccessRequest(request_id, parts["app"], parts["requester"], cast(Level, level))
 
+    def _decidable(self, request_id: str, permission: str, user: str) -> AccessRequest:
+        """The open request, once ``user`` may ``permission`` it. A request decided meanwhile
+        (its rows gone, so the check fails too) is reported as such: FailedPrecondition."""
+        request = self.read_request(request_id)
+        if not self.allowed(f"access_request:{request_id}", permission, user):
+            self.read_request(request_id)  # raises FailedPrecondition if it was decided meanwhile
+            raise Forbidden(user, permission, f"access_request:{request_id}")
+        return request
+
     def pending_requests(self, owner: str) -> list[str]:
         """Ids of the open requests ``owner`` may decide."""
         found = self.client.lookup_resources("access_request", "decide", f"user:{owner}")
@@ -369,8 +378,7 @@ class PlatformService:
         """Grant the requested level and remove the request, atomically: one write that
         touches the grant, deletes the request's rows, and requires that the request still
         exists (so a request approved or denied meanwhile is not approved again)."""
-        request = self.read_request(request_id)
-        self.require(f"access_request:{request_id}", "approve", owner)
+        request = self._decidable(request_id, "approve", owner)
         return self.client.write(
             touch=[f"app:{request.app}#{LEVEL_RELATIONS[request.level]}@user:{request.requester}"],
             delete=_request_rows(request),
@@ -379,14 +387,12 @@ class PlatformService:
 
     def deny(self, owner: str, request_id: str) -> str:
         """Remove the request without granting anything (once: same precondition)."""
-        request = self.read_request(request_id)
-        self.require(f"access_request:{request_id}", "deny", owner)
+        request = self._decidable(request_id, "deny", owner)
         return self.client.write(delete=_request_rows(request), preconditions=[_request_exists(request)])
 
     def withdraw(self, user: str, request_id: str) -> str:
         """The requester takes the request back."""
-        request = self.read_request(request_id)
-        self.require(f"access_request:{request_id}", "withdraw", user)
+        request = self._decidable(request_id, "withdraw", user)
         return self.client.write(delete=_request_rows(request), preconditions=[_request_exists(request)])
 
     def notifications(self, owner: str, after: str | None = None) -> Generator[str, None, None]:

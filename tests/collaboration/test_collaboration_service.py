@@ -184,6 +184,7 @@ BAD_FLOWS: list[tuple[str, str]] = [
     ("approving twice", "FailedPrecondition"),
     ("admin removing the owner", "Refused"),
     ("external requesting access to an app", "Forbidden"),
+    ("external requesting an app they cannot see", "Forbidden"),
     ("outsider requesting access", "Forbidden"),
     ("member requesting a level they have", "Refused"),
     ("transfer to a non-member", "Refused"),
@@ -210,11 +211,15 @@ def test_rule_breaking_flow_is_refused_and_writes_nothing(
     run_id = svc.run_app(u["sam"], app)
     svc.share(u["sam"], "run", run_id, f"user:{u['eve']}")
     pending = svc.request_access(u["mia"], app, "edit")
+    hidden = f"hidden-{uid}"
+    svc.create_app(u["sam"], hidden, org=org)
+    assert not svc.allowed(f"app:{hidden}", "view", u["eve"])
     calls: dict[str, Callable[[], object]] = {
         "second organization owner": lambda: svc.create_organization(u["mia"], org),
         "approving twice": lambda: svc.approve(u["sam"], request),
         "admin removing the owner": lambda: svc.remove_member(u["adam"], org, u["olivia"]),
         "external requesting access to an app": lambda: svc.request_access(u["eve"], app, "manage"),
+        "external requesting an app they cannot see": lambda: svc.request_access(u["eve"], hidden, "run"),
         "outsider requesting access": lambda: svc.request_access(f"oscar-{uid}", app, "run"),
         "member requesting a level they have": lambda: svc.request_access(u["mia"], app, "run"),
         "transfer to a non-member": lambda: svc.transfer_ownership(u["sam"], app, u["eve"]),
