@@ -73,6 +73,27 @@ def test_platform_service_handlers(client: Client, platform: ModuleType, uid: st
     assert not svc.allowed(f"app:{app}", "view", u["eve"])
 
 
+def test_request_denied_or_withdrawn_grants_nothing(client: Client, platform: ModuleType, uid: str) -> None:
+    """B13 B15: the App Owner denies one request, the requester withdraws another; neither
+    grants anything, each is gone, and only the requester withdraws, only the owners decide."""
+    svc, _org, app = _acme(platform, client, uid)
+    mia, max_ = f"mia-{uid}", f"max-{uid}"
+    denied = svc.request_access(mia, app, "edit")
+    withdrawn = svc.request_access(max_, app, "run")
+    assert svc.pending_requests(f"sam-{uid}") == sorted([denied, withdrawn])
+    assert svc.pending_requests(f"olivia-{uid}") == sorted([denied, withdrawn])
+    with pytest.raises(platform.Forbidden):
+        svc.withdraw(mia, withdrawn)
+    with pytest.raises(platform.Forbidden):
+        svc.deny(mia, denied)
+    svc.deny(f"sam-{uid}", denied)
+    svc.withdraw(max_, withdrawn)
+    assert svc.pending_requests(f"sam-{uid}") == []
+    assert not svc.allowed(f"app:{app}", "edit", mia) and not svc.allowed(f"app:{app}", "run", max_)
+    with pytest.raises(FailedPrecondition):
+        svc.approve(f"sam-{uid}", denied)
+
+
 def test_transfer_then_back_by_the_new_owner(client: Client, platform: ModuleType, uid: str) -> None:
     """B16 B17 B18: the App Owner transfers; the old owner is down to Can Manage and cannot take
     it back; the new owner can, and is then down to Can Manage. A personal app moves account."""
