@@ -131,9 +131,8 @@ class PlatformService:
     def remove_member(self, actor: str, org: str, user: str) -> str:
         """Remove a member (owner and admins) or an admin (the owner). Nobody removes the owner."""
         self.require(f"organization:{org}", "manage_members", actor)
-        if any(rel.relation == "admin" for rel in self._read(f"organization:{org}#admin@user:{user}")):
-            self.require(f"organization:{org}", "manage_admins", actor)
-        return self._drop_membership(org, user)
+        may_remove_admins = self.allowed(f"organization:{org}", "manage_admins", actor)
+        return self._drop_membership(org, user, actor if not may_remove_admins else None)
 
     def leave_organization(self, user: str, org: str) -> str:
         """A member or admin leaves; the owner cannot. Direct invitations to the
@@ -142,12 +141,15 @@ class PlatformService:
             raise Refused(f"user:{user} cannot leave organization:{org}: not a direct member, or its owner")
         return self._drop_membership(org, user)
 
-    def _drop_membership(self, org: str, user: str) -> str:
-        """Delete the user's member/admin rows, never the owner's, and never while they still
-        own an app of the organization (an App Owner must be a member)."""
+    def _drop_membership(self, org: str, user: str, not_admins_for: str | None = None) -> str:
+        """Delete the user's member/admin rows, never the owner's, never while they still own
+        an app of the organization (an App Owner must be a member), and, when removed by
+        ``not_admins_for`` (an actor who may not remove admins), never an admin's."""
         rows = self._read(f"organization:{org}@user:{user}")
         if any(rel.relation == "owner" for rel in rows):
             raise Refused(f"user:{user} is the owner of organization:{org} and cannot be removed")
+        if not_admins_for is not None and any(rel.relation == "admin" for rel in rows):
+            raise Forbidden(not_admins_for, "manage_admins", f"organization:{org}")
         apps = [rel.resource_id for rel in self._read(f"app#owner@user:{user}")]
         owned_here = [a for a in apps if self._subject_of(f"app:{a}", "account") == f"organization:{org}"]
         if owned_here:
@@ -157,6 +159,8 @@ class PlatformService:
         # Still not the owner when the write commits; and, for the usual case of a user owning
         # no app, still owning none (a transfer to them meanwhile makes this write fail).
         guards = [_absent(f"organization:{org}#owner@user:{user}")]
+        if not_admins_for is not None:  # not made an admin meanwhile
+            guards.append(_absent(f"organization:{org}#admin@user:{user}"))
         if not apps:
             guards.append(_absent(f"app#owner@user:{user}"))
         return self.client.write(delete=[str(rel) for rel in rows], preconditions=guards)

@@ -212,6 +212,7 @@ BAD_FLOWS: list[tuple[str, str]] = [
     ("owner leaving", "Refused"),
     ("app owner leaving with apps", "Refused"),
     ("admin appointing an admin", "Forbidden"),
+    ("admin removing an admin", "Forbidden"),
     ("manager deciding a request", "Forbidden"),
     ("second app with the same id", "FailedPrecondition"),
     ("grant without a level", "Refused"),
@@ -225,13 +226,14 @@ def test_rule_breaking_flow_is_refused_and_writes_nothing(
 ) -> None:
     """Bad input: the flow raises a clear error and the store is exactly as before."""
     svc, org, app = _acme(platform, client, uid)
-    u = {name: f"{name}-{uid}" for name in ("olivia", "adam", "sam", "mia", "max", "eve")}
+    u = {name: f"{name}-{uid}" for name in ("olivia", "adam", "ada", "sam", "mia", "max", "eve")}
     request = svc.request_access(u["mia"], app, "run")
     svc.approve(u["sam"], request)
     svc.grant(u["sam"], app, "manage", f"user:{u['max']}")
     run_id = svc.run_app(u["sam"], app)
     svc.share(u["sam"], "run", run_id, f"user:{u['eve']}")
     pending = svc.request_access(u["mia"], app, "edit")
+    svc.add_member(u["olivia"], org, u["ada"], role="admin")
     hidden = f"hidden-{uid}"
     svc.create_app(u["sam"], hidden, org=org)
     assert not svc.allowed(f"app:{hidden}", "view", u["eve"])
@@ -247,6 +249,7 @@ def test_rule_breaking_flow_is_refused_and_writes_nothing(
         "owner leaving": lambda: svc.leave_organization(u["olivia"], org),
         "app owner leaving with apps": lambda: svc.leave_organization(u["sam"], org),
         "admin appointing an admin": lambda: svc.add_member(u["adam"], org, u["mia"], role="admin"),
+        "admin removing an admin": lambda: svc.remove_member(u["adam"], org, u["ada"]),
         "manager deciding a request": lambda: svc.deny(u["max"], pending),
         "second app with the same id": lambda: svc.create_app(u["mia"], app, org=org),
         "grant without a level": lambda: svc.grant(u["sam"], app, "owner", f"user:{u['mia']}"),
