@@ -201,7 +201,7 @@ class _Builder:
         deep_top, deep_leaf = chains[0][-1], chains[0][0]
         apps = [f"{org}a{a}" for a in range(110)]
         for a, app in enumerate(apps):
-            self.add("app", app, "org", "organization", org)
+            self.add("app", app, "account", "organization", org)
             for action in ("run", "edit", "manage"):
                 self.grants.append((f"admin@{org}", org, app, action))
             direct = rng.sample(members, 3)

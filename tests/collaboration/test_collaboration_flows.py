@@ -1,18 +1,15 @@
-"""Platform flows over gRPC: atomic ownership transfer, access requests seen on the managers'
-Watch stream and approved atomically, and the example platform service against the server."""
+"""Platform flows over gRPC: atomic ownership transfer (and its reversal), access requests
+seen by the App Owner on a Watch stream and approved once, atomically. The example service's
+handlers are in test_collaboration_service.py."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from types import ModuleType
 
 import pytest
-from collaboration_support import EXAMPLE_FILE, REPO
 from grpc_harness import ServerProcess
 
 from stonetown import AsyncClient, Client
@@ -102,16 +99,18 @@ def test_concurrent_transfers_exactly_one_wins(server: ServerProcess, client: Cl
 
 
 def _org_with_app(client: Client, uid: str) -> tuple[str, str]:
-    """An organization (owner, admin, two members, an external editor) with one app; the app and
-    the setup token."""
+    """An organization (owner, admin, three members, one of them the App Owner, an external
+    editor) with one app; the app and the setup token."""
     org, app = f"org-{uid}", f"app-{uid}"
     token = client.write(
         touch=[
             f"organization:{org}#owner@user:olivia-{uid}",
             f"organization:{org}#admin@user:adam-{uid}",
+            f"organization:{org}#member@user:sam-{uid}",
             f"organization:{org}#member@user:mia-{uid}",
             f"organization:{org}#member@user:max-{uid}",
-            f"app:{app}#org@organization:{org}",
+            f"app:{app}#account@organization:{org}",
+            f"app:{app}#owner@user:sam-{uid}",
             f"app:{app}#editor@user:eve-{uid}",
         ]
     )
@@ -138,14 +137,15 @@ def _approve(client: Client, request: str, app: str, requester: str, level: str,
     )
 
 
-async def test_access_request_reaches_managers_watch_then_approval_allows(
+async def test_access_request_reaches_app_owner_watch_then_approval_allows(
     private_server: ServerProcess,
     uid: str,
     capsys: pytest.CaptureFixture[str],
     record_property: Callable[[str, object], None],
 ) -> None:
-    """A member's access request shows up on the managers' Watch stream; the approval write
-    grants the level and removes the request, and the requester's next check at its token is allowed."""
+    """B13 B14 B15: a member's access request shows up on the App Owner's Watch stream; the
+    approval write grants the level and removes the request, and the requester's next check at
+    its token is allowed."""
     address, request, mia = private_server.address, f"req-{uid}", f"mia-{uid}"
     async with AsyncClient(address) as manager_side, AsyncClient(address) as requester_side:
         with Client(address) as setup:
@@ -177,25 +177,29 @@ async def test_access_request_reaches_managers_watch_then_approval_allows(
             latency_ms = (received - sent) * 1000
             record_property("watch_latency_ms", round(latency_ms, 1))
             with capsys.disabled():
-                print(f"\n[collaboration] access request on the managers' Watch after {latency_ms:.1f} ms")
+                print(f"\n[collaboration] access request on the App Owner's Watch after {latency_ms:.1f} ms")
 
-            # the app's managers, and only they, see and may decide the request
+            # the App Owner is notified; the App Owner and the organization's owner decide
             at_event = ReadConsistency.at_least_as_fresh(event_token)
+            notified = manager_side.lookup_subjects(
+                f"access_request:{request}", "notified", "user", consistency=at_event
+            )
+            assert {str(found.subject) async for found in notified} == {f"user:sam-{uid}"}
             approvers = manager_side.lookup_subjects(
                 f"access_request:{request}", "approve", "user", consistency=at_event
             )
             assert {str(found.subject) async for found in approvers} == {
                 f"user:olivia-{uid}",
-                f"user:adam-{uid}",
+                f"user:sam-{uid}",
             }
-            for outsider in (f"eve-{uid}", f"max-{uid}"):
+            for outsider in (f"eve-{uid}", f"max-{uid}", f"adam-{uid}"):
                 check = await manager_side.check(
                     f"access_request:{request}", "view", f"user:{outsider}", consistency=at_event
                 )
                 assert not check.allowed
 
-            with Client(address) as adam_side:
-                token = _approve(adam_side, request, app, mia, "edit", "editor")
+            with Client(address) as owner_side:
+                token = _approve(owner_side, request, app, mia, "edit", "editor")
             # the requester's next check, at least as fresh as the approval: allowed
             fresh = ReadConsistency.at_least_as_fresh(token)
             assert (
@@ -229,98 +233,3 @@ def test_approval_of_a_decided_request_fails_and_grants_nothing(client: Client, 
         _approve(client, request, app, max_, "run", "runner")
     assert _rows(client) == before
     assert not client.check(f"app:{app}", "run", f"user:{max_}", consistency=FRESH).allowed
-
-
-# ---------------------------------------------------------------------------- the example service
-
-
-def test_platform_service_handlers(server: ServerProcess, platform: ModuleType, uid: str) -> None:
-    """The example service's handlers ask Stonetown and act (or refuse) as the model says."""
-    Forbidden = platform.Forbidden
-    org, app = f"org-{uid}", f"app-{uid}"
-    with Client(server.address, read_your_writes=True) as client:
-        svc = platform.PlatformService(client)
-        svc.create_organization("olivia", org)
-        with pytest.raises(FailedPrecondition):
-            svc.create_organization("mallory", org)  # exactly one owner
-        svc.add_member("olivia", org, f"adam-{uid}", role="admin")
-        with pytest.raises(Forbidden):
-            svc.add_member(f"adam-{uid}", org, f"ada-{uid}", role="admin")  # admins are the owner's
-        svc.add_member(f"adam-{uid}", org, f"mia-{uid}")
-        svc.create_app(f"adam-{uid}", app, org=org)
-        with pytest.raises(Forbidden):
-            svc.create_app(f"mia-{uid}", f"{app}-2", org=org)
-        svc.grant(f"adam-{uid}", app, "run", f"user:eve-{uid}")
-
-        run_id = svc.run_app(f"eve-{uid}", app)
-        assert svc.view_run(f"eve-{uid}", run_id).startswith("results of")
-        with pytest.raises(Forbidden):
-            svc.edit_app(f"eve-{uid}", app, command="x")
-        with pytest.raises(Forbidden):
-            svc.run_app(f"mia-{uid}", app)
-        assert svc.visible_apps(f"eve-{uid}") == sorted({app, *svc.visible_apps(f"nobody-{uid}")})
-
-        request_id = svc.request_access(f"mia-{uid}", app, "edit")
-        with pytest.raises(Forbidden):
-            svc.request_access(f"eve-{uid}", app, "edit")  # not an organization member
-        assert svc.pending_requests(f"adam-{uid}") == [request_id]
-        assert svc.pending_requests(f"eve-{uid}") == []
-        with pytest.raises(Forbidden):
-            svc.approve(f"mia-{uid}", request_id)
-        svc.approve(f"adam-{uid}", request_id)
-        assert svc.edit_app(f"mia-{uid}", app, command="crawl") == {"command": "crawl"}
-        with pytest.raises(FailedPrecondition):
-            svc.approve(f"adam-{uid}", request_id)
-
-        svc.set_link_sharing(f"adam-{uid}", "run", run_id, "shared")
-        assert svc.view_run(f"stranger-{uid}", run_id)
-        svc.set_link_sharing(f"adam-{uid}", "run", run_id, "default")
-        with pytest.raises(Forbidden):
-            svc.view_run(f"stranger-{uid}", run_id)
-        svc.set_account_default_link(f"adam-{uid}", f"organization:{org}", True)
-        assert svc.view_run(f"stranger-{uid}", run_id)
-        svc.set_link_sharing(f"adam-{uid}", "run", run_id, "restricted")
-        with pytest.raises(Forbidden):
-            svc.view_run(f"stranger-{uid}", run_id)
-
-        with pytest.raises(Forbidden):
-            svc.remove_member(f"adam-{uid}", org, "olivia")
-        svc.transfer_organization("olivia", org, f"mia-{uid}")
-        assert svc.allowed(f"organization:{org}", "delete", f"mia-{uid}")
-        assert not svc.allowed(f"organization:{org}", "delete", "olivia")
-        assert svc.allowed(f"organization:{org}", "manage_members", "olivia")
-
-        svc.delete_app(f"adam-{uid}", app)
-        assert not svc.allowed(f"app:{app}", "run", f"eve-{uid}")
-
-
-def test_platform_service_watch_yields_only_decidable_requests(
-    private_server: ServerProcess, platform: ModuleType, uid: str
-) -> None:
-    """The service's request stream for a manager skips requests on apps they do not manage."""
-    with Client(private_server.address, read_your_writes=True) as client:
-        app, token = _org_with_app(client, uid)
-        svc = platform.PlatformService(client)
-        other_app, _ = _org_with_app(client, f"{uid}x")
-        # a request on another organization's app comes first: adam must not be shown it
-        foreign = svc.request_access(f"mia-{uid}x", other_app, "run")
-        mine = svc.request_access(f"mia-{uid}", app, "run")
-        stream = svc.watch_requests(f"adam-{uid}", after=token)
-        assert next(stream) == mine
-        assert svc.pending_requests(f"adam-{uid}") == [mine]
-        assert svc.pending_requests(f"adam-{uid}x") == [foreign]
-        stream.close()  # last: see `private_server`
-
-
-def test_platform_service_demo_runs_against_the_server(private_server: ServerProcess) -> None:
-    """`python examples/platform_service.py --endpoint ...` runs its story and exits 0."""
-    # A server of its own: the demo's cast (olivia, mia, ...) would meet collaboration.yaml's.
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLE_FILE), "--endpoint", private_server.address],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "demo: all checks behaved as the model says" in result.stdout

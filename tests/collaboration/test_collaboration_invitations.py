@@ -33,15 +33,19 @@ def _apps(client: Client, permission: str, user: str, token: str) -> set[str]:
 
 
 def test_past_invitation_grants_nothing_future_one_grants_can_run(client: Client, uid: str) -> None:
-    """Two apps of one owner invite the same user to Can Run: the invitation that ended in the
-    past grants nothing (not even seeing the app), the one ending in the future grants Can Run
-    and what Can Run covers, but not Can Edit."""
+    """Two apps of one organization invite the same outside user to Can Run: the invitation that
+    ended in the past grants nothing (not even seeing the app or its organization runs), the one
+    ending in the future grants Can Run and what Can Run covers, but not Can Edit."""
     owner, guest = f"ana-{uid}", f"ivy-{uid}"
     live, gone = f"live-{uid}", f"gone-{uid}"
     client.write(
         touch=[
             f"app:{live}#owner@user:{owner}",
             f"app:{gone}#owner@user:{owner}",
+            f"app:{live}#account@organization:o-{uid}",
+            f"app:{gone}#account@organization:o-{uid}",
+            f"run:{live}-1#account@organization:o-{uid}",
+            f"run:{gone}-1#account@organization:o-{uid}",
             f"run:{live}-1#app@app:{live}",
             f"run:{gone}-1#app@app:{gone}",
             f"app:{live}#runner@user:{guest}[expiration:{FUTURE}]",
@@ -176,6 +180,7 @@ def test_validation_file_invitations_over_grpc(client: Client, acme: str) -> Non
     assert [getattr(item, "allowed", item) for item in outcomes] == [True, True, False, False, False]
     invitations = {str(rel) for rel in client.read("app:ana-sync", consistency=consistency)}
     assert invitations == {
+        "app:ana-sync#account@user:ana",
         "app:ana-sync#owner@user:ana",
         f"app:ana-sync#runner@user:ivy[expiration:{FUTURE}]",
     }

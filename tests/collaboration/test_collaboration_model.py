@@ -19,70 +19,84 @@ FRESH = ReadConsistency.fully_consistent()
 
 #: The kinds of user in the table below, and who plays each in collaboration.yaml.
 ACTORS: dict[str, str] = {
-    "owner": "olivia",  # owner of organization acme
+    "owner": "olivia",  # owner (creator) of organization acme
     "admin": "adam",
+    "app_owner": "sam",  # member of acme, App Owner of scraper, crawler and reporter
     "member": "mia",
     "role": "fiona",  # member holding acme's custom "finance" role (runs every app, edits none)
     "external": "eve",  # not a member; Can Edit on app:scraper only
-    "outsider": "oscar",
+    "outsider": "oscar",  # ran ana's published app in his own account
     "link": "anonymous",  # holds nothing but a resource's id
 }
 ALL = frozenset(ACTORS)
 ADMINS = frozenset({"owner", "admin"})
+OWNERS = frozenset({"owner", "app_owner"})
+MANAGERS = ADMINS | {"app_owner"}
+MEMBERS = MANAGERS | {"member", "role"}
 
 #: (resource#permission, the kinds of user that have it). Everyone else must not.
+#: The rule ids (A1..A15, B1..B18) are those of schema/README.md.
 TABLE: list[tuple[str, frozenset[str]]] = [
-    # organization: owner everything; admin no delete / transfer / admins
+    # B4 B5 B6 B7: owner everything; admin no delete / billing / admins; nobody removes the owner
     ("organization:acme#delete", frozenset({"owner"})),
-    ("organization:acme#transfer_ownership", frozenset({"owner"})),
+    ("organization:acme#manage_billing", frozenset({"owner"})),
     ("organization:acme#manage_admins", frozenset({"owner"})),
     ("organization:acme#manage_members", ADMINS),
+    ("organization:acme#manage_roles", ADMINS),
     ("organization:acme#set_default_link", ADMINS),
-    ("organization:acme#is_member", ADMINS | {"member", "role"}),
-    # an app with an external editor: Can Run ⊂ Can Edit ⊂ Can Manage ⊂ owner
-    ("app:scraper#transfer_ownership", frozenset({"owner"})),
-    ("app:scraper#delete", ADMINS),
-    ("app:scraper#manage_collaborators", ADMINS),
-    ("app:scraper#edit", ADMINS | {"external"}),
-    ("app:scraper#view_logic", ADMINS | {"external"}),
-    ("app:scraper#run", ADMINS | {"role", "external"}),
-    ("app:scraper#view", ADMINS | {"member", "role", "external"}),
-    # an app nobody was invited to: members see it, the finance role runs it, eve nothing
-    ("app:reporter#view", ADMINS | {"member", "role"}),
-    ("app:reporter#run", ADMINS | {"role"}),
-    ("app:reporter#edit", ADMINS),
-    ("app:reporter#request_access", ADMINS | {"member", "role"}),
-    # runs, builds and storages inherit from the app (acme's link default: restricted)
-    ("run:scraper-1#view", ADMINS | {"role", "external"}),
-    ("run:scraper-1#abort", ADMINS | {"role", "external"}),
-    ("run:scraper-1#delete", ADMINS),
-    ("run:scraper-1#set_link", ADMINS),
-    ("build:scraper-b1#set_link", ADMINS),
-    ("build:scraper-b1#view", ADMINS | {"external"}),
-    ("build:scraper-b1#use", ADMINS | {"role", "external"}),
+    ("organization:acme#is_member", MEMBERS),
+    ("organization:acme#leave", MEMBERS - {"owner"}),
+    # B10 B11 B12 B16 A14: an app with an external editor: Can Run ⊂ Can Edit ⊂ Can Manage ⊂ owner
+    ("app:scraper#transfer_ownership", OWNERS),
+    ("app:scraper#decide_requests", OWNERS),
+    ("app:scraper#publish", MANAGERS),
+    ("app:scraper#delete", MANAGERS),
+    ("app:scraper#manage_collaborators", MANAGERS),
+    ("app:scraper#edit", MANAGERS | {"external"}),
+    ("app:scraper#view_logic", MANAGERS | {"external"}),
+    ("app:scraper#run", MANAGERS | {"role", "external"}),
+    # B1 B2 B13: members see every app and may ask; the external only the invited one, asks nothing
+    ("app:scraper#view", MEMBERS | {"external"}),
+    ("app:scraper#request_access", MEMBERS),
+    ("app:reporter#view", MEMBERS),
+    ("app:reporter#run", MANAGERS | {"role"}),
+    ("app:reporter#edit", MANAGERS),
+    # B10 A8: organization runs, builds and storages follow the app (acme's link default: restricted)
+    ("run:scraper-1#view", MANAGERS | {"role", "external"}),
+    ("run:scraper-1#abort", MANAGERS | {"role", "external"}),
+    ("run:scraper-1#delete", MANAGERS),
+    ("run:scraper-1#set_link", MANAGERS),
+    ("build:scraper-b1#set_link", MANAGERS),
+    ("build:scraper-b1#view", MANAGERS | {"external"}),
+    ("build:scraper-b1#use", MANAGERS | {"role", "external"}),
     ("storage:acme-dataset#read", ADMINS | {"role"}),
     ("storage:acme-dataset#set_link", ADMINS),
-    ("storage:scraper-1-output#read", ADMINS | {"role", "external"}),
-    # per-resource "anyone with the link" over acme's restricted default
+    ("storage:scraper-1-output#read", MANAGERS | {"role", "external"}),
+    # A4: a personal storage and a personal run are their account's alone
+    ("storage:mia-notes#read", frozenset({"member"})),
+    ("run:ana-tool-1#view", frozenset({"outsider"})),
+    # A11 A12: per-resource "anyone with the link" over acme's restricted default
     ("run:scraper-2#view", ALL),
     ("storage:acme-shared#read", ALL),
-    # ana's account default is "anyone with the link"; run:ana-2 overrides it to restricted
+    # A12: sam's and ana's personal defaults are "anyone with the link"; run:ana-2 overrides it
+    ("storage:sam-kv#read", ALL),
     ("run:ana-1#view", ALL),
     ("run:ana-2#view", frozenset()),
     ("storage:ana-queue#read", frozenset()),
-    # a published app: every user sees and runs it, nobody else edits it
+    # A14: a published app: every user sees and runs it, nobody else edits it
     ("app:ana-tool#run", ALL),
     ("app:ana-tool#edit", frozenset()),
     ("app:ana-private#view", frozenset()),
-    # access requests: the requester (mia) and the app's managers
-    ("access_request:req-1#view", ADMINS | {"member"}),
-    ("access_request:req-1#approve", ADMINS),
+    # B13 B14 B15: access requests: the requester (mia) and who decides; the App Owner is notified
+    ("access_request:req-1#view", OWNERS | {"member"}),
+    ("access_request:req-1#approve", OWNERS),
+    ("access_request:req-1#notified", frozenset({"app_owner"})),
 ]
 
 
 @pytest.mark.parametrize(("target", "expected"), TABLE, ids=[row[0] for row in TABLE])
 def test_permission_table(client: Client, acme: str, target: str, expected: frozenset[str]) -> None:
-    """Who has `target`, among the seven kinds of user, over gRPC at the scenario's token."""
+    """Who has `target`, among the eight kinds of user, over gRPC at the scenario's token."""
     resource, permission = target.split("#")
     checks = [(resource, permission, f"user:{name}") for name in ACTORS.values()]
     outcomes = client.check_bulk(checks, consistency=ReadConsistency.at_least_as_fresh(acme))
@@ -124,7 +138,8 @@ def test_team_grants_nest(client: Client, uid: str) -> None:
     client.write(
         touch=[
             f"organization:{org}#owner@user:own-{uid}",
-            f"app:{app}#org@organization:{org}",
+            f"app:{app}#account@organization:{org}",
+            f"app:{app}#owner@user:own-{uid}",
             f"app:{app}#runner@team:{outer}#member",
             f"team:{outer}#member@team:{inner}#member",
         ]
@@ -156,11 +171,13 @@ def test_lookup_resources_member_sees_every_org_app_external_only_invited(
     # are what a brand-new user sees; everything beyond that comes from the model's rules.
     published = _resources(client, "app", "view", f"nobody-{uid}", acme)
     assert "ana-tool" in published
-    assert _resources(client, "app", "view", "mia", acme) == {"scraper", "crawler", "reporter"} | published
+    acme_apps = {"scraper", "crawler", "reporter", "handover"}
+    assert _resources(client, "app", "view", "mia", acme) == acme_apps | published
     assert _resources(client, "app", "view", "eve", acme) == {"scraper"} | published
     assert _resources(client, "app", "run", "mia", acme) == published
-    assert _resources(client, "app", "run", "fiona", acme) == {"scraper", "crawler", "reporter"} | published
-    assert _resources(client, "app", "edit", "tess", acme) == {"crawler"}
+    assert _resources(client, "app", "run", "fiona", acme) == acme_apps | published
+    assert _resources(client, "app", "edit", "tess", acme) == {"crawler", "handover"}
+    assert _resources(client, "app", "request_access", "eve", acme) == set()
 
 
 def _subjects(client: Client, resource: str, permission: str, token: str) -> set[str]:
@@ -172,23 +189,30 @@ def _subjects(client: Client, resource: str, permission: str, token: str) -> set
 
 def test_lookup_subjects_managers_and_runners(client: Client, acme: str) -> None:
     """LookupSubjects: who can manage, edit, run an app or approve a request."""
-    assert _subjects(client, "app:scraper", "manage", acme) == {"user:olivia", "user:adam"}
-    assert _subjects(client, "app:crawler", "edit", acme) == {"user:olivia", "user:adam", "user:tess"}
+    assert _subjects(client, "app:scraper", "manage", acme) == {"user:olivia", "user:adam", "user:sam"}
+    assert _subjects(client, "app:crawler", "edit", acme) == {
+        "user:olivia",
+        "user:adam",
+        "user:sam",
+        "user:tess",
+    }
     # frank holds the finance role but is no member: the intersection leaves him out
     assert _subjects(client, "app:scraper", "run", acme) == {
         "user:olivia",
         "user:adam",
+        "user:sam",
         "user:eve",
         "user:fiona",
         "user:rita",
     }
-    assert _subjects(client, "access_request:req-1", "approve", acme) == {"user:olivia", "user:adam"}
+    assert _subjects(client, "access_request:req-1", "approve", acme) == {"user:olivia", "user:sam"}
+    assert _subjects(client, "access_request:req-1", "notified", acme) == {"user:sam"}
 
 
 def test_lookup_subjects_follows_new_manager_grant(client: Client, acme: str, uid: str) -> None:
     """LookupSubjects sees a new Can Manage grant to a team at the grant's token."""
     app = f"app:solo-{uid}"
-    client.write(touch=[f"{app}#owner@user:ana-{uid}"])
+    client.write(touch=[f"{app}#owner@user:ana-{uid}", f"{app}#account@user:ana-{uid}"])
     assert _subjects(client, app, "manage", acme) == {f"user:ana-{uid}"}
     token = client.write(
         touch=[f"{app}#manager@team:crew-{uid}#member", f"team:crew-{uid}#member@user:cy-{uid}"]
@@ -206,7 +230,9 @@ def test_link_sharing_per_resource_wins_both_ways(client: Client, uid: str) -> N
     client.write(
         touch=[
             f"organization:{org}#owner@user:own-{uid}",
-            f"app:{app}#org@organization:{org}",
+            f"app:{app}#account@organization:{org}",
+            f"app:{app}#owner@user:own-{uid}",
+            f"run:{run}#account@organization:{org}",
             f"run:{run}#app@app:{app}",
             f"storage:{data}#produced_by@run:{run}",
         ]
@@ -251,7 +277,9 @@ def test_link_restricted_leaves_no_wildcard_in_lookup_subjects(client: Client, u
     client.write(
         touch=[
             f"app:a-{uid}#owner@user:ana-{uid}",
-            f"run:{run}#app@app:a-{uid}",
+            f"app:a-{uid}#account@user:ana-{uid}",
+            f"run:{run}#account@user:ana-{uid}",
+            f"run:{run}#started_by@user:ana-{uid}",
             f"user:ana-{uid}#default_link@user:*",
         ]
     )
@@ -271,7 +299,9 @@ def test_link_sharing_does_not_grant_more_than_read(client: Client, uid: str) ->
     client.write(
         touch=[
             f"app:a-{uid}#owner@user:ana-{uid}",
-            f"run:{run}#app@app:a-{uid}",
+            f"app:a-{uid}#account@user:ana-{uid}",
+            f"run:{run}#account@user:ana-{uid}",
+            f"run:{run}#started_by@user:ana-{uid}",
             f"run:{run}#link_shared@user:*",
         ]
     )
@@ -327,3 +357,74 @@ def test_server_serves_the_schema_file(server: ServerProcess, client: Client) ->
     """The server runs on exactly schema/collaboration.zed and logged no traceback."""
     assert client.read_schema().text.strip() == (REPO / "schema" / "collaboration.zed").read_text().strip()
     assert "Traceback" not in server.log()
+
+
+# ---------------------------------------------------------------------------- accounts (A4, A12)
+
+
+def test_organization_default_applies_to_organization_resources(client: Client, uid: str) -> None:
+    """A12: a resource of an organization follows the organization's general resource access,
+    never its creating member's personal one, and a member's personal resource follows theirs."""
+    org, app, member = f"o-{uid}", f"a-{uid}", f"sam-{uid}"
+    client.write(
+        touch=[
+            f"organization:{org}#owner@user:own-{uid}",
+            f"organization:{org}#member@user:{member}",
+            f"app:{app}#account@organization:{org}",
+            f"app:{app}#owner@user:{member}",
+            f"run:r-{uid}#account@organization:{org}",
+            f"run:r-{uid}#app@app:{app}",
+            f"run:r-{uid}#started_by@user:{member}",
+            f"build:b-{uid}#app@app:{app}",
+            f"storage:s-{uid}#account@organization:{org}",
+            f"storage:s-{uid}#created_by@user:{member}",
+            f"storage:p-{uid}#account@user:{member}",
+            f"user:{member}#default_link@user:*",
+        ]
+    )
+    anon = f"user:stranger-{uid}"
+
+    def opens() -> tuple[bool, bool, bool, bool]:
+        """Can a stranger with the ids read the org's run, build, storage, and the member's own?"""
+        return (
+            client.check(f"run:r-{uid}", "view", anon).allowed,
+            client.check(f"build:b-{uid}", "view", anon).allowed,
+            client.check(f"storage:s-{uid}", "read", anon).allowed,
+            client.check(f"storage:p-{uid}", "read", anon).allowed,
+        )
+
+    assert opens() == (False, False, False, True)
+    client.write(
+        touch=[f"organization:{org}#default_link@user:*"], delete=[f"user:{member}#default_link@user:*"]
+    )
+    assert opens() == (True, True, True, False)
+
+
+STARTER = ("account", "started_by")
+
+
+def test_runs_belong_to_the_account_that_started_them(client: Client, uid: str) -> None:
+    """A4: a run of another user's app, shared or published, is its starter's alone: the app's
+    owner does not see it; it follows the starter's link default, not the app owner's."""
+    ana, ivy, oscar, app = f"ana-{uid}", f"ivy-{uid}", f"oscar-{uid}", f"tool-{uid}"
+    client.write(
+        touch=[
+            f"app:{app}#account@user:{ana}",
+            f"app:{app}#owner@user:{ana}",
+            f"app:{app}#published@user:*",
+            f"app:{app}#runner@user:{ivy}",
+            f"user:{ana}#default_link@user:*",
+            *(f"run:{who}-{uid}#{rel}@user:{who}" for who in (ivy, oscar) for rel in STARTER),
+        ]
+    )
+    for starter in (ivy, oscar):
+        run = f"run:{starter}-{uid}"
+        assert client.check(run, "view", f"user:{starter}").allowed
+        assert client.check(run, "delete", f"user:{starter}").allowed
+        assert not client.check(run, "view", f"user:{ana}").allowed
+        assert not client.check(run, "view", f"user:stranger-{uid}").allowed
+    assert not client.check(f"run:{ivy}-{uid}", "view", f"user:{oscar}").allowed
+    # the starter shares it explicitly (A9): now ana reads it, and only reads
+    client.write(touch=[f"run:{oscar}-{uid}#reader@user:{ana}"])
+    assert client.check(f"run:{oscar}-{uid}", "view", f"user:{ana}").allowed
+    assert not client.check(f"run:{oscar}-{uid}", "share", f"user:{ana}").allowed

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "collaboration"))
 import test_collaboration_flows as flows  # noqa: E402
 import test_collaboration_invitations as invitations  # noqa: E402
 import test_collaboration_model as model  # noqa: E402
+import test_collaboration_service as service  # noqa: E402
 from collaboration_support import EXAMPLE_FILE, SCHEMA_FILE, VALIDATION_FILE  # noqa: E402
 from grpc_harness import ServerProcess, wait_healthy  # noqa: E402
 
@@ -71,17 +72,35 @@ test_ownership_transfer_is_atomic_and_second_transfer_changes_nothing = (
     flows.test_ownership_transfer_is_atomic_and_second_transfer_changes_nothing
 )
 test_concurrent_transfers_exactly_one_wins = flows.test_concurrent_transfers_exactly_one_wins
-test_access_request_reaches_managers_watch_then_approval_allows = (
-    flows.test_access_request_reaches_managers_watch_then_approval_allows
+test_access_request_reaches_app_owner_watch_then_approval_allows = (
+    flows.test_access_request_reaches_app_owner_watch_then_approval_allows
 )
 test_approval_of_a_decided_request_fails_and_grants_nothing = (
     flows.test_approval_of_a_decided_request_fails_and_grants_nothing
 )
-test_platform_service_handlers = flows.test_platform_service_handlers
-test_platform_service_watch_yields_only_decidable_requests = (
-    flows.test_platform_service_watch_yields_only_decidable_requests
+test_organization_default_applies_to_organization_resources = (
+    model.test_organization_default_applies_to_organization_resources
 )
-test_platform_service_demo_runs_against_the_server = flows.test_platform_service_demo_runs_against_the_server
+test_runs_belong_to_the_account_that_started_them = model.test_runs_belong_to_the_account_that_started_them
+
+test_platform_service_handlers = service.test_platform_service_handlers
+test_request_denied_or_withdrawn_grants_nothing = service.test_request_denied_or_withdrawn_grants_nothing
+test_transfer_then_back_by_the_new_owner = service.test_transfer_then_back_by_the_new_owner
+test_organization_app_transfers_to_members_only = service.test_organization_app_transfers_to_members_only
+test_concurrent_approvals_grant_once = service.test_concurrent_approvals_grant_once
+test_concurrent_transfers_one_owner = service.test_concurrent_transfers_one_owner
+test_rule_breaking_flow_is_refused_and_writes_nothing = (
+    service.test_rule_breaking_flow_is_refused_and_writes_nothing
+)
+test_leaving_keeps_only_direct_invitations = service.test_leaving_keeps_only_direct_invitations
+test_publish_share_and_link_settings = service.test_publish_share_and_link_settings
+test_organization_link_settings = service.test_organization_link_settings
+test_platform_service_notifications_only_for_the_app_owner = (
+    service.test_platform_service_notifications_only_for_the_app_owner
+)
+test_platform_service_demo_runs_against_the_server = (
+    service.test_platform_service_demo_runs_against_the_server
+)
 
 test_past_invitation_grants_nothing_future_one_grants_can_run = (
     invitations.test_past_invitation_grants_nothing_future_one_grants_can_run
@@ -376,8 +395,8 @@ def test_concurrent_transfers_through_two_nodes_exactly_one_wins(nodes: Nodes, u
 async def test_access_request_on_a_reaches_watch_on_b_approved_on_b_allowed_on_a(
     nodes: Nodes, uid: str
 ) -> None:
-    """A member's access request written on node A arrives on a manager's Watch stream on node
-    B; the approval written on node B makes the requester's check on node A, at the approval's
+    """A member's access request written on node A arrives on the App Owner's Watch stream on
+    node B; the approval written on node B makes the requester's check on node A, at the approval's
     token, allowed (and the request is gone on both nodes)."""
     org, app, request, mia = f"org-{uid}", f"app-{uid}", f"req-{uid}", f"mia-{uid}"
     rows = [
@@ -391,7 +410,9 @@ async def test_access_request_on_a_reaches_watch_on_b_approved_on_b_allowed_on_a
                 f"organization:{org}#owner@user:olivia-{uid}",
                 f"organization:{org}#admin@user:adam-{uid}",
                 f"organization:{org}#member@user:{mia}",
-                f"app:{app}#org@organization:{org}",
+                f"organization:{org}#member@user:sam-{uid}",
+                f"app:{app}#account@organization:{org}",
+                f"app:{app}#owner@user:sam-{uid}",
             ]
         )
         at_setup = ReadConsistency.at_least_as_fresh(setup)
@@ -421,7 +442,7 @@ async def test_access_request_on_a_reaches_watch_on_b_approved_on_b_allowed_on_a
             )
             assert {str(found.subject) async for found in approvers} == {
                 f"user:olivia-{uid}",
-                f"user:adam-{uid}",
+                f"user:sam-{uid}",
             }
             exists = Precondition(
                 PreconditionOp.MUST_MATCH, parse_filter(f"access_request:{request}#requester@user:{mia}")
@@ -449,7 +470,8 @@ def test_lookup_resources_member_vs_external_on_b_after_writes_on_a(nodes: Nodes
             touch=[
                 f"organization:{org}#owner@user:olivia-{uid}",
                 f"organization:{org}#member@user:{member}",
-                *(f"app:{app}#org@organization:{org}" for app in apps),
+                *(f"app:{app}#account@organization:{org}" for app in apps),
+                *(f"app:{app}#owner@user:olivia-{uid}" for app in apps),
                 f"app:{apps[1]}#editor@user:{external}",
             ]
         )
@@ -482,7 +504,9 @@ def test_link_sharing_toggled_on_a_is_honoured_by_b(nodes: Nodes, uid: str) -> N
         a.write(
             touch=[
                 f"organization:{org}#owner@user:own-{uid}",
-                f"app:{app}#org@organization:{org}",
+                f"app:{app}#account@organization:{org}",
+                f"app:{app}#owner@user:own-{uid}",
+                f"run:{run}#account@organization:{org}",
                 f"run:{run}#app@app:{app}",
             ]
         )
@@ -499,3 +523,39 @@ def test_link_sharing_toggled_on_a_is_honoured_by_b(nodes: Nodes, uid: str) -> N
             at = ReadConsistency.at_least_as_fresh(token)
             assert b.check(f"run:{run}", "view", anon, consistency=at).allowed is opens, (number, change)
             assert not b.check(f"app:{app}", "view", anon, consistency=at).allowed
+
+
+def test_concurrent_approvals_through_two_nodes_grant_once(
+    nodes: Nodes, platform: ModuleType, uid: str
+) -> None:
+    """B15 on two nodes: the App Owner approves through node A while the organization's owner
+    approves the same request through node B: one approval commits, the other fails (its
+    precondition, or finding the request gone) and changes nothing; both nodes agree."""
+    with Client(nodes.a.address, read_your_writes=True) as setup:
+        svc, _org, app = service._acme(platform, setup, uid)
+        request = svc.request_access(f"mia-{uid}", app, "manage")
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def approve(address: str, who: str) -> None:
+        """One approval through `address`, released together with the other."""
+        with Client(address, read_your_writes=True) as own:
+            own_svc = platform.PlatformService(own)
+            barrier.wait()
+            try:
+                outcomes.append(own_svc.approve(who, request))
+            except StonetownError as exc:
+                outcomes.append(exc)
+
+    contenders = [(nodes.a.address, f"sam-{uid}"), (nodes.b.address, f"olivia-{uid}")]
+    threads = [threading.Thread(target=approve, args=pair) for pair in contenders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(type(o).__name__ for o in outcomes) == ["FailedPrecondition", "str"], outcomes
+    for address in (nodes.a.address, nodes.b.address):
+        with Client(address) as reader:
+            assert list(reader.read(f"access_request:{request}", consistency=FRESH)) == []
+            grants = {str(r) for r in reader.read(f"app:{app}#manager", consistency=FRESH)}
+            assert grants == {f"app:{app}#manager@user:mia-{uid}"}
