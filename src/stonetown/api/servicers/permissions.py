@@ -10,6 +10,7 @@ from grpc import aio
 from stonetown.api import convert as cv
 from stonetown.api.limits import Limits
 from stonetown.api.pb import core, permission, permission_grpc
+from stonetown.api.trace import trace_to_proto
 from stonetown.core.errors import InvalidArgument, StonetownError
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.system import PermissionSystem
@@ -55,6 +56,8 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         else:
             context = cv.struct_to_dict(request.context, True) if request.HasField("context") else None
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        if request.with_tracing:
+            return await self._traced_check(request, consistency, context)
         if key is not None:
             if context is None and not request.contextual_relationships:
                 # An answer already in the engine's whole-check cache, at a revision the
@@ -69,6 +72,24 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         )
         result = await self.system.check(resource, name, subject, consistency, context, contextual)
         return self._check_response(result)
+
+    async def _traced_check(
+        self,
+        request: permission.CheckRequest,
+        consistency: Consistency,
+        context: dict[str, Any] | None,
+    ) -> permission.CheckResponse:
+        """A Check that also returns its resolution tree (engine/explain.py)."""
+        resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
+        name = cv.check_relation_name(request.permission, "permission")
+        subject = cv.subject_from_proto(request.subject, request.HasField("subject"), "subject")
+        rels = request.contextual_relationships
+        contextual = self._contextual(rels) if rels else ()
+        tree, result = await self.system.explain(resource, name, subject, consistency, context, contextual)
+        response = permission.CheckResponse()
+        response.CopyFrom(self._check_response(result))
+        response.debug_trace.CopyFrom(trace_to_proto(tree))
+        return response
 
     def _check_response(self, result: CheckResult) -> permission.CheckResponse:
         if result.missing_parameters:
