@@ -133,10 +133,11 @@ def from_yaml(text: str, name: str = "untitled.yaml", base: Path | None = None) 
         if not isinstance(node, yaml.ScalarNode):
             raise DocumentError(f"{name}:{node.start_mark.line + 1}: `{key}` must be text")
         sections[key] = node.value
+    keys = {key.value: key for key, _value in root.value if isinstance(key, yaml.ScalarNode)}
     for key in ("assertions", "validation"):
         node = top.get(key)
         if node is not None and not _is_null(node):
-            sections[key] = _source_of(text, node)
+            sections[key] = _source_of(text, keys[key])
     try:
         parsed = parse_validation_text(text, (base or Path(".")) / Path(name).name)
     except ValidationFileError as exc:
@@ -150,18 +151,18 @@ def _is_null(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")
 
 
-def _source_of(text: str, node: yaml.Node) -> str:
-    """The YAML text of a block node, dedented (the lines it spans)."""
+def _source_of(text: str, key: yaml.Node) -> str:
+    """The YAML text of a top-level key's value, dedented: what follows the key on its line,
+    then every line up to the next top-level key (comments included)."""
     lines = text.splitlines()
-    start, end = node.start_mark.line, node.end_mark.line
-    if node.end_mark.column == 0:
-        end -= 1
-    chunk = "\n".join(lines[start : end + 1])
-    # the first line may start after the key on the same line (flow style): keep it whole
-    first_column = node.start_mark.column
-    if first_column and lines[start][:first_column].strip():
-        chunk = " " * first_column + lines[start][first_column:] + chunk[len(lines[start]) :]
-    return textwrap.dedent(chunk).strip("\n")
+    start = key.start_mark.line
+    first = lines[start].split(":", 1)[1] if ":" in lines[start] else ""
+    chunk = [" " * (len(lines[start]) - len(first.lstrip())) + first.lstrip()] if first.strip() else []
+    for line in lines[start + 1 :]:
+        if line[:1] not in ("", " ", "\t", "#"):
+            break
+        chunk.append(line)
+    return textwrap.dedent("\n".join(chunk)).strip("\n")
 
 
 def _from_fga(text: str, name: str) -> Document:
