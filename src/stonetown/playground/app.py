@@ -131,7 +131,8 @@ def build_app(state: PlaygroundState) -> web.Application:
         return {"schema": format_text(str(body["schema"]))}
 
     async def rows(_request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
-        return {"rows": relationship_rows(str(body["schema"]), str(body["relationships"]))}
+        rows = relationship_rows(str(body["schema"]), str(body["relationships"]))
+        return {"rows": rows, "schema_ok": not schema_diagnostics(str(body["schema"]))["errors"]}
 
     async def run(_request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
         return await state.workbench.run(state.current(body))

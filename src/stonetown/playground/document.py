@@ -82,7 +82,7 @@ class Document:
 
     def parsed(self) -> ValidationFile:
         """The document as the validation runner reads it (ValidationFileError on bad YAML)."""
-        return parse_validation_text(self.to_yaml(), Path(self.name))
+        return parse_validation_text(self.to_yaml(), (self.base or Path.cwd()) / self.name)
 
     def section_lines(self) -> dict[str, int]:
         """The line (1-based) of the file (:meth:`to_yaml`) where each section's text starts,

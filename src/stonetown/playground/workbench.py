@@ -98,7 +98,8 @@ def _place(section: str, diagnostic: Any, severity: str = "error") -> dict[str, 
 
 
 def relationship_rows(schema_text: str, relationships: str) -> list[dict[str, Any]]:
-    """The relationships section as grid rows, each validated against the schema."""
+    """The relationships section as grid rows, each validated against the schema (only for
+    its syntax while the schema itself does not compile)."""
     try:
         schema: ir.Schema | None = compile_schema(schema_text)
     except SchemaError:
@@ -117,7 +118,7 @@ def relationship_rows(schema_text: str, relationships: str) -> list[dict[str, An
         except StonetownError as exc:
             rows.append({"line": number, "text": text, "error": str(exc)})
             continue
-        error = relationship_error(schema, rel) if schema is not None else "the schema does not compile"
+        error = relationship_error(schema, rel) if schema is not None else None
         rows.append({"line": number, "text": text, "error": error, **_columns(rel)})
     return rows
 

@@ -115,7 +115,9 @@ async function refreshSchema() {
     const warnings = result.warnings.map((d) => ({ kind: "warning", line: d.line, column: d.column, message: d.message,
       text: `${d.line}:${d.column}: warning: ${d.message}` }));
     problemList($("diagnostics"), errors.length ? errors : [{ kind: "pass", line: 0, text: "schema OK" }], "schema");
-    problemList($("lint"), warnings.length ? warnings : [{ kind: "pass", line: 0, text: "no lint warnings" }], "schema");
+    const lintNote = errors.length ? { kind: "warning", line: 0, text: "the schema has errors: lint runs once it compiles" }
+      : { kind: "pass", line: 0, text: "no lint warnings" };
+    problemList($("lint"), warnings.length ? warnings : [lintNote], "schema");
     $("converted-note").textContent = result.converted ? "OpenFGA model: shown converted below" : "";
     if (result.converted) $("diagnostics").insertAdjacentHTML("beforeend", `<pre class="converted">${escapeHtml(result.converted)}</pre>`);
     setMarks("schema", errors.length ? errors : warnings);
@@ -135,7 +137,8 @@ async function refreshRelationships() {
     const bad = result.rows.filter((row) => row.error);
     setMarks("relationships", bad.map((row) => ({ kind: "error", line: row.line, message: row.error })));
     problemList($("rel-problems"), bad.map((row) => ({ kind: "error", line: row.line, text: `${row.line}: ${row.text}: ${row.error}` })), "relationships");
-    $("rel-summary").textContent = `${result.rows.length} relationships, ${bad.length} with problems`;
+    $("rel-summary").textContent = `${result.rows.length} relationships, ${bad.length} with problems` +
+      (result.schema_ok ? "" : " (the schema has errors: rows checked for syntax only)");
     renderGrid(result.rows);
   } catch (e) {
     status(e.message, true);
@@ -289,7 +292,7 @@ async function drawSchemaGraph() {
       edges += `<path d="M${x1},${y1} C${x1 + 40},${y1} ${x2 - 40},${y2} ${x2},${y2}" fill="none" stroke="${EDGE_COLORS[edge.kind] || "#999"}" stroke-width="1.2" opacity="0.7"><title>${escapeHtml(`${edge.from} → ${edge.to} (${edge.kind}${edge.label ? ", " + edge.label : ""})`)}</title></path>`;
     }
     const height = y + tallest + 20;
-    $("schema-graph").innerHTML = `<svg viewBox="0 0 ${Math.max(width, 600)} ${height}" data-edges="${pic.edges.length}">${edges}${svg}</svg>`;
+    $("schema-graph").innerHTML = `<svg viewBox="-60 0 ${Math.max(width, 600) + 120} ${height}" data-edges="${pic.edges.length}">${edges}${svg}</svg>`;
   } catch (e) {
     $("schema-graph").innerHTML = `<p class="error">${escapeHtml(e.message)}</p>`;
   }
@@ -315,7 +318,7 @@ async function drawDataGraph() {
     for (const [id, [x, y]] of Object.entries(pos)) {
       svg += `<circle cx="${x}" cy="${y}" r="6" fill="${id === $("data-center").value.trim() ? "#b00020" : "#5570d8"}"/><text x="${x + 8}" y="${y + 4}">${escapeHtml(id)}</text>`;
     }
-    const size = 300 + 130 * Object.keys(byHop).length;
+    const size = 190 + 130 * Math.max(...Object.keys(byHop).map(Number));
     $("data-graph").innerHTML = `<svg viewBox="${cx - size} ${cy - size} ${2 * size} ${2 * size}" data-nodes="${pic.nodes.length}">${svg}</svg>${pic.truncated ? "<p class='muted'>truncated</p>" : ""}`;
   } catch (e) {
     $("data-graph").innerHTML = `<p class="error">${escapeHtml(e.message)}</p>`;
