@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--no-fsync", action="store_true", help="keep the test cluster's fsync=off")
     soak = sub.add_parser("soak", help="issue #18's hostile mix against a real server; health and RSS")
     soak.add_argument("--seconds", type=float, default=600.0, help="how long the mix runs (default 10 min)")
+    play = sub.add_parser("playground", help="playground latency: keystroke to diagnostic, check to answer")
+    play.add_argument("--rounds", type=int, default=200)
     return parser
 
 
@@ -140,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.hostile_soak import main as soak_main
 
         soak_main(args.seconds)
+    elif args.command == "playground":
+        from benchmarks.playground_bench import run as playground_run
+
+        playground_run(args.rounds)
     return 0
 
 

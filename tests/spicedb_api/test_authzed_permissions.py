@@ -473,6 +473,9 @@ def test_with_tracing_returns_the_checks_debug_trace(client: SyncClient, uid: st
     asked = (trace.resource.object_id, trace.permission, trace.subject.object.object_id)
     assert asked == (uid, "edit", "ana")
     assert trace.permission_type == trace.PERMISSION_TYPE_PERMISSION
+    # the sub-problems walk down to the relation that granted it
+    below = [(t.permission, t.result) for t in trace.sub_problems.traces]
+    assert ("owner", HAS) in below
     assert "definition document" in response.debug_trace.schema_used
     bulk = client.CheckBulkPermissions(
         CheckBulkPermissionsRequest(

@@ -601,3 +601,4 @@ def expand_from_proto(tree: permission.PermissionRelationshipTree) -> ExpandNode
             )
             node.subject_caveats.append(item.caveat_name or None)
     return node
+

@@ -18,6 +18,7 @@ from stonetown.client import Client, ReadConsistency
 from stonetown.client.results import CheckOutcome, ConsistencyMode
 from stonetown.core.errors import InvalidArgument, StonetownError
 from stonetown.core.relationship import Relationship
+from stonetown.engine.explain import render
 from stonetown.engine.types import CheckRequest
 
 EXIT_OK = 0
@@ -141,11 +142,14 @@ def check(args: argparse.Namespace, client: Client) -> int:
         context=context_of(args),
         contextual=args.contextual or (),
         consistency=consistency_of(args),
+        explain=args.explain,
     )
     if args.json:
-        output.emit_json(output.check_json(outcome))
+        output.emit_json({**output.check_json(outcome), **({"trace": outcome.trace} if args.explain else {})})
     else:
         print(output.check_text(outcome))
+        if outcome.trace is not None:
+            print(render(outcome.trace))
     return EXIT_OK if outcome.allowed else EXIT_DENIED
 
 

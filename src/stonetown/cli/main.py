@@ -332,6 +332,13 @@ def _validate(args: argparse.Namespace) -> int:
     return int(validation.main(list(args.files)))
 
 
+def _playground(args: argparse.Namespace) -> int:
+    from stonetown.playground import serve
+
+    return serve(args.file, host=args.host, port=args.port, browser=not args.no_browser,
+                 allow_writes=args.allow_writes)  # fmt: skip
+
+
 def _connect(args: argparse.Namespace) -> Client:
     """A client for the connection options of `args`."""
     from stonetown.client import Client
@@ -432,6 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("resource", help="e.g. app:scraper")
     check.add_argument("permission")
     check.add_argument("subject", help="e.g. user:ana or team:x#member")
+    check.add_argument(
+        "--explain",
+        action="store_true",
+        help="print why: the resolution tree (the granting path, or every branch tried)",
+    )
     check.set_defaults(handler=_client_command("check"))
 
     bulk = sub.add_parser(
@@ -510,6 +522,16 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="run validation files (schema, relationships, assertions)")
     val.add_argument("files", nargs="+", metavar="FILE")
     val.set_defaults(handler=_validate)
+
+    play = sub.add_parser("playground", help="a local web app to write, test and understand a schema")
+    play.add_argument("file", nargs="?", help="a validation file (zed validate YAML) or an OpenFGA .fga.yaml")
+    play.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    play.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    play.add_argument("--no-browser", action="store_true", help="do not open the page in a browser")
+    play.add_argument(
+        "--allow-writes", action="store_true", help="let the page push its document to a connected server"
+    )
+    play.set_defaults(handler=_playground)
     return parser
 
 

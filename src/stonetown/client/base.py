@@ -11,6 +11,7 @@ import grpc
 
 from stonetown.api import convert as cv
 from stonetown.api.pb import core, permission, relationship, schema
+from stonetown.api.trace import trace_from_proto
 from stonetown.client.errors import from_item_error
 from stonetown.client.notation import (
     CheckLike,
@@ -137,6 +138,7 @@ class ClientBase:
         context: dict[str, Any] | None,
         contextual: Iterable[RelationshipLike],
         consistency: ConsistencyLike,
+        with_tracing: bool = False,
     ) -> permission.CheckRequest:
         if permission_name is None and subject is None and isinstance(resource, str):
             item = to_check(resource, context)
@@ -151,6 +153,7 @@ class ClientBase:
             subject=cv.subject_to_proto(item.subject),
             context=cv.dict_to_struct(item.context),
             contextual_relationships=self._contextual(contextual),
+            with_tracing=with_tracing,
         )
 
     def _check_bulk_request(
@@ -299,6 +302,7 @@ class ClientBase:
             cv.permissionship_from_proto(response.permissionship),
             response.checked_at.token,
             _missing(response.partial_caveat_info),
+            trace_from_proto(response.debug_trace) if response.HasField("debug_trace") else None,
         )
 
     @staticmethod

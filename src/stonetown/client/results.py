@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from stonetown.core.relationship import Relationship, SubjectRef
 from stonetown.engine.datastore import Change
@@ -54,6 +55,8 @@ class CheckOutcome:
     permissionship: Permissionship
     token: str
     missing_parameters: tuple[str, ...] = ()
+    # the resolution tree (ExplainNode.to_dict form) when the check asked to explain
+    trace: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def allowed(self) -> bool:

@@ -78,9 +78,13 @@ class Client(ClientBase):
         context: dict[str, Any] | None = None,
         contextual: Iterable[RelationshipLike] = (),
         consistency: ConsistencyLike = None,
+        explain: bool = False,
     ) -> CheckOutcome:
-        """Does `subject` have `permission` on `resource`? Also `check("doc:a#view@user:ana")`."""
-        request = self._check_request(resource, permission, subject, context, contextual, consistency)
+        """Does `subject` have `permission` on `resource`? Also `check("doc:a#view@user:ana")`.
+        With `explain`, the outcome's ``trace`` holds the resolution tree (why)."""
+        request = self._check_request(
+            resource, permission, subject, context, contextual, consistency, with_tracing=explain
+        )
         return self._check_outcome(self._unary(self._permissions.Check, request))
 
     def check_bulk(

@@ -45,6 +45,7 @@ from stonetown.engine.datastore import (
     UpdateOp,
 )
 from stonetown.engine.expand import Expander
+from stonetown.engine.explain import ExplainNode, explain
 from stonetown.engine.index import RelationshipIndex, overlay
 from stonetown.engine.lookup_resources import lookup_resources
 from stonetown.engine.lookup_subjects import lookup_subjects
@@ -552,6 +553,26 @@ class PermissionSystem:
             if cacheable and not run.volatile:
                 self.check_cache.put(view.revision, key, result)
         return self._verdict(state, result, view.revision, context)
+
+    async def explain(
+        self,
+        resource: ObjectRef,
+        permission: str,
+        subject: SubjectRef,
+        consistency: Consistency,
+        context: dict[str, Any] | None = None,
+        contextual: Sequence[Relationship] = (),
+    ) -> tuple[ExplainNode, CheckResult]:
+        """The resolution tree of a Check (:mod:`stonetown.engine.explain`) and its answer."""
+        view = self._with_contextual(await self._view(consistency), contextual)
+        state = view.state
+        self._require_permission(state, resource.type, permission, "resource")
+        self._require_subject(state, subject, "subject")
+        run = CheckRun(state.compiled, view.index, self.max_depth)
+        subj = (subject.type, subject.id, subject.relation)
+        where = (resource.type, resource.id)
+        tree = explain(state.schema, run, view.index, state.caveats, where, permission, subj, context)
+        return tree, self._verdict(state, tree.raw, view.revision, context)
 
     def cached_check(self, key: CheckKey, consistency: Consistency) -> CheckResult | None:
         """What :meth:`check` answers for `key` ``(resource type, resource id, permission,

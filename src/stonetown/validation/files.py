@@ -84,9 +84,17 @@ def read_validation_file(path: str | Path) -> ValidationFile:
         raise ValidationFileError(f"{path}: file is {len(raw)} bytes; the limit is {MAX_FILE_BYTES}")
     try:
         text = raw.decode("utf-8")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except UnicodeDecodeError:
         raise ValidationFileError(f"{path}: not UTF-8 text") from None
+    return parse_validation_text(text, path)
+
+
+def parse_validation_text(text: str, path: Path) -> ValidationFile:
+    """Parse validation-file text; `path` names it in messages and anchors `schemaFile`."""
+    if len(text) > MAX_FILE_BYTES:
+        raise ValidationFileError(f"{path}: text is {len(text)} characters; the limit is {MAX_FILE_BYTES}")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

@@ -22,9 +22,9 @@ from stonetown.engine.expand import evaluate
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import Consistency, ExpandNode, Permissionship
 from stonetown.fgatest.storefile import StoreFileError, is_store_file, run_store_file
-from stonetown.schema import SchemaError
+from stonetown.schema import SchemaError, ir
 from stonetown.stores.memory import MemoryDatastore
-from stonetown.validation.files import ValidationFile, ValidationFileError, read_validation_file
+from stonetown.validation.files import Assertion, ValidationFile, ValidationFileError, read_validation_file
 
 _EXPECTED = {
     "assertTrue": Permissionship.ALLOWED,
@@ -43,6 +43,17 @@ class FileReport:
     failures: list[str] = field(default_factory=list)
 
 
+def relationship_error(schema: ir.Schema, rel: Relationship) -> str | None:
+    """Why a relationship cannot be written under `schema` (admission, then id syntax), or None."""
+    error = admission_error(schema, rel)
+    if error is None:
+        try:
+            rel.validate_syntax()
+        except StonetownError as exc:
+            error = str(exc)
+    return error
+
+
 async def load_into(system: PermissionSystem, parsed: ValidationFile) -> list[str]:
     """Write the file's schema and relationships into a started system; return failures."""
     try:
@@ -59,12 +70,7 @@ async def load_into(system: PermissionSystem, parsed: ValidationFile) -> list[st
     failures: list[str] = []
     latest: dict[tuple[str, ...], Relationship] = {}
     for rel, line in parsed.relationships:
-        error = admission_error(schema, rel)
-        if error is None:
-            try:
-                rel.validate_syntax()
-            except StonetownError as exc:
-                error = str(exc)
+        error = relationship_error(schema, rel)
         if error is not None:
             failures.append(f"{parsed.path}:{line}: relationship {rel}: {error}")
         latest[rel.key] = rel
@@ -73,6 +79,48 @@ async def load_into(system: PermissionSystem, parsed: ValidationFile) -> list[st
     if latest:
         await system.write_relationships([Update(UpdateOp.TOUCH, rel) for rel in latest.values()])
     return []
+
+
+@dataclass(frozen=True, slots=True)
+class AssertionOutcome:
+    """One assertion run against the engine: the answer it got, or the error it raised."""
+
+    assertion: Assertion
+    got: Permissionship | None = None
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """The engine answered what the assertion expects."""
+        return self.error is None and self.got is _EXPECTED[self.assertion.kind]
+
+    @property
+    def reason(self) -> str:
+        """Why it failed ("" when it passed)."""
+        if self.error is not None:
+            return self.error
+        if self.passed:
+            return ""
+        expected = _EXPECTED[self.assertion.kind]
+        assert self.got is not None
+        return f"expected {expected.name}, got {self.got.name}"
+
+
+async def assertion_outcomes(system: PermissionSystem, parsed: ValidationFile) -> list[AssertionOutcome]:
+    """Every assertion of a file loaded into `system`, in file order."""
+    consistency = Consistency.fully_consistent()
+    out: list[AssertionOutcome] = []
+    for assertion in parsed.assertions:
+        rel = assertion.relationship
+        try:
+            result = await system.check(
+                rel.resource, rel.relation, rel.subject, consistency, context=assertion.context
+            )
+        except StonetownError as exc:
+            out.append(AssertionOutcome(assertion, error=str(exc)))
+            continue
+        out.append(AssertionOutcome(assertion, got=result.permissionship))
+    return out
 
 
 async def validate_parsed(parsed: ValidationFile) -> FileReport:
@@ -84,36 +132,28 @@ async def validate_parsed(parsed: ValidationFile) -> FileReport:
         report.failures = await load_into(system, parsed)
         if report.failures:
             return report
-        consistency = Consistency.fully_consistent()
-        for assertion in parsed.assertions:
+        for outcome in await assertion_outcomes(system, parsed):
             report.assertions += 1
-            rel = assertion.relationship
-            try:
-                result = await system.check(
-                    rel.resource, rel.relation, rel.subject, consistency, context=assertion.context
-                )
-            except StonetownError as exc:
+            assertion = outcome.assertion
+            if outcome.error is not None:
                 report.failures.append(
-                    f"{parsed.path}:{assertion.line}: {assertion.kind} {assertion.text}: {exc}"
+                    f"{parsed.path}:{assertion.line}: {assertion.kind} {assertion.text}: {outcome.error}"
                 )
-                continue
-            expected = _EXPECTED[assertion.kind]
-            if result.permissionship is not expected:
-                report.failures.append(
-                    f"{parsed.path}:{assertion.line}: {assertion.kind} {assertion.text} failed: "
-                    f"expected {expected.name}, got {result.permissionship.name}"
-                )
+            elif not outcome.passed:
+                where = f"{parsed.path}:{assertion.line}"
+                report.failures.append(f"{where}: {assertion.kind} {assertion.text} failed: {outcome.reason}")
         for key, (line, expected_subjects) in parsed.validation.items():
             report.validations += 1
-            report.failures.extend(await _check_validation(system, parsed.path, key, line, expected_subjects))
+            report.failures.extend(await check_expected(system, parsed.path, key, line, expected_subjects))
     finally:
         await system.stop()
     return report
 
 
-async def _check_validation(
+async def check_expected(
     system: PermissionSystem, path: Path, key: str, line: int, expected: list
 ) -> list[str]:
+    """Failures of one expected-relations block (`validation:` key) against a recursive Expand."""
     obj_text, _, relation = key.partition("#")
     try:
         tree, _revision = await system.expand(
@@ -128,18 +168,18 @@ async def _check_validation(
         failures.append(f"{path}:{line}: validation {key}: expected subject [{subject}] was not found")
     for subject in sorted(actual.keys() - wanted.keys()):
         failures.append(
-            f"{path}:{line}: validation {key}: unexpected subject [{subject}] is {_via(actual[subject])}"
+            f"{path}:{line}: validation {key}: unexpected subject [{subject}] is {via_text(actual[subject])}"
         )
     for subject in sorted(actual.keys() & wanted.keys()):
         if actual[subject] != wanted[subject]:
             failures.append(
-                f"{path}:{line}: validation {key}: [{subject}] is {_via(actual[subject])}, "
-                f"expected {_via(wanted[subject])}"
+                f"{path}:{line}: validation {key}: [{subject}] is {via_text(actual[subject])}, "
+                f"expected {via_text(wanted[subject])}"
             )
     return failures
 
 
-def _via(onrs: frozenset[str]) -> str:
+def via_text(onrs: frozenset[str]) -> str:
     return "/".join(f"<{onr}>" for onr in sorted(onrs))
 
 

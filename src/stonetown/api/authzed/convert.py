@@ -16,7 +16,8 @@ from stonetown.api import convert as cv
 from stonetown.api.authzed.pb import core, debug, permission
 from stonetown.core.errors import InvalidArgument
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
-from stonetown.engine.types import CheckResult, ExpandNode, ExpandOp, Permissionship
+from stonetown.engine.explain import ExplainNode
+from stonetown.engine.types import ExpandNode, ExpandOp, Permissionship
 
 LOOKUP_RESOURCES_CURSOR = "lookup_resources"
 
@@ -77,38 +78,65 @@ def expand_tree(node: ExpandNode) -> core.PermissionRelationshipTree:
 
 
 def debug_trace(
-    resource: ObjectRef,
-    name: str,
+    tree: ExplainNode,
     who: SubjectRef,
-    result: CheckResult,
-    is_permission: bool,
     schema_text: str,
     context: dict[str, Any] | None,
     started: float,
 ) -> debug.DebugInformation:
-    """The debug information of one check: the check asked and its exact answer (Stonetown's
-    engine does not record sub-problems, so none are listed), the schema used and, for a
+    """The debug information of one check from its resolution tree (engine/explain.py): one
+    CheckDebugTrace per relation or permission the check resolved, each with the ones below
+    it as sub-problems (as SpiceDB's dispatch records them), the schema used and, for a
     conditional answer, the caveat parameters missing."""
-    trace = debug.CheckDebugTrace(
-        resource=cv.object_to_proto(resource, core),
-        permission=name,
-        permission_type=(
+    subject_message = subject(who)
+    root = debug.CheckDebugTrace()
+    stack: list[tuple[ExplainNode, Any]] = [(tree, root)]
+    while stack:
+        node, trace = stack.pop()
+        resource_text, _, name = node.label.partition("#")
+        trace.resource.CopyFrom(cv.object_to_proto(ObjectRef.parse(resource_text), core))
+        trace.permission = name
+        trace.permission_type = (
             debug.CheckDebugTrace.PERMISSION_TYPE_PERMISSION
-            if is_permission
+            if node.kind == "permission"
             else debug.CheckDebugTrace.PERMISSION_TYPE_RELATION
-        ),
-        subject=subject(who),
-        result=CHECK_PERMISSIONSHIP[result.permissionship],
-        source="stonetown",
-    )
-    if result.permissionship is Permissionship.CONDITIONAL:
-        info = trace.caveat_evaluation_info
-        info.result = debug.CaveatEvalInfo.RESULT_MISSING_SOME_CONTEXT
-        info.partial_caveat_info.missing_required_context.extend(result.missing_parameters)
-        if context:
-            info.context.update(context)
-    trace.duration.CopyFrom(duration_pb2.Duration(nanos=int((time.monotonic() - started) * 1e9)))
-    return debug.DebugInformation(check=trace, schema_used=schema_text)
+        )
+        trace.subject.CopyFrom(subject_message)
+        trace.result = _TRACE_RESULT[node.result]
+        trace.source = "stonetown"
+        if node.result is Permissionship.CONDITIONAL:
+            info = trace.caveat_evaluation_info
+            info.result = debug.CaveatEvalInfo.RESULT_MISSING_SOME_CONTEXT
+            info.partial_caveat_info.missing_required_context.extend(node.missing)
+            if context:
+                info.context.update(context)
+        below = _sub_problems(node)
+        if below:
+            trace.sub_problems.SetInParent()
+        stack.extend((child, trace.sub_problems.traces.add()) for child in below)
+    root.duration.CopyFrom(duration_pb2.Duration(nanos=int((time.monotonic() - started) * 1e9)))
+    return debug.DebugInformation(check=root, schema_used=schema_text)
+
+
+_TRACE_RESULT = {
+    Permissionship.DENIED: debug.CheckDebugTrace.PERMISSIONSHIP_NO_PERMISSION,
+    Permissionship.ALLOWED: debug.CheckDebugTrace.PERMISSIONSHIP_HAS_PERMISSION,
+    Permissionship.CONDITIONAL: debug.CheckDebugTrace.PERMISSIONSHIP_CONDITIONAL_PERMISSION,
+}
+
+
+def _sub_problems(node: ExplainNode) -> list[ExplainNode]:
+    """The relation and permission nodes directly below `node`, looking through operator and
+    relationship nodes."""
+    found: list[ExplainNode] = []
+    stack = list(reversed(node.children))
+    while stack:
+        child = stack.pop()
+        if child.kind in ("permission", "relation"):
+            found.append(child)
+        else:
+            stack.extend(reversed(child.children))
+    return found
 
 
 def lookup_cursor(message: Any, has: bool) -> str | None:

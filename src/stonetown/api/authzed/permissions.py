@@ -89,21 +89,19 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         return response
 
     async def _trace(self, request: Any, result: CheckResult, started: float) -> Any:
+        """The check's resolution tree as SpiceDB's debug information (at the answer's revision)."""
         resource = cv.object_from_proto(request.resource, True, "resource")
         who = cv.subject_from_proto(request.subject, True, "subject")
+        context = cv.struct_to_dict(request.context, request.HasField("context"))
+        asked = CheckRequest(resource, request.permission, who, context)
+        return await self._explained(asked, result, started)
+
+    async def _explained(self, asked: CheckRequest, result: CheckResult, started: float) -> Any:
+        at = Consistency.at_exact_snapshot(result.revision)
+        question = (asked.resource, asked.permission, asked.subject, at, asked.context)
+        tree, _answer = await self.system.explain(*question)
         stored = await self.system.read_schema()
-        state = self.system.state
-        relation = state.schema.relation(resource.type, request.permission) if state is not None else None
-        return az.debug_trace(
-            resource,
-            request.permission,
-            who,
-            result,
-            relation is not None and relation.is_permission,
-            stored.text,
-            cv.struct_to_dict(request.context, request.HasField("context")),
-            started,
-        )
+        return az.debug_trace(tree, asked.subject, stored.text, asked.context, started)
 
     async def CheckBulkPermissions(
         self, request: permission.CheckBulkPermissionsRequest, context: aio.ServicerContext
@@ -142,25 +140,10 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 if answer.missing_parameters:
                     pair.item.partial_caveat_info.missing_required_context.extend(answer.missing_parameters)
                 if traced and isinstance(asked, CheckRequest):
-                    pair.item.debug_trace.CopyFrom(await self._bulk_trace(asked, answer))
+                    pair.item.debug_trace.CopyFrom(await self._explained(asked, answer, time.monotonic()))
             else:
                 pair.error.CopyFrom(errors.rpc_status(answer))
         return response
-
-    async def _bulk_trace(self, asked: CheckRequest, answer: CheckResult) -> Any:
-        stored = await self.system.read_schema()
-        state = self.system.state
-        relation = state.schema.relation(asked.resource.type, asked.permission) if state else None
-        return az.debug_trace(
-            asked.resource,
-            asked.permission,
-            asked.subject,
-            answer,
-            relation is not None and relation.is_permission,
-            stored.text,
-            asked.context,
-            time.monotonic(),
-        )
 
     @errors.unary
     async def ExpandPermissionTree(

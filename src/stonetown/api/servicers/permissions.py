@@ -11,6 +11,7 @@ from stonetown.api import convert as cv
 from stonetown.api.limits import Limits
 from stonetown.api.pb import core, permission, permission_grpc
 from stonetown.api.servicers import shared
+from stonetown.api.trace import trace_to_proto
 from stonetown.core.errors import StonetownError
 from stonetown.core.relationship import Relationship
 from stonetown.engine.system import PermissionSystem
@@ -46,10 +47,17 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
     async def Check(
         self, request: permission.CheckRequest, context: aio.ServicerContext
     ) -> permission.CheckResponse:
-        """Does the subject have the permission on the resource?"""
+        """Does the subject have the permission on the resource? With `with_tracing`, the
+        response also carries the resolution tree (engine/explain.py)."""
         contextual = (
             self._contextual(request.contextual_relationships) if request.contextual_relationships else ()
         )
+        if request.with_tracing:
+            tree, result = await shared.explained_check(self.system, request, contextual)
+            response = permission.CheckResponse()
+            response.CopyFrom(self._check_response(result))
+            response.debug_trace.CopyFrom(trace_to_proto(tree))
+            return response
         result = await shared.check(self.system, request, contextual)
         return self._check_response(result)
 

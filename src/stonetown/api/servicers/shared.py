@@ -17,6 +17,7 @@ from stonetown.api.limits import Limits
 from stonetown.core.errors import InvalidArgument, StonetownError
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef, validate_type_name
 from stonetown.engine.datastore import Precondition, RelationshipFilter, Update
+from stonetown.engine.explain import ExplainNode
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import CheckRequest, CheckResult, Consistency
 
@@ -48,6 +49,18 @@ async def check(
         rtype, rid, name, (stype, sid, srel) = key
         resource, subject = ObjectRef(rtype, rid), SubjectRef(stype, sid, srel)
     return await system.check(resource, name, subject, consistency, context, contextual)
+
+
+async def explained_check(
+    system: PermissionSystem, request: Any, contextual: Sequence[Relationship] = ()
+) -> tuple[ExplainNode, CheckResult]:
+    """A Check request answered with its resolution tree (engine/explain.py)."""
+    resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
+    name = cv.check_relation_name(request.permission, "permission")
+    subject = cv.subject_from_proto(request.subject, request.HasField("subject"), "subject")
+    context = cv.struct_to_dict(request.context, request.HasField("context"))
+    consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+    return await system.explain(resource, name, subject, consistency, context, contextual)
 
 
 def parse_check_items(items: Any) -> list[CheckRequest | StonetownError]:

@@ -21,30 +21,54 @@ PERMISSIONSHIP_HAS_PERMISSION: Permissionship
 PERMISSIONSHIP_CONDITIONAL_PERMISSION: Permissionship
 
 class CheckRequest(_message.Message):
-    __slots__ = ("consistency", "resource", "permission", "subject", "context", "contextual_relationships")
+    __slots__ = ("consistency", "resource", "permission", "subject", "context", "contextual_relationships", "with_tracing")
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     PERMISSION_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     CONTEXTUAL_RELATIONSHIPS_FIELD_NUMBER: _ClassVar[int]
+    WITH_TRACING_FIELD_NUMBER: _ClassVar[int]
     consistency: _core_pb2.Consistency
     resource: _core_pb2.ObjectReference
     permission: str
     subject: _core_pb2.SubjectReference
     context: _struct_pb2.Struct
     contextual_relationships: _containers.RepeatedCompositeFieldContainer[_core_pb2.Relationship]
-    def __init__(self, consistency: _Optional[_Union[_core_pb2.Consistency, _Mapping]] = ..., resource: _Optional[_Union[_core_pb2.ObjectReference, _Mapping]] = ..., permission: _Optional[str] = ..., subject: _Optional[_Union[_core_pb2.SubjectReference, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., contextual_relationships: _Optional[_Iterable[_Union[_core_pb2.Relationship, _Mapping]]] = ...) -> None: ...
+    with_tracing: bool
+    def __init__(self, consistency: _Optional[_Union[_core_pb2.Consistency, _Mapping]] = ..., resource: _Optional[_Union[_core_pb2.ObjectReference, _Mapping]] = ..., permission: _Optional[str] = ..., subject: _Optional[_Union[_core_pb2.SubjectReference, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., contextual_relationships: _Optional[_Iterable[_Union[_core_pb2.Relationship, _Mapping]]] = ..., with_tracing: _Optional[bool] = ...) -> None: ...
 
 class CheckResponse(_message.Message):
-    __slots__ = ("checked_at", "permissionship", "partial_caveat_info")
+    __slots__ = ("checked_at", "permissionship", "partial_caveat_info", "debug_trace")
     CHECKED_AT_FIELD_NUMBER: _ClassVar[int]
     PERMISSIONSHIP_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_CAVEAT_INFO_FIELD_NUMBER: _ClassVar[int]
+    DEBUG_TRACE_FIELD_NUMBER: _ClassVar[int]
     checked_at: _core_pb2.ZedToken
     permissionship: Permissionship
     partial_caveat_info: _core_pb2.PartialCaveatInfo
-    def __init__(self, checked_at: _Optional[_Union[_core_pb2.ZedToken, _Mapping]] = ..., permissionship: _Optional[_Union[Permissionship, str]] = ..., partial_caveat_info: _Optional[_Union[_core_pb2.PartialCaveatInfo, _Mapping]] = ...) -> None: ...
+    debug_trace: CheckTrace
+    def __init__(self, checked_at: _Optional[_Union[_core_pb2.ZedToken, _Mapping]] = ..., permissionship: _Optional[_Union[Permissionship, str]] = ..., partial_caveat_info: _Optional[_Union[_core_pb2.PartialCaveatInfo, _Mapping]] = ..., debug_trace: _Optional[_Union[CheckTrace, _Mapping]] = ...) -> None: ...
+
+class CheckTrace(_message.Message):
+    __slots__ = ("kind", "label", "result", "reason", "line", "column", "missing_required_context", "children")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    MISSING_REQUIRED_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    label: str
+    result: Permissionship
+    reason: str
+    line: int
+    column: int
+    missing_required_context: _containers.RepeatedScalarFieldContainer[str]
+    children: _containers.RepeatedCompositeFieldContainer[CheckTrace]
+    def __init__(self, kind: _Optional[str] = ..., label: _Optional[str] = ..., result: _Optional[_Union[Permissionship, str]] = ..., reason: _Optional[str] = ..., line: _Optional[int] = ..., column: _Optional[int] = ..., missing_required_context: _Optional[_Iterable[str]] = ..., children: _Optional[_Iterable[_Union[CheckTrace, _Mapping]]] = ...) -> None: ...
 
 class CheckBulkRequestItem(_message.Message):
     __slots__ = ("resource", "permission", "subject", "context")

@@ -5,7 +5,7 @@ import warnings
 
 from stonetown.api.gen.stonetown.v1 import permission_service_pb2 as stonetown_dot_v1_dot_permission__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

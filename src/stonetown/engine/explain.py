@@ -1,0 +1,364 @@
+"""Why a check is answered as it is: the resolution tree of one Check.
+
+The tree follows the schema's rewrite of the permission (union, intersection, exclusion,
+arrows, relations) down to the stored relationships, and gives every node the engine's own
+value for it: relation and permission nodes are answered by the engine's dispatch (the same
+:class:`CheckRun` a Check uses, so the same memo, cycle and depth rules), relationship nodes
+by the engine's rule for one relationship's caveat and expiration (``meta_result``), and the
+operator nodes combine their children with the engine's three-valued ``any_of`` / ``all_of`` /
+``negate``. Nothing of the semantics is written here a second time; the root's answer is the
+Check's answer.
+
+For a grant, the granting branch is the path of relationships from the subject to the
+resource (:func:`granting_path`); for a denial every branch tried is there with why it failed
+(no such relationship, excluded, caveat false or missing context, expired, a cycle).
+The tree is bounded (``max_nodes``; a subtree past the bound keeps its value and says that it
+was not expanded) and so is the fan-out shown under one node (``max_children``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from stonetown.engine.caveats import CaveatEvaluator
+from stonetown.engine.check import CheckRun
+from stonetown.engine.conditions import UNKNOWN, Result, all_of, any_of, negate
+from stonetown.engine.index import RelationshipIndex, RelMeta
+from stonetown.engine.types import Permissionship
+from stonetown.schema import ir
+
+Subject = tuple[str, str, str]
+
+MAX_NODES = 400
+MAX_CHILDREN = 25
+
+
+@dataclass(slots=True)
+class ExplainNode:
+    """One node of the resolution tree.
+
+    ``kind``: ``permission`` / ``relation`` (an object's relation or permission), ``union``,
+    ``intersection``, ``exclusion``, ``arrow``, ``nil``, ``relationship`` (one stored
+    relationship), ``omitted`` (children left out past the fan-out bound).
+    ``label``: what the node is, in schema or relationship notation. ``line``/``column``:
+    where the schema says it (0 when it has no place). ``result``: ALLOWED, DENIED or
+    CONDITIONAL for the request's context; ``missing``: the context a CONDITIONAL lacks.
+    ``reason``: why, in words.
+    """
+
+    kind: str
+    label: str
+    result: Permissionship = Permissionship.DENIED
+    reason: str = ""
+    line: int = 0
+    column: int = 0
+    missing: tuple[str, ...] = ()
+    children: list[ExplainNode] = field(default_factory=list)
+    raw: Result = field(default=False, repr=False)
+
+    @property
+    def granted(self) -> bool:
+        """ALLOWED or CONDITIONAL."""
+        return self.result is not Permissionship.DENIED
+
+    def to_dict(self) -> dict[str, Any]:
+        """The node and its subtree as plain data (JSON-ready)."""
+        return {
+            "kind": self.kind,
+            "label": self.label,
+            "result": self.result.name,
+            "reason": self.reason,
+            "line": self.line,
+            "column": self.column,
+            "missing": list(self.missing),
+            "children": [child.to_dict() for child in self.children],
+        }
+
+
+def granting_path(node: dict[str, Any]) -> list[str]:
+    """The labels from the resource down to the subject along the first granting branch of a
+    tree in its :meth:`ExplainNode.to_dict` form (relation, permission and relationship nodes
+    only); empty for a denial."""
+    path: list[str] = []
+    current: dict[str, Any] | None = node
+    while current is not None and current["result"] != "DENIED":
+        if current["kind"] in ("permission", "relation", "relationship"):
+            path.append(current["label"])
+        current = next(
+            (c for c in current["children"] if c["result"] != "DENIED" and c["kind"] != "omitted"), None
+        )
+    return path
+
+
+def render(node: dict[str, Any], indent: str = "") -> str:
+    """A tree in its :meth:`ExplainNode.to_dict` form as indented text, one node a line."""
+    mark = {"ALLOWED": "✓", "DENIED": "✗", "CONDITIONAL": "?"}[node["result"]]
+    where = f"  [{node['line']}:{node['column']}]" if node["line"] else ""
+    reason = f" — {node['reason']}" if node["reason"] else ""
+    lines = [f"{indent}{mark} {node['label']}{where}{reason}"]
+    lines += [render(child, indent + "  ") for child in node["children"]]
+    return "\n".join(lines)
+
+
+class Explainer:
+    """Builds the resolution tree of checks against one schema and one index."""
+
+    def __init__(
+        self,
+        schema: ir.Schema,
+        run: CheckRun,
+        index: RelationshipIndex,
+        caveats: CaveatEvaluator,
+        context: dict[str, Any] | None,
+        subject: Subject,
+        *,
+        max_nodes: int = MAX_NODES,
+        max_children: int = MAX_CHILDREN,
+    ) -> None:
+        self.subject = subject
+        self.schema = schema
+        self.run = run
+        self.index = index
+        self.caveats = caveats
+        self.context = context
+        self.nodes_left = max_nodes
+        self.max_children = max_children
+        self.now = time.time()
+        self._open: set[tuple[str, str, str]] = set()
+
+    # ---- values -----------------------------------------------------------------------
+
+    def _finish(self, node: ExplainNode, raw: Result) -> ExplainNode:
+        node.raw = raw
+        if raw is True:
+            node.result = Permissionship.ALLOWED
+        elif raw is False or raw is UNKNOWN:
+            node.result = Permissionship.DENIED
+            if raw is UNKNOWN and not node.reason:
+                node.reason = "a cycle in the data: it never grants here"
+        else:
+            verdict = self.caveats.verdict(raw, self.context)  # type: ignore[arg-type]
+            node.result, node.missing = verdict.permissionship, verdict.missing_parameters
+        return node
+
+    def _node(self, kind: str, label: str, pos: ir.Position) -> ExplainNode:
+        self.nodes_left -= 1
+        return ExplainNode(kind, label, line=pos.line, column=pos.column)
+
+    # ---- objects ----------------------------------------------------------------------
+
+    def relation(self, rtype: str, rid: str, name: str, subj: Subject) -> ExplainNode:
+        """The node of `rtype:rid#name` for `subj`, with its subtree."""
+        relation = self.schema.relation(rtype, name)
+        label = f"{rtype}:{rid}#{name}"
+        if relation is None:
+            return self._finish(self._node("nil", label, ir.NOWHERE), False)
+        node = self._node("permission" if relation.is_permission else "relation", label, relation.pos)
+        raw = self.run.dispatch(rtype, rid, name, subj, 0)
+        key = (rtype, rid, name)
+        if subj == key:
+            node.reason = "the subject is this subject set itself"
+        elif key in self._open:
+            node.reason = "met again on this path (a cycle); its value is the engine's"
+        elif self.nodes_left <= 0:
+            node.reason = "not expanded: the explanation's size bound was reached"
+        else:
+            self._open.add(key)
+            try:
+                if isinstance(relation.rewrite, ir.This):
+                    node.children = self._direct(rtype, rid, name, subj)
+                    if not node.children:
+                        node.reason = f"no relationship {label}@{_subject_text(subj)}"
+                else:
+                    node.children = [self.rewrite(relation.rewrite, rtype, rid, subj)]
+            finally:
+                self._open.discard(key)
+        return self._finish(node, raw)
+
+    def _direct(self, rtype: str, rid: str, name: str, subj: Subject) -> list[ExplainNode]:
+        key = (rtype, rid, name)
+        stype, sid, srel = subj
+        found: list[tuple[Callable[[], ExplainNode], bool]] = []
+        objects = self.index.objects.get(key, {})
+        if not srel:
+            for candidate in ((stype, sid), (stype, "*")):
+                if candidate in objects:
+                    meta = objects[candidate]
+                    found.append((lambda c=candidate, m=meta: self._relationship(key, c, m), True))
+        for userset, meta in self.index.usersets.get(key, {}).items():
+            if userset == subj:
+                found.append((lambda u=userset, m=meta: self._relationship(key, u, m), True))
+            else:
+                found.append((lambda u=userset, m=meta: self._through_set(key, u, m, subj), False))
+        return self._bounded(found)
+
+    def _bounded(self, found: list[tuple[Callable[[], ExplainNode], bool]]) -> list[ExplainNode]:
+        """Build the children, direct hits first, granting ones before the rest, at most
+        `max_children`; the rest summarized in one ``omitted`` node."""
+        found.sort(key=lambda item: not item[1])
+        built = [make() for make, _ in found[: self.max_children]]
+        built.sort(key=lambda node: not node.granted)
+        if len(found) > self.max_children:
+            rest = len(found) - self.max_children
+            built.append(ExplainNode("omitted", f"{rest} more not shown", reason="fan-out bound"))
+        return built
+
+    def _relationship(
+        self, key: tuple[str, str, str], subject: tuple[str, ...], meta: RelMeta | None
+    ) -> ExplainNode:
+        label = f"{key[0]}:{key[1]}#{key[2]}@{_subject_text(subject)}"
+        node = self._node("relationship", label, ir.NOWHERE)
+        raw = self._meta(node, meta)
+        if raw is True and not node.reason:
+            node.reason = "a wildcard relationship" if subject[1] == "*" else "a stored relationship"
+        return self._finish(node, raw)
+
+    def _meta(self, node: ExplainNode, meta: RelMeta | None) -> Result:
+        """One relationship's own value, with its caveat or expiration in the label/reason."""
+        if meta is None:
+            return True
+        raw = self.run.meta_result(meta)
+        if meta.expires_at is not None:
+            when = datetime.fromtimestamp(meta.expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            node.label += f"[expiration:{when}]"
+            if raw is False:
+                node.reason = f"expired at {when}"
+        if meta.caveat is not None:
+            node.label += f"[{meta.caveat.name}]"
+            verdict = self.caveats.verdict(raw, self.context) if raw is not False else None  # type: ignore[arg-type]
+            if verdict is not None:
+                node.reason = {
+                    Permissionship.ALLOWED: f"caveat {meta.caveat.name} holds for the context",
+                    Permissionship.DENIED: f"caveat {meta.caveat.name} is false for the context",
+                    Permissionship.CONDITIONAL: f"caveat {meta.caveat.name} needs context: "
+                    + ", ".join(verdict.missing_parameters),
+                }[verdict.permissionship]
+        return raw
+
+    def _through_set(
+        self, key: tuple[str, str, str], userset: tuple[str, ...], meta: RelMeta | None, subj: Subject
+    ) -> ExplainNode:
+        node = self._relationship(key, userset, meta)
+        own = node.raw
+        inner = self.relation(userset[0], userset[1], userset[2], subj)
+        node.children = [inner]
+        node.reason = (
+            f"the subject is in {_subject_text(userset)}"
+            if inner.granted
+            else f"the subject is not in {_subject_text(userset)}"
+        ) + (f"; {node.reason}" if node.reason and own is not True else "")
+        return self._finish(node, all_of(own, inner.raw))
+
+    # ---- rewrites ---------------------------------------------------------------------
+
+    def rewrite(self, rewrite: ir.Rewrite, rtype: str, rid: str, subj: Subject) -> ExplainNode:
+        """The node of one rewrite expression of `rtype:rid`."""
+        if isinstance(rewrite, ir.ComputedUserset):
+            return self.relation(rtype, rid, rewrite.relation, subj)
+        if isinstance(rewrite, ir.TupleToUserset):
+            return self._arrow(rewrite, rtype, rid, subj)
+        if isinstance(rewrite, ir.Union):
+            node = self._node("union", _text(rewrite), rewrite.pos)
+            node.children = [self.rewrite(child, rtype, rid, subj) for child in rewrite.children]
+            return self._finish(node, _fold(any_of, False, node.children))
+        if isinstance(rewrite, ir.Intersection):
+            node = self._node("intersection", _text(rewrite), rewrite.pos)
+            node.children = [self.rewrite(child, rtype, rid, subj) for child in rewrite.children]
+            failing = [child.label for child in node.children if not child.granted]
+            if failing:
+                node.reason = "not every operand holds: " + ", ".join(failing)
+            return self._finish(node, _fold(all_of, True, node.children))
+        if isinstance(rewrite, ir.Exclusion):
+            node = self._node("exclusion", _text(rewrite), rewrite.pos)
+            base = self.rewrite(rewrite.base, rtype, rid, subj)
+            subtract = self.rewrite(rewrite.subtract, rtype, rid, subj)
+            node.children = [base, subtract]
+            if base.granted and subtract.result is Permissionship.ALLOWED:
+                node.reason = f"excluded: {subtract.label} holds"
+            return self._finish(node, all_of(base.raw, negate(subtract.raw)))
+        if isinstance(rewrite, ir.Nil):
+            node = self._node("nil", "nil", rewrite.pos)
+            node.reason = "nil grants nothing"
+            return self._finish(node, False)
+        node = self._node("relation", f"{rtype}:{rid}", ir.NOWHERE)  # a This outside a relation
+        return self._finish(node, False)
+
+    def _arrow(self, arrow: ir.TupleToUserset, rtype: str, rid: str, subj: Subject) -> ExplainNode:
+        node = self._node("arrow", _text(arrow), arrow.pos)
+        key = (rtype, rid, arrow.tupleset)
+        targets = [(t, i, m) for (t, i), m in self.index.objects.get(key, {}).items() if i != "*"]
+        targets += [(t, i, m) for (t, i, _r), m in self.index.usersets.get(key, {}).items()]
+        if not targets:
+            node.reason = f"no {rtype}:{rid}#{arrow.tupleset} relationship to follow"
+            return self._finish(node, False)
+        makers: list[tuple[Callable[[], ExplainNode], bool]] = []
+        values: list[Result] = []
+        for ttype, tid, meta in targets:
+
+            def make(ttype: str = ttype, tid: str = tid, meta: RelMeta | None = meta) -> ExplainNode:
+                hop = self._relationship(key, (ttype, tid), meta)
+                own = hop.raw
+                inner = self.relation(ttype, tid, arrow.computed, subj)
+                hop.children = [inner]
+                holds = "holds" if inner.granted else "does not hold"
+                hop.reason = f"leads to {inner.label}, which {holds}" + (
+                    f"; {hop.reason}" if own is not True else ""
+                )
+                return self._finish(hop, all_of(own, inner.raw))
+
+            makers.append((make, False))
+            # the value covers every target, not only the ones shown; an expired edge counts
+            # for nothing, in `all` too (as the engine's arrow does)
+            edge = True if meta is None else self.run.meta_result(meta)
+            if edge is not False:
+                values.append(all_of(edge, self.run.dispatch(ttype, tid, arrow.computed, subj, 0)))
+        node.children = self._bounded(makers)
+        if arrow.mode == "all":
+            return self._finish(node, _fold_values(all_of, True, values) if values else False)
+        return self._finish(node, _fold_values(any_of, False, values))
+
+def explain(
+    schema: ir.Schema,
+    run: CheckRun,
+    index: RelationshipIndex,
+    caveats: CaveatEvaluator,
+    resource: tuple[str, str],
+    permission: str,
+    subject: Subject,
+    context: dict[str, Any] | None = None,
+    *,
+    max_nodes: int = MAX_NODES,
+) -> ExplainNode:
+    """The resolution tree of `resource#permission` for `subject` (see the module doc)."""
+    explainer = Explainer(schema, run, index, caveats, context, subject, max_nodes=max_nodes)
+    return explainer.relation(resource[0], resource[1], permission, subject)
+
+
+def _fold(combine: Callable[[Result, Result], Result], start: Result, nodes: Iterable[ExplainNode]) -> Result:
+    return _fold_values(combine, start, [node.raw for node in nodes])
+
+
+def _fold_values(
+    combine: Callable[[Result, Result], Result], start: Result, values: Iterable[Result]
+) -> Result:
+    value = start
+    for item in values:
+        value = combine(value, item)
+    return value
+
+
+def _subject_text(subject: tuple[str, ...]) -> str:
+    text = f"{subject[0]}:{subject[1]}"
+    if len(subject) > 2 and subject[2]:
+        text += f"#{subject[2]}"
+    return text
+
+
+def _text(rewrite: ir.Rewrite) -> str:
+    from stonetown.schema.formatter import format_rewrite
+
+    return format_rewrite(rewrite)
