@@ -4,12 +4,15 @@ resolution tree the playground draws (engine/explain.py), as text, as JSON and a
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Callable
 
 import grpc
-from conftest import Runner
 from grpc_harness import ServerProcess
 
 from stonetown.api.pb import core, permission, permission_grpc
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def test_check_explain_prints_the_granting_path_and_the_denial(stonetown: Runner) -> None:

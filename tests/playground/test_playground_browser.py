@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import ROOT
-
 from stonetown import Client
 
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "schema" / "docs.yaml"
 
 SMALL = """\
