@@ -240,3 +240,22 @@ def test_bulk_import_is_all_or_nothing(stonetown: Runner, tmp_path: Path) -> Non
     assert sorted(exported) == sorted(lines)
     again = stonetown("import", "in.txt", "--bulk", "--no-progress")
     assert again.returncode != 0 and "already exists" in again.stderr
+
+
+def test_validate_lists_only_the_branches_that_grant_a_subject(stonetown: Runner, tmp_path: Path) -> None:
+    # sam is stored under group:g#member, but `both` is an intersection sam does not pass
+    # (no holder): only the owner relationship grants the view
+    text = (
+        "schema: |-\n  definition user {}\n  definition group {\n    relation holder: user\n"
+        "    relation member: user\n    permission both = holder & member\n  }\n"
+        "  definition doc {\n    relation owner: user\n    relation group: group\n"
+        "    permission view = owner + group->both\n  }\n"
+        "relationships: |-\n  doc:d#owner@user:sam\n  doc:d#group@group:g\n  group:g#member@user:sam\n"
+        "validation:\n  doc:d#view:\n    - '[user:sam] is <doc:d#owner>'\n"
+    )
+    (tmp_path / "inter.yaml").write_text(text)
+    result = stonetown("validate", "inter.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (tmp_path / "both.yaml").write_text(text.replace("doc:d#owner@user:sam", "group:g#holder@user:sam"))
+    both = stonetown("validate", "both.yaml")
+    assert both.returncode == 1 and "<group:g#holder>/<group:g#member>" in both.stdout + both.stderr

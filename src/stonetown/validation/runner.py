@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -18,9 +17,9 @@ from stonetown.core.errors import StonetownError
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.admission import admission_error
 from stonetown.engine.datastore import Update, UpdateOp
-from stonetown.engine.expand import evaluate
+from stonetown.engine.expand import SubjectSet, evaluate
 from stonetown.engine.system import PermissionSystem
-from stonetown.engine.types import Consistency, ExpandNode, Permissionship
+from stonetown.engine.types import Consistency, ExpandNode, ExpandOp, Permissionship
 from stonetown.fgatest.storefile import StoreFileError, is_store_file, run_store_file
 from stonetown.schema import SchemaError, ir
 from stonetown.stores.memory import MemoryDatastore
@@ -185,33 +184,56 @@ def via_text(onrs: frozenset[str]) -> str:
 
 def expanded_subjects(tree: ExpandNode) -> dict[str, frozenset[str]]:
     """The subjects a recursive expand tree grants, as `zed validate` writes them, each with
-    the relations (`type:id#relation`) it is stored under."""
-    where: dict[SubjectRef, set[str]] = defaultdict(set)
+    the relations (`type:id#relation`) it is found under on the branches that grant it (a
+    subject stored under one operand of an intersection it does not pass is not listed there)."""
     caveats: dict[SubjectRef, str] = {}
-
-    def walk(node: ExpandNode) -> None:
-        if node.op is None:
-            for position, subject in enumerate(node.subjects):
-                where[subject].add(f"{node.object}#{node.relation}")
-                caveat = node.subject_caveats[position] if position < len(node.subject_caveats) else None
-                if caveat:
-                    caveats[subject] = caveat
-        for child in node.children:
-            walk(child)
-
-    walk(tree)
-    granted = evaluate(tree)
+    granted, paths = _granted_paths(tree, caveats)
     out: dict[str, frozenset[str]] = {}
     for subject in granted.concrete:
         text = str(subject) + (f"[{caveats[subject]}]" if subject in caveats else "")
-        out[text] = frozenset(where.get(subject, ()))
+        out[text] = frozenset(paths.get(subject, ()))
     for stype, excluded in granted.wildcards.items():
-        wildcard = SubjectRef(stype, "*")
         text = f"{stype}:*"
         if excluded:
             text += " - {" + ", ".join(f"{stype}:{i}" for i in sorted(excluded)) + "}"
-        out[text] = frozenset(where.get(wildcard, ()))
+        out[text] = frozenset(paths.get(SubjectRef(stype, "*"), ()))
     return out
+
+
+def _granted_paths(
+    node: ExpandNode, caveats: dict[SubjectRef, str]
+) -> tuple[SubjectSet, dict[SubjectRef, set[str]]]:
+    """What a (sub)tree grants, and where each granted subject is stored on granting branches."""
+    if node.op is None:
+        here = f"{node.object}#{node.relation}"
+        for position, subject in enumerate(node.subjects):
+            caveat = node.subject_caveats[position] if position < len(node.subject_caveats) else None
+            if caveat:
+                caveats[subject] = caveat
+        return evaluate(node), {subject: {here} for subject in node.subjects}
+    parts = [_granted_paths(child, caveats) for child in node.children]
+    if not parts:
+        return SubjectSet(), {}
+    granted = parts[0][0]
+    for child, _paths in parts[1:]:
+        if node.op is ExpandOp.UNION:
+            granted = granted.union(child)
+        elif node.op is ExpandOp.INTERSECTION:
+            granted = granted.intersect(child)
+        else:
+            granted = granted.subtract(child)
+    paths: dict[SubjectRef, set[str]] = {}
+    for _set, child_paths in parts if node.op is not ExpandOp.EXCLUSION else parts[:1]:
+        for subject, where in child_paths.items():
+            if _holds(granted, subject):
+                paths.setdefault(subject, set()).update(where)
+    return granted, paths
+
+
+def _holds(granted: SubjectSet, subject: SubjectRef) -> bool:
+    if subject.id == "*" and not subject.relation:
+        return subject.type in granted.wildcards
+    return subject in granted.concrete or granted.contains(subject)
 
 
 def _fga_store_report(name: str) -> FileReport:
