@@ -225,6 +225,8 @@ def test_pictures_and_lookups_are_drawn_from_the_engine(playground_factory, page
     page.click("#schema-graph-draw")
     page.wait_for_selector("#schema-graph svg path")
     assert int(page.get_attribute("#schema-graph svg", "data-edges")) > 5
+    # which permissions a relation feeds
+    assert "feeds: document#view" in page.text_content('#schema-graph text[data-row="document#viewer"] title')
     page.click('[data-tab="data-graph-pane"]')
     page.fill("#data-center", "document:onboarding")
     page.click("#data-draw")

@@ -276,7 +276,9 @@ async function drawSchemaGraph() {
         const ry = y + 24 + rowH * i + 13;
         rowY[`${def.name}#${row.name}`] = [x + boxW, ry - 4, x];
         const color = row.kind === "permission" ? "#7a3eb1" : "#1f5fbf";
-        svg += `<text x="${x + 8}" y="${ry}" fill="${color}"><title>${escapeHtml(row.expression)}</title>${row.kind === "permission" ? "◆" : "●"} ${escapeHtml(row.name)}</text>`;
+        const feeds = pic.feeds[`${def.name}#${row.name}`] || [];
+        const tip = row.expression + (feeds.length ? `\nfeeds: ${feeds.join(", ")}` : "");
+        svg += `<text x="${x + 8}" y="${ry}" fill="${color}" data-row="${escapeHtml(def.name)}#${escapeHtml(row.name)}"><title>${escapeHtml(tip)}</title>${row.kind === "permission" ? "◆" : "●"} ${escapeHtml(row.name)}</text>`;
       });
       svg += "</g>";
       tallest = Math.max(tallest, height);
