@@ -21,7 +21,6 @@ import ipaddress
 import json
 import math
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,14 +28,21 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-import celpy
 import celpy.celtypes as ct
-from celpy.celparser import CELParseError
 
-from stonetown.core.errors import InvalidArgument
+from stonetown.core.errors import InvalidArgument, StonetownError
+from stonetown.engine.cel_runtime import (
+    MAX_CAVEAT_COST,
+    CostLimitExceeded,
+    EvaluationBudget,
+    Meter,
+    MeteredProgram,
+    MoveOffLoop,
+)
 from stonetown.engine.conditions import CaveatAnd, CaveatLeaf, CaveatNot, CaveatOr, Condition
 from stonetown.engine.types import Permissionship
 from stonetown.schema import ir
+from stonetown.schema.cel_check import CelTypeError, cel_environment, parse_caveat
 
 MAX_CONTEXT_BYTES = 4096
 """The largest context (serialized as compact JSON) a relationship may store, as in SpiceDB."""
@@ -317,72 +323,93 @@ def context_error(caveat: ir.Caveat, context: Mapping[str, Any]) -> str | None:
 
 # ---- compilation ------------------------------------------------------------------------
 
-_environment: celpy.Environment | None = None
-
-
-def _cel_environment() -> celpy.Environment:
-    global _environment
-    if _environment is None:
-        limit = sys.getrecursionlimit()
-        _environment = celpy.Environment()
-        # celpy's Environment sets the recursion limit to 2500; never lower what was there.
-        sys.setrecursionlimit(max(limit, sys.getrecursionlimit()))
-    return _environment
-
+MAX_REQUEST_CONTEXT_BYTES = 4096
+"""The largest caveat context a request may send (compact JSON), SpiceDB's default
+`--max-caveat-context-size`."""
 
 _FUNCTIONS = {"in_cidr": in_cidr}
 _OUTCOME_CACHE = 4096
+
+
+def require_request_context(context: Mapping[str, Any] | None, field: str = "context") -> None:
+    """Raise InvalidArgument when a request's caveat context is larger than allowed."""
+    if not context:
+        return
+    try:
+        size = len(json.dumps(context, separators=(",", ":"), ensure_ascii=False).encode())
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{field}: the caveat context is not JSON") from None
+    if size > MAX_REQUEST_CONTEXT_BYTES:
+        raise InvalidArgument(
+            f"{field}: request caveat context should have less than {MAX_REQUEST_CONTEXT_BYTES} bytes "
+            f"but had {size}"
+        )
 
 
 Outcome = bool | frozenset[str]
 """True, False, or (unknown) the non-empty set of parameter names it is missing."""
 
 
+class _Refused:
+    """A cached evaluation error (the cost limit is deterministic): raised again on a hit."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
 class CompiledCaveat:
-    """One caveat compiled to a CEL program, with its parameter types."""
+    """One caveat compiled to a metered CEL program, with its parameter types."""
 
     __slots__ = ("name", "types", "program", "referenced", "compile_error", "_outcomes")
 
     def __init__(self, caveat: ir.Caveat) -> None:
         self.name = caveat.name
         self.types: dict[str, CaveatType] = {}
-        self.program: Any = None
+        self.program: MeteredProgram | None = None
         self.referenced: frozenset[str] = frozenset()
         self.compile_error: str | None = None
         # Outcomes by the JSON of the parameter values: the expression is a pure function of
         # them, and lookups meet the same stored context and request context many times.
-        self._outcomes: dict[str, Outcome] = {}
+        self._outcomes: dict[str, Outcome | _Refused] = {}
         try:
             for parameter in caveat.parameters:
                 self.types[parameter.name] = parse_type(parameter.type)
-            environment = _cel_environment()
-            tree = environment.compile(caveat.expression)
-            self.program = environment.program(tree, functions=_FUNCTIONS)
-        except (ValueError, CELParseError) as exc:
+            tree = parse_caveat(caveat.expression)
+        except (ValueError, CelTypeError) as exc:
+            # Only a schema stored before these checks existed gets here.
             self.compile_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return
+        self.program = MeteredProgram(cel_environment(), tree, _FUNCTIONS)
         identifiers = {
             str(node.children[0]) for node in tree.iter_subtrees() if node.data == "ident" and node.children
         }
         self.referenced = frozenset(identifiers & self.types.keys())
 
-    def evaluate(self, context: Mapping[str, Any]) -> Outcome:
-        """Run the expression over `context` (request and stored values already merged)."""
+    def evaluate(self, context: Mapping[str, Any], budget: EvaluationBudget | None = None) -> Outcome:
+        """Run the expression over `context` (request and stored values already merged),
+        charging `budget`."""
         if self.compile_error is not None:
             raise InvalidArgument(f"caveat `{self.name}` cannot be evaluated: {self.compile_error}")
         try:
             key = json.dumps([[n, context[n]] for n in self.types if n in context], allow_nan=False)
         except (TypeError, ValueError):
-            return self._evaluate(context)
+            return self._evaluate(context, budget)
         known = self._outcomes.get(key)
         if known is None:
-            known = self._evaluate(context)
+            try:
+                known = self._evaluate(context, budget)
+            except _CostRefusal as refusal:
+                known = _Refused(str(refusal))
             if len(self._outcomes) >= _OUTCOME_CACHE:
                 self._outcomes.clear()
             self._outcomes[key] = known
+        if isinstance(known, _Refused):
+            raise InvalidArgument(known.message)
         return known
 
-    def _evaluate(self, context: Mapping[str, Any]) -> Outcome:
+    def _evaluate(self, context: Mapping[str, Any], budget: EvaluationBudget | None) -> Outcome:
         activation: dict[str, Any] = {}
         missing: set[str] = set()
         for name, ctype in self.types.items():
@@ -393,24 +420,52 @@ class CompiledCaveat:
                 activation[name] = convert_value(context[name], ctype)
             except ValueError as exc:
                 raise InvalidArgument(
-                    f"caveat `{self.name}`: context parameter `{name}` ({ctype}): {exc}"
+                    f"type error for parameters for caveat `{self.name}`: parameter `{name}` ({ctype}): {exc}"
                 ) from None
+        assert self.program is not None
         try:
-            value = self.program.evaluate(activation)
+            value = self.program.run(activation, Meter(budget))
+        except CostLimitExceeded:
+            raise _CostRefusal(
+                f"evaluation error for caveat `{self.name}`: cost limit exceeded: the expression needs more "
+                f"than {MAX_CAVEAT_COST} evaluation steps over this context (list and map sizes multiply "
+                "in nested macros)"
+            ) from None
+        except (MoveOffLoop, StonetownError):
+            raise
         except Exception as exc:  # noqa: BLE001 - CEL errors surface as several exception types
             gaps = missing & self.referenced
             if gaps:
                 return frozenset(gaps)
-            raise InvalidArgument(f"caveat `{self.name}` failed to evaluate: {_cel_message(exc)}") from None
+            raise InvalidArgument(f"evaluation error for caveat `{self.name}`: {_cel_message(exc)}") from None
         if isinstance(value, ct.BoolType | bool):
             return bool(value)
-        raise InvalidArgument(f"caveat `{self.name}` evaluated to {type(value).__name__}, not a boolean")
+        raise InvalidArgument(f"caveat `{self.name}` evaluated to {_cel_type_name(value)}, not a boolean")
 
 
-def _cel_message(exc: Exception) -> str:
+class _CostRefusal(Exception):
+    """Internal: the cost limit refused one evaluation (message ready for the caller)."""
+
+
+_SAFE_MESSAGE = re.compile(r"[\w `'.,:;()<>=!+\-*/%\[\]]{1,120}")
+
+
+def _cel_message(exc: BaseException) -> str:
+    """A short, clear description of a CEL evaluation failure: celpy's own messages
+    ("no such overload", "divide by zero", "no such key") without its internals (trees,
+    classes, values)."""
+    if isinstance(exc, RecursionError):
+        return "the expression nests too deeply to evaluate"
     args = getattr(exc, "args", ())
-    text = str(args[0]) if args else str(exc)
-    return text if len(text) <= 200 else text[:197] + "..."
+    text = str(args[0]) if args and isinstance(args[0], str) else ""
+    text = text.splitlines()[0].strip() if text else ""
+    if text and _SAFE_MESSAGE.fullmatch(text) and "<" not in text and "Tree" not in text:
+        return text
+    return "the expression could not be evaluated over this context"
+
+
+def _cel_type_name(value: Any) -> str:
+    return type(value).__name__.removesuffix("Type").lower() or "a value"
 
 
 # ---- condition trees --------------------------------------------------------------------
@@ -443,13 +498,23 @@ class CaveatEvaluator:
             self._compiled[name] = found
         return found
 
-    def outcome(self, condition: Condition, context: Mapping[str, Any] | None) -> Outcome:
-        """Three-valued value of `condition` under the request `context`."""
-        return _Evaluation(self, context or {}).value(condition)
+    def outcome(
+        self,
+        condition: Condition,
+        context: Mapping[str, Any] | None,
+        budget: EvaluationBudget | None = None,
+    ) -> Outcome:
+        """Three-valued value of `condition` under the request `context`, charging `budget`."""
+        return _Evaluation(self, context or {}, budget).value(condition)
 
-    def verdict(self, condition: Condition, context: Mapping[str, Any] | None) -> CaveatVerdict:
+    def verdict(
+        self,
+        condition: Condition,
+        context: Mapping[str, Any] | None,
+        budget: EvaluationBudget | None = None,
+    ) -> CaveatVerdict:
         """ALLOWED, DENIED or CONDITIONAL (with the sorted missing parameter names)."""
-        result = self.outcome(condition, context)
+        result = self.outcome(condition, context, budget)
         if result is True:
             return CaveatVerdict(Permissionship.ALLOWED)
         if result is False:
@@ -461,11 +526,14 @@ class _Evaluation:
     """One evaluation of a tree: leaves met twice (the same relationship reached by two
     paths) are evaluated once."""
 
-    __slots__ = ("evaluator", "context", "seen")
+    __slots__ = ("evaluator", "context", "budget", "seen")
 
-    def __init__(self, evaluator: CaveatEvaluator, context: Mapping[str, Any]) -> None:
+    def __init__(
+        self, evaluator: CaveatEvaluator, context: Mapping[str, Any], budget: EvaluationBudget | None
+    ) -> None:
         self.evaluator = evaluator
         self.context = context
+        self.budget = budget
         self.seen: dict[int, tuple[CaveatLeaf, Outcome]] = {}
 
     def value(self, node: Condition) -> Outcome:
@@ -502,6 +570,6 @@ class _Evaluation:
             merged: Mapping[str, Any] = {**self.context, **dict(leaf.context)}
         else:
             merged = self.context
-        result = self.evaluator.compiled(leaf.name).evaluate(merged)
+        result = self.evaluator.compiled(leaf.name).evaluate(merged, self.budget)
         self.seen[id(leaf)] = (leaf, result)
         return result
