@@ -32,16 +32,18 @@ from celpy.evaluation import Evaluator
 from stonetown.core.errors import DeadlineExceeded, StonetownError
 from stonetown.engine.deadline import request_deadline
 
-MAX_CAVEAT_COST = 20_000
+MAX_CAVEAT_COST = 25_000
 """Units one caveat evaluation may spend (a node visit is 1, a macro iteration
-:data:`ITERATION_COST`): about 2,000 iterations of a small macro body, 0.1-0.3 s of CPU."""
+:data:`ITERATION_COST` more): a macro with a small body over about 1,000 items, a few tenths
+of a second of CPU. A typical caveat (`now < expires`) costs 20-60."""
 
 ITERATION_COST = 5
-INLINE_COST = 2_000
-"""Units a request may spend on the event loop before its evaluations move to the pool."""
+INLINE_COST = 150
+"""Units a request may spend on the event loop (a few milliseconds, about ten typical
+evaluations) before its evaluations move to the pool."""
 
 CHECK_EVERY = 64
-EVALUATION_THREADS = 2
+EVALUATION_THREADS = 1
 
 _T = TypeVar("_T")
 
@@ -77,6 +79,10 @@ class EvaluationBudget:
             self.inline_left -= units
             if self.inline_left <= 0:
                 raise MoveOffLoop
+        else:
+            # Hand the GIL over now rather than at the interpreter's next switch (5 ms): the
+            # event loop thread, waiting for it, answers health and cheap calls in between.
+            time.sleep(0)
         if self.cancelled.is_set():
             raise EvaluationCancelled("the request was cancelled while its caveats were evaluated")
         if self.deadline is not None and time.monotonic() > self.deadline:
