@@ -183,7 +183,7 @@ def test_a_request_the_client_gave_up_on_stops_using_cpu(
     with Client(server.address) as c:
         request = c._lookup_resources_request("doc", "view", "user:eve", None, (), FRESH, 0, None)
         stub = c._permissions
-        started = time.monotonic()
+        started, cpu_before = time.monotonic(), cpu_seconds(pid)
         if how == "deadline":
             with pytest.raises(grpc.RpcError) as raised:
                 list(stub.LookupResources(request, timeout=1.0))
@@ -191,14 +191,16 @@ def test_a_request_the_client_gave_up_on_stops_using_cpu(
         else:
             call = stub.LookupResources(request, timeout=60)
             time.sleep(1.0)
+            assert not call.done(), "the lookup finished before it could be cancelled"
             call.cancel()
-        gave_up = time.monotonic()
+        gave_up, busy = time.monotonic(), cpu_seconds(pid) - cpu_before
         # the work in flight when the client went away ends at the engine's next look
         # (every few milliseconds); then the server idles
         grace = _settled_cpu(pid, 1.0)
         idle = _settled_cpu(pid, 2.0)
     print(
-        f"\n{how}: client gave up after {gave_up - started:.2f}s; server CPU in the next second "
+        f"\n{how}: client gave up after {gave_up - started:.2f}s (server CPU meanwhile {busy:.2f}s); "
+        f"server CPU in the next second "
         f"{grace:.2f}s, in the two after {idle:.2f}s"
     )
     # Evaluating all documents takes tens of CPU seconds; an abandoned request that went on
@@ -206,3 +208,12 @@ def test_a_request_the_client_gave_up_on_stops_using_cpu(
     assert idle < 1.0, f"the server kept computing after the client left: {idle:.2f}s CPU in 2s"
     with Client(server.address) as c:
         assert c.check("doc:d0000", "view", "user:mallory", consistency=FRESH).allowed is False
+
+
+def test_a_request_context_over_the_size_limit_is_refused(server: ServerProcess) -> None:
+    too_big = {"tags": list(range(2000))}
+    with Client(server.address) as c:
+        with pytest.raises(InvalidArgument, match="request caveat context should have less than 4096"):
+            c.check("doc:target", "view", "user:ana", context=too_big, consistency=FRESH)
+        fine = c.check("doc:target", "view", "user:ana", context={"used": 1}, consistency=FRESH)
+        assert fine.allowed is False

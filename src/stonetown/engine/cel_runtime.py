@@ -70,7 +70,7 @@ class EvaluationBudget:
     def __init__(self, deadline: float | None = None) -> None:
         self.inline_left = INLINE_COST
         self.deadline = deadline if deadline is not None else request_deadline.get()
-        self.cancelled = threading.Event()
+        self.cancelled = False  # set by the loop thread, read by the worker (atomic under the GIL)
         self.on_loop = True
 
     def tick(self, units: int) -> None:
@@ -83,7 +83,7 @@ class EvaluationBudget:
             # Hand the GIL over now rather than at the interpreter's next switch (5 ms): the
             # event loop thread, waiting for it, answers health and cheap calls in between.
             time.sleep(0)
-        if self.cancelled.is_set():
+        if self.cancelled:
             raise EvaluationCancelled("the request was cancelled while its caveats were evaluated")
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise DeadlineExceeded("the request deadline passed while its caveats were evaluated")
@@ -101,7 +101,7 @@ class EvaluationBudget:
         try:
             return await future
         except asyncio.CancelledError:
-            self.cancelled.set()
+            self.cancelled = True
             raise
 
 
