@@ -12,7 +12,8 @@ import time
 import pytest
 
 from stonetown.core.errors import DeadlineExceeded, InvalidArgument
-from stonetown.engine.caveats import MAX_REQUEST_CONTEXT_BYTES, CaveatEvaluator, require_request_context
+from stonetown.engine.caveat_values import MAX_REQUEST_CONTEXT_BYTES, require_request_context
+from stonetown.engine.caveats import CaveatEvaluator
 from stonetown.engine.cel_runtime import (
     INLINE_COST,
     MAX_CAVEAT_COST,

@@ -18,7 +18,6 @@ cancellation flag set when the caller went away, so abandoned work stops.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -165,12 +164,3 @@ def _pool() -> ThreadPoolExecutor:
             _executor = ThreadPoolExecutor(EVALUATION_THREADS, thread_name_prefix="stonetown-caveats")
         return _executor
 
-
-def shutdown_pool() -> None:
-    """Stop the worker pool (tests and server shutdown); it is recreated on demand."""
-    global _executor
-    with _executor_lock:
-        executor, _executor = _executor, None
-    if executor is not None:
-        with contextlib.suppress(RuntimeError):
-            executor.shutdown(wait=False, cancel_futures=True)

@@ -30,7 +30,8 @@ from stonetown.core.errors import (
 from stonetown.core.relationship import WILDCARD, ObjectRef, Relationship, SubjectRef, validate_object_id
 from stonetown.engine import bulk_import
 from stonetown.engine.admission import admission_error, require_admitted, require_kept
-from stonetown.engine.caveats import CaveatEvaluator, require_request_context
+from stonetown.engine.caveat_values import require_request_context
+from stonetown.engine.caveats import CaveatEvaluator
 from stonetown.engine.cel_runtime import EvaluationBudget, EvaluationCancelled
 from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.check_cache import CheckCache, CheckKey
