@@ -9,7 +9,7 @@ deterministically, like cel-go's cost limit in SpiceDB.
 
 A request's evaluations share one :class:`EvaluationBudget`: it starts them on the event loop
 (nearly every caveat costs a few dozen units) and, once they have spent
-:data:`INLINE_COST` units there, asks for the rest to run on a small worker pool
+:data:`INLINE_COST` units there, asks for the rest to run on a worker thread
 (:class:`MoveOffLoop`), so the loop keeps serving health and other calls. Every
 :data:`CHECK_EVERY` units the meter also looks at the request deadline and at the
 cancellation flag set when the caller went away, so abandoned work stops.
@@ -38,10 +38,12 @@ of a second of CPU. A typical caveat (`now < expires`) costs 20-60."""
 
 ITERATION_COST = 5
 INLINE_COST = 150
-"""Units a request may spend on the event loop (a few milliseconds, about ten typical
+"""Units a request may spend on the event loop (a few milliseconds, three to seven typical
 evaluations) before its evaluations move to the pool."""
 
 CHECK_EVERY = 64
+# One thread: caveat work beyond the inline allowance never takes more than one core, and the
+# event loop competes for the GIL with a single busy thread.
 EVALUATION_THREADS = 1
 
 _T = TypeVar("_T")
