@@ -10,7 +10,7 @@ from stonetown.core.errors import InvalidArgument
 from stonetown.engine.caveats import CaveatEvaluator
 from stonetown.engine.conditions import CaveatAnd, CaveatLeaf, CaveatNot, CaveatOr, Condition
 from stonetown.engine.types import Permissionship
-from stonetown.schema import compile_schema
+from stonetown.schema import compile_schema, ir
 
 ALLOWED, DENIED, CONDITIONAL = Permissionship.ALLOWED, Permissionship.DENIED, Permissionship.CONDITIONAL
 
@@ -25,17 +25,21 @@ caveat not_expired(now timestamp, granted timestamp, ttl duration) { now < grant
 caveat has_tag(tags list<string>, wanted string) { wanted in tags }
 caveat quota(limits map<int>) { limits.used < limits.max }
 caveat loose(anything any) { anything.level >= 3 }
-caveat wrong_type(name string) { name + 1 == 2 }
-caveat not_boolean(count int) { count + 1 }
-caveat bad_cel(count int) { count == }
-caveat unknown_name(count int) { count == other }
 
 definition document {
     relation viewer: user with is_answer | user with either_one | user with both | user with in_network
-        | user with not_expired | user with has_tag | user with quota | user with loose | user with wrong_type
-        | user with not_boolean | user with bad_cel | user with unknown_name
+        | user with not_expired | user with has_tag | user with quota | user with loose
 }
 """
+
+# Caveats WriteSchema refuses now (tests/caveats/test_caveat_schema_check.py); a schema stored
+# before those checks existed may still hold them, and evaluating them must fail cleanly.
+LEGACY = {
+    "wrong_type": ("name string", "name + 1 == 2"),
+    "not_boolean": ("count int", "count + 1"),
+    "bad_cel": ("count int", "count =="),
+    "unknown_name": ("count int", "count == other"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -146,17 +150,31 @@ def test_request_keys_that_are_not_parameters_are_ignored(evaluator: CaveatEvalu
     assert verdict(evaluator, leaf("is_answer"), {"answer": 42, "user_ip": "not even an ip"}) == (ALLOWED, ())
 
 
-def test_cel_runtime_errors_are_invalid_argument(evaluator: CaveatEvaluator) -> None:
-    with pytest.raises(InvalidArgument, match="wrong_type"):
-        evaluator.verdict(leaf("wrong_type"), {"name": "x"})
-    with pytest.raises(InvalidArgument, match="not_boolean.*not a boolean"):
-        evaluator.verdict(leaf("not_boolean"), {"count": 1})
-    with pytest.raises(InvalidArgument, match="bad_cel"):
-        evaluator.verdict(leaf("bad_cel"), {"count": 1})
-    with pytest.raises(InvalidArgument, match="unknown_name"):
-        evaluator.verdict(leaf("unknown_name"), {"count": 1})
-    with pytest.raises(InvalidArgument, match="no_such_caveat"):
-        evaluator.verdict(leaf("no_such_caveat"), {})
+def legacy_evaluator() -> CaveatEvaluator:
+    caveats = {}
+    for name, (parameters, expression) in LEGACY.items():
+        params = tuple(ir.CaveatParameter(*p.split()) for p in parameters.split(", "))
+        caveats[name] = ir.Caveat(name, params, expression)
+    return CaveatEvaluator(ir.Schema({}, caveats))
+
+
+def test_cel_runtime_errors_are_invalid_argument_without_evaluator_internals() -> None:
+    evaluator = legacy_evaluator()
+    cases = [
+        ("wrong_type", {"name": "x"}, "evaluation error for caveat `wrong_type`"),
+        ("not_boolean", {"count": 1}, "`not_boolean` evaluated to int, not a boolean"),
+        ("bad_cel", {"count": 1}, "`bad_cel` cannot be evaluated: syntax error"),
+        ("unknown_name", {"count": 1}, "evaluation error for caveat `unknown_name`"),
+        ("no_such_caveat", {}, "caveat `no_such_caveat` not found"),
+    ]
+    for name, context, expected in cases:
+        with pytest.raises(InvalidArgument) as raised:
+            evaluator.verdict(leaf(name), context)
+        message = str(raised.value)
+        assert expected in message, message
+        assert len(message) < 300 and "\n" not in message, message
+        for internal in ("Tree(", "Token(", "<class", "celpy", "Traceback", "CELEvalError"):
+            assert internal not in message, message
 
 
 def test_a_missing_map_key_is_a_runtime_error_unless_short_circuited(evaluator: CaveatEvaluator) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import celpy.celtypes as ct
 import pytest
 
-from stonetown.engine.caveats import (
+from stonetown.engine.caveat_values import (
     CaveatType,
     IPAddressValue,
     convert_value,

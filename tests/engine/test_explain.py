@@ -117,3 +117,33 @@ async def test_a_wide_relation_is_explained_within_bounds() -> None:
         assert not answer.allowed and len(_nodes(tree.to_dict())) < 500
     finally:
         await system.stop()
+
+
+async def test_caveats_in_the_tree_are_evaluated_under_the_requests_budget() -> None:
+    from stonetown.core.errors import StonetownError
+    from stonetown.core.relationship import Relationship
+
+    system = PermissionSystem(MemoryDatastore(), poll_interval=None, gc_interval=None)
+    await system.start()
+    try:
+        await system.write_schema(
+            "caveat tagged(tags list<string>) { tags.all(x, tags.all(y, x == y || x != y)) }\n"
+            "caveat weekday(day int) { day < 6 }\n"
+            "definition user {}\ndefinition doc {\n relation viewer: user with weekday | user with tagged\n"
+            " permission view = viewer\n}"
+        )
+        rels = ["doc:d#viewer@user:ana[weekday]", "doc:d#viewer@user:bob[tagged]"]
+        await system.write_relationships([Update(UpdateOp.TOUCH, Relationship.parse(r)) for r in rels])
+        fresh = Consistency.fully_consistent()
+        ana = SubjectRef("user", "ana")
+        tree, answer = await system.explain(ObjectRef("doc", "d"), "view", ana, fresh, {"day": 7})
+        assert not answer.allowed
+        assert "caveat weekday is false for the context" in str(tree.to_dict())
+        tree, answer = await system.explain(ObjectRef("doc", "d"), "view", ana, fresh)
+        assert answer.missing_parameters == ("day",)
+        assert "caveat weekday needs context: day" in str(tree.to_dict())
+        bomb = {"tags": [f"t{i}" for i in range(400)]}
+        with pytest.raises(StonetownError, match="cost limit"):
+            await system.explain(ObjectRef("doc", "d"), "view", SubjectRef("user", "bob"), fresh, bomb)
+    finally:
+        await system.stop()

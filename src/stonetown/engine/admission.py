@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from stonetown.core.errors import FailedPrecondition, InvalidArgument
 from stonetown.core.relationship import WILDCARD, Relationship
-from stonetown.engine.caveats import context_error
+from stonetown.engine.caveat_values import context_error
 from stonetown.schema import ir
 
 

@@ -19,12 +19,11 @@ was not expanded) and so is the fan-out shown under one node (``max_children``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stonetown.engine.caveats import CaveatEvaluator
 from stonetown.engine.check import CheckRun
 from stonetown.engine.conditions import UNKNOWN, Result, all_of, any_of, negate
 from stonetown.engine.index import RelationshipIndex, RelMeta
@@ -33,6 +32,8 @@ from stonetown.schema import ir
 
 Subject = tuple[str, str, str]
 
+# the engine's verdict of a result for the request: (permissionship, missing parameters)
+Verdict = Callable[[Result], Awaitable[tuple[Permissionship, tuple[str, ...]]]]
 MAX_NODES = 400
 MAX_CHILDREN = 25
 
@@ -59,6 +60,11 @@ class ExplainNode:
     missing: tuple[str, ...] = ()
     children: list[ExplainNode] = field(default_factory=list)
     raw: Result = field(default=False, repr=False)
+    # settled after the caveats are evaluated: the caveat of this relationship, and the part
+    # of the reason that depends on the children's results
+    caveat: str | None = field(default=None, repr=False)
+    own: Result = field(default=True, repr=False)  # a relationship's own value (its caveat)
+    later: Callable[[ExplainNode], str] | None = field(default=None, repr=False)
 
     @property
     def granted(self) -> bool:
@@ -112,8 +118,6 @@ class Explainer:
         schema: ir.Schema,
         run: CheckRun,
         index: RelationshipIndex,
-        caveats: CaveatEvaluator,
-        context: dict[str, Any] | None,
         subject: Subject,
         *,
         max_nodes: int = MAX_NODES,
@@ -123,8 +127,6 @@ class Explainer:
         self.schema = schema
         self.run = run
         self.index = index
-        self.caveats = caveats
-        self.context = context
         self.nodes_left = max_nodes
         self.max_children = max_children
         self.now = time.time()
@@ -141,9 +143,33 @@ class Explainer:
             if raw is UNKNOWN and not node.reason:
                 node.reason = "a cycle in the data: it never grants here"
         else:
-            verdict = self.caveats.verdict(raw, self.context)  # type: ignore[arg-type]
-            node.result, node.missing = verdict.permissionship, verdict.missing_parameters
+            node.result = Permissionship.CONDITIONAL  # until settle() evaluates the caveats
         return node
+
+    async def settle(self, tree: ExplainNode, verdict: Verdict) -> None:
+        """Evaluate the caveat conditions of the tree's nodes with `verdict` (the engine's,
+        under the request's caveat budget), then the reasons that depend on them: children
+        before their parents."""
+        order: list[ExplainNode] = []
+        stack = [tree]
+        while stack:
+            node = stack.pop()
+            order.append(node)
+            stack.extend(node.children)
+        for node in reversed(order):
+            if node.result is Permissionship.CONDITIONAL:
+                node.result, node.missing = await verdict(node.raw)
+            if node.caveat is not None and node.own is not False:
+                own, missing = await verdict(node.own)
+                node.reason = {
+                    Permissionship.ALLOWED: f"caveat {node.caveat} holds for the context",
+                    Permissionship.DENIED: f"caveat {node.caveat} is false for the context",
+                    Permissionship.CONDITIONAL: f"caveat {node.caveat} needs context: " + ", ".join(missing),
+                }[own]
+            if node.later is not None:
+                prefix = node.later(node)
+                node.reason = f"{prefix}; {node.reason}" if node.reason else prefix
+                node.later = None
 
     def _node(self, kind: str, label: str, pos: ir.Position) -> ExplainNode:
         self.nodes_left -= 1
@@ -229,14 +255,8 @@ class Explainer:
                 node.reason = f"expired at {when}"
         if meta.caveat is not None:
             node.label += f"[{meta.caveat.name}]"
-            verdict = self.caveats.verdict(raw, self.context) if raw is not False else None  # type: ignore[arg-type]
-            if verdict is not None:
-                node.reason = {
-                    Permissionship.ALLOWED: f"caveat {meta.caveat.name} holds for the context",
-                    Permissionship.DENIED: f"caveat {meta.caveat.name} is false for the context",
-                    Permissionship.CONDITIONAL: f"caveat {meta.caveat.name} needs context: "
-                    + ", ".join(verdict.missing_parameters),
-                }[verdict.permissionship]
+            node.caveat = meta.caveat.name
+        node.own = raw
         return raw
 
     def _through_set(
@@ -246,11 +266,8 @@ class Explainer:
         own = node.raw
         inner = self.relation(userset[0], userset[1], userset[2], subj)
         node.children = [inner]
-        node.reason = (
-            f"the subject is in {_subject_text(userset)}"
-            if inner.granted
-            else f"the subject is not in {_subject_text(userset)}"
-        ) + (f"; {node.reason}" if node.reason and own is not True else "")
+        where = _subject_text(userset)
+        node.later = lambda _n: f"the subject is {'' if inner.granted else 'not '}in {where}"
         return self._finish(node, all_of(own, inner.raw))
 
     # ---- rewrites ---------------------------------------------------------------------
@@ -268,17 +285,14 @@ class Explainer:
         if isinstance(rewrite, ir.Intersection):
             node = self._node("intersection", _text(rewrite), rewrite.pos)
             node.children = [self.rewrite(child, rtype, rid, subj) for child in rewrite.children]
-            failing = [child.label for child in node.children if not child.granted]
-            if failing:
-                node.reason = "not every operand holds: " + ", ".join(failing)
+            node.later = _failing_operands
             return self._finish(node, _fold(all_of, True, node.children))
         if isinstance(rewrite, ir.Exclusion):
             node = self._node("exclusion", _text(rewrite), rewrite.pos)
             base = self.rewrite(rewrite.base, rtype, rid, subj)
             subtract = self.rewrite(rewrite.subtract, rtype, rid, subj)
             node.children = [base, subtract]
-            if base.granted and subtract.result is Permissionship.ALLOWED:
-                node.reason = f"excluded: {subtract.label} holds"
+            node.later = _excluded
             return self._finish(node, all_of(base.raw, negate(subtract.raw)))
         if isinstance(rewrite, ir.Nil):
             node = self._node("nil", "nil", rewrite.pos)
@@ -304,9 +318,8 @@ class Explainer:
                 own = hop.raw
                 inner = self.relation(ttype, tid, arrow.computed, subj)
                 hop.children = [inner]
-                holds = "holds" if inner.granted else "does not hold"
-                hop.reason = f"leads to {inner.label}, which {holds}" + (
-                    f"; {hop.reason}" if own is not True else ""
+                hop.later = lambda _n: f"leads to {inner.label}, which " + (
+                    "holds" if inner.granted else "does not hold"
                 )
                 return self._finish(hop, all_of(own, inner.raw))
 
@@ -321,21 +334,36 @@ class Explainer:
             return self._finish(node, _fold_values(all_of, True, values) if values else False)
         return self._finish(node, _fold_values(any_of, False, values))
 
-def explain(
+async def explain(
     schema: ir.Schema,
     run: CheckRun,
     index: RelationshipIndex,
-    caveats: CaveatEvaluator,
+    verdict: Verdict,
     resource: tuple[str, str],
     permission: str,
     subject: Subject,
-    context: dict[str, Any] | None = None,
     *,
     max_nodes: int = MAX_NODES,
 ) -> ExplainNode:
-    """The resolution tree of `resource#permission` for `subject` (see the module doc)."""
-    explainer = Explainer(schema, run, index, caveats, context, subject, max_nodes=max_nodes)
-    return explainer.relation(resource[0], resource[1], permission, subject)
+    """The resolution tree of `resource#permission` for `subject` (see the module doc); the
+    tree is built synchronously over one index, then its caveat conditions are evaluated
+    with `verdict` (which may leave the event loop)."""
+    explainer = Explainer(schema, run, index, subject, max_nodes=max_nodes)
+    tree = explainer.relation(resource[0], resource[1], permission, subject)
+    await explainer.settle(tree, verdict)
+    return tree
+
+
+def _failing_operands(node: ExplainNode) -> str:
+    failing = [child.label for child in node.children if not child.granted]
+    return "not every operand holds: " + ", ".join(failing) if failing else ""
+
+
+def _excluded(node: ExplainNode) -> str:
+    base, subtract = node.children
+    if base.granted and subtract.result is Permissionship.ALLOWED:
+        return f"excluded: {subtract.label} holds"
+    return ""
 
 
 def _fold(combine: Callable[[Result, Result], Result], start: Result, nodes: Iterable[ExplainNode]) -> Result:

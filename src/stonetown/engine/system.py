@@ -20,11 +20,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stonetown.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from stonetown.core.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from stonetown.core.relationship import WILDCARD, ObjectRef, Relationship, SubjectRef, validate_object_id
 from stonetown.engine import bulk_import
 from stonetown.engine.admission import admission_error, require_admitted, require_kept
+from stonetown.engine.caveat_values import require_request_context
 from stonetown.engine.caveats import CaveatEvaluator
+from stonetown.engine.cel_runtime import EvaluationBudget, EvaluationCancelled
 from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.check_cache import CheckCache, CheckKey
 from stonetown.engine.conditions import Result, granted
@@ -495,15 +503,21 @@ class PermissionSystem:
     # ---- permissions --------------------------------------------------------------------
 
     @staticmethod
-    def _verdict(
-        state: SchemaState, result: Result, revision: int, context: dict[str, Any] | None = None
+    async def _verdict(
+        state: SchemaState,
+        result: Result,
+        revision: int,
+        context: dict[str, Any] | None,
+        budget: EvaluationBudget | None,
     ) -> CheckResult:
-        """The answer for `result`; a caveat condition is evaluated against `context`."""
+        """The answer for `result`; a caveat condition is evaluated against `context` under
+        the request's `budget` (on the event loop while it lasts, then on the worker pool)."""
         if result is True:
             return CheckResult(Permissionship.ALLOWED, revision)
         if not granted(result):
             return CheckResult(Permissionship.DENIED, revision)
-        verdict = state.caveats.verdict(result, context)  # type: ignore[arg-type]
+        spend = budget if budget is not None else EvaluationBudget()
+        verdict = await spend.run(lambda: state.caveats.verdict(result, context, spend))  # type: ignore[arg-type]
         return CheckResult(verdict.permissionship, revision, verdict.missing_parameters)
 
     @staticmethod
@@ -539,6 +553,8 @@ class PermissionSystem:
         contextual: Sequence[Relationship] = (),
     ) -> CheckResult:
         """Does `subject` have `permission` on `resource`?"""
+        if context:
+            require_request_context(context)
         view = self._with_contextual(await self._view(consistency), contextual)
         state = view.state
         self._require_permission(state, resource.type, permission, "resource")
@@ -552,7 +568,9 @@ class PermissionSystem:
             result = run.dispatch(resource.type, resource.id, permission, subj, 0)
             if cacheable and not run.volatile:
                 self.check_cache.put(view.revision, key, result)
-        return self._verdict(state, result, view.revision, context)
+        if result is True:
+            return CheckResult(Permissionship.ALLOWED, view.revision)
+        return await self._verdict(state, result, view.revision, context, None)
 
     async def explain(
         self,
@@ -564,15 +582,23 @@ class PermissionSystem:
         contextual: Sequence[Relationship] = (),
     ) -> tuple[ExplainNode, CheckResult]:
         """The resolution tree of a Check (:mod:`stonetown.engine.explain`) and its answer."""
+        if context:
+            require_request_context(context)
         view = self._with_contextual(await self._view(consistency), contextual)
         state = view.state
         self._require_permission(state, resource.type, permission, "resource")
         self._require_subject(state, subject, "subject")
         run = CheckRun(state.compiled, view.index, self.max_depth)
         subj = (subject.type, subject.id, subject.relation)
+        budget = EvaluationBudget()
+
+        async def verdict(result: Result) -> tuple[Permissionship, tuple[str, ...]]:
+            answer = await self._verdict(state, result, view.revision, context, budget)
+            return answer.permissionship, answer.missing_parameters
+
         where = (resource.type, resource.id)
-        tree = explain(state.schema, run, view.index, state.caveats, where, permission, subj, context)
-        return tree, self._verdict(state, tree.raw, view.revision, context)
+        tree = await explain(state.schema, run, view.index, verdict, where, permission, subj)
+        return tree, await self._verdict(state, tree.raw, view.revision, context, budget)
 
     def cached_check(self, key: CheckKey, consistency: Consistency) -> CheckResult | None:
         """What :meth:`check` answers for `key` ``(resource type, resource id, permission,
@@ -596,8 +622,8 @@ class PermissionSystem:
             if wanted > revision if mode is ConsistencyMode.AT_LEAST_AS_FRESH else wanted != revision:
                 return None  # a newer revision to wait for, or another snapshot
         result = cache.entries.get(key)
-        if result is None:
-            return None
+        if result is None or (result is not True and granted(result)):
+            return None  # absent, or a caveat condition: check() evaluates it, maybe off the loop
         cache.hits += 1
         verdicts = self._cached_verdicts
         if verdicts[0] != revision:
@@ -608,9 +634,7 @@ class PermissionSystem:
             )
         if result is True:
             return verdicts[1]
-        if not granted(result):
-            return verdicts[2]
-        return self._verdict(self.state, result, revision)
+        return verdicts[2]
 
     async def check_bulk(
         self,
@@ -622,9 +646,12 @@ class PermissionSystem:
         view = self._with_contextual(await self._view(consistency), contextual)
         state = view.state
         run = CheckRun(state.compiled, view.index, self.max_depth)
+        budget = EvaluationBudget()
         out: list[CheckResult | Exception] = []
         for position, request in enumerate(requests):
             try:
+                if request.context:
+                    require_request_context(request.context, f"items[{position}].context")
                 self._require_permission(
                     state, request.resource.type, request.permission, f"items[{position}].resource"
                 )
@@ -637,7 +664,9 @@ class PermissionSystem:
                     (subject.type, subject.id, subject.relation),
                     0,
                 )
-                out.append(self._verdict(state, result, view.revision, request.context))
+                out.append(await self._verdict(state, result, view.revision, request.context, budget))
+            except (DeadlineExceeded, EvaluationCancelled):
+                raise  # the whole request is over, not one item
             except Exception as exc:  # noqa: BLE001 - reported per item
                 out.append(exc)
         return out
@@ -665,6 +694,8 @@ class PermissionSystem:
     ) -> AsyncIterator[tuple[LookupResourceResult, int]]:
         """Resource ids of `resource_type` on which `subject` has `permission`, sorted by id,
         starting after the cursor id `after`; each with the revision used."""
+        if context:
+            require_request_context(context)
         view = self._with_contextual(await self._view(consistency), contextual)
         state = view.state
         self._require_permission(state, resource_type, permission, "resource_object_type")
@@ -679,12 +710,13 @@ class PermissionSystem:
             self.max_depth,
         )
         sent = 0
+        budget = EvaluationBudget()
         for rid, result in found:
             if after is not None and rid <= after:
                 continue
             if limit is not None and sent >= limit:
                 return
-            verdict = self._verdict(state, result, view.revision, context)
+            verdict = await self._verdict(state, result, view.revision, context, budget)
             if verdict.permissionship is Permissionship.DENIED:
                 continue
             yield (
@@ -710,6 +742,8 @@ class PermissionSystem:
     ) -> AsyncIterator[tuple[LookupSubjectResult, int]]:
         """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) that have
         `permission` on `resource`, sorted by id (wildcard first); each with the revision used."""
+        if context:
+            require_request_context(context)
         view = self._with_contextual(await self._view(consistency), contextual)
         state = view.state
         self._require_permission(state, resource.type, permission, "resource")
@@ -727,14 +761,16 @@ class PermissionSystem:
         # Caveats are evaluated before paging: a subject the context denies is no answer. The
         # wildcard excludes every subject it does not grant outright (denied, or conditional
         # and listed on its own with its missing parameters).
+        budget = EvaluationBudget()
         verdicts = [
-            (cid, self._verdict(state, result, view.revision, context)) for cid, result in found.subjects
+            (cid, await self._verdict(state, result, view.revision, context, budget))
+            for cid, result in found.subjects
         ]
         denied = {cid for cid, verdict in verdicts if verdict.permissionship is Permissionship.DENIED}
         not_allowed = {cid for cid, v in verdicts if v.permissionship is not Permissionship.ALLOWED}
         items: list[tuple[str, CheckResult, tuple[str, ...]]] = []
         if found.wildcard is not False:
-            wildcard = self._verdict(state, found.wildcard, view.revision, context)
+            wildcard = await self._verdict(state, found.wildcard, view.revision, context, budget)
             if wildcard.permissionship is not Permissionship.DENIED:
                 items.append(("*", wildcard, tuple(sorted({*found.excluded, *not_allowed}))))
         items.extend((cid, verdict, ()) for cid, verdict in verdicts if cid not in denied)

@@ -9,7 +9,9 @@ Messages follow SpiceDB's wording. Rules:
   directly or through subject sets;
 * a subject set on another definition must not bring in a wildcard transitively;
 * permissions that merely alias each other must not form a cycle;
-* an arrow's target must exist on at least one subject type of its tupleset.
+* an arrow's target must exist on at least one subject type of its tupleset;
+* caveat expressions parse, stay within the evaluator's depth and type-check to bool
+  (:mod:`.cel_check`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections import deque
 from collections.abc import Iterator
 
 from stonetown.schema import ir
+from stonetown.schema.cel_check import caveat_diagnostics
 from stonetown.schema.diagnostics import Diagnostic, sort_diagnostics
 
 
@@ -56,6 +59,7 @@ class _Checker:
                 else:
                     self._check_relation(definition, relation)
             self._check_alias_cycles(definition)
+        self.diagnostics.extend(caveat_diagnostics(self.schema))
         return sort_diagnostics(self.diagnostics)
 
     # ---- relations -------------------------------------------------------------------------
