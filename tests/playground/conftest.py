@@ -82,9 +82,11 @@ def playground_factory(tmp_path: Path) -> Iterator[object]:
         item.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """A headless Chromium (skips when Chromium or Playwright is missing)."""
+    """A headless Chromium (skips when Chromium or Playwright is missing). Module-scoped: the
+    sync Playwright driver runs an event loop in this thread while it lives, which async
+    tests elsewhere would trip over."""
     path = chromium_path()
     if path is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
