@@ -136,7 +136,9 @@ class Parser:
 
     def _refuse_keyword(self, tok: Token, what: str) -> None:
         if tok.value in self.reserved and not self.trusted:
-            self._error(tok, f"expected {what}, found the keyword `{tok.value}` (reserved in the schema language)")
+            self._error(
+                tok, f"expected {what}, found the keyword `{tok.value}` (reserved in the schema language)"
+            )
 
     def _count(self, tok: Token, count: int, limit: int, what: str) -> None:
         """Stop the parse at `tok` when `count` (including it) is over `limit`."""
@@ -220,7 +222,9 @@ class Parser:
                 )
             if self._is_keyword("relation") or self._is_keyword("permission"):
                 self.relations += 1
-                self._count(self.tok, self.relations, MAX_RELATIONS, "relations and permissions in the schema")
+                self._count(
+                    self.tok, self.relations, MAX_RELATIONS, "relations and permissions in the schema"
+                )
                 self._count(
                     self.tok,
                     len(members) + 1,
@@ -281,7 +285,9 @@ class Parser:
         types = [self._type_ref()]
         while self._is_punct("|"):
             self._advance()
-            self._count(self.tok, len(types) + 1, MAX_SUBJECT_TYPES, f"subject types on relation `{name.value}`")
+            self._count(
+                self.tok, len(types) + 1, MAX_SUBJECT_TYPES, f"subject types on relation `{name.value}`"
+            )
             types.append(self._type_ref())
         return ast.RelationDecl(name, tuple(types), self._doc(keyword), keyword.line, keyword.column)
 
