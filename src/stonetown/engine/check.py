@@ -33,8 +33,8 @@ Refuter = Callable[["CheckRun", str, Subject], bool]
 # Bounds on how far compilation inlines relations into one another, so that neither compiling
 # nor evaluating a long chain of permissions recurses down the chain: unions spliced into a
 # union (levels), unions compiled inside one another, and inline calls an evaluation nests.
-MAX_SPLICE_LEVEL = 16
-MAX_INLINE_NESTING = 4
+MAX_SPLICE_LEVEL = 8
+MAX_INLINE_NESTING = 2
 MAX_INLINE_DEPTH = 4
 
 _MISSING = object()

@@ -23,12 +23,12 @@ from stonetown.schema import ast
 from stonetown.schema.diagnostics import Diagnostic, SchemaError
 from stonetown.schema.lexer import Lexer, Token, TokenKind
 
-MAX_SCHEMA_BYTES = 4 * 1024 * 1024
+MAX_SCHEMA_BYTES = 1024 * 1024
 MAX_NESTING_DEPTH = 50
 MAX_DIAGNOSTICS = 50
 MAX_DEFINITIONS = 2000  # definitions and caveats together
 MAX_RELATIONS = 10_000  # relations and permissions in the whole schema
-MAX_RELATIONS_PER_DEFINITION = 256
+MAX_RELATIONS_PER_DEFINITION = 1000
 MAX_SUBJECT_TYPES = 64  # allowed subject types of one relation
 MAX_OPERANDS = 256  # relations, arrows and `nil` in one permission expression
 
