@@ -19,6 +19,7 @@ from stonetown.api.pb import schema as schema_pb
 from stonetown.api.pb import schema_grpc
 from stonetown.core.errors import ResourceExhausted
 from stonetown.schema import (
+    MAX_ARROW_TARGETS,
     MAX_DEFINITIONS,
     MAX_OPERANDS,
     MAX_RELATIONS_PER_DEFINITION,
@@ -173,6 +174,20 @@ OVER_LIMITS = [
         + "\n}",
         f"too many operands in permission `view`: the limit is {MAX_OPERANDS}",
         id="operands",
+    ),
+    pytest.param(
+        "definition user {}\n"
+        + "\n".join(f"definition typ{i} {{ relation ppp: user }}" for i in range(MAX_SUBJECT_TYPES))
+        + "\ndefinition doc {\n    relation upp: "
+        + " | ".join(f"typ{i}" for i in range(MAX_SUBJECT_TYPES))
+        + "\n"
+        + "\n".join(
+            f"    permission all{i} = " + " + ".join(["upp->ppp"] * (MAX_OPERANDS - 1))
+            for i in range(MAX_ARROW_TARGETS // MAX_SUBJECT_TYPES // (MAX_OPERANDS - 1) + 1)
+        )
+        + "\n}",
+        f"too many arrow targets in the schema: the limit is {MAX_ARROW_TARGETS}",
+        id="arrow-targets",
     ),
     pytest.param(
         "definition user {}\n" + " " * MAX_SCHEMA_BYTES,

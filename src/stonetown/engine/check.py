@@ -70,6 +70,8 @@ class CompiledSchema:
         # relations no walk leads back to: never on the stack twice, so their dispatches
         # skip the stack (no cycle can pass through them)
         self.acyclic = frozenset(self.graph.keys() - cyclic_nodes(self.graph))
+        self._component = strongly_connected_components(self.graph)
+        self._flat_names_of: dict[tuple[str, str], set[str] | None] = {}
         # how many inline calls deep an evaluation of each compiled relation can go
         self._inline_depth: dict[tuple[str, str], int] = {}
         self._inline_level = 0
@@ -250,12 +252,15 @@ class CompiledSchema:
     def _flat_names(self, rtype: str, relation: str) -> set[str] | None:
         """`relation` and the relations of `rtype` its flattened union inlines (None when
         `rtype` has no such relation)."""
-        found = self.schema.relation(rtype, relation)
-        if found is None:
-            return None
-        names = {relation}
-        self._flatten(rtype, relation, found.rewrite, names, {})
-        return names
+        key = (rtype, relation)
+        if key not in self._flat_names_of:
+            found = self.schema.relation(rtype, relation)
+            names: set[str] | None = None
+            if found is not None:
+                names = {relation}
+                self._flatten(rtype, relation, found.rewrite, names, {})
+            self._flat_names_of[key] = names
+        return self._flat_names_of[key]
 
     def _subsumed(self, rtype: str, tupleset: str, smaller: str, larger: str) -> bool:
         """Whether the arrow `tupleset->smaller` adds nothing to a union that also holds
@@ -270,7 +275,9 @@ class CompiledSchema:
             names = self._flat_names(target_type, larger)
             if names is None or smaller not in names:
                 return False
-            if _reaches(self.graph, {(target_type, smaller)}, (target_type, larger)):
+            # `larger` reaches `smaller` (it inlines it): the way back exists when both
+            # share a strongly connected component
+            if self._component.get((target_type, smaller)) == self._component.get((target_type, larger)):
                 return False
         return True
 
@@ -400,22 +407,6 @@ def _relation_graph(schema: ir.Schema) -> dict[tuple[str, str], set[tuple[str, s
         for definition in schema.definitions.values()
         for relation in definition.relations.values()
     }
-
-
-def _reaches(
-    graph: dict[tuple[str, str], set[tuple[str, str]]], start: set[tuple[str, str]], goal: tuple[str, str]
-) -> bool:
-    seen: set[tuple[str, str]] = set()
-    todo = list(start)
-    while todo:
-        current = todo.pop()
-        if current == goal:
-            return True
-        if current in seen:
-            continue
-        seen.add(current)
-        todo.extend(graph.get(current, ()))
-    return False
 
 
 def _computed_targets(node: ir.Rewrite) -> set[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from stonetown.schema import ast, ir
-from stonetown.schema.checker import check_schema
+from stonetown.schema.checker import MAX_ARROW_TARGETS, check_schema
 from stonetown.schema.compiler import compile_ast
 from stonetown.schema.diagnostics import Diagnostic, SchemaError
 from stonetown.schema.formatter import format_schema
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from stonetown.schema.analysis import Analysis, analyze
 
 __all__ = [
+    "MAX_ARROW_TARGETS",
     "MAX_DEFINITIONS",
     "MAX_NESTING_DEPTH",
     "MAX_OPERANDS",
@@ -61,7 +62,7 @@ def compile_schema(text: str, *, trusted: bool = False) -> ir.Schema:
         schema, diagnostics = compile_ast(tree)
         if diagnostics:
             raise SchemaError(sorted(diagnostics, key=lambda d: (d.line, d.column)))
-        diagnostics = check_schema(schema)
+        diagnostics = check_schema(schema, limits=not trusted)
     except RecursionError:
         # Depth limits should make this unreachable; keep the promise of a clean error anyway.
         raise SchemaError([Diagnostic(1, 1, "schema nests too deeply to process")]) from None
