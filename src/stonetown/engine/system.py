@@ -143,6 +143,7 @@ class PermissionSystem:
         self.index = RelationshipIndex()
         self.state: SchemaState | None = None
         self._advance_lock = asyncio.Lock()
+        self._schema_compile = asyncio.Lock()
         self._changed = asyncio.Event()
         self._snapshots: OrderedDict[int, View] = OrderedDict()
         self._compiled: OrderedDict[int, SchemaState] = OrderedDict()
@@ -334,7 +335,8 @@ class PermissionSystem:
         Everything the engine derives from the schema is compiled before the commit, in a
         thread (the event loop stays free): a schema that cannot be served is never stored.
         """
-        state = await asyncio.to_thread(SchemaState.checked, text)
+        async with self._schema_compile:  # one at a time: each can take seconds and 100s of MB
+            state = await asyncio.to_thread(SchemaState.checked, text)
         schema = state.schema
         revision = await self.store.write_schema(text, lambda examples: require_kept(schema, list(examples)))
         self._remember(replace(state, stored=StoredSchema(text, revision)))
