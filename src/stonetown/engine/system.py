@@ -335,13 +335,31 @@ class PermissionSystem:
         Everything the engine derives from the schema is compiled before the commit, in a
         thread (the event loop stays free): a schema that cannot be served is never stored.
         """
-        async with self._schema_compile:  # one at a time: each can take seconds and 100s of MB
-            state = await asyncio.to_thread(SchemaState.checked, text)
+        state = await self._compile_new(text)
         schema = state.schema
         revision = await self.store.write_schema(text, lambda examples: require_kept(schema, list(examples)))
         self._remember(replace(state, stored=StoredSchema(text, revision)))
         await self.catch_up()
         return revision
+
+    async def _compile_new(self, text: str) -> SchemaState:
+        """SchemaState.checked in a thread, one at a time (each can take seconds and 100s of
+        MB). A thread cannot be stopped: when the caller gives up (its deadline), the next
+        compilation still waits for this one to finish."""
+        await self._schema_compile.acquire()
+        try:
+            compiling = asyncio.get_running_loop().run_in_executor(None, SchemaState.checked, text)
+        except BaseException:
+            self._schema_compile.release()
+            raise
+
+        def finished(future: asyncio.Future[SchemaState]) -> None:
+            self._schema_compile.release()
+            if not future.cancelled():
+                future.exception()  # retrieved, also when nobody awaits it any more
+
+        compiling.add_done_callback(finished)
+        return await asyncio.shield(compiling)
 
     async def read_schema(self) -> StoredSchema:
         """The schema in force (NotFound if none)."""
