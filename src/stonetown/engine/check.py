@@ -94,8 +94,6 @@ class CompiledSchema:
             if shortcuts and _chain_shape(key[0], relation):
                 function = _compile_chain(key[0], key[1], relation.rewrite, function)
             self.functions[key] = function
-        # schema order, as before
-        self.functions = {key: self.functions[key] for key in self.graph if key in self.functions}
         # (function, whether it can be met again while evaluated) per relation: one lookup
         # per dispatch
         self.plans: dict[tuple[str, str], tuple[EvalFn, bool]] = {
