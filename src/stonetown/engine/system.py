@@ -15,7 +15,8 @@ import gc
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -84,7 +85,8 @@ class SchemaState:
         whatever the limits are now (see :func:`stonetown.schema.parse_schema`)."""
         from stonetown.schema import compile_schema
 
-        return cls.build(stored, compile_schema(stored.text, trusted=True))
+        with cyclic_gc_paused():
+            return cls.build(stored, compile_schema(stored.text, trusted=True))
 
     @classmethod
     def build(cls, stored: StoredSchema, schema: ir.Schema) -> SchemaState:
@@ -97,7 +99,8 @@ class SchemaState:
         stored (revision 0); raises SchemaError. CPU-bound: run it off the event loop."""
         from stonetown.schema import compile_schema
 
-        return cls.build(StoredSchema(text, 0), compile_schema(text))
+        with cyclic_gc_paused():
+            return cls.build(StoredSchema(text, 0), compile_schema(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -787,13 +790,23 @@ async def _load_index(store: Datastore, revision: int) -> RelationshipIndex:
     to the permanent generation so later collections do not traverse it.
     """
     index = RelationshipIndex(revision)
+    with cyclic_gc_paused():
+        async for batch in store.iter_fields(revision):
+            index.add_all(batch)
+    gc.freeze()
+    return index
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused (in every thread) while a large structure grows:
+    its new containers would trigger full collections, each walking the whole heap while
+    holding the GIL, that find nothing (a schema compiles several times faster, and the
+    event loop is not stalled for seconds meanwhile)."""
     paused = gc.isenabled()
     gc.disable()
     try:
-        async for batch in store.iter_fields(revision):
-            index.add_all(batch)
+        yield
     finally:
         if paused:
             gc.enable()
-    gc.freeze()
-    return index
