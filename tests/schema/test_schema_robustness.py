@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from stonetown.schema import (
     MAX_NESTING_DEPTH,
+    MAX_OPERANDS,
     MAX_SCHEMA_BYTES,
     SchemaError,
     compile_schema,
@@ -87,8 +88,8 @@ def test_nesting_at_the_limit_is_accepted() -> None:
 
 def test_long_exclusion_chain_is_capped() -> None:
     text = "definition user {}\ndefinition doc {\n relation viewer: user\n permission view = "
-    text += " - ".join(["viewer"] * 5000) + "\n}"
-    with pytest.raises(SchemaError, match="permission `view` nests 5000 operations deep; the limit is 100"):
+    text += " - ".join(["viewer"] * 200) + "\n}"
+    with pytest.raises(SchemaError, match="permission `view` nests 200 operations deep; the limit is 100"):
         compile_schema(text)
 
 
@@ -100,16 +101,16 @@ def test_deep_caveat_type() -> None:
 
 def test_wide_union_is_flat_and_fast() -> None:
     text = "definition user {}\ndefinition doc {\n relation viewer: user\n permission view = "
-    text += " + ".join(["viewer"] * 20_000) + "\n}"
+    text += " + ".join(["viewer"] * MAX_OPERANDS) + "\n}"
     start = time.perf_counter()
     schema = compile_schema(text)
     assert time.perf_counter() - start < 5
     view = schema.relation("doc", "view")
-    assert view is not None and len(view.rewrite.children) == 20_000  # type: ignore[union-attr]
+    assert view is not None and len(view.rewrite.children) == MAX_OPERANDS  # type: ignore[union-attr]
 
 
 def test_long_subject_set_chain() -> None:
-    count = 2000
+    count = 1500
     text = "definition user {}\n" + "\n".join(
         f"definition grp{i:04d} {{ relation member: grp{i + 1:04d}#member }}" for i in range(count)
     )

@@ -21,6 +21,7 @@ from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadl
 from stonetown.engine.index import RelationshipIndex, RelMeta
 from stonetown.engine.reachability import evaluated_relations, reads_direct_only
 from stonetown.schema import ir
+from stonetown.schema.graphs import cyclic_nodes, postorder, strongly_connected_components
 
 Subject = tuple[str, str, str]  # (type, id, relation or "")
 EvalFn = Callable[["CheckRun", str, Subject, int], Result]
@@ -28,6 +29,13 @@ EvalFn = Callable[["CheckRun", str, Subject, int], Result]
 # evaluation it stands for dispatches nothing, raises nothing and reads no metadata (see
 # _refuter_of)
 Refuter = Callable[["CheckRun", str, Subject], bool]
+
+# Bounds on how far compilation inlines relations into one another, so that neither compiling
+# nor evaluating a long chain of permissions recurses down the chain: unions spliced into a
+# union (levels), unions compiled inside one another, and inline calls an evaluation nests.
+MAX_SPLICE_LEVEL = 8
+MAX_INLINE_NESTING = 2
+MAX_INLINE_DEPTH = 4
 
 _MISSING = object()
 _NO_PLAN = (None, True)  # a relation the schema does not define: evaluates to False
@@ -61,15 +69,31 @@ class CompiledSchema:
         self._refuters: dict[tuple[str, str], Refuter | None] = {}
         # relations no walk leads back to: never on the stack twice, so their dispatches
         # skip the stack (no cycle can pass through them)
-        self.acyclic = frozenset(
-            key for key, edges in self.graph.items() if not _reaches(self.graph, edges, key)
-        )
-        for definition in schema.definitions.values():
-            for relation in definition.relations.values():
-                function = self._compile(definition.name, relation.name, relation.rewrite)
-                if shortcuts and _chain_shape(definition.name, relation):
-                    function = _compile_chain(definition.name, relation.name, relation.rewrite, function)
-                self.functions[(definition.name, relation.name)] = function
+        self.acyclic = frozenset(self.graph.keys() - cyclic_nodes(self.graph))
+        self._component = strongly_connected_components(self.graph)
+        self._flat_names_of: dict[tuple[str, str], set[str] | None] = {}
+        # how many inline calls deep an evaluation of each compiled relation can go
+        self._inline_depth: dict[tuple[str, str], int] = {}
+        self._inline_level = 0
+        self._nesting = 0
+        # each relation's refuter as compiled (before a chain loop wraps it)
+        self._plain_refuters: dict[tuple[str, str], Refuter | None] = {}
+        # Compiled in an order where what a relation inlines and the acyclic relations whose
+        # refuters it asks for come first: each is then found compiled, and compiling a long
+        # chain of relations never recurses down the chain.
+        for key in self._compile_order():
+            relation = schema.relation(*key)
+            if relation is None:
+                continue
+            self._inline_level = 0
+            function = self._compile(key[0], key[1], relation.rewrite)
+            self._inline_depth[key] = self._inline_level
+            self._plain_refuters[key] = _refuter_of(function)
+            if key in self.acyclic and key not in self._refuters:
+                self._refuters[key] = self._plain_refuters[key]
+            if shortcuts and _chain_shape(key[0], relation):
+                function = _compile_chain(key[0], key[1], relation.rewrite, function)
+            self.functions[key] = function
         # (function, whether it can be met again while evaluated) per relation: one lookup
         # per dispatch
         self.plans: dict[tuple[str, str], tuple[EvalFn, bool]] = {
@@ -77,6 +101,20 @@ class CompiledSchema:
         }
         self.simple_recursive = simple_recursive_relations(schema)
         self.race = CycleRace(schema, self.simple_recursive)
+
+    def _compile_order(self) -> list[tuple[str, str]]:
+        """Every relation after the relations it inlines and the acyclic relations it
+        evaluates (the two kinds of relation a compilation looks up)."""
+        needs: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for key, edges in self.graph.items():
+            relation = self.schema.relation(*key)
+            inlined = [
+                (key[0], name)
+                for name in (_computed_targets(relation.rewrite) if relation is not None else ())
+                if (key[0], name) in self.inlinable
+            ]
+            needs[key] = inlined + [edge for edge in edges if edge in self.acyclic]
+        return postorder(needs)
 
     def _cost(self, rtype: str, node: ir.Rewrite) -> int:
         """A rough rank of how much work evaluating `node` takes (0 = one dict lookup)."""
@@ -118,24 +156,34 @@ class CompiledSchema:
             return _compile_this(rtype, rel, node, skips=self._skips(_allowed_sets(node.allowed)[2]))
         if isinstance(node, ir.ComputedUserset):
             target = node.relation
-            if (rtype, target) in self.inlinable:
+            key = (rtype, target)
+            if key in self.inlinable:
                 # Same object, no cycle possible through computed usersets alone: evaluate the
                 # target in place, skipping the memo and cycle bookkeeping.
                 rewrite = self.schema.definitions[rtype].relations[target].rewrite
                 if isinstance(rewrite, ir.This):
                     return _compile_this(rtype, target, rewrite, itself=True)
-                if isinstance(rewrite, ir.Union):
-                    return self._compile_flat_union(rtype, target, rewrite, itself=True)
-                functions, key = self.functions, (rtype, target)
+                if isinstance(rewrite, ir.Union) and self._nesting < MAX_INLINE_NESTING:
+                    self._nesting += 1
+                    try:
+                        return self._compile_flat_union(rtype, target, rewrite, itself=True)
+                    finally:
+                        self._nesting -= 1
+                # Compiled before (see _compile_order); past a few inline calls, a dispatch
+                # (which counts against the depth limit) keeps evaluation off deep recursion.
+                hops = self._inline_depth.get(key)
+                if key in self.functions and hops is not None and hops < MAX_INLINE_DEPTH:
+                    self._inline_level = max(self._inline_level, hops + 1)
+                    functions = self.functions
 
-                def computed_inline(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
-                    if subj[2] == target and subj[1] == rid and subj[0] == rtype:
-                        return True  # a subject set is a member of itself
-                    return functions[key](run, rid, subj, depth)
+                    def computed_inline(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+                        if subj[2] == target and subj[1] == rid and subj[0] == rtype:
+                            return True  # a subject set is a member of itself
+                        return functions[key](run, rid, subj, depth)
 
-                # functions[key] is compiled from the same rewrite: the same refuter
-                _set_refuter(computed_inline, _refuter_of(self._compile(rtype, target, rewrite)))
-                return computed_inline
+                    # functions[key] is compiled from the same rewrite: the same refuter
+                    _set_refuter(computed_inline, self._plain_refuters.get(key))
+                    return computed_inline
 
             def computed(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
                 return run.dispatch(rtype, rid, target, subj, depth)
@@ -177,7 +225,11 @@ class CompiledSchema:
         if isinstance(node, ir.Union):
             for child in node.children:
                 self._flatten(rtype, rel, child, names, leaves, level)
-        elif isinstance(node, ir.ComputedUserset) and (rtype, node.relation) in self.inlinable:
+        elif (
+            isinstance(node, ir.ComputedUserset)
+            and (rtype, node.relation) in self.inlinable
+            and level < MAX_SPLICE_LEVEL
+        ):
             target = self.schema.relation(rtype, node.relation)
             assert target is not None  # inlinable relations are defined
             names.add(node.relation)
@@ -198,12 +250,15 @@ class CompiledSchema:
     def _flat_names(self, rtype: str, relation: str) -> set[str] | None:
         """`relation` and the relations of `rtype` its flattened union inlines (None when
         `rtype` has no such relation)."""
-        found = self.schema.relation(rtype, relation)
-        if found is None:
-            return None
-        names = {relation}
-        self._flatten(rtype, relation, found.rewrite, names, {})
-        return names
+        key = (rtype, relation)
+        if key not in self._flat_names_of:
+            found = self.schema.relation(rtype, relation)
+            names: set[str] | None = None
+            if found is not None:
+                names = {relation}
+                self._flatten(rtype, relation, found.rewrite, names, {})
+            self._flat_names_of[key] = names
+        return self._flat_names_of[key]
 
     def _subsumed(self, rtype: str, tupleset: str, smaller: str, larger: str) -> bool:
         """Whether the arrow `tupleset->smaller` adds nothing to a union that also holds
@@ -218,7 +273,9 @@ class CompiledSchema:
             names = self._flat_names(target_type, larger)
             if names is None or smaller not in names:
                 return False
-            if _reaches(self.graph, {(target_type, smaller)}, (target_type, larger)):
+            # `larger` reaches `smaller` (it inlines it): the way back exists when both
+            # share a strongly connected component
+            if self._component.get((target_type, smaller)) == self._component.get((target_type, larger)):
                 return False
         return True
 
@@ -350,22 +407,6 @@ def _relation_graph(schema: ir.Schema) -> dict[tuple[str, str], set[tuple[str, s
     }
 
 
-def _reaches(
-    graph: dict[tuple[str, str], set[tuple[str, str]]], start: set[tuple[str, str]], goal: tuple[str, str]
-) -> bool:
-    seen: set[tuple[str, str]] = set()
-    todo = list(start)
-    while todo:
-        current = todo.pop()
-        if current == goal:
-            return True
-        if current in seen:
-            continue
-        seen.add(current)
-        todo.extend(graph.get(current, ()))
-    return False
-
-
 def _computed_targets(node: ir.Rewrite) -> set[str]:
     """Relations of the same object a rewrite refers to by name."""
     if isinstance(node, ir.ComputedUserset):
@@ -383,21 +424,8 @@ def _inlinable_targets(schema: ir.Schema) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
     for definition in schema.definitions.values():
         graph = {name: _computed_targets(r.rewrite) for name, r in definition.relations.items()}
-        for name in graph:
-            seen: set[str] = set()
-            todo = list(graph[name])
-            cyclic = False
-            while todo:
-                current = todo.pop()
-                if current == name:
-                    cyclic = True
-                    break
-                if current in seen:
-                    continue
-                seen.add(current)
-                todo.extend(graph.get(current, ()))
-            if not cyclic and name in definition.relations:
-                found.add((definition.name, name))
+        cyclic = cyclic_nodes(graph)
+        found.update((definition.name, name) for name in definition.relations if name not in cyclic)
     return found
 
 
@@ -422,18 +450,11 @@ def simple_recursive_relations(schema: ir.Schema) -> set[tuple[str, str]]:
                 schema, definition.name, relation.rewrite
             )
 
+    component = strongly_connected_components(graph)
+
     def reaches(start: set[tuple[str, str]], goal: tuple[str, str]) -> bool:
-        seen: set[tuple[str, str]] = set()
-        todo = list(start)
-        while todo:
-            node = todo.pop()
-            if node == goal:
-                return True
-            if node in seen:
-                continue
-            seen.add(node)
-            todo.extend(graph.get(node, ()))
-        return False
+        # `start` holds edges out of `goal`: one leads back to it when both share a component
+        return any(node == goal or component.get(node) == component[goal] for node in start)
 
     # OpenFGA does not use its flag-free recursive strategy at all in a model in which a
     # relation reaches itself through an intersection or exclusion operand (observed).

@@ -55,6 +55,7 @@ from typing import Any
 
 from stonetown.engine.reachability import evaluated_relations, reads_direct_only
 from stonetown.schema import ir
+from stonetown.schema.graphs import cyclic_nodes, leading_to
 
 Subject = tuple[str, str, str]
 Key = tuple[str, str, str, Subject]
@@ -446,51 +447,25 @@ def race_prone_relations(
         if key in graph:
             graph[key] = graph[key] - {key}
 
-    def closure(start: tuple[str, str]) -> set[tuple[str, str]]:
-        seen = {start}
-        todo = [start]
-        while todo:
-            for nxt in graph.get(todo.pop(), ()):
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-        return seen
-
-    closures = {key: closure(key) for key in graph}
-    cyclic = _recursive_relations(schema, graph, closures)
+    cyclic = cyclic_nodes(graph)
     excluding = {
         (d.name, r.name)
         for d in schema.definitions.values()
         for r in d.relations.values()
         if _has_exclusion(r.rewrite)
     }
-    return frozenset(key for key, reach in closures.items() if reach & excluding and reach & cyclic)
+    return frozenset(leading_to(graph, excluding) & leading_to(graph, cyclic) & graph.keys())
 
 
-def _recursive_relations(
-    schema: ir.Schema,
-    graph: dict[tuple[str, str], set[tuple[str, str]]] | None = None,
-    closures: dict[tuple[str, str], set[tuple[str, str]]] | None = None,
-) -> set[tuple[str, str]]:
+def _recursive_relations(schema: ir.Schema) -> set[tuple[str, str]]:
     """The (type, relation) pairs that can reach themselves (through relationships)."""
-    if graph is None:
-        graph = {
+    return cyclic_nodes(
+        {
             (d.name, r.name): evaluated_relations(schema, d.name, r.rewrite)
             for d in schema.definitions.values()
             for r in d.relations.values()
         }
-    if closures is None:
-        closures = {}
-        for key in graph:
-            seen = {key}
-            todo = [key]
-            while todo:
-                for nxt in graph.get(todo.pop(), ()):
-                    if nxt not in seen:
-                        seen.add(nxt)
-                        todo.append(nxt)
-            closures[key] = seen
-    return {key for key in graph if any(key in closures[nxt] for nxt in graph[key])}
+    )
 
 
 def _has_exclusion(node: ir.Rewrite) -> bool:

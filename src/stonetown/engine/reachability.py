@@ -283,18 +283,26 @@ def reads_direct_only(
 ) -> bool:
     """Whether a rewrite of `rtype` reads only directly assigned subjects (OpenFGA's weight 1):
     no subject set and no arrow, through the relations it computes too. `seen`: relations of
-    `rtype` already being followed (a computed cycle among them reads nothing more)."""
-    if isinstance(node, ir.This):
-        return all(a.relation is None for a in node.allowed)
-    if isinstance(node, ir.ComputedUserset):
-        target = schema.relation(rtype, node.relation)
-        if target is None or node.relation in seen:
-            return target is not None
-        return reads_direct_only(schema, rtype, target.rewrite, seen | {node.relation})
-    if isinstance(node, ir.Union | ir.Intersection):
-        return all(reads_direct_only(schema, rtype, c, seen) for c in node.children)
-    if isinstance(node, ir.Exclusion):
-        return reads_direct_only(schema, rtype, node.base, seen) and reads_direct_only(
-            schema, rtype, node.subtract, seen
-        )
-    return isinstance(node, ir.Nil)
+    `rtype` already being followed (a computed cycle among them reads nothing more).
+    Iterative: a long chain of permissions costs no Python stack."""
+    followed = set(seen)
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        if isinstance(current, ir.This):
+            if any(a.relation is not None for a in current.allowed):
+                return False
+        elif isinstance(current, ir.ComputedUserset):
+            target = schema.relation(rtype, current.relation)
+            if target is None:
+                return False
+            if current.relation not in followed:
+                followed.add(current.relation)
+                todo.append(target.rewrite)
+        elif isinstance(current, ir.Union | ir.Intersection):
+            todo.extend(current.children)
+        elif isinstance(current, ir.Exclusion):
+            todo.extend((current.base, current.subtract))
+        elif not isinstance(current, ir.Nil):
+            return False
+    return True

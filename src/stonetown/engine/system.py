@@ -15,8 +15,9 @@ import gc
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -89,11 +90,26 @@ class SchemaState:
 
     @classmethod
     def of(cls, stored: StoredSchema) -> SchemaState:
-        """Compile stored schema text (it was checked when written)."""
+        """Compile stored schema text. Trusted: it was checked when written, so it loads
+        whatever the limits are now (see :func:`stonetown.schema.parse_schema`)."""
         from stonetown.schema import compile_schema
 
-        schema = compile_schema(stored.text)
+        with cyclic_gc_paused():
+            return cls.build(stored, compile_schema(stored.text, trusted=True))
+
+    @classmethod
+    def build(cls, stored: StoredSchema, schema: ir.Schema) -> SchemaState:
+        """Everything derived from a compiled schema. CPU-bound: run it off the event loop."""
         return cls(stored, schema, CompiledSchema(schema), Reachability.of(schema), CaveatEvaluator(schema))
+
+    @classmethod
+    def checked(cls, text: str) -> SchemaState:
+        """Check new schema text against every limit and compile it all, as a state not yet
+        stored (revision 0); raises SchemaError. CPU-bound: run it off the event loop."""
+        from stonetown.schema import compile_schema
+
+        with cyclic_gc_paused():
+            return cls.build(StoredSchema(text, 0), compile_schema(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +155,7 @@ class PermissionSystem:
         self.index = RelationshipIndex()
         self.state: SchemaState | None = None
         self._advance_lock = asyncio.Lock()
+        self._schema_compile = asyncio.Lock()
         self._changed = asyncio.Event()
         self._snapshots: OrderedDict[int, View] = OrderedDict()
         self._compiled: OrderedDict[int, SchemaState] = OrderedDict()
@@ -200,7 +217,7 @@ class PermissionSystem:
     async def _reload(self) -> None:
         head = await self.store.head_revision()
         stored = await self.store.read_schema(head)
-        state = self._state_for(stored) if stored is not None else None
+        state = await self._state_for(stored) if stored is not None else None
         index = await _load_index(self.store, head)
         self.index, self.state = index, state
 
@@ -230,21 +247,35 @@ class PermissionSystem:
                     state = self.state
                     if batch.schema_changed:
                         stored = await self.store.read_schema(batch.revision)
-                        state = self._state_for(stored) if stored is not None else None
+                        state = await self._state_for(stored) if stored is not None else None
                     self.index.apply(batch.changes, batch.revision)
                     self.state = state
             self._changed.set()
             self._changed = asyncio.Event()
         return self.index.revision
 
-    def _state_for(self, stored: StoredSchema) -> SchemaState:
+    async def _state_for(self, stored: StoredSchema) -> SchemaState:
         state = self._compiled.get(stored.revision)
         if state is None:
-            state = SchemaState.of(stored)
-            self._compiled[stored.revision] = state
-            while len(self._compiled) > _SNAPSHOT_CACHE:
-                self._compiled.popitem(last=False)
+            # a large schema takes seconds to compile: never on the event loop
+            self._remember(await asyncio.to_thread(SchemaState.of, stored))
+            state = self._compiled[stored.revision]
         return state
+
+    def _remember(self, state: SchemaState) -> None:
+        self._compiled.setdefault(state.stored.revision, state)
+        while len(self._compiled) > _SNAPSHOT_CACHE:
+            self._compiled.popitem(last=False)
+
+    def _schema_of(self, stored: StoredSchema) -> ir.Schema:
+        """The compiled IR of a stored schema, without changing the cache (runs on a store's
+        writer thread too); the engine plans are not needed to validate relationships."""
+        known = self._compiled.get(stored.revision)
+        if known is not None:
+            return known.schema
+        from stonetown.schema import compile_schema
+
+        return compile_schema(stored.text, trusted=True)
 
     # ---- revisions ----------------------------------------------------------------------
 
@@ -293,7 +324,7 @@ class PermissionSystem:
         stored = await self.store.read_schema(revision)
         if stored is None:
             raise NotFound(f"no schema had been written at revision {revision}")
-        view = View(await _load_index(self.store, revision), self._state_for(stored))
+        view = View(await _load_index(self.store, revision), await self._state_for(stored))
         self._snapshots[revision] = view
         while len(self._snapshots) > _SNAPSHOT_CACHE:
             self._snapshots.popitem(last=False)
@@ -311,13 +342,36 @@ class PermissionSystem:
 
     async def write_schema(self, text: str) -> int:
         """Parse, check and store a schema; refuse (FailedPrecondition) one that would orphan
-        stored relationships. Returns the new revision."""
-        from stonetown.schema import compile_schema
+        stored relationships. Returns the new revision.
 
-        schema = compile_schema(text)
+        Everything the engine derives from the schema is compiled before the commit, in a
+        thread (the event loop stays free): a schema that cannot be served is never stored.
+        """
+        state = await self._compile_new(text)
+        schema = state.schema
         revision = await self.store.write_schema(text, lambda examples: require_kept(schema, list(examples)))
+        self._remember(replace(state, stored=StoredSchema(text, revision)))
         await self.catch_up()
         return revision
+
+    async def _compile_new(self, text: str) -> SchemaState:
+        """SchemaState.checked in a thread, one at a time (each can take seconds and 100s of
+        MB). A thread cannot be stopped: when the caller gives up (its deadline), the next
+        compilation still waits for this one to finish."""
+        await self._schema_compile.acquire()
+        try:
+            compiling = asyncio.get_running_loop().run_in_executor(None, SchemaState.checked, text)
+        except BaseException:
+            self._schema_compile.release()
+            raise
+
+        def finished(future: asyncio.Future[SchemaState]) -> None:
+            self._schema_compile.release()
+            if not future.cancelled():
+                future.exception()  # retrieved, also when nobody awaits it any more
+
+        compiling.add_done_callback(finished)
+        return await asyncio.shield(compiling)
 
     async def read_schema(self) -> StoredSchema:
         """The schema in force (NotFound if none)."""
@@ -331,7 +385,7 @@ class PermissionSystem:
     def _validate_updates(self, stored: StoredSchema | None, updates: Sequence[Update]) -> None:
         if stored is None:
             raise FailedPrecondition("no schema has been written yet: write a schema before relationships")
-        schema = self._state_for(stored).schema
+        schema = self._schema_of(stored)
         for position, update in enumerate(updates):
             rel = update.relationship
             if update.op is UpdateOp.DELETE:
@@ -435,13 +489,7 @@ class PermissionSystem:
         if stored is None:
             raise FailedPrecondition("no schema has been written yet: write a schema before relationships")
         # Runs on the store's writer thread (SQLite): read the cache, never change it from here.
-        known = self._compiled.get(stored.revision)
-        if known is not None:
-            schema = known.schema
-        else:
-            from stonetown.schema import compile_schema
-
-            schema = compile_schema(stored.text)
+        schema = self._schema_of(stored)
         admitted: dict[tuple[str, str, str, str, bool, bool], bool] = {}
         for position, rel in enumerate(relationships):
             if rel.caveat is None:
@@ -801,13 +849,23 @@ async def _load_index(store: Datastore, revision: int) -> RelationshipIndex:
     to the permanent generation so later collections do not traverse it.
     """
     index = RelationshipIndex(revision)
+    with cyclic_gc_paused():
+        async for batch in store.iter_fields(revision):
+            index.add_all(batch)
+    gc.freeze()
+    return index
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused (in every thread) while a large structure grows:
+    its new containers would trigger full collections, each walking the whole heap while
+    holding the GIL, that find nothing (a schema compiles several times faster, and the
+    event loop is not stalled for seconds meanwhile)."""
     paused = gc.isenabled()
     gc.disable()
     try:
-        async for batch in store.iter_fields(revision):
-            index.add_all(batch)
+        yield
     finally:
         if paused:
             gc.enable()
-    gc.freeze()
-    return index

@@ -10,18 +10,33 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from stonetown.schema import ast, ir
-from stonetown.schema.checker import check_schema
+from stonetown.schema.checker import MAX_ARROW_TARGETS, check_schema
 from stonetown.schema.compiler import compile_ast
 from stonetown.schema.diagnostics import Diagnostic, SchemaError
 from stonetown.schema.formatter import format_schema
-from stonetown.schema.parser import MAX_NESTING_DEPTH, MAX_SCHEMA_BYTES, parse_schema
+from stonetown.schema.parser import (
+    MAX_DEFINITIONS,
+    MAX_NESTING_DEPTH,
+    MAX_OPERANDS,
+    MAX_RELATIONS,
+    MAX_RELATIONS_PER_DEFINITION,
+    MAX_SCHEMA_BYTES,
+    MAX_SUBJECT_TYPES,
+    parse_schema,
+)
 
 if TYPE_CHECKING:
     from stonetown.schema.analysis import Analysis, analyze
 
 __all__ = [
+    "MAX_ARROW_TARGETS",
+    "MAX_DEFINITIONS",
     "MAX_NESTING_DEPTH",
+    "MAX_OPERANDS",
+    "MAX_RELATIONS",
+    "MAX_RELATIONS_PER_DEFINITION",
     "MAX_SCHEMA_BYTES",
+    "MAX_SUBJECT_TYPES",
     "Analysis",
     "Diagnostic",
     "SchemaError",
@@ -35,18 +50,19 @@ __all__ = [
 ]
 
 
-def compile_schema(text: str) -> ir.Schema:
+def compile_schema(text: str, *, trusted: bool = False) -> ir.Schema:
     """Parse, compile and type-check schema text.
 
     Raises SchemaError (an InvalidArgument) whose ``diagnostics`` list every problem found at
-    the first failing stage (syntax, then declarations, then references).
+    the first failing stage (syntax, then declarations, then references). `trusted`: the text
+    was accepted before (a stored schema), see :func:`parse_schema`.
     """
     try:
-        tree = parse_schema(text)
+        tree = parse_schema(text, trusted=trusted)
         schema, diagnostics = compile_ast(tree)
         if diagnostics:
             raise SchemaError(sorted(diagnostics, key=lambda d: (d.line, d.column)))
-        diagnostics = check_schema(schema)
+        diagnostics = check_schema(schema, limits=not trusted)
     except RecursionError:
         # Depth limits should make this unreachable; keep the promise of a clean error anyway.
         raise SchemaError([Diagnostic(1, 1, "schema nests too deeply to process")]) from None

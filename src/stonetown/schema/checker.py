@@ -10,8 +10,10 @@ Messages follow SpiceDB's wording. Rules:
 * a subject set on another definition must not bring in a wildcard transitively;
 * permissions that merely alias each other must not form a cycle;
 * an arrow's target must exist on at least one subject type of its tupleset;
+* arrows may name at most :data:`MAX_ARROW_TARGETS` targets in all (each arrow counts the
+  subject types of its tupleset: what the engine expands it to);
 * caveat expressions parse, stay within the evaluator's depth and type-check to bool
-  (:mod:`.cel_check`).
+  (:mod:`.cel_check`), for schemas being written (a stored one is trusted as it was accepted).
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from stonetown.schema import ir
 from stonetown.schema.cel_check import caveat_diagnostics
 from stonetown.schema.diagnostics import Diagnostic, sort_diagnostics
 
+MAX_ARROW_TARGETS = 50_000
 
-def check_schema(schema: ir.Schema) -> list[Diagnostic]:
-    """Every type error in ``schema``, in source order (empty when the schema is valid)."""
-    return _Checker(schema).run()
+
+def check_schema(schema: ir.Schema, *, limits: bool = True) -> list[Diagnostic]:
+    """Every type error in ``schema``, in source order (empty when the schema is valid).
+    `limits` False skips the size budget (a schema accepted before)."""
+    return _Checker(schema, limits).run()
 
 
 def walk_rewrite(rewrite: ir.Rewrite) -> Iterator[ir.Rewrite]:
@@ -43,8 +48,10 @@ def walk_rewrite(rewrite: ir.Rewrite) -> Iterator[ir.Rewrite]:
 
 
 class _Checker:
-    def __init__(self, schema: ir.Schema) -> None:
+    def __init__(self, schema: ir.Schema, limits: bool = True) -> None:
         self.schema = schema
+        self.limits = limits
+        self.arrow_targets = 0
         self.diagnostics: list[Diagnostic] = []
         self._wildcard_origins: dict[tuple[str, str], tuple[str, str, str]] | None = None
 
@@ -59,7 +66,8 @@ class _Checker:
                 else:
                     self._check_relation(definition, relation)
             self._check_alias_cycles(definition)
-        self.diagnostics.extend(caveat_diagnostics(self.schema))
+        if self.limits:
+            self.diagnostics.extend(caveat_diagnostics(self.schema))
         return sort_diagnostics(self.diagnostics)
 
     # ---- relations -------------------------------------------------------------------------
@@ -181,6 +189,7 @@ class _Checker:
                 f"permissions cannot be used on the left hand side of an arrow (found `{arrow.tupleset}`)",
             )
             return
+        self._count_arrow_targets(arrow, tupleset)
         found = self._references_wildcard(definition.name, arrow.tupleset)
         if found is not None:
             wildcard_type, via_type, via_relation = found
@@ -206,6 +215,17 @@ class _Checker:
                 arrow.pos,
                 f"arrow `{arrow_text}` under permission `{permission.name}` references relation/permission "
                 f"`{arrow.computed}` that does not exist on any subject types of relation `{arrow.tupleset}`",
+            )
+
+    def _count_arrow_targets(self, arrow: ir.TupleToUserset, tupleset: ir.Relation) -> None:
+        before = self.arrow_targets
+        self.arrow_targets += len(tupleset.allowed)
+        if self.limits and before <= MAX_ARROW_TARGETS < self.arrow_targets:
+            self._report(
+                arrow.pos,
+                f"too many arrow targets in the schema: the limit is {MAX_ARROW_TARGETS} "
+                f"(each arrow counts the subject types of its relation, `{arrow.tupleset}` has "
+                f"{len(tupleset.allowed)})",
             )
 
     def _check_alias_cycles(self, definition: ir.Definition) -> None:

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from stonetown.core.errors import InvalidArgument
 from stonetown.schema.ir import Position
 
+# Diagnostics an error's message lists; the rest are counted ("and 12 more").
+MAX_LISTED_DIAGNOSTICS = 20
+
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
@@ -43,7 +46,9 @@ class SchemaError(InvalidArgument):
         self.diagnostics: list[Diagnostic] = list(diagnostics)
         if not self.diagnostics:
             self.diagnostics = [Diagnostic(0, 0, "invalid schema")]
-        super().__init__("\n".join(str(d) for d in self.diagnostics))
+        super().__init__(str(self))
 
     def __str__(self) -> str:
-        return "\n".join(str(d) for d in self.diagnostics)
+        listed = "\n".join(str(d) for d in self.diagnostics[:MAX_LISTED_DIAGNOSTICS])
+        more = len(self.diagnostics) - MAX_LISTED_DIAGNOSTICS
+        return f"{listed}\nand {more} more" if more > 0 else listed

@@ -7,6 +7,12 @@ hostile input gets a clear error instead of a RecursionError.
 
 On a syntax error the parser records a diagnostic and skips to the next relation, permission
 or top-level declaration, so one run reports several errors.
+
+Every size the text controls has a limit (bytes, definitions, relations, subject types,
+operands, nesting); going over one stops the parse with an error naming the limit at the
+line:column where it was crossed. SpiceDB's keywords are refused as names, as SpiceDB does.
+A *trusted* parse (a schema already stored) skips the counts and the keyword rule, so a
+schema accepted once always loads again.
 """
 
 from __future__ import annotations
@@ -17,9 +23,19 @@ from stonetown.schema import ast
 from stonetown.schema.diagnostics import Diagnostic, SchemaError
 from stonetown.schema.lexer import Lexer, Token, TokenKind
 
-MAX_SCHEMA_BYTES = 4 * 1024 * 1024
+MAX_SCHEMA_BYTES = 1024 * 1024
 MAX_NESTING_DEPTH = 50
 MAX_DIAGNOSTICS = 50
+MAX_DEFINITIONS = 2000  # definitions and caveats together
+MAX_RELATIONS = 10_000  # relations and permissions in the whole schema
+MAX_RELATIONS_PER_DEFINITION = 1000
+MAX_SUBJECT_TYPES = 64  # allowed subject types of one relation
+MAX_OPERANDS = 256  # relations, arrows and `nil` in one permission expression
+
+# SpiceDB's lexer keywords: never a name. `expiration` and `and` become keywords with
+# `use expiration`.
+RESERVED_WORDS = frozenset({"definition", "caveat", "relation", "permission", "nil", "with"})
+EXPIRATION_WORDS = frozenset({"expiration", "and"})
 
 _PRECEDENCE = {"-": 1, "&": 2, "+": 3}
 _TOP_LEVEL_KEYWORDS = frozenset({"definition", "caveat", "use"})
@@ -34,6 +50,10 @@ class _TooManyErrors(Exception):
     """Internal: stop parsing, enough has been reported."""
 
 
+class _OverLimit(Exception):
+    """Internal: stop parsing, a size limit was crossed (already reported)."""
+
+
 def check_size(text: str) -> None:
     """Raise SchemaError when ``text`` is larger than :data:`MAX_SCHEMA_BYTES` in UTF-8."""
     size = len(text)
@@ -46,8 +66,12 @@ def check_size(text: str) -> None:
         )
 
 
-def parse_schema(text: str) -> ast.SchemaFile:
-    """Parse schema text into a syntax tree; raise SchemaError listing every syntax error found."""
+def parse_schema(text: str, *, trusted: bool = False) -> ast.SchemaFile:
+    """Parse schema text into a syntax tree; raise SchemaError listing every syntax error found.
+
+    `trusted`: the text was accepted before (a stored schema): the count limits and the
+    keyword rule are not applied, so it loads whatever the limits are now.
+    """
     if isinstance(text, bytes | bytearray):
         try:
             text = bytes(text).decode("utf-8")
@@ -55,17 +79,24 @@ def parse_schema(text: str) -> ast.SchemaFile:
             raise SchemaError([Diagnostic(1, 1, f"schema is not valid UTF-8: {exc.reason}")]) from None
     if not isinstance(text, str):
         raise SchemaError([Diagnostic(0, 0, f"schema must be text, not {type(text).__name__}")])
-    check_size(text)
-    return Parser(text).parse()
+    if not trusted:
+        check_size(text)
+    return Parser(text, trusted=trusted).parse()
 
 
 class Parser:
     """Parses one schema text. Use :func:`parse_schema`."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, trusted: bool = False) -> None:
         self.lexer = Lexer(text)
         self.diagnostics: list[Diagnostic] = []
         self.tok: Token = self.lexer.next_token()
+        self.trusted = trusted
+        self.reserved = RESERVED_WORDS
+        self.declarations = 0
+        self.relations = 0
+        self.operands = 0
+        self.operand_limit = "operands in a permission"
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -94,12 +125,28 @@ class Parser:
             self._error(self.tok, f"expected `{value}` {context}, found {self.tok.describe()}")
         return self._advance()
 
-    def _expect_ident(self, what: str) -> ast.Name:
+    def _expect_ident(self, what: str, keyword_ok: bool = False) -> ast.Name:
         tok = self.tok
         if tok.kind is not TokenKind.IDENT:
             self._error(tok, f"expected {what}, found {tok.describe()}")
+        if not keyword_ok:
+            self._refuse_keyword(tok, what)
         self._advance()
         return ast.Name(tok.value, tok.line, tok.column)
+
+    def _refuse_keyword(self, tok: Token, what: str) -> None:
+        if tok.value in self.reserved and not self.trusted:
+            self._error(
+                tok, f"expected {what}, found the keyword `{tok.value}` (reserved in the schema language)"
+            )
+
+    def _count(self, tok: Token, count: int, limit: int, what: str) -> None:
+        """Stop the parse at `tok` when `count` (including it) is over `limit`."""
+        if count > limit and not self.trusted:
+            self.diagnostics.append(
+                Diagnostic(tok.line, tok.column, f"too many {what}: the limit is {limit}")
+            )
+            raise _OverLimit
 
     def _path(self, what: str) -> ast.Name:
         """An identifier or a `/`-separated path: `user`, `docs/document`, `a/b/c`."""
@@ -132,6 +179,8 @@ class Parser:
             self.diagnostics.append(
                 Diagnostic(self.tok.line, self.tok.column, "too many errors; stopped parsing here")
             )
+        except _OverLimit:
+            pass  # reported where the limit was crossed
         diagnostics = self.lexer.diagnostics + self.diagnostics
         if diagnostics:
             raise SchemaError(sorted(diagnostics, key=lambda d: (d.line, d.column)))
@@ -145,13 +194,15 @@ class Parser:
 
     def _top_level(self) -> ast.TopLevel:
         tok = self.tok
-        if self._is_keyword("definition"):
-            return self._definition()
-        if self._is_keyword("caveat"):
-            return self._caveat()
+        if self._is_keyword("definition") or self._is_keyword("caveat"):
+            self.declarations += 1
+            self._count(tok, self.declarations, MAX_DEFINITIONS, "definitions and caveats in the schema")
+            return self._definition() if tok.value == "definition" else self._caveat()
         if self._is_keyword("use"):
             self._advance()
-            flag = self._expect_ident("a flag name after `use`")
+            flag = self._expect_ident("a flag name after `use`", keyword_ok=True)
+            if flag.value == "expiration":
+                self.reserved = RESERVED_WORDS | EXPIRATION_WORDS
             return ast.UseDecl(flag, tok.line, tok.column)
         self._error(tok, f"expected `definition`, `caveat` or `use`, found {tok.describe()}")
 
@@ -168,6 +219,17 @@ class Parser:
                     self.tok,
                     f"definition `{name.value}` opened at {keyword.line}:{keyword.column} "
                     "is missing its `}`",
+                )
+            if self._is_keyword("relation") or self._is_keyword("permission"):
+                self.relations += 1
+                self._count(
+                    self.tok, self.relations, MAX_RELATIONS, "relations and permissions in the schema"
+                )
+                self._count(
+                    self.tok,
+                    len(members) + 1,
+                    MAX_RELATIONS_PER_DEFINITION,
+                    f"relations and permissions in definition `{name.value}`",
                 )
             try:
                 member = self._member()
@@ -223,6 +285,9 @@ class Parser:
         types = [self._type_ref()]
         while self._is_punct("|"):
             self._advance()
+            self._count(
+                self.tok, len(types) + 1, MAX_SUBJECT_TYPES, f"subject types on relation `{name.value}`"
+            )
             types.append(self._type_ref())
         return ast.RelationDecl(name, tuple(types), self._doc(keyword), keyword.line, keyword.column)
 
@@ -262,6 +327,8 @@ class Parser:
         keyword = self._advance()
         name = self._expect_ident("a permission name")
         self._expect_punct("=", f"after permission name `{name.value}`")
+        self.operands = 0
+        self.operand_limit = f"operands in permission `{name.value}`"
         expression = self._binary(1, 0)
         return ast.PermissionDecl(name, expression, self._doc(keyword), keyword.line, keyword.column)
 
@@ -292,9 +359,13 @@ class Parser:
             return inner
         if tok.kind is not TokenKind.IDENT:
             self._error(tok, f"expected a relation, permission, `nil` or `(`, found {tok.describe()}")
-        self._advance()
+        self.operands += 1
+        self._count(tok, self.operands, MAX_OPERANDS, self.operand_limit)
         if tok.value == "nil":
+            self._advance()
             return ast.NilExpr(tok.line, tok.column)
+        self._refuse_keyword(tok, "a relation or permission")
+        self._advance()
         left = ast.Name(tok.value, tok.line, tok.column)
         function: Literal["any", "all"] | None
         if self.tok.kind is TokenKind.ARROW:
