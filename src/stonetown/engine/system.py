@@ -15,7 +15,7 @@ import gc
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +28,7 @@ from stonetown.engine.caveats import CaveatEvaluator
 from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.check_cache import CheckCache, CheckKey
 from stonetown.engine.conditions import Result, granted
+from stonetown.engine.cooperative import resumable
 from stonetown.engine.datastore import (
     BatchedDelete,
     BatchedWrite,
@@ -46,8 +47,8 @@ from stonetown.engine.datastore import (
 )
 from stonetown.engine.expand import Expander
 from stonetown.engine.index import RelationshipIndex, overlay
-from stonetown.engine.lookup_resources import lookup_resources
-from stonetown.engine.lookup_subjects import lookup_subjects
+from stonetown.engine.lookup_resources import lookup_resources_steps
+from stonetown.engine.lookup_subjects import SubjectFound, lookup_subjects_steps
 from stonetown.engine.reachability import Reachability
 from stonetown.engine.types import (
     CheckRequest,
@@ -93,6 +94,8 @@ class View:
 
     index: RelationshipIndex
     state: SchemaState
+    # True when `index` is (or overlays) the head index, which advances in place.
+    live: bool = False
 
     @property
     def revision(self) -> int:
@@ -253,7 +256,7 @@ class PermissionSystem:
                 return await self._snapshot(wanted)
         if self.state is None:
             raise NotFound("no schema has been written yet")
-        return View(self.index, self.state)
+        return View(self.index, self.state, live=True)
 
     @staticmethod
     def _token_revision(consistency: Consistency) -> int:
@@ -296,7 +299,34 @@ class PermissionSystem:
         for position, rel in enumerate(contextual):
             rel.validate_syntax()
             require_admitted(view.state.schema, rel, f"contextual_relationships[{position}]")
-        return View(overlay(view.index, contextual), view.state)
+        return View(overlay(view.index, contextual), view.state, view.live)
+
+    def _unchanged(self, view: View) -> Callable[[], bool]:
+        """For a paused walk over `view`: does its index still hold `view`'s revision?"""
+        if not view.live:
+            return lambda: True  # a snapshot never advances
+        head, revision = self.index, view.revision
+        return lambda: head.revision == revision
+
+    def _replacement(
+        self, consistency: Consistency, contextual: Sequence[Relationship], validate: Callable[[View], None]
+    ) -> Callable[[View, bool], Any]:
+        """Where a walk restarts when the head index advanced during one of its pauses: the
+        new head when nothing was answered yet and the consistency allows it (a few times),
+        else a snapshot of the walk's own revision, which never advances."""
+        restarts = 0
+
+        async def replace(view: View, sent: bool) -> View:
+            nonlocal restarts
+            restarts += 1
+            if not sent and restarts <= 3 and consistency.mode is not ConsistencyMode.AT_EXACT_SNAPSHOT:
+                fresh = self._with_contextual(await self._view(consistency), contextual)
+            else:
+                fresh = self._with_contextual(await self._snapshot(view.revision), contextual)
+            validate(fresh)
+            return fresh
+
+        return replace
 
     # ---- schema -------------------------------------------------------------------------
 
@@ -641,36 +671,44 @@ class PermissionSystem:
         limit: int | None = None,
     ) -> AsyncIterator[tuple[LookupResourceResult, int]]:
         """Resource ids of `resource_type` on which `subject` has `permission`, sorted by id,
-        starting after the cursor id `after`; each with the revision used."""
+        starting after the cursor id `after`, at most `limit`; each with the revision used.
+
+        Results stream as they are found; the walk gives the event loop a turn every few
+        milliseconds and stops when the consumer stops (a page full, a cancelled call)."""
+
+        def validate(view: View) -> None:
+            self._require_permission(view.state, resource_type, permission, "resource_object_type")
+            self._require_subject(view.state, subject, "subject")
+
+        def walk(view: View, cursor: str | None) -> Any:
+            state = view.state
+            return lookup_resources_steps(
+                state.compiled, state.facts, view.index, resource_type, permission,
+                (subject.type, subject.id, subject.relation), self.max_depth, cursor,
+            )  # fmt: skip
+
         view = self._with_contextual(await self._view(consistency), contextual)
-        state = view.state
-        self._require_permission(state, resource_type, permission, "resource_object_type")
-        self._require_subject(state, subject, "subject")
-        found = lookup_resources(
-            state.compiled,
-            state.facts,
-            view.index,
-            resource_type,
-            permission,
-            (subject.type, subject.id, subject.relation),
-            self.max_depth,
-        )
+        validate(view)
+        if limit == 0:
+            return
         sent = 0
-        for rid, result in found:
-            if after is not None and rid <= after:
-                continue
-            if limit is not None and sent >= limit:
-                return
-            verdict = self._verdict(state, result, view.revision, context)
+        found = resumable(
+            view, walk, self._unchanged, self._replacement(consistency, contextual, validate),
+            lambda item: item[0], after,
+        )  # fmt: skip
+        async for (rid, result), used in found:
+            verdict = self._verdict(used.state, result, used.revision, context)
             if verdict.permissionship is Permissionship.DENIED:
                 continue
             yield (
                 LookupResourceResult(
                     rid, verdict.permissionship is Permissionship.CONDITIONAL, verdict.missing_parameters
                 ),
-                view.revision,
+                used.revision,
             )
             sent += 1
+            if limit is not None and sent >= limit:
+                return
 
     async def lookup_subjects(
         self,
@@ -686,52 +724,71 @@ class PermissionSystem:
         limit: int | None = None,
     ) -> AsyncIterator[tuple[LookupSubjectResult, int]]:
         """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) that have
-        `permission` on `resource`, sorted by id (wildcard first); each with the revision used."""
+        `permission` on `resource`, sorted by id (wildcard first), after the cursor id `after`,
+        at most `limit`; each with the revision used. Streams like :meth:`lookup_resources`."""
+
+        def validate(view: View) -> None:
+            self._require_permission(view.state, resource.type, permission, "resource")
+            self._require_subject(
+                view.state, SubjectRef(subject_type, "x", subject_relation), "subject_object_type"
+            )
+
+        def walk(view: View, cursor: str | None) -> Any:
+            state = view.state
+            return lookup_subjects_steps(
+                state.compiled, state.facts, view.index, (resource.type, resource.id), permission,
+                subject_type, subject_relation, self.max_depth, cursor,
+            )  # fmt: skip
+
         view = self._with_contextual(await self._view(consistency), contextual)
-        state = view.state
-        self._require_permission(state, resource.type, permission, "resource")
-        self._require_subject(state, SubjectRef(subject_type, "x", subject_relation), "subject_object_type")
-        found = lookup_subjects(
-            state.compiled,
-            state.facts,
-            view.index,
-            (resource.type, resource.id),
-            permission,
-            subject_type,
-            subject_relation,
-            self.max_depth,
-        )
-        # Caveats are evaluated before paging: a subject the context denies is no answer. The
-        # wildcard excludes every subject it does not grant outright (denied, or conditional
-        # and listed on its own with its missing parameters).
-        verdicts = [
-            (cid, self._verdict(state, result, view.revision, context)) for cid, result in found.subjects
-        ]
-        denied = {cid for cid, verdict in verdicts if verdict.permissionship is Permissionship.DENIED}
-        not_allowed = {cid for cid, v in verdicts if v.permissionship is not Permissionship.ALLOWED}
-        items: list[tuple[str, CheckResult, tuple[str, ...]]] = []
-        if found.wildcard is not False:
-            wildcard = self._verdict(state, found.wildcard, view.revision, context)
-            if wildcard.permissionship is not Permissionship.DENIED:
-                items.append(("*", wildcard, tuple(sorted({*found.excluded, *not_allowed}))))
-        items.extend((cid, verdict, ()) for cid, verdict in verdicts if cid not in denied)
+        validate(view)
+        if limit == 0:
+            return
         sent = 0
-        for cid, verdict, excluded in items:
-            if after is not None and cid <= after:
+        found = resumable(
+            view, walk, self._unchanged, self._replacement(consistency, contextual, validate),
+            lambda item: item.subject_id, after,
+        )  # fmt: skip
+        async for item, used in found:
+            shaped = self._subject_answer(item, used, context, subject_type, subject_relation)
+            if shaped is None:
                 continue
+            yield shaped, used.revision
+            sent += 1
             if limit is not None and sent >= limit:
                 return
-            conditional = verdict.permissionship is Permissionship.CONDITIONAL
-            yield (
-                LookupSubjectResult(
-                    SubjectRef(subject_type, cid, subject_relation),
-                    excluded,
-                    conditional,
-                    verdict.missing_parameters,
-                ),
-                view.revision,
-            )
-            sent += 1
+
+    def _subject_answer(
+        self,
+        found: SubjectFound,
+        view: View,
+        context: dict[str, Any] | None,
+        subject_type: str,
+        subject_relation: str,
+    ) -> LookupSubjectResult | None:
+        """The answer LookupSubjects gives for `found`, None when the caveat context denies it.
+
+        Caveats are evaluated here: a subject the context denies is no answer, and the
+        wildcard excludes every subject it does not grant outright (denied, or conditional
+        and listed on its own with its missing parameters)."""
+        verdict = self._verdict(view.state, found.result, view.revision, context)
+        if verdict.permissionship is Permissionship.DENIED:
+            return None
+        excluded: tuple[str, ...] = ()
+        if found.subject_id == WILDCARD:
+            not_allowed = [
+                cid
+                for cid, result in found.conditional
+                if self._verdict(view.state, result, view.revision, context).permissionship
+                is not Permissionship.ALLOWED
+            ]
+            excluded = tuple(sorted({*found.excluded, *not_allowed}))
+        return LookupSubjectResult(
+            SubjectRef(subject_type, found.subject_id, subject_relation),
+            excluded,
+            verdict.permissionship is Permissionship.CONDITIONAL,
+            verdict.missing_parameters,
+        )
 
 
 async def _load_index(store: Datastore, revision: int) -> RelationshipIndex:
