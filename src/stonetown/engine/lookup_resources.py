@@ -77,7 +77,7 @@ def lookup_resources_steps(
             yield rid if rid is PAUSE else (rid, True)  # type: ignore[misc]
         return
     run = CheckRun(compiled, index, max_depth)
-    proven, maybe = yield from _two_phase_steps(plan, index, subject, run)
+    proven, maybe = yield from _two_phase_steps(plan, index, subject, run, check_tops=False)
     certain = set((yield from _of(proven, resource_type, permission, after)))
     ids = yield from _of(maybe, resource_type, permission, after)
     ids.extend(certain)
@@ -192,9 +192,12 @@ def _two_phase(
 
 
 def _two_phase_steps(
-    plan: WalkPlan, index: RelationshipIndex, subject: Subject, run: CheckRun
+    plan: WalkPlan, index: RelationshipIndex, subject: Subject, run: CheckRun, check_tops: bool = True
 ) -> Generator[_Pause, None, tuple[set[Node], set[Node]]]:
-    """:func:`_two_phase` as cooperative steps (pausing like :func:`_climb`)."""
+    """:func:`_two_phase` as cooperative steps (pausing like :func:`_climb`). Without
+    `check_tops`, boundary nodes with no edge above them are not checked (climbing from them
+    leads nowhere) but left in `maybe`: the candidates among them are checked when handed
+    out, and only those."""
     reverse, objects, usersets = index.reverse, index.objects, index.usersets
     computed, arrows, holders = plan.computed, plan.arrows, plan.holders
     onward, climbable = plan.onward, plan.climbable
@@ -276,7 +279,8 @@ def _two_phase_steps(
                                 queue.append(up)
                             continue
                     boundary.add(up)
-        yield from climb_holders(node, False)
+        if (ntype, nrel, False) in holders and node in reverse:
+            yield from climb_holders(node, False)
 
     # Phase 2: climb over every edge from the boundary nodes the subject may hold. A node it
     # does not hold stays in `reached` (so it is never climbed from) but is no candidate.
@@ -284,6 +288,8 @@ def _two_phase_steps(
     pruned: set[Node] = set()
     pending: deque[Node] = deque()
     for node in boundary - proven:
+        if not check_tops and (node[0], node[2]) not in climbable:
+            continue
         try:
             held = granted(run.dispatch(node[0], node[1], node[2], subject, 0))
         except DepthExceeded:

@@ -25,6 +25,7 @@ from stonetown.core.relationship import WILDCARD, ObjectRef, Relationship, Subje
 from stonetown.engine import bulk_import
 from stonetown.engine.admission import admission_error, require_admitted, require_kept
 from stonetown.engine.caveats import CaveatEvaluator
+from stonetown.engine.change_feed import MAX_WATCHERS, ChangeFeed
 from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.check_cache import CheckCache, CheckKey
 from stonetown.engine.conditions import Result, granted
@@ -45,7 +46,7 @@ from stonetown.engine.datastore import (
     Update,
     UpdateOp,
 )
-from stonetown.engine.expand import Expander
+from stonetown.engine.expand import MAX_EXPAND_SIZE, Expander
 from stonetown.engine.index import RelationshipIndex, overlay
 from stonetown.engine.lookup_resources import lookup_resources_steps
 from stonetown.engine.lookup_subjects import SubjectFound, lookup_subjects_steps
@@ -115,6 +116,8 @@ class PermissionSystem:
         token_wait: float = 5.0,
         gc_interval: float | None = 600.0,
         gc_window: float | None = None,
+        max_expand_size: int = MAX_EXPAND_SIZE,
+        max_watchers: int = MAX_WATCHERS,
     ) -> None:
         if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
             raise ValueError(f"max_depth must be between 1 and {MAX_DEPTH_LIMIT}, not {max_depth}")
@@ -125,6 +128,7 @@ class PermissionSystem:
             sys.setrecursionlimit(needed)
         self.store = store
         self.max_depth = max_depth
+        self.max_expand_size = max_expand_size
         self.poll_interval = poll_interval
         self.token_wait = token_wait
         self.gc_interval = gc_interval
@@ -133,7 +137,8 @@ class PermissionSystem:
         self.index = RelationshipIndex()
         self.state: SchemaState | None = None
         self._advance_lock = asyncio.Lock()
-        self._changed = asyncio.Event()
+        # One reader of the change log for every Watch stream of this process.
+        self.feed = ChangeFeed(store, max_watchers)
         self._snapshots: OrderedDict[int, View] = OrderedDict()
         self._compiled: OrderedDict[int, SchemaState] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
@@ -155,6 +160,7 @@ class PermissionSystem:
         """Open the store, load the schema and build the index at the head revision."""
         await self.store.open()
         await self._reload()
+        self.feed.start(self.index.revision)
         if self.poll_interval:
             self._poller = asyncio.create_task(self._poll())
         if self.gc_interval:
@@ -170,6 +176,7 @@ class PermissionSystem:
                 except asyncio.CancelledError:
                     pass
         self._poller = self._collector = None
+        await self.feed.stop()
         await self._batcher.wait_idle()
         await self.store.close()
 
@@ -227,8 +234,7 @@ class PermissionSystem:
                         state = self._state_for(stored) if stored is not None else None
                     self.index.apply(batch.changes, batch.revision)
                     self.state = state
-            self._changed.set()
-            self._changed = asyncio.Event()
+            self.feed.announce(self.index.revision)
         return self.index.revision
 
     def _state_for(self, stored: StoredSchema) -> SchemaState:
@@ -415,8 +421,7 @@ class PermissionSystem:
                         ],
                         revision,
                     )
-                self._changed.set()
-                self._changed = asyncio.Event()
+                self.feed.announce(revision)
                 return
         await self.catch_up()
 
@@ -445,8 +450,7 @@ class PermissionSystem:
             if self.index.revision == revision - 1:
                 bulk_import.add_to_index(self.index, relationships)
                 self.index.apply((), revision)
-                self._changed.set()
-                self._changed = asyncio.Event()
+                self.feed.announce(revision)
                 return revision
         await self.catch_up()
         return revision
@@ -497,27 +501,12 @@ class PermissionSystem:
         live = [r for r in rows if r.expiration is None or r.expiration.timestamp() > now]
         return ReadResult(live, view.revision)
 
-    async def watch(
+    def watch(
         self, after_revision: int, resource_types: Sequence[str] = ()
     ) -> AsyncIterator[RevisionChanges]:
-        """Every change after `after_revision`, as it commits, optionally only for some types."""
-        cursor = after_revision
-        wanted = set(resource_types)
-        while True:
-            batches = await self.store.changes(cursor, limit=1000)
-            for batch in batches:
-                cursor = batch.revision
-                changes = batch.changes
-                if wanted:
-                    changes = tuple(c for c in changes if c.relationship.resource_type in wanted)
-                if changes:
-                    yield RevisionChanges(batch.revision, batch.timestamp, changes, batch.schema_changed)
-            if not batches:
-                changed = self._changed
-                try:
-                    await asyncio.wait_for(changed.wait(), timeout=self.poll_interval or 0.05)
-                except TimeoutError:
-                    pass
+        """Every change after `after_revision`, as it commits, optionally only for some types;
+        served from the shared change feed (ResourceExhausted beyond the watcher bound)."""
+        return self.feed.watch(after_revision, resource_types)
 
     # ---- permissions --------------------------------------------------------------------
 
@@ -655,7 +644,7 @@ class PermissionSystem:
         """The userset tree of `permission` on `resource`, and the revision used."""
         view = await self._view(consistency)
         self._require_permission(view.state, resource.type, permission, "resource")
-        expander = Expander(view.state.schema, view.index, self.max_depth, recursive)
+        expander = Expander(view.state.schema, view.index, self.max_depth, recursive, self.max_expand_size)
         return expander.expand(resource.type, resource.id, permission), view.revision
 
     async def lookup_resources(
