@@ -16,7 +16,7 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -97,11 +97,11 @@ class View:
     state: SchemaState
     # True when `index` is (or overlays) the head index, which advances in place.
     live: bool = False
+    # The revision both belong to, fixed when the view is made: a live index moves on.
+    revision: int = field(init=False)
 
-    @property
-    def revision(self) -> int:
-        """The revision both belong to."""
-        return self.index.revision
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "revision", self.index.revision)
 
 
 class PermissionSystem:
