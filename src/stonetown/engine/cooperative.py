@@ -91,9 +91,24 @@ def finish(steps: Generator[T | _Pause, None, R]) -> tuple[list[T], R]:
             results.append(step)  # type: ignore[arg-type]
 
 
-def sorted_steps(items: list[str]) -> Generator[str | _Pause, None, None]:
-    """`items` in ascending order, sorted chunk by chunk with pauses between the chunks and
-    merged lazily: taking the first few costs one pass of chunk sorts, not a whole sort."""
+def sorted_steps(items: list[str], first: int | None = None) -> Generator[str | _Pause, None, None]:
+    """`items` (distinct) in ascending order, with pauses. When the consumer will likely
+    stop early, `first` says after how many: those are selected chunk by chunk (a heap of
+    `first`, far cheaper than sorting), and only a consumer that goes on pays for sorting
+    the rest."""
+    if first is not None and len(items) > max(SORT_CHUNK, 4 * first):
+        best: list[str] = []
+        for start in range(0, len(items), SORT_CHUNK):
+            best = heapq.nsmallest(first, [*best, *items[start : start + SORT_CHUNK]])
+            yield PAUSE
+        yield from best
+        if len(best) < first:
+            return
+        last, rest = best[-1], []
+        for start in range(0, len(items), SORT_CHUNK):
+            rest.extend(item for item in items[start : start + SORT_CHUNK] if item > last)
+            yield PAUSE
+        items = rest
     if len(items) <= SORT_CHUNK:
         items.sort()
         yield from items

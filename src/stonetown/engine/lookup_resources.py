@@ -62,18 +62,20 @@ def lookup_resources_steps(
     subject: Subject,
     max_depth: int,
     after: str | None = None,
+    first: int | None = None,
 ) -> Generator[tuple[str, Result] | _Pause, None, None]:
     """The answers of :func:`lookup_resources` with ids after `after`, in order, as
     cooperative steps (see cooperative.py): the walk runs to its end (any object can be
     reached last), then the candidates are sorted in slices and only those handed out are
-    checked, so a consumer that stops after a page does not pay for the rest."""
+    checked, so a consumer that stops after a page does not pay for the rest. `first`: how
+    many answers the consumer likely wants (see cooperative.sorted_steps)."""
     plan = facts.plan_for(resource_type, permission)
     if (resource_type, permission) in facts.monotone:
         reached: set[Node] = set()
         queue = yield from _start(plan, index, subject, reached)
         yield from _climb(plan, index, queue, reached)
         ids = yield from _of(reached, resource_type, permission, after)
-        for rid in sorted_steps(ids):
+        for rid in sorted_steps(ids, first):
             yield rid if rid is PAUSE else (rid, True)  # type: ignore[misc]
         return
     run = CheckRun(compiled, index, max_depth)
@@ -81,7 +83,7 @@ def lookup_resources_steps(
     certain = set((yield from _of(proven, resource_type, permission, after)))
     ids = yield from _of(maybe, resource_type, permission, after)
     ids.extend(certain)
-    for rid in sorted_steps(ids):
+    for rid in sorted_steps(ids, first):
         if rid is PAUSE:
             yield PAUSE
         elif rid in certain:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
+from itertools import islice
 
 from stonetown.core.relationship import WILDCARD
 from stonetown.engine.check import CheckRun, CompiledSchema
@@ -50,12 +51,14 @@ def lookup_subjects_steps(
     subject_relation: str,
     max_depth: int,
     after: str | None = None,
+    first: int | None = None,
 ) -> Generator[SubjectFound | _Pause, None, None]:
     """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) holding
     `permission` on `resource`, those after the cursor id `after` in order, as cooperative
     steps (see cooperative.py). The walk collects every candidate; only the candidates after
     the cursor are sorted, and only those handed out are checked, except when the wildcard
-    is handed out: its exclusions need every candidate's result."""
+    is handed out: its exclusions need every candidate's result. `first`: how many answers
+    the consumer likely wants (see cooperative.sorted_steps)."""
     candidates, wildcard_seen = yield from _candidates(
         compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation
     )
@@ -82,13 +85,14 @@ def lookup_subjects_steps(
             conditional = tuple((cid, r) for cid, r in results.items() if r is not True and granted(r))
             ordered = [cid for cid in sorted_steps(excluded) if cid is not PAUSE]
             yield SubjectFound(WILDCARD, wildcard, tuple(ordered), conditional)  # type: ignore[arg-type]
-    wanted: list[str] = []
-    for count, cid in enumerate(candidates, 1):
-        if after is None or cid > after:
-            wanted.append(cid)
-        if count % SORT_CHUNK == 0:
+    wanted = list(candidates)
+    if after is not None:
+        kept: list[str] = []
+        for start in range(0, len(wanted), SORT_CHUNK):
+            kept.extend([cid for cid in wanted[start : start + SORT_CHUNK] if cid > after])
             yield PAUSE
-    for cid in sorted_steps(wanted):
+        wanted = kept
+    for cid in sorted_steps(wanted, first):
         if cid is PAUSE:
             yield PAUSE
             continue
@@ -135,17 +139,15 @@ def _candidates(
             continue
         for part in _parts(relation.rewrite):
             if isinstance(part, ir.This):
-                if not subject_relation:
-                    direct = (ntype, nrel, subject_type, "", False) in admits
-                    for count, (stype, sid) in enumerate(index.objects.get(node, {}), 1):
-                        if count % SORT_CHUNK == 0:
+                bucket = index.objects.get(node)
+                if bucket and not subject_relation:
+                    if (subject_type, "*") in bucket:
+                        wildcard = wildcard or (ntype, nrel, subject_type, "", True) in admits
+                    if (ntype, nrel, subject_type, "", False) in admits:
+                        subjects = iter(bucket)
+                        while chunk := list(islice(subjects, SORT_CHUNK)):
+                            found.update([i for t, i in chunk if t == subject_type and i != "*"])
                             yield PAUSE
-                        if stype != subject_type:
-                            continue
-                        if sid == "*":
-                            wildcard = wildcard or (ntype, nrel, stype, "", True) in admits
-                        elif direct:
-                            found.add(sid)
                 for count, (stype, sid, srel) in enumerate(index.usersets.get(node, {}), 1):
                     if count % PAUSE_EVERY == 0:
                         yield PAUSE

@@ -673,7 +673,7 @@ class PermissionSystem:
             state = view.state
             return lookup_resources_steps(
                 state.compiled, state.facts, view.index, resource_type, permission,
-                (subject.type, subject.id, subject.relation), self.max_depth, cursor,
+                (subject.type, subject.id, subject.relation), self.max_depth, cursor, _likely_wanted(limit),
             )  # fmt: skip
 
         view = self._with_contextual(await self._view(consistency), contextual)
@@ -726,7 +726,7 @@ class PermissionSystem:
             state = view.state
             return lookup_subjects_steps(
                 state.compiled, state.facts, view.index, (resource.type, resource.id), permission,
-                subject_type, subject_relation, self.max_depth, cursor,
+                subject_type, subject_relation, self.max_depth, cursor, _likely_wanted(limit),
             )  # fmt: skip
 
         view = self._with_contextual(await self._view(consistency), contextual)
@@ -778,6 +778,11 @@ class PermissionSystem:
             verdict.permissionship is Permissionship.CONDITIONAL,
             verdict.missing_parameters,
         )
+
+
+def _likely_wanted(limit: int | None) -> int | None:
+    """How many candidates a page of `limit` answers likely takes (some may be denied)."""
+    return None if limit is None else 2 * limit + 16
 
 
 async def _load_index(store: Datastore, revision: int) -> RelationshipIndex:
