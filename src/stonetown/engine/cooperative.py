@@ -29,8 +29,8 @@ R = TypeVar("R")
 V = TypeVar("V")
 
 
-class _Pause:
-    """The type of :data:`PAUSE`."""
+class Pause:
+    """The type of :data:`PAUSE`, the step a walk yields where it may be suspended."""
 
     __slots__ = ()
 
@@ -38,7 +38,7 @@ class _Pause:
         return "PAUSE"
 
 
-PAUSE: Final = _Pause()
+PAUSE: Final = Pause()
 
 # Work done between two turns given to the event loop (health must answer within 100 ms).
 SLICE_SECONDS = 0.01
@@ -53,7 +53,7 @@ class ViewChanged(Exception):  # noqa: N818 - a signal to restart, not an error 
 
 
 async def drain(
-    steps: Generator[T | _Pause, None, object], unchanged: Callable[[], bool]
+    steps: Generator[T | Pause, None, object], unchanged: Callable[[], bool]
 ) -> AsyncIterator[T]:
     """The results of `steps`, yielding to the event loop between slices of work.
 
@@ -79,7 +79,7 @@ async def drain(
         steps.close()
 
 
-def finish(steps: Generator[T | _Pause, None, R]) -> tuple[list[T], R]:
+def finish(steps: Generator[T | Pause, None, R]) -> tuple[list[T], R]:
     """Run `steps` to the end without pausing: its results and its return value."""
     results: list[T] = []
     while True:
@@ -91,7 +91,7 @@ def finish(steps: Generator[T | _Pause, None, R]) -> tuple[list[T], R]:
             results.append(step)  # type: ignore[arg-type]
 
 
-def sorted_steps(items: list[str], first: int | None = None) -> Generator[str | _Pause, None, None]:
+def sorted_steps(items: list[str], first: int | None = None) -> Generator[str | Pause, None, None]:
     """`items` (distinct) in ascending order, with pauses. When the consumer will likely
     stop early, `first` says after how many: those are selected chunk by chunk (a heap of
     `first`, far cheaper than sorting), and only a consumer that goes on pays for sorting
@@ -127,7 +127,7 @@ def sorted_steps(items: list[str], first: int | None = None) -> Generator[str | 
 
 async def resumable(
     view: V,
-    walk: Callable[[V, str | None], Generator[T | _Pause, None, object]],
+    walk: Callable[[V, str | None], Generator[T | Pause, None, object]],
     unchanged: Callable[[V], Callable[[], bool]],
     replacement: Callable[[V, bool], Awaitable[V]],
     key: Callable[[T], str],

@@ -26,7 +26,7 @@ from collections.abc import Generator
 
 from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, Subject
 from stonetown.engine.conditions import Result, granted
-from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, _Pause, finish, sorted_steps
+from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, finish, sorted_steps
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.reachability import Reachability, WalkPlan
@@ -63,7 +63,7 @@ def lookup_resources_steps(
     max_depth: int,
     after: str | None = None,
     first: int | None = None,
-) -> Generator[tuple[str, Result] | _Pause, None, None]:
+) -> Generator[tuple[str, Result] | Pause, None, None]:
     """The answers of :func:`lookup_resources` with ids after `after`, in order, as
     cooperative steps (see cooperative.py): the walk runs to its end (any object can be
     reached last), then the candidates are sorted in slices and only those handed out are
@@ -97,7 +97,7 @@ def lookup_resources_steps(
 
 def _of(
     nodes: set[Node], resource_type: str, permission: str, after: str | None
-) -> Generator[_Pause, None, list[str]]:
+) -> Generator[Pause, None, list[str]]:
     """The ids of the `resource_type#permission` nodes in `nodes` (a set the walk owns) after
     the cursor id `after`."""
     found: list[str] = []
@@ -111,7 +111,7 @@ def _of(
 
 def _start(
     plan: WalkPlan, index: RelationshipIndex, subject: Subject, reached: set[Node]
-) -> Generator[_Pause, None, deque[Node]]:
+) -> Generator[Pause, None, deque[Node]]:
     """The first nodes of a plain walk: the subject set itself and the subject's holders."""
     queue: deque[Node] = deque()
     stype, sid, srel = subject
@@ -135,7 +135,7 @@ def _start(
 
 def _climb(
     plan: WalkPlan, index: RelationshipIndex, queue: deque[Node], reached: set[Node]
-) -> Generator[_Pause, None, None]:
+) -> Generator[Pause, None, None]:
     """Breadth-first over every reverse edge from the nodes in `queue` (already in `reached`),
     adding what it reaches to `reached`; a node already in `reached` is not climbed again.
 
@@ -195,7 +195,7 @@ def _two_phase(
 
 def _two_phase_steps(
     plan: WalkPlan, index: RelationshipIndex, subject: Subject, run: CheckRun, check_tops: bool = True
-) -> Generator[_Pause, None, tuple[set[Node], set[Node]]]:
+) -> Generator[Pause, None, tuple[set[Node], set[Node]]]:
     """:func:`_two_phase` as cooperative steps (pausing like :func:`_climb`). Without
     `check_tops`, boundary nodes with no edge above them are not checked (climbing from them
     leads nowhere) but left in `maybe`: the candidates among them are checked when handed
@@ -207,7 +207,7 @@ def _two_phase_steps(
     boundary: set[Node] = set()
     queue: deque[Node] = deque()
 
-    def climb_holders(node: Node, wildcard: bool) -> Generator[_Pause, None, None]:
+    def climb_holders(node: Node, wildcard: bool) -> Generator[Pause, None, None]:
         # `node` as a stored subject: the relations holding it
         stype, sid, srel = node
         shapes = holders.get((stype, srel, wildcard))

@@ -16,7 +16,7 @@ from itertools import islice
 from stonetown.core.relationship import WILDCARD
 from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.conditions import Result, granted
-from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, _Pause, sorted_steps
+from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, sorted_steps
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.reachability import Reachability
@@ -52,7 +52,7 @@ def lookup_subjects_steps(
     max_depth: int,
     after: str | None = None,
     first: int | None = None,
-) -> Generator[SubjectFound | _Pause, None, None]:
+) -> Generator[SubjectFound | Pause, None, None]:
     """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) holding
     `permission` on `resource`, those after the cursor id `after` in order, as cooperative
     steps (see cooperative.py). The walk collects every candidate; only the candidates after
@@ -110,7 +110,7 @@ def _candidates(
     start: tuple[str, str, str],
     subject_type: str,
     subject_relation: str,
-) -> Generator[_Pause, None, tuple[set[str], bool]]:
+) -> Generator[Pause, None, tuple[set[str], bool]]:
     """Every subject id of the wanted type the walk from `start` reaches, and whether a
     wildcard of that type was seen; pausing inside long buckets (see lookup_resources._climb
     for why that is safe)."""

@@ -15,10 +15,10 @@ import gc
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from stonetown.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from stonetown.core.relationship import WILDCARD, ObjectRef, Relationship, SubjectRef, validate_object_id
@@ -29,7 +29,7 @@ from stonetown.engine.change_feed import MAX_WATCHERS, ChangeFeed
 from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.check_cache import CheckCache, CheckKey
 from stonetown.engine.conditions import Result, granted
-from stonetown.engine.cooperative import resumable
+from stonetown.engine.cooperative import Pause, resumable
 from stonetown.engine.datastore import (
     BatchedDelete,
     BatchedWrite,
@@ -64,6 +64,9 @@ from stonetown.engine.types import (
 )
 from stonetown.engine.write_batcher import WriteBatcher
 from stonetown.schema import ir
+
+Found = TypeVar("Found")
+Answer = TypeVar("Answer")
 
 _SNAPSHOT_CACHE = 4
 MAX_DEPTH_LIMIT = 1000
@@ -316,7 +319,7 @@ class PermissionSystem:
 
     def _replacement(
         self, consistency: Consistency, contextual: Sequence[Relationship], validate: Callable[[View], None]
-    ) -> Callable[[View, bool], Any]:
+    ) -> Callable[[View, bool], Awaitable[View]]:
         """Where a walk restarts when the head index advanced during one of its pauses: the
         new head when nothing was answered yet and the consistency allows it (a few times),
         else a snapshot of the walk's own revision, which never advances."""
@@ -669,35 +672,25 @@ class PermissionSystem:
             self._require_permission(view.state, resource_type, permission, "resource_object_type")
             self._require_subject(view.state, subject, "subject")
 
-        def walk(view: View, cursor: str | None) -> Any:
+        def walk(view: View, cursor: str | None) -> Generator[tuple[str, Result] | Pause, None, None]:
             state = view.state
             return lookup_resources_steps(
                 state.compiled, state.facts, view.index, resource_type, permission,
                 (subject.type, subject.id, subject.relation), self.max_depth, cursor, _likely_wanted(limit),
             )  # fmt: skip
 
-        view = self._with_contextual(await self._view(consistency), contextual)
-        validate(view)
-        if limit == 0:
-            return
-        sent = 0
-        found = resumable(
-            view, walk, self._unchanged, self._replacement(consistency, contextual, validate),
-            lambda item: item[0], after,
-        )  # fmt: skip
-        async for (rid, result), used in found:
-            verdict = self._verdict(used.state, result, used.revision, context)
+        def shape(found: tuple[str, Result], view: View) -> LookupResourceResult | None:
+            verdict = self._verdict(view.state, found[1], view.revision, context)
             if verdict.permissionship is Permissionship.DENIED:
-                continue
-            yield (
-                LookupResourceResult(
-                    rid, verdict.permissionship is Permissionship.CONDITIONAL, verdict.missing_parameters
-                ),
-                used.revision,
-            )
-            sent += 1
-            if limit is not None and sent >= limit:
-                return
+                return None
+            conditional = verdict.permissionship is Permissionship.CONDITIONAL
+            return LookupResourceResult(found[0], conditional, verdict.missing_parameters)
+
+        answers = self._lookup(
+            consistency, contextual, validate, walk, lambda found: found[0], shape, after, limit
+        )
+        async for answer in answers:
+            yield answer
 
     async def lookup_subjects(
         self,
@@ -722,27 +715,48 @@ class PermissionSystem:
                 view.state, SubjectRef(subject_type, "x", subject_relation), "subject_object_type"
             )
 
-        def walk(view: View, cursor: str | None) -> Any:
+        def walk(view: View, cursor: str | None) -> Generator[SubjectFound | Pause, None, None]:
             state = view.state
             return lookup_subjects_steps(
                 state.compiled, state.facts, view.index, (resource.type, resource.id), permission,
                 subject_type, subject_relation, self.max_depth, cursor, _likely_wanted(limit),
             )  # fmt: skip
 
+        def shape(found: SubjectFound, view: View) -> LookupSubjectResult | None:
+            return self._subject_answer(found, view, context, subject_type, subject_relation)
+
+        answers = self._lookup(
+            consistency, contextual, validate, walk, lambda found: found.subject_id, shape, after, limit
+        )
+        async for answer in answers:
+            yield answer
+
+    async def _lookup(
+        self,
+        consistency: Consistency,
+        contextual: Sequence[Relationship],
+        validate: Callable[[View], None],
+        walk: Callable[[View, str | None], Generator[Found | Pause, None, None]],
+        key: Callable[[Found], str],
+        shape: Callable[[Found, View], Answer | None],
+        after: str | None,
+        limit: int | None,
+    ) -> AsyncIterator[tuple[Answer, int]]:
+        """The answers of a lookup: `walk` over the view `consistency` asks for (validated by
+        `validate`) from the cursor `after` on, each found item made an answer by `shape` (or
+        dropped: None), at most `limit`; the walk restarts where it was when the head index
+        advances during one of its pauses (see :meth:`_replacement`)."""
         view = self._with_contextual(await self._view(consistency), contextual)
         validate(view)
         if limit == 0:
             return
         sent = 0
-        found = resumable(
-            view, walk, self._unchanged, self._replacement(consistency, contextual, validate),
-            lambda item: item.subject_id, after,
-        )  # fmt: skip
-        async for item, used in found:
-            shaped = self._subject_answer(item, used, context, subject_type, subject_relation)
-            if shaped is None:
+        replacement = self._replacement(consistency, contextual, validate)
+        async for found, used in resumable(view, walk, self._unchanged, replacement, key, after):
+            answer = shape(found, used)
+            if answer is None:
                 continue
-            yield shaped, used.revision
+            yield answer, used.revision
             sent += 1
             if limit is not None and sent >= limit:
                 return
