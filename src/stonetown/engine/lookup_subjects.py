@@ -85,13 +85,11 @@ def lookup_subjects_steps(
             conditional = tuple((cid, r) for cid, r in results.items() if r is not True and granted(r))
             ordered = [cid for cid in sorted_steps(excluded) if cid is not PAUSE]
             yield SubjectFound(WILDCARD, wildcard, tuple(ordered), conditional)  # type: ignore[arg-type]
-    wanted = list(candidates)
-    if after is not None:
-        kept: list[str] = []
-        for start in range(0, len(wanted), SORT_CHUNK):
-            kept.extend([cid for cid in wanted[start : start + SORT_CHUNK] if cid > after])
-            yield PAUSE
-        wanted = kept
+    wanted: list[str] = []
+    remaining = iter(candidates)
+    while chunk := list(islice(remaining, SORT_CHUNK)):
+        wanted.extend(chunk if after is None else [cid for cid in chunk if cid > after])
+        yield PAUSE
     for cid in sorted_steps(wanted, first):
         if cid is PAUSE:
             yield PAUSE
