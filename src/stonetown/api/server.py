@@ -42,7 +42,9 @@ from stonetown.api.servicers.schema import SchemaServicer
 from stonetown.api.testing import RoutedSystem, StoresPerToken
 from stonetown.api.tls import TlsFileError, server_credentials
 from stonetown.core.errors import NotFound
+from stonetown.engine.change_feed import MAX_WATCHERS
 from stonetown.engine.datastore import Datastore, Update, UpdateOp
+from stonetown.engine.expand import MAX_EXPAND_SIZE
 from stonetown.engine.system import MAX_DEPTH_LIMIT, PermissionSystem
 
 log = logging.getLogger("stonetown.server")
@@ -76,6 +78,8 @@ class ServerConfig:
     insecure: bool = False
     workers: int = 1
     max_depth: int = 50
+    max_watch_streams: int = MAX_WATCHERS  # Watch streams per worker; beyond it RESOURCE_EXHAUSTED
+    max_expand_size: int = MAX_EXPAND_SIZE  # nodes + subjects of one Expand tree
     max_concurrent_rpcs: int | None = None  # admitted at once; beyond it RESOURCE_EXHAUSTED
     limits: Limits = field(default_factory=Limits)
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
@@ -122,6 +126,10 @@ def check_config(config: ServerConfig) -> None:
         raise ConfigError("--workers > 1 needs a shared datastore file, not the in-memory one")
     if not 1 <= config.max_depth <= MAX_DEPTH_LIMIT:
         raise ConfigError(f"--max-depth must be between 1 and {MAX_DEPTH_LIMIT}")
+    if config.max_watch_streams < 1:
+        raise ConfigError("--max-watch-streams must be at least 1")
+    if config.max_expand_size < 1:
+        raise ConfigError("--max-expand-size must be at least 1")
     if config.max_concurrent_rpcs is not None and config.max_concurrent_rpcs < 1:
         raise ConfigError("--max-concurrent-rpcs must be at least 1")
     connections = config.connections
@@ -281,7 +289,12 @@ async def start_system(config: ServerConfig) -> PermissionSystem:
     nodes, its index is woken by LISTEN/NOTIFY on every commit (the system's poll stays as
     the fallback)."""
     store = make_store(config.datastore, config.datastore_uri)
-    system = PermissionSystem(store, max_depth=config.max_depth)
+    system = PermissionSystem(
+        store,
+        max_depth=config.max_depth,
+        max_expand_size=config.max_expand_size,
+        max_watchers=config.max_watch_streams,
+    )
     await system.start()
     if config.datastore == POSTGRES_DATASTORE:
         from stonetown.stores.postgres import PostgresDatastore

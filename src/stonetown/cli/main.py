@@ -105,6 +105,18 @@ def _add_serve(subparsers: Any) -> None:
         "--max-depth", type=int, default=50, help="recursion depth limit (default %(default)s)"
     )
     serve.add_argument(
+        "--max-watch-streams",
+        type=int,
+        default=1000,
+        help="Watch streams served at once per worker; more get RESOURCE_EXHAUSTED (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-expand-size",
+        type=int,
+        default=10_000,
+        help="nodes + subjects of one Expand tree; larger get RESOURCE_EXHAUSTED (default %(default)s)",
+    )
+    serve.add_argument(
         "--max-concurrent-rpcs",
         type=int,
         default=None,
@@ -211,6 +223,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         workers=args.workers,
         max_depth=args.max_depth,
+        max_watch_streams=args.max_watch_streams,
+        max_expand_size=args.max_expand_size,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         limits=Limits(
             max_updates_per_write=args.max_updates_per_write,

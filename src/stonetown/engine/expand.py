@@ -4,7 +4,9 @@ Shallow (SpiceDB's default): the rewrite is unfolded through computed usersets a
 and each stored relation becomes a leaf listing its direct subjects, subject sets included
 as they are. Recursive: every subject set in a leaf is expanded in turn, the leaf becoming a
 union of the direct subjects and those subtrees. Cycles end in an empty leaf; the depth limit
-gives ResourceExhausted.
+gives ResourceExhausted, and so does a tree that would hold more than `max_size` nodes and
+subjects (checked before a leaf is built, so a huge group fails at once instead of building a
+tree no message can carry: LookupSubjects pages through such sets).
 
 :func:`evaluate` turns a tree back into the set of subjects it denotes, so tests can hold
 Expand to the same answers as Check.
@@ -21,17 +23,40 @@ from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.types import ExpandNode, ExpandOp
 from stonetown.schema import ir
 
+# The default bound on the nodes and subjects of one expand tree: about 220 kB as a message,
+# and tens of milliseconds to build and encode.
+MAX_EXPAND_SIZE = 10_000
+
 
 class Expander:
     """Builds expand trees over one index at one moment."""
 
-    def __init__(self, schema: ir.Schema, index: RelationshipIndex, max_depth: int, recursive: bool) -> None:
+    def __init__(
+        self,
+        schema: ir.Schema,
+        index: RelationshipIndex,
+        max_depth: int,
+        recursive: bool,
+        max_size: int = MAX_EXPAND_SIZE,
+    ) -> None:
         self.schema = schema
         self.index = index
         self.max_depth = max_depth
         self.recursive = recursive
+        self.max_size = max_size
+        self.size = 0  # nodes and subjects in the tree so far
         self.now = time.time()
         self.stack: set[tuple[str, str, str]] = set()
+
+    def _grow(self, count: int, rtype: str, rid: str, rel: str) -> None:
+        """Count `count` more nodes or subjects; ResourceExhausted beyond the bound."""
+        self.size += count
+        if self.size > self.max_size:
+            raise ResourceExhausted(
+                f"expand: the tree would hold more than {self.max_size} nodes and subjects "
+                f"(the expand size bound, --max-expand-size) at {rtype}:{rid}#{rel}; "
+                "list large sets with LookupSubjects, which pages"
+            )
 
     def expand(self, rtype: str, rid: str, rel: str, depth: int = 0) -> ExpandNode:
         """The tree of `rtype:rid#rel`."""
@@ -43,6 +68,7 @@ class Expander:
             raise ResourceExhausted(
                 f"expand exceeded the maximum depth of {self.max_depth} at {rtype}:{rid}#{rel}"
             )
+        self._grow(1, rtype, rid, rel)
         self.stack.add(key)
         try:
             return self._rewrite(rtype, rid, rel, relation.rewrite, depth)
@@ -72,14 +98,20 @@ class Expander:
             return ExpandNode(obj, rel, ExpandOp.EXCLUSION, [base, subtract])
         return ExpandNode(obj, rel)
 
-    def _subjects(self, rtype: str, rid: str, rel: str) -> list[tuple[SubjectRef, str | None]]:
-        """Live direct subjects of `rtype:rid#rel`, sorted, with their caveat names."""
+    def _subjects(
+        self, rtype: str, rid: str, rel: str, leaf: bool = False
+    ) -> list[tuple[SubjectRef, str | None]]:
+        """Live direct subjects of `rtype:rid#rel`, sorted, with their caveat names; for a
+        `leaf`, counted against the size bound before they are gathered."""
         key = (rtype, rid, rel)
+        objects, usersets = self.index.objects.get(key, {}), self.index.usersets.get(key, {})
+        if leaf:
+            self._grow(len(objects) + len(usersets), rtype, rid, rel)
         found: list[tuple[SubjectRef, str | None]] = []
-        for (stype, sid), meta in self.index.objects.get(key, {}).items():
+        for (stype, sid), meta in objects.items():
             if meta is None or meta.expires_at is None or meta.expires_at > self.now:
                 found.append((SubjectRef(stype, sid), meta.caveat.name if meta and meta.caveat else None))
-        for (stype, sid, srel), meta in self.index.usersets.get(key, {}).items():
+        for (stype, sid, srel), meta in usersets.items():
             if meta is None or meta.expires_at is None or meta.expires_at > self.now:
                 found.append(
                     (SubjectRef(stype, sid, srel), meta.caveat.name if meta and meta.caveat else None)
@@ -89,7 +121,7 @@ class Expander:
 
     def _direct(self, rtype: str, rid: str, rel: str, depth: int) -> ExpandNode:
         obj = ObjectRef(rtype, rid)
-        pairs = self._subjects(rtype, rid, rel)
+        pairs = self._subjects(rtype, rid, rel, leaf=True)
         leaf = ExpandNode(obj, rel, subjects=[s for s, _ in pairs], subject_caveats=[c for _, c in pairs])
         if not self.recursive:
             return leaf

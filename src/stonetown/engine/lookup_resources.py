@@ -22,9 +22,11 @@ Candidates of a monotone permission are answers. Otherwise the walk runs in two 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Generator
 
 from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, Subject
 from stonetown.engine.conditions import Result, granted
+from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, finish, sorted_steps
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.reachability import Reachability, WalkPlan
@@ -45,27 +47,71 @@ def lookup_resources(
 ) -> list[tuple[str, Result]]:
     """(resource id, result) for every object of `resource_type` reaching `subject`, sorted
     by id; results are True or a caveat condition, never False."""
-    plan = facts.plan_for(resource_type, permission)
-    if (resource_type, permission) in facts.monotone:
-        reached: set[Node] = set()
-        _climb(plan, index, _start(plan, index, subject, reached), reached)
-        return [(rid, True) for rid in sorted(_of(reached, resource_type, permission))]
-    run = CheckRun(compiled, index, max_depth)
-    proven, maybe = _two_phase(plan, index, subject, run)
-    found: list[tuple[str, Result]] = [(rid, True) for rid in _of(proven, resource_type, permission)]
-    for rid in _of(maybe, resource_type, permission):
-        result = run.dispatch(resource_type, rid, permission, subject, 0)
-        if granted(result):
-            found.append((rid, result))
-    found.sort(key=lambda item: item[0])
+    found, _ = finish(
+        lookup_resources_steps(compiled, facts, index, resource_type, permission, subject, max_depth)
+    )
     return found
 
 
-def _of(nodes: set[Node], resource_type: str, permission: str) -> set[str]:
-    return {rid for rtype, rid, rel in nodes if rtype == resource_type and rel == permission}
+def lookup_resources_steps(
+    compiled: CompiledSchema,
+    facts: Reachability,
+    index: RelationshipIndex,
+    resource_type: str,
+    permission: str,
+    subject: Subject,
+    max_depth: int,
+    after: str | None = None,
+    first: int | None = None,
+) -> Generator[tuple[str, Result] | Pause, None, None]:
+    """The answers of :func:`lookup_resources` with ids after `after`, in order, as
+    cooperative steps (see cooperative.py): the walk runs to its end (any object can be
+    reached last), then the candidates are sorted in slices and only those handed out are
+    checked, so a consumer that stops after a page does not pay for the rest. `first`: how
+    many answers the consumer likely wants (see cooperative.sorted_steps)."""
+    plan = facts.plan_for(resource_type, permission)
+    if (resource_type, permission) in facts.monotone:
+        reached: set[Node] = set()
+        queue = yield from _start(plan, index, subject, reached)
+        yield from _climb(plan, index, queue, reached)
+        ids = yield from _of(reached, resource_type, permission, after)
+        for rid in sorted_steps(ids, first):
+            yield rid if rid is PAUSE else (rid, True)  # type: ignore[misc]
+        return
+    run = CheckRun(compiled, index, max_depth)
+    proven, maybe = yield from _two_phase_steps(plan, index, subject, run, check_tops=False)
+    certain = set((yield from _of(proven, resource_type, permission, after)))
+    ids = yield from _of(maybe, resource_type, permission, after)
+    ids.extend(certain)
+    for rid in sorted_steps(ids, first):
+        if rid is PAUSE:
+            yield PAUSE
+        elif rid in certain:
+            yield (rid, True)
+        else:
+            result = run.dispatch(resource_type, rid, permission, subject, 0)
+            if granted(result):
+                yield (rid, result)
+            yield PAUSE
 
 
-def _start(plan: WalkPlan, index: RelationshipIndex, subject: Subject, reached: set[Node]) -> deque[Node]:
+def _of(
+    nodes: set[Node], resource_type: str, permission: str, after: str | None
+) -> Generator[Pause, None, list[str]]:
+    """The ids of the `resource_type#permission` nodes in `nodes` (a set the walk owns) after
+    the cursor id `after`."""
+    found: list[str] = []
+    for count, (rtype, rid, rel) in enumerate(nodes, 1):
+        if rtype == resource_type and rel == permission and (after is None or rid > after):
+            found.append(rid)
+        if count % SORT_CHUNK == 0:
+            yield PAUSE
+    return found
+
+
+def _start(
+    plan: WalkPlan, index: RelationshipIndex, subject: Subject, reached: set[Node]
+) -> Generator[Pause, None, deque[Node]]:
     """The first nodes of a plain walk: the subject set itself and the subject's holders."""
     queue: deque[Node] = deque()
     stype, sid, srel = subject
@@ -78,16 +124,23 @@ def _start(plan: WalkPlan, index: RelationshipIndex, subject: Subject, reached: 
     for key, wildcard in starts:
         shapes = plan.holders.get((stype, srel, wildcard))
         if shapes:
-            for rkey in index.reverse.get(key, ()):
+            for count, rkey in enumerate(index.reverse.get(key, ()), 1):
                 if (rkey[0], rkey[2]) in shapes and rkey not in reached:
                     reached.add(rkey)
                     queue.append(rkey)
+                if count % PAUSE_EVERY == 0:
+                    yield PAUSE
     return queue
 
 
-def _climb(plan: WalkPlan, index: RelationshipIndex, queue: deque[Node], reached: set[Node]) -> None:
+def _climb(
+    plan: WalkPlan, index: RelationshipIndex, queue: deque[Node], reached: set[Node]
+) -> Generator[Pause, None, None]:
     """Breadth-first over every reverse edge from the nodes in `queue` (already in `reached`),
-    adding what it reaches to `reached`; a node already in `reached` is not climbed again."""
+    adding what it reaches to `reached`; a node already in `reached` is not climbed again.
+
+    It pauses between nodes and inside long fan-outs: an index that changes during a pause
+    is never read again (see cooperative.drain), so holding its iterators is safe."""
     reverse = index.reverse
     computed, arrows, holders = plan.computed, plan.arrows, plan.holders
     onward, climbable = plan.onward, plan.climbable
@@ -97,6 +150,8 @@ def _climb(plan: WalkPlan, index: RelationshipIndex, queue: deque[Node], reached
         steps += 1
         if steps % CHECK_EVERY == 0:
             check_deadline(deadline)
+        if steps % PAUSE_EVERY == 0:
+            yield PAUSE
         node = queue.popleft()
         ntype, nid, nrel = node
         for perm, _ in computed.get((ntype, nrel), ()):
@@ -107,7 +162,9 @@ def _climb(plan: WalkPlan, index: RelationshipIndex, queue: deque[Node], reached
                     queue.append(up)
         for parent_type, tupleset, perm, _, vias in arrows.get((ntype, nrel), ()):
             for via in vias:
-                for rtype, rid, rrel in reverse.get((ntype, nid, via), ()):
+                for count, (rtype, rid, rrel) in enumerate(reverse.get((ntype, nid, via), ()), 1):
+                    if count % PAUSE_EVERY == 0:
+                        yield PAUSE
                     if rtype == parent_type and rrel == tupleset:
                         up = (rtype, rid, perm)
                         if up not in reached:
@@ -118,7 +175,9 @@ def _climb(plan: WalkPlan, index: RelationshipIndex, queue: deque[Node], reached
         if shapes:
             rkeys = reverse.get(node)
             if rkeys:
-                for rkey in rkeys:
+                for count, rkey in enumerate(rkeys, 1):
+                    if count % PAUSE_EVERY == 0:
+                        yield PAUSE
                     if (rkey[0], rkey[2]) in shapes and rkey not in reached:
                         reached.add(rkey)
                         if (rkey[0], rkey[2]) in climbable:
@@ -130,6 +189,17 @@ def _two_phase(
 ) -> tuple[set[Node], set[Node]]:
     """(proven, maybe): nodes the subject certainly holds, and the other nodes reached
     through boundary nodes the subject may hold (see the module docstring)."""
+    _, split = finish(_two_phase_steps(plan, index, subject, run))
+    return split
+
+
+def _two_phase_steps(
+    plan: WalkPlan, index: RelationshipIndex, subject: Subject, run: CheckRun, check_tops: bool = True
+) -> Generator[Pause, None, tuple[set[Node], set[Node]]]:
+    """:func:`_two_phase` as cooperative steps (pausing like :func:`_climb`). Without
+    `check_tops`, boundary nodes with no edge above them are not checked (climbing from them
+    leads nowhere) but left in `maybe`: the candidates among them are checked when handed
+    out, and only those."""
     reverse, objects, usersets = index.reverse, index.objects, index.usersets
     computed, arrows, holders = plan.computed, plan.arrows, plan.holders
     onward, climbable = plan.onward, plan.climbable
@@ -137,7 +207,7 @@ def _two_phase(
     boundary: set[Node] = set()
     queue: deque[Node] = deque()
 
-    def climb_holders(node: Node, wildcard: bool) -> None:
+    def climb_holders(node: Node, wildcard: bool) -> Generator[Pause, None, None]:
         # `node` as a stored subject: the relations holding it
         stype, sid, srel = node
         shapes = holders.get((stype, srel, wildcard))
@@ -148,7 +218,9 @@ def _two_phase(
             return
         key = (stype, sid, srel) if srel else (stype, sid)
         store = usersets if srel else objects
-        for rkey in rkeys:
+        for count, rkey in enumerate(rkeys, 1):
+            if count % PAUSE_EVERY == 0:
+                yield PAUSE
             positive = shapes.get((rkey[0], rkey[2]))
             if positive is None or rkey in proven:
                 continue
@@ -165,9 +237,9 @@ def _two_phase(
     if srel:
         proven.add(subject)  # a subject set is a member of itself
         queue.append(subject)
-    climb_holders(subject, False)
+    yield from climb_holders(subject, False)
     if not srel and sid != "*":
-        climb_holders((stype, "*", ""), True)
+        yield from climb_holders((stype, "*", ""), True)
 
     deadline = request_deadline.get()
     steps = 0
@@ -175,6 +247,8 @@ def _two_phase(
         steps += 1
         if steps % CHECK_EVERY == 0:
             check_deadline(deadline)
+        if steps % PAUSE_EVERY == 0:
+            yield PAUSE
         node = queue.popleft()
         ntype, nid, nrel = node
         for perm, positive in computed.get((ntype, nrel), ()):
@@ -189,7 +263,9 @@ def _two_phase(
                 boundary.add(up)
         for parent_type, tupleset, perm, positive, vias in arrows.get((ntype, nrel), ()):
             for via in vias:
-                for rkey in reverse.get((ntype, nid, via), ()):
+                for count, rkey in enumerate(reverse.get((ntype, nid, via), ()), 1):
+                    if count % PAUSE_EVERY == 0:
+                        yield PAUSE
                     rtype, rid, rrel = rkey
                     if rtype != parent_type or rrel != tupleset:
                         continue
@@ -205,7 +281,8 @@ def _two_phase(
                                 queue.append(up)
                             continue
                     boundary.add(up)
-        climb_holders(node, False)
+        if (ntype, nrel, False) in holders and node in reverse:
+            yield from climb_holders(node, False)
 
     # Phase 2: climb over every edge from the boundary nodes the subject may hold. A node it
     # does not hold stays in `reached` (so it is never climbed from) but is no candidate.
@@ -213,6 +290,8 @@ def _two_phase(
     pruned: set[Node] = set()
     pending: deque[Node] = deque()
     for node in boundary - proven:
+        if not check_tops and (node[0], node[2]) not in climbable:
+            continue
         try:
             held = granted(run.dispatch(node[0], node[1], node[2], subject, 0))
         except DepthExceeded:
@@ -221,5 +300,6 @@ def _two_phase(
             pending.append(node)
         else:
             pruned.add(node)
-    _climb(plan, index, pending, reached)
+        yield PAUSE
+    yield from _climb(plan, index, pending, reached)
     return proven, reached - proven - pruned

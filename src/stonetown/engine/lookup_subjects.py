@@ -9,10 +9,14 @@ concrete candidates it does not cover are its exclusions.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
+from itertools import islice
 
+from stonetown.core.relationship import WILDCARD
 from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.conditions import Result, granted
+from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, sorted_steps
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.reachability import Reachability
@@ -23,16 +27,21 @@ UNSEEN_ID = "\x00unseen"
 
 
 @dataclass(frozen=True, slots=True)
-class SubjectsFound:
-    """The answer: concrete subject ids with their results, and the wildcard (if granted) with
-    its result and excluded ids."""
+class SubjectFound:
+    """One answer, in the order answers come: the wildcard first (when granted), then the
+    concrete subject ids ascending; ``result`` is True or a caveat condition.
 
-    subjects: list[tuple[str, Result]]
-    wildcard: Result
-    excluded: list[str]
+    For the wildcard, ``excluded`` lists the candidates its result does not cover and
+    ``conditional`` the candidates granted only under a caveat condition, with their results
+    (a caveat context may still deny them, which excludes them from the wildcard too)."""
+
+    subject_id: str
+    result: Result
+    excluded: tuple[str, ...] = ()
+    conditional: tuple[tuple[str, Result], ...] = ()
 
 
-def lookup_subjects(
+def lookup_subjects_steps(
     compiled: CompiledSchema,
     facts: Reachability,
     index: RelationshipIndex,
@@ -41,30 +50,55 @@ def lookup_subjects(
     subject_type: str,
     subject_relation: str,
     max_depth: int,
-) -> SubjectsFound:
+    after: str | None = None,
+    first: int | None = None,
+) -> Generator[SubjectFound | Pause, None, None]:
     """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) holding
-    `permission` on `resource`, ids sorted."""
-    candidates, wildcard_seen = _candidates(
+    `permission` on `resource`, those after the cursor id `after` in order, as cooperative
+    steps (see cooperative.py). The walk collects every candidate; only the candidates after
+    the cursor are sorted, and only those handed out are checked, except when the wildcard
+    is handed out: its exclusions need every candidate's result. `first`: how many answers
+    the consumer likely wants (see cooperative.sorted_steps)."""
+    candidates, wildcard_seen = yield from _candidates(
         compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation
     )
-    ordered = sorted(candidates)
-    if (resource[0], permission) in facts.monotone:
-        return SubjectsFound([(cid, True) for cid in ordered], wildcard_seen, [])
+    monotone = (resource[0], permission) in facts.monotone
     run = CheckRun(compiled, index, max_depth)
     rtype, rid = resource
-    results = [
-        (cid, run.dispatch(rtype, rid, permission, (subject_type, cid, subject_relation), 0))
-        for cid in ordered
-    ]
-    wildcard: Result = False
-    excluded: list[str] = []
-    if wildcard_seen:
-        wildcard = run.dispatch(rtype, rid, permission, (subject_type, UNSEEN_ID, ""), 0)
-        if not granted(wildcard):
-            wildcard = False
-        else:
-            excluded = [cid for cid, result in results if not granted(result)]
-    return SubjectsFound([(cid, r) for cid, r in results if granted(r)], wildcard, excluded)
+
+    def result_of(cid: str) -> Result:
+        if monotone:
+            return True
+        return run.dispatch(rtype, rid, permission, (subject_type, cid, subject_relation), 0)
+
+    results: dict[str, Result] | None = None
+    if wildcard_seen and (after is None or WILDCARD > after):
+        wildcard: Result = True
+        if not monotone:
+            wildcard = run.dispatch(rtype, rid, permission, (subject_type, UNSEEN_ID, ""), 0)
+        if granted(wildcard):
+            results = {}
+            for cid in candidates:
+                results[cid] = result_of(cid)
+                yield PAUSE
+            excluded = [cid for cid, result in results.items() if not granted(result)]
+            conditional = tuple((cid, r) for cid, r in results.items() if r is not True and granted(r))
+            ordered = [cid for cid in sorted_steps(excluded) if cid is not PAUSE]
+            yield SubjectFound(WILDCARD, wildcard, tuple(ordered), conditional)  # type: ignore[arg-type]
+    wanted: list[str] = []
+    remaining = iter(candidates)
+    while chunk := list(islice(remaining, SORT_CHUNK)):
+        wanted.extend(chunk if after is None else [cid for cid in chunk if cid > after])
+        yield PAUSE
+    for cid in sorted_steps(wanted, first):
+        if cid is PAUSE:
+            yield PAUSE
+            continue
+        result = results[cid] if results is not None else result_of(cid)  # type: ignore[index]
+        if granted(result):
+            yield SubjectFound(cid, result)  # type: ignore[arg-type]
+        if not monotone:
+            yield PAUSE
 
 
 def _candidates(
@@ -74,7 +108,10 @@ def _candidates(
     start: tuple[str, str, str],
     subject_type: str,
     subject_relation: str,
-) -> tuple[set[str], bool]:
+) -> Generator[Pause, None, tuple[set[str], bool]]:
+    """Every subject id of the wanted type the walk from `start` reaches, and whether a
+    wildcard of that type was seen; pausing inside long buckets (see lookup_resources._climb
+    for why that is safe)."""
     found: set[str] = set()
     wildcard = False
     visited: set[tuple[str, str, str]] = set()
@@ -86,6 +123,8 @@ def _candidates(
         steps += 1
         if steps % CHECK_EVERY == 0:
             check_deadline(deadline)
+        if steps % PAUSE_EVERY == 0:
+            yield PAUSE
         node = stack.pop()
         if node in visited:
             continue
@@ -98,14 +137,18 @@ def _candidates(
             continue
         for part in _parts(relation.rewrite):
             if isinstance(part, ir.This):
-                for (stype, sid), _meta in index.objects.get(node, {}).items():
-                    if stype != subject_type or subject_relation:
-                        continue
-                    if sid == "*":
-                        wildcard = wildcard or (ntype, nrel, stype, "", True) in admits
-                    elif (ntype, nrel, stype, "", False) in admits:
-                        found.add(sid)
-                for (stype, sid, srel), _meta in index.usersets.get(node, {}).items():
+                bucket = index.objects.get(node)
+                if bucket and not subject_relation:
+                    if (subject_type, "*") in bucket:
+                        wildcard = wildcard or (ntype, nrel, subject_type, "", True) in admits
+                    if (ntype, nrel, subject_type, "", False) in admits:
+                        subjects = iter(bucket)
+                        while chunk := list(islice(subjects, SORT_CHUNK)):
+                            found.update([i for t, i in chunk if t == subject_type and i != "*"])
+                            yield PAUSE
+                for count, (stype, sid, srel) in enumerate(index.usersets.get(node, {}), 1):
+                    if count % PAUSE_EVERY == 0:
+                        yield PAUSE
                     if (ntype, nrel, stype, srel, False) in admits:
                         stack.append((stype, sid, srel))
             elif isinstance(part, ir.ComputedUserset):
@@ -122,7 +165,9 @@ def _candidates(
                     for (st, sid, srel) in index.usersets.get(key, {})
                     if (ntype, part.tupleset, st, srel, False) in admits
                 ]
-                for stype, sid in targets:
+                for count, (stype, sid) in enumerate(targets, 1):
+                    if count % PAUSE_EVERY == 0:
+                        yield PAUSE
                     if schema.relation(stype, part.computed) is not None:
                         stack.append((stype, sid, part.computed))
     return found, wildcard

@@ -15,11 +15,11 @@ import gc
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from stonetown.core.errors import (
     DeadlineExceeded,
@@ -34,9 +34,11 @@ from stonetown.engine.admission import admission_error, require_admitted, requir
 from stonetown.engine.caveat_values import require_request_context
 from stonetown.engine.caveats import CaveatEvaluator
 from stonetown.engine.cel_runtime import EvaluationBudget, EvaluationCancelled
+from stonetown.engine.change_feed import MAX_WATCHERS, ChangeFeed
 from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.check_cache import CheckCache, CheckKey
 from stonetown.engine.conditions import Result, granted
+from stonetown.engine.cooperative import Pause, resumable
 from stonetown.engine.datastore import (
     BatchedDelete,
     BatchedWrite,
@@ -53,11 +55,11 @@ from stonetown.engine.datastore import (
     Update,
     UpdateOp,
 )
-from stonetown.engine.expand import Expander
+from stonetown.engine.expand import MAX_EXPAND_SIZE, Expander
 from stonetown.engine.explain import ExplainNode, explain
 from stonetown.engine.index import RelationshipIndex, overlay
-from stonetown.engine.lookup_resources import lookup_resources
-from stonetown.engine.lookup_subjects import lookup_subjects
+from stonetown.engine.lookup_resources import lookup_resources_steps
+from stonetown.engine.lookup_subjects import SubjectFound, lookup_subjects_steps
 from stonetown.engine.reachability import Reachability
 from stonetown.engine.types import (
     CheckRequest,
@@ -72,6 +74,9 @@ from stonetown.engine.types import (
 )
 from stonetown.engine.write_batcher import WriteBatcher
 from stonetown.schema import ir
+
+Found = TypeVar("Found")
+Answer = TypeVar("Answer")
 
 _SNAPSHOT_CACHE = 4
 MAX_DEPTH_LIMIT = 1000
@@ -118,11 +123,13 @@ class View:
 
     index: RelationshipIndex
     state: SchemaState
+    # True when `index` is (or overlays) the head index, which advances in place.
+    live: bool = False
+    # The revision both belong to, fixed when the view is made: a live index moves on.
+    revision: int = field(init=False)
 
-    @property
-    def revision(self) -> int:
-        """The revision both belong to."""
-        return self.index.revision
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "revision", self.index.revision)
 
 
 class PermissionSystem:
@@ -137,6 +144,8 @@ class PermissionSystem:
         token_wait: float = 5.0,
         gc_interval: float | None = 600.0,
         gc_window: float | None = None,
+        max_expand_size: int = MAX_EXPAND_SIZE,
+        max_watchers: int = MAX_WATCHERS,
     ) -> None:
         if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
             raise ValueError(f"max_depth must be between 1 and {MAX_DEPTH_LIMIT}, not {max_depth}")
@@ -147,6 +156,7 @@ class PermissionSystem:
             sys.setrecursionlimit(needed)
         self.store = store
         self.max_depth = max_depth
+        self.max_expand_size = max_expand_size
         self.poll_interval = poll_interval
         self.token_wait = token_wait
         self.gc_interval = gc_interval
@@ -156,7 +166,8 @@ class PermissionSystem:
         self.state: SchemaState | None = None
         self._advance_lock = asyncio.Lock()
         self._schema_compile = asyncio.Lock()
-        self._changed = asyncio.Event()
+        # One reader of the change log for every Watch stream of this process.
+        self.feed = ChangeFeed(store, max_watchers)
         self._snapshots: OrderedDict[int, View] = OrderedDict()
         self._compiled: OrderedDict[int, SchemaState] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
@@ -178,6 +189,7 @@ class PermissionSystem:
         """Open the store, load the schema and build the index at the head revision."""
         await self.store.open()
         await self._reload()
+        self.feed.start(self.index.revision)
         if self.poll_interval:
             self._poller = asyncio.create_task(self._poll())
         if self.gc_interval:
@@ -193,6 +205,7 @@ class PermissionSystem:
                 except asyncio.CancelledError:
                     pass
         self._poller = self._collector = None
+        await self.feed.stop()
         await self._batcher.wait_idle()
         await self.store.close()
 
@@ -250,8 +263,7 @@ class PermissionSystem:
                         state = await self._state_for(stored) if stored is not None else None
                     self.index.apply(batch.changes, batch.revision)
                     self.state = state
-            self._changed.set()
-            self._changed = asyncio.Event()
+            self.feed.announce(self.index.revision)
         return self.index.revision
 
     async def _state_for(self, stored: StoredSchema) -> SchemaState:
@@ -293,7 +305,7 @@ class PermissionSystem:
                 return await self._snapshot(wanted)
         if self.state is None:
             raise NotFound("no schema has been written yet")
-        return View(self.index, self.state)
+        return View(self.index, self.state, live=True)
 
     @staticmethod
     def _token_revision(consistency: Consistency) -> int:
@@ -336,7 +348,34 @@ class PermissionSystem:
         for position, rel in enumerate(contextual):
             rel.validate_syntax()
             require_admitted(view.state.schema, rel, f"contextual_relationships[{position}]")
-        return View(overlay(view.index, contextual), view.state)
+        return View(overlay(view.index, contextual), view.state, view.live)
+
+    def _unchanged(self, view: View) -> Callable[[], bool]:
+        """For a paused walk over `view`: does its index still hold `view`'s revision?"""
+        if not view.live:
+            return lambda: True  # a snapshot never advances
+        head, revision = self.index, view.revision
+        return lambda: head.revision == revision
+
+    def _replacement(
+        self, consistency: Consistency, contextual: Sequence[Relationship], validate: Callable[[View], None]
+    ) -> Callable[[View, bool], Awaitable[View]]:
+        """Where a walk restarts when the head index advanced during one of its pauses: the
+        new head when nothing was answered yet and the consistency allows it (a few times),
+        else a snapshot of the walk's own revision, which never advances."""
+        restarts = 0
+
+        async def replace(view: View, sent: bool) -> View:
+            nonlocal restarts
+            restarts += 1
+            if not sent and restarts <= 3 and consistency.mode is not ConsistencyMode.AT_EXACT_SNAPSHOT:
+                fresh = self._with_contextual(await self._view(consistency), contextual)
+            else:
+                fresh = self._with_contextual(await self._snapshot(view.revision), contextual)
+            validate(fresh)
+            return fresh
+
+        return replace
 
     # ---- schema -------------------------------------------------------------------------
 
@@ -448,8 +487,7 @@ class PermissionSystem:
                         ],
                         revision,
                     )
-                self._changed.set()
-                self._changed = asyncio.Event()
+                self.feed.announce(revision)
                 return
         await self.catch_up()
 
@@ -478,8 +516,7 @@ class PermissionSystem:
             if self.index.revision == revision - 1:
                 bulk_import.add_to_index(self.index, relationships)
                 self.index.apply((), revision)
-                self._changed.set()
-                self._changed = asyncio.Event()
+                self.feed.announce(revision)
                 return revision
         await self.catch_up()
         return revision
@@ -524,29 +561,14 @@ class PermissionSystem:
         live = [r for r in rows if r.expiration is None or r.expiration.timestamp() > now]
         return ReadResult(live, view.revision)
 
-    async def watch(
+    def watch(
         self, after_revision: int, resource_types: Sequence[str] = (), *, every_revision: bool = False
     ) -> AsyncIterator[RevisionChanges]:
-        """Every change after `after_revision`, as it commits, optionally only for some types.
-        With `every_revision`, every committed revision comes, even with no change left after
-        the type filter (a schema write, a checkpoint to report)."""
-        cursor = after_revision
-        wanted = set(resource_types)
-        while True:
-            batches = await self.store.changes(cursor, limit=1000)
-            for batch in batches:
-                cursor = batch.revision
-                changes = batch.changes
-                if wanted:
-                    changes = tuple(c for c in changes if c.relationship.resource_type in wanted)
-                if changes or every_revision:
-                    yield RevisionChanges(batch.revision, batch.timestamp, changes, batch.schema_changed)
-            if not batches:
-                changed = self._changed
-                try:
-                    await asyncio.wait_for(changed.wait(), timeout=self.poll_interval or 0.05)
-                except TimeoutError:
-                    pass
+        """Every change after `after_revision`, as it commits, optionally only for some types;
+        served from the shared change feed (ResourceExhausted beyond the watcher bound). With
+        `every_revision`, every committed revision comes, even with no change left after the
+        type filter (a schema write, a checkpoint to report)."""
+        return self.feed.watch(after_revision, resource_types, every_revision=every_revision)
 
     # ---- permissions --------------------------------------------------------------------
 
@@ -725,7 +747,7 @@ class PermissionSystem:
         """The userset tree of `permission` on `resource`, and the revision used."""
         view = await self._view(consistency)
         self._require_permission(view.state, resource.type, permission, "resource")
-        expander = Expander(view.state.schema, view.index, self.max_depth, recursive)
+        expander = Expander(view.state.schema, view.index, self.max_depth, recursive, self.max_expand_size)
         return expander.expand(resource.type, resource.id, permission), view.revision
 
     async def lookup_resources(
@@ -741,39 +763,37 @@ class PermissionSystem:
         limit: int | None = None,
     ) -> AsyncIterator[tuple[LookupResourceResult, int]]:
         """Resource ids of `resource_type` on which `subject` has `permission`, sorted by id,
-        starting after the cursor id `after`; each with the revision used."""
+        starting after the cursor id `after`, at most `limit`; each with the revision used.
+
+        Results stream as they are found; the walk gives the event loop a turn every few
+        milliseconds and stops when the consumer stops (a page full, a cancelled call)."""
         if context:
             require_request_context(context)
-        view = self._with_contextual(await self._view(consistency), contextual)
-        state = view.state
-        self._require_permission(state, resource_type, permission, "resource_object_type")
-        self._require_subject(state, subject, "subject")
-        found = lookup_resources(
-            state.compiled,
-            state.facts,
-            view.index,
-            resource_type,
-            permission,
-            (subject.type, subject.id, subject.relation),
-            self.max_depth,
-        )
-        sent = 0
         budget = EvaluationBudget()
-        for rid, result in found:
-            if after is not None and rid <= after:
-                continue
-            if limit is not None and sent >= limit:
-                return
-            verdict = await self._verdict(state, result, view.revision, context, budget)
+
+        def validate(view: View) -> None:
+            self._require_permission(view.state, resource_type, permission, "resource_object_type")
+            self._require_subject(view.state, subject, "subject")
+
+        def walk(view: View, cursor: str | None) -> Generator[tuple[str, Result] | Pause, None, None]:
+            state = view.state
+            return lookup_resources_steps(
+                state.compiled, state.facts, view.index, resource_type, permission,
+                (subject.type, subject.id, subject.relation), self.max_depth, cursor, _likely_wanted(limit),
+            )  # fmt: skip
+
+        async def shape(found: tuple[str, Result], view: View) -> LookupResourceResult | None:
+            verdict = await self._verdict(view.state, found[1], view.revision, context, budget)
             if verdict.permissionship is Permissionship.DENIED:
-                continue
-            yield (
-                LookupResourceResult(
-                    rid, verdict.permissionship is Permissionship.CONDITIONAL, verdict.missing_parameters
-                ),
-                view.revision,
-            )
-            sent += 1
+                return None
+            conditional = verdict.permissionship is Permissionship.CONDITIONAL
+            return LookupResourceResult(found[0], conditional, verdict.missing_parameters)
+
+        answers = self._lookup(
+            consistency, contextual, validate, walk, lambda found: found[0], shape, after, limit
+        )
+        async for answer in answers:
+            yield answer
 
     async def lookup_subjects(
         self,
@@ -789,56 +809,101 @@ class PermissionSystem:
         limit: int | None = None,
     ) -> AsyncIterator[tuple[LookupSubjectResult, int]]:
         """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) that have
-        `permission` on `resource`, sorted by id (wildcard first); each with the revision used."""
+        `permission` on `resource`, sorted by id (wildcard first), after the cursor id `after`,
+        at most `limit`; each with the revision used. Streams like :meth:`lookup_resources`."""
         if context:
             require_request_context(context)
-        view = self._with_contextual(await self._view(consistency), contextual)
-        state = view.state
-        self._require_permission(state, resource.type, permission, "resource")
-        self._require_subject(state, SubjectRef(subject_type, "x", subject_relation), "subject_object_type")
-        found = lookup_subjects(
-            state.compiled,
-            state.facts,
-            view.index,
-            (resource.type, resource.id),
-            permission,
-            subject_type,
-            subject_relation,
-            self.max_depth,
-        )
-        # Caveats are evaluated before paging: a subject the context denies is no answer. The
-        # wildcard excludes every subject it does not grant outright (denied, or conditional
-        # and listed on its own with its missing parameters).
         budget = EvaluationBudget()
-        verdicts = [
-            (cid, await self._verdict(state, result, view.revision, context, budget))
-            for cid, result in found.subjects
-        ]
-        denied = {cid for cid, verdict in verdicts if verdict.permissionship is Permissionship.DENIED}
-        not_allowed = {cid for cid, v in verdicts if v.permissionship is not Permissionship.ALLOWED}
-        items: list[tuple[str, CheckResult, tuple[str, ...]]] = []
-        if found.wildcard is not False:
-            wildcard = await self._verdict(state, found.wildcard, view.revision, context, budget)
-            if wildcard.permissionship is not Permissionship.DENIED:
-                items.append(("*", wildcard, tuple(sorted({*found.excluded, *not_allowed}))))
-        items.extend((cid, verdict, ()) for cid, verdict in verdicts if cid not in denied)
+
+        def validate(view: View) -> None:
+            self._require_permission(view.state, resource.type, permission, "resource")
+            self._require_subject(
+                view.state, SubjectRef(subject_type, "x", subject_relation), "subject_object_type"
+            )
+
+        def walk(view: View, cursor: str | None) -> Generator[SubjectFound | Pause, None, None]:
+            state = view.state
+            return lookup_subjects_steps(
+                state.compiled, state.facts, view.index, (resource.type, resource.id), permission,
+                subject_type, subject_relation, self.max_depth, cursor, _likely_wanted(limit),
+            )  # fmt: skip
+
+        async def shape(found: SubjectFound, view: View) -> LookupSubjectResult | None:
+            return await self._subject_answer(found, view, context, subject_type, subject_relation, budget)
+
+        answers = self._lookup(
+            consistency, contextual, validate, walk, lambda found: found.subject_id, shape, after, limit
+        )
+        async for answer in answers:
+            yield answer
+
+    async def _lookup(
+        self,
+        consistency: Consistency,
+        contextual: Sequence[Relationship],
+        validate: Callable[[View], None],
+        walk: Callable[[View, str | None], Generator[Found | Pause, None, None]],
+        key: Callable[[Found], str],
+        shape: Callable[[Found, View], Awaitable[Answer | None]],
+        after: str | None,
+        limit: int | None,
+    ) -> AsyncIterator[tuple[Answer, int]]:
+        """The answers of a lookup: `walk` over the view `consistency` asks for (validated by
+        `validate`) from the cursor `after` on, each found item made an answer by `shape` (or
+        dropped: None), at most `limit`; the walk restarts where it was when the head index
+        advances during one of its pauses (see :meth:`_replacement`)."""
+        view = self._with_contextual(await self._view(consistency), contextual)
+        validate(view)
+        if limit == 0:
+            return
         sent = 0
-        for cid, verdict, excluded in items:
-            if after is not None and cid <= after:
+        replacement = self._replacement(consistency, contextual, validate)
+        async for found, used in resumable(view, walk, self._unchanged, replacement, key, after):
+            answer = await shape(found, used)
+            if answer is None:
                 continue
+            yield answer, used.revision
+            sent += 1
             if limit is not None and sent >= limit:
                 return
-            conditional = verdict.permissionship is Permissionship.CONDITIONAL
-            yield (
-                LookupSubjectResult(
-                    SubjectRef(subject_type, cid, subject_relation),
-                    excluded,
-                    conditional,
-                    verdict.missing_parameters,
-                ),
-                view.revision,
-            )
-            sent += 1
+
+    async def _subject_answer(
+        self,
+        found: SubjectFound,
+        view: View,
+        context: dict[str, Any] | None,
+        subject_type: str,
+        subject_relation: str,
+        budget: EvaluationBudget,
+    ) -> LookupSubjectResult | None:
+        """The answer LookupSubjects gives for `found`, None when the caveat context denies it.
+
+        Caveats are evaluated here: a subject the context denies is no answer, and the
+        wildcard excludes every subject it does not grant outright (denied, or conditional
+        and listed on its own with its missing parameters)."""
+        verdict = await self._verdict(view.state, found.result, view.revision, context, budget)
+        if verdict.permissionship is Permissionship.DENIED:
+            return None
+        excluded: tuple[str, ...] = ()
+        if found.subject_id == WILDCARD:
+            not_allowed = [
+                cid
+                for cid, result in found.conditional
+                if (await self._verdict(view.state, result, view.revision, context, budget)).permissionship
+                is not Permissionship.ALLOWED
+            ]
+            excluded = tuple(sorted({*found.excluded, *not_allowed}))
+        return LookupSubjectResult(
+            SubjectRef(subject_type, found.subject_id, subject_relation),
+            excluded,
+            verdict.permissionship is Permissionship.CONDITIONAL,
+            verdict.missing_parameters,
+        )
+
+
+def _likely_wanted(limit: int | None) -> int | None:
+    """How many candidates a page of `limit` answers likely takes (some may be denied)."""
+    return None if limit is None else 2 * limit + 16
 
 
 async def _load_index(store: Datastore, revision: int) -> RelationshipIndex:

@@ -1,0 +1,163 @@
+"""The change feed: one reader of the store's change log per process, shared by every Watch.
+
+Each Watch stream used to poll the change log on its own, ten times a second: hundreds of
+idle streams cost a core. Now the system announces every revision its index reaches (after
+its own writes, and after catching up with other writers: the poll, PostgreSQL's NOTIFY),
+and while anyone watches, one reader task fetches the new revisions from the store once and
+keeps the latest of them (about :data:`KEEP_CHANGES` changes). A watcher takes what follows
+its position from there, filtered for itself, and otherwise waits on an event: an idle
+watcher costs nothing. A watcher further behind than the kept revisions (a slow consumer, an
+old start token) reads the store itself until it reaches them.
+
+The number of watchers is bounded (:class:`ResourceExhausted` names the bound).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+
+from stonetown.core.errors import FailedPrecondition, ResourceExhausted
+from stonetown.engine.datastore import Datastore, RevisionChanges
+
+# Default bound on the Watch streams one process serves at once.
+MAX_WATCHERS = 1000
+# Changes kept for watchers slightly behind (at least the latest revision is always kept).
+KEEP_CHANGES = 10_000
+# Revisions per read of the change log.
+READ_BATCH = 1000
+# Pause after a failed read before the reader tries again.
+RETRY_SECONDS = 0.1
+
+
+class ChangeFeed:
+    """The revisions after :attr:`base` up to :attr:`revision`, read once for all watchers."""
+
+    def __init__(self, store: Datastore, max_watchers: int = MAX_WATCHERS) -> None:
+        if max_watchers < 1:
+            raise ValueError(f"max_watchers must be at least 1, not {max_watchers}")
+        self.store = store
+        self.max_watchers = max_watchers
+        self.watchers = 0
+        self.base = 0  # every revision after base up to revision is in _batches
+        self.revision = 0
+        self._batches: deque[RevisionChanges] = deque()
+        self._kept = 0  # changes in _batches
+        self._target = 0  # the newest revision announced
+        self._wanted = asyncio.Event()  # set when the reader has something to do
+        self._arrived = asyncio.Event()  # set (and replaced) when revisions arrive
+        self._reader: asyncio.Task[None] | None = None
+
+    def start(self, revision: int) -> None:
+        """Start the reader task, following on from `revision` (the index's)."""
+        self.base = self.revision = self._target = revision
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read())
+
+    async def stop(self) -> None:
+        """Stop the reader task."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+
+    def announce(self, revision: int) -> None:
+        """The index reached `revision`: the store holds every revision up to it."""
+        if revision > self._target:
+            self._target = revision
+            if self.watchers:
+                self._wanted.set()
+
+    async def _read(self) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            while self.watchers and self.revision < self._target:
+                start = self.revision
+                try:
+                    batches = await self.store.changes(start, limit=READ_BATCH)
+                except FailedPrecondition:
+                    # The log no longer reaches back that far: the watchers behind fail
+                    # reading it themselves; the feed follows on from the head.
+                    self._jump(self._target)
+                    continue
+                except Exception:  # noqa: BLE001 - a failed read is retried (the store is down)
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
+                if self.revision != start:
+                    continue  # the feed jumped meanwhile: these revisions no longer follow on
+                if not batches:
+                    break
+                self._append(batches)
+
+    def _append(self, batches: Sequence[RevisionChanges]) -> None:
+        for batch in batches:
+            self._batches.append(batch)
+            self._kept += len(batch.changes)
+        self.revision = batches[-1].revision
+        while len(self._batches) > 1 and self._kept > KEEP_CHANGES:
+            dropped = self._batches.popleft()
+            self._kept -= len(dropped.changes)
+            self.base = dropped.revision
+        self._arrived.set()
+        self._arrived = asyncio.Event()
+
+    def _jump(self, revision: int) -> None:
+        """Forget the kept revisions and follow on from `revision`."""
+        self._batches.clear()
+        self._kept = 0
+        self.base = self.revision = max(revision, self.revision)
+        self._arrived.set()
+        self._arrived = asyncio.Event()
+
+    def _after(self, cursor: int) -> list[RevisionChanges]:
+        """The kept revisions after `cursor` (which is at least :attr:`base`)."""
+        newer: list[RevisionChanges] = []
+        for batch in reversed(self._batches):
+            if batch.revision <= cursor:
+                break
+            newer.append(batch)
+        newer.reverse()
+        return newer
+
+    async def watch(
+        self, after_revision: int, resource_types: Sequence[str] = (), *, every_revision: bool = False
+    ) -> AsyncIterator[RevisionChanges]:
+        """Every change after `after_revision`, as it commits, optionally only for some types
+        (revisions without a change of those types are skipped unless `every_revision`: then
+        every committed revision comes, to report a schema write or a checkpoint)."""
+        if self.watchers >= self.max_watchers:
+            raise ResourceExhausted(
+                f"watch: {self.watchers} streams are open in this process, the bound "
+                f"(--max-watch-streams {self.max_watchers}); close one or retry later"
+            )
+        if not self.watchers:
+            self._jump(self._target)  # the reader idled without watchers: follow on from now
+        self.watchers += 1
+        if self.revision < self._target:
+            self._wanted.set()
+        wanted = set(resource_types)
+        cursor = after_revision
+        try:
+            while True:
+                if cursor >= self.revision:
+                    await self._arrived.wait()
+                    continue
+                if cursor >= self.base:
+                    batches = self._after(cursor)
+                else:
+                    batches = await self.store.changes(cursor, limit=READ_BATCH)
+                for batch in batches:
+                    cursor = max(cursor, batch.revision)
+                    changes = batch.changes
+                    if wanted:
+                        changes = tuple(c for c in changes if c.relationship.resource_type in wanted)
+                    if changes or every_revision:
+                        yield RevisionChanges(batch.revision, batch.timestamp, changes, batch.schema_changed)
+                if not batches:
+                    await self._arrived.wait()
+        finally:
+            self.watchers -= 1

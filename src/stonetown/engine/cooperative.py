@@ -1,0 +1,149 @@
+"""Long engine computations that share the event loop.
+
+A lookup over a million relationships takes seconds; run in one go it would freeze every
+other call of the process (health included). So the walks are written as generators of
+*steps*: each step is either a result or :data:`PAUSE`, a point where the walk holds no
+iterator over the live index and may be suspended. :func:`drain` runs such a generator from
+a coroutine, giving the event loop a turn once a slice of :data:`SLICE_SECONDS` has passed,
+checking the request deadline there (so an abandoned or cancelled call stops consuming CPU:
+cancellation arrives as CancelledError at the await) and checking that the index the walk
+reads did not advance meanwhile (:class:`ViewChanged` when it did: the walk's partial state
+belongs to the old revision and the caller restarts on a view of that revision).
+
+:func:`finish` runs the same generators synchronously (tests, tools, the OpenFGA replay),
+and :func:`sorted_steps` sorts a large list in slices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from typing import Final, TypeVar
+
+from stonetown.engine.deadline import check_deadline, request_deadline
+
+T = TypeVar("T")
+R = TypeVar("R")
+V = TypeVar("V")
+
+
+class Pause:
+    """The type of :data:`PAUSE`, the step a walk yields where it may be suspended."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PAUSE"
+
+
+PAUSE: Final = Pause()
+
+# Work done between two turns given to the event loop (health must answer within 100 ms).
+SLICE_SECONDS = 0.01
+# Items sorted (or merged) between two pauses by sorted_steps.
+SORT_CHUNK = 16384
+# Walk steps between two pauses (each step reads a few index entries).
+PAUSE_EVERY = 256
+
+
+class ViewChanged(Exception):  # noqa: N818 - a signal to restart, not an error the caller sees
+    """The index a paused walk reads advanced to another revision during the pause."""
+
+
+async def drain(
+    steps: Generator[T | Pause, None, object], unchanged: Callable[[], bool]
+) -> AsyncIterator[T]:
+    """The results of `steps`, yielding to the event loop between slices of work.
+
+    `unchanged` is asked after every suspension (a pause taken, a result handed out): when it
+    answers False the walk is abandoned with :class:`ViewChanged`. The request deadline is
+    checked at every turn given to the loop.
+    """
+    deadline = request_deadline.get()
+    started = time.monotonic()
+    try:
+        for step in steps:
+            if step is PAUSE:
+                if time.monotonic() - started < SLICE_SECONDS:
+                    continue
+                check_deadline(deadline)
+                await asyncio.sleep(0)
+                started = time.monotonic()
+            else:
+                yield step  # type: ignore[misc]
+            if not unchanged():
+                raise ViewChanged
+    finally:
+        steps.close()
+
+
+def finish(steps: Generator[T | Pause, None, R]) -> tuple[list[T], R]:
+    """Run `steps` to the end without pausing: its results and its return value."""
+    results: list[T] = []
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as stop:
+            return results, stop.value
+        if step is not PAUSE:
+            results.append(step)  # type: ignore[arg-type]
+
+
+def sorted_steps(items: list[str], first: int | None = None) -> Generator[str | Pause, None, None]:
+    """`items` (distinct) in ascending order, with pauses. When the consumer will likely
+    stop early, `first` says after how many: those are selected chunk by chunk (a heap of
+    `first`, far cheaper than sorting), and only a consumer that goes on pays for sorting
+    the rest."""
+    if first is not None and len(items) > max(SORT_CHUNK, 4 * first):
+        best: list[str] = []
+        for start in range(0, len(items), SORT_CHUNK):
+            best = heapq.nsmallest(first, [*best, *items[start : start + SORT_CHUNK]])
+            yield PAUSE
+        yield from best
+        if len(best) < first:
+            return
+        last, rest = best[-1], []
+        for start in range(0, len(items), SORT_CHUNK):
+            rest.extend(item for item in items[start : start + SORT_CHUNK] if item > last)
+            yield PAUSE
+        items = rest
+    if len(items) <= SORT_CHUNK:
+        items.sort()
+        yield from items
+        return
+    chunks: list[list[str]] = []
+    for start in range(0, len(items), SORT_CHUNK):
+        chunk = items[start : start + SORT_CHUNK]
+        chunk.sort()
+        chunks.append(chunk)
+        yield PAUSE
+    for count, item in enumerate(heapq.merge(*chunks), 1):
+        yield item
+        if count % PAUSE_EVERY == 0:
+            yield PAUSE
+
+
+async def resumable(
+    view: V,
+    walk: Callable[[V, str | None], Generator[T | Pause, None, object]],
+    unchanged: Callable[[V], Callable[[], bool]],
+    replacement: Callable[[V, bool], Awaitable[V]],
+    key: Callable[[T], str],
+    after: str | None,
+) -> AsyncIterator[tuple[T, V]]:
+    """The results of ``walk(view, after)`` (ordered by `key`), each with the view it was
+    computed on. When the view's index advances during a pause, the walk restarts on
+    ``await replacement(view, sent)`` (`sent`: whether a result was handed out already, so the
+    replacement must keep the revision) after the last result handed out."""
+    sent = False
+    while True:
+        try:
+            async for item in drain(walk(view, after), unchanged(view)):
+                yield item, view
+                sent = True
+                after = key(item)
+            return
+        except ViewChanged:
+            view = await replacement(view, sent)

@@ -1,0 +1,267 @@
+"""Streaming lookups and the shared change feed, in process over the memory store.
+
+- Paging: on random data (nested groups, wildcards, exclusions, intersections, arrows,
+  caveats), the pages of LookupResources and LookupSubjects, each resumed from the previous
+  page's last id, add up to the unpaged answer: same order, no duplicate, no miss.
+- A lookup whose head index advances while it pauses answers for one revision only: the
+  one it reports (checked against a snapshot read of that revision).
+- Watch: idle watchers never read the change log; a write is read once for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+
+from stonetown.core.errors import ResourceExhausted
+from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
+from stonetown.engine import change_feed, cooperative
+from stonetown.engine.datastore import RevisionChanges, Update, UpdateOp
+from stonetown.engine.system import PermissionSystem
+from stonetown.engine.types import Consistency
+from stonetown.stores.memory import MemoryDatastore
+
+SCHEMA = """
+caveat is_open(open bool) {
+    open
+}
+
+definition user {}
+
+definition group {
+    relation member: user | group#member | user with is_open
+}
+
+definition folder {
+    relation parent: folder
+    relation viewer: user | group#member
+    relation approved: user | user:*
+    permission view = viewer + parent->view
+}
+
+definition doc {
+    relation folder: folder
+    relation reader: user | user:* | group#member | user with is_open
+    relation banned: user | group#member
+    relation approved: user | user:*
+    permission read = (reader + folder->view) - banned
+    permission strict = read & approved
+    permission open = reader + folder->view
+}
+"""
+
+USERS = [f"u{i}" for i in range(12)]
+GROUPS = [f"g{i}" for i in range(5)]
+FOLDERS = [f"f{i}" for i in range(5)]
+DOCS = [f"d{i:02d}" for i in range(25)]
+QUERIES = [("doc", "read"), ("doc", "strict"), ("doc", "open"), ("folder", "view"), ("group", "member")]
+LATEST = Consistency.fully_consistent()
+
+
+def _random_relationships(rng: random.Random) -> list[str]:
+    def user() -> str:
+        return f"user:{rng.choice(USERS)}"
+
+    def userish(wildcard: bool = True) -> str:
+        roll = rng.random()
+        if roll < 0.1 and wildcard:
+            return "user:*"
+        if roll < 0.3:
+            return f"group:{rng.choice(GROUPS)}#member"
+        if roll < 0.4:
+            return f"{user()}[is_open]"
+        return user()
+
+    found: set[str] = set()
+    for _ in range(25):
+        found.add(f"group:{rng.choice(GROUPS)}#member@{userish(wildcard=False)}")
+    for _ in range(6):
+        found.add(f"folder:{rng.choice(FOLDERS)}#parent@folder:{rng.choice(FOLDERS)}")
+        found.add(f"folder:{rng.choice(FOLDERS)}#viewer@{userish(wildcard=False).removesuffix('[is_open]')}")
+    for doc in DOCS:
+        if rng.random() < 0.6:
+            found.add(f"doc:{doc}#folder@folder:{rng.choice(FOLDERS)}")
+        for _ in range(rng.randint(0, 3)):
+            found.add(f"doc:{doc}#reader@{userish()}")
+        if rng.random() < 0.3:
+            found.add(f"doc:{doc}#banned@{rng.choice([user(), f'group:{rng.choice(GROUPS)}#member'])}")
+        if rng.random() < 0.5:
+            found.add(f"doc:{doc}#approved@{rng.choice([user(), 'user:*'])}")
+    return sorted(found)
+
+
+async def _system(relationships: list[str]) -> PermissionSystem:
+    system = PermissionSystem(MemoryDatastore(), poll_interval=None, gc_interval=None)
+    await system.start()
+    await system.write_schema(SCHEMA)
+    unique = {rel.key: rel for rel in map(Relationship.parse, relationships)}  # one per key
+    await system.write_relationships([Update(UpdateOp.TOUCH, rel) for rel in unique.values()])
+    return system
+
+
+async def _all(results: AsyncIterator[tuple[object, int]]) -> list[tuple[object, int]]:
+    return [item async for item in results]
+
+
+def _key(found: object) -> str:
+    return getattr(found, "resource_id", None) or found.subject.id  # type: ignore[attr-defined]
+
+
+async def _paged(make: object, rng: random.Random) -> list[object]:
+    """Every page of `make(after, limit)` from the start, each after the previous one's last id."""
+    out: list[object] = []
+    after = None
+    while True:
+        limit = rng.randint(1, 4)
+        page = [found for found, _ in await _all(make(after, limit))]  # type: ignore[operator]
+        out.extend(page)
+        if len(page) < limit:
+            return out
+        after = _key(page[-1])
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_pages_add_up_to_the_unpaged_answer(seed: int) -> None:
+    rng = random.Random(seed)
+    system = await _system(_random_relationships(rng))
+    context = {"open": True} if seed % 2 else None
+    try:
+        for resource_type, permission in QUERIES:
+            for uid in [*USERS[:6], "nobody"]:
+                subject = SubjectRef("user", uid)
+
+                def resources(after: str | None, limit: int | None) -> AsyncIterator[tuple[object, int]]:
+                    return system.lookup_resources(  # noqa: B023 - used within the iteration
+                        resource_type, permission, subject, LATEST, context, after=after, limit=limit  # noqa: B023
+                    )
+
+                whole = [found for found, _ in await _all(resources(None, None))]
+                assert await _paged(resources, rng) == whole
+                assert len({_key(f) for f in whole}) == len(whole)
+                assert [_key(f) for f in whole] == sorted(_key(f) for f in whole)
+            objects = {"doc": DOCS, "folder": FOLDERS, "group": GROUPS}[resource_type]
+            for oid in rng.sample(objects, 4):
+                for subject_type, relation in [("user", ""), ("group", "member")]:
+
+                    def subjects(after: str | None, limit: int | None) -> AsyncIterator[tuple[object, int]]:
+                        return system.lookup_subjects(  # noqa: B023
+                            ObjectRef(resource_type, oid), permission, subject_type, relation,  # noqa: B023
+                            LATEST, context, after=after, limit=limit,
+                        )  # fmt: skip
+
+                    whole = [found for found, _ in await _all(subjects(None, None))]
+                    assert await _paged(subjects, rng) == whole
+                    assert len({_key(f) for f in whole}) == len(whole)
+    finally:
+        await system.stop()
+
+
+@pytest.mark.parametrize("paused_walk", ["resources", "subjects"])
+async def test_a_lookup_answers_for_the_revision_it_reports_while_writes_land(
+    monkeypatch: pytest.MonkeyPatch, paused_walk: str
+) -> None:
+    """Writes land between the pauses of a lookup (every pause gives the loop a turn here):
+    the lookup's answer is exactly the answer at the one revision it reports."""
+    monkeypatch.setattr(cooperative, "SLICE_SECONDS", 0.0)
+    members = [f"group:big#member@user:m{i:04d}" for i in range(600)]
+    readers = [f"doc:r{i:04d}#reader@group:big#member" for i in range(600)]
+    system = await _system([*members, *readers, "doc:r0003#banned@user:m0005"])
+    writes = 0
+    done = asyncio.Event()
+
+    async def writer() -> None:
+        nonlocal writes
+        while not done.is_set():
+            i = writes % 200
+            if paused_walk == "resources":
+                text = f"doc:r{i * 3:04d}#banned@user:m0005"
+            else:
+                text = f"group:big#member@user:m{i * 3:04d}"
+            op = UpdateOp.DELETE if writes % 400 >= 200 else UpdateOp.TOUCH
+            await system.write_relationships([Update(op, Relationship.parse(text))])
+            writes += 1
+            await asyncio.sleep(0)
+
+    def lookup(consistency: Consistency) -> AsyncIterator[tuple[object, int]]:
+        if paused_walk == "resources":
+            return system.lookup_resources("doc", "read", SubjectRef("user", "m0005"), consistency)
+        return system.lookup_subjects(ObjectRef("doc", "r0003"), "read", "user", "", consistency)
+
+    try:
+        task = asyncio.create_task(writer())
+        await asyncio.sleep(0)
+        answers: list[tuple[list[object], int]] = []
+        for _ in range(3):
+            before = writes
+            found = await _all(lookup(Consistency.minimize_latency()))
+            assert writes > before, "no write landed while the lookup ran"
+            revisions = {revision for _, revision in found}
+            assert len(revisions) == 1
+            answers.append(([f for f, _ in found], revisions.pop()))
+        done.set()
+        await task
+        assert len({revision for _, revision in answers}) == 3
+        for found, revision in answers:
+            expected = await _all(lookup(Consistency.at_exact_snapshot(revision)))
+            assert found == [f for f, _ in expected]
+    finally:
+        await system.stop()
+
+
+class CountingStore(MemoryDatastore):
+    """The memory store, counting reads of its change log."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.change_reads = 0
+
+    async def changes(self, after_revision: int, *, limit: int | None = None) -> list[RevisionChanges]:
+        """Count, then read as the memory store does."""
+        self.change_reads += 1
+        return await super().changes(after_revision, limit=limit)
+
+
+async def test_idle_watchers_cost_no_reads_and_a_write_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(change_feed, "KEEP_CHANGES", 2)
+    store = CountingStore()
+    system = PermissionSystem(store, poll_interval=None, gc_interval=None, max_watchers=100)
+    await system.start()
+    await system.write_schema(SCHEMA)
+
+    async def touch(*texts: str) -> int:
+        updates = [Update(UpdateOp.TOUCH, Relationship.parse(text)) for text in texts]
+        return await system.write_relationships(updates)
+
+    start = await touch("doc:a#reader@user:u1")
+    streams = [system.watch(start, ["doc"] if i % 2 else ["group"]) for i in range(100)]
+    pending = [asyncio.create_task(anext(stream)) for stream in streams]  # type: ignore[arg-type]
+    try:
+        reads = store.change_reads
+        await asyncio.sleep(0.3)
+        assert store.change_reads == reads  # a hundred idle watchers: no read at all
+        revision = await touch("doc:b#reader@user:u1", "group:g1#member@user:u1")
+        events = await asyncio.wait_for(asyncio.gather(*pending), timeout=10)
+        assert store.change_reads - reads <= 2  # read once for all of them
+        for i, event in enumerate(events):
+            assert event.revision == revision
+            assert [c.relationship.resource_type for c in event.changes] == ["doc" if i % 2 else "group"]
+        with pytest.raises(ResourceExhausted, match="max-watch-streams 100"):
+            await anext(system.watch(start))  # type: ignore[arg-type]
+        await streams[0].aclose()  # type: ignore[attr-defined]
+        for i in range(5):
+            await touch(f"doc:c{i}#reader@user:u2")
+        # far behind the few changes the feed keeps: this watcher reads the store itself
+        late = system.watch(start, ["doc"])
+        seen = [await asyncio.wait_for(anext(late), timeout=10) for _ in range(6)]  # type: ignore[arg-type]
+        assert [e.changes[0].relationship.resource_id for e in seen] == ["b", "c0", "c1", "c2", "c3", "c4"]
+        await late.aclose()  # type: ignore[attr-defined]
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for stream in streams:
+            await stream.aclose()  # type: ignore[attr-defined]
+        await system.stop()
