@@ -248,6 +248,11 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 filter=str(message).strip(),
             )
         flt = cv.filter_from_proto(message, True, path)
+        self._check_schema_names(flt)
+        return flt
+
+    def _check_schema_names(self, flt: RelationshipFilter) -> None:
+        """SpiceDB's error for a filter naming a definition or relation the schema lacks."""
         state = self.system.state
         named = [(flt.resource_type, flt.relation)]
         if flt.subject is not None:
@@ -260,7 +265,6 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 raise errors.unknown_definition(definition)
             if relation and relation not in found.relations:
                 raise errors.unknown_relation(definition, relation)
-        return flt
 
     @errors.unary
     async def WriteRelationships(
@@ -284,6 +288,8 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 written_at=az.token(await self.system.store.head_revision())
             )
         updates, preconditions = shared.write_request(request, self.limits)
+        for item in preconditions:
+            self._check_schema_names(item.filter)
         revision = await self.system.write_relationships(updates, preconditions)
         return permission.WriteRelationshipsResponse(written_at=az.token(revision))
 
@@ -309,6 +315,8 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         )
         self._check_preconditions(request.optional_preconditions)
         preconditions = shared.preconditions_from(request.optional_preconditions, self.limits)
+        for item in preconditions:
+            self._check_schema_names(item.filter)
         limit = limit_of(request.optional_limit, self.limits.max_page_size)
         if limit is not None and not request.optional_allow_partial_deletions:
             await self._refuse_partial(flt, limit, request.relationship_filter)
@@ -316,9 +324,11 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         return permission.DeleteRelationshipsResponse(
             deleted_at=az.token(result.revision),
             relationships_deleted_count=result.deleted,
+            # SpiceDB's datastores report the limit reached as soon as `limit` were deleted,
+            # whether or not more matched
             deletion_progress=(
                 _DELETE.DELETION_PROGRESS_PARTIAL
-                if result.limit_reached
+                if result.limit_reached or (limit is not None and result.deleted >= limit)
                 else _DELETE.DELETION_PROGRESS_COMPLETE
             ),
         )
