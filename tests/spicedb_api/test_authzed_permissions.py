@@ -348,7 +348,7 @@ def test_import_then_expand(client: SyncClient, uid: str) -> None:
         ("recreate", grpc.StatusCode.ALREADY_EXISTS, "ERROR_REASON_ATTEMPT_TO_RECREATE_RELATIONSHIP"),
         ("too_many_updates", grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_TOO_MANY_UPDATES_IN_REQUEST"),
         ("too_big_limit", grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_EXCEEDS_MAXIMUM_ALLOWABLE_LIMIT"),
-        ("bad_cursor", grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_INVALID_CURSOR"),
+        ("bad_cursor", grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_CURSOR"),
         ("bad_id", grpc.StatusCode.INVALID_ARGUMENT, None),
         ("wildcard_subject", grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_WILDCARD_NOT_ALLOWED"),
         ("context_type_write", grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_CAVEAT_PARAMETER_TYPE_ERROR"),

@@ -31,13 +31,15 @@ _REL = re.compile(r"^([^:]+):([^#]+)#([^@]+)@([^\[]+)(.*)$")
 @dataclass
 class Call:
     """One request sent to both sides. `pages`: follow the cursor with the request's limit
-    until a short page; `known`: why the answers are not compared (a SpiceDB defect or a
-    documented difference), in which case both still run."""
+    until a short page; `cursor_from`: first make that call and send this one with the
+    last cursor it answered (each side its own); `known`: why the answers are not compared
+    (a SpiceDB defect or a documented difference), in which case both still run."""
 
     method: str
     request: Any
     known: str | None = None
     pages: bool = False
+    cursor_from: Call | None = None
 
 
 def struct(values: dict[str, Any] | None) -> Struct | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import authzed.api.v1 as v1
 from calls import (
     CREATE,
     DELETE,
@@ -23,6 +24,7 @@ from calls import (
     precondition,
     read,
     schema,
+    with_cursor,
     write,
 )
 
@@ -89,7 +91,7 @@ definition user {}
 
 definition doc {
     relation viewer: user with ip_allowed | user:* with over
-    relation editor: user with over and expiration | user
+    relation editor: user with over and expiration | user | user with over
     relation temp: user with expiration
     permission view = viewer + editor
     permission edit = editor
@@ -119,6 +121,7 @@ EXPAND_SHAPE = (
     "REPORTED: SpiceDB's Expand keeps the one-child union a permission made of one arrow "
     "compiles to (union(union(per-target trees))); Stonetown's tree has no such level"
 )
+GARBAGE = v1.Cursor(token="not-a-cursor")
 PAST, FUTURE = "2001-01-01T00:00:00Z", "2099-01-01T00:00:00Z"
 
 
@@ -424,6 +427,32 @@ SCENARIOS: list[Scenario] = [
             read(resource_type="doc", limit=10, pages=True),
             read(resource_type="doc", relation="owner", limit=3, pages=True),
             read(resource_type="doc", limit=1001),
+            Call("ReadRelationships", with_cursor(read(resource_type="doc", limit=5).request, GARBAGE)),
+            Call(
+                "LookupResources",
+                with_cursor(lookup_resources("doc", "view", "user:ana", limit=5).request, GARBAGE),
+            ),
+            # a cursor of another call: another permission, another subject, another method
+            Call(
+                "LookupResources",
+                lookup_resources("doc", "edit", "user:bob", limit=5).request,
+                cursor_from=lookup_resources("doc", "view", "user:ana", limit=5),
+            ),
+            Call(
+                "LookupResources",
+                lookup_resources("doc", "view", "user:ana", limit=5).request,
+                cursor_from=read(resource_type="doc", limit=5),
+            ),
+            Call(
+                "ReadRelationships",
+                read(resource_type="doc", limit=5).request,
+                cursor_from=lookup_resources("doc", "view", "user:ana", limit=5),
+            ),
+            Call(
+                "ReadRelationships",
+                read(resource_type="doc", relation="owner", limit=5).request,
+                cursor_from=read(resource_type="doc", limit=5),
+            ),
             check("doc:p03", "view", "user:ana"),
         ],
     ),

@@ -24,7 +24,12 @@ MAX_PAGES = 50
 def answer(side: SpiceDBSide | StonetownSide, call: Call) -> tuple[Any, str]:
     """A side's comparable answer to a call and its error message (not compared); a paged call
     follows its cursors to the end."""
-    outcome = paged(side, call) if call.pages else side.call(call.method, call.request)
+    request = call.request
+    if call.cursor_from is not None:
+        first = side.call(call.cursor_from.method, call.cursor_from.request)
+        assert first.failure is None and first.responses, (side.name, first.failure)
+        request = with_cursor(request, first.responses[-1].after_result_cursor)
+    outcome = paged(side, call) if call.pages else side.call(call.method, request)
     return normal(call.method, outcome), outcome.failure.message if outcome.failure else ""
 
 

@@ -7,6 +7,7 @@ module builds the responses that differ: tokens, permissionships, expand trees, 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -139,9 +140,20 @@ def _sub_problems(node: ExplainNode) -> list[ExplainNode]:
     return found
 
 
-def lookup_cursor(message: Any, has: bool) -> str | None:
+def cursor_kind(kind: str, request: Any) -> str:
+    """A cursor kind bound to the call's arguments (all but cursor, limit and consistency):
+    SpiceDB refuses a cursor made by a call with other arguments."""
+    arguments = type(request)()
+    arguments.CopyFrom(request)
+    for name in ("optional_cursor", "optional_limit", "consistency"):
+        arguments.ClearField(name)
+    digest = hashlib.sha256(arguments.SerializeToString(deterministic=True)).hexdigest()[:16]
+    return f"{kind}:{digest}"
+
+
+def lookup_cursor(message: Any, has: bool, kind: str) -> str | None:
     """The resource id a LookupResources cursor resumes after (None: from the start)."""
-    found = cv.cursor_from_proto(message, has, LOOKUP_RESOURCES_CURSOR, 1, "optional_cursor")
+    found = cv.cursor_from_proto(message, has, kind, 1, "optional_cursor")
     return found[0] if found else None
 
 

@@ -147,7 +147,7 @@ _RULES: tuple[tuple[type[Exception], re.Pattern[str], str, str, tuple[str, ...]]
         (
             InvalidArgument,
             r"not a cursor of this call",
-            "FAILED_PRECONDITION",
+            "INVALID_ARGUMENT",  # SpiceDB v1.54's cursor.InvalidCursorError, whatever the cause
             "ERROR_REASON_INVALID_CURSOR",
             (),
         ),

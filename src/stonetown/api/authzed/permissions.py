@@ -171,7 +171,8 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
         caveat_context = cv.struct_to_dict(request.context, request.HasField("context"))
         limit = limit_of(request.optional_limit, self.limits.max_page_size)
-        after = az.lookup_cursor(request.optional_cursor, request.HasField("optional_cursor"))
+        kind = az.cursor_kind(az.LOOKUP_RESOURCES_CURSOR, request)
+        after = az.lookup_cursor(request.optional_cursor, request.HasField("optional_cursor"), kind)
         found = self.system.lookup_resources(
             resource_type, name, who, consistency, caveat_context, after=after, limit=limit
         )
@@ -182,7 +183,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 permissionship=az.lookup_permissionship(result.conditional),
                 partial_caveat_info=az.partial(result.missing_parameters),
                 after_result_cursor=core.Cursor(
-                    token=cv.encode_cursor(az.LOOKUP_RESOURCES_CURSOR, [result.resource_id])
+                    token=cv.encode_cursor(kind, [result.resource_id])
                 ),
             )
 
@@ -361,7 +362,10 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         )
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
         limit = limit_of(request.optional_limit, self.limits.max_page_size)
-        after = shared.read_cursor(request.optional_cursor, request.HasField("optional_cursor"))
+        kind = az.cursor_kind(shared.READ_CURSOR, request)
+        after = shared.read_cursor(
+            request.optional_cursor, request.HasField("optional_cursor"), "optional_cursor", kind
+        )
         async for rels, revision in shared.read_pages(
             self.system, self.limits, flt, consistency, after, limit
         ):
@@ -370,7 +374,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 yield permission.ReadRelationshipsResponse(
                     read_at=read_at,
                     relationship=az.relationship(rel),
-                    after_result_cursor=core.Cursor(token=shared.read_cursor_after(rel)),
+                    after_result_cursor=core.Cursor(token=shared.read_cursor_after(rel, kind)),
                 )
 
     async def ImportBulkRelationships(
