@@ -89,7 +89,7 @@ REASON_BY_SPICEDB_MESSAGE: tuple[tuple[re.Pattern[str], str | None], ...] = tupl
         # a caveat context of the wrong type in a written relationship: a plain error, UNKNOWN
         (r"^could not convert context parameter", None),
         # protovalidate's request validation attaches no ErrorInfo
-        (r"^invalid [A-Za-z]+Request\.|^validation error", None),
+        (r"^invalid [A-Za-z]+(?:Request|Reference)\.|^validation error", None),
     )
 )
 

@@ -121,6 +121,10 @@ EXPAND_SHAPE = (
     "REPORTED: SpiceDB's Expand keeps the one-child union a permission made of one arrow "
     "compiles to (union(union(per-target trees))); Stonetown's tree has no such level"
 )
+WILDCARD_RESOURCE = (
+    "REPORTED: SpiceDB's LookupSubjects accepts the resource `doc:*` (always empty: no "
+    "relationship can have it); Stonetown refuses it (INVALID_ARGUMENT) as Check, Expand and writes do"
+)
 GARBAGE = v1.Cursor(token="not-a-cursor")
 PAST, FUTURE = "2001-01-01T00:00:00Z", "2099-01-01T00:00:00Z"
 
@@ -307,6 +311,18 @@ SCENARIOS: list[Scenario] = [
             write("doc:x#viewer@user:ana", op=CREATE),
             write("doc:x#viewer@user:ana", op=CREATE),  # already exists
             write("doc:x#viewer@user:nobody", op=DELETE),  # deleting what is absent is fine
+            write(),  # nothing to do
+            write("doc:*#viewer@user:ana"),  # a wildcard resource
+            write("doc:x#viewer@user:ana#..."),
+            write("doc:x#viewer@group:eng#member", "doc:x#viewer@group:eng"),
+            write("doc:x#viewer@user:ana", preconditions=(precondition(MUST_MATCH),)),  # an empty filter
+            write(
+                "doc:x#viewer@user:ana",
+                preconditions=tuple(
+                    precondition(MUST_NOT_MATCH, resource_type="doc", resource_id=f"n{i}")
+                    for i in range(1001)
+                ),
+            ),
             read(resource_type="doc", resource_id="x"),
         ],
     ),
@@ -375,6 +391,11 @@ SCENARIOS: list[Scenario] = [
             check("doc:c3", "edit", "user:bob"),
             check("doc:c3", "edit", "user:bob", {"x": 1}),
             check("doc:c3", "edit", "user:cy"),
+            bulk(
+                ("doc:c1", "view", "user:ana"), ("doc:c2", "view", "user:zed"), context={"ip": 7, "x": "nine"}
+            ),
+            lookup_resources("doc", "view", "user:zed", {"x": "nine"}),
+            lookup_subjects("doc:c2", "view", "user", {"x": "nine"}),
             bulk(
                 ("doc:c1", "view", "user:ana"),
                 ("doc:c2", "view", "user:zed"),
@@ -471,6 +492,15 @@ SCENARIOS: list[Scenario] = [
             delete(resource_type="nodef"),
             delete(resource_type="doc", relation="nope"),
             delete(resource_type="doc", resource_id="keep", limit=1),
+            delete(),
+            delete(resource_type="doc", resource_id="keep", prefix="k"),
+            delete(resource_type="doc", subject="nodef"),
+            delete(resource_type="doc", subject="group#nope"),
+            delete(
+                resource_type="doc",
+                resource_id="keep",
+                preconditions=(precondition(MUST_MATCH, resource_type="doc", resource_id="keep"),),
+            ),
             read(resource_type="doc"),
         ],
     ),
@@ -573,6 +603,13 @@ SCENARIOS: list[Scenario] = [
             check("doc:d1", "nope", "user:ana"),
             check("doc:d1", "view", "nodef:ana"),
             check("doc:d1", "view", "user:ana#nope"),
+            check("doc:d1", "view", "user:ana#..."),
+            check("doc:*", "view", "user:ana"),
+            lookup_resources("doc", "view", "user:ana#..."),
+            bulk(("doc:d1", "view", "user:ana#..."), ("doc:*", "view", "user:ana")),
+            read(resource_type="doc", resource_id="*"),
+            lookup_subjects("doc:*", "view", "user", known=WILDCARD_RESOURCE),
+            expand("doc:*", "view"),
             lookup_resources("nodef", "view", "user:ana"),
             lookup_resources("doc", "nope", "user:ana"),
             lookup_resources("doc", "view", "user:*"),

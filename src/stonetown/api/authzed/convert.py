@@ -14,6 +14,7 @@ from typing import Any
 from google.protobuf import duration_pb2
 
 from stonetown.api import convert as cv
+from stonetown.api.authzed.errors import SpiceError
 from stonetown.api.authzed.pb import core, debug, permission
 from stonetown.core.errors import InvalidArgument
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
@@ -138,6 +139,15 @@ def _sub_problems(node: ExplainNode) -> list[ExplainNode]:
         else:
             stack.extend(reversed(child.children))
     return found
+
+
+def refuse_ellipsis(subject: Any, path: str) -> None:
+    """SpiceDB's request validation: a SubjectReference's relation `...` is no relation name
+    (stonetown.v1 reads it as none)."""
+    if subject.optional_relation == "...":
+        raise SpiceError(
+            "INVALID_ARGUMENT", f"{path}.optional_relation: `...` is not a relation name (leave it empty)"
+        )
 
 
 def cursor_kind(kind: str, request: Any) -> str:

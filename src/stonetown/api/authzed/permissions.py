@@ -60,6 +60,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         """Does the subject have the permission on the resource?"""
         started = time.monotonic()
         try:
+            az.refuse_ellipsis(request.subject, "subject")
             result = await shared.check(self.system, request)
             if request.with_tracing:
                 response = self._fresh_response(result)
@@ -125,6 +126,8 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 maximum_checks_allowed=str(maximum),
             )
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        for index, item in enumerate(request.items):
+            az.refuse_ellipsis(item.subject, f"items[{index}].subject")
         parsed = shared.parse_check_items(request.items)
         for outcome in parsed:
             if isinstance(outcome, StonetownError):
@@ -167,6 +170,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         """Resources of a type on which the subject has the permission, sorted by id."""
         resource_type = cv.check_type_name(request.resource_object_type, "resource_object_type")
         name = cv.check_relation_name(request.permission, "permission")
+        az.refuse_ellipsis(request.subject, "subject")
         who = cv.subject_from_proto(request.subject, request.HasField("subject"), "subject")
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
         caveat_context = cv.struct_to_dict(request.context, request.HasField("context"))
@@ -249,11 +253,6 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 filter=str(message).strip(),
             )
         flt = cv.filter_from_proto(message, True, path)
-        self._check_schema_names(flt)
-        return flt
-
-    def _check_schema_names(self, flt: RelationshipFilter) -> None:
-        """SpiceDB's error for a filter naming a definition or relation the schema lacks."""
         state = self.system.state
         named = [(flt.resource_type, flt.relation)]
         if flt.subject is not None:
@@ -266,6 +265,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 raise errors.unknown_definition(definition)
             if relation and relation not in found.relations:
                 raise errors.unknown_relation(definition, relation)
+        return flt
 
     @errors.unary
     async def WriteRelationships(
@@ -288,11 +288,18 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
             return permission.WriteRelationshipsResponse(
                 written_at=az.token(await self.system.store.head_revision())
             )
+        self._check_precondition_filters(request.optional_preconditions)
+        for index, update in enumerate(request.updates):
+            az.refuse_ellipsis(update.relationship.subject, f"updates[{index}].relationship.subject")
         updates, preconditions = shared.write_request(request, self.limits)
-        for item in preconditions:
-            self._check_schema_names(item.filter)
         revision = await self.system.write_relationships(updates, preconditions)
         return permission.WriteRelationshipsResponse(written_at=az.token(revision))
+
+    def _check_precondition_filters(self, messages: Any) -> None:
+        """Preconditions' filters validated as SpiceDB validates them: as any filter."""
+        for index, item in enumerate(messages):
+            path = f"optional_preconditions[{index}].filter"
+            self.relationship_filter(item.filter, item.HasField("filter"), path)
 
     def _check_preconditions(self, messages: Any) -> None:
         maximum = self.limits.max_updates_per_write
@@ -315,9 +322,8 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
             request.relationship_filter, request.HasField("relationship_filter"), "relationship_filter"
         )
         self._check_preconditions(request.optional_preconditions)
+        self._check_precondition_filters(request.optional_preconditions)
         preconditions = shared.preconditions_from(request.optional_preconditions, self.limits)
-        for item in preconditions:
-            self._check_schema_names(item.filter)
         limit = limit_of(request.optional_limit, self.limits.max_page_size)
         if limit is not None and not request.optional_allow_partial_deletions:
             await self._refuse_partial(flt, limit, request.relationship_filter)
