@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import select
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 WORKER = Path(__file__).resolve().with_name("spicedb_worker.py")
 CALL_TIMEOUT = 20.0
+WORKER_TIMEOUT = 60.0
 STREAMING = frozenset({"LookupResources", "LookupSubjects", "ReadRelationships"})
 CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 SCHEMA_METHODS = frozenset({"WriteSchema", "ReadSchema", "ReflectSchema", "DiffSchema"})
@@ -38,7 +40,7 @@ SCHEMA_METHODS = frozenset({"WriteSchema", "ReadSchema", "ReflectSchema", "DiffS
 # (internal/services/v1/errors.go, internal/relationships/errors.go, internal/caveats/errors.go,
 # internal/services/shared/errors.go: the message each type formats and the reason it attaches).
 # An FFI error matching none of these fails the comparison (the table must be extended).
-# test_scenarios.py checks the table against the status details of streaming calls where one
+# test_spicedb_scenarios.py checks the table against the status details of streaming calls where one
 # produces the same error.
 REASON_BY_SPICEDB_MESSAGE: tuple[tuple[re.Pattern[str], str | None], ...] = tuple(
     (re.compile(pattern), reason)
@@ -146,6 +148,12 @@ class SpiceDBSide:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(json.dumps(command) + "\n")
         self.process.stdin.flush()
+        # the FFI calls take no deadline: a SpiceDB that stops answering fails the test
+        ready, _, _ = select.select([self.process.stdout], [], [], WORKER_TIMEOUT)
+        if not ready:
+            self.process.kill()
+            asked = command.get("method", command["op"])
+            raise RuntimeError(f"the SpiceDB worker did not answer {asked} within {WORKER_TIMEOUT} s")
         line = self.process.stdout.readline()
         if not line:
             raise RuntimeError(f"the SpiceDB worker exited ({self.process.poll()})")

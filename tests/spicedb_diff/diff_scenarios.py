@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import authzed.api.v1 as v1
-from calls import (
+from diff_requests import (
     CREATE,
     DELETE,
     MUST_MATCH,

@@ -1,6 +1,6 @@
 """The same authzed.api.v1 calls against Stonetown and the real SpiceDB (v1.54, embedded).
 
-Each scenario (scenarios.py) starts from an empty store on both sides, writes its schema and
+Each scenario (diff_scenarios.py) starts from an empty store on both sides, writes its schema and
 relationships and makes its calls through the authzed messages; every answer is compared:
 permissionships (and missing caveat parameters), lookup and read result sets (order-free),
 deletion progress and counts, expand trees, and for failures the gRPC status code and the
@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from calls import Call, with_cursor
 from diff_harness import Outcome, SpiceDBSide, StonetownSide, normal, reason_from_spicedb_message
-from scenarios import SCENARIOS, Scenario
+from diff_requests import Call, lookup_resources, lookup_subjects, read, schema, with_cursor
+from diff_scenarios import SCENARIOS, Scenario
 
 MAX_PAGES = 50
 
@@ -75,8 +75,6 @@ def test_scenario_answers_match_spicedb(
 
 def test_message_reasons_agree_with_spicedb_status_details(spicedb: SpiceDBSide) -> None:
     """The reasons read from FFI messages are the ones SpiceDB's streaming calls attach."""
-    from calls import lookup_resources, lookup_subjects, read, schema
-
     spicedb.reset()
     spicedb.call(
         "WriteSchema", schema("definition user {}\ndefinition doc {\n relation viewer: user\n}").request
