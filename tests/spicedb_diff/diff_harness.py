@@ -90,6 +90,7 @@ REASON_BY_SPICEDB_MESSAGE: tuple[tuple[re.Pattern[str], str | None], ...] = tupl
         (r"cannot perform check on wildcard subject", "ERROR_REASON_WILDCARD_NOT_ALLOWED"),
         # a caveat context of the wrong type in a written relationship: a plain error, UNKNOWN
         (r"^could not convert context parameter", None),
+        (r"^no schema has been defined", None),  # ReadSchema: a plain NOT_FOUND
         # protovalidate's request validation attaches no ErrorInfo
         (r"^invalid [A-Za-z]+(?:Request|Reference)\.|^validation error", None),
     )

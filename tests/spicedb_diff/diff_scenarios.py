@@ -145,6 +145,10 @@ SCENARIOS: list[Scenario] = [
     Scenario(
         "invalid_schemas",
         [
+            Call("ReadSchema", v1.ReadSchemaRequest()),  # nothing written yet
+            check("doc:d1", "view", "user:ana"),
+            read(resource_type="doc"),
+            write("doc:d1#viewer@user:ana"),
             schema("definition user {\n relation x: nothing\n}"),
             schema("definition user {}\ndefinition doc {\n permission view = nope\n}"),
             schema("definition user {\n"),
@@ -161,6 +165,7 @@ SCENARIOS: list[Scenario] = [
             # removing a whole definition in use
             schema("definition user {}"),
             read(resource_type="doc", relation="banned"),
+            Call("ReadSchema", v1.ReadSchemaRequest()),
         ],
     ),
     Scenario(
