@@ -7,12 +7,14 @@ module builds the responses that differ: tokens, permissionships, expand trees, 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
 from google.protobuf import duration_pb2
 
 from stonetown.api import convert as cv
+from stonetown.api.authzed.errors import SpiceError
 from stonetown.api.authzed.pb import core, debug, permission
 from stonetown.core.errors import InvalidArgument
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
@@ -139,9 +141,29 @@ def _sub_problems(node: ExplainNode) -> list[ExplainNode]:
     return found
 
 
-def lookup_cursor(message: Any, has: bool) -> str | None:
+def refuse_ellipsis(subject: Any, path: str) -> None:
+    """SpiceDB's request validation: a SubjectReference's relation `...` is no relation name
+    (stonetown.v1 reads it as none)."""
+    if subject.optional_relation == "...":
+        raise SpiceError(
+            "INVALID_ARGUMENT", f"{path}.optional_relation: `...` is not a relation name (leave it empty)"
+        )
+
+
+def cursor_kind(kind: str, request: Any) -> str:
+    """A cursor kind bound to the call's arguments (all but cursor, limit and consistency):
+    SpiceDB refuses a cursor made by a call with other arguments."""
+    arguments = type(request)()
+    arguments.CopyFrom(request)
+    for name in ("optional_cursor", "optional_limit", "consistency"):
+        arguments.ClearField(name)
+    digest = hashlib.sha256(arguments.SerializeToString(deterministic=True)).hexdigest()[:16]
+    return f"{kind}:{digest}"
+
+
+def lookup_cursor(message: Any, has: bool, kind: str) -> str | None:
     """The resource id a LookupResources cursor resumes after (None: from the start)."""
-    found = cv.cursor_from_proto(message, has, LOOKUP_RESOURCES_CURSOR, 1, "optional_cursor")
+    found = cv.cursor_from_proto(message, has, kind, 1, "optional_cursor")
     return found[0] if found else None
 
 

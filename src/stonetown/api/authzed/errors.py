@@ -6,7 +6,8 @@ The engine's errors are Stonetown's (api/errors.py maps them for stonetown.v1); 
 messages follow SpiceDB's wording, and :func:`classify` reads the reason from them. The
 authzed servicers raise :class:`SpiceError` directly where the adapter itself knows the
 reason (limits, cursors, deletes). Codes differ from stonetown.v1 where SpiceDB's do: an
-unknown definition is FAILED_PRECONDITION there, INVALID_ARGUMENT in stonetown.v1.
+unknown definition is FAILED_PRECONDITION there, INVALID_ARGUMENT in stonetown.v1, and
+so is too deep a walk (RESOURCE_EXHAUSTED in stonetown.v1).
 """
 
 from __future__ import annotations
@@ -100,10 +101,12 @@ _RULES: tuple[tuple[type[Exception], re.Pattern[str], str, str, tuple[str, ...]]
             ("relation_name", "definition_name"),
         ),
         (
+            # a relationship naming a caveat the schema lacks: SpiceDB checks the allowed
+            # types first, and none can name a missing caveat
             InvalidArgument,
             r"caveat `([^`]*)` not found",
-            "FAILED_PRECONDITION",
-            "ERROR_REASON_UNKNOWN_CAVEAT",
+            "INVALID_ARGUMENT",
+            "ERROR_REASON_INVALID_SUBJECT_TYPE",
             ("caveat_name",),
         ),
         (
@@ -129,7 +132,8 @@ _RULES: tuple[tuple[type[Exception], re.Pattern[str], str, str, tuple[str, ...]]
         ),
         (
             InvalidArgument,
-            r"^([\w.\[\]]+): (?:cannot check a wildcard subject|a wildcard is not allowed here)",
+            # a wildcard resource id is refused by SpiceDB's request validation: no reason
+            r"^([\w.\[\]]+): cannot check a wildcard subject",
             "INVALID_ARGUMENT",
             "ERROR_REASON_WILDCARD_NOT_ALLOWED",
             ("field",),
@@ -144,7 +148,7 @@ _RULES: tuple[tuple[type[Exception], re.Pattern[str], str, str, tuple[str, ...]]
         (
             InvalidArgument,
             r"not a cursor of this call",
-            "FAILED_PRECONDITION",
+            "INVALID_ARGUMENT",  # SpiceDB v1.54's cursor.InvalidCursorError, whatever the cause
             "ERROR_REASON_INVALID_CURSOR",
             (),
         ),
@@ -170,9 +174,11 @@ _RULES: tuple[tuple[type[Exception], re.Pattern[str], str, str, tuple[str, ...]]
             ("relationship",),
         ),
         (
+            # SpiceDB (since v1.50) reports its dispatcher's max-depth error as it is:
+            # FAILED_PRECONDITION; RESOURCE_EXHAUSTED was older versions' code
             ResourceExhausted,
             r"maximum depth of (\d+)",
-            "RESOURCE_EXHAUSTED",
+            "FAILED_PRECONDITION",
             "ERROR_REASON_MAXIMUM_DEPTH_EXCEEDED",
             ("maximum_depth_allowed",),
         ),

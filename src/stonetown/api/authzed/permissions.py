@@ -60,6 +60,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         """Does the subject have the permission on the resource?"""
         started = time.monotonic()
         try:
+            az.refuse_ellipsis(request.subject, "subject")
             result = await shared.check(self.system, request)
             if request.with_tracing:
                 response = self._fresh_response(result)
@@ -125,6 +126,8 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 maximum_checks_allowed=str(maximum),
             )
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        for index, item in enumerate(request.items):
+            az.refuse_ellipsis(item.subject, f"items[{index}].subject")
         parsed = shared.parse_check_items(request.items)
         for outcome in parsed:
             if isinstance(outcome, StonetownError):
@@ -167,11 +170,13 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         """Resources of a type on which the subject has the permission, sorted by id."""
         resource_type = cv.check_type_name(request.resource_object_type, "resource_object_type")
         name = cv.check_relation_name(request.permission, "permission")
+        az.refuse_ellipsis(request.subject, "subject")
         who = cv.subject_from_proto(request.subject, request.HasField("subject"), "subject")
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
         caveat_context = cv.struct_to_dict(request.context, request.HasField("context"))
         limit = limit_of(request.optional_limit, self.limits.max_page_size)
-        after = az.lookup_cursor(request.optional_cursor, request.HasField("optional_cursor"))
+        kind = az.cursor_kind(az.LOOKUP_RESOURCES_CURSOR, request)
+        after = az.lookup_cursor(request.optional_cursor, request.HasField("optional_cursor"), kind)
         found = self.system.lookup_resources(
             resource_type, name, who, consistency, caveat_context, after=after, limit=limit
         )
@@ -182,7 +187,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 permissionship=az.lookup_permissionship(result.conditional),
                 partial_caveat_info=az.partial(result.missing_parameters),
                 after_result_cursor=core.Cursor(
-                    token=cv.encode_cursor(az.LOOKUP_RESOURCES_CURSOR, [result.resource_id])
+                    token=cv.encode_cursor(kind, [result.resource_id])
                 ),
             )
 
@@ -283,9 +288,18 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
             return permission.WriteRelationshipsResponse(
                 written_at=az.token(await self.system.store.head_revision())
             )
+        self._check_precondition_filters(request.optional_preconditions)
+        for index, update in enumerate(request.updates):
+            az.refuse_ellipsis(update.relationship.subject, f"updates[{index}].relationship.subject")
         updates, preconditions = shared.write_request(request, self.limits)
         revision = await self.system.write_relationships(updates, preconditions)
         return permission.WriteRelationshipsResponse(written_at=az.token(revision))
+
+    def _check_precondition_filters(self, messages: Any) -> None:
+        """Preconditions' filters validated as SpiceDB validates them: as any filter."""
+        for index, item in enumerate(messages):
+            path = f"optional_preconditions[{index}].filter"
+            self.relationship_filter(item.filter, item.HasField("filter"), path)
 
     def _check_preconditions(self, messages: Any) -> None:
         maximum = self.limits.max_updates_per_write
@@ -308,6 +322,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
             request.relationship_filter, request.HasField("relationship_filter"), "relationship_filter"
         )
         self._check_preconditions(request.optional_preconditions)
+        self._check_precondition_filters(request.optional_preconditions)
         preconditions = shared.preconditions_from(request.optional_preconditions, self.limits)
         limit = limit_of(request.optional_limit, self.limits.max_page_size)
         if limit is not None and not request.optional_allow_partial_deletions:
@@ -316,9 +331,11 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         return permission.DeleteRelationshipsResponse(
             deleted_at=az.token(result.revision),
             relationships_deleted_count=result.deleted,
+            # SpiceDB's datastores report the limit reached as soon as `limit` were deleted,
+            # whether or not more matched
             deletion_progress=(
                 _DELETE.DELETION_PROGRESS_PARTIAL
-                if result.limit_reached
+                if result.limit_reached or (limit is not None and result.deleted >= limit)
                 else _DELETE.DELETION_PROGRESS_COMPLETE
             ),
         )
@@ -351,7 +368,10 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         )
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
         limit = limit_of(request.optional_limit, self.limits.max_page_size)
-        after = shared.read_cursor(request.optional_cursor, request.HasField("optional_cursor"))
+        kind = az.cursor_kind(shared.READ_CURSOR, request)
+        after = shared.read_cursor(
+            request.optional_cursor, request.HasField("optional_cursor"), "optional_cursor", kind
+        )
         async for rels, revision in shared.read_pages(
             self.system, self.limits, flt, consistency, after, limit
         ):
@@ -360,7 +380,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 yield permission.ReadRelationshipsResponse(
                     read_at=read_at,
                     relationship=az.relationship(rel),
-                    after_result_cursor=core.Cursor(token=shared.read_cursor_after(rel)),
+                    after_result_cursor=core.Cursor(token=shared.read_cursor_after(rel, kind)),
                 )
 
     async def ImportBulkRelationships(

@@ -129,15 +129,17 @@ def preconditions_from(messages: Any, limits: Limits) -> list[Precondition]:
     ]
 
 
-def read_cursor(message: Any, has: bool, path: str = "optional_cursor") -> tuple[str, ...] | None:
+def read_cursor(
+    message: Any, has: bool, path: str = "optional_cursor", kind: str = READ_CURSOR
+) -> tuple[str, ...] | None:
     """The relationship key a ReadRelationships/export cursor resumes after."""
-    cursor = cv.cursor_from_proto(message, has, READ_CURSOR, _KEY_LENGTH, path)
+    cursor = cv.cursor_from_proto(message, has, kind, _KEY_LENGTH, path)
     return tuple(cursor) if cursor else None
 
 
-def read_cursor_after(rel: Relationship) -> str:
+def read_cursor_after(rel: Relationship, kind: str = READ_CURSOR) -> str:
     """The cursor token resuming after `rel`."""
-    return cv.encode_cursor(READ_CURSOR, list(rel.key))
+    return cv.encode_cursor(kind, list(rel.key))
 
 
 async def read_pages(

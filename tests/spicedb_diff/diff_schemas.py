@@ -1,0 +1,127 @@
+"""The schemas and relationships of the SpiceDB comparison's scenarios (diff_scenarios.py)."""
+
+DOCS = """
+definition user {}
+
+definition group {
+    relation member: user | group#member
+}
+
+definition folder {
+    relation parent: folder
+    relation viewer: user | group#member
+    permission view = viewer + parent->view
+}
+
+definition doc {
+    relation folder: folder
+    relation owner: user
+    relation viewer: user | user:* | group#member
+    relation banned: user
+    permission edit = owner
+    permission view = (viewer + owner + folder->view) - banned
+    permission both = viewer & owner
+}
+"""
+
+DOCS_RELS = (
+    "group:eng#member@user:ana",
+    "group:eng#member@group:ops#member",
+    "group:ops#member@user:oli",
+    "folder:root#viewer@group:eng#member",
+    "folder:sub#parent@folder:root",
+    "doc:d1#folder@folder:sub",
+    "doc:d1#owner@user:bob",
+    "doc:d1#viewer@user:bob",
+    "doc:d1#banned@user:oli",
+    "doc:d2#viewer@user:*",
+    "doc:d2#banned@user:eve",
+    "doc:d3#viewer@group:ops#member",
+)
+
+CAVEATS = """
+use expiration
+
+caveat ip_allowed(ip string, allowed list<string>) {
+    ip in allowed
+}
+
+caveat over(x int) {
+    x > 3
+}
+
+definition user {}
+
+definition doc {
+    relation viewer: user with ip_allowed | user:* with over
+    relation editor: user with over and expiration | user | user with over
+    relation temp: user with expiration
+    permission view = viewer + editor
+    permission edit = editor
+    permission visit = temp
+}
+"""
+
+ARROWS = """
+definition user {}
+
+definition team {
+    relation member: user
+    relation lead: user
+    permission manage = lead & member
+}
+
+definition project {
+    relation team: team
+    relation watcher: user
+    permission any_member = team.any(member)
+    permission all_members = team.all(member)
+    permission managed = team->manage
+    permission both = any_member & watcher
+    permission only_watch = watcher - team->member
+}
+"""
+
+ARROWS_RELS = (
+    "team:a#member@user:ana",
+    "team:a#member@user:bob",
+    "team:a#lead@user:ana",
+    "team:b#member@user:ana",
+    "team:b#lead@user:bob",
+    "project:p1#team@team:a",
+    "project:p1#team@team:b",
+    "project:p2#team@team:a",
+    "project:p2#watcher@user:bob",
+    "project:p2#watcher@user:cy",
+)
+
+RECURSIVE = """
+definition user {}
+
+definition group {
+    relation member: user | group#member
+}
+
+definition doc {
+    relation viewer: group#member
+    permission view = viewer
+}
+"""
+
+CAVEATED_SETS = """
+caveat tier(level int) {
+    level >= 2
+}
+
+definition user {}
+
+definition group {
+    relation member: user | user with tier
+}
+
+definition doc {
+    relation viewer: group#member | group#member with tier
+    relation blocked: user with tier
+    permission view = viewer - blocked
+}
+"""
