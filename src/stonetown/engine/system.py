@@ -79,12 +79,14 @@ class SchemaState:
     caveats: CaveatEvaluator
 
     @classmethod
-    def of(cls, stored: StoredSchema) -> SchemaState:
-        """Compile stored schema text (it was checked when written)."""
+    def of(cls, stored: StoredSchema, openfga_cycles: bool = False) -> SchemaState:
+        """Compile stored schema text (it was checked when written); `openfga_cycles`: see
+        CompiledSchema."""
         from stonetown.schema import compile_schema
 
         schema = compile_schema(stored.text)
-        return cls(stored, schema, CompiledSchema(schema), Reachability.of(schema), CaveatEvaluator(schema))
+        compiled = CompiledSchema(schema, openfga_cycles=openfga_cycles)
+        return cls(stored, schema, compiled, Reachability.of(schema), CaveatEvaluator(schema))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +114,10 @@ class PermissionSystem:
         token_wait: float = 5.0,
         gc_interval: float | None = 600.0,
         gc_window: float | None = None,
+        openfga_cycles: bool = False,
     ) -> None:
+        """`openfga_cycles` resolves cycles in the data as OpenFGA does (for replaying
+        OpenFGA's answers, see CompiledSchema); the server resolves them exactly."""
         if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
             raise ValueError(f"max_depth must be between 1 and {MAX_DEPTH_LIMIT}, not {max_depth}")
         # Each level of depth costs a few Python frames: make sure the interpreter allows them,
@@ -122,6 +127,7 @@ class PermissionSystem:
             sys.setrecursionlimit(needed)
         self.store = store
         self.max_depth = max_depth
+        self.openfga_cycles = openfga_cycles
         self.poll_interval = poll_interval
         self.token_wait = token_wait
         self.gc_interval = gc_interval
@@ -231,7 +237,7 @@ class PermissionSystem:
     def _state_for(self, stored: StoredSchema) -> SchemaState:
         state = self._compiled.get(stored.revision)
         if state is None:
-            state = SchemaState.of(stored)
+            state = SchemaState.of(stored, self.openfga_cycles)
             self._compiled[stored.revision] = state
             while len(self._compiled) > _SNAPSHOT_CACHE:
                 self._compiled.popitem(last=False)
