@@ -34,6 +34,7 @@ import celpy.celtypes as ct
 from celpy.celparser import CELParseError
 
 from stonetown.core.errors import InvalidArgument
+from stonetown.engine.cel_unknowns import missing_parameters
 from stonetown.engine.conditions import CaveatAnd, CaveatLeaf, CaveatNot, CaveatOr, Condition
 from stonetown.engine.types import Permissionship
 from stonetown.schema import ir
@@ -400,7 +401,7 @@ class CompiledCaveat:
         except Exception as exc:  # noqa: BLE001 - CEL errors surface as several exception types
             gaps = missing & self.referenced
             if gaps:
-                return frozenset(gaps)
+                return missing_parameters(self.program, activation, frozenset(gaps))
             raise InvalidArgument(f"caveat `{self.name}` failed to evaluate: {_cel_message(exc)}") from None
         if isinstance(value, ct.BoolType | bool):
             return bool(value)
