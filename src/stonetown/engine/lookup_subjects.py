@@ -5,10 +5,16 @@ included) collecting every subject of the wanted type, and notes whether a wildc
 type was seen. Candidates of a monotone permission are answers; the others are confirmed
 with Check. A wildcard is answered by checking a subject id no relationship can hold; the
 concrete candidates it does not cover are its exclusions.
+
+The answer takes SpiceDB's shape: a subject is listed on its own when it is named outside
+every subtracted side (SpiceDB's concrete subjects: `viewer: user:*` with `viewer@user:u1`
+lists `*` and u1), not when only an exclusion names it and the wildcard covers it; see
+:func:`shaped` for the wildcard's exclusions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from stonetown.engine.check import CheckRun, CompiledSchema
@@ -16,6 +22,7 @@ from stonetown.engine.conditions import Result, granted
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.reachability import Reachability
+from stonetown.engine.types import Permissionship
 from stonetown.schema import ir
 
 # No stored id can contain NUL, so this id stands for "any subject not named in the data".
@@ -30,6 +37,8 @@ class SubjectsFound:
     subjects: list[tuple[str, Result]]
     wildcard: Result
     excluded: list[str]
+    # the candidates named outside every subtracted side (None: all of them)
+    named: frozenset[str] | None = None
 
 
 def lookup_subjects(
@@ -50,6 +59,9 @@ def lookup_subjects(
     ordered = sorted(candidates)
     if (resource[0], permission) in facts.monotone:
         return SubjectsFound([(cid, True) for cid in ordered], wildcard_seen, [])
+    named, _ = _candidates(
+        compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation, _named_parts
+    )
     run = CheckRun(compiled, index, max_depth)
     rtype, rid = resource
     results = [
@@ -64,7 +76,35 @@ def lookup_subjects(
             wildcard = False
         else:
             excluded = [cid for cid, result in results if not granted(result)]
-    return SubjectsFound([(cid, r) for cid, r in results if granted(r)], wildcard, excluded)
+    return SubjectsFound([(cid, r) for cid, r in results if granted(r)], wildcard, excluded, frozenset(named))
+
+
+_RANK = {Permissionship.DENIED: 0, Permissionship.CONDITIONAL: 1, Permissionship.ALLOWED: 2}
+
+
+def shaped(
+    found: SubjectsFound, verdicts: Mapping[str, Permissionship], wildcard: Permissionship
+) -> tuple[list[str], list[str]]:
+    """(the subjects listed on their own, the wildcard's exclusions) as SpiceDB shapes them,
+    from the verdict on each granted subject and on the wildcard under the request context.
+
+    Listed: the subjects not denied that are named outside every subtracted side, and those
+    the wildcard answers worse (`viewer - (banned - unbanned)` with `*` in all three lists the
+    unbanned). Excluded: the subjects the wildcard answers better (denied, or conditional under
+    a wildcard granted outright). So every subject's answer is its own entry, else the
+    wildcard's unless excluded: Check's answer, except that a conditionally excluded subject
+    reads as excluded (SpiceDB marks such an exclusion conditional)."""
+    named = found.named
+    rank = _RANK[wildcard]
+    listed = [
+        cid
+        for cid, _ in found.subjects
+        if verdicts[cid] is not Permissionship.DENIED
+        and (named is None or cid in named or _RANK[verdicts[cid]] > rank)
+    ]
+    excluded = set(found.excluded)
+    excluded.update(cid for cid, verdict in verdicts.items() if _RANK[verdict] < rank)
+    return listed, sorted(excluded)
 
 
 def _candidates(
@@ -74,7 +114,11 @@ def _candidates(
     start: tuple[str, str, str],
     subject_type: str,
     subject_relation: str,
+    parts: Callable[[ir.Rewrite], list[ir.Rewrite]] | None = None,
 ) -> tuple[set[str], bool]:
+    """The subject ids of the wanted type the walk from `start` meets through the `parts` of
+    each rewrite (default: every branch), and whether it met the type's wildcard."""
+    parts = parts or _parts
     found: set[str] = set()
     wildcard = False
     visited: set[tuple[str, str, str]] = set()
@@ -96,7 +140,7 @@ def _candidates(
         relation = schema.relation(ntype, nrel)
         if relation is None:
             continue
-        for part in _parts(relation.rewrite):
+        for part in parts(relation.rewrite):
             if isinstance(part, ir.This):
                 for (stype, sid), _meta in index.objects.get(node, {}).items():
                     if stype != subject_type or subject_relation:
@@ -126,6 +170,15 @@ def _candidates(
                     if schema.relation(stype, part.computed) is not None:
                         stack.append((stype, sid, part.computed))
     return found, wildcard
+
+
+def _named_parts(node: ir.Rewrite) -> list[ir.Rewrite]:
+    """The leaves of a rewrite outside its subtracted sides."""
+    if isinstance(node, ir.Union | ir.Intersection):
+        return [leaf for child in node.children for leaf in _named_parts(child)]
+    if isinstance(node, ir.Exclusion):
+        return _named_parts(node.base)
+    return [node]
 
 
 def _parts(node: ir.Rewrite) -> list[ir.Rewrite]:

@@ -47,7 +47,7 @@ from stonetown.engine.datastore import (
 from stonetown.engine.expand import Expander
 from stonetown.engine.index import RelationshipIndex, overlay
 from stonetown.engine.lookup_resources import lookup_resources
-from stonetown.engine.lookup_subjects import lookup_subjects
+from stonetown.engine.lookup_subjects import lookup_subjects, shaped
 from stonetown.engine.reachability import Reachability
 from stonetown.engine.types import (
     CheckRequest,
@@ -708,19 +708,21 @@ class PermissionSystem:
             self.max_depth,
         )
         # Caveats are evaluated before paging: a subject the context denies is no answer. The
-        # wildcard excludes every subject it does not grant outright (denied, or conditional
-        # and listed on its own with its missing parameters).
-        verdicts = [
-            (cid, self._verdict(state, result, view.revision, context)) for cid, result in found.subjects
-        ]
-        denied = {cid for cid, verdict in verdicts if verdict.permissionship is Permissionship.DENIED}
-        not_allowed = {cid for cid, v in verdicts if v.permissionship is not Permissionship.ALLOWED}
+        # answer takes SpiceDB's shape (see lookup_subjects.shaped).
+        verdicts = {
+            cid: self._verdict(state, result, view.revision, context) for cid, result in found.subjects
+        }
+        wildcard = self._verdict(state, found.wildcard, view.revision, context)
+        listed, exclusions = shaped(
+            found, {cid: v.permissionship for cid, v in verdicts.items()}, wildcard.permissionship
+        )
         items: list[tuple[str, CheckResult, tuple[str, ...]]] = []
-        if found.wildcard is not False:
-            wildcard = self._verdict(state, found.wildcard, view.revision, context)
-            if wildcard.permissionship is not Permissionship.DENIED:
-                items.append(("*", wildcard, tuple(sorted({*found.excluded, *not_allowed}))))
-        items.extend((cid, verdict, ()) for cid, verdict in verdicts if cid not in denied)
+        if found.wildcard is not False and wildcard.permissionship is not Permissionship.DENIED:
+            items.append(("*", wildcard, tuple(exclusions)))
+        items.extend((cid, verdicts[cid], ()) for cid in listed)
+        conditional_ids = {
+            cid for cid, verdict in verdicts.items() if verdict.permissionship is Permissionship.CONDITIONAL
+        }
         sent = 0
         for cid, verdict, excluded in items:
             if after is not None and cid <= after:
@@ -734,6 +736,7 @@ class PermissionSystem:
                     excluded,
                     conditional,
                     verdict.missing_parameters,
+                    tuple(x for x in excluded if x in conditional_ids),
                 ),
                 view.revision,
             )
