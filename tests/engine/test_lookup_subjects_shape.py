@@ -47,6 +47,9 @@ RELATIONSHIPS = [
     "doc:d3#viewer@user:*",
     "doc:d3#maybe@user:*",
     "doc:d3#unbanned@user:sarah",
+    "doc:d4#viewer@user:*",
+    'doc:d4#viewer@user:u8[cav_gt:{"x":1}]',
+    "doc:d4#viewer@user:u9[cav_gt]",
 ]
 
 Answer = list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]
@@ -103,3 +106,11 @@ async def test_a_subject_granted_beside_a_conditional_wildcard_is_not_excluded()
 async def test_a_wildcard_minus_a_wildcard_lists_the_subjects_it_leaves() -> None:
     # viewer - (maybe - unbanned), all three `*`: only sarah, unbanned, keeps `nested`
     assert await _lookup("doc:d3", "nested") == [("sarah", "HAS", (), ())]
+
+
+async def test_a_subject_the_wildcard_covers_is_listed_only_if_granted_on_its_own() -> None:
+    # u8's own relationship has a caveat that fails: the wildcard answers for u8; u9's caveat
+    # is open without context, true with x = 5, false with x = 1
+    assert await _lookup("doc:d4", "viewer") == [("*", "HAS", (), ()), ("u9", "HAS", (), ())]
+    assert await _lookup("doc:d4", "viewer", {"x": 5}) == [("*", "HAS", (), ()), ("u9", "HAS", (), ())]
+    assert await _lookup("doc:d4", "viewer", {"x": 1}) == [("*", "HAS", (), ())]

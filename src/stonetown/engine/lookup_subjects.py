@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
-from stonetown.engine.index import RelationshipIndex
+from stonetown.engine.index import RelationshipIndex, without_wildcards
 from stonetown.engine.reachability import Reachability
 from stonetown.engine.types import Permissionship
 from stonetown.schema import ir
@@ -39,6 +39,8 @@ class SubjectsFound:
     excluded: list[str]
     # the candidates named outside every subtracted side (None: all of them)
     named: frozenset[str] | None = None
+    # beside a wildcard, what the named candidates hold on their own (without any wildcard)
+    own: dict[str, Result] | None = None
 
 
 def lookup_subjects(
@@ -58,7 +60,8 @@ def lookup_subjects(
     )
     ordered = sorted(candidates)
     if (resource[0], permission) in facts.monotone:
-        return SubjectsFound([(cid, True) for cid in ordered], wildcard_seen, [])
+        own = _own(compiled, index, resource, permission, subject_type, ordered, max_depth, wildcard_seen)
+        return SubjectsFound([(cid, True) for cid in ordered], wildcard_seen, [], None, own)
     named, _ = _candidates(
         compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation, _named_parts
     )
@@ -76,31 +79,63 @@ def lookup_subjects(
             wildcard = False
         else:
             excluded = [cid for cid, result in results if not granted(result)]
-    return SubjectsFound([(cid, r) for cid, r in results if granted(r)], wildcard, excluded, frozenset(named))
+    own = _own(
+        compiled, index, resource, permission, subject_type, sorted(named), max_depth, wildcard is not False
+    )
+    return SubjectsFound(
+        [(cid, r) for cid, r in results if granted(r)], wildcard, excluded, frozenset(named), own
+    )
+
+
+def _own(
+    compiled: CompiledSchema,
+    index: RelationshipIndex,
+    resource: tuple[str, str],
+    permission: str,
+    subject_type: str,
+    ids: list[str],
+    max_depth: int,
+    wildcard: bool,
+) -> dict[str, Result] | None:
+    """Beside a wildcard (of plain subjects), what each of `ids` holds on its own: SpiceDB lists
+    a subject the wildcard covers only when its own relationships grant it (a caveat that
+    fails, an expired relationship, drop it)."""
+    if not wildcard:
+        return None
+    run = CheckRun(compiled, without_wildcards(index, subject_type), max_depth)
+    return {cid: run.dispatch(*resource, permission, (subject_type, cid, ""), 0) for cid in ids}
 
 
 _RANK = {Permissionship.DENIED: 0, Permissionship.CONDITIONAL: 1, Permissionship.ALLOWED: 2}
 
 
 def shaped(
-    found: SubjectsFound, verdicts: Mapping[str, Permissionship], wildcard: Permissionship
+    found: SubjectsFound,
+    verdicts: Mapping[str, Permissionship],
+    wildcard: Permissionship,
+    own: Mapping[str, Permissionship] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(the subjects listed on their own, the wildcard's exclusions) as SpiceDB shapes them,
-    from the verdict on each granted subject and on the wildcard under the request context.
+    from the verdict on each granted subject, on the wildcard and on what each named subject
+    holds without the wildcard (`own`, see SubjectsFound) under the request context.
 
-    Listed: the subjects not denied that are named outside every subtracted side, and those
-    the wildcard answers worse (`viewer - (banned - unbanned)` with `*` in all three lists the
-    unbanned). Excluded: the subjects the wildcard answers better (denied, or conditional under
-    a wildcard granted outright). So every subject's answer is its own entry, else the
-    wildcard's unless excluded: Check's answer, except that a conditionally excluded subject
-    reads as excluded (SpiceDB marks such an exclusion conditional)."""
+    Listed: the subjects not denied that are named outside every subtracted side (and, where
+    the wildcard covers them, granted on their own), and those the wildcard answers worse
+    (`viewer - (banned - unbanned)` with `*` in all three lists the unbanned). Excluded: the
+    subjects the wildcard answers better (denied, or conditional under a wildcard granted
+    outright). So every subject's answer is its own entry, else the wildcard's unless
+    excluded: Check's answer, except that a conditionally excluded subject reads as excluded
+    (SpiceDB marks such an exclusion conditional)."""
     named = found.named
     rank = _RANK[wildcard]
     listed = [
         cid
         for cid, _ in found.subjects
         if verdicts[cid] is not Permissionship.DENIED
-        and (named is None or cid in named or _RANK[verdicts[cid]] > rank)
+        and (
+            _RANK[verdicts[cid]] > rank
+            or ((named is None or cid in named) and (own is None or own[cid] is not Permissionship.DENIED))
+        )
     ]
     excluded = set(found.excluded)
     excluded.update(cid for cid, verdict in verdicts.items() if _RANK[verdict] < rank)

@@ -713,8 +713,12 @@ class PermissionSystem:
             cid: self._verdict(state, result, view.revision, context) for cid, result in found.subjects
         }
         wildcard = self._verdict(state, found.wildcard, view.revision, context)
+        own = found.own and {
+            cid: self._verdict(state, result, view.revision, context).permissionship
+            for cid, result in found.own.items()
+        }
         listed, exclusions = shaped(
-            found, {cid: v.permissionship for cid, v in verdicts.items()}, wildcard.permissionship
+            found, {cid: v.permissionship for cid, v in verdicts.items()}, wildcard.permissionship, own
         )
         items: list[tuple[str, CheckResult, tuple[str, ...]]] = []
         if found.wildcard is not False and wildcard.permissionship is not Permissionship.DENIED:
