@@ -60,7 +60,19 @@ def lookup_subjects(
     )
     ordered = sorted(candidates)
     if (resource[0], permission) in facts.monotone:
-        own = _own(compiled, index, resource, permission, subject_type, ordered, max_depth, wildcard_seen)
+        # without caveats and expiration, every candidate of a monotone permission is granted
+        # on its own (reached through relationships naming it)
+        conditional = bool(compiled.schema.caveats) or compiled.schema.uses_expiration
+        own = _own(
+            compiled,
+            index,
+            resource,
+            permission,
+            subject_type,
+            ordered,
+            max_depth,
+            wildcard_seen and conditional,
+        )
         return SubjectsFound([(cid, True) for cid in ordered], wildcard_seen, [], None, own)
     named, _ = _candidates(
         compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation, _named_parts
