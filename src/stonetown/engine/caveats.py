@@ -32,6 +32,7 @@ from stonetown.engine.cel_runtime import (
     MeteredProgram,
     MoveOffLoop,
 )
+from stonetown.engine.cel_unknowns import missing_parameters
 from stonetown.engine.conditions import CaveatAnd, CaveatLeaf, CaveatNot, CaveatOr, Condition
 from stonetown.engine.types import Permissionship
 from stonetown.schema import ir
@@ -120,21 +121,26 @@ class CompiledCaveat:
                     f"type error for parameters for caveat `{self.name}`: parameter `{name}` ({ctype}): {exc}"
                 ) from None
         assert self.program is not None
+        meter = Meter(budget)
         try:
-            value = self.program.run(activation, Meter(budget))
+            try:
+                value = self.program.run(activation, meter)
+            except (MoveOffLoop, StonetownError, CostLimitExceeded):
+                raise
+            except Exception as exc:  # noqa: BLE001 - CEL errors surface as several exception types
+                gaps = missing & self.referenced
+                if not gaps:
+                    raise InvalidArgument(
+                        f"evaluation error for caveat `{self.name}`: {_cel_message(exc)}"
+                    ) from None
+                # which of them decide the answer, as SpiceDB reports them (metered too)
+                return missing_parameters(self.program, activation, frozenset(gaps), meter)
         except CostLimitExceeded:
             raise _CostRefusal(
                 f"evaluation error for caveat `{self.name}`: cost limit exceeded: the expression needs more "
                 f"than {MAX_CAVEAT_COST} evaluation steps over this context (list and map sizes multiply "
                 "in nested macros)"
             ) from None
-        except (MoveOffLoop, StonetownError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - CEL errors surface as several exception types
-            gaps = missing & self.referenced
-            if gaps:
-                return frozenset(gaps)
-            raise InvalidArgument(f"evaluation error for caveat `{self.name}`: {_cel_message(exc)}") from None
         if isinstance(value, ct.BoolType | bool):
             return bool(value)
         raise InvalidArgument(f"caveat `{self.name}` evaluated to {_cel_type_name(value)}, not a boolean")

@@ -154,6 +154,10 @@ class MeteredProgram(InterpretedRunner):
         evaluator = _MeteredEvaluator(self.ast, self.new_activation(), meter)
         return evaluator.evaluate(activation)
 
+    def run_subtree(self, node: Any, activation: dict[str, Any], meter: Meter) -> Any:
+        """The value of one subtree of the expression over `activation`, charged to `meter`."""
+        return _MeteredEvaluator(node, self.new_activation(), meter).evaluate(activation)
+
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()

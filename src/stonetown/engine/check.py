@@ -49,13 +49,16 @@ class DepthExceeded(ResourceExhausted):
 class CompiledSchema:
     """A schema turned into evaluation closures, one per (type, relation or permission)."""
 
-    def __init__(self, schema: ir.Schema, shortcuts: bool = True) -> None:
+    def __init__(self, schema: ir.Schema, shortcuts: bool = True, openfga_cycles: bool = False) -> None:
         """Compile `schema`. `shortcuts` False leaves out the evaluations skipped on the word
         of a refuter (see :meth:`_skips` and :func:`_compile_factored`) and the chains of
         nested sets walked as loops (:func:`_compile_chain`), for tests comparing them with
-        the plain walk."""
+        the plain walk. `openfga_cycles` resolves cycles in the data as OpenFGA does (its
+        flags and their races, for the OpenFGA-semantics store); otherwise exactly, see
+        :meth:`CheckRun._cycle`."""
         self.schema = schema
         self.shortcuts = shortcuts
+        self.openfga_cycles = openfga_cycles
         self.functions: dict[tuple[str, str], EvalFn] = {}
         self.allowed_tupleset: dict[tuple[str, str], tuple[frozenset[str], frozenset[tuple[str, str]]]] = {}
         for definition in schema.definitions.values():
@@ -99,8 +102,11 @@ class CompiledSchema:
         self.plans: dict[tuple[str, str], tuple[EvalFn, bool]] = {
             key: (function, key not in self.acyclic) for key, function in self.functions.items()
         }
-        self.simple_recursive = simple_recursive_relations(schema)
-        self.race = CycleRace(schema, self.simple_recursive)
+        self.simple_recursive: set[tuple[str, str]] | frozenset[tuple[str, str]] = EXACT_CYCLES
+        self.race: CycleRace | None = None
+        if openfga_cycles:
+            self.simple_recursive = simple_recursive_relations(schema)
+            self.race = CycleRace(schema, self.simple_recursive)
 
     def _compile_order(self) -> list[tuple[str, str]]:
         """Every relation after the relations it inlines and the acyclic relations it
@@ -202,7 +208,9 @@ class CompiledSchema:
             return _compile_intersection(tuple(self._compile(rtype, rel, c) for c in ordered))
         if isinstance(node, ir.Exclusion):
             return _compile_exclusion(
-                self._compile(rtype, rel, node.base), self._compile(rtype, rel, node.subtract)
+                self._compile(rtype, rel, node.base),
+                self._compile(rtype, rel, node.subtract),
+                marked=not self.openfga_cycles,
             )
         return _nil
 
@@ -432,6 +440,9 @@ def _inlinable_targets(schema: ir.Schema) -> set[tuple[str, str]]:
 # Put in place of a compiled schema's simple recursive relations, makes every cycle plainly
 # False: OpenFGA's ListUsers expands that way, without cycle flags.
 PLAIN_CYCLES: frozenset[tuple[str, str]] = frozenset({("", "")})
+# A compiled schema's simple recursive relations when cycles are resolved exactly (not
+# OpenFGA's way): see CheckRun._cycle.
+EXACT_CYCLES: frozenset[tuple[str, str]] = frozenset({("", "exact")})
 
 
 def simple_recursive_relations(schema: ir.Schema) -> set[tuple[str, str]]:
@@ -743,7 +754,8 @@ def _compile_chain(rtype: str, rel: str, node: ir.This, walk: EvalFn) -> EvalFn:
                 # met again within the loop: _cycle over frames all of this relation
                 cycles = run.simple_recursive
                 cut = True
-                value = False if cycles is PLAIN_CYCLES or pair in cycles else UNKNOWN
+                plain = cycles is PLAIN_CYCLES or cycles is EXACT_CYCLES
+                value = False if plain or pair in cycles else UNKNOWN
                 break
             if child in outer:
                 cut, value = True, run._cycle(dkey, rtype, rel)
@@ -1002,7 +1014,10 @@ def _compile_intersection(children: tuple[EvalFn, ...]) -> EvalFn:
     return intersection
 
 
-def _compile_exclusion(base: EvalFn, subtract: EvalFn) -> EvalFn:
+def _compile_exclusion(base: EvalFn, subtract: EvalFn, marked: bool = False) -> EvalFn:
+    """`base - subtract`. `marked`: the subtracted side's evaluation is noted on the run (the
+    stack height it starts at), so a cycle can tell whether it passes through it."""
+
     def exclusion(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         granted = base(run, rid, subj, depth)
         if granted is False:
@@ -1010,7 +1025,19 @@ def _compile_exclusion(base: EvalFn, subtract: EvalFn) -> EvalFn:
         # an UNKNOWN base still yields False when the subtracted side surely holds
         return all_of(granted, negate(subtract(run, rid, subj, depth)))
 
-    return exclusion
+    def marked_exclusion(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        granted = base(run, rid, subj, depth)
+        if granted is False:
+            return False
+        marks = run.negations
+        marks.append(len(run.stack))
+        try:
+            subtracted = subtract(run, rid, subj, depth)
+        finally:
+            marks.pop()
+        return all_of(granted, negate(subtracted))
+
+    return marked_exclusion if marked else exclusion
 
 
 class CheckRun:
@@ -1035,6 +1062,7 @@ class CheckRun:
         "held_subject",
         "held",
         "wild",
+        "negations",
     )
 
     def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
@@ -1049,8 +1077,11 @@ class CheckRun:
         # the resource keys storing the wildcard of its type (see wild_of), None until asked
         self.wild: tuple[tuple[str, str, str], ...] | set[tuple[str, str, str]] | None = None
         self.memo: dict[tuple[str, str, str, Subject], Result] = {}
-        # sub-problems being evaluated, outermost first (a dict keeps insertion order)
-        self.stack: dict[tuple[str, str, str, Subject], None] = {}
+        # sub-problems being evaluated, outermost first (a dict keeps insertion order), each
+        # with its height on the stack
+        self.stack: dict[tuple[str, str, str, Subject], int] = {}
+        # the stack heights at which the subtracted sides being evaluated started (see _cycle)
+        self.negations: list[int] = []
         self.cut = False
         self.max_depth = max_depth
         self.now = time.time()
@@ -1058,19 +1089,28 @@ class CheckRun:
         self.volatile = False
         self.deadline = request_deadline.get()
         self.budget = CHECK_EVERY  # dispatches left before the next look at the deadline
-        self.race = compiled.race if compiled.race.prone else None
+        self.race = compiled.race if compiled.race is not None and compiled.race.prone else None
         self.racing = False
 
     def _cycle(self, key: tuple[str, str, str, Subject], rtype: str, rel: str) -> Result:
         """The value of a sub-problem met again while it is being evaluated.
 
-        A cycle through one simply recursive relation only (group A member of B member of A,
-        folder A parent of B parent of A) adds nothing to that relation: False, exactly. Any
-        other cycle is UNKNOWN: False in unions and intersections, never a grant under an
-        exclusion. This is how OpenFGA resolves the same cycles (its recursive strategy for
-        the first kind, a cycle flag for the rest; see simple_recursive_relations for when it
-        applies which, and cycle_race for how its flags race under exclusions).
+        Exactly (the server's rule): a cycle that does not pass through the subtracted side
+        of an exclusion adds nothing: False, which gives the least fixpoint, the one answer
+        derivable from the data (nothing is memoized below a cut). A cycle through a
+        subtracted side (`read = owner - banned`, `banned` containing `read`) may have no
+        consistent answer: UNKNOWN, False in unions and intersections, never a grant under an
+        exclusion, so an answer stands only where it does not depend on the cycle.
+
+        OpenFGA's way (`openfga_cycles`): a cycle through one simply recursive relation only
+        (group A member of B member of A, folder A parent of B parent of A) is False; any
+        other cycle is UNKNOWN (its recursive strategy for the first kind, a cycle flag for
+        the rest; see simple_recursive_relations for when it applies which, and cycle_race
+        for how its flags race under exclusions).
         """
+        if self.simple_recursive is EXACT_CYCLES:
+            negations = self.negations
+            return UNKNOWN if negations and negations[-1] > self.stack[key] else False
         if self.simple_recursive is PLAIN_CYCLES:
             return False
         if (rtype, rel) not in self.simple_recursive:
@@ -1151,7 +1191,7 @@ class CheckRun:
         outer_cut = self.cut
         self.cut = False
         if cyclic:
-            stack[key] = None
+            stack[key] = len(stack)
         try:
             result = function(self, rid, subj, depth + 1)
         finally:

@@ -5,11 +5,16 @@ included) collecting every subject of the wanted type, and notes whether a wildc
 type was seen. Candidates of a monotone permission are answers; the others are confirmed
 with Check. A wildcard is answered by checking a subject id no relationship can hold; the
 concrete candidates it does not cover are its exclusions.
+
+The answer takes SpiceDB's shape: a subject is listed on its own when it is named outside
+every subtracted side (SpiceDB's concrete subjects: `viewer: user:*` with `viewer@user:u1`
+lists `*` and u1), not when only an exclusion names it and the wildcard covers it; see
+:func:`listed_beside` and :func:`excluded_beside`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from itertools import islice
 
@@ -18,8 +23,9 @@ from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, sorted_steps
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
-from stonetown.engine.index import RelationshipIndex
+from stonetown.engine.index import RelationshipIndex, without_wildcards
 from stonetown.engine.reachability import Reachability
+from stonetown.engine.types import Permissionship
 from stonetown.schema import ir
 
 # No stored id can contain NUL, so this id stands for "any subject not named in the data".
@@ -33,12 +39,20 @@ class SubjectFound:
 
     For the wildcard, ``excluded`` lists the candidates its result does not cover and
     ``conditional`` the candidates granted only under a caveat condition, with their results
-    (a caveat context may still deny them, which excludes them from the wildcard too)."""
+    (a caveat context may still deny them, which excludes them from the wildcard too).
+
+    For a concrete subject beside a granted wildcard, ``wildcard`` is the wildcard's result,
+    ``named`` whether the subject is named outside every subtracted side, and ``own`` what it
+    holds without any wildcard (None when that cannot differ from ``result``): SpiceDB lists a
+    subject the wildcard covers only when it is named and granted on its own."""
 
     subject_id: str
     result: Result
     excluded: tuple[str, ...] = ()
     conditional: tuple[tuple[str, Result], ...] = ()
+    wildcard: Result = False
+    named: bool = True
+    own: Result | None = None
 
 
 def lookup_subjects_steps(
@@ -65,6 +79,24 @@ def lookup_subjects_steps(
     monotone = (resource[0], permission) in facts.monotone
     run = CheckRun(compiled, index, max_depth)
     rtype, rid = resource
+    wildcard: Result = False
+    if wildcard_seen:
+        unseen = (subject_type, UNSEEN_ID, "")
+        wildcard = True if monotone else run.dispatch(rtype, rid, permission, unseen, 0)
+        if not granted(wildcard):
+            wildcard = False
+    named: set[str] | None = None  # None: every candidate is named outside the subtracted sides
+    own_run: CheckRun | None = None
+    if wildcard is not False:
+        if not monotone:
+            named, _ = yield from _candidates(
+                compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation,
+                _named_parts,
+            )  # fmt: skip
+        # without caveats and expiration, a candidate of a monotone permission is granted on
+        # its own (reached through relationships naming it): no second look needed
+        if not monotone or compiled.schema.caveats or compiled.schema.uses_expiration:
+            own_run = CheckRun(compiled, without_wildcards(index, subject_type), max_depth)
 
     def result_of(cid: str) -> Result:
         if monotone:
@@ -72,19 +104,15 @@ def lookup_subjects_steps(
         return run.dispatch(rtype, rid, permission, (subject_type, cid, subject_relation), 0)
 
     results: dict[str, Result] | None = None
-    if wildcard_seen and (after is None or WILDCARD > after):
-        wildcard: Result = True
-        if not monotone:
-            wildcard = run.dispatch(rtype, rid, permission, (subject_type, UNSEEN_ID, ""), 0)
-        if granted(wildcard):
-            results = {}
-            for cid in candidates:
-                results[cid] = result_of(cid)
-                yield PAUSE
-            excluded = [cid for cid, result in results.items() if not granted(result)]
-            conditional = tuple((cid, r) for cid, r in results.items() if r is not True and granted(r))
-            ordered = [cid for cid in sorted_steps(excluded) if cid is not PAUSE]
-            yield SubjectFound(WILDCARD, wildcard, tuple(ordered), conditional)  # type: ignore[arg-type]
+    if wildcard is not False and (after is None or WILDCARD > after):
+        results = {}
+        for cid in candidates:
+            results[cid] = result_of(cid)
+            yield PAUSE
+        excluded = [cid for cid, result in results.items() if not granted(result)]
+        conditional = tuple((cid, r) for cid, r in results.items() if r is not True and granted(r))
+        ordered = [cid for cid in sorted_steps(excluded) if cid is not PAUSE]
+        yield SubjectFound(WILDCARD, wildcard, tuple(ordered), conditional)  # type: ignore[arg-type]
     wanted: list[str] = []
     remaining = iter(candidates)
     while chunk := list(islice(remaining, SORT_CHUNK)):
@@ -96,9 +124,37 @@ def lookup_subjects_steps(
             continue
         result = results[cid] if results is not None else result_of(cid)  # type: ignore[index]
         if granted(result):
-            yield SubjectFound(cid, result)  # type: ignore[arg-type]
+            if wildcard is False:
+                yield SubjectFound(cid, result)  # type: ignore[arg-type]
+            else:
+                is_named = named is None or cid in named
+                own = None
+                if is_named and own_run is not None:
+                    own = own_run.dispatch(rtype, rid, permission, (subject_type, cid, ""), 0)
+                yield SubjectFound(cid, result, wildcard=wildcard, named=is_named, own=own)  # type: ignore[arg-type]
         if not monotone:
             yield PAUSE
+
+
+_RANK = {Permissionship.DENIED: 0, Permissionship.CONDITIONAL: 1, Permissionship.ALLOWED: 2}
+
+
+def listed_beside(
+    verdict: Permissionship, wildcard: Permissionship, named: bool, own: Permissionship
+) -> bool:
+    """Whether a granted subject (`verdict` under the request context) is listed on its own
+    beside a granted wildcard (`wildcard`), as SpiceDB shapes LookupSubjects: when the
+    wildcard answers it worse, or when it is named outside every subtracted side and granted
+    without the wildcard (`own`; a caveat that fails, an expired relationship, drop it)."""
+    if verdict is Permissionship.DENIED:
+        return False
+    return _RANK[verdict] > _RANK[wildcard] or (named and own is not Permissionship.DENIED)
+
+
+def excluded_beside(verdict: Permissionship, wildcard: Permissionship) -> bool:
+    """Whether the wildcard excludes a candidate: the wildcard answers it better than Check
+    (denied, or conditional under a wildcard granted outright)."""
+    return _RANK[verdict] < _RANK[wildcard]
 
 
 def _candidates(
@@ -108,10 +164,12 @@ def _candidates(
     start: tuple[str, str, str],
     subject_type: str,
     subject_relation: str,
+    parts: Callable[[ir.Rewrite], list[ir.Rewrite]] | None = None,
 ) -> Generator[Pause, None, tuple[set[str], bool]]:
-    """Every subject id of the wanted type the walk from `start` reaches, and whether a
-    wildcard of that type was seen; pausing inside long buckets (see lookup_resources._climb
-    for why that is safe)."""
+    """Every subject id of the wanted type the walk from `start` meets through the `parts` of
+    each rewrite (default: every branch), and whether it met the type's wildcard; pausing
+    inside long buckets (see lookup_resources._climb for why that is safe)."""
+    parts = parts or _parts
     found: set[str] = set()
     wildcard = False
     visited: set[tuple[str, str, str]] = set()
@@ -135,7 +193,7 @@ def _candidates(
         relation = schema.relation(ntype, nrel)
         if relation is None:
             continue
-        for part in _parts(relation.rewrite):
+        for part in parts(relation.rewrite):
             if isinstance(part, ir.This):
                 bucket = index.objects.get(node)
                 if bucket and not subject_relation:
@@ -171,6 +229,15 @@ def _candidates(
                     if schema.relation(stype, part.computed) is not None:
                         stack.append((stype, sid, part.computed))
     return found, wildcard
+
+
+def _named_parts(node: ir.Rewrite) -> list[ir.Rewrite]:
+    """The leaves of a rewrite outside its subtracted sides."""
+    if isinstance(node, ir.Union | ir.Intersection):
+        return [leaf for child in node.children for leaf in _named_parts(child)]
+    if isinstance(node, ir.Exclusion):
+        return _named_parts(node.base)
+    return [node]
 
 
 def _parts(node: ir.Rewrite) -> list[ir.Rewrite]:

@@ -59,7 +59,12 @@ from stonetown.engine.expand import MAX_EXPAND_SIZE, Expander
 from stonetown.engine.explain import ExplainNode, explain
 from stonetown.engine.index import RelationshipIndex, overlay
 from stonetown.engine.lookup_resources import lookup_resources_steps
-from stonetown.engine.lookup_subjects import SubjectFound, lookup_subjects_steps
+from stonetown.engine.lookup_subjects import (
+    SubjectFound,
+    excluded_beside,
+    listed_beside,
+    lookup_subjects_steps,
+)
 from stonetown.engine.reachability import Reachability
 from stonetown.engine.types import (
     CheckRequest,
@@ -94,27 +99,29 @@ class SchemaState:
     caveats: CaveatEvaluator
 
     @classmethod
-    def of(cls, stored: StoredSchema) -> SchemaState:
+    def of(cls, stored: StoredSchema, openfga_cycles: bool = False) -> SchemaState:
         """Compile stored schema text. Trusted: it was checked when written, so it loads
-        whatever the limits are now (see :func:`stonetown.schema.parse_schema`)."""
+        whatever the limits are now (see :func:`stonetown.schema.parse_schema`);
+        `openfga_cycles`: see CompiledSchema."""
         from stonetown.schema import compile_schema
 
         with cyclic_gc_paused():
-            return cls.build(stored, compile_schema(stored.text, trusted=True))
+            return cls.build(stored, compile_schema(stored.text, trusted=True), openfga_cycles)
 
     @classmethod
-    def build(cls, stored: StoredSchema, schema: ir.Schema) -> SchemaState:
+    def build(cls, stored: StoredSchema, schema: ir.Schema, openfga_cycles: bool = False) -> SchemaState:
         """Everything derived from a compiled schema. CPU-bound: run it off the event loop."""
-        return cls(stored, schema, CompiledSchema(schema), Reachability.of(schema), CaveatEvaluator(schema))
+        compiled = CompiledSchema(schema, openfga_cycles=openfga_cycles)
+        return cls(stored, schema, compiled, Reachability.of(schema), CaveatEvaluator(schema))
 
     @classmethod
-    def checked(cls, text: str) -> SchemaState:
+    def checked(cls, text: str, openfga_cycles: bool = False) -> SchemaState:
         """Check new schema text against every limit and compile it all, as a state not yet
         stored (revision 0); raises SchemaError. CPU-bound: run it off the event loop."""
         from stonetown.schema import compile_schema
 
         with cyclic_gc_paused():
-            return cls.build(StoredSchema(text, 0), compile_schema(text))
+            return cls.build(StoredSchema(text, 0), compile_schema(text), openfga_cycles)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +153,10 @@ class PermissionSystem:
         gc_window: float | None = None,
         max_expand_size: int = MAX_EXPAND_SIZE,
         max_watchers: int = MAX_WATCHERS,
+        openfga_cycles: bool = False,
     ) -> None:
+        """`openfga_cycles` resolves cycles in the data as OpenFGA does (for replaying
+        OpenFGA's answers, see CompiledSchema); the server resolves them exactly."""
         if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
             raise ValueError(f"max_depth must be between 1 and {MAX_DEPTH_LIMIT}, not {max_depth}")
         # Each level of depth costs a few Python frames: make sure the interpreter allows them,
@@ -157,6 +167,7 @@ class PermissionSystem:
         self.store = store
         self.max_depth = max_depth
         self.max_expand_size = max_expand_size
+        self.openfga_cycles = openfga_cycles
         self.poll_interval = poll_interval
         self.token_wait = token_wait
         self.gc_interval = gc_interval
@@ -270,7 +281,7 @@ class PermissionSystem:
         state = self._compiled.get(stored.revision)
         if state is None:
             # a large schema takes seconds to compile: never on the event loop
-            self._remember(await asyncio.to_thread(SchemaState.of, stored))
+            self._remember(await asyncio.to_thread(SchemaState.of, stored, self.openfga_cycles))
             state = self._compiled[stored.revision]
         return state
 
@@ -399,7 +410,9 @@ class PermissionSystem:
         compilation still waits for this one to finish."""
         await self._schema_compile.acquire()
         try:
-            compiling = asyncio.get_running_loop().run_in_executor(None, SchemaState.checked, text)
+            compiling = asyncio.get_running_loop().run_in_executor(
+                None, SchemaState.checked, text, self.openfga_cycles
+            )
         except BaseException:
             self._schema_compile.release()
             raise
@@ -878,26 +891,40 @@ class PermissionSystem:
     ) -> LookupSubjectResult | None:
         """The answer LookupSubjects gives for `found`, None when the caveat context denies it.
 
-        Caveats are evaluated here: a subject the context denies is no answer, and the
-        wildcard excludes every subject it does not grant outright (denied, or conditional
-        and listed on its own with its missing parameters)."""
-        verdict = await self._verdict(view.state, found.result, view.revision, context, budget)
+        Caveats are evaluated here, and the answer takes SpiceDB's shape: a subject the
+        context denies is no answer; beside a granted wildcard a subject is listed only as
+        lookup_subjects.listed_beside says, and the wildcard excludes the subjects it would
+        answer better than Check (lookup_subjects.excluded_beside), marking those excluded
+        only conditionally."""
+        state, revision = view.state, view.revision
+        verdict = await self._verdict(state, found.result, revision, context, budget)
         if verdict.permissionship is Permissionship.DENIED:
             return None
         excluded: tuple[str, ...] = ()
+        conditionally: tuple[str, ...] = ()
         if found.subject_id == WILDCARD:
-            not_allowed = [
-                cid
-                for cid, result in found.conditional
-                if (await self._verdict(view.state, result, view.revision, context, budget)).permissionship
-                is not Permissionship.ALLOWED
-            ]
-            excluded = tuple(sorted({*found.excluded, *not_allowed}))
+            out: list[str] = []
+            maybe: list[str] = []
+            for cid, result in found.conditional:
+                theirs = (await self._verdict(state, result, revision, context, budget)).permissionship
+                if excluded_beside(theirs, verdict.permissionship):
+                    out.append(cid)
+                    if theirs is Permissionship.CONDITIONAL:
+                        maybe.append(cid)
+            excluded, conditionally = tuple(sorted({*found.excluded, *out})), tuple(sorted(maybe))
+        elif found.wildcard is not False:
+            wildcard = (await self._verdict(state, found.wildcard, revision, context, budget)).permissionship
+            own = verdict.permissionship
+            if found.own is not None:
+                own = (await self._verdict(state, found.own, revision, context, budget)).permissionship
+            if not listed_beside(verdict.permissionship, wildcard, found.named, own):
+                return None
         return LookupSubjectResult(
             SubjectRef(subject_type, found.subject_id, subject_relation),
             excluded,
             verdict.permissionship is Permissionship.CONDITIONAL,
             verdict.missing_parameters,
+            conditionally,
         )
 
 

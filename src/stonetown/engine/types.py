@@ -109,13 +109,15 @@ class ExpandNode:
 @dataclass(frozen=True, slots=True)
 class LookupSubjectResult:
     """A subject found by LookupSubjects. For a wildcard (`id == "*"`), ``excluded`` lists the
-    subject ids the wildcard does not cover (exclusions); ``conditional`` marks answers that
-    depend on caveats."""
+    subject ids the wildcard does not cover (exclusions), ``conditionally_excluded`` those of
+    them excluded only depending on caveats (their own answer is conditional); ``conditional``
+    marks answers that depend on caveats."""
 
     subject: SubjectRef
     excluded: tuple[str, ...] = ()
     conditional: bool = False
     missing_parameters: tuple[str, ...] = ()
+    conditionally_excluded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -270,7 +270,7 @@ class FgaStore:
 
     def write_schema(self, schema: ir.Schema) -> None:
         """Replace the model with an already imported one (e.g. from OpenFGA's JSON form)."""
-        compiled = CompiledSchema(schema)
+        compiled = CompiledSchema(schema, openfga_cycles=True)
         self._model = _Model(schema, compiled, Reachability.of(schema), make_evaluator(schema))
         self._index = None
         needed = 8 * ENGINE_DEPTH + 500  # a few Python frames per level of depth
@@ -320,10 +320,12 @@ class FgaStore:
             raise FgaRequestError(VALIDATION_ERROR, exc.message) from None
         index = self._query_index(model, contextual_tuples)
         depth = self.max_depth
-        if model.compiled.race.recursive:
+        race = model.compiled.race
+        assert race is not None  # compiled with OpenFGA's cycle rule
+        if race.recursive:
             # OpenFGA's depth counting: replay its walk (see cycle_race); the engine then
             # answers with room to spare. Unreplayable checks (conditions) keep the engine's.
-            outcome = model.compiled.race.replay(
+            outcome = race.replay(
                 index.objects, index.usersets, otype, oid, relation, subject, self.max_depth
             )
             if outcome is not None and outcome.error:

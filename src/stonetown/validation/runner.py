@@ -122,10 +122,11 @@ async def assertion_outcomes(system: PermissionSystem, parsed: ValidationFile) -
     return out
 
 
-async def validate_parsed(parsed: ValidationFile) -> FileReport:
-    """Run every assertion and validation block of a parsed file."""
+async def validate_parsed(parsed: ValidationFile, openfga_cycles: bool = False) -> FileReport:
+    """Run every assertion and validation block of a parsed file (`openfga_cycles`: resolve
+    cycles in the data as OpenFGA does, for files holding OpenFGA's answers)."""
     report = FileReport(parsed.path)
-    system = PermissionSystem(MemoryDatastore())
+    system = PermissionSystem(MemoryDatastore(), openfga_cycles=openfga_cycles)
     await system.start()
     try:
         report.failures = await load_into(system, parsed)
@@ -242,8 +243,9 @@ def _fga_store_report(name: str) -> FileReport:
     return FileReport(fga.path, fga.assertions, 0, fga.failures)
 
 
-def validate_files(paths: list[str], out: TextIO) -> int:
-    """Validate each file, print failures and a summary to `out`; return the exit code."""
+def validate_files(paths: list[str], out: TextIO, openfga_cycles: bool = False) -> int:
+    """Validate each file, print failures and a summary to `out`; return the exit code.
+    `openfga_cycles`: see validate_parsed."""
     code = 0
     files = assertions = validations = failed = 0
     for name in paths:
@@ -251,7 +253,7 @@ def validate_files(paths: list[str], out: TextIO) -> int:
             if is_store_file(name):
                 report = _fga_store_report(name)
             else:
-                report = asyncio.run(validate_parsed(read_validation_file(name)))
+                report = asyncio.run(validate_parsed(read_validation_file(name), openfga_cycles))
         except (ValidationFileError, StoreFileError) as exc:
             print(f"error: {exc}", file=out)
             code = 2
