@@ -118,14 +118,15 @@ _RULES: tuple[tuple[type[Exception], re.Pattern[str], str, str, tuple[str, ...]]
         ),
         (
             InvalidArgument,
-            r"caveat `([^`]*)` (?:failed to evaluate|cannot be evaluated|evaluated to)",
+            r"evaluation error for caveat `([^`]*)`"
+            r"|caveat `([^`]*)` (?:failed to evaluate|cannot be evaluated|evaluated to)",
             "INVALID_ARGUMENT",
             "ERROR_REASON_CAVEAT_EVALUATION_ERROR",
             ("caveat_name",),
         ),
         (
             InvalidArgument,
-            r"of caveat `([^`]*)`|caveat `([^`]*)`: context parameter",
+            r"(?:of|for) caveat `([^`]*)`|caveat `([^`]*)`: context parameter",
             "INVALID_ARGUMENT",
             "ERROR_REASON_CAVEAT_PARAMETER_TYPE_ERROR",
             ("caveat_name",),
