@@ -343,7 +343,7 @@ def _schema_export_fga(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from stonetown import validation
 
-    return int(validation.main(list(args.files)))
+    return int(validation.main(list(args.files), args.openfga_cycles))
 
 
 def _playground(args: argparse.Namespace) -> int:
@@ -535,6 +535,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="run validation files (schema, relationships, assertions)")
     val.add_argument("files", nargs="+", metavar="FILE")
+    val.add_argument(
+        "--openfga-cycles",
+        action="store_true",
+        help="resolve cycles in the data as OpenFGA does (for files of OpenFGA's answers: fgafuzz's)",
+    )
     val.set_defaults(handler=_validate)
 
     play = sub.add_parser("playground", help="a local web app to write, test and understand a schema")

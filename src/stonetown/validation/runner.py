@@ -274,9 +274,9 @@ def validate_files(paths: list[str], out: TextIO, openfga_cycles: bool = False) 
     return code
 
 
-def main(paths: list[str]) -> int:
-    """Entry point for `stonetown validate FILE...`."""
+def main(paths: list[str], openfga_cycles: bool = False) -> int:
+    """Entry point for `stonetown validate [--openfga-cycles] FILE...`."""
     if not paths:
         print("usage: stonetown validate FILE...", file=sys.stderr)
         return 2
-    return validate_files(paths, sys.stdout)
+    return validate_files(paths, sys.stdout, openfga_cycles)
