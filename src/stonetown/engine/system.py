@@ -4,8 +4,9 @@ It owns a datastore, the compiled schema and the in-memory index of the head rev
 offers every operation of the service. The index is loaded at start and advanced from the
 store's change log, after each local write and, when several processes share the store, by a
 background poll; a token from any process is honoured by waiting until the index reaches it.
-Reads at an older exact snapshot are answered from an index built from the store at that
-revision (a few are cached). All methods are coroutines; errors are stonetown.core.errors.
+Reads at an older exact snapshot are answered through the store at that revision, bucket by
+bucket, on a worker thread (engine/store_snapshot.py): no copy of the index, bounded memory.
+All methods are coroutines; errors are stonetown.core.errors.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import gc
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from stonetown.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from stonetown.core.relationship import WILDCARD, ObjectRef, Relationship, SubjectRef, validate_object_id
@@ -49,6 +51,7 @@ from stonetown.engine.index import RelationshipIndex, overlay
 from stonetown.engine.lookup_resources import lookup_resources
 from stonetown.engine.lookup_subjects import lookup_subjects
 from stonetown.engine.reachability import Reachability
+from stonetown.engine.store_snapshot import OldReads, StoreSnapshot
 from stonetown.engine.types import (
     CheckRequest,
     CheckResult,
@@ -63,7 +66,9 @@ from stonetown.engine.types import (
 from stonetown.engine.write_batcher import WriteBatcher
 from stonetown.schema import ir
 
-_SNAPSHOT_CACHE = 4
+T = TypeVar("T")
+
+_SCHEMA_CACHE = 4
 MAX_DEPTH_LIMIT = 1000
 FRAMES_PER_LEVEL = 8
 
@@ -89,9 +94,10 @@ class SchemaState:
 
 @dataclass(frozen=True, slots=True)
 class View:
-    """What one request evaluates against: an index and the schema at its revision."""
+    """What one request evaluates against: an index (the head's, or an old revision read
+    through the store) and the schema at its revision."""
 
-    index: RelationshipIndex
+    index: RelationshipIndex | StoreSnapshot
     state: SchemaState
 
     @property
@@ -131,7 +137,7 @@ class PermissionSystem:
         self.state: SchemaState | None = None
         self._advance_lock = asyncio.Lock()
         self._changed = asyncio.Event()
-        self._snapshots: OrderedDict[int, View] = OrderedDict()
+        self._old_reads: OldReads | None = None
         self._compiled: OrderedDict[int, SchemaState] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
         self._collector: asyncio.Task[None] | None = None
@@ -167,17 +173,16 @@ class PermissionSystem:
                 except asyncio.CancelledError:
                     pass
         self._poller = self._collector = None
+        if self._old_reads is not None:
+            self._old_reads.close()
+            self._old_reads = None
         await self._batcher.wait_idle()
         await self.store.close()
 
     async def collect_garbage(self) -> int:
         """Remove history older than the garbage-collection window; the rows removed."""
         cutoff = datetime.now(UTC) - timedelta(seconds=self.gc_window)
-        removed = await self.store.gc(cutoff)
-        oldest = await self.store.min_revision()
-        for revision in [r for r in self._snapshots if r < oldest]:
-            del self._snapshots[revision]  # no longer readable: answer as the store would
-        return removed
+        return await self.store.gc(cutoff)
 
     async def _collect_periodically(self) -> None:
         assert self.gc_interval is not None
@@ -233,7 +238,7 @@ class PermissionSystem:
         if state is None:
             state = SchemaState.of(stored)
             self._compiled[stored.revision] = state
-            while len(self._compiled) > _SNAPSHOT_CACHE:
+            while len(self._compiled) > _SCHEMA_CACHE:
                 self._compiled.popitem(last=False)
         return state
 
@@ -278,17 +283,12 @@ class PermissionSystem:
             await asyncio.sleep(0.01)
 
     async def _snapshot(self, revision: int) -> View:
-        view = self._snapshots.get(revision)
-        if view is not None:
-            return view
+        """The view of an old revision: read through the store (FailedPrecondition once
+        garbage collection has passed it, as the store answers)."""
         stored = await self.store.read_schema(revision)
         if stored is None:
             raise NotFound(f"no schema had been written at revision {revision}")
-        view = View(await _load_index(self.store, revision), self._state_for(stored))
-        self._snapshots[revision] = view
-        while len(self._snapshots) > _SNAPSHOT_CACHE:
-            self._snapshots.popitem(last=False)
-        return view
+        return View(StoreSnapshot(self.store, revision, asyncio.get_running_loop()), self._state_for(stored))
 
     def _with_contextual(self, view: View, contextual: Sequence[Relationship]) -> View:
         if not contextual:
@@ -296,7 +296,18 @@ class PermissionSystem:
         for position, rel in enumerate(contextual):
             rel.validate_syntax()
             require_admitted(view.state.schema, rel, f"contextual_relationships[{position}]")
+        if isinstance(view.index, StoreSnapshot):
+            return View(view.index.with_extra(contextual), view.state)
         return View(overlay(view.index, contextual), view.state)
+
+    async def _evaluate(self, view: View, work: Callable[[], T]) -> T:
+        """`work()`, the engine's evaluation over `view`: right here for an index in memory,
+        on an old-read thread for an old revision (its buckets are read from the store)."""
+        if view.index.__class__ is not StoreSnapshot:
+            return work()
+        if self._old_reads is None:
+            self._old_reads = OldReads()
+        return await self._old_reads.run(work)
 
     # ---- schema -------------------------------------------------------------------------
 
@@ -546,7 +557,8 @@ class PermissionSystem:
         result = self.check_cache.get(view.revision, key) if cacheable else None
         if result is None:
             run = CheckRun(state.compiled, view.index, self.max_depth)
-            result = run.dispatch(resource.type, resource.id, permission, subj, 0)
+            work = partial(run.dispatch, resource.type, resource.id, permission, subj, 0)
+            result = work() if cacheable else await self._evaluate(view, work)
             if cacheable and not run.volatile:
                 self.check_cache.put(view.revision, key, result)
         return self._verdict(state, result, view.revision, context)
@@ -599,25 +611,29 @@ class PermissionSystem:
         view = self._with_contextual(await self._view(consistency), contextual)
         state = view.state
         run = CheckRun(state.compiled, view.index, self.max_depth)
-        out: list[CheckResult | Exception] = []
-        for position, request in enumerate(requests):
-            try:
-                self._require_permission(
-                    state, request.resource.type, request.permission, f"items[{position}].resource"
-                )
-                self._require_subject(state, request.subject, f"items[{position}].subject")
-                subject = request.subject
-                result = run.dispatch(
-                    request.resource.type,
-                    request.resource.id,
-                    request.permission,
-                    (subject.type, subject.id, subject.relation),
-                    0,
-                )
-                out.append(self._verdict(state, result, view.revision, request.context))
-            except Exception as exc:  # noqa: BLE001 - reported per item
-                out.append(exc)
-        return out
+
+        def evaluate() -> list[CheckResult | Exception]:
+            out: list[CheckResult | Exception] = []
+            for position, request in enumerate(requests):
+                try:
+                    self._require_permission(
+                        state, request.resource.type, request.permission, f"items[{position}].resource"
+                    )
+                    self._require_subject(state, request.subject, f"items[{position}].subject")
+                    subject = request.subject
+                    result = run.dispatch(
+                        request.resource.type,
+                        request.resource.id,
+                        request.permission,
+                        (subject.type, subject.id, subject.relation),
+                        0,
+                    )
+                    out.append(self._verdict(state, result, view.revision, request.context))
+                except Exception as exc:  # noqa: BLE001 - reported per item
+                    out.append(exc)
+            return out
+
+        return await self._evaluate(view, evaluate)
 
     async def expand(
         self, resource: ObjectRef, permission: str, consistency: Consistency, *, recursive: bool = False
@@ -626,7 +642,8 @@ class PermissionSystem:
         view = await self._view(consistency)
         self._require_permission(view.state, resource.type, permission, "resource")
         expander = Expander(view.state.schema, view.index, self.max_depth, recursive)
-        return expander.expand(resource.type, resource.id, permission), view.revision
+        tree = await self._evaluate(view, partial(expander.expand, resource.type, resource.id, permission))
+        return tree, view.revision
 
     async def lookup_resources(
         self,
@@ -646,14 +663,18 @@ class PermissionSystem:
         state = view.state
         self._require_permission(state, resource_type, permission, "resource_object_type")
         self._require_subject(state, subject, "subject")
-        found = lookup_resources(
-            state.compiled,
-            state.facts,
-            view.index,
-            resource_type,
-            permission,
-            (subject.type, subject.id, subject.relation),
-            self.max_depth,
+        found = await self._evaluate(
+            view,
+            partial(
+                lookup_resources,
+                state.compiled,
+                state.facts,
+                view.index,
+                resource_type,
+                permission,
+                (subject.type, subject.id, subject.relation),
+                self.max_depth,
+            ),
         )
         sent = 0
         for rid, result in found:
@@ -691,15 +712,19 @@ class PermissionSystem:
         state = view.state
         self._require_permission(state, resource.type, permission, "resource")
         self._require_subject(state, SubjectRef(subject_type, "x", subject_relation), "subject_object_type")
-        found = lookup_subjects(
-            state.compiled,
-            state.facts,
-            view.index,
-            (resource.type, resource.id),
-            permission,
-            subject_type,
-            subject_relation,
-            self.max_depth,
+        found = await self._evaluate(
+            view,
+            partial(
+                lookup_subjects,
+                state.compiled,
+                state.facts,
+                view.index,
+                (resource.type, resource.id),
+                permission,
+                subject_type,
+                subject_relation,
+                self.max_depth,
+            ),
         )
         # Caveats are evaluated before paging: a subject the context denies is no answer. The
         # wildcard excludes every subject it does not grant outright (denied, or conditional
