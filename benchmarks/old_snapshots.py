@@ -76,12 +76,12 @@ def main() -> None:
         revisions = asyncio.run(_add_revisions(path, args.revisions))
         port = _free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "stonetown", "serve", "--datastore", str(path), "--port", str(port)],
+            [sys.executable, "-m", "stonetown.cli.main", "serve", "--datastore", str(path), "--port", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
-            with Client(f"127.0.0.1:{port}") as client:
+            with Client(f"127.0.0.1:{port}", timeout=600) as client:
                 deadline = time.monotonic() + 300
                 while True:
                     try:

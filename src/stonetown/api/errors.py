@@ -7,6 +7,8 @@ generic message (the traceback goes to the server log, not to the caller).
 
 from __future__ import annotations
 
+import traceback
+
 import grpc
 
 from stonetown.core.errors import StonetownError
@@ -24,3 +26,18 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, bool]:
     if isinstance(exc, DeadlineExceeded | TimeoutError):
         return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc) or "the request deadline passed", False
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log", True
+
+
+def forget_frames(exc: BaseException) -> None:
+    """Drop the local variables of the finished frames in the tracebacks of `exc` and of the
+    exceptions chained to it (the traceback lines stay), so what they referred to is freed
+    now rather than whenever the error is."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        pending += [current.__cause__, current.__context__]

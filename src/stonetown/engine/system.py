@@ -151,6 +151,8 @@ class PermissionSystem:
         # Concurrent writes and deletes share store transactions (group commit).
         self._batcher = WriteBatcher(store, self._validate_updates, self._after_batch)
         self._imports_in_flight = 0
+        # set while an import's relationships go into the index (readers wait for it)
+        self._indexing: asyncio.Event | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -245,6 +247,8 @@ class PermissionSystem:
     # ---- revisions ----------------------------------------------------------------------
 
     async def _view(self, consistency: Consistency) -> View:
+        while self._indexing is not None:
+            await self._indexing.wait()  # an import is half-way into the index
         mode = consistency.mode
         if mode is ConsistencyMode.FULLY_CONSISTENT:
             await self.catch_up()
@@ -406,6 +410,8 @@ class PermissionSystem:
         store's bulk path; the new revision. An error names the relationship's position."""
         checked: set[tuple[str, str, str, str]] = set()  # names already found valid
         for position, rel in enumerate(relationships):
+            if position % bulk_import.CHUNK == bulk_import.CHUNK - 1:
+                await asyncio.sleep(0)  # a large import must not hold up health checks
             try:
                 names = (rel.resource_type, rel.relation, rel.subject_type, rel.subject_relation)
                 if names not in checked or (rel.subject_relation and rel.subject_id == WILDCARD):
@@ -422,15 +428,27 @@ class PermissionSystem:
             revision = await self.store.import_relationships(relationships, self._validate_import)
         finally:
             self._imports_in_flight -= 1
-        async with self._advance_lock:
-            if self.index.revision == revision - 1:
-                bulk_import.add_to_index(self.index, relationships)
-                self.index.apply((), revision)
-                self._changed.set()
-                self._changed = asyncio.Event()
-                return revision
-        await self.catch_up()
+        # Shielded: once started, the index update runs to its end even if the caller goes.
+        if not await asyncio.shield(asyncio.ensure_future(self._index_import(relationships, revision))):
+            await self.catch_up()
         return revision
+
+    async def _index_import(self, relationships: Sequence[Relationship], revision: int) -> bool:
+        """Put a committed import into the index, chunk by chunk with readers held off, when
+        nothing else committed before it; False otherwise (then the change log has it)."""
+        async with self._advance_lock:
+            if self.index.revision != revision - 1:
+                return False
+            self._indexing = indexed = asyncio.Event()
+            try:
+                await bulk_import.add_to_index_yielding(self.index, relationships)
+                self.index.apply((), revision)
+            finally:
+                self._indexing = None
+                indexed.set()
+            self._changed.set()
+            self._changed = asyncio.Event()
+            return True
 
     def _validate_import(self, stored: StoredSchema | None, relationships: Sequence[Relationship]) -> None:
         """The schema check of an import, decided once per relationship shape."""

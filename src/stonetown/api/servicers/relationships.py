@@ -8,6 +8,7 @@ from typing import Any
 from grpc import aio
 
 from stonetown.api import convert as cv
+from stonetown.api.errors import forget_frames
 from stonetown.api.limits import Limits
 from stonetown.api.pb import core, relationship, relationship_grpc
 from stonetown.core.errors import InvalidArgument
@@ -49,17 +50,33 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
     async def ImportRelationships(
         self, request_iterator: Any, context: aio.ServicerContext
     ) -> relationship.ImportRelationshipsResponse:
-        """Create every streamed relationship in one atomic write (all or nothing)."""
+        """Create every streamed relationship in one atomic write (all or nothing), at most
+        ``max_relationships_per_import`` of them."""
         rels: list[Relationship] = []
-        async for request in request_iterator:
-            for item in request.relationships:
-                rel = cv.relationship_from_proto_quick(item)
-                if rel is None:
-                    rel = cv.relationship_from_proto(item, True, f"relationships[{len(rels)}]")
-                rels.append(rel)
-        if not rels:
-            raise InvalidArgument("relationships: at least one relationship is required")
-        revision = await self.system.import_relationships(rels)
+        limit = self.limits.max_relationships_per_import
+        try:
+            async for request in request_iterator:
+                if len(rels) + len(request.relationships) > limit:
+                    raise InvalidArgument(
+                        f"relationships: more than {limit} relationships in one ImportRelationships "
+                        "call (the limit, --max-relationships-per-import): split the import into "
+                        "several calls"
+                    )
+                for item in request.relationships:
+                    rel = cv.relationship_from_proto_quick(item)
+                    if rel is None:
+                        rel = cv.relationship_from_proto(item, True, f"relationships[{len(rels)}]")
+                    rels.append(rel)
+            if not rels:
+                raise InvalidArgument("relationships: at least one relationship is required")
+            revision = await self.system.import_relationships(rels)
+        except BaseException as exc:
+            # A failed import frees its relationships now: the error's traceback (and the
+            # store's, chained to it) holds frames that refer to them, and can live on in a
+            # reference cycle until the next full collection.
+            rels.clear()
+            forget_frames(exc)
+            raise
         return relationship.ImportRelationshipsResponse(
             num_loaded=len(rels), written_at=cv.token_to_proto(revision)
         )
