@@ -28,6 +28,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from stonetown.api.health import follow_store_health, set_all
 from stonetown.api.interceptor import ServingLayer
 from stonetown.api.limits import Limits
 from stonetown.api.logs import configure_logging
@@ -237,8 +238,8 @@ async def run_worker(
         gc.freeze()
         server, health_servicer, port = build_server(system, config, reuse_port=reuse_port)
         await server.start()
-        for name in ("", *SERVICE_NAMES):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await set_all(health_servicer, health_pb2.HealthCheckResponse.SERVING)
+        health_follower = asyncio.create_task(follow_store_health(system, health_servicer))
         log.info(
             "listening",
             extra={
@@ -255,7 +256,7 @@ async def run_worker(
         watchdog = asyncio.create_task(_watch_parent(parent, stop)) if parent is not None else None
         observer = asyncio.create_task(observe_system(system)) if config.metrics_addr else None
         await stop.wait()
-        for task in (watchdog, observer):
+        for task in (watchdog, observer, health_follower):
             if task is not None:
                 task.cancel()
         log.info("shutting down", extra={"pid": os.getpid(), "grace_seconds": config.shutdown_grace})
@@ -288,9 +289,24 @@ def _free_port(host: str) -> int:
 
 
 def serve(config: ServerConfig) -> int:
-    """Run the server in the foreground until a signal; return the process exit code."""
+    """Run the server in the foreground until a signal; return the process exit code.
+
+    A SQLite file is locked for the server's lifetime (one server per file; its workers share
+    it): a second server on the same path refuses to start."""
     configure_logging(config.log_level)
     check_config(config)
+    if config.datastore not in (MEMORY_DATASTORE, POSTGRES_DATASTORE):
+        from stonetown.stores.sqlite import lock_database
+
+        lock = lock_database(config.datastore)
+        try:
+            return _serve(config)
+        finally:
+            lock.close()
+    return _serve(config)
+
+
+def _serve(config: ServerConfig) -> int:
     if config.workers == 1:
         if config.metrics_addr:
             metrics_port = serve_metrics(config.metrics_addr)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from stonetown.core.errors import InvalidArgument
+from stonetown.core.errors import InvalidArgument, StoreError
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 
 # (resource type, id, relation, subject type, id, relation or "", caveat, expiration as
@@ -209,6 +209,15 @@ class Datastore(abc.ABC):
     @abc.abstractmethod
     async def head_revision(self) -> int:
         """The newest committed revision (0 for an empty store)."""
+
+    async def probe(self) -> str | None:
+        """None while the store can serve; otherwise what is wrong, in one line (for the
+        health status). This default reads the head revision; stores check more."""
+        try:
+            await self.head_revision()
+        except StoreError as exc:
+            return str(exc)
+        return None
 
     @abc.abstractmethod
     async def min_revision(self) -> int:

@@ -69,6 +69,8 @@ from stonetown.schema import ir
 T = TypeVar("T")
 
 _SCHEMA_CACHE = 4
+# a store probe that takes longer than this counts as a failure (the store is unreachable)
+PROBE_TIMEOUT = 5.0
 MAX_DEPTH_LIMIT = 1000
 FRAMES_PER_LEVEL = 8
 
@@ -118,6 +120,7 @@ class PermissionSystem:
         token_wait: float = 5.0,
         gc_interval: float | None = 600.0,
         gc_window: float | None = None,
+        probe_interval: float | None = 1.0,
     ) -> None:
         if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
             raise ValueError(f"max_depth must be between 1 and {MAX_DEPTH_LIMIT}, not {max_depth}")
@@ -141,6 +144,11 @@ class PermissionSystem:
         self._compiled: OrderedDict[int, SchemaState] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
         self._collector: asyncio.Task[None] | None = None
+        # the store's health: what is wrong with it (None: nothing), kept by a background probe
+        self.probe_interval = probe_interval
+        self.store_problem: str | None = None
+        self._store_checked = asyncio.Event()  # set (and replaced) after every probe
+        self._prober: asyncio.Task[None] | None = None
         self.check_cache = CheckCache()
         # The two answers a cache hit can give, for the revision they belong to (immutable).
         self._cached_verdicts = (
@@ -164,17 +172,19 @@ class PermissionSystem:
             self._poller = asyncio.create_task(self._poll())
         if self.gc_interval:
             self._collector = asyncio.create_task(self._collect_periodically())
+        if self.probe_interval:
+            self._prober = asyncio.create_task(self._probe_periodically())
 
     async def stop(self) -> None:
         """Stop the background tasks and close the store."""
-        for task in (self._poller, self._collector):
+        for task in (self._poller, self._collector, self._prober):
             if task is not None:
                 task.cancel()
                 try:
                     await task
                 except asyncio.CancelledError:
                     pass
-        self._poller = self._collector = None
+        self._poller = self._collector = self._prober = None
         if self._old_reads is not None:
             self._old_reads.close()
             self._old_reads = None
@@ -185,6 +195,36 @@ class PermissionSystem:
         """Remove history older than the garbage-collection window; the rows removed."""
         cutoff = datetime.now(UTC) - timedelta(seconds=self.gc_window)
         return await self.store.gc(cutoff)
+
+    async def probe_store(self) -> str | None:
+        """Ask the store whether it can serve (within :data:`PROBE_TIMEOUT`); remember and
+        return what is wrong, None when nothing is."""
+        try:
+            problem = await asyncio.wait_for(self.store.probe(), PROBE_TIMEOUT)
+        except TimeoutError:
+            problem = f"the store did not answer within {PROBE_TIMEOUT:g} s"
+        except Exception as exc:  # noqa: BLE001 - any failure to probe is a problem to report
+            problem = f"probing the store failed: {type(exc).__name__}: {exc}"
+        self.store_problem = problem
+        self._store_checked.set()
+        self._store_checked = asyncio.Event()
+        return problem
+
+    async def store_health(self) -> AsyncIterator[str | None]:
+        """The store's problem (None: healthy) now, then again each time it changes."""
+        last: object = object()
+        while True:
+            checked = self._store_checked
+            if self.store_problem != last:
+                last = self.store_problem
+                yield self.store_problem
+            await checked.wait()
+
+    async def _probe_periodically(self) -> None:
+        assert self.probe_interval is not None
+        while True:
+            await self.probe_store()
+            await asyncio.sleep(self.probe_interval)
 
     async def _collect_periodically(self) -> None:
         assert self.gc_interval is not None
