@@ -130,6 +130,7 @@ async def test_old_reads_keep_a_bounded_cache_and_follow_garbage_collection(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(store_snapshot, "MAX_CACHED_BUCKETS", 3)
+    monkeypatch.setattr(store_snapshot, "MAX_CACHED_ROWS", 5)
     system = PermissionSystem(MemoryDatastore(), poll_interval=None, gc_interval=None)
     await system.start()
     try:
@@ -152,7 +153,9 @@ async def test_old_reads_keep_a_bounded_cache_and_follow_garbage_collection(
             for i in range(31):
                 view.index.objects.get((f"folder:f{i}", "folder", "parent"))
                 view.index.objects.get(("folder", f"f{i}", "parent"))
-            return len(view.index._forward) + len(view.index._holders)
+            cache = view.index._cache
+            assert cache.rows <= 5
+            return len(cache.forward) + len(cache.holders)
 
         assert await system._evaluate(view, probe) <= 3
         with pytest.raises(RuntimeError, match="never the event loop"):

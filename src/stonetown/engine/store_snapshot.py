@@ -9,10 +9,13 @@ maps the engine reads (`objects`, `usersets`, `reverse`, as in :class:`Relations
 and fills each bucket on first use with one store read at its revision.
 
 The engine never awaits, so such an evaluation runs on a worker thread
-(:class:`OldReads`): a bucket it misses is read by the event loop (the store's own
-coroutine) while the thread waits. Memory is bounded by the buckets one evaluation touches
-(at most :data:`MAX_CACHED_BUCKETS` kept at once) times the evaluations running at once
-(:data:`OLD_READ_WORKERS`); nothing outlives the request.
+(:class:`OldReads`): a bucket it misses is read by the store's thread reader when it has one
+(SQLite: one read transaction for the whole evaluation, no event-loop round trip), otherwise
+by the event loop (the store's own coroutine) while the thread waits. Memory is bounded by the
+buckets kept per old revision (:class:`SnapshotCache`: at most :data:`MAX_CACHED_ROWS`
+relationships and :data:`MAX_CACHED_BUCKETS` buckets; the engine keeps a few revisions'
+caches, so repeated reads at one old token do not read the same buckets again) plus what
+the evaluations running at once (:data:`OLD_READ_WORKERS`) hold.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import nullcontext
 from typing import TypeVar
 
 from stonetown.core.errors import Unavailable
@@ -34,8 +38,9 @@ T = TypeVar("T")
 
 # evaluations at old revisions running at once (more wait their turn)
 OLD_READ_WORKERS = 2
-# buckets one evaluation keeps; beyond it the cache starts again (re-reads, bounded memory)
+# what one revision's cache keeps; beyond either it starts again (re-reads, bounded memory)
 MAX_CACHED_BUCKETS = 20_000
+MAX_CACHED_ROWS = 100_000
 # how long one bucket read may take before the evaluation gives up
 READ_TIMEOUT = 30.0
 
@@ -64,6 +69,35 @@ class _Map:
         return found
 
 
+class SnapshotCache:
+    """The buckets read at one revision, shared by every request at it: a revision never
+    changes (whether garbage collection has passed it is checked per request). Bounded by
+    :data:`MAX_CACHED_ROWS` and :data:`MAX_CACHED_BUCKETS`: beyond, it starts again. Worker
+    threads share it; a race between two of them only costs a re-read."""
+
+    __slots__ = ("forward", "holders", "rows")
+
+    def __init__(self) -> None:
+        self.forward: dict[ResourceKey, _Forward] = {}
+        self.holders: dict[UsersetKey, tuple[ResourceKey, ...]] = {}
+        self.rows = 0
+
+    def _make_room(self, rows: int) -> None:
+        if self.rows + rows > MAX_CACHED_ROWS or len(self.forward) + len(self.holders) >= MAX_CACHED_BUCKETS:
+            self.forward, self.holders, self.rows = {}, {}, 0
+        self.rows += rows
+
+    def keep_bucket(self, rkey: ResourceKey, bucket: _Forward, rows: int) -> None:
+        """Remember the forward bucket of `rkey` (`rows` relationships)."""
+        self._make_room(rows)
+        self.forward[rkey] = bucket
+
+    def keep_holders(self, ukey: UsersetKey, holders: tuple[ResourceKey, ...]) -> None:
+        """Remember the resource keys holding the subject `ukey`."""
+        self._make_room(len(holders))
+        self.holders[ukey] = holders
+
+
 class StoreSnapshot:
     """The relationships live at `revision`, read from `store` bucket by bucket, plus the
     request's contextual relationships `extra`. Used from an :class:`OldReads` thread only."""
@@ -76,8 +110,8 @@ class StoreSnapshot:
         "_store",
         "_loop",
         "_loop_thread",
-        "_forward",
-        "_holders",
+        "_direct",
+        "_cache",
         "_extra_forward",
         "_extra_reverse",
     )
@@ -88,13 +122,14 @@ class StoreSnapshot:
         revision: int,
         loop: asyncio.AbstractEventLoop,
         extra: Iterable[Relationship] = (),
+        cache: SnapshotCache | None = None,
     ) -> None:
         self.revision = revision
         self._store = store
         self._loop = loop
         self._loop_thread = threading.get_ident()  # built on the event loop's thread
-        self._forward: dict[ResourceKey, _Forward] = {}
-        self._holders: dict[UsersetKey, tuple[ResourceKey, ...]] = {}
+        self._direct: Callable[[RelationshipFilter], list[Relationship]] | None = None
+        self._cache = cache if cache is not None else SnapshotCache()
         self._extra_forward: dict[ResourceKey, list[Relationship]] = {}
         self._extra_reverse: dict[UsersetKey, list[ResourceKey]] = {}
         for rel in extra:
@@ -107,11 +142,24 @@ class StoreSnapshot:
         self.reverse = _Map(self._reverse)
 
     def with_extra(self, extra: Iterable[Relationship]) -> StoreSnapshot:
-        """This snapshot with contextual relationships added (for one request; called on
-        the event loop's thread, like the constructor)."""
+        """This snapshot with contextual relationships added (for one request, with a cache
+        of its own; called on the event loop's thread, like the constructor)."""
         return StoreSnapshot(self._store, self.revision, self._loop, extra)
 
+    def evaluate(self, work: Callable[[], T]) -> T:
+        """Run `work()` (on the worker thread), reading through the store's thread reader
+        when it has one."""
+        reader = self._store.thread_reader(self.revision)
+        with reader if reader is not None else nullcontext(None) as direct:
+            self._direct = direct
+            try:
+                return work()
+            finally:
+                self._direct = None
+
     def _read(self, filter: RelationshipFilter) -> list[Relationship]:
+        if self._direct is not None:
+            return self._direct(filter)
         if threading.get_ident() == self._loop_thread:
             raise RuntimeError("a StoreSnapshot is read from an OldReads thread, never the event loop")
         future = asyncio.run_coroutine_threadsafe(self._store.read(filter, self.revision), self._loop)
@@ -124,7 +172,7 @@ class StoreSnapshot:
             ) from None
 
     def _bucket(self, rkey: ResourceKey) -> _Forward:
-        found = self._forward.get(rkey)
+        found = self._cache.forward.get(rkey)
         if found is not None:
             return found
         rows = self._read(RelationshipFilter(resource_type=rkey[0], resource_id=rkey[1], relation=rkey[2]))
@@ -137,11 +185,11 @@ class StoreSnapshot:
             else:
                 objects[(rel.subject_type, rel.subject_id)] = meta_of(rel)
         found = (objects or None, usersets or None)
-        self._remember(self._forward, rkey, found)
+        self._cache.keep_bucket(rkey, found, len(rows))
         return found
 
     def _reverse(self, ukey: UsersetKey) -> tuple[ResourceKey, ...] | None:
-        found = self._holders.get(ukey)
+        found = self._cache.holders.get(ukey)
         if found is None:
             subject = SubjectFilter(ukey[0], ukey[1], ukey[2])
             rkeys = {
@@ -150,14 +198,8 @@ class StoreSnapshot:
             }
             rkeys.update(self._extra_reverse.get(ukey, ()))
             found = tuple(rkeys)
-            self._remember(self._holders, ukey, found)
+            self._cache.keep_holders(ukey, found)
         return found or None
-
-    def _remember(self, cache: dict, key: tuple[str, str, str], value: object) -> None:  # type: ignore[type-arg]
-        if len(self._forward) + len(self._holders) >= MAX_CACHED_BUCKETS:
-            self._forward.clear()
-            self._holders.clear()
-        cache[key] = value
 
 
 class OldReads:

@@ -51,7 +51,7 @@ from stonetown.engine.index import RelationshipIndex, overlay
 from stonetown.engine.lookup_resources import lookup_resources
 from stonetown.engine.lookup_subjects import lookup_subjects
 from stonetown.engine.reachability import Reachability
-from stonetown.engine.store_snapshot import OldReads, StoreSnapshot
+from stonetown.engine.store_snapshot import OldReads, SnapshotCache, StoreSnapshot
 from stonetown.engine.types import (
     CheckRequest,
     CheckResult,
@@ -141,6 +141,7 @@ class PermissionSystem:
         self._advance_lock = asyncio.Lock()
         self._changed = asyncio.Event()
         self._old_reads: OldReads | None = None
+        self._old_caches: OrderedDict[int, SnapshotCache] = OrderedDict()  # the latest few
         self._compiled: OrderedDict[int, SchemaState] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
         self._collector: asyncio.Task[None] | None = None
@@ -194,13 +195,20 @@ class PermissionSystem:
     async def collect_garbage(self) -> int:
         """Remove history older than the garbage-collection window; the rows removed."""
         cutoff = datetime.now(UTC) - timedelta(seconds=self.gc_window)
-        return await self.store.gc(cutoff)
+        removed = await self.store.gc(cutoff)
+        oldest = await self.store.min_revision()
+        for revision in [r for r in self._old_caches if r < oldest]:
+            del self._old_caches[revision]  # no longer readable
+        return removed
 
     async def probe_store(self) -> str | None:
         """Ask the store whether it can serve (within :data:`PROBE_TIMEOUT`); remember and
         return what is wrong, None when nothing is."""
         try:
-            problem = await asyncio.wait_for(self.store.probe(), PROBE_TIMEOUT)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the
+            # cancellation of stop() when the probe finishes at the same moment
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                problem = await self.store.probe()
         except TimeoutError:
             problem = f"the store did not answer within {PROBE_TIMEOUT:g} s"
         except Exception as exc:  # noqa: BLE001 - any failure to probe is a problem to report
@@ -332,7 +340,12 @@ class PermissionSystem:
         stored = await self.store.read_schema(revision)
         if stored is None:
             raise NotFound(f"no schema had been written at revision {revision}")
-        return View(StoreSnapshot(self.store, revision, asyncio.get_running_loop()), self._state_for(stored))
+        cache = self._old_caches.pop(revision, None) or SnapshotCache()
+        self._old_caches[revision] = cache
+        while len(self._old_caches) > _SCHEMA_CACHE:
+            self._old_caches.popitem(last=False)
+        snapshot = StoreSnapshot(self.store, revision, asyncio.get_running_loop(), cache=cache)
+        return View(snapshot, self._state_for(stored))
 
     def _with_contextual(self, view: View, contextual: Sequence[Relationship]) -> View:
         if not contextual:
@@ -351,7 +364,9 @@ class PermissionSystem:
             return work()
         if self._old_reads is None:
             self._old_reads = OldReads()
-        return await self._old_reads.run(work)
+        snapshot = view.index
+        assert isinstance(snapshot, StoreSnapshot)
+        return await self._old_reads.run(partial(snapshot.evaluate, work))
 
     # ---- schema -------------------------------------------------------------------------
 

@@ -31,10 +31,13 @@ import asyncio
 import fcntl
 import json
 import os
+import resource
 import sqlite3
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 from operator import attrgetter
@@ -272,7 +275,10 @@ class SqliteDatastore(Datastore):
         self._identity: tuple[int, int] | None = None
         # why the file can no longer be written (deleted or replaced): permanent
         self._lost: str | None = None
-        # the last write failed for lack of space (cleared by a write that succeeds)
+        # worker threads' own connections (see thread_reader)
+        self._local = threading.local()
+        self._thread_connections: list[sqlite3.Connection] = []
+        # the last write failed for lack of space or a disk error (cleared by a write that succeeds)
         self._full: str | None = None
 
     # ------------------------------------------------------------------------- lifecycle
@@ -310,6 +316,13 @@ class SqliteDatastore(Datastore):
         self._writer = None
         self._readers = None
         self._all_readers = []
+        for thread_connection in self._thread_connections:
+            try:
+                thread_connection.close()
+            except sqlite3.Error:
+                pass
+        self._thread_connections = []
+        self._local = threading.local()
         for connection in connections:
             try:
                 await connection.close()
@@ -409,6 +422,8 @@ class SqliteDatastore(Datastore):
             reason = f"the database is locked by another connection (waited {self.busy_timeout:g} s)"
         elif "disk is full" in lowered or "database or disk is full" in lowered:
             reason = "the disk is full"
+        elif "disk i/o error" in lowered:
+            reason = "writing to the disk failed (disk full, file size limit, or a failing disk)"
         elif "not a database" in lowered:
             reason = "file is not a database"
         elif "malformed" in lowered or "corrupt" in lowered:
@@ -465,11 +480,51 @@ class SqliteDatastore(Datastore):
             raise StoreError(self._lost)
 
     def _write_error(self, exc: sqlite3.Error, action: str) -> StoreError:
-        """The StoreError for a failed write; remembers a full disk for :meth:`probe`."""
+        """The StoreError for a failed write; remembers a full disk (or a failed disk
+        write) for :meth:`probe`."""
         error = self._error(exc, action)
-        if "full" in str(exc).lower():
+        if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_FULL", "SQLITE_IOERR")):
             self._full = str(error)
         return error
+
+    def thread_reader(
+        self, revision: int
+    ) -> AbstractContextManager[Callable[[RelationshipFilter], list[Relationship]]] | None:
+        """One read transaction at `revision` on the calling thread's own connection (opened
+        on first use, closed with the store), and a function reading a filter at it."""
+        self._require_open()
+        return self._thread_read(revision)
+
+    @contextmanager
+    def _thread_read(self, revision: int) -> Iterator[Callable[[RelationshipFilter], list[Relationship]]]:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                connection = self._local.connection = self._connect_sync()
+            except sqlite3.Error as exc:
+                raise self._error(exc, "reading relationships") from exc
+            self._thread_connections.append(connection)
+        try:
+            connection.execute("BEGIN")
+            head, min_revision = _sync_bounds(connection)
+            error = revision_out_of_range(revision, min_revision, head)
+            if error is not None:
+                raise error
+            at = None if revision == head else revision
+
+            def read(filter: RelationshipFilter) -> list[Relationship]:
+                where, params = _filter_sql(filter, at)
+                try:
+                    rows = connection.execute(f"SELECT {_COLUMNS} FROM relationships WHERE {where}", params)
+                    return [_to_relationship(row) for row in rows]
+                except sqlite3.Error as exc:
+                    raise self._error(exc, "reading relationships") from exc
+
+            yield read
+        except sqlite3.Error as exc:
+            raise self._error(exc, "reading relationships") from exc
+        finally:
+            _rollback_sync(connection)
 
     async def probe(self) -> str | None:
         """None while the store can serve; else what is wrong, in one line: the file deleted
@@ -482,6 +537,11 @@ class SqliteDatastore(Datastore):
             if await asyncio.to_thread(_read_header, self.path) not in (None, _SQLITE_HEADER):
                 return f"SQLite store {self.path}: the database file is corrupt (no SQLite header)"
             if self._full is not None:
+                # Full until there is room again (a small write alone could fit in the last
+                # few bytes while the writes callers send still fail).
+                room = await asyncio.to_thread(_room, self.path)
+                if room is not None and room < FULL_MARGIN:
+                    return f"{self._full} ({room} bytes of room left)"
                 await self._in_sync_write("checking for free space", _touch_meta)
             await self.head_revision()
         except StoreError as exc:
@@ -1001,6 +1061,8 @@ class SqliteDatastore(Datastore):
 
 _INSERT = f"INSERT INTO relationships ({_COLUMNS}, created_revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SQLITE_HEADER = b"SQLite format 3\x00"
+# the room a store that ran out of space needs again before it counts as writable
+FULL_MARGIN = 8 * 1024 * 1024
 
 
 def _file_identity(path: str) -> tuple[int, int] | None:
@@ -1019,6 +1081,21 @@ def _read_header(path: str) -> bytes | None:
         return None
     with open(path, "rb") as handle:
         return handle.read(len(_SQLITE_HEADER))
+
+
+def _room(path: str) -> int | None:
+    """Bytes the database files can still grow by: the free space of their file system, and
+    the process's file size limit (RLIMIT_FSIZE) less the larger of the file and its WAL.
+    None for an in-memory database."""
+    if path == ":memory:" or path.startswith("file:"):
+        return None
+    info = os.statvfs(Path(path).absolute().parent)
+    room = info.f_bavail * info.f_frsize
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        sizes = [os.stat(name).st_size for name in (path, f"{path}-wal") if os.path.exists(name)]
+        room = min(room, limit - max(sizes, default=0))
+    return room
 
 
 def _touch_meta(connection: sqlite3.Connection) -> None:
