@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import heapq
 import json
 import os
 import resource
@@ -1251,10 +1252,23 @@ def _sync_insert_sorted(
     extra = [rel for rel in relationships if rel.caveat is not None or rel.expiration is not None]
     if extra:
         plain = [rel for rel in relationships if rel.caveat is None and rel.expiration is None]
-        rows = sorted((_row_values(rel, revision) for rel in extra), key=_key_fields)
+        rows = _sorted_yielding([_row_values(rel, revision) for rel in extra], _key_fields)
         _sync_insert_rows(connection, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     row = f"(?, ?, ?, ?, ?, ?, NULL, NULL, NULL, {int(revision)})"
-    _sync_insert_rows(connection, row, sorted(map(_KEY_OF, plain)))
+    _sync_insert_rows(connection, row, _sorted_yielding(list(map(_KEY_OF, plain))))
+
+
+_SORT_RUN = 20_000
+
+
+def _sorted_yielding(items: list[_Row], key: Callable[[_Row], _Row] | None = None) -> list[_Row]:
+    """`sorted(items, key=key)`, without holding the GIL for the whole sort: one sort is one C
+    call, during which the event loop's thread (health checks included) cannot run; sorted
+    runs of :data:`_SORT_RUN` merged by heapq.merge (Python code) leave it room."""
+    if len(items) <= _SORT_RUN:
+        return sorted(items, key=key)
+    runs = [sorted(items[i : i + _SORT_RUN], key=key) for i in range(0, len(items), _SORT_RUN)]
+    return list(heapq.merge(*runs, key=key))
 
 
 def _sync_insert_rows(connection: sqlite3.Connection, row: str, rows: list[_Row]) -> None:
