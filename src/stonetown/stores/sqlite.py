@@ -502,6 +502,7 @@ class SqliteDatastore(Datastore):
         if connection is None:
             try:
                 connection = self._local.connection = self._connect_sync()
+                connection.execute("PRAGMA cache_size=-8192")  # 8 MB: old reads stay small
             except sqlite3.Error as exc:
                 raise self._error(exc, "reading relationships") from exc
             self._thread_connections.append(connection)
