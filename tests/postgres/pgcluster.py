@@ -79,10 +79,10 @@ class PgCluster:
         if done.returncode != 0:
             raise RuntimeError(f"{tool} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
-    def _start(self) -> None:
+    def _start(self, port: int | None = None) -> None:
         # A port can be taken between choosing it and binding it: try a few.
         for _attempt in range(5):
-            self.port = _free_port()
+            self.port = port or _free_port()
             options = (
                 f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
                 "-c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB"
@@ -100,6 +100,14 @@ class PgCluster:
             time.sleep(0.2)
         log = (self.root / "log").read_text(errors="replace") if (self.root / "log").exists() else ""
         raise RuntimeError(f"pg_ctl start failed:\n{done.stdout}\n{done.stderr}\n{log}")
+
+    def pause(self) -> None:
+        """Stop the server (fast shutdown: connections are cut), keeping its data."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server again after :meth:`pause`, on the same port."""
+        self._start(self.port)
 
     def uri(self, database: str = "postgres") -> str:
         """A connection URI for `database` as the cluster's superuser (trust authentication)."""

@@ -504,6 +504,31 @@ async def test_gc_removes_relationships_expired_before_the_cutoff(store: Datasto
     assert len(await everything(store, head)) == 2
 
 
+async def test_gc_of_an_expired_relationship_removes_it_everywhere(store: Datastore) -> None:
+    """After GC an expired relationship is gone for good: not read, not blocking a CREATE of
+    the same relationship, a MUST_NOT_MATCH precondition or a schema change that would
+    orphan it (issue #18, item 17: the memory store kept it live)."""
+    await store.write_schema("definition user {}\ndefinition document { relation viewer: user }")
+    expired = "document:a#viewer@user:old[expiration:2020-01-01T00:00:00Z]"
+    await store.write(creates(expired, "folder:f#viewer@user:kept"))
+    for _ in range(2):  # the second pass must not resurrect or trip over it
+        await store.gc(datetime(2021, 1, 1, tzinfo=UTC))
+        assert await everything(store) == ["folder:f#viewer@user:kept"]
+    assert (await store.delete(RelationshipFilter(resource_type="document"))).deleted == 0
+    await store.write(
+        [], [must_not_match(resource_type="document", resource_id="a", relation="viewer")]
+    )
+
+    def refuse_documents(examples: Sequence[Relationship]) -> None:
+        stale = [str(r) for r in examples if r.resource_type == "document"]
+        if stale:
+            raise FailedPrecondition(f"stored relationship {stale[0]} would no longer be valid")
+
+    await store.write_schema("definition user {}", validate=refuse_documents)
+    head = await store.write(creates("document:a#viewer@user:old"))
+    assert await everything(store, head) == ["document:a#viewer@user:old", "folder:f#viewer@user:kept"]
+
+
 async def test_caveat_and_expiration_round_trip(store: Datastore) -> None:
     expiry = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
     original = Relationship(

@@ -9,6 +9,8 @@ metadata limit into RESOURCE_EXHAUSTED, hiding the real status.
 
 from __future__ import annotations
 
+import traceback
+
 import grpc
 
 from stonetown.core.errors import StonetownError
@@ -40,3 +42,18 @@ def bounded(message: str, limit: int = MAX_DETAILS_BYTES) -> str:
     kept = encoded[: limit - 40].decode("utf-8", "ignore")  # 40: room for the note
     omitted = len(encoded) - len(kept.encode("utf-8"))
     return f"{kept} ... ({omitted} more bytes)"
+
+
+def forget_frames(exc: BaseException) -> None:
+    """Drop the local variables of the finished frames in the tracebacks of `exc` and of the
+    exceptions chained to it (the traceback lines stay), so what they referred to is freed
+    now rather than whenever the error is."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        pending += [current.__cause__, current.__context__]

@@ -17,6 +17,8 @@ class Limits:
     max_checks_per_bulk: int = 1000
     max_page_size: int = 1000  # largest optional_limit a caller may ask for
     max_contextual_relationships: int = 1000
+    # one ImportRelationships call is held in memory whole (all or nothing): ~0.5 KB each
+    max_relationships_per_import: int = 1_000_000
     request_timeout: float = 30.0  # seconds; Watch is exempt
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 

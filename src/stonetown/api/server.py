@@ -31,6 +31,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from stonetown.api.authzed import SERVICE_NAMES as AUTHZED_SERVICE_NAMES
 from stonetown.api.authzed import add_authzed_services
+from stonetown.api.health import follow_store_health, set_all
 from stonetown.api.interceptor import ServingLayer
 from stonetown.api.limits import ConnectionLimits, Limits
 from stonetown.api.logs import configure_logging
@@ -336,8 +337,8 @@ async def run_worker(
         gc.collect()
         gc.freeze()
         await server.start()
-        for name in ("", *ALL_SERVICE_NAMES):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await set_all(health_servicer, health_pb2.HealthCheckResponse.SERVING)
+        health_follower = asyncio.create_task(follow_store_health(system, health_servicer))
         # before "listening": whoever waits for that line may stop the server right after it
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -356,7 +357,7 @@ async def run_worker(
         observe = config.metrics_addr and stores is None
         observer = asyncio.create_task(observe_system(system)) if observe else None
         await stop.wait()
-        for task in (watchdog, observer):
+        for task in (watchdog, observer, health_follower):
             if task is not None:
                 task.cancel()
         log.info("shutting down", extra={"pid": os.getpid(), "grace_seconds": config.shutdown_grace})
@@ -389,7 +390,10 @@ def _free_port(host: str) -> int:
 
 
 def serve(config: ServerConfig) -> int:
-    """Run the server in the foreground until a signal; return the process exit code."""
+    """Run the server in the foreground until a signal; return the process exit code.
+
+    A SQLite file is locked for the server's lifetime (one server per file; its workers share
+    it): a second server on the same path refuses to start."""
     configure_logging(config.log_level)
     check_config(config)
     if config.tls_cert is not None:
@@ -398,6 +402,18 @@ def serve(config: ServerConfig) -> int:
     # running one's schema), and in one line rather than grpc's log; --workers bind with
     # SO_REUSEPORT, which another server's port would not refuse, so this is their only check.
     check_port_free(config.host, config.port)
+    if config.datastore not in (MEMORY_DATASTORE, POSTGRES_DATASTORE):
+        from stonetown.stores.sqlite import lock_database
+
+        lock = lock_database(config.datastore)
+        try:
+            return _serve(config)
+        finally:
+            lock.close()
+    return _serve(config)
+
+
+def _serve(config: ServerConfig) -> int:
     if config.workers == 1:
         if config.metrics_addr:
             metrics_port = _serve_metrics(config.metrics_addr, config.preshared_key)

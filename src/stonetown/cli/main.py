@@ -128,6 +128,12 @@ def _add_serve(subparsers: Any) -> None:
     serve.add_argument("--max-checks-per-bulk", type=int, default=1000)
     serve.add_argument("--max-page-size", type=int, default=1000)
     serve.add_argument(
+        "--max-relationships-per-import",
+        type=int,
+        default=1_000_000,
+        help="relationships in one ImportRelationships call (default %(default)s)",
+    )
+    serve.add_argument(
         "--request-timeout",
         type=float,
         default=30.0,
@@ -230,6 +236,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             max_updates_per_write=args.max_updates_per_write,
             max_checks_per_bulk=args.max_checks_per_bulk,
             max_page_size=args.max_page_size,
+            max_relationships_per_import=args.max_relationships_per_import,
             request_timeout=args.request_timeout,
             max_message_bytes=args.max_message_bytes,
         ),

@@ -14,10 +14,11 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
-from stonetown.core.errors import InvalidArgument
+from stonetown.core.errors import InvalidArgument, StoreError
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 
 # (resource type, id, relation, subject type, id, relation or "", caveat, expiration as
@@ -209,6 +210,24 @@ class Datastore(abc.ABC):
     @abc.abstractmethod
     async def head_revision(self) -> int:
         """The newest committed revision (0 for an empty store)."""
+
+    def thread_reader(
+        self, revision: int
+    ) -> AbstractContextManager[Callable[[RelationshipFilter], list[Relationship]]] | None:
+        """For a worker thread (reads at old revisions): a context manager holding one read
+        transaction at `revision` (FailedPrecondition like :meth:`read` when it is not
+        readable) and giving a function that reads a filter at it, or None when the store
+        can only be read through its coroutines (this default)."""
+        return None
+
+    async def probe(self) -> str | None:
+        """None while the store can serve; otherwise what is wrong, in one line (for the
+        health status). This default reads the head revision; stores check more."""
+        try:
+            await self.head_revision()
+        except StoreError as exc:
+            return str(exc)
+        return None
 
     @abc.abstractmethod
     async def min_revision(self) -> int:

@@ -334,6 +334,23 @@ class Explainer:
             return self._finish(node, _fold_values(all_of, True, values) if values else False)
         return self._finish(node, _fold_values(any_of, False, values))
 
+def build(
+    schema: ir.Schema,
+    run: CheckRun,
+    index: RelationshipIndex,
+    resource: tuple[str, str],
+    permission: str,
+    subject: Subject,
+    *,
+    max_nodes: int = MAX_NODES,
+) -> tuple[ExplainNode, Explainer]:
+    """The resolution tree of `resource#permission` for `subject` (see the module doc), its
+    caveat conditions not yet evaluated, and the explainer that settles them (synchronous:
+    the engine's own evaluation over one index)."""
+    explainer = Explainer(schema, run, index, subject, max_nodes=max_nodes)
+    return explainer.relation(resource[0], resource[1], permission, subject), explainer
+
+
 async def explain(
     schema: ir.Schema,
     run: CheckRun,
@@ -345,11 +362,9 @@ async def explain(
     *,
     max_nodes: int = MAX_NODES,
 ) -> ExplainNode:
-    """The resolution tree of `resource#permission` for `subject` (see the module doc); the
-    tree is built synchronously over one index, then its caveat conditions are evaluated
-    with `verdict` (which may leave the event loop)."""
-    explainer = Explainer(schema, run, index, subject, max_nodes=max_nodes)
-    tree = explainer.relation(resource[0], resource[1], permission, subject)
+    """:func:`build`, then its caveat conditions evaluated with `verdict` (which may leave the
+    event loop)."""
+    tree, explainer = build(schema, run, index, resource, permission, subject, max_nodes=max_nodes)
     await explainer.settle(tree, verdict)
     return tree
 

@@ -4,8 +4,9 @@ It owns a datastore, the compiled schema and the in-memory index of the head rev
 offers every operation of the service. The index is loaded at start and advanced from the
 store's change log, after each local write and, when several processes share the store, by a
 background poll; a token from any process is honoured by waiting until the index reaches it.
-Reads at an older exact snapshot are answered from an index built from the store at that
-revision (a few are cached). All methods are coroutines; errors are stonetown.core.errors.
+Reads at an older exact snapshot are answered through the store at that revision, bucket by
+bucket, on a worker thread (engine/store_snapshot.py): no copy of the index, bounded memory.
+All methods are coroutines; errors are stonetown.core.errors.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from stonetown.core.errors import (
@@ -56,7 +58,8 @@ from stonetown.engine.datastore import (
     UpdateOp,
 )
 from stonetown.engine.expand import MAX_EXPAND_SIZE, Expander
-from stonetown.engine.explain import ExplainNode, explain
+from stonetown.engine.explain import ExplainNode
+from stonetown.engine.explain import build as build_explanation
 from stonetown.engine.index import RelationshipIndex, overlay
 from stonetown.engine.lookup_resources import lookup_resources_steps
 from stonetown.engine.lookup_subjects import (
@@ -66,6 +69,7 @@ from stonetown.engine.lookup_subjects import (
     lookup_subjects_steps,
 )
 from stonetown.engine.reachability import Reachability
+from stonetown.engine.store_snapshot import OldReads, SnapshotCache, StoreSnapshot
 from stonetown.engine.types import (
     CheckRequest,
     CheckResult,
@@ -82,8 +86,12 @@ from stonetown.schema import ir
 
 Found = TypeVar("Found")
 Answer = TypeVar("Answer")
+T = TypeVar("T")
 
 _SNAPSHOT_CACHE = 4
+_SCHEMA_CACHE = 4
+# a store probe that takes longer than this counts as a failure (the store is unreachable)
+PROBE_TIMEOUT = 5.0
 MAX_DEPTH_LIMIT = 1000
 FRAMES_PER_LEVEL = 8
 
@@ -126,9 +134,10 @@ class SchemaState:
 
 @dataclass(frozen=True, slots=True)
 class View:
-    """What one request evaluates against: an index and the schema at its revision."""
+    """What one request evaluates against: an index (the head's, or an old revision read
+    through the store) and the schema at its revision."""
 
-    index: RelationshipIndex
+    index: RelationshipIndex | StoreSnapshot
     state: SchemaState
     # True when `index` is (or overlays) the head index, which advances in place.
     live: bool = False
@@ -154,6 +163,7 @@ class PermissionSystem:
         max_expand_size: int = MAX_EXPAND_SIZE,
         max_watchers: int = MAX_WATCHERS,
         openfga_cycles: bool = False,
+        probe_interval: float | None = 1.0,
     ) -> None:
         """`openfga_cycles` resolves cycles in the data as OpenFGA does (for replaying
         OpenFGA's answers, see CompiledSchema); the server resolves them exactly."""
@@ -179,10 +189,16 @@ class PermissionSystem:
         self._schema_compile = asyncio.Lock()
         # One reader of the change log for every Watch stream of this process.
         self.feed = ChangeFeed(store, max_watchers)
-        self._snapshots: OrderedDict[int, View] = OrderedDict()
+        self._old_reads: OldReads | None = None
+        self._old_caches: OrderedDict[int, SnapshotCache] = OrderedDict()  # the latest few
         self._compiled: OrderedDict[int, SchemaState] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
         self._collector: asyncio.Task[None] | None = None
+        # the store's health: what is wrong with it (None: nothing), kept by a background probe
+        self.probe_interval = probe_interval
+        self.store_problem: str | None = None
+        self._store_checked = asyncio.Event()  # set (and replaced) after every probe
+        self._prober: asyncio.Task[None] | None = None
         self.check_cache = CheckCache()
         # The two answers a cache hit can give, for the revision they belong to (immutable).
         self._cached_verdicts = (
@@ -193,6 +209,8 @@ class PermissionSystem:
         # Concurrent writes and deletes share store transactions (group commit).
         self._batcher = WriteBatcher(store, self._validate_updates, self._after_batch)
         self._imports_in_flight = 0
+        # set while an import's relationships go into the index (readers wait for it)
+        self._indexing: asyncio.Event | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -205,18 +223,23 @@ class PermissionSystem:
             self._poller = asyncio.create_task(self._poll())
         if self.gc_interval:
             self._collector = asyncio.create_task(self._collect_periodically())
+        if self.probe_interval:
+            self._prober = asyncio.create_task(self._probe_periodically())
 
     async def stop(self) -> None:
         """Stop the background tasks and close the store."""
-        for task in (self._poller, self._collector):
+        for task in (self._poller, self._collector, self._prober):
             if task is not None:
                 task.cancel()
                 try:
                     await task
                 except asyncio.CancelledError:
                     pass
-        self._poller = self._collector = None
+        self._poller = self._collector = self._prober = None
         await self.feed.stop()
+        if self._old_reads is not None:
+            self._old_reads.close()
+            self._old_reads = None
         await self._batcher.wait_idle()
         await self.store.close()
 
@@ -225,9 +248,42 @@ class PermissionSystem:
         cutoff = datetime.now(UTC) - timedelta(seconds=self.gc_window)
         removed = await self.store.gc(cutoff)
         oldest = await self.store.min_revision()
-        for revision in [r for r in self._snapshots if r < oldest]:
-            del self._snapshots[revision]  # no longer readable: answer as the store would
+        for revision in [r for r in self._old_caches if r < oldest]:
+            del self._old_caches[revision]  # no longer readable
         return removed
+
+    async def probe_store(self) -> str | None:
+        """Ask the store whether it can serve (within :data:`PROBE_TIMEOUT`); remember and
+        return what is wrong, None when nothing is."""
+        try:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the
+            # cancellation of stop() when the probe finishes at the same moment
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                problem = await self.store.probe()
+        except TimeoutError:
+            problem = f"the store did not answer within {PROBE_TIMEOUT:g} s"
+        except Exception as exc:  # noqa: BLE001 - any failure to probe is a problem to report
+            problem = f"probing the store failed: {type(exc).__name__}: {exc}"
+        self.store_problem = problem
+        self._store_checked.set()
+        self._store_checked = asyncio.Event()
+        return problem
+
+    async def store_health(self) -> AsyncIterator[str | None]:
+        """The store's problem (None: healthy) now, then again each time it changes."""
+        last: object = object()
+        while True:
+            checked = self._store_checked
+            if self.store_problem != last:
+                last = self.store_problem
+                yield self.store_problem
+            await checked.wait()
+
+    async def _probe_periodically(self) -> None:
+        assert self.probe_interval is not None
+        while True:
+            await self.probe_store()
+            await asyncio.sleep(self.probe_interval)
 
     async def _collect_periodically(self) -> None:
         assert self.gc_interval is not None
@@ -303,6 +359,8 @@ class PermissionSystem:
     # ---- revisions ----------------------------------------------------------------------
 
     async def _view(self, consistency: Consistency) -> View:
+        while self._indexing is not None:
+            await self._indexing.wait()  # an import is half-way into the index
         mode = consistency.mode
         if mode is ConsistencyMode.FULLY_CONSISTENT:
             await self.catch_up()
@@ -341,17 +399,17 @@ class PermissionSystem:
             await asyncio.sleep(0.01)
 
     async def _snapshot(self, revision: int) -> View:
-        view = self._snapshots.get(revision)
-        if view is not None:
-            return view
+        """The view of an old revision: read through the store (FailedPrecondition once
+        garbage collection has passed it, as the store answers)."""
         stored = await self.store.read_schema(revision)
         if stored is None:
             raise NotFound(f"no schema had been written at revision {revision}")
-        view = View(await _load_index(self.store, revision), await self._state_for(stored))
-        self._snapshots[revision] = view
-        while len(self._snapshots) > _SNAPSHOT_CACHE:
-            self._snapshots.popitem(last=False)
-        return view
+        cache = self._old_caches.pop(revision, None) or SnapshotCache()
+        self._old_caches[revision] = cache
+        while len(self._old_caches) > _SCHEMA_CACHE:
+            self._old_caches.popitem(last=False)
+        snapshot = StoreSnapshot(self.store, revision, asyncio.get_running_loop(), cache=cache)
+        return View(snapshot, await self._state_for(stored))
 
     def _with_contextual(self, view: View, contextual: Sequence[Relationship]) -> View:
         if not contextual:
@@ -359,6 +417,8 @@ class PermissionSystem:
         for position, rel in enumerate(contextual):
             rel.validate_syntax()
             require_admitted(view.state.schema, rel, f"contextual_relationships[{position}]")
+        if isinstance(view.index, StoreSnapshot):
+            return View(view.index.with_extra(contextual), view.state)
         return View(overlay(view.index, contextual), view.state, view.live)
 
     def _unchanged(self, view: View) -> Callable[[], bool]:
@@ -381,12 +441,23 @@ class PermissionSystem:
             restarts += 1
             if not sent and restarts <= 3 and consistency.mode is not ConsistencyMode.AT_EXACT_SNAPSHOT:
                 fresh = self._with_contextual(await self._view(consistency), contextual)
-            else:
-                fresh = self._with_contextual(await self._snapshot(view.revision), contextual)
-            validate(fresh)
-            return fresh
+                validate(fresh)
+                return fresh
+            # the walk's own revision, read through the store: continued by _lookup
+            raise _ContinueOnSnapshot(self._with_contextual(await self._snapshot(view.revision), contextual))
 
         return replace
+
+    async def _evaluate(self, view: View, work: Callable[[], T]) -> T:
+        """`work()`, the engine's evaluation over `view`: right here for an index in memory,
+        on an old-read thread for an old revision (its buckets are read from the store)."""
+        if view.index.__class__ is not StoreSnapshot:
+            return work()
+        if self._old_reads is None:
+            self._old_reads = OldReads()
+        snapshot = view.index
+        assert isinstance(snapshot, StoreSnapshot)
+        return await self._old_reads.run(partial(snapshot.evaluate, work))
 
     # ---- schema -------------------------------------------------------------------------
 
@@ -509,6 +580,8 @@ class PermissionSystem:
         store's bulk path; the new revision. An error names the relationship's position."""
         checked: set[tuple[str, str, str, str]] = set()  # names already found valid
         for position, rel in enumerate(relationships):
+            if position % bulk_import.CHUNK == bulk_import.CHUNK - 1:
+                await asyncio.sleep(0)  # a large import must not hold up health checks
             try:
                 names = (rel.resource_type, rel.relation, rel.subject_type, rel.subject_relation)
                 if names not in checked or (rel.subject_relation and rel.subject_id == WILDCARD):
@@ -525,14 +598,28 @@ class PermissionSystem:
             revision = await self.store.import_relationships(relationships, self._validate_import)
         finally:
             self._imports_in_flight -= 1
-        async with self._advance_lock:
-            if self.index.revision == revision - 1:
-                bulk_import.add_to_index(self.index, relationships)
-                self.index.apply((), revision)
-                self.feed.announce(revision)
-                return revision
-        await self.catch_up()
+        # Shielded: once started, the index update runs to its end even if the caller goes.
+        if not await asyncio.shield(asyncio.ensure_future(self._index_import(relationships, revision))):
+            await self.catch_up()
         return revision
+
+    async def _index_import(self, relationships: Sequence[Relationship], revision: int) -> bool:
+        """Put a committed import into the index, chunk by chunk with readers held off, when
+        nothing else committed before it; False otherwise (then the change log has it)."""
+        async with self._advance_lock:
+            if self.index.revision != revision - 1:
+                return False
+            self._indexing = indexed = asyncio.Event()
+            try:
+                await bulk_import.add_to_index_yielding(self.index, relationships)
+                self.index.apply((), revision)
+            finally:
+                self._indexing = None
+                indexed.set()
+            # like a loaded index: out of the collector's generations (see _load_index)
+            gc.freeze()
+            self.feed.announce(revision)
+            return True
 
     def _validate_import(self, stored: StoredSchema | None, relationships: Sequence[Relationship]) -> None:
         """The schema check of an import, decided once per relationship shape."""
@@ -648,7 +735,8 @@ class PermissionSystem:
         result = self.check_cache.get(view.revision, key) if cacheable else None
         if result is None:
             run = CheckRun(state.compiled, view.index, self.max_depth)
-            result = run.dispatch(resource.type, resource.id, permission, subj, 0)
+            work = partial(run.dispatch, resource.type, resource.id, permission, subj, 0)
+            result = work() if cacheable else await self._evaluate(view, work)
             if cacheable and not run.volatile:
                 self.check_cache.put(view.revision, key, result)
         if result is True:
@@ -680,7 +768,9 @@ class PermissionSystem:
             return answer.permissionship, answer.missing_parameters
 
         where = (resource.type, resource.id)
-        tree = await explain(state.schema, run, view.index, verdict, where, permission, subj)
+        work = partial(build_explanation, state.schema, run, view.index, where, permission, subj)
+        tree, explainer = await self._evaluate(view, work)
+        await explainer.settle(tree, verdict)
         return tree, await self._verdict(state, tree.raw, view.revision, context, budget)
 
     def cached_check(self, key: CheckKey, consistency: Consistency) -> CheckResult | None:
@@ -729,30 +819,47 @@ class PermissionSystem:
         view = self._with_contextual(await self._view(consistency), contextual)
         state = view.state
         run = CheckRun(state.compiled, view.index, self.max_depth)
+
+        def evaluate() -> list[Result | Exception]:
+            out: list[Result | Exception] = []
+            for position, request in enumerate(requests):
+                try:
+                    self._require_permission(
+                        state, request.resource.type, request.permission, f"items[{position}].resource"
+                    )
+                    self._require_subject(state, request.subject, f"items[{position}].subject")
+                    subject = request.subject
+                    out.append(
+                        run.dispatch(
+                            request.resource.type,
+                            request.resource.id,
+                            request.permission,
+                            (subject.type, subject.id, subject.relation),
+                            0,
+                        )
+                    )
+                except DeadlineExceeded:
+                    raise  # the whole request is over, not one item
+                except Exception as exc:  # noqa: BLE001 - reported per item
+                    out.append(exc)
+            return out
+
         budget = EvaluationBudget()
-        out: list[CheckResult | Exception] = []
-        for position, request in enumerate(requests):
+        answers: list[CheckResult | Exception] = []
+        raws = await self._evaluate(view, evaluate)
+        for position, (request, raw) in enumerate(zip(requests, raws, strict=True)):
+            if isinstance(raw, Exception):
+                answers.append(raw)
+                continue
             try:
                 if request.context:
                     require_request_context(request.context, f"items[{position}].context")
-                self._require_permission(
-                    state, request.resource.type, request.permission, f"items[{position}].resource"
-                )
-                self._require_subject(state, request.subject, f"items[{position}].subject")
-                subject = request.subject
-                result = run.dispatch(
-                    request.resource.type,
-                    request.resource.id,
-                    request.permission,
-                    (subject.type, subject.id, subject.relation),
-                    0,
-                )
-                out.append(await self._verdict(state, result, view.revision, request.context, budget))
+                answers.append(await self._verdict(state, raw, view.revision, request.context, budget))
             except (DeadlineExceeded, EvaluationCancelled):
                 raise  # the whole request is over, not one item
             except Exception as exc:  # noqa: BLE001 - reported per item
-                out.append(exc)
-        return out
+                answers.append(exc)
+        return answers
 
     async def expand(
         self, resource: ObjectRef, permission: str, consistency: Consistency, *, recursive: bool = False
@@ -761,7 +868,8 @@ class PermissionSystem:
         view = await self._view(consistency)
         self._require_permission(view.state, resource.type, permission, "resource")
         expander = Expander(view.state.schema, view.index, self.max_depth, recursive, self.max_expand_size)
-        return expander.expand(resource.type, resource.id, permission), view.revision
+        tree = await self._evaluate(view, partial(expander.expand, resource.type, resource.id, permission))
+        return tree, view.revision
 
     async def lookup_resources(
         self,
@@ -870,12 +978,29 @@ class PermissionSystem:
         if limit == 0:
             return
         sent = 0
-        replacement = self._replacement(consistency, contextual, validate)
-        async for found, used in resumable(view, walk, self._unchanged, replacement, key, after):
-            answer = await shape(found, used)
+        if view.live:
+            replacement = self._replacement(consistency, contextual, validate)
+            try:
+                async for found, used in resumable(view, walk, self._unchanged, replacement, key, after):
+                    after = key(found)
+                    answer = await shape(found, used)
+                    if answer is None:
+                        continue
+                    yield answer, used.revision
+                    sent += 1
+                    if limit is not None and sent >= limit:
+                        return
+                return
+            except _ContinueOnSnapshot as moved:
+                view = moved.view
+        # An old revision is read through the store, on an old-read thread: the walk runs there
+        # whole (from the cursor on), then its answers are shaped here.
+        found_all = await self._evaluate(view, partial(_walked, walk, view, after))
+        for found in found_all:
+            answer = await shape(found, view)
             if answer is None:
                 continue
-            yield answer, used.revision
+            yield answer, view.revision
             sent += 1
             if limit is not None and sent >= limit:
                 return
@@ -926,6 +1051,21 @@ class PermissionSystem:
             verdict.missing_parameters,
             conditionally,
         )
+
+
+class _ContinueOnSnapshot(Exception):
+    """A paused walk over the head must go on at its own revision, read through the store."""
+
+    def __init__(self, view: View) -> None:
+        super().__init__("continue on a snapshot")
+        self.view = view
+
+
+def _walked(
+    walk: Callable[[View, str | None], Generator[Found | Pause, None, None]], view: View, after: str | None
+) -> list[Found]:
+    """Every item a cooperative walk finds (its pauses skipped), in order."""
+    return [item for item in walk(view, after) if not isinstance(item, Pause)]
 
 
 def _likely_wanted(limit: int | None) -> int | None:

@@ -235,6 +235,9 @@ class MemoryDatastore(Datastore):
             ]
             if len(kept) != len(rows):
                 removed += len(rows) - len(kept)
+                live = self._live.get(key)
+                if live is not None and all(row is not live for row in kept):
+                    del self._live[key]  # expired: gone at every revision, the head included
                 if kept:
                     self._versions[key] = kept
                 else:

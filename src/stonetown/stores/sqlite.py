@@ -16,20 +16,34 @@ Relationship writes, deletes and imports run on a second, plain sqlite3 writer c
 owned by one thread: the whole transaction is one call there (one thread hop instead of one
 per statement), and a batch of writes shares one transaction and one fsync (group commit),
 each write inside a SAVEPOINT of its own so a failing one is rolled back alone.
+
+The file's identity (device and inode) is noted at open and checked before every write and
+before it is acknowledged: once the file is deleted or replaced under a running store (its
+connections would go on writing to a file nobody will open again), every write fails with
+StoreError saying so. :meth:`SqliteDatastore.probe` reports that, a full disk and an
+unreadable or corrupt file for the health status; :func:`lock_database` keeps a second
+server off a file one already serves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import heapq
 import json
+import os
+import resource
 import sqlite3
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 from operator import attrgetter
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
 import aiosqlite
 
@@ -258,6 +272,15 @@ class SqliteDatastore(Datastore):
         self._write_lock = asyncio.Lock()
         self._readers: asyncio.Queue[aiosqlite.Connection] | None = None
         self._all_readers: list[aiosqlite.Connection] = []
+        # (device, inode) of the file as opened; None for an in-memory database
+        self._identity: tuple[int, int] | None = None
+        # why the file can no longer be written (deleted or replaced): permanent
+        self._lost: str | None = None
+        # worker threads' own connections (see thread_reader)
+        self._local = threading.local()
+        self._thread_connections: list[sqlite3.Connection] = []
+        # the last write failed for lack of space or a disk error (cleared by a write that succeeds)
+        self._full: str | None = None
 
     # ------------------------------------------------------------------------- lifecycle
 
@@ -271,6 +294,8 @@ class SqliteDatastore(Datastore):
             if mode is None or str(mode[0]).lower() not in ("wal", "memory"):
                 raise StoreError(f"SQLite store {self.path}: cannot switch to WAL mode (got {mode})")
             await self._migrate(self._writer)
+            self._identity = _file_identity(self.path)
+            self._lost = self._full = None
             self._sync_writer = await _SyncWriter.open(self._connect_sync)
             self._readers = asyncio.Queue()
             for _ in range(self._reader_count):
@@ -292,6 +317,13 @@ class SqliteDatastore(Datastore):
         self._writer = None
         self._readers = None
         self._all_readers = []
+        for thread_connection in self._thread_connections:
+            try:
+                thread_connection.close()
+            except sqlite3.Error:
+                pass
+        self._thread_connections = []
+        self._local = threading.local()
         for connection in connections:
             try:
                 await connection.close()
@@ -391,6 +423,8 @@ class SqliteDatastore(Datastore):
             reason = f"the database is locked by another connection (waited {self.busy_timeout:g} s)"
         elif "disk is full" in lowered or "database or disk is full" in lowered:
             reason = "the disk is full"
+        elif "disk i/o error" in lowered:
+            reason = "writing to the disk failed (disk full, file size limit, or a failing disk)"
         elif "not a database" in lowered:
             reason = "file is not a database"
         elif "malformed" in lowered or "corrupt" in lowered:
@@ -427,6 +461,97 @@ class SqliteDatastore(Datastore):
         if self._writer is None or self._readers is None or self._sync_writer is None:
             raise StoreError(f"SQLite store {self.path} is not open")
 
+    def _require_same_file(self) -> None:
+        """Raise StoreError once the database file was deleted or replaced since it was
+        opened: what this store writes would be lost (a stat call, a few microseconds)."""
+        if self._lost is None and self._identity is not None:
+            try:
+                now = _file_identity(self.path)
+            except FileNotFoundError:
+                now = None
+            except OSError as exc:
+                raise StoreError(f"SQLite store {self.path}: cannot check the database file: {exc}") from None
+            if now != self._identity:
+                what = "deleted" if now is None else "replaced by another file"
+                self._lost = (
+                    f"SQLite store {self.path}: the database file was {what} while the server was running; "
+                    "writes are refused (they would be lost): restore the file or restart the server"
+                )
+        if self._lost is not None:
+            raise StoreError(self._lost)
+
+    def _write_error(self, exc: sqlite3.Error, action: str) -> StoreError:
+        """The StoreError for a failed write; remembers a full disk (or a failed disk
+        write) for :meth:`probe`."""
+        error = self._error(exc, action)
+        if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_FULL", "SQLITE_IOERR")):
+            self._full = str(error)
+        return error
+
+    def thread_reader(
+        self, revision: int
+    ) -> AbstractContextManager[Callable[[RelationshipFilter], list[Relationship]]] | None:
+        """One read transaction at `revision` on the calling thread's own connection (opened
+        on first use, closed with the store), and a function reading a filter at it."""
+        self._require_open()
+        return self._thread_read(revision)
+
+    @contextmanager
+    def _thread_read(self, revision: int) -> Iterator[Callable[[RelationshipFilter], list[Relationship]]]:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                connection = self._local.connection = self._connect_sync()
+                connection.execute("PRAGMA cache_size=-8192")  # 8 MB: old reads stay small
+            except sqlite3.Error as exc:
+                raise self._error(exc, "reading relationships") from exc
+            self._thread_connections.append(connection)
+        try:
+            connection.execute("BEGIN")
+            head, min_revision = _sync_bounds(connection)
+            error = revision_out_of_range(revision, min_revision, head)
+            if error is not None:
+                raise error
+            at = None if revision == head else revision
+
+            def read(filter: RelationshipFilter) -> list[Relationship]:
+                where, params = _filter_sql(filter, at)
+                try:
+                    rows = connection.execute(f"SELECT {_COLUMNS} FROM relationships WHERE {where}", params)
+                    return [_to_relationship(row) for row in rows]
+                except sqlite3.Error as exc:
+                    raise self._error(exc, "reading relationships") from exc
+
+            yield read
+        except sqlite3.Error as exc:
+            raise self._error(exc, "reading relationships") from exc
+        finally:
+            _rollback_sync(connection)
+
+    async def probe(self) -> str | None:
+        """None while the store can serve; else what is wrong, in one line: the file deleted
+        or replaced, the disk full (until a small write succeeds again), the file unreadable
+        or not a database. The file checks run off the event loop."""
+        if self._writer is None:
+            return f"SQLite store {self.path} is not open"
+        try:
+            await asyncio.to_thread(self._require_same_file)
+            if await asyncio.to_thread(_read_header, self.path) not in (None, _SQLITE_HEADER):
+                return f"SQLite store {self.path}: the database file is corrupt (no SQLite header)"
+            if self._full is not None:
+                # Full until there is room again (a small write alone could fit in the last
+                # few bytes while the writes callers send still fail).
+                room = await asyncio.to_thread(_room, self.path)
+                if room is not None and room < FULL_MARGIN:
+                    return f"{self._full} ({room} bytes of room left)"
+                await self._in_sync_write("checking for free space", _touch_meta)
+            await self.head_revision()
+        except StoreError as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"SQLite store {self.path}: cannot read the database file: {exc}"
+        return None
+
     async def _in_write(self, action: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         """Run `body` in one BEGIN IMMEDIATE transaction; commit, or roll back on any error.
 
@@ -444,14 +569,17 @@ class SqliteDatastore(Datastore):
         async with self._write_lock:
             connection = self._writer
             try:
+                self._require_same_file()
                 await connection.execute("BEGIN IMMEDIATE")
                 result = await body(connection)
                 await connection.execute("COMMIT")
+                self._full = None
+                self._require_same_file()  # the commit may have gone to a deleted file
                 return result
             except BaseException as exc:
                 await self._rollback(connection)
                 if isinstance(exc, sqlite3.Error):
-                    raise self._error(exc, action) from exc
+                    raise self._write_error(exc, action) from exc
                 raise
 
     async def _in_sync_write(
@@ -485,17 +613,21 @@ class SqliteDatastore(Datastore):
         # The same lock as the aiosqlite writer: the two connections never wait on each other.
         async with self._write_lock:
             try:
+                self._require_same_file()
                 if not body_on_loop:
-                    return await writer.run(transaction)
-                if not _try_begin(writer.connection, self.busy_timeout):
-                    await writer.run(_begin_sync)  # another process writes: wait off the loop
-                result = body(writer.connection)
-                await writer.run(_commit_sync)
+                    result = await writer.run(transaction)
+                else:
+                    if not _try_begin(writer.connection, self.busy_timeout):
+                        await writer.run(_begin_sync)  # another process writes: wait off the loop
+                    result = body(writer.connection)
+                    await writer.run(_commit_sync)
+                self._full = None
+                self._require_same_file()  # the commit may have gone to a deleted file
                 return result
             except BaseException as exc:
                 await writer.run(_rollback_sync)
                 if isinstance(exc, sqlite3.Error):
-                    raise self._error(exc, action) from exc
+                    raise self._write_error(exc, action) from exc
                 raise
 
     async def _in_read(self, action: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
@@ -930,6 +1062,78 @@ class SqliteDatastore(Datastore):
 
 
 _INSERT = f"INSERT INTO relationships ({_COLUMNS}, created_revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_SQLITE_HEADER = b"SQLite format 3\x00"
+# the room a store that ran out of space needs again before it counts as writable
+FULL_MARGIN = 8 * 1024 * 1024
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the database file; None for an in-memory database. Raises
+    FileNotFoundError when the file is gone."""
+    if path == ":memory:" or path.startswith("file:"):
+        return None
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
+def _read_header(path: str) -> bytes | None:
+    """The first 16 bytes of the database file (fewer if it is shorter; an open store's file
+    always has its header, written when it switched to WAL); None for an in-memory one."""
+    if path == ":memory:" or path.startswith("file:"):
+        return None
+    with open(path, "rb") as handle:
+        return handle.read(len(_SQLITE_HEADER))
+
+
+def _room(path: str) -> int | None:
+    """Bytes the database files can still grow by: the free space of their file system, and
+    the process's file size limit (RLIMIT_FSIZE) less the larger of the file and its WAL.
+    None for an in-memory database."""
+    if path == ":memory:" or path.startswith("file:"):
+        return None
+    info = os.statvfs(Path(path).absolute().parent)
+    room = info.f_bavail * info.f_frsize
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        sizes = [os.stat(name).st_size for name in (path, f"{path}-wal") if os.path.exists(name)]
+        room = min(room, limit - max(sizes, default=0))
+    return room
+
+
+def _touch_meta(connection: sqlite3.Connection) -> None:
+    """Rewrite one row unchanged: a write that needs a little free space, and nothing else."""
+    connection.execute("UPDATE stonetown_meta SET value = value WHERE name = 'min_revision'")
+
+
+def lock_database(path: str) -> IO[str]:
+    """Take the lock that lets one server at a time serve the SQLite file `path`, and return
+    the open lock file (keep it open while serving; closing it releases the lock).
+
+    The lock file is `.NAME.lock` beside the database, outside `NAME*`, so removing the
+    database files leaves it in place and a second server still finds the first one's lock.
+    Raises StoreError naming the holder's pid when another process holds it.
+    """
+    target = Path(path).absolute()
+    lock_path = target.parent / f".{target.name}.lock"
+    try:
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the server's lifetime
+    except OSError as exc:
+        raise StoreError(f"SQLite store {path}: cannot open the lock file {lock_path}: {exc}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise StoreError(
+            f"SQLite store {path} is already served by another stonetown server (pid {holder}, "
+            f"lock file {lock_path}); stop that server first"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 class _SyncWriter:
@@ -1049,10 +1253,23 @@ def _sync_insert_sorted(
     extra = [rel for rel in relationships if rel.caveat is not None or rel.expiration is not None]
     if extra:
         plain = [rel for rel in relationships if rel.caveat is None and rel.expiration is None]
-        rows = sorted((_row_values(rel, revision) for rel in extra), key=_key_fields)
+        rows = _sorted_yielding([_row_values(rel, revision) for rel in extra], _key_fields)
         _sync_insert_rows(connection, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     row = f"(?, ?, ?, ?, ?, ?, NULL, NULL, NULL, {int(revision)})"
-    _sync_insert_rows(connection, row, sorted(map(_KEY_OF, plain)))
+    _sync_insert_rows(connection, row, _sorted_yielding(list(map(_KEY_OF, plain))))
+
+
+_SORT_RUN = 20_000
+
+
+def _sorted_yielding(items: list[_Row], key: Callable[[_Row], _Row] | None = None) -> list[_Row]:
+    """`sorted(items, key=key)`, without holding the GIL for the whole sort: one sort is one C
+    call, during which the event loop's thread (health checks included) cannot run; sorted
+    runs of :data:`_SORT_RUN` merged by heapq.merge (Python code) leave it room."""
+    if len(items) <= _SORT_RUN:
+        return sorted(items, key=key)
+    runs = [sorted(items[i : i + _SORT_RUN], key=key) for i in range(0, len(items), _SORT_RUN)]
+    return list(heapq.merge(*runs, key=key))
 
 
 def _sync_insert_rows(connection: sqlite3.Connection, row: str, rows: list[_Row]) -> None:

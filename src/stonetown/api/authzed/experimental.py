@@ -40,7 +40,9 @@ class AuthzedExperimentalServicer(experimental_grpc.ExperimentalServiceServicer)
     ) -> experimental.BulkImportRelationshipsResponse:
         """Create every streamed relationship in one atomic write (all or nothing)."""
         try:
-            count, _ = await shared.import_stream(self.permissions.system, request_iterator)
+            permissions = self.permissions
+            limit = permissions.limits.max_relationships_per_import
+            count, _ = await shared.import_stream(permissions.system, request_iterator, limit)
         except StonetownError as exc:
             await errors.abort(context, exc)
             raise

@@ -388,7 +388,9 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
     ) -> permission.ImportBulkRelationshipsResponse:
         """Create every streamed relationship in one atomic write (all or nothing)."""
         try:
-            count, _ = await shared.import_stream(self.system, request_iterator)
+            count, _ = await shared.import_stream(
+                self.system, request_iterator, self.limits.max_relationships_per_import
+            )
         except StonetownError as exc:
             await errors.abort(context, exc)
             raise

@@ -33,8 +33,10 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
     async def ImportRelationships(
         self, request_iterator: Any, context: aio.ServicerContext
     ) -> relationship.ImportRelationshipsResponse:
-        """Create every streamed relationship in one atomic write (all or nothing)."""
-        count, revision = await shared.import_stream(self.system, request_iterator)
+        """Create every streamed relationship in one atomic write (all or nothing), at most
+        ``max_relationships_per_import`` of them."""
+        limit = self.limits.max_relationships_per_import
+        count, revision = await shared.import_stream(self.system, request_iterator, limit)
         return relationship.ImportRelationshipsResponse(
             num_loaded=count, written_at=cv.token_to_proto(revision)
         )

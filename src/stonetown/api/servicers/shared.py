@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stonetown.api import convert as cv
+from stonetown.api.errors import forget_frames
 from stonetown.api.limits import Limits
 from stonetown.core.errors import InvalidArgument, StonetownError
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef, validate_type_name
@@ -166,19 +167,32 @@ async def read_pages(
         after = page.relationships[-1].key
 
 
-async def import_stream(system: PermissionSystem, request_iterator: Any) -> tuple[int, int]:
+async def import_stream(system: PermissionSystem, request_iterator: Any, limit: int) -> tuple[int, int]:
     """Create every relationship of a stream of import requests (`relationships` fields) in
-    one atomic write; how many, and the revision."""
+    one atomic write, at most `limit` of them; how many, and the revision."""
     rels: list[Relationship] = []
-    async for request in request_iterator:
-        for item in request.relationships:
-            rel = cv.relationship_from_proto_quick(item)
-            if rel is None:
-                rel = cv.relationship_from_proto(item, True, f"relationships[{len(rels)}]")
-            rels.append(rel)
-    if not rels:
-        raise InvalidArgument("relationships: at least one relationship is required")
-    return len(rels), await system.import_relationships(rels)
+    try:
+        async for request in request_iterator:
+            if len(rels) + len(request.relationships) > limit:
+                raise InvalidArgument(
+                    f"relationships: more than {limit} relationships in one import call (the limit, "
+                    "--max-relationships-per-import): split the import into several calls"
+                )
+            for item in request.relationships:
+                rel = cv.relationship_from_proto_quick(item)
+                if rel is None:
+                    rel = cv.relationship_from_proto(item, True, f"relationships[{len(rels)}]")
+                rels.append(rel)
+        if not rels:
+            raise InvalidArgument("relationships: at least one relationship is required")
+        return len(rels), await system.import_relationships(rels)
+    except BaseException as exc:
+        # A failed import frees its relationships now: the error's traceback (and the store's,
+        # chained to it) holds frames that refer to them, and can live on in a reference cycle
+        # until the next full collection.
+        rels.clear()
+        forget_frames(exc)
+        raise
 
 
 @dataclass(frozen=True, slots=True)
