@@ -164,6 +164,7 @@ class HealthProbe:
 
     address: str
     interval: float = 0.05
+    deadline: float = 10.0  # a liveness bound: the latencies themselves are the figures
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -175,7 +176,7 @@ class HealthProbe:
             while not stop.is_set():
                 started = time.perf_counter()
                 try:
-                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=2.0)
+                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=self.deadline)
                     self.latencies.append(time.perf_counter() - started)
                     if reply.status != health_pb2.HealthCheckResponse.SERVING:
                         self.failures.append(f"status {reply.status}")

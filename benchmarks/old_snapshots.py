@@ -76,7 +76,8 @@ def main() -> None:
         revisions = asyncio.run(_add_revisions(path, args.revisions))
         port = _free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "stonetown.cli.main", "serve", "--datastore", str(path), "--port", str(port)],
+            [sys.executable, "-m", "stonetown.cli.main", "serve", "--datastore", str(path),
+             "--port", str(port)],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

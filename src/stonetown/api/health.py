@@ -12,6 +12,7 @@ import logging
 
 from grpc_health.v1 import health, health_pb2
 
+from stonetown.api.authzed import SERVICE_NAMES as AUTHZED_SERVICE_NAMES
 from stonetown.api.pb import SERVICE_NAMES
 from stonetown.engine.system import PermissionSystem
 
@@ -19,8 +20,8 @@ log = logging.getLogger("stonetown.server")
 
 
 async def set_all(servicer: health.aio.HealthServicer, status: int) -> None:
-    """Set `status` for the server as a whole and for every Stonetown service."""
-    for name in ("", *SERVICE_NAMES):
+    """Set `status` for the server as a whole and for every service of both APIs."""
+    for name in ("", *SERVICE_NAMES, *AUTHZED_SERVICE_NAMES):
         await servicer.set(name, status)
 
 

@@ -269,7 +269,7 @@ def overlay(base: RelationshipIndex, extra: Iterable[Relationship]) -> Relations
     view = RelationshipIndex(base.revision)
     objects, usersets, reverse = _Layered(base.objects), _Layered(base.usersets), _Layered(base.reverse)
     view.objects, view.usersets, view.reverse = objects, usersets, reverse
-    view.count = base.count
+    view.count = getattr(base, "count", 0)  # an old revision read through the store keeps no count
     for rel in extra:
         rkey = (rel.resource_type, rel.resource_id, rel.relation)
         if rel.subject_relation:
@@ -293,7 +293,7 @@ def without_wildcards(base: RelationshipIndex, subject_type: str) -> Relationshi
     view = RelationshipIndex(base.revision)
     objects, reverse = _Layered(base.objects), _Layered(base.reverse)
     view.objects, view.usersets, view.reverse = objects, base.usersets, reverse
-    view.count = base.count
+    view.count = getattr(base, "count", 0)  # an old revision read through the store keeps no count
     wildcard = (subject_type, "*", "")
     for rkey in base.reverse.get(wildcard, ()):
         bucket = dict(base.objects.get(rkey, {}))
