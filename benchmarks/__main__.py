@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--concurrency", type=int, default=64, help="total Check callers")
     pg.add_argument("--lag-samples", type=int, default=200, help="writes timed for catch-up lag")
     pg.add_argument("--no-fsync", action="store_true", help="keep the test cluster's fsync=off")
+    real = sub.add_parser("realistic", help="issue #19's shapes: in process, gRPC vs floor, SpiceDB embedded")
+    real.add_argument("--shape", default="docs", help="docs, github or hierarchy (comma-separated)")
+    real.add_argument("--size", default="100k")
+    real.add_argument("--budget", type=float, default=2.0, help="seconds per in-process workload (about)")
+    real.add_argument("--duration", type=float, default=3.0, help="seconds per gRPC run")
+    real.add_argument("--reps", type=int, default=3, help="alternating gRPC runs per side")
+    real.add_argument("--no-grpc", action="store_true", help="in process (and SpiceDB) only")
+    real.add_argument("--spicedb-max", default="200k", help="largest size SpiceDB is loaded at (0: never)")
     soak = sub.add_parser("soak", help="issue #18's hostile mix against a real server; health and RSS")
     soak.add_argument("--seconds", type=float, default=600.0, help="how long the mix runs (default 10 min)")
     return parser
@@ -136,6 +144,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.postgres import run_from_args
 
         run_from_args(args, parse_size, args.seed)
+    elif args.command == "realistic":
+        from benchmarks import realistic
+
+        for shape in args.shape.split(","):
+            for size in _sizes(args.size):
+                realistic.run(
+                    shape,
+                    size,
+                    args.seed,
+                    budget=args.budget,
+                    grpc=not args.no_grpc,
+                    spicedb_max=parse_size(args.spicedb_max),
+                    duration=args.duration,
+                    reps=args.reps,
+                )
     elif args.command == "soak":
         from benchmarks.hostile_soak import main as soak_main
 
