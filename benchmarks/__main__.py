@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--duration", type=float, default=3.0, help="seconds per gRPC run")
     real.add_argument("--reps", type=int, default=3, help="alternating gRPC runs per side")
     real.add_argument("--no-grpc", action="store_true", help="in process (and SpiceDB) only")
+    real.add_argument("--lookup-timeout", type=float, default=120.0, help="seconds one lookup may take")
     real.add_argument("--spicedb-max", default="200k", help="largest size SpiceDB is loaded at (0: never)")
     soak = sub.add_parser("soak", help="issue #18's hostile mix against a real server; health and RSS")
     soak.add_argument("--seconds", type=float, default=600.0, help="how long the mix runs (default 10 min)")
@@ -158,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     spicedb_max=parse_size(args.spicedb_max),
                     duration=args.duration,
                     reps=args.reps,
+                    lookup_timeout=args.lookup_timeout,
                 )
     elif args.command == "soak":
         from benchmarks.hostile_soak import main as soak_main

@@ -106,7 +106,9 @@ KINDS: dict[str, tuple[str, ...]] = {
         "direct", "nested_team", "admin_intersection", "org_owner",
         "denied_intersection", "denied_outsider",
     ),
-    "hierarchy": ("direct", "deep_inherited", "via_group", "denied_blocked", "denied_group_blocked", "denied_outsider"),
+    "hierarchy": (
+        "direct", "deep_inherited", "via_group", "denied_blocked", "denied_group_blocked", "denied_outsider",
+    ),
 }  # fmt: skip
 
 
@@ -228,7 +230,6 @@ class _Docs(_Base):
             if rng.random() < 0.15:
                 folder_editors.append((fid, rng.choice(teams)))
                 add("folder", fid, "editor", "team", folder_editors[-1][1], "member")
-        roots = [f for f in folders if f[1] == 0]
         guest = users[-1] if users[-1] in outside_org else None
         deepest = max(folders, key=lambda f: f[1])
         # an outside user reading a root folder: every document below is theirs via ancestors
@@ -380,7 +381,9 @@ class _Github(_Base):
             self.label("admin_intersection", ("repository", repo, "admin", "user", maintainer, "", True))
             if i % 5 == 0:
                 add("repository", repo, "maintainer", "team", deep, "member")
-                self.label("denied_intersection", ("repository", repo, "admin", "user", members[deep][-1], "", False))
+                self.label(
+                    "denied_intersection", ("repository", repo, "admin", "user", members[deep][-1], "", False)
+                )
             if i % 3 == 0:
                 add("repository", repo, "reader", "team", top, "member")
                 self.label("nested_team", ("repository", repo, "read", "user", members[deep][0], "", True))
@@ -492,7 +495,9 @@ class _Hierarchy(_Base):
             self.label("deep_inherited", ("node", leaf, "view", "user", root_reader, "", True))
             self.label("via_group", ("node", leaf, "view", "user", nested_reader, "", True))
             if t > 0:
-                self.label("denied_outsider", ("node", leaf, "view", "user", f"t{t - 1}u{len(users) - 2}", "", False))
+                self.label(
+                    "denied_outsider", ("node", leaf, "view", "user", f"t{t - 1}u{len(users) - 2}", "", False)
+                )
 
     def build(self) -> ShapeData:
         t = 0

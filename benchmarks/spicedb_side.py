@@ -60,8 +60,12 @@ def rel(text: str) -> Relationship:
     m = TUPLE.match(text)
     if m is None:
         raise ValueError(f"bad tuple {text!r}")
-    subject = SubjectReference(object=ObjectReference(object_type=m[4], object_id=m[5]), optional_relation=m[6] or "")
-    return Relationship(resource=ObjectReference(object_type=m[1], object_id=m[2]), relation=m[3], subject=subject)
+    subject = SubjectReference(
+        object=ObjectReference(object_type=m[4], object_id=m[5]), optional_relation=m[6] or ""
+    )
+    return Relationship(
+        resource=ObjectReference(object_type=m[1], object_id=m[2]), relation=m[3], subject=subject
+    )
 
 
 def pct(values: list[float]) -> dict[str, float]:
@@ -73,7 +77,13 @@ def pct(values: list[float]) -> dict[str, float]:
     def at(q: float) -> float:
         return round(s[min(len(s) - 1, int(q * len(s)))], 1)
 
-    return {"count": len(s), "p50_us": at(0.5), "p90_us": at(0.9), "p99_us": at(0.99), "max_us": round(s[-1], 1)}
+    return {
+        "count": len(s),
+        "p50_us": at(0.5),
+        "p90_us": at(0.9),
+        "p99_us": at(0.99),
+        "max_us": round(s[-1], 1),
+    }
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +96,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         rels = spec["relationships"]
         for i in range(0, len(rels), WRITE_BATCH):
             updates = [
-                RelationshipUpdate(operation=RelationshipUpdate.Operation.OPERATION_TOUCH, relationship=rel(r))
+                RelationshipUpdate(
+                    operation=RelationshipUpdate.Operation.OPERATION_TOUCH, relationship=rel(r)
+                )
                 for r in rels[i : i + WRITE_BATCH]
             ]
             perms.WriteRelationships(WriteRelationshipsRequest(updates=updates))
@@ -102,7 +114,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                     break
                 c0 = time.perf_counter()
                 resp = perms.CheckPermission(
-                    CheckPermissionRequest(consistency=FULL, resource=obj(resource), permission=permission, subject=subj(subject))
+                    CheckPermissionRequest(
+                        consistency=FULL, resource=obj(resource), permission=permission, subject=subj(subject)
+                    )
                 )
                 times.append((time.perf_counter() - c0) * 1e6)
                 answers.append(resp.permissionship == HAS)
@@ -111,7 +125,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         bulk_times, bulk_answers = [], []
         for batch in spec["bulk"]:
             items = [
-                CheckBulkPermissionsRequestItem(resource=obj(r), permission=p, subject=subj(s)) for r, p, s in batch
+                CheckBulkPermissionsRequestItem(resource=obj(r), permission=p, subject=subj(s))
+                for r, p, s in batch
             ]
             c0 = time.perf_counter()
             resp = perms.CheckBulkPermissions(CheckBulkPermissionsRequest(consistency=FULL, items=items))
@@ -131,7 +146,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                     r.resource_object_id
                     for r in stub.LookupResources(
                         LookupResourcesRequest(
-                            consistency=FULL, resource_object_type=rtype, permission=permission, subject=subj(subject)
+                            consistency=FULL,
+                            resource_object_type=rtype,
+                            permission=permission,
+                            subject=subj(subject),
                         ),
                         timeout=600,
                     )
@@ -146,7 +164,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                     s.subject.subject_object_id
                     for s in stub.LookupSubjects(
                         LookupSubjectsRequest(
-                            consistency=FULL, resource=obj(resource), permission=permission, subject_object_type=stype
+                            consistency=FULL,
+                            resource=obj(resource),
+                            permission=permission,
+                            subject_object_type=stype,
                         ),
                         timeout=600,
                     )
