@@ -212,7 +212,6 @@ class _Docs(_Base):
                 t = parent[t]
             closure[team] = chain
         in_org = {u for t in teams if closure[t] & set(member_teams) for u in members[t]} | {users[0]}
-        outside_org = [u for u in users if u not in in_org]
         # folder trees up to 5 deep
         folders: list[tuple[str, int, str | None]] = []
         folder_editors: list[tuple[str, str]] = []
@@ -230,7 +229,7 @@ class _Docs(_Base):
             if rng.random() < 0.15:
                 folder_editors.append((fid, rng.choice(teams)))
                 add("folder", fid, "editor", "team", folder_editors[-1][1], "member")
-        guest = users[-1] if users[-1] in outside_org else None
+        guest = f"o{o}guest"  # in no team: reads only through the folder it is granted
         deepest = max(folders, key=lambda f: f[1])
         # an outside user reading a root folder: every document below is theirs via ancestors
         reader_root = deepest
@@ -470,7 +469,7 @@ class _Hierarchy(_Base):
                     parent[nid] = p
                     add("node", nid, "parent", "node", p)
                     if rng.random() < 0.2:
-                        add("node", nid, "viewer", "user", rng.choice(users))
+                        add("node", nid, "viewer", "user", rng.choice(users[:-1]))
             level = nxt
             hit = level[0]
             chain.add(hit)
