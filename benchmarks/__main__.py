@@ -67,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--no-grpc", action="store_true", help="in process (and SpiceDB) only")
     real.add_argument("--lookup-timeout", type=float, default=120.0, help="seconds one lookup may take")
     real.add_argument("--spicedb-max", default="200k", help="largest size SpiceDB is loaded at (0: never)")
+    rprof = sub.add_parser("realistic-profile", help="py-spy profile of a realistic shape's check kind")
+    rprof.add_argument("--shape", default="docs")
+    rprof.add_argument("--size", default="100k")
+    rprof.add_argument("--kind", default="direct", help="check kinds (comma-separated), lookup_resources")
+    rprof.add_argument("--seconds", type=float, default=10.0)
+    rtarget = sub.add_parser("realistic-profile-target", help=argparse.SUPPRESS)
+    rtarget.add_argument("shape")
+    rtarget.add_argument("size", type=int)
+    rtarget.add_argument("kind")
+    rtarget.add_argument("--seconds", type=float, default=10.0)
     soak = sub.add_parser("soak", help="issue #18's hostile mix against a real server; health and RSS")
     soak.add_argument("--seconds", type=float, default=600.0, help="how long the mix runs (default 10 min)")
     return parser
@@ -161,6 +171,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     reps=args.reps,
                     lookup_timeout=args.lookup_timeout,
                 )
+    elif args.command == "realistic-profile":
+        from benchmarks.realistic_profile import profile as realistic_profile
+
+        for kind in args.kind.split(","):
+            realistic_profile(args.shape, parse_size(args.size), args.seed, kind, args.seconds)
+    elif args.command == "realistic-profile-target":
+        from benchmarks.realistic_profile import target as realistic_target
+
+        realistic_target(args.shape, args.size, args.seed, args.kind, args.seconds)
     elif args.command == "soak":
         from benchmarks.hostile_soak import main as soak_main
 
