@@ -62,7 +62,8 @@ def test_realistic_command_runs_end_to_end(tmp_path: Path) -> None:
     env = dict(os.environ, STONETOWN_BENCH_RESULTS=str(tmp_path))
     command = [
         sys.executable, "-m", "benchmarks", "realistic", "--shape", "docs", "--size", "2k",
-        "--budget", "0.05", "--duration", "0.3", "--reps", "1", "--spicedb-max", "0", "--lookup-timeout", "20",
+        "--budget", "0.05", "--duration", "0.3", "--reps", "1", "--spicedb-max", "0",
+        "--lookup-timeout", "20",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -75,6 +76,7 @@ def test_realistic_command_runs_end_to_end(tmp_path: Path) -> None:
     assert result["grpc"]["single"]["floor"][0]["count"] > 0
     assert "skipped" in result["spicedb"]
     targets = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "targets"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+        [sys.executable, "-m", "benchmarks", "targets"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     assert "docs: in-process Check p50" in targets.stdout, targets.stderr[-2000:]
