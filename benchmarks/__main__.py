@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--duration", type=float, default=3.0, help="seconds per gRPC run")
     real.add_argument("--reps", type=int, default=3, help="alternating gRPC runs per side")
     real.add_argument("--no-grpc", action="store_true", help="in process (and SpiceDB) only")
+    real.add_argument("--no-scaling", action="store_true", help="skip the --workers 2 vs 1 Check throughput")
     real.add_argument("--lookup-timeout", type=float, default=120.0, help="seconds one lookup may take")
     real.add_argument("--spicedb-max", default="200k", help="largest size SpiceDB is loaded at (0: never)")
     rprof = sub.add_parser("realistic-profile", help="py-spy profile of a realistic shape's check kind")
@@ -170,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     duration=args.duration,
                     reps=args.reps,
                     lookup_timeout=args.lookup_timeout,
+                    scaling=not args.no_scaling,
                 )
     elif args.command == "realistic-profile":
         from benchmarks.realistic_profile import profile as realistic_profile

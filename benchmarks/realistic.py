@@ -255,8 +255,11 @@ def measure_spicedb(data: ShapeData, ours: dict[str, Any], check_seconds: float)
     return theirs
 
 
-def measure_grpc(data: ShapeData, path: Path, duration: float, reps: int) -> dict[str, Any]:
-    """Single-check round trips vs the empty server's, and Check throughput x1 vs x2."""
+def measure_grpc(
+    data: ShapeData, path: Path, duration: float, reps: int, scaling: bool = True
+) -> dict[str, Any]:
+    """Single-check round trips vs the empty server's, and (`scaling`) Check throughput with
+    --workers 2 vs 1."""
     from benchmarks.grpc_bench import check_request, start_floor, start_stonetown
     from benchmarks.loadgen import run_loadgen
     from stonetown.client import Client
@@ -284,15 +287,16 @@ def measure_grpc(data: ShapeData, path: Path, duration: float, reps: int) -> dic
             single("floor", floor.target, False)
             single("stonetown", server.target, True)
         throughput: dict[str, list[float]] = {"x1": [], "x2": []}
-        server2 = start_stonetown(path, 2, logs / "realistic-stonetown-x2.log")
+        server2 = start_stonetown(path, 2, logs / "realistic-stonetown-x2.log") if scaling else None
         try:
-            for _ in range(reps):
+            for _ in range(reps if server2 else 0):
                 for label, srv in (("x1", server), ("x2", server2)):
                     bump(srv.target)
                     row = run_loadgen(srv.target, requests, concurrency=64, duration=duration, channels=4)
                     throughput[label].append(row["throughput_per_s"])
         finally:
-            server2.stop()
+            if server2:
+                server2.stop()
     finally:
         floor.stop()
         server.stop()
@@ -304,7 +308,8 @@ def measure_grpc(data: ShapeData, path: Path, duration: float, reps: int) -> dic
         for s, f in zip(out["single"]["stonetown"], out["single"]["floor"], strict=True)
     ]
     out["throughput_per_s"] = throughput
-    out["workers_2_vs_1"] = round(max(throughput["x2"]) / max(throughput["x1"]), 3)
+    if scaling:
+        out["workers_2_vs_1"] = round(max(throughput["x2"]) / max(throughput["x1"]), 3)
     return out
 
 
@@ -319,6 +324,7 @@ def run(
     duration: float = 3.0,
     reps: int = 3,
     lookup_timeout: float = 120.0,
+    scaling: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Measure everything for one shape and size; print a summary; write the JSON."""
@@ -339,7 +345,7 @@ def run(
     result["loadavg_inprocess"] = list(os.getloadavg())
     result["generate_seconds_incl_import_check"] = round(generate_seconds, 2)
     if grpc:
-        result["grpc"] = measure_grpc(data, path, duration, reps)
+        result["grpc"] = measure_grpc(data, path, duration, reps, scaling)
     if spicedb_max and size <= spicedb_max:
         result["spicedb"] = measure_spicedb(data, result["inprocess"], check_seconds=20 * budget)
         result["loadavg_spicedb"] = list(os.getloadavg())
@@ -387,7 +393,7 @@ def print_summary(result: dict[str, Any]) -> None:
             f"gRPC single check p50: stonetown {g['single_p50_us']['stonetown']:.0f} µs, floor "
             f"{g['single_p50_us']['floor']:.0f} µs, ratio {g['single_ratio_vs_floor']} "
             f"(paired {g['paired_ratios']}); "
-            f"workers 2 vs 1: {g['workers_2_vs_1']}"
+            f"workers 2 vs 1: {g.get('workers_2_vs_1', 'not run')}"
         )
     if "disagreements" in spice:
         print(f"SpiceDB: load {spice['load_seconds']} s, disagreements {spice['disagreements']}")
