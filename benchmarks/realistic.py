@@ -240,15 +240,18 @@ def measure_spicedb(data: ShapeData, ours: dict[str, Any], check_seconds: float)
     compared = 0
     for kind, answers in theirs.pop("check_answers").items():
         expected = [c[6] for c in data.checks[kind][: len(answers)]]
-        disagree[kind] = sum(1 for a, b in zip(answers, expected, strict=True) if a != b)
+        disagree[kind] = sum(1 for a, b in zip(answers, expected, strict=True) if a is not None and a != b)
         compared += len(answers)
     bulk_answers = theirs.pop("bulk_answers")
-    disagree["check_bulk"] = sum(1 for a, c in zip(bulk_answers, mix, strict=False) if a != c[6])
+    disagree["check_bulk"] = sum(
+        1 for a, c in zip(bulk_answers, mix, strict=False) if a is not None and a != c[6]
+    )
     compared += len(bulk_answers)
     for name in ("lookup_resources", "lookup_subjects"):
         for n, (mine, row) in enumerate(zip(ours["answers"][name], theirs[name], strict=True)):
-            row["results"] = len(row["ids"])
-            row["same_as_stonetown"] = None if mine is None else sorted(row.pop("ids")) == mine
+            ids = row.pop("ids")
+            row["results"] = None if ids is None else len(ids)
+            row["same_as_stonetown"] = None if mine is None or ids is None else sorted(ids) == mine
             disagree[f"{name}/{n}"] = 0 if row["same_as_stonetown"] in (True, None) else 1
     theirs["checks_compared"] = compared
     theirs["disagreements"] = disagree
@@ -378,6 +381,7 @@ def print_summary(result: dict[str, Any]) -> None:
             kind, n = name.split("/")
             rows = spice.get(kind) or []
             theirs = f"{rows[int(n)]['ms'] * 1000:.0f}" if int(n) < len(rows) else ""
+            theirs += "" if not rows or rows[int(n)].get("same_as_stonetown") is not False else " DIFFERS"
         elif name == "check_bulk_100" and "check_bulk_per_check" in spice:
             theirs = f"{spice['check_bulk_per_check']['p50_us']}/check"
         if "p50_us" not in row:
@@ -396,6 +400,9 @@ def print_summary(result: dict[str, Any]) -> None:
             f"workers 2 vs 1: {g.get('workers_2_vs_1', 'not run')}"
         )
     if "disagreements" in spice:
-        print(f"SpiceDB: load {spice['load_seconds']} s, disagreements {spice['disagreements']}")
+        print(
+            f"SpiceDB: load {spice['load_seconds']} s, disagreements {spice['disagreements']}, "
+            f"errors (not compared) {len(spice.get('errors', []))}"
+        )
     elif spice:
         print(f"SpiceDB: {spice}")

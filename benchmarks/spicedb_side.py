@@ -89,6 +89,8 @@ def pct(values: list[float]) -> dict[str, float]:
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Load, time and answer everything in `spec`."""
     out: dict[str, Any] = {}
+    errors: list[str] = []
+    out["errors"] = errors
     t0 = time.perf_counter()
     db = EmbeddedSpiceDB.start(spec["schema"], [])
     try:
@@ -113,11 +115,19 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                 if time.perf_counter() > deadline and times:
                     break
                 c0 = time.perf_counter()
-                resp = perms.CheckPermission(
-                    CheckPermissionRequest(
-                        consistency=FULL, resource=obj(resource), permission=permission, subject=subj(subject)
+                try:
+                    resp = perms.CheckPermission(
+                        CheckPermissionRequest(
+                            consistency=FULL,
+                            resource=obj(resource),
+                            permission=permission,
+                            subject=subj(subject),
+                        )
                     )
-                )
+                except Exception as e:  # noqa: BLE001 - SpiceDB's errors are data here
+                    errors.append(f"check {resource} {permission} {subject}: {e}"[:300])
+                    answers.append(None)
+                    continue
                 times.append((time.perf_counter() - c0) * 1e6)
                 answers.append(resp.permissionship == HAS)
             out["check"][kind] = pct(times)
@@ -129,7 +139,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                 for r, p, s in batch
             ]
             c0 = time.perf_counter()
-            resp = perms.CheckBulkPermissions(CheckBulkPermissionsRequest(consistency=FULL, items=items))
+            try:
+                resp = perms.CheckBulkPermissions(CheckBulkPermissionsRequest(consistency=FULL, items=items))
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"check bulk: {e}"[:300])
+                bulk_answers.extend([None] * len(items))
+                continue
             bulk_times.append((time.perf_counter() - c0) * 1e6 / max(1, len(items)))
             bulk_answers.extend(
                 pair.item.permissionship == HAS if pair.WhichOneof("response") == "item" else None
@@ -138,42 +153,28 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         out["check_bulk_per_check"] = pct(bulk_times)
         out["bulk_answers"] = bulk_answers
         stub = PermissionsServiceStub(db.channel())
-        out["lookup_resources"] = []
-        for rtype, permission, subject in spec["lookup_resources"]:
-            c0 = time.perf_counter()
-            found = sorted(
-                {
-                    r.resource_object_id
-                    for r in stub.LookupResources(
-                        LookupResourcesRequest(
-                            consistency=FULL,
-                            resource_object_type=rtype,
-                            permission=permission,
-                            subject=subj(subject),
-                        ),
-                        timeout=600,
-                    )
-                }
-            )
-            out["lookup_resources"].append({"ms": round((time.perf_counter() - c0) * 1e3, 1), "ids": found})
-        out["lookup_subjects"] = []
-        for resource, permission, stype in spec["lookup_subjects"]:
-            c0 = time.perf_counter()
-            found = sorted(
-                {
-                    s.subject.subject_object_id
-                    for s in stub.LookupSubjects(
-                        LookupSubjectsRequest(
-                            consistency=FULL,
-                            resource=obj(resource),
-                            permission=permission,
-                            subject_object_type=stype,
-                        ),
-                        timeout=600,
-                    )
-                }
-            )
-            out["lookup_subjects"].append({"ms": round((time.perf_counter() - c0) * 1e3, 1), "ids": found})
+        lookups = (
+            ("lookup_resources", spec["lookup_resources"], lambda q: (
+                r.resource_object_id for r in stub.LookupResources(LookupResourcesRequest(
+                    consistency=FULL, resource_object_type=q[0], permission=q[1], subject=subj(q[2])),
+                    timeout=600)
+            )),
+            ("lookup_subjects", spec["lookup_subjects"], lambda q: (
+                s.subject.subject_object_id for s in stub.LookupSubjects(LookupSubjectsRequest(
+                    consistency=FULL, resource=obj(q[0]), permission=q[1], subject_object_type=q[2]),
+                    timeout=600)
+            )),
+        )  # fmt: skip
+        for name, queries, call in lookups:
+            out[name] = []
+            for q in queries:
+                c0 = time.perf_counter()
+                try:
+                    found: list[str] | None = sorted(set(call(q)))
+                except Exception as e:  # noqa: BLE001
+                    errors.append(f"{name} {q}: {e}"[:300])
+                    found = None
+                out[name].append({"ms": round((time.perf_counter() - c0) * 1e3, 1), "ids": found})
     finally:
         db.close()
     return out
