@@ -197,6 +197,7 @@ def spicedb_python() -> tuple[str, str] | None:
 
 
 def measure_spicedb(data: ShapeData, ours: dict[str, Any], check_seconds: float) -> dict[str, Any]:
+    # `ours`: Stonetown's lookup answers, {"lookup_resources": [ids...], "lookup_subjects": [...]}
     """SpiceDB embedded on the same data: timings and agreement with Stonetown's answers."""
     found = spicedb_python()
     if found is None:
@@ -248,7 +249,7 @@ def measure_spicedb(data: ShapeData, ours: dict[str, Any], check_seconds: float)
     )
     compared += len(bulk_answers)
     for name in ("lookup_resources", "lookup_subjects"):
-        for n, (mine, row) in enumerate(zip(ours["answers"][name], theirs[name], strict=True)):
+        for n, (mine, row) in enumerate(zip(ours[name], theirs[name], strict=True)):
             ids = row.pop("ids")
             row["results"] = None if ids is None else len(ids)
             row["same_as_stonetown"] = None if mine is None or ids is None else sorted(ids) == mine
@@ -347,16 +348,19 @@ def run(
     result["inprocess"] = asyncio.run(measure_inprocess(data, path, budget, lookup_timeout))
     result["loadavg_inprocess"] = list(os.getloadavg())
     result["generate_seconds_incl_import_check"] = round(generate_seconds, 2)
+    answers = result["inprocess"].pop("answers")
+    name = f"realistic-{shape}-{result['size_label']}"
+    write_result(name, result)  # kept if a later part fails
     if grpc:
         result["grpc"] = measure_grpc(data, path, duration, reps, scaling)
+        write_result(name, result)
     if spicedb_max and size <= spicedb_max:
-        result["spicedb"] = measure_spicedb(data, result["inprocess"], check_seconds=20 * budget)
+        result["spicedb"] = measure_spicedb(data, answers, check_seconds=20 * budget)
         result["loadavg_spicedb"] = list(os.getloadavg())
     else:
         result["spicedb"] = {"skipped": f"size above --spicedb-max {spicedb_max}"}
-    result["inprocess"].pop("answers")
     print_summary(result)
-    write_result(f"realistic-{shape}-{result['size_label']}", result)
+    write_result(name, result)
     return result
 
 
