@@ -58,6 +58,26 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--concurrency", type=int, default=64, help="total Check callers")
     pg.add_argument("--lag-samples", type=int, default=200, help="writes timed for catch-up lag")
     pg.add_argument("--no-fsync", action="store_true", help="keep the test cluster's fsync=off")
+    real = sub.add_parser("realistic", help="issue #19's shapes: in process, gRPC vs floor, SpiceDB embedded")
+    real.add_argument("--shape", default="docs", help="docs, github or hierarchy (comma-separated)")
+    real.add_argument("--size", default="100k")
+    real.add_argument("--budget", type=float, default=2.0, help="seconds per in-process workload (about)")
+    real.add_argument("--duration", type=float, default=3.0, help="seconds per gRPC run")
+    real.add_argument("--reps", type=int, default=3, help="alternating gRPC runs per side")
+    real.add_argument("--no-grpc", action="store_true", help="in process (and SpiceDB) only")
+    real.add_argument("--no-scaling", action="store_true", help="skip the --workers 2 vs 1 Check throughput")
+    real.add_argument("--lookup-timeout", type=float, default=120.0, help="seconds one lookup may take")
+    real.add_argument("--spicedb-max", default="200k", help="largest size SpiceDB is loaded at (0: never)")
+    rprof = sub.add_parser("realistic-profile", help="py-spy profile of a realistic shape's check kind")
+    rprof.add_argument("--shape", default="docs")
+    rprof.add_argument("--size", default="100k")
+    rprof.add_argument("--kind", default="direct", help="check kinds (comma-separated), lookup_resources")
+    rprof.add_argument("--seconds", type=float, default=10.0)
+    rtarget = sub.add_parser("realistic-profile-target", help=argparse.SUPPRESS)
+    rtarget.add_argument("shape")
+    rtarget.add_argument("size", type=int)
+    rtarget.add_argument("kind")
+    rtarget.add_argument("--seconds", type=float, default=10.0)
     soak = sub.add_parser("soak", help="issue #18's hostile mix against a real server; health and RSS")
     soak.add_argument("--seconds", type=float, default=600.0, help="how long the mix runs (default 10 min)")
     play = sub.add_parser("playground", help="playground latency: keystroke to diagnostic, check to answer")
@@ -138,6 +158,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.postgres import run_from_args
 
         run_from_args(args, parse_size, args.seed)
+    elif args.command == "realistic":
+        from benchmarks import realistic
+
+        for shape in args.shape.split(","):
+            for size in _sizes(args.size):
+                realistic.run(
+                    shape,
+                    size,
+                    args.seed,
+                    budget=args.budget,
+                    grpc=not args.no_grpc,
+                    spicedb_max=parse_size(args.spicedb_max),
+                    duration=args.duration,
+                    reps=args.reps,
+                    lookup_timeout=args.lookup_timeout,
+                    scaling=not args.no_scaling,
+                )
+    elif args.command == "realistic-profile":
+        from benchmarks.realistic_profile import profile as realistic_profile
+
+        for kind in args.kind.split(","):
+            realistic_profile(args.shape, parse_size(args.size), args.seed, kind, args.seconds)
+    elif args.command == "realistic-profile-target":
+        from benchmarks.realistic_profile import target as realistic_target
+
+        realistic_target(args.shape, args.size, args.seed, args.kind, args.seconds)
     elif args.command == "soak":
         from benchmarks.hostile_soak import main as soak_main
 

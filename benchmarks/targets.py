@@ -151,6 +151,81 @@ def judge() -> list[Verdict]:
         out.append(
             _at_least(f"Check/s vs pycasbin ({clabel}: {cdoc['grants']:,} grants)", ratio, 1000, "x pycasbin")
         )
+    out.extend(realistic_verdicts())
+    return out
+
+
+def _worst_check(doc: dict[str, Any] | None, stat: str) -> tuple[float | None, str]:
+    rows = [(row[stat], name[11:]) for name, row in _get(doc, "inprocess", "workloads").items()
+            if name.startswith("check_core/") and name != "check_core/mix"] if doc else []  # fmt: skip
+    return max(rows) if rows else (None, "")
+
+
+def realistic_verdicts(shape: str = "docs") -> list[Verdict]:
+    """Issue #19's goals on the realistic `shape` (`python -m benchmarks realistic`): at 1M
+    (else the largest size measured, named in the row)."""
+    docs = _docs(f"realistic-{shape}")
+    if not docs:
+        return [Verdict(f"issue #19 targets ({shape} shape)", "-", "see benchmarks/README.md", None, None)]
+    label = "1M" if "1M" in docs else max(docs.items(), key=lambda kv: kv[1]["size"])[0]
+    big = docs[label]
+    out: list[Verdict] = []
+    for stat, goal in (("p50_us", 10.0), ("p99_us", 100.0)):
+        worst, kind = _worst_check(big, stat)
+        out.append(
+            _at_most(f"{shape}: in-process Check {stat[:3]}, worst kind ({kind}), {label}", worst, goal, "µs")
+        )
+    grpc_doc = max((d for d in docs.values() if "grpc" in d), key=lambda d: d["size"], default=None)
+    glabel = grpc_doc["size_label"] if grpc_doc else "?"
+    out.append(
+        _at_most(
+            f"{shape}: gRPC single-check p50 vs the empty server ({glabel})",
+            _get(grpc_doc, "grpc", "single_ratio_vs_floor"), 1.3, "x floor", "{:.2f}",
+        )
+    )  # fmt: skip
+    for name in ("lookup_resources", "lookup_subjects"):
+        row = _get(big, "inprocess", "workloads", f"{name}/0") or {}
+        value = row["p50_us"] / 1000 if "p50_us" in row else None
+        if value is None and "timed_out_after_s" in row:
+            value = row["timed_out_after_s"] * 1000.0
+        results = row.get("results", "?")
+        out.append(_at_most(f"{shape}: {name} ({results} results) in process, p50, {label}", value, 50, "ms"))
+    small, largest = docs.get("10k"), max(docs.values(), key=lambda d: d["size"])
+    if small and largest is not small:
+        growth = _worst_check(largest, "p50_us")[0] / _worst_check(small, "p50_us")[0]  # type: ignore[operator]
+        out.append(
+            _at_most(
+                f"{shape}: Check p50 growth {largest['size_label']} vs 10k (10M goal)",
+                growth,
+                1.5,
+                "x",
+                "{:.2f}",
+            )
+        )
+    else:
+        out.append(_at_most(f"{shape}: Check p50 growth 10M vs 10k", None, 1.5, "x", "{:.2f}"))
+    load_doc = docs.get("10M") or largest
+    lname = load_doc["size_label"]
+    out.append(
+        _at_most(
+            f"{shape}: load from SQLite ({lname}; goal at 10M)",
+            _get(load_doc, "inprocess", "load_seconds"),
+            60,
+            "s",
+        )
+    )
+    out.append(
+        _at_most(
+            f"{shape}: index memory per relationship ({lname})",
+            _get(load_doc, "inprocess", "index_bytes_per_relationship"), 200, "B",
+        )
+    )  # fmt: skip
+    out.append(
+        _at_least(
+            f"{shape}: gRPC Check --workers 2 vs 1 ({glabel})",
+            _get(grpc_doc, "grpc", "workers_2_vs_1"), 1.6, "x", "{:.2f}",
+        )
+    )  # fmt: skip
     return out
 
 

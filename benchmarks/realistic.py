@@ -1,0 +1,412 @@
+"""`python -m benchmarks realistic --shape S --size N`: issue #19's realistic shapes.
+
+One run, one dataset (:mod:`benchmarks.realistic_data`), every baseline in the same run:
+
+- **in process**: bulk import (child process, timed), load from SQLite (time, RSS growth per
+  relationship), ``CheckRun.dispatch`` per check kind (p50/p90/p99), ``check_bulk`` of 100
+  (per check, cache emptied), every LookupResources / LookupSubjects query (the first of
+  each returns about min(10,000, size/10) objects); every labelled answer is verified;
+- **gRPC** (unless ``--no-grpc``): single checks one at a time (1 caller, 1 channel, the
+  distinct labelled checks, revision bumped before each run so they are uncached) against
+  `stonetown serve` and the empty grpc.aio floor (:mod:`benchmarks.floor`), alternating
+  ``--reps`` times: the median p50 of each side and their ratio; and Check throughput with
+  64 callers for ``--workers 1`` and ``2`` (the same alternation);
+- **SpiceDB embedded** (unless ``--no-spicedb`` or the size is above ``--spicedb-max``): the
+  same relationships in SpiceDB v1.54 (:mod:`benchmarks.spicedb_side` under the SpiceDB venv),
+  its Check through FFI per kind, CheckBulk of 100, the lookups, and the answers compared with
+  Stonetown's on the same sample.
+
+Written to ``benchmarks/results/realistic-SHAPE-SIZE.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import bulk_import, results_dir, rss_bytes, summarize, write_result
+from benchmarks.dataset import size_label
+from benchmarks.inprocess import _time_each, _time_each_async
+from benchmarks.realistic_data import ShapeData, generate
+from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
+from stonetown.engine.check import CheckRun
+from stonetown.engine.system import PermissionSystem
+from stonetown.engine.types import CheckRequest, Consistency
+from stonetown.stores.sqlite import SqliteDatastore
+
+ROOT = Path(__file__).resolve().parent.parent
+SPICE_ENV = ROOT.parent / "shared" / "tools" / "spicedb" / "spice_env.sh"
+SPICE_SAMPLE = 40  # checks per kind sent to SpiceDB one by one (its FFI Check takes ms)
+
+
+def db_file(shape: str, size: int, seed: int) -> Path:
+    """Where the SQLite store of (shape, size, seed) is cached."""
+    directory = results_dir() / "data"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / f"realistic-{shape}-{size}-{seed}.db"
+
+
+def _import_child(shape: str, size: int, seed: int, progress: bool) -> None:
+    path = db_file(shape, size, seed)
+    marker = path.with_suffix(".ok")
+    if path.exists() and marker.exists():
+        return
+    data = generate(shape, size, seed)
+    seconds = asyncio.run(bulk_import(data, path, progress=progress))  # type: ignore[arg-type]
+    marker.write_text(f"{seconds}\n")
+
+
+def prepare(shape: str, size: int, seed: int, *, progress: bool = True) -> tuple[Path, float]:
+    """Import the dataset in a child process when its store is missing; (path, import s)."""
+    child = multiprocessing.get_context("spawn").Process(
+        target=_import_child, args=(shape, size, seed, progress)
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"import of {shape} {size_label(size)} failed (exit {child.exitcode})")
+    path = db_file(shape, size, seed)
+    return path, float(path.with_suffix(".ok").read_text().strip())
+
+
+def tuple_text(r: Relationship) -> str:
+    """`type:id#rel@type:id[#rel]`."""
+    subject = f"{r.subject_type}:{r.subject_id}" + (f"#{r.subject_relation}" if r.subject_relation else "")
+    return f"{r.resource_type}:{r.resource_id}#{r.relation}@{subject}"
+
+
+async def measure_inprocess(
+    data: ShapeData, path: Path, budget: float, lookup_timeout: float = 120.0
+) -> dict[str, Any]:
+    """The in-process workloads; also Stonetown's answers on the SpiceDB sample."""
+    gc.collect()
+    system = PermissionSystem(SqliteDatastore(str(path)))
+    try:
+        return await _measure_system(system, data, budget, lookup_timeout)
+    finally:
+        await system.stop()
+
+
+async def _measure_system(
+    system: PermissionSystem, data: ShapeData, budget: float, lookup_timeout: float
+) -> dict[str, Any]:
+    rss_before = rss_bytes()
+    t0 = time.perf_counter()
+    await system.start()
+    load_seconds = time.perf_counter() - t0
+    gc.collect()
+    count = system.index.count
+    out: dict[str, Any] = {
+        "relationships": count,
+        "load_seconds": round(load_seconds, 3),
+        "index_bytes_per_relationship": round((rss_bytes() - rss_before) / max(count, 1), 1),
+        "workloads": {},
+    }
+    work = out["workloads"]
+    assert system.state is not None
+    compiled, index = system.state.compiled, system.index
+
+    def core(c: tuple[str, str, str, str, str, str, bool]) -> object:
+        return CheckRun(compiled, index, 50).dispatch(c[0], c[1], c[2], (c[3], c[4], c[5]), 0)
+
+    wrong: dict[str, int] = {}
+    for kind, items in data.checks.items():
+        if not items:
+            continue
+        wrong[kind] = sum(1 for c in items if (core(c) is True) != c[6])
+        work[f"check_core/{kind}"] = _time_each(items, core, budget / 2).as_dict() | {"expected": items[0][6]}
+    mix = data.mixed_checks(20_000)
+    work["check_core/mix"] = _time_each(mix, core, budget).as_dict()
+    out["check_answers_wrong"] = wrong
+    latest = Consistency.minimize_latency()
+    cache = getattr(system, "check_cache", None)
+    bulks = [
+        [CheckRequest(ObjectRef(c[0], c[1]), c[2], SubjectRef(c[3], c[4], c[5])) for c in mix[i : i + 100]]
+        for i in range(0, len(mix), 100)
+    ]
+
+    async def bulk(requests: list[CheckRequest]) -> object:
+        if cache is not None:
+            cache.entries.clear()
+        return await system.check_bulk(requests, latest)
+
+    lat = (await _time_each_async(bulks, bulk, budget, 2_000)).as_dict()
+    work["check_bulk_100"] = lat | {"per_check_us": round(lat["p50_us"] / 100, 2)}
+
+    async def lookup_resources(q: tuple[str, str, str, str, int]) -> list[str]:
+        return [
+            r.resource_id
+            async for r, _ in system.lookup_resources(q[0], q[1], SubjectRef(q[2], q[3]), latest)
+        ]
+
+    async def lookup_subjects(q: tuple[str, str, str, str, int]) -> list[str]:
+        return [
+            s.subject.id
+            async for s, _ in system.lookup_subjects(ObjectRef(q[0], q[1]), q[2], q[3], "", latest)
+        ]
+
+    answers: dict[str, Any] = {"lookup_resources": [], "lookup_subjects": []}
+    for name, queries, fn in (
+        ("lookup_resources", data.lookup_resources, lookup_resources),
+        ("lookup_subjects", data.lookup_subjects, lookup_subjects),
+    ):
+        for n, q in enumerate(queries):
+            row: dict[str, Any] = {"query": list(q[:4]), "expected": q[4] if q[4] >= 0 else None}
+            samples: list[int] = []
+            found: list[str] | None = None
+            start = time.perf_counter()
+            # repeated while it fits in the budget; one call is bounded by lookup_timeout
+            while not samples or (len(samples) < 30 and time.perf_counter() - start < budget / 2):
+                t1 = time.perf_counter_ns()
+                try:
+                    ids = await asyncio.wait_for(fn(q), lookup_timeout)
+                except TimeoutError:
+                    row["timed_out_after_s"] = lookup_timeout
+                    break
+                samples.append(time.perf_counter_ns() - t1)
+                found = found if found is not None else sorted(set(ids))
+            answers[name].append(found)
+            if samples:
+                row |= summarize(samples, time.perf_counter() - start).as_dict()
+                row["results"] = len(found or [])
+                row["wrong"] = q[4] >= 0 and q[4] != len(found or [])
+            work[f"{name}/{n}"] = row
+    out["answers"] = answers
+    return out
+
+
+def spicedb_python() -> tuple[str, str] | None:
+    """(python, libspicedb.so) of the SpiceDB venv, via spice_env.sh; None when unavailable."""
+    if not SPICE_ENV.exists():
+        return None
+    done = subprocess.run(
+        ["bash", "-c", f'. "{SPICE_ENV}" >/dev/null && echo "$SPY" && echo "$SPICEDB_LIBRARY_PATH"'],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    lines = done.stdout.split()
+    return (lines[0], lines[1]) if done.returncode == 0 and len(lines) == 2 else None
+
+
+def measure_spicedb(data: ShapeData, ours: dict[str, Any], check_seconds: float) -> dict[str, Any]:
+    # `ours`: Stonetown's lookup answers, {"lookup_resources": [ids...], "lookup_subjects": [...]}
+    """SpiceDB embedded on the same data: timings and agreement with Stonetown's answers."""
+    found = spicedb_python()
+    if found is None:
+        return {"skipped": "SpiceDB venv unavailable (../shared/tools/spicedb/spice_env.sh)"}
+    python, library = found
+    sample = {
+        kind: [
+            [f"{c[0]}:{c[1]}", c[2], f"{c[3]}:{c[4]}" + (f"#{c[5]}" if c[5] else "")]
+            for c in items[:SPICE_SAMPLE]
+        ]
+        for kind, items in data.checks.items()
+    }
+    mix = data.mixed_checks(1_000)
+    bulk = [
+        [[f"{c[0]}:{c[1]}", c[2], f"{c[3]}:{c[4]}"] for c in mix[i : i + 100]]
+        for i in range(0, len(mix), 100)
+    ]
+    spec = {
+        "schema": data.schema,
+        "relationships": [tuple_text(r) for r in data.relationships],
+        "checks": sample,
+        "check_seconds": check_seconds,
+        "bulk": bulk,
+        "lookup_resources": [[q[0], q[1], f"{q[2]}:{q[3]}"] for q in data.lookup_resources],
+        "lookup_subjects": [[f"{q[0]}:{q[1]}", q[2], q[3]] for q in data.lookup_subjects],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.json", Path(tmp) / "out.json"
+        src.write_text(json.dumps(spec))
+        env = dict(os.environ, SPICEDB_LIBRARY_PATH=library)
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [python, str(Path(__file__).with_name("spicedb_side.py")), str(src), str(dst)],
+            capture_output=True, text=True, timeout=3600, env=env,
+        )  # fmt: skip
+        if done.returncode != 0:
+            return {"error": done.stderr[-2000:]}
+        theirs = json.loads(dst.read_text())
+    theirs["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    disagree: dict[str, int] = {}
+    compared = 0
+    for kind, answers in theirs.pop("check_answers").items():
+        expected = [c[6] for c in data.checks[kind][: len(answers)]]
+        disagree[kind] = sum(1 for a, b in zip(answers, expected, strict=True) if a is not None and a != b)
+        compared += len(answers)
+    bulk_answers = theirs.pop("bulk_answers")
+    disagree["check_bulk"] = sum(
+        1 for a, c in zip(bulk_answers, mix, strict=False) if a is not None and a != c[6]
+    )
+    compared += len(bulk_answers)
+    for name in ("lookup_resources", "lookup_subjects"):
+        for n, (mine, row) in enumerate(zip(ours[name], theirs[name], strict=True)):
+            ids = row.pop("ids")
+            row["results"] = None if ids is None else len(ids)
+            row["same_as_stonetown"] = None if mine is None or ids is None else sorted(ids) == mine
+            disagree[f"{name}/{n}"] = 0 if row["same_as_stonetown"] in (True, None) else 1
+    theirs["checks_compared"] = compared
+    theirs["disagreements"] = disagree
+    return theirs
+
+
+def measure_grpc(
+    data: ShapeData, path: Path, duration: float, reps: int, scaling: bool = True
+) -> dict[str, Any]:
+    """Single-check round trips vs the empty server's, and (`scaling`) Check throughput with
+    --workers 2 vs 1."""
+    from benchmarks.grpc_bench import check_request, start_floor, start_stonetown
+    from benchmarks.loadgen import run_loadgen
+    from stonetown.client import Client
+
+    checks = sorted({c for items in data.checks.values() for c in items})
+    requests = [("/stonetown.v1.PermissionService/Check", "unary", check_request(c)) for c in checks]
+    logs = results_dir()
+    out: dict[str, Any] = {"distinct_checks": len(requests), "single": {"floor": [], "stonetown": []}}
+
+    def bump(target: str) -> None:  # new revision: the whole-check cache starts empty
+        with Client(target, timeout=30) as client:
+            client.write(touch=[data.relationships[0]])
+
+    def single(side: str, target: str, rel_bump: bool) -> None:
+        if rel_bump:
+            bump(target)
+        row = run_loadgen(target, requests, concurrency=1, duration=duration, channels=1)
+        row["loadavg"] = list(os.getloadavg())
+        out["single"][side].append(row)
+
+    floor = start_floor(1, logs / "realistic-floor.log")
+    server = start_stonetown(path, 1, logs / "realistic-stonetown.log")
+    try:
+        for _ in range(reps):
+            single("floor", floor.target, False)
+            single("stonetown", server.target, True)
+        throughput: dict[str, list[float]] = {"x1": [], "x2": []}
+        server2 = start_stonetown(path, 2, logs / "realistic-stonetown-x2.log") if scaling else None
+        try:
+            for _ in range(reps if server2 else 0):
+                for label, srv in (("x1", server), ("x2", server2)):
+                    bump(srv.target)
+                    row = run_loadgen(srv.target, requests, concurrency=64, duration=duration, channels=4)
+                    throughput[label].append(row["throughput_per_s"])
+        finally:
+            if server2:
+                server2.stop()
+    finally:
+        floor.stop()
+        server.stop()
+    p50 = {side: statistics.median(r["p50_us"] for r in rows) for side, rows in out["single"].items()}
+    out["single_p50_us"] = p50
+    out["single_ratio_vs_floor"] = round(p50["stonetown"] / p50["floor"], 3)
+    out["paired_ratios"] = [
+        round(s["p50_us"] / f["p50_us"], 3)
+        for s, f in zip(out["single"]["stonetown"], out["single"]["floor"], strict=True)
+    ]
+    out["throughput_per_s"] = throughput
+    if scaling:
+        out["workers_2_vs_1"] = round(max(throughput["x2"]) / max(throughput["x1"]), 3)
+    return out
+
+
+def run(
+    shape: str,
+    size: int,
+    seed: int,
+    *,
+    budget: float = 2.0,
+    grpc: bool = True,
+    spicedb_max: int = 200_000,
+    duration: float = 3.0,
+    reps: int = 3,
+    lookup_timeout: float = 120.0,
+    scaling: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Measure everything for one shape and size; print a summary; write the JSON."""
+    t0 = time.perf_counter()
+    path, import_seconds = prepare(shape, size, seed, progress=progress)
+    data = generate(shape, size, seed)
+    generate_seconds = time.perf_counter() - t0
+    result: dict[str, Any] = {
+        "shape": shape,
+        "size": size,
+        "size_label": size_label(size),
+        "seed": seed,
+        "import_seconds": round(import_seconds, 3),
+        "import_rel_per_s": round(len(data.relationships) / import_seconds, 1),
+        "loadavg_start": list(os.getloadavg()),
+    }
+    result["inprocess"] = asyncio.run(measure_inprocess(data, path, budget, lookup_timeout))
+    result["loadavg_inprocess"] = list(os.getloadavg())
+    result["generate_seconds_incl_import_check"] = round(generate_seconds, 2)
+    answers = result["inprocess"].pop("answers")
+    name = f"realistic-{shape}-{result['size_label']}"
+    write_result(name, result)  # kept if a later part fails
+    if grpc:
+        result["grpc"] = measure_grpc(data, path, duration, reps, scaling)
+        write_result(name, result)
+    if spicedb_max and size <= spicedb_max:
+        result["spicedb"] = measure_spicedb(data, answers, check_seconds=20 * budget)
+        result["loadavg_spicedb"] = list(os.getloadavg())
+    else:
+        result["spicedb"] = {"skipped": f"size above --spicedb-max {spicedb_max}"}
+    print_summary(result)
+    write_result(name, result)
+    return result
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    """A table on stdout."""
+    inproc = result["inprocess"]
+    print(
+        f"== realistic {result['shape']} {result['size_label']} ({inproc['relationships']} relationships): "
+        f"import {result['import_rel_per_s']:,.0f} rel/s, load {inproc['load_seconds']} s, "
+        f"{inproc['index_bytes_per_relationship']} B/rel, "
+        f"wrong answers {sum(inproc['check_answers_wrong'].values())}"
+    )
+    spice = result.get("spicedb", {})
+    print(
+        f"{'workload':28} {'p50 us':>10} {'p90 us':>10} {'p99 us':>10} {'results':>8} {'SpiceDB p50 us':>15}"
+    )
+    for name, row in inproc["workloads"].items():
+        theirs = ""
+        if name.startswith("check_core/") and name[11:] in spice.get("check", {}):
+            theirs = f"{spice['check'][name[11:]].get('p50_us', '')}"
+        elif name.startswith("lookup_") and "/" in name:
+            kind, n = name.split("/")
+            rows = spice.get(kind) or []
+            theirs = f"{rows[int(n)]['ms'] * 1000:.0f}" if int(n) < len(rows) else ""
+            theirs += "" if not rows or rows[int(n)].get("same_as_stonetown") is not False else " DIFFERS"
+        elif name == "check_bulk_100" and "check_bulk_per_check" in spice:
+            theirs = f"{spice['check_bulk_per_check']['p50_us']}/check"
+        if "p50_us" not in row:
+            print(f"{name:28} timed out after {row.get('timed_out_after_s')} s {theirs:>15}")
+            continue
+        print(
+            f"{name:28} {row['p50_us']:>10.1f} {row['p90_us']:>10.1f} {row['p99_us']:>10.1f} "
+            f"{row.get('results', ''):>8} {theirs:>15}"
+        )
+    if "grpc" in result:
+        g = result["grpc"]
+        print(
+            f"gRPC single check p50: stonetown {g['single_p50_us']['stonetown']:.0f} µs, floor "
+            f"{g['single_p50_us']['floor']:.0f} µs, ratio {g['single_ratio_vs_floor']} "
+            f"(paired {g['paired_ratios']}); "
+            f"workers 2 vs 1: {g.get('workers_2_vs_1', 'not run')}"
+        )
+    if "disagreements" in spice:
+        print(
+            f"SpiceDB: load {spice['load_seconds']} s, disagreements {spice['disagreements']}, "
+            f"errors (not compared) {len(spice.get('errors', []))}"
+        )
+    elif spice:
+        print(f"SpiceDB: {spice}")
