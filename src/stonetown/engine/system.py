@@ -616,8 +616,6 @@ class PermissionSystem:
             finally:
                 self._indexing = None
                 indexed.set()
-            # like a loaded index: out of the collector's generations (see _load_index)
-            gc.freeze()
             self.feed.announce(revision)
             return True
 
@@ -713,6 +711,23 @@ class PermissionSystem:
         if subject.is_wildcard:
             raise InvalidArgument(f"{field}: cannot check a wildcard subject ({subject})")
 
+    async def _check_view(
+        self,
+        resource: ObjectRef,
+        permission: str,
+        subject: SubjectRef,
+        consistency: Consistency,
+        context: dict[str, Any] | None,
+        contextual: Sequence[Relationship],
+    ) -> View:
+        """The view a Check (or its explanation) evaluates against, the request validated."""
+        if context:
+            require_request_context(context)
+        view = self._with_contextual(await self._view(consistency), contextual)
+        self._require_permission(view.state, resource.type, permission, "resource")
+        self._require_subject(view.state, subject, "subject")
+        return view
+
     async def check(
         self,
         resource: ObjectRef,
@@ -723,12 +738,8 @@ class PermissionSystem:
         contextual: Sequence[Relationship] = (),
     ) -> CheckResult:
         """Does `subject` have `permission` on `resource`?"""
-        if context:
-            require_request_context(context)
-        view = self._with_contextual(await self._view(consistency), contextual)
+        view = await self._check_view(resource, permission, subject, consistency, context, contextual)
         state = view.state
-        self._require_permission(state, resource.type, permission, "resource")
-        self._require_subject(state, subject, "subject")
         subj = (subject.type, subject.id, subject.relation)
         cacheable = view.index is self.index
         key = (resource.type, resource.id, permission, subj)
@@ -753,12 +764,8 @@ class PermissionSystem:
         contextual: Sequence[Relationship] = (),
     ) -> tuple[ExplainNode, CheckResult]:
         """The resolution tree of a Check (:mod:`stonetown.engine.explain`) and its answer."""
-        if context:
-            require_request_context(context)
-        view = self._with_contextual(await self._view(consistency), contextual)
+        view = await self._check_view(resource, permission, subject, consistency, context, contextual)
         state = view.state
-        self._require_permission(state, resource.type, permission, "resource")
-        self._require_subject(state, subject, "subject")
         run = CheckRun(state.compiled, view.index, self.max_depth)
         subj = (subject.type, subject.id, subject.relation)
         budget = EvaluationBudget()
