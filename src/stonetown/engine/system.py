@@ -92,6 +92,9 @@ _SNAPSHOT_CACHE = 4
 _SCHEMA_CACHE = 4
 # a store probe that takes longer than this counts as a failure (the store is unreachable)
 PROBE_TIMEOUT = 5.0
+# A store that is only slow (its writer busy with a large import) is not failing: it counts as
+# unreachable once its probes have gone unanswered for this long in a row.
+UNRESPONSIVE_AFTER = 30.0
 MAX_DEPTH_LIMIT = 1000
 FRAMES_PER_LEVEL = 8
 
@@ -197,6 +200,7 @@ class PermissionSystem:
         # the store's health: what is wrong with it (None: nothing), kept by a background probe
         self.probe_interval = probe_interval
         self.store_problem: str | None = None
+        self._slow_since: float | None = None  # when the probes began to go unanswered
         self._store_checked = asyncio.Event()  # set (and replaced) after every probe
         self._prober: asyncio.Task[None] | None = None
         self.check_cache = CheckCache()
@@ -260,9 +264,15 @@ class PermissionSystem:
             # cancellation of stop() when the probe finishes at the same moment
             async with asyncio.timeout(PROBE_TIMEOUT):
                 problem = await self.store.probe()
+            self._slow_since = None
         except TimeoutError:
-            problem = f"the store did not answer within {PROBE_TIMEOUT:g} s"
+            now = time.monotonic()
+            self._slow_since = self._slow_since or now
+            silent = now - self._slow_since + PROBE_TIMEOUT
+            slow = f"the store has not answered for {silent:.0f} s"
+            problem = slow if silent >= UNRESPONSIVE_AFTER else self.store_problem
         except Exception as exc:  # noqa: BLE001 - any failure to probe is a problem to report
+            self._slow_since = None
             problem = f"probing the store failed: {type(exc).__name__}: {exc}"
         self.store_problem = problem
         self._store_checked.set()
