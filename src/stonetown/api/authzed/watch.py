@@ -5,6 +5,8 @@ asked for."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
 
 from grpc import aio
 
@@ -14,6 +16,7 @@ from stonetown.api.authzed import errors
 from stonetown.api.authzed.errors import SpiceError
 from stonetown.api.authzed.pb import core, watch, watch_grpc
 from stonetown.api.servicers import shared
+from stonetown.engine.datastore import RevisionChanges
 from stonetown.engine.system import PermissionSystem
 
 _KINDS = (
@@ -29,6 +32,7 @@ class AuthzedWatchServicer(watch_grpc.WatchServiceServicer):
 
     def __init__(self, system: PermissionSystem) -> None:
         self.system = system
+        self._responses = shared.SharedResponses()
 
     @errors.streaming
     async def Watch(
@@ -51,15 +55,32 @@ class AuthzedWatchServicer(watch_grpc.WatchServiceServicer):
         )
         schemas = watch.WATCH_KIND_INCLUDE_SCHEMA_UPDATES in kinds
         checkpoints = watch.WATCH_KIND_INCLUDE_CHECKPOINTS in kinds
+        asked = (tuple(sorted(types)), relationships, schemas, checkpoints)
         async for batch in self.system.watch(after, types, every_revision=schemas or checkpoints):
-            changes = batch.changes
             if filters:
-                changes = tuple(c for c in changes if any(f.matches(c.relationship) for f in filters))
-            updates = [cv.change_to_proto(change, core) for change in changes] if relationships else []
-            schema_updated = schemas and batch.schema_changed
-            if updates or schema_updated:
-                yield watch.WatchResponse(
-                    updates=updates, changes_through=az.token(batch.revision), schema_updated=schema_updated
+                response = _response(batch, filters, relationships, schemas, checkpoints)
+            else:  # the same for every stream asking the same: built once (SharedResponses)
+                key = (batch.revision, asked)
+                response = self._responses.get(
+                    key, partial(_response, batch, filters, relationships, schemas, checkpoints)
                 )
-            elif checkpoints:
-                yield watch.WatchResponse(changes_through=az.token(batch.revision), is_checkpoint=True)
+            if response is not None:
+                yield response
+
+
+def _response(
+    batch: RevisionChanges, filters: list[Any], relationships: bool, schemas: bool, checkpoints: bool
+) -> watch.WatchResponse | None:
+    """What a stream asking for these kinds (and relationship filters) is sent for `batch`."""
+    changes = batch.changes
+    if filters:
+        changes = tuple(c for c in changes if any(f.matches(c.relationship) for f in filters))
+    updates = [cv.change_to_proto(change, core) for change in changes] if relationships else []
+    schema_updated = schemas and batch.schema_changed
+    if updates or schema_updated:
+        return watch.WatchResponse(
+            updates=updates, changes_through=az.token(batch.revision), schema_updated=schema_updated
+        )
+    if checkpoints:
+        return watch.WatchResponse(changes_through=az.token(batch.revision), is_checkpoint=True)
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from grpc import aio
@@ -12,6 +13,7 @@ from stonetown.api.limits import Limits
 from stonetown.api.pb import core, relationship, relationship_grpc
 from stonetown.api.servicers import shared
 from stonetown.core.errors import InvalidArgument
+from stonetown.engine.datastore import RevisionChanges
 from stonetown.engine.system import PermissionSystem
 
 
@@ -21,6 +23,7 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
     def __init__(self, system: PermissionSystem, limits: Limits) -> None:
         self.system = system
         self.limits = limits
+        self._watch_responses = shared.SharedResponses()
 
     async def WriteRelationships(
         self, request: relationship.WriteRelationshipsRequest, context: aio.ServicerContext
@@ -89,10 +92,15 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
     ) -> AsyncIterator[relationship.WatchResponse]:
         """Every change after the start token (or from now on), as it commits."""
         types, after = await shared.watch_start(self.system, request)
+        asked = tuple(sorted(types))
         async for changes in self.system.watch(after, types):
-            yield relationship.WatchResponse(
-                updates=[cv.change_to_proto(change) for change in changes.changes],
-                changes_through=cv.token_to_proto(changes.revision),
-                schema_changed=changes.schema_changed,
-                committed_at=cv.timestamp_to_proto(changes.timestamp),
-            )
+            yield self._watch_responses.get((changes.revision, asked), partial(_watch_response, changes))
+
+
+def _watch_response(changes: RevisionChanges) -> relationship.WatchResponse:
+    return relationship.WatchResponse(
+        updates=[cv.change_to_proto(change) for change in changes.changes],
+        changes_through=cv.token_to_proto(changes.revision),
+        schema_changed=changes.schema_changed,
+        committed_at=cv.timestamp_to_proto(changes.timestamp),
+    )

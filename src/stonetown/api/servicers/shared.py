@@ -8,7 +8,8 @@ servicer only builds its own response messages.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,3 +240,23 @@ async def watch_start(system: PermissionSystem, request: Any) -> tuple[list[str]
     if request.HasField("optional_start_cursor"):
         return types, cv.token_from_proto(request.optional_start_cursor, "optional_start_cursor")
     return types, await system.store.head_revision()
+
+
+class SharedResponses:
+    """The last few Watch responses by (revision, what the stream asked for), built once for
+    every stream that asks the same: a large commit fanned out to many streams would otherwise
+    convert each change again for each of them, holding the event loop for seconds. Responses
+    are never changed once built."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """The response for `key`, built by `build` the first time it is asked for."""
+        found = self._items.get(key)
+        if found is None:
+            found = self._items[key] = build()
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return found
