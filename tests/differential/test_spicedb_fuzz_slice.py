@@ -15,7 +15,6 @@ the test skips when ../shared is absent or that setup cannot be done (no network
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -23,10 +22,12 @@ from pathlib import Path
 
 import pytest
 
-TOOLS = Path(__file__).resolve().parents[2].parent / "shared" / "tools" / "spicedb"
 SEED, CASES = 1, 12
 TIME_LIMIT = 90  # seconds of generating cases; the run stops early when reached
-SETUP_TIMEOUT = 600
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spicedb_diff"))
+
+from spicedb_setup import TOOLS, spicedb_python  # noqa: E402
 
 # Disagreement classes (spicefuzz signatures) that are SpiceDB's defects, not Stonetown's:
 # SpiceDB's Check contradicted by its own lookups, which side with Stonetown; a lookup of
@@ -39,25 +40,10 @@ KNOWN_SPICEDB_DEFECTS = re.compile(
 )
 
 
-def _spicedb_python() -> tuple[str, dict[str, str]]:
-    """The python of SpiceDB's venv and the environment spice_env.sh sets (skip if it fails)."""
+def test_spicefuzz_slice_has_no_stonetown_disagreement(tmp_path: Path) -> None:
     if not (TOOLS / "spicefuzz.py").is_file():
         pytest.skip("../shared/tools/spicedb is not present")
-    script = f'. {TOOLS / "spice_env.sh"} >&2 && echo "$SPY" && echo "$SPICEDB_LIBRARY_PATH"'
-    try:
-        done = subprocess.run(
-            ["bash", "-c", script], capture_output=True, text=True, timeout=SETUP_TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip(f"setting up the embedded SpiceDB took over {SETUP_TIMEOUT} s")
-    lines = done.stdout.split()
-    if done.returncode != 0 or len(lines) != 2 or not Path(lines[0]).exists():
-        pytest.skip(f"the embedded SpiceDB could not be set up: {done.stderr.strip()[-300:]}")
-    return lines[0], {**os.environ, "SPICEDB_LIBRARY_PATH": lines[1]}
-
-
-def test_spicefuzz_slice_has_no_stonetown_disagreement(tmp_path: Path) -> None:
-    spy, env = _spicedb_python()
+    spy, env = spicedb_python()
     command = [
         spy,
         str(TOOLS / "spicefuzz.py"),

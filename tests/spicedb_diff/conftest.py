@@ -8,8 +8,6 @@ setup cannot be done (no network, no npm, no library).
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,28 +17,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from diff_harness import SpiceDBSide, StonetownSide  # noqa: E402
+from spicedb_setup import spicedb_python  # noqa: E402
 
 from stonetown.testing import TestingServer  # noqa: E402
-
-TOOLS = Path(__file__).resolve().parents[2].parent / "shared" / "tools" / "spicedb"
-SETUP_TIMEOUT = 600
-
-
-def spicedb_python() -> tuple[str, dict[str, str]]:
-    """The python of SpiceDB's venv and the environment spice_env.sh sets (skip if it fails)."""
-    if not (TOOLS / "spice_env.sh").is_file():
-        pytest.skip("../shared/tools/spicedb is not present")
-    script = f'. {TOOLS / "spice_env.sh"} >&2 && echo "$SPY" && echo "$SPICEDB_LIBRARY_PATH"'
-    try:
-        done = subprocess.run(
-            ["bash", "-c", script], capture_output=True, text=True, timeout=SETUP_TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip(f"setting up the embedded SpiceDB took over {SETUP_TIMEOUT} s")
-    lines = done.stdout.split()
-    if done.returncode != 0 or len(lines) != 2 or not Path(lines[0]).exists() or not Path(lines[1]).exists():
-        pytest.skip(f"the embedded SpiceDB could not be set up: {done.stderr.strip()[-300:]}")
-    return lines[0], {**os.environ, "SPICEDB_LIBRARY_PATH": lines[1]}
 
 
 @pytest.fixture(scope="session")
