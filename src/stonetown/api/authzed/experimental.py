@@ -17,8 +17,6 @@ from stonetown.api.authzed.errors import SpiceError
 from stonetown.api.authzed.pb import experimental, experimental_grpc, schema
 from stonetown.api.authzed.permissions import AuthzedPermissionsServicer
 from stonetown.api.authzed.schema import AuthzedSchemaServicer
-from stonetown.api.servicers import shared
-from stonetown.core.errors import StonetownError
 
 _NO_COUNTERS = "relationship counters are not supported by Stonetown: its stores keep no counters"
 
@@ -39,13 +37,7 @@ class AuthzedExperimentalServicer(experimental_grpc.ExperimentalServiceServicer)
         self, request_iterator: Any, context: aio.ServicerContext
     ) -> experimental.BulkImportRelationshipsResponse:
         """Create every streamed relationship in one atomic write (all or nothing)."""
-        try:
-            permissions = self.permissions
-            limit = permissions.limits.max_relationships_per_import
-            count, _ = await shared.import_stream(permissions.system, request_iterator, limit)
-        except StonetownError as exc:
-            await errors.abort(context, exc)
-            raise
+        count = await self.permissions.imported(request_iterator, context)
         return experimental.BulkImportRelationshipsResponse(num_loaded=count)
 
     @errors.streaming

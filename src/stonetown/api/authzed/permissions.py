@@ -387,6 +387,12 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         self, request_iterator: Any, context: aio.ServicerContext
     ) -> permission.ImportBulkRelationshipsResponse:
         """Create every streamed relationship in one atomic write (all or nothing)."""
+        count = await self.imported(request_iterator, context)
+        return permission.ImportBulkRelationshipsResponse(num_loaded=count)
+
+    async def imported(self, request_iterator: Any, context: aio.ServicerContext) -> int:
+        """How many relationships an import stream created (ImportBulkRelationships and the
+        experimental BulkImportRelationships); a failure aborts the call with SpiceDB's error."""
         try:
             count, _ = await shared.import_stream(
                 self.system, request_iterator, self.limits.max_relationships_per_import
@@ -394,7 +400,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         except StonetownError as exc:
             await errors.abort(context, exc)
             raise
-        return permission.ImportBulkRelationshipsResponse(num_loaded=count)
+        return count
 
     @errors.streaming
     async def ExportBulkRelationships(
