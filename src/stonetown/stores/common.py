@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import json
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from stonetown.core.errors import FailedPrecondition, InvalidArgument
 from stonetown.core.relationship import WILDCARD, Relationship
@@ -14,6 +17,7 @@ from stonetown.engine.datastore import (
     Update,
 )
 
+T = TypeVar("T")
 Key = tuple[str, str, str, str, str, str]
 
 # (resource_type, relation, subject_type, subject_relation, wildcard, caveat name, has expiration)
@@ -115,3 +119,37 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def prefix_bound(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with `prefix` (None if none)."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars[-1]) + 1
+        if code == 0xD800:  # skip surrogates, which cannot be encoded
+            code = 0xE000
+        if code <= 0x10FFFF:
+            chars[-1] = chr(code)
+            return "".join(chars)
+        chars.pop()
+    return None
+
+
+def encode_caveat(rel: Relationship) -> tuple[str | None, str | None]:
+    """(caveat name, caveat context as compact JSON) of `rel`, both None without a caveat;
+    InvalidArgument when the context is not JSON."""
+    if rel.caveat is None:
+        return None, None
+    try:
+        context = json.dumps(rel.caveat.context, separators=(",", ":"), sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"relationship {rel}: caveat context is not JSON: {exc}") from None
+    return rel.caveat.name, context
+
+
+async def shielded(work: Coroutine[Any, Any, T]) -> T:
+    """Await `work` in a task of its own that a cancellation of the caller does not stop."""
+    task = asyncio.ensure_future(work)
+    # Retrieve the outcome even when nobody awaits it any more (the caller was cancelled).
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return await asyncio.shield(task)

@@ -11,11 +11,15 @@ validators see the state before the write, and any error rolls everything back. 
 `synchronous=FULL` (the default) a write is on disk before it is acknowledged.
 
 Each process uses one writer connection (behind an asyncio lock) and a small pool of reader
-connections; WAL lets readers see committed snapshots while a write is in progress.
-Relationship writes, deletes and imports run on a second, plain sqlite3 writer connection
-owned by one thread: the whole transaction is one call there (one thread hop instead of one
-per statement), and a batch of writes shares one transaction and one fsync (group commit),
+connections (aiosqlite); WAL lets readers see committed snapshots while a write is in progress.
+Every write runs on one plain sqlite3 writer connection owned by one thread: a long
+transaction (import, schema, garbage collection) is one call there (one thread hop instead of
+one per statement), and a batch of writes shares one transaction and one fsync (group commit),
 each write inside a SAVEPOINT of its own so a failing one is rolled back alone.
+
+The transaction flow (writes, deletes, imports, the schema, garbage collection, reads, the
+change log) is :class:`stonetown.stores.sql_flow.SqlDatastore`'s, shared with PostgreSQL; this
+module holds the SQLite dialect and connection handling.
 
 The file's identity (device and inode) is noted at open and checked before every write and
 before it is acknowledged: once the file is deleted or replaced under a running store (its
@@ -36,7 +40,7 @@ import resource
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -47,46 +51,16 @@ from typing import IO, Any, TypeVar
 
 import aiosqlite
 
-from stonetown.core.errors import AlreadyExists, InvalidArgument, StoreError
+from stonetown.core.errors import InvalidArgument, StoreError
 from stonetown.core.relationship import ContextualizedCaveat, Relationship, format_timestamp
-from stonetown.engine.datastore import (
-    LOAD_BATCH,
-    BatchedDelete,
-    BatchedWrite,
-    BatchItem,
-    BatchResult,
-    Change,
-    ChangeOp,
-    Datastore,
-    DeleteResult,
-    ImportValidator,
-    Precondition,
-    PreconditionOp,
-    RelationshipFields,
-    RelationshipFilter,
-    RevisionChanges,
-    SchemaChangeValidator,
-    StoredSchema,
-    Update,
-    UpdateOp,
-    WriteValidator,
-    check_import_duplicates,
-)
-from stonetown.stores.common import (
-    Key,
-    as_utc,
-    changes_out_of_range,
-    check_cursor,
-    check_filter,
-    check_no_duplicates,
-    precondition_failed,
-    revision_out_of_range,
-)
+from stonetown.engine.datastore import LOAD_BATCH, RelationshipFields, RelationshipFilter
+from stonetown.stores.common import Key, as_utc, encode_caveat, revision_out_of_range, shielded
+from stonetown.stores.sql_flow import COLUMNS as _COLUMNS
+from stonetown.stores.sql_flow import KEY_COLUMNS as _KEY_COLUMNS
+from stonetown.stores.sql_flow import SqlConnection, SqlDatastore, filter_sql, run_sync
 
 T = TypeVar("T")
 
-_KEY_COLUMNS = "resource_type, resource_id, relation, subject_type, subject_id, subject_relation"
-_COLUMNS = f"{_KEY_COLUMNS}, caveat_name, caveat_context, expiration"
 _KEY_MATCH = (
     "resource_type = ? AND resource_id = ? AND relation = ? AND subject_type = ? AND subject_id = ? "
     "AND subject_relation = ?"
@@ -172,74 +146,90 @@ def _to_fields(row: _Row) -> RelationshipFields:
     return (row[0], row[1], row[2], row[3], row[4], row[5], caveat, expiration)
 
 
+
 def _row_values(rel: Relationship, revision: int) -> tuple[Any, ...]:
     """The INSERT parameters for `rel` created at `revision`."""
-    caveat_name = caveat_context = None
-    if rel.caveat is not None:
-        caveat_name = rel.caveat.name
-        try:
-            caveat_context = json.dumps(rel.caveat.context, separators=(",", ":"), sort_keys=True)
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgument(f"relationship {rel}: caveat context is not JSON: {exc}") from None
     expiration = None if rel.expiration is None else format_timestamp(rel.expiration)
-    return (*rel.key, caveat_name, caveat_context, expiration, revision)
-
-
-def _prefix_bound(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with `prefix` (None if none)."""
-    chars = list(prefix)
-    while chars:
-        code = ord(chars[-1]) + 1
-        if code == 0xD800:  # skip surrogates, which cannot be encoded
-            code = 0xE000
-        if code <= 0x10FFFF:
-            chars[-1] = chr(code)
-            return "".join(chars)
-        chars.pop()
-    return None
+    return (*rel.key, *encode_caveat(rel), expiration, revision)
 
 
 def _filter_sql(filter: RelationshipFilter, revision: int | None) -> tuple[str, list[Any]]:
     """A WHERE clause (and its parameters) for `filter` at `revision`; None means the head,
     which lets SQLite use the partial index of live rows."""
-    clauses: list[str] = []
     params: list[Any] = []
-    if revision is None:
-        clauses.append("deleted_revision IS NULL")
-    else:
-        clauses.append("created_revision <= ? AND (deleted_revision IS NULL OR deleted_revision > ?)")
-        params += [revision, revision]
-    if filter.resource_type is not None:
-        clauses.append("resource_type = ?")
-        params.append(filter.resource_type)
-    if filter.resource_id is not None:
-        clauses.append("resource_id = ?")
-        params.append(filter.resource_id)
-    if filter.resource_id_prefix:
-        clauses.append("resource_id >= ?")
-        params.append(filter.resource_id_prefix)
-        bound = _prefix_bound(filter.resource_id_prefix)
-        if bound is not None:
-            clauses.append("resource_id < ?")
-            params.append(bound)
-    if filter.relation is not None:
-        clauses.append("relation = ?")
-        params.append(filter.relation)
-    subject = filter.subject
-    if subject is not None:
-        clauses.append("subject_type = ?")
-        params.append(subject.type)
-        if subject.id is not None:
-            clauses.append("subject_id = ?")
-            params.append(subject.id)
-        if subject.relation is not None:
-            clauses.append("subject_relation = ?")
-            params.append(subject.relation)
-    return " AND ".join(clauses), params
+    return filter_sql(filter, revision, params, "?"), params
 
 
-class SqliteDatastore(Datastore):
+class _Connection:
+    """The shared flow's connection over a plain sqlite3 connection: its coroutines never
+    suspend, so a body runs to its end in one :func:`run_sync` call, on any thread."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of a query."""
+        return self.connection.execute(sql, params).fetchall()
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row of a query, or None."""
+        return self.connection.execute(sql, params).fetchone()
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; the number of rows it changed."""
+        return self.connection.execute(sql, params).rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run a statement once per parameter row."""
+        self.connection.executemany(sql, rows)
+
+
+class _AioConnection:
+    """The shared flow's connection over an aiosqlite connection (the readers)."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self.connection = connection
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of a query."""
+        async with self.connection.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row of a query, or None."""
+        async with self.connection.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; the number of rows it changed."""
+        async with self.connection.execute(sql, params) as cursor:
+            return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run a statement once per parameter row."""
+        await self.connection.executemany(sql, rows)
+
+
+def _raw(connection: SqlConnection) -> sqlite3.Connection:
+    """The sqlite3 connection under a writer's :class:`_Connection`."""
+    assert isinstance(connection, _Connection)
+    return connection.connection
+
+
+class SqliteDatastore(SqlDatastore):
     """A multi-version datastore in one SQLite file; several processes may share the file."""
+    _MARK = "?"
+    _RELATIONSHIPS = "relationships"
+    _REVISIONS = "revisions"
+    _SCHEMAS = "schemas"
+    _REVISION_TIME = "timestamp"
+    _EXPIRED_BEFORE = "julianday(expiration) < julianday(?1)"
+    _CHECK_CREATES_FIRST = False
+    _UNIQUE_VIOLATION = sqlite3.IntegrityError
 
     def __init__(
         self,
@@ -267,7 +257,6 @@ class SqliteDatastore(Datastore):
         self.synchronous = synchronous.upper()
         self.busy_timeout = busy_timeout
         self._reader_count = readers
-        self._writer: aiosqlite.Connection | None = None
         self._sync_writer: _SyncWriter | None = None
         self._write_lock = asyncio.Lock()
         self._readers: asyncio.Queue[aiosqlite.Connection] | None = None
@@ -286,17 +275,16 @@ class SqliteDatastore(Datastore):
 
     async def open(self) -> None:
         """Open (creating if needed) and migrate the file; raise StoreError if it cannot."""
-        if self._writer is not None:
+        if self._sync_writer is not None:
             return
         try:
-            self._writer = await self._connect()
-            mode = await self._fetchone(self._writer, "PRAGMA journal_mode=WAL")
+            writer = self._sync_writer = await _SyncWriter.open(self._connect_sync)
+            mode = await writer.run(_wal_mode)
             if mode is None or str(mode[0]).lower() not in ("wal", "memory"):
                 raise StoreError(f"SQLite store {self.path}: cannot switch to WAL mode (got {mode})")
-            await self._migrate(self._writer)
+            await writer.run(self._migrate)
             self._identity = _file_identity(self.path)
             self._lost = self._full = None
-            self._sync_writer = await _SyncWriter.open(self._connect_sync)
             self._readers = asyncio.Queue()
             for _ in range(self._reader_count):
                 reader = await self._connect()
@@ -310,11 +298,10 @@ class SqliteDatastore(Datastore):
 
     async def close(self) -> None:
         """Close every connection. Safe to call twice."""
-        connections = [c for c in [self._writer, *self._all_readers] if c is not None]
+        connections = list(self._all_readers)
         sync_writer, self._sync_writer = self._sync_writer, None
         if sync_writer is not None:
             await sync_writer.close()
-        self._writer = None
         self._readers = None
         self._all_readers = []
         for thread_connection in self._thread_connections:
@@ -368,16 +355,16 @@ class SqliteDatastore(Datastore):
             raise
         return connection
 
-    async def _migrate(self, connection: aiosqlite.Connection) -> None:
-        version = await self._layout_version(connection)
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        version = self._layout_version(connection)
         if version == _LATEST_VERSION:
             return
-        await connection.execute("BEGIN IMMEDIATE")
+        connection.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have migrated between the check and the lock.
-            version = await self._layout_version(connection)
+            version = self._layout_version(connection)
             if version == 0:
-                await connection.execute(
+                connection.execute(
                     "CREATE TABLE stonetown_migrations "
                     "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at REAL NOT NULL)"
                 )
@@ -385,31 +372,33 @@ class SqliteDatastore(Datastore):
                 if number <= version:
                     continue
                 for statement in statements:
-                    await connection.execute(statement)
-                await connection.execute(
+                    connection.execute(statement)
+                connection.execute(
                     "INSERT INTO stonetown_migrations (version, description, applied_at) VALUES (?, ?, ?)",
                     (number, description, time.time()),
                 )
-            await connection.execute("COMMIT")
+            connection.execute("COMMIT")
         except BaseException:
-            await self._rollback(connection)
+            _rollback_sync(connection)
             raise
 
-    async def _layout_version(self, connection: aiosqlite.Connection) -> int:
-        rows = await self._fetchall(connection, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    def _layout_version(self, connection: sqlite3.Connection) -> int:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
         tables = sorted(row[0] for row in rows)
         if not tables:
             return 0
         if "stonetown_migrations" not in tables:
             shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
             raise StoreError(f"{self.path} is not a Stonetown database (it holds other tables: {shown})")
-        row = await self._fetchone(connection, "SELECT COALESCE(MAX(version), 0) FROM stonetown_migrations")
+        row = connection.execute("SELECT COALESCE(MAX(version), 0) FROM stonetown_migrations").fetchone()
         version = int(row[0]) if row is not None else 0
         if version > _LATEST_VERSION:
             raise StoreError(
                 f"{self.path} was written by a newer Stonetown (layout version {version}; "
                 f"this one knows up to {_LATEST_VERSION})"
             )
+        return version
+
         return version
 
     # ------------------------------------------------------------------------ plumbing
@@ -436,18 +425,6 @@ class SqliteDatastore(Datastore):
         detail = "" if reason == text else f" ({text})"
         return StoreError(f"SQLite store {self.path}: {action} failed: {reason}{detail}")
 
-    @staticmethod
-    async def _fetchall(connection: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[_Row]:
-        async with connection.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
-
-    @staticmethod
-    async def _fetchone(
-        connection: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
-    ) -> _Row | None:
-        async with connection.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-            return None if row is None else tuple(row)
 
     @staticmethod
     async def _rollback(connection: aiosqlite.Connection) -> None:
@@ -458,7 +435,7 @@ class SqliteDatastore(Datastore):
             pass
 
     def _require_open(self) -> None:
-        if self._writer is None or self._readers is None or self._sync_writer is None:
+        if self._readers is None or self._sync_writer is None:
             raise StoreError(f"SQLite store {self.path} is not open")
 
     def _require_same_file(self) -> None:
@@ -508,7 +485,7 @@ class SqliteDatastore(Datastore):
             self._thread_connections.append(connection)
         try:
             connection.execute("BEGIN")
-            head, min_revision = _sync_bounds(connection)
+            head, min_revision = run_sync(self._bounds(_Connection(connection)))
             error = revision_out_of_range(revision, min_revision, head)
             if error is not None:
                 raise error
@@ -532,7 +509,7 @@ class SqliteDatastore(Datastore):
         """None while the store can serve; else what is wrong, in one line: the file deleted
         or replaced, the disk full (until a small write succeeds again), the file unreadable
         or not a database. The file checks run off the event loop."""
-        if self._writer is None:
+        if self._sync_writer is None:
             return f"SQLite store {self.path} is not open"
         try:
             await asyncio.to_thread(self._require_same_file)
@@ -544,7 +521,7 @@ class SqliteDatastore(Datastore):
                 room = await asyncio.to_thread(_room, self.path)
                 if room is not None and room < FULL_MARGIN:
                     return f"{self._full} ({room} bytes of room left)"
-                await self._in_sync_write("checking for free space", _touch_meta)
+                await self._in_write("checking for free space", _touch_meta, long=True)
             await self.head_revision()
         except StoreError as exc:
             return str(exc)
@@ -552,53 +529,24 @@ class SqliteDatastore(Datastore):
             return f"SQLite store {self.path}: cannot read the database file: {exc}"
         return None
 
-    async def _in_write(self, action: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run `body` in one BEGIN IMMEDIATE transaction; commit, or roll back on any error.
 
-        The transaction runs to its end even if the caller is cancelled: aiosqlite queues each
-        statement on the connection's thread, so abandoning it halfway would leave BEGIN or
-        COMMIT queued behind our back and the connection inside a transaction.
-        """
-        return await _shielded(self._write_transaction(action, body))
-
-    async def _write_transaction(
-        self, action: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]
+    async def _in_write(
+        self, action: str, body: Callable[[SqlConnection], Awaitable[T]], *, long: bool = False
     ) -> T:
-        self._require_open()
-        assert self._writer is not None
-        async with self._write_lock:
-            connection = self._writer
-            try:
-                self._require_same_file()
-                await connection.execute("BEGIN IMMEDIATE")
-                result = await body(connection)
-                await connection.execute("COMMIT")
-                self._full = None
-                self._require_same_file()  # the commit may have gone to a deleted file
-                return result
-            except BaseException as exc:
-                await self._rollback(connection)
-                if isinstance(exc, sqlite3.Error):
-                    raise self._write_error(exc, action) from exc
-                raise
-
-    async def _in_sync_write(
-        self, action: str, body: Callable[[sqlite3.Connection], T], *, body_on_loop: bool = False
-    ) -> T:
-        """Run `body` in one BEGIN IMMEDIATE transaction on the sync writer's connection; commit,
-        or roll back on any error. Runs to its end even if the caller is cancelled.
+        """Run `body` in one BEGIN IMMEDIATE transaction on the writer connection; commit, or
+        roll back on any error. Runs to its end even if the caller is cancelled.
 
         COMMIT (the fsync) and a BEGIN that has to wait for another process's lock run on the
-        writer's thread. With `body_on_loop` the body itself runs on the event loop: short
-        in-memory work that, on the thread, would wait for the GIL after every statement (a
-        busy loop holds it for up to the switch interval, 5 ms); measured under gRPC write
-        load, a group commit took 2.7 ms with the body on the thread. Long bodies (imports)
-        stay on the thread so the loop keeps serving.
+        writer's thread. A short body runs on the event loop: in-memory work that, on the
+        thread, would wait for the GIL after every statement (a busy loop holds it for up to
+        the switch interval, 5 ms); measured under gRPC write load, a group commit took 2.7 ms
+        with the body on the thread. A `long` body (imports) runs on the thread whole, so the
+        loop keeps serving.
         """
-        return await _shielded(self._sync_write_transaction(action, body, body_on_loop))
+        return await shielded(self._write_transaction(action, body, long))
 
-    async def _sync_write_transaction(
-        self, action: str, body: Callable[[sqlite3.Connection], T], body_on_loop: bool
+    async def _write_transaction(
+        self, action: str, body: Callable[[SqlConnection], Awaitable[T]], long: bool
     ) -> T:
         self._require_open()
         writer = self._sync_writer
@@ -606,20 +554,19 @@ class SqliteDatastore(Datastore):
 
         def transaction(connection: sqlite3.Connection) -> T:
             connection.execute("BEGIN IMMEDIATE")
-            result = body(connection)
+            result = run_sync(body(_Connection(connection)))
             connection.execute("COMMIT")
             return result
 
-        # The same lock as the aiosqlite writer: the two connections never wait on each other.
         async with self._write_lock:
             try:
                 self._require_same_file()
-                if not body_on_loop:
+                if long:
                     result = await writer.run(transaction)
                 else:
                     if not _try_begin(writer.connection, self.busy_timeout):
                         await writer.run(_begin_sync)  # another process writes: wait off the loop
-                    result = body(writer.connection)
+                    result = run_sync(body(_Connection(writer.connection)))
                     await writer.run(_commit_sync)
                 self._full = None
                 self._require_same_file()  # the commit may have gone to a deleted file
@@ -630,19 +577,20 @@ class SqliteDatastore(Datastore):
                     raise self._write_error(exc, action) from exc
                 raise
 
-    async def _in_read(self, action: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def _in_read(self, action: str, body: Callable[[SqlConnection], Awaitable[T]]) -> T:
         """Run `body` in one read transaction (a consistent snapshot) on a pooled reader,
-        to its end even if the caller is cancelled (see :meth:`_in_write`)."""
-        return await _shielded(self._read_transaction(action, body))
+        to its end even if the caller is cancelled (aiosqlite queues each statement on the
+        connection's thread: abandoning it halfway would leave the connection in a transaction)."""
+        return await shielded(self._read_transaction(action, body))
 
-    async def _read_transaction(self, action: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def _read_transaction(self, action: str, body: Callable[[SqlConnection], Awaitable[T]]) -> T:
         self._require_open()
         assert self._readers is not None
         readers = self._readers
         connection = await readers.get()
         try:
             await connection.execute("BEGIN")
-            result = await body(connection)
+            result = await body(_AioConnection(connection))
             await connection.execute("COMMIT")
             return result
         except BaseException as exc:
@@ -653,33 +601,20 @@ class SqliteDatastore(Datastore):
         finally:
             readers.put_nowait(connection)
 
-    async def _bounds(self, connection: aiosqlite.Connection) -> tuple[int, int]:
-        """(head, min_revision) as the current transaction sees them."""
-        row = await self._fetchone(
-            connection,
+    # -------------------------------------------------------------------- dialect hooks
+
+    async def _bounds(self, connection: SqlConnection, *, lock: bool = False) -> tuple[int, int]:
+        """(head, min_revision) as the current transaction sees them (BEGIN IMMEDIATE holds
+        the writers' lock already)."""
+        row = await connection.fetchone(
             "SELECT (SELECT COALESCE(MAX(revision), 0) FROM revisions), "
-            "(SELECT value FROM stonetown_meta WHERE name = 'min_revision')",
+            "(SELECT value FROM stonetown_meta WHERE name = 'min_revision')"
         )
         assert row is not None
         return int(row[0]), int(row[1] or 0)
 
-    async def _check_revision(self, connection: aiosqlite.Connection, revision: int) -> int:
-        """Raise FailedPrecondition unless `revision` is readable; return the head."""
-        head, min_revision = await self._bounds(connection)
-        error = revision_out_of_range(revision, min_revision, head)
-        if error is not None:
-            raise error
-        return head
-
-    async def _schema_at(self, connection: aiosqlite.Connection, revision: int) -> StoredSchema | None:
-        row = await self._fetchone(
-            connection,
-            "SELECT text, revision FROM schemas WHERE revision <= ? ORDER BY revision DESC LIMIT 1",
-            (revision,),
-        )
-        return None if row is None else StoredSchema(row[0], int(row[1]))
-
-    async def _new_revision(self, connection: aiosqlite.Connection, head: int, schema_changed: bool) -> int:
+    async def _new_revision(self, connection: SqlConnection, head: int, schema_changed: bool) -> int:
+        """Log revision head + 1 (the writers' lock makes it the next one)."""
         revision = head + 1
         await connection.execute(
             "INSERT INTO revisions (revision, timestamp, schema_changed) VALUES (?, ?, ?)",
@@ -687,268 +622,77 @@ class SqliteDatastore(Datastore):
         )
         return revision
 
-    # ---------------------------------------------------------------------------- writes
-
-    async def head_revision(self) -> int:
-        """The newest committed revision (0 for an empty store)."""
-
-        async def body(connection: aiosqlite.Connection) -> int:
-            return (await self._bounds(connection))[0]
-
-        return await self._in_read("reading the head revision", body)
-
-    async def min_revision(self) -> int:
-        """The oldest revision that can still be read exactly."""
-
-        async def body(connection: aiosqlite.Connection) -> int:
-            return (await self._bounds(connection))[1]
-
-        return await self._in_read("reading the oldest revision", body)
-
-    async def write(
-        self,
-        updates: Sequence[Update],
-        preconditions: Sequence[Precondition] = (),
-        validate: WriteValidator | None = None,
-    ) -> int:
-        """Apply every update in one transaction and return the new revision."""
-        result = (
-            await self._batch([BatchedWrite(updates, preconditions)], validate, "writing relationships")
-        )[0]
-        if isinstance(result, Exception):
-            raise result
-        assert isinstance(result, int)
-        return result
-
-    async def delete(
-        self,
-        filter: RelationshipFilter,
-        preconditions: Sequence[Precondition] = (),
-        limit: int | None = None,
-    ) -> DeleteResult:
-        """Delete every live relationship matching `filter` (at most `limit`) in one transaction."""
-        item = BatchedDelete(filter, preconditions, limit)
-        result = (await self._batch([item], None, "deleting relationships"))[0]
-        if isinstance(result, Exception):
-            raise result
-        assert isinstance(result, DeleteResult)
-        return result
-
-    async def write_batch(
-        self, items: Sequence[BatchItem], validate: WriteValidator | None = None
-    ) -> list[BatchResult]:
-        """Apply the items in one transaction (one fsync), each in a SAVEPOINT of its own."""
-        return await self._batch(items, validate, "writing relationships")
-
-    async def _batch(
-        self, items: Sequence[BatchItem], validate: WriteValidator | None, action: str
-    ) -> list[BatchResult]:
-        single = len(items) == 1
-
-        def body(connection: sqlite3.Connection) -> list[BatchResult]:
-            head = _sync_bounds(connection)[0]
-            schema: list[StoredSchema | None] = []  # read once, when a validator first needs it
-            results: list[BatchResult] = []
-            for item in items:
-                if not single:
-                    connection.execute("SAVEPOINT item")
-                try:
-                    if isinstance(item, BatchedWrite):
-                        if validate is not None and not schema:
-                            schema.append(_sync_schema_at(connection, head))
-                        result: BatchResult = self._write_item(connection, item, head, validate, schema)
-                        head = result
-                    else:
-                        result = self._delete_item(connection, item, head)
-                        head = result.revision
-                except Exception as exc:
-                    if single:
-                        raise
-                    connection.execute("ROLLBACK TO item")
-                    connection.execute("RELEASE item")
-                    results.append(self._error(exc, action) if isinstance(exc, sqlite3.Error) else exc)
-                    continue
-                if not single:
-                    connection.execute("RELEASE item")
-                results.append(result)
-            return results
-
-        if single:
-            # One item: its error rolls back the whole transaction and is its result.
-            try:
-                return await self._in_sync_write(action, body, body_on_loop=True)
-            except Exception as exc:  # noqa: BLE001 - the item's result
-                return [exc]
-        return await self._in_sync_write(action, body, body_on_loop=True)
-
-    def _write_item(
-        self,
-        connection: sqlite3.Connection,
-        item: BatchedWrite,
-        head: int,
-        validate: WriteValidator | None,
-        schema: list[StoredSchema | None],
-    ) -> int:
-        """One write inside the batch transaction."""
-        updates = item.updates
-        check_no_duplicates(updates)
-        for precondition in item.preconditions:
-            check_filter(precondition.filter)
-        if validate is not None:
-            validate(schema[0], updates)
-        _sync_check_preconditions(connection, item.preconditions)
-        ending = [update.relationship.key for update in updates if update.op is not UpdateOp.CREATE]
-        revision = _sync_new_revision(connection, head, False)
-        inserts = [_row_values(u.relationship, revision) for u in updates if u.op is not UpdateOp.DELETE]
-        if ending:
-            connection.executemany(
-                "UPDATE relationships SET deleted_revision = ? "
-                f"WHERE {_KEY_MATCH} AND deleted_revision IS NULL",
-                [(revision, *key) for key in ending],
-            )
-        if inserts:
-            try:
-                connection.executemany(_INSERT, inserts)
-            except sqlite3.IntegrityError:
-                created = [u.relationship for u in updates if u.op is UpdateOp.CREATE]
-                _sync_raise_already_exists(connection, created, revision)
-                raise
-        return revision
-
-    @staticmethod
-    def _delete_item(connection: sqlite3.Connection, item: BatchedDelete, head: int) -> DeleteResult:
-        """One delete-by-filter inside the batch transaction."""
-        check_filter(item.filter)
-        for precondition in item.preconditions:
-            check_filter(precondition.filter)
-        _sync_check_preconditions(connection, item.preconditions)
-        limit = item.limit
-        where, params = _filter_sql(item.filter, None)
-        probe = -1 if limit is None else limit + 1
-        rows = connection.execute(
-            f"SELECT id FROM relationships WHERE {where} ORDER BY {_KEY_COLUMNS} LIMIT ?", [*params, probe]
-        ).fetchall()
-        limit_reached = limit is not None and len(rows) > limit
-        if limit_reached:
-            rows = rows[:limit]
-        if not rows:
-            return DeleteResult(head, 0, limit_reached)
-        revision = _sync_new_revision(connection, head, False)
-        connection.executemany(
-            "UPDATE relationships SET deleted_revision = ? WHERE id = ?", [(revision, row[0]) for row in rows]
+    async def _set_min_revision(self, connection: SqlConnection, revision: int) -> None:
+        """Record `revision` as the oldest readable one."""
+        await connection.execute(
+            "UPDATE stonetown_meta SET value = ? WHERE name = 'min_revision'", (revision,)
         )
-        return DeleteResult(revision, len(rows), limit_reached)
 
-    async def import_relationships(
-        self, relationships: Sequence[Relationship], validate: ImportValidator | None = None
-    ) -> int:
-        """Create every relationship in one transaction and one revision, inserted in key order;
-        all or nothing."""
+    _decode = staticmethod(_to_relationship)
 
-        def body(connection: sqlite3.Connection) -> int:
-            head = _sync_bounds(connection)[0]
-            if validate is not None:
-                validate(_sync_schema_at(connection, head), relationships)
-            revision = _sync_new_revision(connection, head, False)
-            try:
-                _sync_insert_sorted(connection, relationships, revision)
-            except sqlite3.IntegrityError:
-                _sync_raise_already_exists(connection, relationships, revision, numbered=True)
-                # Not stored before: the import names one relationship twice (checked only
-                # now, so a good import does not pay for it).
-                check_import_duplicates(relationships)
-                raise
-            return revision
+    def _encode_inserts(self, relationships: Sequence[Relationship]) -> Any:
+        """The relationships themselves: SQLite encodes them as it inserts them."""
+        return relationships
 
-        return await self._in_sync_write("importing relationships", body)
+    async def _insert(self, connection: SqlConnection, encoded: Any, revision: int) -> None:
+        """Insert `encoded` (relationships), created at `revision`."""
+        await connection.executemany(_INSERT, [_row_values(rel, revision) for rel in encoded])
 
-    async def write_schema(self, text: str, validate: SchemaChangeValidator | None = None) -> int:
-        """Store schema text as the schema in force; return the new revision."""
+    async def _import_rows(
+        self, connection: SqlConnection, relationships: Sequence[Relationship], revision: int
+    ) -> None:
+        """Insert an import in key order, many rows per statement (see _sync_insert_sorted)."""
+        _sync_insert_sorted(_raw(connection), relationships, revision)
 
-        async def body(connection: aiosqlite.Connection) -> int:
-            head, _ = await self._bounds(connection)
-            if validate is not None:
-                rows = await self._fetchall(
-                    connection,
-                    f"SELECT {_COLUMNS} FROM relationships WHERE id IN ("
-                    "SELECT MIN(id) FROM relationships WHERE deleted_revision IS NULL GROUP BY "
-                    "resource_type, relation, subject_type, subject_relation, subject_id = '*', "
-                    "caveat_name, expiration IS NULL) ORDER BY id",
-                )
-                validate([_to_relationship(row) for row in rows])
-            revision = await self._new_revision(connection, head, True)
-            await connection.execute("INSERT INTO schemas (revision, text) VALUES (?, ?)", (revision, text))
-            return revision
+    async def _end_keys(self, connection: SqlConnection, revision: int, keys: Sequence[Key]) -> None:
+        """Mark the live rows with these keys deleted at `revision`."""
+        await connection.executemany(
+            f"UPDATE relationships SET deleted_revision = ? WHERE {_KEY_MATCH} AND deleted_revision IS NULL",
+            [(revision, *key) for key in keys],
+        )
 
-        return await self._in_write("writing the schema", body)
+    async def _end_ids(self, connection: SqlConnection, revision: int, ids: Sequence[int]) -> None:
+        """Mark the rows with these ids deleted at `revision`."""
+        await connection.executemany(
+            "UPDATE relationships SET deleted_revision = ? WHERE id = ?", [(revision, id_) for id_ in ids]
+        )
 
-    async def gc(self, older_than: datetime) -> int:
-        """Drop history older than the newest revision committed before `older_than`."""
-        cutoff = _to_micros(older_than)
-
-        async def body(connection: aiosqlite.Connection) -> int:
-            _, min_revision = await self._bounds(connection)
-            row = await self._fetchone(
-                connection, "SELECT MAX(revision) FROM revisions WHERE timestamp < ?", (cutoff,)
+    async def _first_live(
+        self, connection: SqlConnection, relationships: Sequence[Relationship], before: int
+    ) -> int | None:
+        """The position of the first of `relationships` live before revision `before` (rows
+        inserted by the failing write itself do not count), looked up 500 at a time."""
+        chunk = 500
+        for start in range(0, len(relationships), chunk):
+            part = relationships[start : start + chunk]
+            values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(part))
+            rows = await connection.fetch(
+                f"SELECT {_KEY_COLUMNS} FROM relationships WHERE deleted_revision IS NULL "
+                f"AND created_revision < ? AND ({_KEY_COLUMNS}) IN (VALUES {values})",
+                [before, *(field for rel in part for field in rel.key)],
             )
-            horizon = int(row[0]) if row is not None and row[0] is not None else 0
-            # Rows that expired before the cutoff: no query sees them at any revision.
-            async with connection.execute(
-                "DELETE FROM relationships "
-                "WHERE expiration IS NOT NULL AND julianday(expiration) < julianday(?)",
-                (format_timestamp(older_than),),
-            ) as cursor:
-                expired = cursor.rowcount
-            if horizon <= min_revision:
-                return expired
-            async with connection.execute(
-                "DELETE FROM relationships WHERE deleted_revision IS NOT NULL AND deleted_revision <= ?",
-                (horizon,),
-            ) as cursor:
-                removed = expired + cursor.rowcount
-            await connection.execute("DELETE FROM revisions WHERE revision < ?", (horizon,))
-            await connection.execute(
-                "DELETE FROM schemas WHERE revision < "
-                "(SELECT MAX(revision) FROM schemas WHERE revision <= ?)",
-                (horizon,),
-            )
-            await connection.execute(
-                "UPDATE stonetown_meta SET value = ? WHERE name = 'min_revision'", (horizon,)
-            )
-            return removed
+            if rows:
+                found = {tuple(row) for row in rows}
+                return next(start + i for i, rel in enumerate(part) if rel.key in found)
+        return None
 
-        return await self._in_write("garbage collection", body)
+    def _item_error(self, exc: Exception, action: str) -> Exception | None:
+        """Every error fails its item only (SQLite's as StoreError)."""
+        return self._error(exc, action) if isinstance(exc, sqlite3.Error) else exc
+
+    def _revision_cutoff(self, older_than: datetime) -> Any:
+        """Microseconds since the epoch, as revisions.timestamp holds them."""
+        return _to_micros(older_than)
+
+    def _expiration_cutoff(self, older_than: datetime) -> Any:
+        """The timestamp text julianday() reads."""
+        return format_timestamp(older_than)
+
+    def _revision_time(self, value: Any) -> datetime:
+        """revisions.timestamp as a datetime."""
+        return _from_micros(int(value))
 
     # ----------------------------------------------------------------------------- reads
-
-    async def read(
-        self,
-        filter: RelationshipFilter,
-        revision: int,
-        *,
-        after: tuple[str, ...] | None = None,
-        limit: int | None = None,
-    ) -> list[Relationship]:
-        """Relationships live at `revision` matching `filter`, in key order, after `after`."""
-        check_filter(filter)
-        check_cursor(after)
-        if limit is not None and limit <= 0:
-            limit = 0
-
-        async def body(connection: aiosqlite.Connection) -> list[Relationship]:
-            head = await self._check_revision(connection, revision)
-            where, params = _filter_sql(filter, None if revision == head else revision)
-            if after is not None:
-                where += f" AND ({_KEY_COLUMNS}) > (?, ?, ?, ?, ?, ?)"
-                params += list(after)
-            rows = await self._fetchall(
-                connection,
-                f"SELECT {_COLUMNS} FROM relationships WHERE {where} ORDER BY {_KEY_COLUMNS} LIMIT ?",
-                [*params, -1 if limit is None else limit],
-            )
-            return [_to_relationship(row) for row in rows]
-
-        return await self._in_read("reading relationships", body)
 
     async def iter_all(self, revision: int, batch: int = 50000) -> AsyncIterator[list[Relationship]]:
         """Every relationship live at `revision`, in batches, in storage order (not key order).
@@ -977,7 +721,7 @@ class SqliteDatastore(Datastore):
             raise self._error(exc, "reading all relationships") from exc
         try:
             await connection.execute("BEGIN")
-            head = await self._check_revision(connection, revision)
+            head = await self._check_revision(_AioConnection(connection), revision)
             where, params = _filter_sql(RelationshipFilter(), None if revision == head else revision)
             # NOT INDEXED: a table scan in rowid order beats walking an index for every row.
             async with connection.execute(
@@ -995,70 +739,6 @@ class SqliteDatastore(Datastore):
             await self._rollback(connection)
             await connection.close()
 
-    async def changes(self, after_revision: int, *, limit: int | None = None) -> list[RevisionChanges]:
-        """The revisions after `after_revision` in order (at most `limit`), with their changes."""
-
-        async def body(connection: aiosqlite.Connection) -> list[RevisionChanges]:
-            _, min_revision = await self._bounds(connection)
-            error = changes_out_of_range(after_revision, min_revision)
-            if error is not None:
-                raise error
-            revisions = await self._fetchall(
-                connection,
-                "SELECT revision, timestamp, schema_changed FROM revisions WHERE revision > ? "
-                "ORDER BY revision LIMIT ?",
-                (after_revision, -1 if limit is None else limit),
-            )
-            if not revisions:
-                return []
-            last = int(revisions[-1][0])
-            per_revision: dict[int, list[Change]] = {int(row[0]): [] for row in revisions}
-            touched = await self._fetchall(
-                connection,
-                f"SELECT created_revision, {_COLUMNS} FROM relationships "
-                "WHERE created_revision > ? AND created_revision <= ?",
-                (after_revision, last),
-            )
-            for row in touched:
-                per_revision[int(row[0])].append(Change(ChangeOp.TOUCH, _to_relationship(row[1:])))
-            # A row ended in a revision that re-created its key was replaced, not deleted.
-            deleted = await self._fetchall(
-                connection,
-                f"SELECT r.deleted_revision, {', '.join('r.' + c for c in _COLUMNS.split(', '))} "
-                "FROM relationships AS r WHERE r.deleted_revision > ? AND r.deleted_revision <= ? "
-                "AND NOT EXISTS (SELECT 1 FROM relationships AS n WHERE "
-                "n.resource_type = r.resource_type AND n.resource_id = r.resource_id "
-                "AND n.relation = r.relation AND n.subject_type = r.subject_type "
-                "AND n.subject_id = r.subject_id AND n.subject_relation = r.subject_relation "
-                "AND n.created_revision = r.deleted_revision)",
-                (after_revision, last),
-            )
-            for row in deleted:
-                per_revision[int(row[0])].append(Change(ChangeOp.DELETE, _to_relationship(row[1:])))
-            result = []
-            for revision, timestamp, schema_changed in revisions:
-                entries = sorted(per_revision[int(revision)], key=_change_key)
-                result.append(
-                    RevisionChanges(
-                        int(revision), _from_micros(int(timestamp)), tuple(entries), bool(schema_changed)
-                    )
-                )
-            return result
-
-        return await self._in_read("reading the change log", body)
-
-    async def read_schema(self, revision: int | None = None) -> StoredSchema | None:
-        """The schema in force at `revision` (default: head), or None if none was written."""
-
-        async def body(connection: aiosqlite.Connection) -> StoredSchema | None:
-            if revision is None:
-                at = (await self._bounds(connection))[0]
-            else:
-                await self._check_revision(connection, revision)
-                at = revision
-            return await self._schema_at(connection, at)
-
-        return await self._in_read("reading the schema", body)
 
 
 _INSERT = f"INSERT INTO relationships ({_COLUMNS}, created_revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -1100,9 +780,12 @@ def _room(path: str) -> int | None:
     return room
 
 
-def _touch_meta(connection: sqlite3.Connection) -> None:
+
+
+async def _touch_meta(connection: SqlConnection) -> None:
     """Rewrite one row unchanged: a write that needs a little free space, and nothing else."""
-    connection.execute("UPDATE stonetown_meta SET value = value WHERE name = 'min_revision'")
+    await connection.execute("UPDATE stonetown_meta SET value = value WHERE name = 'min_revision'")
+
 
 
 def lock_database(path: str) -> IO[str]:
@@ -1201,37 +884,10 @@ def _rollback_sync(connection: sqlite3.Connection) -> None:
             pass
 
 
-def _sync_bounds(connection: sqlite3.Connection) -> tuple[int, int]:
-    """(head, min_revision) as the current transaction sees them."""
-    row = connection.execute(
-        "SELECT (SELECT COALESCE(MAX(revision), 0) FROM revisions), "
-        "(SELECT value FROM stonetown_meta WHERE name = 'min_revision')"
-    ).fetchone()
-    return int(row[0]), int(row[1] or 0)
 
+def _wal_mode(connection: sqlite3.Connection) -> Any:
+    return connection.execute("PRAGMA journal_mode=WAL").fetchone()
 
-def _sync_schema_at(connection: sqlite3.Connection, revision: int) -> StoredSchema | None:
-    row = connection.execute(
-        "SELECT text, revision FROM schemas WHERE revision <= ? ORDER BY revision DESC LIMIT 1", (revision,)
-    ).fetchone()
-    return None if row is None else StoredSchema(row[0], int(row[1]))
-
-
-def _sync_check_preconditions(connection: sqlite3.Connection, preconditions: Sequence[Precondition]) -> None:
-    for precondition in preconditions:
-        where, params = _filter_sql(precondition.filter, None)
-        row = connection.execute(f"SELECT 1 FROM relationships WHERE {where} LIMIT 1", params).fetchone()
-        if (row is not None) != (precondition.op is PreconditionOp.MUST_MATCH):
-            raise precondition_failed(precondition)
-
-
-def _sync_new_revision(connection: sqlite3.Connection, head: int, schema_changed: bool) -> int:
-    revision = head + 1
-    connection.execute(
-        "INSERT INTO revisions (revision, timestamp, schema_changed) VALUES (?, ?, ?)",
-        (revision, _to_micros(datetime.now(UTC)), int(schema_changed)),
-    )
-    return revision
 
 
 _KEY_OF = attrgetter(
@@ -1296,37 +952,3 @@ def _sync_insert_rows(connection: sqlite3.Connection, row: str, rows: list[_Row]
 
 def _key_fields(row: _Row) -> _Row:
     return row[:6]
-
-
-def _sync_raise_already_exists(
-    connection: sqlite3.Connection, created: Sequence[Relationship], revision: int, *, numbered: bool = False
-) -> None:
-    """After a failed insert: raise AlreadyExists for the first of `created` that was live
-    before `revision` (rows inserted by this write before the failure do not count); with
-    `numbered`, the message starts with its position (`relationships[i]: ...`)."""
-    chunk = 500
-    for start in range(0, len(created), chunk):
-        part = created[start : start + chunk]
-        values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(part))
-        rows = connection.execute(
-            f"SELECT {_KEY_COLUMNS} FROM relationships WHERE deleted_revision IS NULL "
-            f"AND created_revision < ? AND ({_KEY_COLUMNS}) IN (VALUES {values})",
-            [revision, *(field for rel in part for field in rel.key)],
-        ).fetchall()
-        if rows:
-            found = {tuple(row) for row in rows}
-            position, rel = next((start + i, rel) for i, rel in enumerate(part) if rel.key in found)
-            where = f"relationships[{position}]: " if numbered else ""
-            raise AlreadyExists(f"{where}relationship {rel} already exists")
-
-
-def _change_key(change: Change) -> Key:
-    return change.relationship.key
-
-
-async def _shielded(work: Coroutine[Any, Any, T]) -> T:
-    """Await `work` in a task of its own that a cancellation of the caller does not stop."""
-    task = asyncio.ensure_future(work)
-    # Retrieve the outcome even when nobody awaits it any more (the caller was cancelled).
-    task.add_done_callback(lambda done: done.cancelled() or done.exception())
-    return await asyncio.shield(task)
