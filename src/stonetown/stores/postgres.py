@@ -40,9 +40,10 @@ from stonetown.core.errors import AlreadyExists, FailedPrecondition, InvalidArgu
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 from stonetown.engine.datastore import RelationshipFilter
 from stonetown.stores.common import Key, as_utc, encode_caveat, shielded
-from stonetown.stores.sql_flow import COLUMNS as _COLUMNS
-from stonetown.stores.sql_flow import KEY_COLUMNS as _KEY_COLUMNS
-from stonetown.stores.sql_flow import SqlConnection, SqlDatastore, filter_sql
+from stonetown.stores.sql_common import COLUMNS as _COLUMNS
+from stonetown.stores.sql_common import KEY_COLUMNS as _KEY_COLUMNS
+from stonetown.stores.sql_common import SqlConnection, filter_sql
+from stonetown.stores.sql_flow import SqlDatastore
 
 T = TypeVar("T")
 log = logging.getLogger("stonetown.stores.postgres")

@@ -12,17 +12,14 @@ A store subclass supplies its connections and transactions (:meth:`SqlDatastore.
 revision and the writers' lock, revision allocation, ending and inserting rows in bulk, finding
 live keys, and the conversions of times and rows. SQL written here uses numbered placeholders,
 `{mark}1` (``$1`` in PostgreSQL, ``?1`` in SQLite), so one text serves both.
-
-A connection's coroutines may complete without ever suspending (SQLite's plain connection):
-:func:`run_sync` runs such a body on any thread, with no event loop.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from stonetown.core.errors import AlreadyExists, InvalidArgument
 from stonetown.core.relationship import Relationship
@@ -54,96 +51,17 @@ from stonetown.stores.common import (
     check_filter,
     check_no_duplicates,
     precondition_failed,
-    prefix_bound,
     revision_out_of_range,
 )
+from stonetown.stores.sql_common import COLUMNS, KEY_COLUMNS, Row, SqlConnection, add_param, filter_sql
 
 T = TypeVar("T")
-Row = Sequence[Any]
 
-KEY_COLUMNS = "resource_type, resource_id, relation, subject_type, subject_id, subject_relation"
-COLUMNS = f"{KEY_COLUMNS}, caveat_name, caveat_context, expiration"
 # what tells the shapes of relationships apart (see SchemaChangeValidator)
 _SHAPE = (
     "resource_type, relation, subject_type, subject_relation, subject_id = '*', caveat_name, "
     "expiration IS NULL"
 )
-
-
-class SqlConnection(Protocol):
-    """The statements the shared flow runs, on one connection inside one transaction."""
-
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Every row of a query."""
-        ...
-
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first row of a query, or None."""
-        ...
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run a statement; the number of rows it changed."""
-        ...
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run a statement once per parameter row."""
-        ...
-
-
-def run_sync(work: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends (one over a plain, blocking connection) to its
-    end, on the calling thread; RuntimeError if it does suspend."""
-    try:
-        work.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    work.close()
-    raise RuntimeError("a synchronous store body waited for something")
-
-
-def add_param(params: list[Any], value: Any, mark: str) -> str:
-    """Append `value` to `params`; its numbered placeholder (`$3`, `?3`)."""
-    params.append(value)
-    return f"{mark}{len(params)}"
-
-
-def filter_sql(
-    filter: RelationshipFilter, revision: int | None, params: list[Any], mark: str, alias: str = ""
-) -> str:
-    """A WHERE clause for `filter` at `revision` (None: the head, which lets the database use
-    the partial index of live rows); appends its parameters to `params`."""
-    column = f"{alias}." if alias else ""
-
-    def param(value: Any) -> str:
-        return add_param(params, value, mark)
-
-    clauses: list[str] = []
-    if revision is None:
-        clauses.append(f"{column}deleted_revision IS NULL")
-    else:
-        clauses.append(
-            f"{column}created_revision <= {param(revision)} AND "
-            f"({column}deleted_revision IS NULL OR {column}deleted_revision > {param(revision)})"
-        )
-    if filter.resource_type is not None:
-        clauses.append(f"{column}resource_type = {param(filter.resource_type)}")
-    if filter.resource_id is not None:
-        clauses.append(f"{column}resource_id = {param(filter.resource_id)}")
-    if filter.resource_id_prefix:
-        clauses.append(f"{column}resource_id >= {param(filter.resource_id_prefix)}")
-        bound = prefix_bound(filter.resource_id_prefix)
-        if bound is not None:
-            clauses.append(f"{column}resource_id < {param(bound)}")
-    if filter.relation is not None:
-        clauses.append(f"{column}relation = {param(filter.relation)}")
-    subject = filter.subject
-    if subject is not None:
-        clauses.append(f"{column}subject_type = {param(subject.type)}")
-        if subject.id is not None:
-            clauses.append(f"{column}subject_id = {param(subject.id)}")
-        if subject.relation is not None:
-            clauses.append(f"{column}subject_relation = {param(subject.relation)}")
-    return " AND ".join(clauses)
 
 
 class SqlDatastore(Datastore):
@@ -417,7 +335,8 @@ class SqlDatastore(Datastore):
     ) -> int:
         """One write inside a write transaction; its revision."""
         updates = item.updates
-        await self._check_preconditions(connection, item.preconditions)
+        if item.preconditions:
+            await self._check_preconditions(connection, item.preconditions)
         if self._CHECK_CREATES_FIRST:
             created = [update.relationship for update in updates if update.op is UpdateOp.CREATE]
             if created:
@@ -438,7 +357,8 @@ class SqlDatastore(Datastore):
 
     async def _delete_item(self, connection: SqlConnection, head: int, item: BatchedDelete) -> DeleteResult:
         """One delete-by-filter inside a write transaction."""
-        await self._check_preconditions(connection, item.preconditions)
+        if item.preconditions:
+            await self._check_preconditions(connection, item.preconditions)
         params: list[Any] = []
         where = self._where(item.filter, None, params)
         sql = f"SELECT id FROM {self._RELATIONSHIPS} WHERE {where} ORDER BY {KEY_COLUMNS}"

@@ -1,25 +1,25 @@
-"""A multi-version datastore in one SQLite file (WAL mode), through aiosqlite.
+"""A multi-version datastore in one SQLite file (WAL mode).
 
-Layout: `relationships` holds one row per version of a relationship, with the revision that
-created it and the one that deleted it (NULL while live); `revisions` holds one row per
-committed write; `schemas` the schema texts by revision; `stonetown_meta` the oldest readable
-revision; `stonetown_migrations` the applied layout versions.
+Layout (see :mod:`stonetown.stores.sqlite_file`): `relationships` holds one row per version of
+a relationship, with the revision that created it and the one that deleted it (NULL while
+live); `revisions` one row per committed write; `schemas` the schema texts by revision;
+`stonetown_meta` the oldest readable revision; `stonetown_migrations` the applied layout versions.
+
+The transaction flow (writes, deletes, imports, the schema, garbage collection, reads, the
+change log) is :class:`stonetown.stores.sql_flow.SqlDatastore`'s, shared with PostgreSQL; this
+module holds the SQLite dialect and connection handling.
 
 Every write is one transaction opened with BEGIN IMMEDIATE, so several processes can share
 the file: the next revision is allocated inside it as max(revision) + 1, preconditions and
 validators see the state before the write, and any error rolls everything back. With
 `synchronous=FULL` (the default) a write is on disk before it is acknowledged.
 
-Each process uses one writer connection (behind an asyncio lock) and a small pool of reader
-connections (aiosqlite); WAL lets readers see committed snapshots while a write is in progress.
-Every write runs on one plain sqlite3 writer connection owned by one thread: a long
-transaction (import, schema, garbage collection) is one call there (one thread hop instead of
-one per statement), and a batch of writes shares one transaction and one fsync (group commit),
-each write inside a SAVEPOINT of its own so a failing one is rolled back alone.
-
-The transaction flow (writes, deletes, imports, the schema, garbage collection, reads, the
-change log) is :class:`stonetown.stores.sql_flow.SqlDatastore`'s, shared with PostgreSQL; this
-module holds the SQLite dialect and connection handling.
+Each process writes through one plain sqlite3 connection owned by one thread, behind an
+asyncio lock (:mod:`stonetown.stores.sqlite_writer`): a long transaction (import, schema,
+garbage collection) is one call there (one thread hop instead of one per statement), and a
+batch of writes shares one transaction and one fsync (group commit), each write inside a
+SAVEPOINT of its own so a failing one is rolled back alone. Reads use a small pool of
+aiosqlite connections; WAL lets them see committed snapshots while a write is in progress.
 
 The file's identity (device and inode) is noted at open and checked before every write and
 before it is acknowledged: once the file is deleted or replaced under a running store (its
@@ -28,36 +28,53 @@ StoreError saying so. :meth:`SqliteDatastore.probe` reports that, a full disk an
 unreadable or corrupt file for the health status; :func:`lock_database` keeps a second
 server off a file one already serves.
 """
-
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import heapq
 import json
-import os
-import resource
 import sqlite3
 import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
-from itertools import chain
-from operator import attrgetter
-from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from stonetown.core.errors import InvalidArgument, StoreError
 from stonetown.core.relationship import ContextualizedCaveat, Relationship, format_timestamp
 from stonetown.engine.datastore import LOAD_BATCH, RelationshipFields, RelationshipFilter
-from stonetown.stores.common import Key, as_utc, encode_caveat, revision_out_of_range, shielded
-from stonetown.stores.sql_flow import COLUMNS as _COLUMNS
-from stonetown.stores.sql_flow import KEY_COLUMNS as _KEY_COLUMNS
-from stonetown.stores.sql_flow import SqlConnection, SqlDatastore, filter_sql, run_sync
+from stonetown.stores.common import Key, as_utc, revision_out_of_range, shielded
+from stonetown.stores.sql_common import COLUMNS as _COLUMNS
+from stonetown.stores.sql_common import KEY_COLUMNS as _KEY_COLUMNS
+from stonetown.stores.sql_common import SqlConnection, filter_sql, run_sync
+from stonetown.stores.sql_flow import SqlDatastore
+from stonetown.stores.sqlite_file import (
+    FULL_MARGIN,
+    SQLITE_HEADER,
+    describe_error,
+    file_identity,
+    lock_database,
+    migrate,
+    read_header,
+    room_left,
+)
+from stonetown.stores.sqlite_writer import (
+    INSERT,
+    AioConnection,
+    SyncConnection,
+    SyncWriter,
+    begin,
+    commit,
+    insert_sorted,
+    raw,
+    rollback,
+    row_values,
+    try_begin,
+    wal_mode,
+)
+
+__all__ = ["FULL_MARGIN", "SqliteDatastore", "lock_database"]
 
 T = TypeVar("T")
 
@@ -66,47 +83,6 @@ _KEY_MATCH = (
     "AND subject_relation = ?"
 )
 
-# Each migration is (version, description, statements); never edit one that has shipped.
-_MIGRATIONS: list[tuple[int, str, list[str]]] = [
-    (
-        1,
-        "initial layout",
-        [
-            "CREATE TABLE stonetown_meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID",
-            "INSERT INTO stonetown_meta (name, value) VALUES ('min_revision', 0)",
-            """CREATE TABLE revisions (
-                revision INTEGER PRIMARY KEY,
-                timestamp INTEGER NOT NULL, -- microseconds since the Unix epoch, UTC
-                schema_changed INTEGER NOT NULL DEFAULT 0
-            )""",
-            """CREATE TABLE relationships (
-                id INTEGER PRIMARY KEY,
-                resource_type TEXT NOT NULL,
-                resource_id TEXT NOT NULL,
-                relation TEXT NOT NULL,
-                subject_type TEXT NOT NULL,
-                subject_id TEXT NOT NULL,
-                subject_relation TEXT NOT NULL DEFAULT '',
-                caveat_name TEXT,
-                caveat_context TEXT,
-                expiration TEXT,
-                created_revision INTEGER NOT NULL,
-                deleted_revision INTEGER
-            )""",
-            "CREATE UNIQUE INDEX relationships_by_resource ON relationships "
-            f"({_KEY_COLUMNS}, created_revision)",
-            f"CREATE UNIQUE INDEX relationships_live ON relationships ({_KEY_COLUMNS}) "
-            "WHERE deleted_revision IS NULL",
-            "CREATE INDEX relationships_by_subject ON relationships "
-            "(subject_type, subject_id, subject_relation, resource_type, relation)",
-            "CREATE INDEX relationships_created ON relationships (created_revision)",
-            "CREATE INDEX relationships_deleted ON relationships (deleted_revision) "
-            "WHERE deleted_revision IS NOT NULL",
-            "CREATE TABLE schemas (revision INTEGER PRIMARY KEY, text TEXT NOT NULL)",
-        ],
-    ),
-]
-_LATEST_VERSION = _MIGRATIONS[-1][0]
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 _Row = tuple[Any, ...]
@@ -146,13 +122,6 @@ def _to_fields(row: _Row) -> RelationshipFields:
     return (row[0], row[1], row[2], row[3], row[4], row[5], caveat, expiration)
 
 
-
-def _row_values(rel: Relationship, revision: int) -> tuple[Any, ...]:
-    """The INSERT parameters for `rel` created at `revision`."""
-    expiration = None if rel.expiration is None else format_timestamp(rel.expiration)
-    return (*rel.key, *encode_caveat(rel), expiration, revision)
-
-
 def _filter_sql(filter: RelationshipFilter, revision: int | None) -> tuple[str, list[Any]]:
     """A WHERE clause (and its parameters) for `filter` at `revision`; None means the head,
     which lets SQLite use the partial index of live rows."""
@@ -160,68 +129,9 @@ def _filter_sql(filter: RelationshipFilter, revision: int | None) -> tuple[str, 
     return filter_sql(filter, revision, params, "?"), params
 
 
-class _Connection:
-    """The shared flow's connection over a plain sqlite3 connection: its coroutines never
-    suspend, so a body runs to its end in one :func:`run_sync` call, on any thread."""
-
-    __slots__ = ("connection",)
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self.connection = connection
-
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Every row of a query."""
-        return self.connection.execute(sql, params).fetchall()
-
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first row of a query, or None."""
-        return self.connection.execute(sql, params).fetchone()
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run a statement; the number of rows it changed."""
-        return self.connection.execute(sql, params).rowcount
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run a statement once per parameter row."""
-        self.connection.executemany(sql, rows)
-
-
-class _AioConnection:
-    """The shared flow's connection over an aiosqlite connection (the readers)."""
-
-    __slots__ = ("connection",)
-
-    def __init__(self, connection: aiosqlite.Connection) -> None:
-        self.connection = connection
-
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Every row of a query."""
-        async with self.connection.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
-
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first row of a query, or None."""
-        async with self.connection.execute(sql, params) as cursor:
-            return await cursor.fetchone()
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run a statement; the number of rows it changed."""
-        async with self.connection.execute(sql, params) as cursor:
-            return cursor.rowcount
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run a statement once per parameter row."""
-        await self.connection.executemany(sql, rows)
-
-
-def _raw(connection: SqlConnection) -> sqlite3.Connection:
-    """The sqlite3 connection under a writer's :class:`_Connection`."""
-    assert isinstance(connection, _Connection)
-    return connection.connection
-
-
 class SqliteDatastore(SqlDatastore):
     """A multi-version datastore in one SQLite file; several processes may share the file."""
+
     _MARK = "?"
     _RELATIONSHIPS = "relationships"
     _REVISIONS = "revisions"
@@ -257,7 +167,7 @@ class SqliteDatastore(SqlDatastore):
         self.synchronous = synchronous.upper()
         self.busy_timeout = busy_timeout
         self._reader_count = readers
-        self._sync_writer: _SyncWriter | None = None
+        self._sync_writer: SyncWriter | None = None
         self._write_lock = asyncio.Lock()
         self._readers: asyncio.Queue[aiosqlite.Connection] | None = None
         self._all_readers: list[aiosqlite.Connection] = []
@@ -278,12 +188,12 @@ class SqliteDatastore(SqlDatastore):
         if self._sync_writer is not None:
             return
         try:
-            writer = self._sync_writer = await _SyncWriter.open(self._connect_sync)
-            mode = await writer.run(_wal_mode)
+            writer = self._sync_writer = await SyncWriter.open(self._connect_sync)
+            mode = await writer.run(wal_mode)
             if mode is None or str(mode[0]).lower() not in ("wal", "memory"):
                 raise StoreError(f"SQLite store {self.path}: cannot switch to WAL mode (got {mode})")
-            await writer.run(self._migrate)
-            self._identity = _file_identity(self.path)
+            await writer.run(lambda connection: migrate(connection, self.path))
+            self._identity = file_identity(self.path)
             self._lost = self._full = None
             self._readers = asyncio.Queue()
             for _ in range(self._reader_count):
@@ -317,6 +227,15 @@ class SqliteDatastore(SqlDatastore):
             except (sqlite3.Error, ValueError):
                 pass
 
+    def _pragmas(self) -> list[str]:
+        """The settings of every connection."""
+        # The default 2 MB page cache makes index upkeep thrash beyond ~100k rows.
+        return [
+            f"PRAGMA synchronous={self.synchronous}",
+            "PRAGMA cache_size=-65536",
+            "PRAGMA temp_store=MEMORY",
+        ]
+
     async def _connect(self) -> aiosqlite.Connection:
         connection = aiosqlite.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, cached_statements=256
@@ -331,10 +250,8 @@ class SqliteDatastore(SqlDatastore):
                 await asyncio.to_thread(thread.join, 2.0)
             raise
         try:
-            await connection.execute(f"PRAGMA synchronous={self.synchronous}")
-            # The default 2 MB page cache makes index upkeep thrash beyond ~100k rows.
-            await connection.execute("PRAGMA cache_size=-65536")
-            await connection.execute("PRAGMA temp_store=MEMORY")
+            for pragma in self._pragmas():
+                await connection.execute(pragma)
         except BaseException:
             # Close it here: each connection owns a thread that would outlive the event loop.
             await connection.close()
@@ -342,89 +259,23 @@ class SqliteDatastore(SqlDatastore):
         return connection
 
     def _connect_sync(self) -> sqlite3.Connection:
-        """A plain connection with the same settings as :meth:`_connect` (for _SyncWriter)."""
+        """A plain connection with the same settings as :meth:`_connect` (for SyncWriter)."""
         connection = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            connection.execute(f"PRAGMA synchronous={self.synchronous}")
-            connection.execute("PRAGMA cache_size=-65536")
-            connection.execute("PRAGMA temp_store=MEMORY")
+            for pragma in self._pragmas():
+                connection.execute(pragma)
         except BaseException:
             connection.close()
             raise
         return connection
 
-    def _migrate(self, connection: sqlite3.Connection) -> None:
-        version = self._layout_version(connection)
-        if version == _LATEST_VERSION:
-            return
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            # Another process may have migrated between the check and the lock.
-            version = self._layout_version(connection)
-            if version == 0:
-                connection.execute(
-                    "CREATE TABLE stonetown_migrations "
-                    "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at REAL NOT NULL)"
-                )
-            for number, description, statements in _MIGRATIONS:
-                if number <= version:
-                    continue
-                for statement in statements:
-                    connection.execute(statement)
-                connection.execute(
-                    "INSERT INTO stonetown_migrations (version, description, applied_at) VALUES (?, ?, ?)",
-                    (number, description, time.time()),
-                )
-            connection.execute("COMMIT")
-        except BaseException:
-            _rollback_sync(connection)
-            raise
-
-    def _layout_version(self, connection: sqlite3.Connection) -> int:
-        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-        tables = sorted(row[0] for row in rows)
-        if not tables:
-            return 0
-        if "stonetown_migrations" not in tables:
-            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
-            raise StoreError(f"{self.path} is not a Stonetown database (it holds other tables: {shown})")
-        row = connection.execute("SELECT COALESCE(MAX(version), 0) FROM stonetown_migrations").fetchone()
-        version = int(row[0]) if row is not None else 0
-        if version > _LATEST_VERSION:
-            raise StoreError(
-                f"{self.path} was written by a newer Stonetown (layout version {version}; "
-                f"this one knows up to {_LATEST_VERSION})"
-            )
-        return version
-
-        return version
-
     # ------------------------------------------------------------------------ plumbing
 
     def _error(self, exc: sqlite3.Error, action: str) -> StoreError:
-        text = str(exc)
-        lowered = text.lower()
-        if "readonly" in lowered or "read-only" in lowered:
-            reason = "the database file (or its directory) is read-only"
-        elif "locked" in lowered or "busy" in lowered:
-            reason = f"the database is locked by another connection (waited {self.busy_timeout:g} s)"
-        elif "disk is full" in lowered or "database or disk is full" in lowered:
-            reason = "the disk is full"
-        elif "disk i/o error" in lowered:
-            reason = "writing to the disk failed (disk full, file size limit, or a failing disk)"
-        elif "not a database" in lowered:
-            reason = "file is not a database"
-        elif "malformed" in lowered or "corrupt" in lowered:
-            reason = "the database file is corrupt"
-        elif "unable to open" in lowered:
-            reason = "unable to open the database file (missing directory or no permission?)"
-        else:
-            reason = text
-        detail = "" if reason == text else f" ({text})"
-        return StoreError(f"SQLite store {self.path}: {action} failed: {reason}{detail}")
-
+        reason = describe_error(exc, self.busy_timeout)
+        return StoreError(f"SQLite store {self.path}: {action} failed: {reason}")
 
     @staticmethod
     async def _rollback(connection: aiosqlite.Connection) -> None:
@@ -443,7 +294,7 @@ class SqliteDatastore(SqlDatastore):
         opened: what this store writes would be lost (a stat call, a few microseconds)."""
         if self._lost is None and self._identity is not None:
             try:
-                now = _file_identity(self.path)
+                now = file_identity(self.path)
             except FileNotFoundError:
                 now = None
             except OSError as exc:
@@ -485,7 +336,7 @@ class SqliteDatastore(SqlDatastore):
             self._thread_connections.append(connection)
         try:
             connection.execute("BEGIN")
-            head, min_revision = run_sync(self._bounds(_Connection(connection)))
+            head, min_revision = run_sync(self._bounds(SyncConnection(connection)))
             error = revision_out_of_range(revision, min_revision, head)
             if error is not None:
                 raise error
@@ -503,7 +354,7 @@ class SqliteDatastore(SqlDatastore):
         except sqlite3.Error as exc:
             raise self._error(exc, "reading relationships") from exc
         finally:
-            _rollback_sync(connection)
+            rollback(connection)
 
     async def probe(self) -> str | None:
         """None while the store can serve; else what is wrong, in one line: the file deleted
@@ -513,12 +364,12 @@ class SqliteDatastore(SqlDatastore):
             return f"SQLite store {self.path} is not open"
         try:
             await asyncio.to_thread(self._require_same_file)
-            if await asyncio.to_thread(_read_header, self.path) not in (None, _SQLITE_HEADER):
+            if await asyncio.to_thread(read_header, self.path) not in (None, SQLITE_HEADER):
                 return f"SQLite store {self.path}: the database file is corrupt (no SQLite header)"
             if self._full is not None:
                 # Full until there is room again (a small write alone could fit in the last
                 # few bytes while the writes callers send still fail).
-                room = await asyncio.to_thread(_room, self.path)
+                room = await asyncio.to_thread(room_left, self.path)
                 if room is not None and room < FULL_MARGIN:
                     return f"{self._full} ({room} bytes of room left)"
                 await self._in_write("checking for free space", _touch_meta, long=True)
@@ -554,7 +405,7 @@ class SqliteDatastore(SqlDatastore):
 
         def transaction(connection: sqlite3.Connection) -> T:
             connection.execute("BEGIN IMMEDIATE")
-            result = run_sync(body(_Connection(connection)))
+            result = run_sync(body(SyncConnection(connection)))
             connection.execute("COMMIT")
             return result
 
@@ -564,15 +415,15 @@ class SqliteDatastore(SqlDatastore):
                 if long:
                     result = await writer.run(transaction)
                 else:
-                    if not _try_begin(writer.connection, self.busy_timeout):
-                        await writer.run(_begin_sync)  # another process writes: wait off the loop
-                    result = run_sync(body(_Connection(writer.connection)))
-                    await writer.run(_commit_sync)
+                    if not try_begin(writer.connection, self.busy_timeout):
+                        await writer.run(begin)  # another process writes: wait off the loop
+                    result = run_sync(body(SyncConnection(writer.connection)))
+                    await writer.run(commit)
                 self._full = None
                 self._require_same_file()  # the commit may have gone to a deleted file
                 return result
             except BaseException as exc:
-                await writer.run(_rollback_sync)
+                await writer.run(rollback)
                 if isinstance(exc, sqlite3.Error):
                     raise self._write_error(exc, action) from exc
                 raise
@@ -590,7 +441,7 @@ class SqliteDatastore(SqlDatastore):
         connection = await readers.get()
         try:
             await connection.execute("BEGIN")
-            result = await body(_AioConnection(connection))
+            result = await body(AioConnection(connection))
             await connection.execute("COMMIT")
             return result
         except BaseException as exc:
@@ -636,13 +487,13 @@ class SqliteDatastore(SqlDatastore):
 
     async def _insert(self, connection: SqlConnection, encoded: Any, revision: int) -> None:
         """Insert `encoded` (relationships), created at `revision`."""
-        await connection.executemany(_INSERT, [_row_values(rel, revision) for rel in encoded])
+        await connection.executemany(INSERT, [row_values(rel, revision) for rel in encoded])
 
     async def _import_rows(
         self, connection: SqlConnection, relationships: Sequence[Relationship], revision: int
     ) -> None:
-        """Insert an import in key order, many rows per statement (see _sync_insert_sorted)."""
-        _sync_insert_sorted(_raw(connection), relationships, revision)
+        """Insert an import in key order, many rows per statement (see insert_sorted)."""
+        insert_sorted(raw(connection), relationships, revision)
 
     async def _end_keys(self, connection: SqlConnection, revision: int, keys: Sequence[Key]) -> None:
         """Mark the live rows with these keys deleted at `revision`."""
@@ -721,7 +572,7 @@ class SqliteDatastore(SqlDatastore):
             raise self._error(exc, "reading all relationships") from exc
         try:
             await connection.execute("BEGIN")
-            head = await self._check_revision(_AioConnection(connection), revision)
+            head = await self._check_revision(AioConnection(connection), revision)
             where, params = _filter_sql(RelationshipFilter(), None if revision == head else revision)
             # NOT INDEXED: a table scan in rowid order beats walking an index for every row.
             async with connection.execute(
@@ -739,216 +590,9 @@ class SqliteDatastore(SqlDatastore):
             await self._rollback(connection)
             await connection.close()
 
-
-
-_INSERT = f"INSERT INTO relationships ({_COLUMNS}, created_revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_SQLITE_HEADER = b"SQLite format 3\x00"
-# the room a store that ran out of space needs again before it counts as writable
-FULL_MARGIN = 8 * 1024 * 1024
-
-
-def _file_identity(path: str) -> tuple[int, int] | None:
-    """(device, inode) of the database file; None for an in-memory database. Raises
-    FileNotFoundError when the file is gone."""
-    if path == ":memory:" or path.startswith("file:"):
-        return None
-    info = os.stat(path)
-    return info.st_dev, info.st_ino
-
-
-def _read_header(path: str) -> bytes | None:
-    """The first 16 bytes of the database file (fewer if it is shorter; an open store's file
-    always has its header, written when it switched to WAL); None for an in-memory one."""
-    if path == ":memory:" or path.startswith("file:"):
-        return None
-    with open(path, "rb") as handle:
-        return handle.read(len(_SQLITE_HEADER))
-
-
-def _room(path: str) -> int | None:
-    """Bytes the database files can still grow by: the free space of their file system, and
-    the process's file size limit (RLIMIT_FSIZE) less the larger of the file and its WAL.
-    None for an in-memory database."""
-    if path == ":memory:" or path.startswith("file:"):
-        return None
-    info = os.statvfs(Path(path).absolute().parent)
-    room = info.f_bavail * info.f_frsize
-    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if limit != resource.RLIM_INFINITY:
-        sizes = [os.stat(name).st_size for name in (path, f"{path}-wal") if os.path.exists(name)]
-        room = min(room, limit - max(sizes, default=0))
-    return room
-
-
-
-
 async def _touch_meta(connection: SqlConnection) -> None:
     """Rewrite one row unchanged: a write that needs a little free space, and nothing else."""
     await connection.execute("UPDATE stonetown_meta SET value = value WHERE name = 'min_revision'")
 
 
 
-def lock_database(path: str) -> IO[str]:
-    """Take the lock that lets one server at a time serve the SQLite file `path`, and return
-    the open lock file (keep it open while serving; closing it releases the lock).
-
-    The lock file is `.NAME.lock` beside the database, outside `NAME*`, so removing the
-    database files leaves it in place and a second server still finds the first one's lock.
-    Raises StoreError naming the holder's pid when another process holds it.
-    """
-    target = Path(path).absolute()
-    lock_path = target.parent / f".{target.name}.lock"
-    try:
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the server's lifetime
-    except OSError as exc:
-        raise StoreError(f"SQLite store {path}: cannot open the lock file {lock_path}: {exc}") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
-        raise StoreError(
-            f"SQLite store {path} is already served by another stonetown server (pid {holder}, "
-            f"lock file {lock_path}); stop that server first"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
-class _SyncWriter:
-    """A plain sqlite3 connection with a thread of its own for the calls that may block (lock
-    waits, fsync, long bodies); short bodies use it from the event loop in between, never
-    at the same time (the store's write lock is held throughout)."""
-
-    def __init__(self, pool: ThreadPoolExecutor, connection: sqlite3.Connection) -> None:
-        self._pool = pool
-        self.connection = connection
-
-    @classmethod
-    async def open(cls, connect: Callable[[], sqlite3.Connection]) -> _SyncWriter:
-        """Open the connection on the writer's thread."""
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stonetown-sqlite-writer")
-        try:
-            connection = await asyncio.get_running_loop().run_in_executor(pool, connect)
-        except BaseException:
-            pool.shutdown(wait=False)
-            raise
-        return cls(pool, connection)
-
-    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work(connection)` on the writer's thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, work, self.connection)
-
-    async def close(self) -> None:
-        """Close the connection and stop the thread (after any work in progress)."""
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self.connection.close)
-        except (sqlite3.Error, RuntimeError):
-            pass
-        self._pool.shutdown(wait=True)
-
-
-def _try_begin(connection: sqlite3.Connection, busy_timeout: float) -> bool:
-    """BEGIN IMMEDIATE without waiting (on the event loop); False when another connection
-    holds the write lock."""
-    connection.execute("PRAGMA busy_timeout = 0")
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        return True
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc).lower() or "busy" in str(exc).lower():
-            return False
-        raise
-    finally:
-        connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-
-
-def _begin_sync(connection: sqlite3.Connection) -> None:
-    connection.execute("BEGIN IMMEDIATE")
-
-
-def _commit_sync(connection: sqlite3.Connection) -> None:
-    connection.execute("COMMIT")
-
-
-def _rollback_sync(connection: sqlite3.Connection) -> None:
-    """Roll back the open transaction, if any (errors ignored: the write already failed)."""
-    if connection.in_transaction:
-        try:
-            connection.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
-
-
-
-def _wal_mode(connection: sqlite3.Connection) -> Any:
-    return connection.execute("PRAGMA journal_mode=WAL").fetchone()
-
-
-
-_KEY_OF = attrgetter(
-    "resource_type", "resource_id", "relation", "subject_type", "subject_id", "subject_relation"
-)
-_MAX_PARAMETERS = 900  # per statement: below every SQLite build's limit (999 before 3.32)
-
-
-def _sync_insert_sorted(
-    connection: sqlite3.Connection, relationships: Sequence[Relationship], revision: int
-) -> None:
-    """Insert `relationships` created at `revision` in key order, many rows per statement.
-
-    Key order turns the inserts into the primary index (and the live one) into appends.
-    Relationships without caveat and expiration (the usual case) are bound as their six key
-    fields only.
-    """
-    plain: Sequence[Relationship] = relationships
-    extra = [rel for rel in relationships if rel.caveat is not None or rel.expiration is not None]
-    if extra:
-        plain = [rel for rel in relationships if rel.caveat is None and rel.expiration is None]
-        rows = _sorted_yielding([_row_values(rel, revision) for rel in extra], _key_fields)
-        _sync_insert_rows(connection, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    row = f"(?, ?, ?, ?, ?, ?, NULL, NULL, NULL, {int(revision)})"
-    _sync_insert_rows(connection, row, _sorted_yielding(list(map(_KEY_OF, plain))))
-
-
-_SORT_RUN = 20_000
-
-
-def _sorted_yielding(items: list[_Row], key: Callable[[_Row], _Row] | None = None) -> list[_Row]:
-    """`sorted(items, key=key)`, without holding the GIL for the whole sort: one sort is one C
-    call, during which the event loop's thread (health checks included) cannot run; sorted
-    runs of :data:`_SORT_RUN` merged by heapq.merge (Python code) leave it room."""
-    if len(items) <= _SORT_RUN:
-        return sorted(items, key=key)
-    runs = [sorted(items[i : i + _SORT_RUN], key=key) for i in range(0, len(items), _SORT_RUN)]
-    return list(heapq.merge(*runs, key=key))
-
-
-def _sync_insert_rows(connection: sqlite3.Connection, row: str, rows: list[_Row]) -> None:
-    """INSERT `rows` into relationships (all columns but id and deleted_revision), `row`
-    being the VALUES term of one row, as many rows per statement as the parameters allow.
-
-    Several rows per statement keep the Python part (binding) short next to SQLite's (which
-    runs without the GIL): with one row per statement the writer thread had to win the GIL
-    back after every row, and so waited behind the event loop's Python work (the index update
-    of the previous import) instead of running beside it.
-    """
-    insert = f"INSERT INTO relationships ({_COLUMNS}, created_revision) VALUES "
-    per = _MAX_PARAMETERS // row.count("?")
-    full = len(rows) - len(rows) % per
-    if full:
-        connection.executemany(
-            insert + ", ".join([row] * per),
-            (tuple(chain.from_iterable(rows[i : i + per])) for i in range(0, full, per)),
-        )
-    if full < len(rows):
-        rest = rows[full:]
-        connection.execute(insert + ", ".join([row] * len(rest)), tuple(chain.from_iterable(rest)))
-
-
-def _key_fields(row: _Row) -> _Row:
-    return row[:6]
