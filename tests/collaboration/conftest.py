@@ -4,7 +4,6 @@ loaded into it over gRPC, and clients."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import sys
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent.parent / "api"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from collaboration_support import EXAMPLE_FILE, SCHEMA_FILE, VALIDATION_FILE  # noqa: E402
+from collaboration_support import SCHEMA_FILE, VALIDATION_FILE, load_platform_example  # noqa: E402
 from grpc_harness import ServerProcess  # noqa: E402
 
 from stonetown import Client  # noqa: E402
@@ -72,12 +71,14 @@ def uid() -> str:
     return f"t{next(_ids)}"
 
 
+@pytest.fixture
+def racers(server: ServerProcess) -> tuple[str, str]:
+    """Where the two sides of a race send their calls, each on a channel of its own: this
+    server, twice (on PostgreSQL, also one node each)."""
+    return server.address, server.address
+
+
 @pytest.fixture(scope="session")
 def platform() -> ModuleType:
     """examples/platform_service.py, imported from its path."""
-    spec = importlib.util.spec_from_file_location("platform_service", EXAMPLE_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_platform_example()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from collaboration_support import transfer
 from grpc_harness import ServerProcess
 
 from stonetown import AsyncClient, Client
@@ -24,15 +25,6 @@ def _rows(client: Client, filter: str | None = None) -> set[str]:
     return {str(rel) for rel in client.read(filter, consistency=FRESH)}
 
 
-def _transfer(client: Client, app: str, old: str, new: str) -> str:
-    """The transfer write: new owner in, old owner out and down to Can Manage, if `old` still owns."""
-    return client.write(
-        delete=[f"app:{app}#owner@user:{old}"],
-        touch=[f"app:{app}#owner@user:{new}", f"app:{app}#manager@user:{old}"],
-        preconditions=[Precondition(PreconditionOp.MUST_MATCH, parse_filter(f"app:{app}#owner@user:{old}"))],
-    )
-
-
 # ---------------------------------------------------------------------------- ownership transfer
 
 
@@ -41,7 +33,7 @@ def test_ownership_transfer_is_atomic_and_second_transfer_changes_nothing(client
     second transfer in the old owner's name fails its precondition and leaves the store as it was."""
     app, ana, bob, carl = f"tool-{uid}", f"ana-{uid}", f"bob-{uid}", f"carl-{uid}"
     client.write(touch=[f"app:{app}#owner@user:{ana}", f"app:{app}#editor@user:{carl}"])
-    token = _transfer(client, app, ana, bob)
+    token = transfer(client, app, ana, bob)
     at = ReadConsistency.at_least_as_fresh(token)
 
     def has(permission: str, user: str) -> bool:
@@ -59,28 +51,29 @@ def test_ownership_transfer_is_atomic_and_second_transfer_changes_nothing(client
     # A second transfer still made in ana's name: its precondition no longer holds.
     everything_before = _rows(client)
     with pytest.raises(FailedPrecondition):
-        _transfer(client, app, ana, carl)
+        transfer(client, app, ana, carl)
     assert _rows(client) == everything_before
     assert not client.check(f"app:{app}", "transfer_ownership", f"user:{carl}", consistency=FRESH).allowed
 
 
-def test_concurrent_transfers_exactly_one_wins(server: ServerProcess, client: Client, uid: str) -> None:
-    """Two transfers racing in the old owner's name: one commits, the other gets FAILED_PRECONDITION."""
+def test_concurrent_transfers_exactly_one_wins(racers: tuple[str, str], client: Client, uid: str) -> None:
+    """Two transfers racing in the old owner's name (on two nodes, one through each): one
+    commits, the other gets FAILED_PRECONDITION."""
     app, ana, bob, carl = f"race-{uid}", f"ana-{uid}", f"bob-{uid}", f"carl-{uid}"
     client.write(touch=[f"app:{app}#owner@user:{ana}"])
     barrier = threading.Barrier(2)
     outcomes: dict[str, str | StonetownError] = {}
 
-    def attempt(new_owner: str) -> None:
+    def attempt(address: str, new_owner: str) -> None:
         """One transfer on a channel of its own, released together with the other."""
-        with Client(server.address) as own_channel:
+        with Client(address) as own_channel:
             barrier.wait()
             try:
-                outcomes[new_owner] = _transfer(own_channel, app, ana, new_owner)
+                outcomes[new_owner] = transfer(own_channel, app, ana, new_owner)
             except StonetownError as exc:
                 outcomes[new_owner] = exc
 
-    threads = [threading.Thread(target=attempt, args=(name,)) for name in (bob, carl)]
+    threads = [threading.Thread(target=attempt, args=pair) for pair in zip(racers, (bob, carl), strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:

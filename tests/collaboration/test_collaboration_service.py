@@ -132,14 +132,15 @@ def test_organization_app_transfers_to_members_only(client: Client, platform: Mo
     assert svc.app_owner(f"max-{uid}", app) == f"mia-{uid}"
 
 
-def _race(server: ServerProcess, platform: ModuleType, action: Callable[[Any], str]) -> list[object]:
-    """Run `action(service)` twice at once, each service with a client of its own; the outcomes."""
+def _race(racers: tuple[str, str], platform: ModuleType, action: Callable[[Any], str]) -> list[object]:
+    """Run `action(service)` twice at once, each service with a client of its own (to each of
+    `racers`); the outcomes."""
     barrier = threading.Barrier(2)
     outcomes: list[object] = []
 
-    def attempt() -> None:
+    def attempt(address: str) -> None:
         """One attempt on its own channel, released together with the other."""
-        with Client(server.address, read_your_writes=True) as own:
+        with Client(address, read_your_writes=True) as own:
             svc = platform.PlatformService(own)
             barrier.wait()
             try:
@@ -147,7 +148,7 @@ def _race(server: ServerProcess, platform: ModuleType, action: Callable[[Any], s
             except (StonetownError, platform.Forbidden, platform.Refused) as exc:
                 outcomes.append(exc)
 
-    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    threads = [threading.Thread(target=attempt, args=(address,)) for address in racers]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -156,7 +157,7 @@ def _race(server: ServerProcess, platform: ModuleType, action: Callable[[Any], s
 
 
 def test_concurrent_approvals_grant_once(
-    server: ServerProcess, client: Client, platform: ModuleType, uid: str
+    racers: tuple[str, str], client: Client, platform: ModuleType, uid: str
 ) -> None:
     """B15: the App Owner and the organization's owner approve the same request at once: one
     write commits, the other fails its precondition; the request is gone, the grant is there once."""
@@ -170,7 +171,7 @@ def test_concurrent_approvals_grant_once(
             who = next(deciders)
         return str(own.approve(who, request))
 
-    outcomes = _race(server, platform, approve)
+    outcomes = _race(racers, platform, approve)
     assert sorted(type(o).__name__ for o in outcomes) == ["FailedPrecondition", "str"], outcomes
     assert list(client.read(f"access_request:{request}", consistency=FRESH)) == []
     assert [str(r) for r in client.read(f"app:{app}#editor@user:mia-{uid}", consistency=FRESH)] == [
@@ -179,7 +180,7 @@ def test_concurrent_approvals_grant_once(
 
 
 def test_concurrent_transfers_one_owner(
-    server: ServerProcess, client: Client, platform: ModuleType, uid: str
+    racers: tuple[str, str], client: Client, platform: ModuleType, uid: str
 ) -> None:
     """B16: two transfers of one app at once (to two members): exactly one owner afterwards."""
     svc, _org, app = _acme(platform, client, uid)
@@ -191,7 +192,7 @@ def test_concurrent_transfers_one_owner(
             target = next(targets)
         return str(own.transfer_ownership(f"sam-{uid}", app, target))
 
-    outcomes = _race(server, platform, transfer)
+    outcomes = _race(racers, platform, transfer)
     # the loser fails its precondition, or, if it came late, its check (sam owns nothing now)
     assert [type(o) for o in outcomes].count(str) == 1, outcomes
     assert any(isinstance(o, FailedPrecondition | platform.Forbidden) for o in outcomes), outcomes

@@ -7,20 +7,19 @@ PostgreSQL fixtures of the same names, in two topologies:
 
 - ``one_node``: every call on node A (what the SQLite suite does against its server);
 - ``two_nodes``: every write goes to node A and every read to node B, at the write's token
-  (a real client per node, see :class:`CrossNodeClient`).
+  (a real client per node, see :class:`CrossNodeClient`), and the two sides of a race go one
+  to each node (`racers`).
 
-Tests written for this module cover what only two nodes can show: the validation file's
-assertions answered by both nodes, ownership transfers racing through different nodes, an
-access request written on one node seen on the other's Watch stream, and so on.
+Tests written for this module cover what the reused scenarios cannot: the validation file's
+assertions answered by both nodes, a write through node B refused after one through node A,
+an access request written on one node seen on the other's Watch stream, and so on.
 Everything skips when PostgreSQL is not installed (the `pg_cluster` fixture)."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import itertools
 import sys
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -35,13 +34,18 @@ import test_collaboration_flows as flows  # noqa: E402
 import test_collaboration_invitations as invitations  # noqa: E402
 import test_collaboration_model as model  # noqa: E402
 import test_collaboration_service as service  # noqa: E402
-from collaboration_support import EXAMPLE_FILE, SCHEMA_FILE, VALIDATION_FILE  # noqa: E402
+from collaboration_support import (  # noqa: E402
+    SCHEMA_FILE,
+    VALIDATION_FILE,
+    load_platform_example,
+    transfer,
+)
 from grpc_harness import ServerProcess, wait_healthy  # noqa: E402
 
 from stonetown import AsyncClient, Client  # noqa: E402
 from stonetown.client import CheckOutcome, DeleteOutcome, ReadConsistency, parse_filter  # noqa: E402
 from stonetown.client.notation import FilterLike, RelationshipLike  # noqa: E402
-from stonetown.core.errors import FailedPrecondition, StonetownError  # noqa: E402
+from stonetown.core.errors import FailedPrecondition  # noqa: E402
 from stonetown.engine.datastore import ChangeOp, Precondition, PreconditionOp  # noqa: E402
 from stonetown.engine.types import CheckRequest, Permissionship  # noqa: E402
 from stonetown.validation.files import read_validation_file  # noqa: E402
@@ -53,70 +57,53 @@ _ids = itertools.count()
 # Collected here as tests of this module, with the fixtures below (same names as the
 # collaboration conftest's). Tests that never talk to a server are not repeated.
 
-test_permission_table = model.test_permission_table
-test_role_applies_only_to_organization_members = model.test_role_applies_only_to_organization_members
-test_team_grants_nest = model.test_team_grants_nest
-test_lookup_resources_member_sees_every_org_app_external_only_invited = (
-    model.test_lookup_resources_member_sees_every_org_app_external_only_invited
-)
-test_lookup_subjects_managers_and_runners = model.test_lookup_subjects_managers_and_runners
-test_lookup_subjects_follows_new_manager_grant = model.test_lookup_subjects_follows_new_manager_grant
-test_link_sharing_per_resource_wins_both_ways = model.test_link_sharing_per_resource_wins_both_ways
-test_link_restricted_leaves_no_wildcard_in_lookup_subjects = (
-    model.test_link_restricted_leaves_no_wildcard_in_lookup_subjects
-)
-test_link_sharing_does_not_grant_more_than_read = model.test_link_sharing_does_not_grant_more_than_read
-test_server_serves_the_schema_file = model.test_server_serves_the_schema_file
-
-test_ownership_transfer_is_atomic_and_second_transfer_changes_nothing = (
-    flows.test_ownership_transfer_is_atomic_and_second_transfer_changes_nothing
-)
-test_concurrent_transfers_exactly_one_wins = flows.test_concurrent_transfers_exactly_one_wins
-test_access_request_reaches_app_owner_watch_then_approval_allows = (
-    flows.test_access_request_reaches_app_owner_watch_then_approval_allows
-)
-test_approval_of_a_decided_request_fails_and_grants_nothing = (
-    flows.test_approval_of_a_decided_request_fails_and_grants_nothing
-)
-test_organization_default_applies_to_organization_resources = (
-    model.test_organization_default_applies_to_organization_resources
-)
-test_runs_belong_to_the_account_that_started_them = model.test_runs_belong_to_the_account_that_started_them
-
-test_platform_service_handlers = service.test_platform_service_handlers
-test_request_denied_or_withdrawn_grants_nothing = service.test_request_denied_or_withdrawn_grants_nothing
-test_transfer_then_back_by_the_new_owner = service.test_transfer_then_back_by_the_new_owner
-test_organization_app_transfers_to_members_only = service.test_organization_app_transfers_to_members_only
-test_concurrent_approvals_grant_once = service.test_concurrent_approvals_grant_once
-test_concurrent_transfers_one_owner = service.test_concurrent_transfers_one_owner
-test_rule_breaking_flow_is_refused_and_writes_nothing = (
-    service.test_rule_breaking_flow_is_refused_and_writes_nothing
-)
-test_leaving_keeps_only_direct_invitations = service.test_leaving_keeps_only_direct_invitations
-test_publish_share_and_link_settings = service.test_publish_share_and_link_settings
-test_organization_link_settings = service.test_organization_link_settings
-test_platform_service_notifications_only_for_the_app_owner = (
-    service.test_platform_service_notifications_only_for_the_app_owner
-)
-test_platform_service_demo_runs_against_the_server = (
-    service.test_platform_service_demo_runs_against_the_server
-)
-
-test_past_invitation_grants_nothing_future_one_grants_can_run = (
-    invitations.test_past_invitation_grants_nothing_future_one_grants_can_run
-)
-test_expired_higher_level_leaves_the_live_lower_one = (
-    invitations.test_expired_higher_level_leaves_the_live_lower_one
-)
-test_lookup_resources_lists_only_live_invitations = (
-    invitations.test_lookup_resources_lists_only_live_invitations
-)
-test_read_relationships_hides_expired_invitations = (
-    invitations.test_read_relationships_hides_expired_invitations
-)
-test_invitation_stops_granting_at_its_instant = invitations.test_invitation_stops_granting_at_its_instant
-test_validation_file_invitations_over_grpc = invitations.test_validation_file_invitations_over_grpc
-
+_REUSED = {
+    model: [
+        "test_permission_table",
+        "test_role_applies_only_to_organization_members",
+        "test_team_grants_nest",
+        "test_lookup_resources_member_sees_every_org_app_external_only_invited",
+        "test_lookup_subjects_managers_and_runners",
+        "test_lookup_subjects_follows_new_manager_grant",
+        "test_link_sharing_per_resource_wins_both_ways",
+        "test_link_restricted_leaves_no_wildcard_in_lookup_subjects",
+        "test_link_sharing_does_not_grant_more_than_read",
+        "test_server_serves_the_schema_file",
+        "test_organization_default_applies_to_organization_resources",
+        "test_runs_belong_to_the_account_that_started_them",
+    ],
+    flows: [
+        "test_ownership_transfer_is_atomic_and_second_transfer_changes_nothing",
+        "test_concurrent_transfers_exactly_one_wins",
+        "test_access_request_reaches_app_owner_watch_then_approval_allows",
+        "test_approval_of_a_decided_request_fails_and_grants_nothing",
+    ],
+    service: [
+        "test_platform_service_handlers",
+        "test_request_denied_or_withdrawn_grants_nothing",
+        "test_transfer_then_back_by_the_new_owner",
+        "test_organization_app_transfers_to_members_only",
+        "test_concurrent_approvals_grant_once",
+        "test_concurrent_transfers_one_owner",
+        "test_rule_breaking_flow_is_refused_and_writes_nothing",
+        "test_leaving_keeps_only_direct_invitations",
+        "test_publish_share_and_link_settings",
+        "test_organization_link_settings",
+        "test_platform_service_notifications_only_for_the_app_owner",
+        "test_platform_service_demo_runs_against_the_server",
+    ],
+    invitations: [
+        "test_past_invitation_grants_nothing_future_one_grants_can_run",
+        "test_expired_higher_level_leaves_the_live_lower_one",
+        "test_lookup_resources_lists_only_live_invitations",
+        "test_read_relationships_hides_expired_invitations",
+        "test_invitation_stops_granting_at_its_instant",
+        "test_validation_file_invitations_over_grpc",
+    ],
+}
+for _module, _names in _REUSED.items():
+    for _name in _names:
+        globals()[_name] = getattr(_module, _name)
 
 # ---------------------------------------------------------------------------- nodes
 
@@ -265,15 +252,16 @@ def uid() -> str:
     return f"pg{next(_ids)}"
 
 
+@pytest.fixture
+def racers(nodes: Nodes, topology: str) -> tuple[str, str]:
+    """Where the two sides of a race send their calls: node A twice, or one to each node."""
+    return nodes.a.address, (nodes.a.address if topology == "one_node" else nodes.b.address)
+
+
 @pytest.fixture(scope="module")
 def platform() -> ModuleType:
     """examples/platform_service.py, imported from its path."""
-    spec = importlib.util.spec_from_file_location("platform_service", EXAMPLE_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_platform_example()
 
 
 # ---------------------------------------------------------------------------- two nodes
@@ -308,88 +296,25 @@ def test_validation_file_assertions_hold_on_both_nodes(nodes: Nodes, acme: str) 
         assert wrong == [], f"{node.address}: {wrong}"
 
 
-def test_permission_table_on_both_nodes(nodes: Nodes, acme: str) -> None:
-    """The whole permission table of tests/collaboration, answered alike by node A and node B."""
-    at = ReadConsistency.at_least_as_fresh(acme)
-    answers: dict[str, list[bool]] = {}
-    for node in (nodes.a, nodes.b):
-        with Client(node.address) as client:
-            checks = [
-                (target.split("#")[0], target.split("#")[1], f"user:{name}")
-                for target, _expected in model.TABLE
-                for name in model.ACTORS.values()
-            ]
-            outcomes = client.check_bulk(checks, consistency=at)
-        assert all(isinstance(item, CheckOutcome) for item in outcomes), outcomes
-        answers[node.address] = [getattr(item, "allowed", False) for item in outcomes]
-    expected = [kind in allowed for _target, allowed in model.TABLE for kind in model.ACTORS]
-    assert answers[nodes.a.address] == expected
-    assert answers[nodes.b.address] == expected
-
-
-def _transfer(client: Client, app: str, old: str, new: str) -> str:
-    """The transfer write of the flows: new owner in, old owner down to Can Manage, if `old` owns."""
-    return client.write(
-        delete=[f"app:{app}#owner@user:{old}"],
-        touch=[f"app:{app}#owner@user:{new}", f"app:{app}#manager@user:{old}"],
-        preconditions=[Precondition(PreconditionOp.MUST_MATCH, parse_filter(f"app:{app}#owner@user:{old}"))],
-    )
-
-
 def test_transfer_on_a_seen_on_b_and_second_transfer_on_b_fails(nodes: Nodes, uid: str) -> None:
     """A transfer written on node A is in force on node B at its token; a second transfer in the
     old owner's name sent to node B fails its precondition and changes nothing on either node."""
     app, ana, bob, carl = f"tool-{uid}", f"ana-{uid}", f"bob-{uid}", f"carl-{uid}"
     with Client(nodes.a.address) as a, Client(nodes.b.address) as b:
         a.write(touch=[f"app:{app}#owner@user:{ana}"])
-        token = _transfer(a, app, ana, bob)
+        token = transfer(a, app, ana, bob)
         at = ReadConsistency.at_least_as_fresh(token)
         assert b.check(f"app:{app}", "transfer_ownership", f"user:{bob}", consistency=at).allowed
         assert not b.check(f"app:{app}", "transfer_ownership", f"user:{ana}", consistency=at).allowed
         assert b.check(f"app:{app}", "manage", f"user:{ana}", consistency=at).allowed
         before = {str(rel) for rel in b.read(f"app:{app}", consistency=at)}
         with pytest.raises(FailedPrecondition):
-            _transfer(b, app, ana, carl)
+            transfer(b, app, ana, carl)
         for node in (a, b):
             assert {str(rel) for rel in node.read(f"app:{app}", consistency=FRESH)} == before
             assert not node.check(
                 f"app:{app}", "transfer_ownership", f"user:{carl}", consistency=FRESH
             ).allowed
-
-
-@pytest.mark.parametrize("round_", range(3))
-def test_concurrent_transfers_through_two_nodes_exactly_one_wins(nodes: Nodes, uid: str, round_: int) -> None:
-    """Two transfers in the old owner's name, one sent to each node at the same moment: the
-    database serializes them, one commits and the other gets FAILED_PRECONDITION."""
-    app, ana = f"race-{uid}", f"ana-{uid}"
-    with Client(nodes.a.address) as setup:
-        setup.write(touch=[f"app:{app}#owner@user:{ana}"])
-    barrier = threading.Barrier(2)
-    outcomes: dict[str, str | StonetownError] = {}
-
-    def attempt(address: str, new_owner: str) -> None:
-        """One transfer through `address`, released together with the other."""
-        with Client(address) as own_channel:
-            barrier.wait()
-            try:
-                outcomes[new_owner] = _transfer(own_channel, app, ana, new_owner)
-            except StonetownError as exc:
-                outcomes[new_owner] = exc
-
-    contenders = [(nodes.a.address, f"bob-{uid}"), (nodes.b.address, f"carl-{uid}")]
-    threads = [threading.Thread(target=attempt, args=pair) for pair in contenders]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    winners = [name for name, result in outcomes.items() if isinstance(result, str)]
-    losers = [result for result in outcomes.values() if not isinstance(result, str)]
-    assert len(winners) == 1 and len(losers) == 1, outcomes
-    assert isinstance(losers[0], FailedPrecondition)
-    expected = {f"app:{app}#owner@user:{winners[0]}", f"app:{app}#manager@user:{ana}"}
-    for address in (nodes.a.address, nodes.b.address):
-        with Client(address) as reader:
-            assert {str(rel) for rel in reader.read(f"app:{app}", consistency=FRESH)} == expected
 
 
 async def test_access_request_on_a_reaches_watch_on_b_approved_on_b_allowed_on_a(
@@ -493,69 +418,3 @@ def test_lookup_resources_member_vs_external_on_b_after_writes_on_a(nodes: Nodes
         token = a.write(delete=[f"app:{apps[1]}#editor@user:{external}"])
         assert listed(external, "view", token) == set()
         assert listed(member, "view", token) == set(apps)
-
-
-def test_link_sharing_toggled_on_a_is_honoured_by_b(nodes: Nodes, uid: str) -> None:
-    """Each link-sharing toggle written on node A (per resource and account default) is what a
-    stranger gets from node B at the toggle's token."""
-    org, app, run = f"o-{uid}", f"a-{uid}", f"r-{uid}"
-    anon = f"user:stranger-{uid}"
-    with Client(nodes.a.address) as a, Client(nodes.b.address) as b:
-        a.write(
-            touch=[
-                f"organization:{org}#owner@user:own-{uid}",
-                f"app:{app}#account@organization:{org}",
-                f"app:{app}#owner@user:own-{uid}",
-                f"run:{run}#account@organization:{org}",
-                f"run:{run}#app@app:{app}",
-            ]
-        )
-        steps: list[tuple[dict[str, list[str]], bool]] = [
-            ({"touch": [f"run:{run}#link_shared@user:*"]}, True),
-            ({"delete": [f"run:{run}#link_shared@user:*"]}, False),
-            ({"touch": [f"organization:{org}#default_link@user:*"]}, True),
-            ({"touch": [f"run:{run}#link_restricted@user:*"]}, False),
-            ({"delete": [f"run:{run}#link_restricted@user:*"]}, True),
-            ({"delete": [f"organization:{org}#default_link@user:*"]}, False),
-        ]
-        for number, (change, opens) in enumerate(steps):
-            token = a.write(**change)
-            at = ReadConsistency.at_least_as_fresh(token)
-            assert b.check(f"run:{run}", "view", anon, consistency=at).allowed is opens, (number, change)
-            assert not b.check(f"app:{app}", "view", anon, consistency=at).allowed
-
-
-def test_concurrent_approvals_through_two_nodes_grant_once(
-    nodes: Nodes, platform: ModuleType, uid: str
-) -> None:
-    """B15 on two nodes: the App Owner approves through node A while the organization's owner
-    approves the same request through node B: one approval commits, the other fails (its
-    precondition, or finding the request gone) and changes nothing; both nodes agree."""
-    with Client(nodes.a.address, read_your_writes=True) as setup:
-        svc, _org, app = service._acme(platform, setup, uid)
-        request = svc.request_access(f"mia-{uid}", app, "manage")
-    barrier = threading.Barrier(2)
-    outcomes: list[object] = []
-
-    def approve(address: str, who: str) -> None:
-        """One approval through `address`, released together with the other."""
-        with Client(address, read_your_writes=True) as own:
-            own_svc = platform.PlatformService(own)
-            barrier.wait()
-            try:
-                outcomes.append(own_svc.approve(who, request))
-            except StonetownError as exc:
-                outcomes.append(exc)
-
-    contenders = [(nodes.a.address, f"sam-{uid}"), (nodes.b.address, f"olivia-{uid}")]
-    threads = [threading.Thread(target=approve, args=pair) for pair in contenders]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert sorted(type(o).__name__ for o in outcomes) == ["FailedPrecondition", "str"], outcomes
-    for address in (nodes.a.address, nodes.b.address):
-        with Client(address) as reader:
-            assert list(reader.read(f"access_request:{request}", consistency=FRESH)) == []
-            grants = {str(r) for r in reader.read(f"app:{app}#manager", consistency=FRESH)}
-            assert grants == {f"app:{app}#manager@user:mia-{uid}"}
