@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,6 +193,30 @@ def lookup_subjects(
         optional_subject_relation=relation, context=struct(context),
     )  # fmt: skip
     return Call("LookupSubjects", request, known)
+
+
+def every(
+    resources: Sequence[str],
+    names: Sequence[str],
+    subjects: Sequence[str],
+    contexts: Sequence[dict[str, Any] | None] = (None,),
+) -> list[Call]:
+    """The three questions about every combination: CheckPermission of each resource, name,
+    subject and context; LookupResources of each resource type, name, subject and context;
+    LookupSubjects of each resource, name, subject type and context (in that order)."""
+    kinds = list(dict.fromkeys(resource.split(":")[0] for resource in resources))
+    subject_types = list(dict.fromkeys(subject.split(":")[0] for subject in subjects))
+    return [
+        *(check(r, n, s, c) for r in resources for n in names for s in subjects for c in contexts),
+        *(lookup_resources(k, n, s, c) for k in kinds for n in names for s in subjects for c in contexts),
+        *(
+            lookup_subjects(r, n, t, c)
+            for r in resources
+            for n in names
+            for t in subject_types
+            for c in contexts
+        ),
+    ]
 
 
 def read(limit: int = 0, pages: bool = False, **filter_args: Any) -> Call:

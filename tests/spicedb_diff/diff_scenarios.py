@@ -19,6 +19,7 @@ from diff_requests import (
     bulk,
     check,
     delete,
+    every,
     expand,
     lookup_resources,
     lookup_subjects,
@@ -303,14 +304,12 @@ SCENARIOS: list[Scenario] = [
                 f"doc:e1#editor@user:gone[over][expiration:{PAST}]",
             ),
             write("doc:e1#temp@user:forever"),  # expiration required
-            check("doc:e1", "visit", "user:old"),
-            check("doc:e1", "visit", "user:new"),
-            check("doc:e1", "edit", "user:bob"),
-            check("doc:e1", "edit", "user:gone", {"x": 9}),
-            lookup_resources("doc", "visit", "user:new"),
-            lookup_resources("doc", "visit", "user:old"),
-            lookup_subjects("doc:e1", "visit", "user"),
-            lookup_subjects("doc:e1", "edit", "user"),
+            *every(
+                ["doc:e1"],
+                ["visit", "edit"],
+                ["user:old", "user:new", "user:bob", "user:gone"],
+                [None, {"x": 9}],
+            ),
             read(resource_type="doc"),
         ],
     ),
@@ -388,22 +387,11 @@ SCENARIOS: list[Scenario] = [
     Scenario(
         "arrows_any_all_and_intersections",
         [schema(ARROWS), write(*ARROWS_RELS)]
-        + [
-            check(f"project:{p}", name, f"user:{u}")
-            for p in ("p1", "p2")
-            for name in ("any_member", "all_members", "managed", "both", "only_watch")
-            for u in ("ana", "bob", "cy")
-        ]
-        + [
-            lookup_resources("project", name, f"user:{u}")
-            for name in ("any_member", "all_members", "managed", "both", "only_watch")
-            for u in ("ana", "bob", "cy")
-        ]
-        + [
-            lookup_subjects(f"project:{p}", name, "user")
-            for p in ("p1", "p2")
-            for name in ("any_member", "all_members", "managed", "both", "only_watch")
-        ]
+        + every(
+            ["project:p1", "project:p2"],
+            ["any_member", "all_members", "managed", "both", "only_watch"],
+            ["user:ana", "user:bob", "user:cy"],
+        )
         + [
             expand("project:p1", "managed", known=EXPAND_SHAPE),
             expand("team:a", "manage"),
@@ -423,19 +411,9 @@ SCENARIOS: list[Scenario] = [
                 "doc:d#viewer@group:h#member[tier]",
                 "doc:d#blocked@user:ana[tier]",
             ),
-            *[
-                check("doc:d", "view", f"user:{u}", ctx)
-                for u in ("ana", "bob", "cy")
-                for ctx in (None, {"level": 1}, {"level": 3})
-            ],
-            *[
-                lookup_resources("doc", "view", f"user:{u}", ctx)
-                for u in ("ana", "bob", "cy")
-                for ctx in (None, {"level": 3})
-            ],
-            lookup_subjects("doc:d", "view", "user"),
-            lookup_subjects("doc:d", "view", "user", {"level": 3}),
-            lookup_subjects("doc:d", "view", "user", {"level": 1}),
+            *every(
+                ["doc:d"], ["view"], ["user:ana", "user:bob", "user:cy"], [None, {"level": 1}, {"level": 3}]
+            ),
             lookup_subjects("doc:d", "view", "group#member"),
         ],
     ),
