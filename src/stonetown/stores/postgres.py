@@ -146,7 +146,6 @@ def redact(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-
 def _to_relationship(row: Sequence[Any]) -> Relationship:
     """A relationship from the nine columns of _COLUMNS at the start of `row`."""
     caveat = None

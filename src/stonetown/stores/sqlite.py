@@ -380,7 +380,6 @@ class SqliteDatastore(SqlDatastore):
             return f"SQLite store {self.path}: cannot read the database file: {exc}"
         return None
 
-
     async def _in_write(
         self, action: str, body: Callable[[SqlConnection], Awaitable[T]], *, long: bool = False
     ) -> T:
@@ -593,6 +592,5 @@ class SqliteDatastore(SqlDatastore):
 async def _touch_meta(connection: SqlConnection) -> None:
     """Rewrite one row unchanged: a write that needs a little free space, and nothing else."""
     await connection.execute("UPDATE stonetown_meta SET value = value WHERE name = 'min_revision'")
-
 
 

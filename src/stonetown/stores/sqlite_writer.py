@@ -135,10 +135,12 @@ def try_begin(connection: sqlite3.Connection, busy_timeout: float) -> bool:
 
 
 def begin(connection: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, waiting up to the busy timeout for another process's write lock."""
     connection.execute("BEGIN IMMEDIATE")
 
 
 def commit(connection: sqlite3.Connection) -> None:
+    """COMMIT (the fsync, with synchronous=FULL)."""
     connection.execute("COMMIT")
 
 
@@ -151,8 +153,8 @@ def rollback(connection: sqlite3.Connection) -> None:
             pass
 
 
-
 def wal_mode(connection: sqlite3.Connection) -> Any:
+    """Switch the database to WAL mode; the row naming the mode in force."""
     return connection.execute("PRAGMA journal_mode=WAL").fetchone()
 
 
