@@ -100,14 +100,19 @@ async def _measure_system(
     system: PermissionSystem, data: ShapeData, budget: float, lookup_timeout: float
 ) -> dict[str, Any]:
     rss_before = rss_bytes()
-    t0 = time.perf_counter()
+    loadavg_before = os.getloadavg()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     await system.start()
-    load_seconds = time.perf_counter() - t0
+    load_seconds, load_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     gc.collect()
     count = system.index.count
     out: dict[str, Any] = {
         "relationships": count,
         "load_seconds": round(load_seconds, 3),
+        # CPU seconds of the process (all threads) during the load: the figure the other
+        # sessions on a shared machine change least
+        "load_cpu_seconds": round(load_cpu, 3),
+        "loadavg_load": [list(loadavg_before), list(os.getloadavg())],
         "index_bytes_per_relationship": round((rss_bytes() - rss_before) / max(count, 1), 1),
         "workloads": {},
     }
@@ -369,7 +374,8 @@ def print_summary(result: dict[str, Any]) -> None:
     inproc = result["inprocess"]
     print(
         f"== realistic {result['shape']} {result['size_label']} ({inproc['relationships']} relationships): "
-        f"import {result['import_rel_per_s']:,.0f} rel/s, load {inproc['load_seconds']} s, "
+        f"import {result['import_rel_per_s']:,.0f} rel/s, load {inproc['load_seconds']} s "
+        f"({inproc.get('load_cpu_seconds', '?')} s CPU), "
         f"{inproc['index_bytes_per_relationship']} B/rel, "
         f"wrong answers {sum(inproc['check_answers_wrong'].values())}"
     )
