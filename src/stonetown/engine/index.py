@@ -58,7 +58,7 @@ def meta_of(rel: Relationship) -> RelMeta | None:
 class RelationshipIndex:
     """Forward and reverse maps of the live relationships at :attr:`revision`."""
 
-    __slots__ = ("objects", "usersets", "reverse", "revision", "count", "_shared", "_keys", "_ids")
+    __slots__ = ("objects", "usersets", "reverse", "revision", "count", "_shared", "_keys", "_ids", "_last")
 
     def __init__(self, revision: int = 0) -> None:
         self.objects: dict[ResourceKey, dict[ObjectKey, RelMeta | None]] = {}
@@ -72,6 +72,7 @@ class RelationshipIndex:
         self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}
         # string -> its one shared copy, while a load is under way (see add_all)
         self._ids: dict[str, str] | None = None
+        self._last: ResourceKey | None = None  # the key of the load's latest row
 
     @classmethod
     def build(cls, relationships: Iterable[Relationship], revision: int) -> RelationshipIndex:
@@ -111,7 +112,7 @@ class RelationshipIndex:
         if ids is None:
             ids = self._ids = {}
         share, put = ids.setdefault, self._put
-        last: ResourceKey | None = None
+        last = self._last
         for rtype, rid, relation, stype, sid, srel, caveat, expires_at in batch:
             rkey = (share(rtype, rtype), share(rid, rid), share(relation, relation))
             if rkey == last:
@@ -120,11 +121,12 @@ class RelationshipIndex:
                 last = rkey
             meta = None if caveat is None and expires_at is None else RelMeta(caveat, expires_at)
             put(rkey, share(stype, stype), share(sid, sid), share(srel, srel), meta)
+        self._last = last
 
     def loaded(self) -> None:
         """The end of a load through :meth:`add_all`: its table of shared strings is dropped
         (the strings stay shared where the index holds them)."""
-        self._ids = None
+        self._ids = self._last = None
 
     def _put(self, rkey: ResourceKey, stype: str, sid: str, srel: str, meta: RelMeta | None) -> None:
         """Insert or replace one relationship whose strings are already shared."""
