@@ -85,19 +85,19 @@ def tuple_text(r: Relationship) -> str:
 
 
 async def measure_inprocess(
-    data: ShapeData, path: Path, budget: float, lookup_timeout: float = 120.0
+    data: ShapeData, path: Path, budget: float, lookup_timeout: float = 120.0, lookups: bool = True
 ) -> dict[str, Any]:
     """The in-process workloads; also Stonetown's answers on the SpiceDB sample."""
     gc.collect()
     system = PermissionSystem(SqliteDatastore(str(path)))
     try:
-        return await _measure_system(system, data, budget, lookup_timeout)
+        return await _measure_system(system, data, budget, lookup_timeout, lookups)
     finally:
         await system.stop()
 
 
 async def _measure_system(
-    system: PermissionSystem, data: ShapeData, budget: float, lookup_timeout: float
+    system: PermissionSystem, data: ShapeData, budget: float, lookup_timeout: float, lookups: bool
 ) -> dict[str, Any]:
     rss_before = rss_bytes()
     loadavg_before = os.getloadavg()
@@ -164,7 +164,7 @@ async def _measure_system(
         ("lookup_resources", data.lookup_resources, lookup_resources),
         ("lookup_subjects", data.lookup_subjects, lookup_subjects),
     ):
-        for n, q in enumerate(queries):
+        for n, q in enumerate(queries if lookups else ()):
             row: dict[str, Any] = {"query": list(q[:4]), "expected": q[4] if q[4] >= 0 else None}
             samples: list[int] = []
             found: list[str] | None = None
@@ -335,6 +335,7 @@ def run(
     lookup_timeout: float = 120.0,
     scaling: bool = True,
     progress: bool = True,
+    lookups: bool = True,
 ) -> dict[str, Any]:
     """Measure everything for one shape and size; print a summary; write the JSON."""
     t0 = time.perf_counter()
@@ -350,7 +351,7 @@ def run(
         "import_rel_per_s": round(len(data.relationships) / import_seconds, 1),
         "loadavg_start": list(os.getloadavg()),
     }
-    result["inprocess"] = asyncio.run(measure_inprocess(data, path, budget, lookup_timeout))
+    result["inprocess"] = asyncio.run(measure_inprocess(data, path, budget, lookup_timeout, lookups))
     result["loadavg_inprocess"] = list(os.getloadavg())
     result["generate_seconds_incl_import_check"] = round(generate_seconds, 2)
     answers = result["inprocess"].pop("answers")
