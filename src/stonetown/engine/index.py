@@ -150,26 +150,28 @@ class RelationshipIndex:
                 forward[rkey] = shared
             else:
                 forward[rkey] = {skey: meta}
+            new = True
         elif meta is not None or bucket.get(skey, _ABSENT) is not None:
             if len(bucket) == 1:
                 bucket = self._owned(forward, rkey, bucket)
-            known = skey in bucket
+            new = skey not in bucket  # else only its caveat or expiration is replaced
             bucket[skey] = meta
-            if known:  # its caveat or expiration replaced: the reverse entry is there
-                return
         else:  # held already, without metadata: unchanged
-            return
-        self.count += 1
-        # a reverse entry holds `rkey` exactly when the forward bucket of `rkey` holds the
-        # subject, so a new relationship's key is appended without a membership test
-        reverse = self.reverse
-        holders = reverse.get(ukey)
-        if holders is None:
-            reverse[ukey] = (rkey,)
-        elif type(holders) is tuple:
-            reverse[ukey] = holders + (rkey,) if len(holders) < _SMALL else dict.fromkeys((*holders, rkey))
-        else:
-            holders[rkey] = None
+            new = False
+        if new:
+            self.count += 1
+            # a reverse entry holds `rkey` exactly when the forward bucket of `rkey` holds
+            # the subject, so a new relationship's key is added without a membership test
+            reverse = self.reverse
+            holders = reverse.get(ukey)
+            if holders is None:
+                reverse[ukey] = (rkey,)
+            elif type(holders) is not tuple:
+                holders[rkey] = None
+            elif len(holders) < _SMALL:
+                reverse[ukey] = holders + (rkey,)
+            else:
+                reverse[ukey] = dict.fromkeys((*holders, rkey))
 
     def _owned(
         self,
