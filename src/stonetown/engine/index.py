@@ -21,8 +21,9 @@ built fresh from a store read. Evaluation never awaits, so a computation sees on
 
 from __future__ import annotations
 
+import ctypes
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,6 +35,17 @@ ObjectKey = tuple[str, str]
 UsersetKey = tuple[str, str, str]
 
 _intern = sys.intern
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None elsewhere (musl, macOS, Windows)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (AttributeError, OSError):
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
 # reverse entries up to this many resource keys are tuples (a dict beyond)
 _SMALL = 8
 _ABSENT = object()
@@ -125,8 +137,13 @@ class RelationshipIndex:
 
     def loaded(self) -> None:
         """The end of a load through :meth:`add_all`: its table of shared strings is dropped
-        (the strings stay shared where the index holds them)."""
+        (the strings stay shared where the index holds them), and the memory the load freed
+        (that table, the maps' outgrown hash tables, the rows read) is handed back to the
+        system where the C library allows it: glibc keeps freed blocks of a grown heap
+        otherwise (measured at 1M relationships: 16 B per relationship of resident memory)."""
         self._ids = self._last = None
+        if _malloc_trim is not None:
+            _malloc_trim(0)
 
     def _put(self, rkey: ResourceKey, stype: str, sid: str, srel: str, meta: RelMeta | None) -> None:
         """Insert or replace one relationship whose strings are already shared."""
