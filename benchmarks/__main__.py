@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--no-grpc", action="store_true", help="in process (and SpiceDB) only")
     real.add_argument("--no-scaling", action="store_true", help="skip the --workers 2 vs 1 Check throughput")
     real.add_argument("--lookup-timeout", type=float, default=120.0, help="seconds one lookup may take")
+    real.add_argument("--no-lookups", action="store_true", help="skip the lookups (hours at 1M-10M)")
     real.add_argument("--spicedb-max", default="200k", help="largest size SpiceDB is loaded at (0: never)")
     rprof = sub.add_parser("realistic-profile", help="py-spy profile of a realistic shape's check kind")
     rprof.add_argument("--shape", default="docs")
@@ -174,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     reps=args.reps,
                     lookup_timeout=args.lookup_timeout,
                     scaling=not args.no_scaling,
+                    lookups=not args.no_lookups,
                 )
     elif args.command == "realistic-profile":
         from benchmarks.realistic_profile import profile as realistic_profile

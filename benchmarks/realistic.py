@@ -85,29 +85,34 @@ def tuple_text(r: Relationship) -> str:
 
 
 async def measure_inprocess(
-    data: ShapeData, path: Path, budget: float, lookup_timeout: float = 120.0
+    data: ShapeData, path: Path, budget: float, lookup_timeout: float = 120.0, lookups: bool = True
 ) -> dict[str, Any]:
     """The in-process workloads; also Stonetown's answers on the SpiceDB sample."""
     gc.collect()
     system = PermissionSystem(SqliteDatastore(str(path)))
     try:
-        return await _measure_system(system, data, budget, lookup_timeout)
+        return await _measure_system(system, data, budget, lookup_timeout, lookups)
     finally:
         await system.stop()
 
 
 async def _measure_system(
-    system: PermissionSystem, data: ShapeData, budget: float, lookup_timeout: float
+    system: PermissionSystem, data: ShapeData, budget: float, lookup_timeout: float, lookups: bool
 ) -> dict[str, Any]:
     rss_before = rss_bytes()
-    t0 = time.perf_counter()
+    loadavg_before = os.getloadavg()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     await system.start()
-    load_seconds = time.perf_counter() - t0
+    load_seconds, load_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     gc.collect()
     count = system.index.count
     out: dict[str, Any] = {
         "relationships": count,
         "load_seconds": round(load_seconds, 3),
+        # CPU seconds of the process (all threads) during the load: the figure the other
+        # sessions on a shared machine change least
+        "load_cpu_seconds": round(load_cpu, 3),
+        "loadavg_load": [list(loadavg_before), list(os.getloadavg())],
         "index_bytes_per_relationship": round((rss_bytes() - rss_before) / max(count, 1), 1),
         "workloads": {},
     }
@@ -159,7 +164,7 @@ async def _measure_system(
         ("lookup_resources", data.lookup_resources, lookup_resources),
         ("lookup_subjects", data.lookup_subjects, lookup_subjects),
     ):
-        for n, q in enumerate(queries):
+        for n, q in enumerate(queries if lookups else ()):
             row: dict[str, Any] = {"query": list(q[:4]), "expected": q[4] if q[4] >= 0 else None}
             samples: list[int] = []
             found: list[str] | None = None
@@ -330,6 +335,7 @@ def run(
     lookup_timeout: float = 120.0,
     scaling: bool = True,
     progress: bool = True,
+    lookups: bool = True,
 ) -> dict[str, Any]:
     """Measure everything for one shape and size; print a summary; write the JSON."""
     t0 = time.perf_counter()
@@ -345,7 +351,7 @@ def run(
         "import_rel_per_s": round(len(data.relationships) / import_seconds, 1),
         "loadavg_start": list(os.getloadavg()),
     }
-    result["inprocess"] = asyncio.run(measure_inprocess(data, path, budget, lookup_timeout))
+    result["inprocess"] = asyncio.run(measure_inprocess(data, path, budget, lookup_timeout, lookups))
     result["loadavg_inprocess"] = list(os.getloadavg())
     result["generate_seconds_incl_import_check"] = round(generate_seconds, 2)
     answers = result["inprocess"].pop("answers")
@@ -369,7 +375,8 @@ def print_summary(result: dict[str, Any]) -> None:
     inproc = result["inprocess"]
     print(
         f"== realistic {result['shape']} {result['size_label']} ({inproc['relationships']} relationships): "
-        f"import {result['import_rel_per_s']:,.0f} rel/s, load {inproc['load_seconds']} s, "
+        f"import {result['import_rel_per_s']:,.0f} rel/s, load {inproc['load_seconds']} s "
+        f"({inproc.get('load_cpu_seconds', '?')} s CPU), "
         f"{inproc['index_bytes_per_relationship']} B/rel, "
         f"wrong answers {sum(inproc['check_answers_wrong'].values())}"
     )

@@ -8,7 +8,7 @@ import random
 from datetime import UTC, datetime
 
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
-from stonetown.engine.index import RelationshipIndex, overlay
+from stonetown.engine.index import RelationshipIndex, overlay, without_wildcards
 
 
 def _random_relationship(rng: random.Random) -> Relationship:
@@ -118,3 +118,52 @@ def test_subjects_no_longer_named_leave_no_shared_state() -> None:
         index.remove(Relationship("app", f"a{n}", "org", "team", f"t{n}", "member"))
     assert index.count == 0 and not index.objects and not index.usersets and not index.reverse
     assert not index._keys and not index._shared
+
+
+def _fresh(text: str) -> str:
+    """An equal string that is a new object (as each row read from a store is)."""
+    return "".join(list(text))
+
+
+def test_a_load_shares_its_strings_and_then_drops_its_table() -> None:
+    rels = [Relationship("document", f"d{n // 3}", "viewer", "user", f"u{n % 5}") for n in range(60)]
+    expected = RelationshipIndex.build(rels, 1)
+    index = RelationshipIndex(1)
+    for start in range(0, len(rels), 7):  # batches, as a store yields them
+        index.add_all([(*map(_fresh, r.key), None, None) for r in rels[start : start + 7]])
+    index.loaded()
+    assert index._ids is None
+    assert _state(index) == _state(expected) and index.count == expected.count
+    keys = list(index.objects)
+    assert all(k[0] is keys[0][0] and k[2] is keys[0][2] for k in keys)  # one string each
+    rid = {id(k[1]) for k in keys} | {id(rk[1]) for held in index.reverse.values() for rk in held}
+    assert len(rid) == 20  # one string per document, wherever it is held
+    # the reverse entries hold the forward map's own key tuples (no copy per relationship)
+    forward = {id(k) for k in keys}
+    assert all(id(rk) in forward for held in index.reverse.values() for rk in held)
+
+
+def test_large_reverse_entries_answer_like_small_ones() -> None:
+    """Past a few resource keys a reverse entry changes representation; membership,
+    iteration, removal and overlays see the same keys."""
+    index = RelationshipIndex()
+    rels = [Relationship("document", f"d{n}", "viewer", "user", "ana") for n in range(20)]
+    wild = [Relationship("document", f"d{n}", "viewer", "user", "*") for n in range(12)]
+    for rel in rels + wild:
+        index.add(rel)
+    held = index.reverse[("user", "ana", "")]
+    assert ("document", "d19", "viewer") in held and ("document", "d20", "viewer") not in held
+    assert sorted(held) == sorted(r.key[:3] for r in rels)
+    for rel in rels[5:]:
+        index.remove(rel)
+    assert set(index.reverse[("user", "ana", "")]) == {r.key[:3] for r in rels[:5]}
+    index.add(rels[7])
+    before = _state(index)
+    view = overlay(index, [Relationship("document", "x", "viewer", "user", "*")])
+    assert ("document", "x", "viewer") in view.reverse.get(("user", "*", ""), ())
+    assert len(set(view.reverse.get(("user", "*", ""), ()))) == 13
+    assert _state(index) == before
+    alone = without_wildcards(index, "user")
+    assert not alone.reverse.get(("user", "*", ""), ())
+    assert all(("user", "*") not in alone.objects.get(r.key[:3], {}) for r in wild)
+    assert _state(index) == before

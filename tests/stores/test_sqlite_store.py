@@ -253,6 +253,40 @@ async def test_iter_all_is_one_snapshot(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_a_load_stopped_or_cancelled_mid_read_leaves_the_store_clean(tmp_path: Path) -> None:
+    """A load reads the next batch while the caller indexes this one: a caller that stops
+    early, or is cancelled, with that read in flight waits for it, so the load's connection
+    closes and nothing is left running; a whole load still yields every relationship once."""
+    store = await opened(tmp_path / "load.db", readers=1)
+    try:
+        rels = [create(f"document:d{i}#viewer@user:u{i % 7}") for i in range(100)]
+        head = await store.write(rels)
+        batches = store.iter_fields(head, batch=10)
+        assert len(await anext(batches)) == 10
+        await batches.aclose()
+
+        async def slow_load() -> None:
+            async for _ in store.iter_fields(head, batch=10):
+                await asyncio.sleep(0.01)
+
+        for delay in (0, 0.005, 0.025):
+            task = asyncio.ensure_future(slow_load())
+            await asyncio.sleep(delay)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        # the abandoned generators are closed by asyncio's finalizer tasks, which end
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if others:
+            await asyncio.wait_for(asyncio.gather(*others, return_exceptions=True), 10)
+        fields = [f for batch in [b async for b in store.iter_fields(head, batch=7)] for f in batch]
+        assert sorted(f[:6] for f in fields) == sorted(u.relationship.key for u in rels)
+        await store.write([create("document:after#viewer@user:ana")])
+        assert "document:after#viewer@user:ana" in await all_text(store)
+    finally:
+        await store.close()
+
+
 async def test_cancelled_calls_leave_connections_clean(tmp_path: Path) -> None:
     """A caller cancelled while its read or write waits on SQLite must not leave a pooled
     connection inside a transaction (the next call on it would fail)."""

@@ -1101,6 +1101,7 @@ async def _load_index(store: Datastore, revision: int) -> RelationshipIndex:
     with cyclic_gc_paused():
         async for batch in store.iter_fields(revision):
             index.add_all(batch)
+        index.loaded()
     gc.freeze()
     return index
 

@@ -577,11 +577,18 @@ class SqliteDatastore(SqlDatastore):
             async with connection.execute(
                 f"SELECT {_COLUMNS} FROM relationships NOT INDEXED WHERE {where}", params
             ) as cursor:
-                while True:
-                    rows = await cursor.fetchmany(batch)
-                    if not rows:
-                        break
-                    yield rows
+                # the connection's thread reads the next batch while the caller works on this
+                # one (SQLite steps without the GIL): a load overlaps reading and indexing
+                pending = asyncio.ensure_future(cursor.fetchmany(batch))
+                try:
+                    while rows := await pending:
+                        pending = asyncio.ensure_future(cursor.fetchmany(batch))
+                        yield rows
+                finally:
+                    if not pending.done():  # the caller stopped early, or was cancelled
+                        await asyncio.wait([pending])
+                    if not pending.cancelled():
+                        pending.exception()  # retrieved; a read error after the end is moot
             await connection.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._error(exc, "reading all relationships") from exc
