@@ -36,6 +36,7 @@ from stonetown.api.interceptor import ServingLayer
 from stonetown.api.limits import ConnectionLimits, Limits
 from stonetown.api.logs import configure_logging
 from stonetown.api.metrics import observe_system, serve_metrics
+from stonetown.api.pauses import PauseRecorder
 from stonetown.api.pb import SERVICE_NAMES, permission_grpc, relationship_grpc, schema_grpc
 from stonetown.api.servicers.permissions import PermissionServicer
 from stonetown.api.servicers.relationships import RelationshipServicer
@@ -336,6 +337,8 @@ async def run_worker(
         # hundreds of ms at 1M relationships). Freed objects are still freed by refcount.
         gc.collect()
         gc.freeze()
+        pauses = PauseRecorder()
+        pauses.start()
         await server.start()
         await set_all(health_servicer, health_pb2.HealthCheckResponse.SERVING)
         health_follower = asyncio.create_task(follow_store_health(system, health_servicer))
@@ -363,6 +366,7 @@ async def run_worker(
         log.info("shutting down", extra={"pid": os.getpid(), "grace_seconds": config.shutdown_grace})
         await health_servicer.enter_graceful_shutdown()
         await server.stop(config.shutdown_grace)
+        await pauses.stop()
     finally:
         await (system.stop() if stores is None else stores.stop())
     log.info("stopped", extra={"pid": os.getpid()})
