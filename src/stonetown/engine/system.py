@@ -88,8 +88,11 @@ Found = TypeVar("Found")
 Answer = TypeVar("Answer")
 T = TypeVar("T")
 
-_SNAPSHOT_CACHE = 4
-_SCHEMA_CACHE = 4
+# Old revisions whose store reads are cached (the latest few asked for).
+_OLD_READ_CACHES = 4
+# Compiled schemas kept, by text: a schema written again, or read at many old revisions,
+# compiles once (each compilation of a large schema is seconds of CPU and 100s of MB).
+_COMPILED_SCHEMAS = 4
 # a store probe that takes longer than this counts as a failure (the store is unreachable)
 PROBE_TIMEOUT = 5.0
 # A store that is only slow (its writer busy with a large import) is not failing: it counts as
@@ -108,6 +111,8 @@ class SchemaState:
     compiled: CompiledSchema
     facts: Reachability
     caveats: CaveatEvaluator
+    # compiled under every limit (new text), not trusted as stored text is
+    checked_limits: bool = False
 
     @classmethod
     def of(cls, stored: StoredSchema, openfga_cycles: bool = False) -> SchemaState:
@@ -132,7 +137,8 @@ class SchemaState:
         from stonetown.schema import compile_schema
 
         with cyclic_gc_paused():
-            return cls.build(StoredSchema(text, 0), compile_schema(text), openfga_cycles)
+            state = cls.build(StoredSchema(text, 0), compile_schema(text), openfga_cycles)
+        return replace(state, checked_limits=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +200,7 @@ class PermissionSystem:
         self.feed = ChangeFeed(store, max_watchers)
         self._old_reads: OldReads | None = None
         self._old_caches: OrderedDict[int, SnapshotCache] = OrderedDict()  # the latest few
-        self._compiled: OrderedDict[int, SchemaState] = OrderedDict()
+        self._compiled: OrderedDict[str, SchemaState] = OrderedDict()  # by schema text
         self._poller: asyncio.Task[None] | None = None
         self._collector: asyncio.Task[None] | None = None
         # the store's health: what is wrong with it (None: nothing), kept by a background probe
@@ -344,22 +350,24 @@ class PermissionSystem:
         return self.index.revision
 
     async def _state_for(self, stored: StoredSchema) -> SchemaState:
-        state = self._compiled.get(stored.revision)
-        if state is None:
+        known = self._compiled.get(stored.text)
+        if known is None:
             # a large schema takes seconds to compile: never on the event loop
-            self._remember(await asyncio.to_thread(SchemaState.of, stored, self.openfga_cycles))
-            state = self._compiled[stored.revision]
-        return state
+            known = await asyncio.to_thread(SchemaState.of, stored, self.openfga_cycles)
+        self._remember(known)
+        return known if known.stored == stored else replace(known, stored=stored)
 
     def _remember(self, state: SchemaState) -> None:
-        self._compiled.setdefault(state.stored.revision, state)
-        while len(self._compiled) > _SNAPSHOT_CACHE:
+        """Keep `state` as the latest used compilation of its text (the oldest used goes)."""
+        self._compiled[state.stored.text] = state
+        self._compiled.move_to_end(state.stored.text)
+        while len(self._compiled) > _COMPILED_SCHEMAS:
             self._compiled.popitem(last=False)
 
     def _schema_of(self, stored: StoredSchema) -> ir.Schema:
         """The compiled IR of a stored schema, without changing the cache (runs on a store's
         writer thread too); the engine plans are not needed to validate relationships."""
-        known = self._compiled.get(stored.revision)
+        known = self._compiled.get(stored.text)
         if known is not None:
             return known.schema
         from stonetown.schema import compile_schema
@@ -416,7 +424,7 @@ class PermissionSystem:
             raise NotFound(f"no schema had been written at revision {revision}")
         cache = self._old_caches.pop(revision, None) or SnapshotCache()
         self._old_caches[revision] = cache
-        while len(self._old_caches) > _SCHEMA_CACHE:
+        while len(self._old_caches) > _OLD_READ_CACHES:
             self._old_caches.popitem(last=False)
         snapshot = StoreSnapshot(self.store, revision, asyncio.get_running_loop(), cache=cache)
         return View(snapshot, await self._state_for(stored))
@@ -478,7 +486,8 @@ class PermissionSystem:
         Everything the engine derives from the schema is compiled before the commit, in a
         thread (the event loop stays free): a schema that cannot be served is never stored.
         """
-        state = await self._compile_new(text)
+        known = self._compiled.get(text)  # the same text written before: compiled already
+        state = known if known is not None and known.checked_limits else await self._compile_new(text)
         schema = state.schema
         revision = await self.store.write_schema(text, lambda examples: require_kept(schema, list(examples)))
         self._remember(replace(state, stored=StoredSchema(text, revision)))
