@@ -1,0 +1,77 @@
+"""A long-lived server process's memory: the cyclic collector's pace and freed memory given back.
+
+The collector: with CPython's default thresholds a full pass (every tracked object walked,
+the GIL held: tens to hundreds of milliseconds) follows every few hundred thousand surviving
+allocations, several a second while large schemas compile or imports are indexed. The engine
+keeps its long-lived structures free of reference cycles (they are freed by reference
+counting the moment they are dropped), so the collector has little to find and can run
+less often: :func:`pace_collector`.
+
+The allocator: glibc keeps memory freed by a large import, a compilation or a burst of
+streams in its arenas, so the resident size stays at its peak. :func:`give_back_freed_memory`
+asks it (``malloc_trim``) every few seconds, off the event loop, to return free pages to the
+system; :func:`limit_malloc_arenas` keeps the worker threads from each growing an arena of
+their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import gc
+import logging
+
+log = logging.getLogger("stonetown.server")
+
+# Young passes after this many surviving allocations (default 700), the middle generation
+# after 10 young passes, a full pass after 10 middle ones (and the old generation grown by a
+# quarter, CPython's own rule).
+COLLECTOR_THRESHOLDS = (10_000, 10, 10)
+TRIM_INTERVAL = 5.0
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.malloc_trim  # noqa: B018 - glibc only (not musl): the attribute is the test
+        libc.mallopt  # noqa: B018
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _libc()
+
+
+def pace_collector() -> None:
+    """Set the collector's thresholds for a server (see the module docstring)."""
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
+
+
+def limit_malloc_arenas() -> None:
+    """At most :data:`MALLOC_ARENAS` glibc arenas for the threads started from now on (each
+    thread otherwise gets its own, and each keeps its peak); no-op without glibc."""
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+
+
+def trim() -> bool:
+    """Return the allocator's free pages to the system; whether any were (False without glibc).
+    ctypes releases the GIL for the call: run it on a thread, the loop keeps serving."""
+    return bool(_LIBC is not None and _LIBC.malloc_trim(0))
+
+
+async def give_back_freed_memory(interval: float = TRIM_INTERVAL) -> None:
+    """Run until cancelled: :func:`trim` every `interval` seconds, on a worker thread."""
+    if _LIBC is None:
+        log.info("the allocator cannot be asked to give memory back (no glibc)")
+        return
+    while True:
+        await asyncio.sleep(interval)
+        await asyncio.to_thread(trim)
