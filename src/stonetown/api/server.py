@@ -35,10 +35,15 @@ from stonetown.api.health import follow_store_health, set_all
 from stonetown.api.interceptor import ServingLayer
 from stonetown.api.limits import ConnectionLimits, Limits
 from stonetown.api.logs import configure_logging
-from stonetown.api.memory import give_back_freed_memory, limit_malloc_arenas, pace_collector
 from stonetown.api.metrics import observe_system, serve_metrics
 from stonetown.api.pauses import PauseRecorder
 from stonetown.api.pb import SERVICE_NAMES, permission_grpc, relationship_grpc, schema_grpc
+from stonetown.api.runtime import (
+    give_back_freed_memory,
+    hand_over_gil_sooner,
+    limit_malloc_arenas,
+    pace_collector,
+)
 from stonetown.api.servicers.permissions import PermissionServicer
 from stonetown.api.servicers.preserialized import PreSerialized
 from stonetown.api.servicers.relationships import RelationshipServicer
@@ -325,6 +330,7 @@ async def run_worker(
     """Serve until SIGTERM or SIGINT (or, given `parent`, until that process is gone), then
     drain in-flight calls and close the store."""
     limit_malloc_arenas()
+    hand_over_gil_sooner()
     stores: StoresPerToken | None = None
     if config.testing_max_stores is not None:
         stores = StoresPerToken(config.testing_max_stores, config.max_depth)
