@@ -446,6 +446,7 @@ def run(
             "start": round(rss_start / 1024, 1),
             "peak": round(max(rss, default=0) / 1024, 1),
             "end": round(rss_end / 1024, 1),
+            "every_tenth": [round(rss[len(rss) * i // 10] / 1024) for i in range(10)] if rss else [],
         },
         "load_average": {"start": load_start, "end": load_end},
         "server_cpu_seconds_during_mix": round(cpu_mix, 1),

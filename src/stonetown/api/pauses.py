@@ -23,6 +23,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from stonetown.api.runtime import allocator_figures
+
 log = logging.getLogger("stonetown.server")
 
 TICK = 0.02
@@ -71,6 +73,7 @@ class PauseRecorder:
             self._task = None
         summary = self.summary()
         kinds = Counter(type(item).__name__ for item in gc.get_objects())
+        summary.update(allocator_figures())
         summary["gc_tracked_kinds"] = ",".join(f"{name}:{count}" for name, count in kinds.most_common(8))
         log.info("pause_summary", extra=summary)
         return summary

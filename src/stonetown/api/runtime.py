@@ -28,6 +28,7 @@ import ctypes.util
 import gc
 import logging
 import sys
+from collections.abc import Callable
 
 log = logging.getLogger("stonetown.server")
 
@@ -80,11 +81,43 @@ def trim() -> bool:
     return bool(_LIBC is not None and _LIBC.malloc_trim(0))
 
 
-async def give_back_freed_memory(interval: float = TRIM_INTERVAL) -> None:
-    """Run until cancelled: :func:`trim` every `interval` seconds, on a worker thread."""
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                     "fordblks", "keepcost")
+    ]  # fmt: skip
+
+
+def allocator_figures() -> dict[str, float]:
+    """What holds the process's memory, in MB: glibc's blocks in use, its free blocks kept
+    (what trimming could give back), its mmapped blocks, and Python's small-object blocks
+    (count, thousands). Empty without glibc's mallinfo2 (glibc 2.33+)."""
+    figures: dict[str, float] = {"python_blocks_k": round(sys.getallocatedblocks() / 1000, 1)}
+    mallinfo2 = getattr(_LIBC, "mallinfo2", None)
+    if mallinfo2 is None:
+        return figures
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    mb = 1024 * 1024
+    figures.update(
+        malloc_in_use_mb=round(info.uordblks / mb, 1),
+        malloc_free_kept_mb=round(info.fordblks / mb, 1),
+        malloc_mmapped_mb=round(info.hblkhd / mb, 1),
+    )
+    return figures
+
+
+async def give_back_freed_memory(
+    release_caches: Callable[[], object] | None = None, interval: float = TRIM_INTERVAL
+) -> None:
+    """Run until cancelled: every `interval` seconds, `release_caches()` (the engine's idle
+    caches), then :func:`trim` on a worker thread."""
     if _LIBC is None:
         log.info("the allocator cannot be asked to give memory back (no glibc)")
-        return
     while True:
         await asyncio.sleep(interval)
-        await asyncio.to_thread(trim)
+        if release_caches is not None:
+            release_caches()
+        if _LIBC is not None:
+            await asyncio.to_thread(trim)

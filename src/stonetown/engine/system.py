@@ -93,6 +93,9 @@ _OLD_READ_CACHES = 4
 # Compiled schemas kept, by text: a schema written again, or read at many old revisions,
 # compiles once (each compilation of a large schema is seconds of CPU and 100s of MB).
 _COMPILED_SCHEMAS = 4
+# Both caches give their memory back once no request has used an entry for this long (see
+# release_idle_caches): after a burst of old-revision reads or schema writes, memory returns.
+IDLE_CACHE_SECONDS = 30.0
 # a store probe that takes longer than this counts as a failure (the store is unreachable)
 PROBE_TIMEOUT = 5.0
 # A store that is only slow (its writer busy with a large import) is not failing: it counts as
@@ -201,6 +204,7 @@ class PermissionSystem:
         self._old_reads: OldReads | None = None
         self._old_caches: OrderedDict[int, SnapshotCache] = OrderedDict()  # the latest few
         self._compiled: OrderedDict[str, SchemaState] = OrderedDict()  # by schema text
+        self._compiled_used: dict[str, float] = {}  # when each was last used
         self._poller: asyncio.Task[None] | None = None
         self._collector: asyncio.Task[None] | None = None
         # the store's health: what is wrong with it (None: nothing), kept by a background probe
@@ -361,8 +365,24 @@ class PermissionSystem:
         """Keep `state` as the latest used compilation of its text (the oldest used goes)."""
         self._compiled[state.stored.text] = state
         self._compiled.move_to_end(state.stored.text)
+        self._compiled_used[state.stored.text] = time.monotonic()
         while len(self._compiled) > _COMPILED_SCHEMAS:
-            self._compiled.popitem(last=False)
+            self._compiled_used.pop(self._compiled.popitem(last=False)[0], None)
+
+    def release_idle_caches(self, idle: float = IDLE_CACHE_SECONDS) -> int:
+        """Drop the old-revision caches and the compiled schemas (but the one in force) that
+        no request has used for `idle` seconds; how many were dropped. The server calls it
+        periodically, so memory taken by a burst of old reads or schema writes is given back."""
+        cutoff = time.monotonic() - idle
+        stale = [revision for revision, cache in self._old_caches.items() if cache.used_at < cutoff]
+        for revision in stale:
+            del self._old_caches[revision]
+        current = self.state.stored.text if self.state is not None else None
+        unused = [text for text, used in self._compiled_used.items() if used < cutoff and text != current]
+        for text in unused:
+            self._compiled.pop(text, None)
+            del self._compiled_used[text]
+        return len(stale) + len(unused)
 
     def _schema_of(self, stored: StoredSchema) -> ir.Schema:
         """The compiled IR of a stored schema, without changing the cache (runs on a store's
@@ -423,6 +443,7 @@ class PermissionSystem:
         if stored is None:
             raise NotFound(f"no schema had been written at revision {revision}")
         cache = self._old_caches.pop(revision, None) or SnapshotCache()
+        cache.used_at = time.monotonic()
         self._old_caches[revision] = cache
         while len(self._old_caches) > _OLD_READ_CACHES:
             self._old_caches.popitem(last=False)

@@ -249,7 +249,7 @@ class SharedResponses:
     are never changed once built. Kept: at most `size` of them, and of responses kept
     serialized (bytes, see :mod:`.preserialized`) at most `max_bytes` in all but the latest."""
 
-    def __init__(self, size: int = 64, max_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(self, size: int = 16, max_bytes: int = 8 * 1024 * 1024) -> None:
         self._size = size
         self._max_bytes = max_bytes
         self._bytes = 0
