@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only this attack beside the honest client (repeatable); default: all of them",
     )  # fmt: skip
     soak.add_argument("--keep-log", metavar="PATH", help="copy the server's log (its pauses) to PATH")
+    soak.add_argument(
+        "--settle", type=float, default=40.0, help="idle seconds after the mix before RSS is measured again"
+    )
     play = sub.add_parser("playground", help="playground latency: keystroke to diagnostic, check to answer")
     play.add_argument("--rounds", type=int, default=200)
     return parser
@@ -192,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "soak":
         from benchmarks.hostile_soak import main as soak_main
 
-        soak_main(args.seconds, args.only, args.keep_log)
+        soak_main(args.seconds, args.only, args.keep_log, args.settle)
     elif args.command == "playground":
         from benchmarks.playground_bench import run as playground_run
 

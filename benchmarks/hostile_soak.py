@@ -461,10 +461,12 @@ def run(
     }
 
 
-def main(seconds: float, only: Sequence[str] | None = None, keep_log: str | None = None) -> None:
+def main(
+    seconds: float, only: Sequence[str] | None = None, keep_log: str | None = None, settle: float = 40.0
+) -> None:
     """Run the mix and print the figures as JSON (the server's log copied to `keep_log`)."""
     with tempfile.TemporaryDirectory(prefix="stonetown-soak-") as tmp:
-        figures = run(seconds, Path(tmp), only=only)
+        figures = run(seconds, Path(tmp), only=only, settle=settle)
         if keep_log:
             shutil.copyfile(Path(tmp) / "server.log", keep_log)
         print(json.dumps(figures, indent=2))
