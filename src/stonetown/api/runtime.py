@@ -15,9 +15,10 @@ less often: :func:`pace_collector`.
 
 The allocator: glibc keeps memory freed by a large import, a compilation or a burst of
 streams in its arenas, so the resident size stays at its peak. :func:`give_back_freed_memory`
-asks it (``malloc_trim``) every few seconds, off the event loop, to return free pages to the
-system; :func:`limit_malloc_arenas` keeps the worker threads from each growing an arena of
-their own.
+first lets the engine drop its idle caches, then asks glibc (``malloc_trim``) every few
+seconds, off the event loop, to return free pages to the system; :func:`limit_malloc_arenas`
+keeps the worker threads from each growing an arena of their own. :func:`allocator_figures`
+says where the memory is (for the pause summary).
 """
 
 from __future__ import annotations
