@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     rtarget.add_argument("--seconds", type=float, default=10.0)
     soak = sub.add_parser("soak", help="issue #18's hostile mix against a real server; health and RSS")
     soak.add_argument("--seconds", type=float, default=600.0, help="how long the mix runs (default 10 min)")
+    soak.add_argument(
+        "--only", action="append", metavar="ATTACK",
+        help="run only this attack beside the honest client (repeatable); default: all of them",
+    )  # fmt: skip
+    soak.add_argument("--keep-log", metavar="PATH", help="copy the server's log (its pauses) to PATH")
+    soak.add_argument(
+        "--settle", type=float, default=40.0, help="idle seconds after the mix before RSS is measured again"
+    )
     play = sub.add_parser("playground", help="playground latency: keystroke to diagnostic, check to answer")
     play.add_argument("--rounds", type=int, default=200)
     return parser
@@ -189,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "soak":
         from benchmarks.hostile_soak import main as soak_main
 
-        soak_main(args.seconds)
+        soak_main(args.seconds, args.only, args.keep_log, args.settle)
     elif args.command == "playground":
         from benchmarks.playground_bench import run as playground_run
 

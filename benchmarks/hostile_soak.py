@@ -20,7 +20,9 @@ the server's RSS at start, peak and end. The figures are for the notes, not asse
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -29,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,20 +68,22 @@ definition doc {
 
 
 def _chain_schema(length: int) -> str:
-    """The base schema plus one definition whose permissions chain `length` deep."""
-    lines = ["definition bomb {", "    relation viewer: user", "    permission p1 = viewer"]
-    lines += [f"    permission p{i} = p{i - 1} + viewer" for i in range(2, length + 1)]
+    """The base schema plus one definition whose permissions chain `length` deep (within the
+    limits: accepted, so the server compiles it whole)."""
+    lines = ["definition bomb {", "    relation viewer: user", "    permission perm1 = viewer"]
+    lines += [f"    permission perm{i} = perm{i - 1} + viewer" for i in range(2, length + 1)]
     return SCHEMA + "\n" + "\n".join(lines) + "\n}\n"
 
 
 def _arrow_schema(length: int) -> str:
-    """The base schema plus `length` definitions chained by arrows."""
+    """The base schema plus `length` definitions chained by arrows (accepted too)."""
     parts = [SCHEMA]
     for i in range(length):
-        upper = f"    relation upper: a{i + 1}\n    permission p = upper->p\n" if i + 1 < length else ""
-        parts.append(f"definition a{i} {{\n    relation direct: user\n{upper}}}\n")
-    last = length - 1
-    parts[-1] = f"definition a{last} {{\n    relation direct: user\n    permission p = direct\n}}\n"
+        if i + 1 < length:
+            upper = f"    relation upper: def{i + 1}\n    permission perm = upper->perm\n"
+        else:
+            upper = "    permission perm = direct\n"
+        parts.append(f"definition def{i} {{\n    relation direct: user\n{upper}}}\n")
     return "\n".join(parts)
 
 
@@ -147,6 +151,14 @@ class SoakServer:
         except OSError:
             return 0
         return 0
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int:
         """SIGTERM, then wait; the exit code."""
@@ -342,8 +354,41 @@ def _closed_by_peer(sock: socket.socket) -> bool:
         return True
 
 
-def run(seconds: float, workdir: Path, extra: list[str] | None = None, seed: int = 1) -> dict[str, object]:
-    """Start a server, seed it, run the mix for `seconds`; the figures as a dict."""
+ATTACKS = (
+    "big_schema", "caveat_bomb", "old_tokens", "paged_lookup", "import_batch",
+    "unauth_watch", "keyed_watch", "half_sent",
+)  # fmt: skip
+
+
+def _load_average() -> list[float]:
+    return [float(part) for part in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def _pause_summary(log_path: Path) -> dict[str, str]:
+    """The server's own account of its pauses (api/pauses.py), from its last summary line."""
+    found: dict[str, str] = {}
+    if log_path.exists():
+        for line in log_path.read_text().splitlines():
+            if "event=pause_summary" in line:
+                found = dict(part.split("=", 1) for part in line.split() if "=" in part)
+    return {key: value for key, value in found.items() if key not in ("ts", "level", "logger", "event")}
+
+
+def run(
+    seconds: float,
+    workdir: Path,
+    extra: list[str] | None = None,
+    seed: int = 1,
+    only: Sequence[str] | None = None,
+    settle: float = 40.0,
+) -> dict[str, object]:
+    """Start a server, seed it, run the mix (or only the attacks named in `only`, beside the
+    honest client) for `seconds`, let it idle `settle` seconds (then its memory is measured
+    again); the figures as a dict."""
+    chosen = set(ATTACKS if only is None else only)
+    unknown = chosen - set(ATTACKS)
+    if unknown:
+        raise ValueError(f"unknown attacks {sorted(unknown)}; choose among {list(ATTACKS)}")
     server = SoakServer(workdir, extra or [])
     tally = Tally()
     mix = Mix(server.address, tally, random.Random(seed))
@@ -353,6 +398,8 @@ def run(seconds: float, workdir: Path, extra: list[str] | None = None, seed: int
     try:
         mix.seed()
         rss_start = server.rss_kb()
+        cpu_start = server.cpu_seconds()
+        load_start = _load_average()
         loops: list[tuple[str, Callable[[], str], float]] = [
             ("legit", mix.legit, 0.02),
             ("big_schema", mix.big_schema, 1.0),
@@ -365,20 +412,29 @@ def run(seconds: float, workdir: Path, extra: list[str] | None = None, seed: int
         threads += [
             threading.Thread(target=mix._loop, args=(name, step, stop, pause), daemon=True)
             for name, step, pause in loops
+            if name == "legit" or name in chosen
         ]
-        threads.append(threading.Thread(target=mix.hold_streams, args=(stop, False, 8), daemon=True))
-        threads.append(threading.Thread(target=mix.hold_streams, args=(stop, True, 100), daemon=True))
-        threads.append(threading.Thread(target=mix.half_sent, args=(stop, 8), daemon=True))
+        if "unauth_watch" in chosen:
+            threads.append(threading.Thread(target=mix.hold_streams, args=(stop, False, 8), daemon=True))
+        if "keyed_watch" in chosen:
+            threads.append(threading.Thread(target=mix.hold_streams, args=(stop, True, 100), daemon=True))
+        if "half_sent" in chosen:
+            threads.append(threading.Thread(target=mix.half_sent, args=(stop, 8), daemon=True))
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and server.process.poll() is None:
             rss.append(server.rss_kb())
             time.sleep(1.0)
+        load_end = _load_average()
+        cpu_mix = server.cpu_seconds() - cpu_start
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
         time.sleep(2.0)
+        rss_stopped = server.rss_kb()
+        # idle caches are released after 30 s unused (engine/system.py), then trimmed
+        time.sleep(settle)
         rss_end = server.rss_kb()
         alive = server.process.poll() is None
     finally:
@@ -386,6 +442,7 @@ def run(seconds: float, workdir: Path, extra: list[str] | None = None, seed: int
         code = server.stop()
     return {
         "seconds": seconds,
+        "attacks_run": sorted(chosen),
         "server_alive_at_end": alive,
         "server_exit_code": code,
         "health": probe.summary(),
@@ -393,13 +450,23 @@ def run(seconds: float, workdir: Path, extra: list[str] | None = None, seed: int
         "rss_mb": {
             "start": round(rss_start / 1024, 1),
             "peak": round(max(rss, default=0) / 1024, 1),
-            "end": round(rss_end / 1024, 1),
+            "mix_stopped": round(rss_stopped / 1024, 1),
+            f"end_{settle:g}s_later": round(rss_end / 1024, 1),
+            "every_tenth": [round(rss[len(rss) * i // 10] / 1024) for i in range(10)] if rss else [],
         },
+        "load_average": {"start": load_start, "end": load_end},
+        "server_cpu_seconds_during_mix": round(cpu_mix, 1),
+        "server_pauses": _pause_summary(server.log_path),
         "attacks": {name: dict(counter) for name, counter in tally.counts.items()},
     }
 
 
-def main(seconds: float) -> None:
-    """Run the mix and print the figures as JSON."""
+def main(
+    seconds: float, only: Sequence[str] | None = None, keep_log: str | None = None, settle: float = 40.0
+) -> None:
+    """Run the mix and print the figures as JSON (the server's log copied to `keep_log`)."""
     with tempfile.TemporaryDirectory(prefix="stonetown-soak-") as tmp:
-        print(json.dumps(run(seconds, Path(tmp)), indent=2))
+        figures = run(seconds, Path(tmp), only=only, settle=settle)
+        if keep_log:
+            shutil.copyfile(Path(tmp) / "server.log", keep_log)
+        print(json.dumps(figures, indent=2))

@@ -14,7 +14,7 @@ from benchmarks.hostile_soak import run
 
 
 def test_hostile_mix_leaves_health_and_honest_callers_served(tmp_path: Path, budget: Budget) -> None:
-    figures = run(max(budget.soak_seconds, 15.0), tmp_path)
+    figures = run(max(budget.soak_seconds, 15.0), tmp_path, settle=1.0)
     print(f"\n[reliability] hostile mix: {figures}")
     assert figures["server_alive_at_end"], figures
     assert figures["server_exit_code"] == 0, figures

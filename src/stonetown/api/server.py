@@ -36,8 +36,16 @@ from stonetown.api.interceptor import ServingLayer
 from stonetown.api.limits import ConnectionLimits, Limits
 from stonetown.api.logs import configure_logging
 from stonetown.api.metrics import observe_system, serve_metrics
+from stonetown.api.pauses import PauseRecorder
 from stonetown.api.pb import SERVICE_NAMES, permission_grpc, relationship_grpc, schema_grpc
+from stonetown.api.runtime import (
+    give_back_freed_memory,
+    hand_over_gil_sooner,
+    limit_malloc_arenas,
+    pace_collector,
+)
 from stonetown.api.servicers.permissions import PermissionServicer
+from stonetown.api.servicers.preserialized import PreSerialized
 from stonetown.api.servicers.relationships import RelationshipServicer
 from stonetown.api.servicers.schema import SchemaServicer
 from stonetown.api.testing import RoutedSystem, StoresPerToken
@@ -226,7 +234,9 @@ def build_server(
     ).registrar(server)
     routed = served if stores is None else stores.registrar(served)
     permission_grpc.add_PermissionServiceServicer_to_server(PermissionServicer(system, limits), routed)
-    relationship_grpc.add_RelationshipServiceServicer_to_server(RelationshipServicer(system, limits), routed)
+    relationship_grpc.add_RelationshipServiceServicer_to_server(
+        RelationshipServicer(system, limits), PreSerialized(routed, {"Watch"})
+    )
     schema_grpc.add_SchemaServiceServicer_to_server(SchemaServicer(system), routed)
     add_authzed_services(routed, system, limits)
     health_servicer = health.aio.HealthServicer()
@@ -319,6 +329,8 @@ async def run_worker(
 ) -> None:
     """Serve until SIGTERM or SIGINT (or, given `parent`, until that process is gone), then
     drain in-flight calls and close the store."""
+    limit_malloc_arenas()
+    hand_over_gil_sooner()
     stores: StoresPerToken | None = None
     if config.testing_max_stores is not None:
         stores = StoresPerToken(config.testing_max_stores, config.max_depth)
@@ -336,9 +348,14 @@ async def run_worker(
         # hundreds of ms at 1M relationships). Freed objects are still freed by refcount.
         gc.collect()
         gc.freeze()
+        pace_collector()
+        pauses = PauseRecorder()
+        pauses.start()
         await server.start()
         await set_all(health_servicer, health_pb2.HealthCheckResponse.SERVING)
         health_follower = asyncio.create_task(follow_store_health(system, health_servicer))
+        release = system.release_idle_caches if stores is None else None
+        trimmer = asyncio.create_task(give_back_freed_memory(release))
         # before "listening": whoever waits for that line may stop the server right after it
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -357,12 +374,13 @@ async def run_worker(
         observe = config.metrics_addr and stores is None
         observer = asyncio.create_task(observe_system(system)) if observe else None
         await stop.wait()
-        for task in (watchdog, observer, health_follower):
+        for task in (watchdog, observer, health_follower, trimmer):
             if task is not None:
                 task.cancel()
         log.info("shutting down", extra={"pid": os.getpid(), "grace_seconds": config.shutdown_grace})
         await health_servicer.enter_graceful_shutdown()
         await server.stop(config.shutdown_grace)
+        await pauses.stop()
     finally:
         await (system.stop() if stores is None else stores.stop())
     log.info("stopped", extra={"pid": os.getpid()})

@@ -161,3 +161,5 @@ class ChangeFeed:
                     await self._arrived.wait()
         finally:
             self.watchers -= 1
+            if not self.watchers:
+                self._jump(self.revision)  # nobody left to read the kept changes: free them

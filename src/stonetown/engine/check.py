@@ -180,12 +180,15 @@ class CompiledSchema:
                 hops = self._inline_depth.get(key)
                 if key in self.functions and hops is not None and hops < MAX_INLINE_DEPTH:
                     self._inline_level = max(self._inline_level, hops + 1)
-                    functions = self.functions
+                    # the function itself, not the table: a closure over the table would make
+                    # every compiled schema a reference cycle, freed only by full collections
+                    # (each walking the whole heap with the GIL held) instead of at once
+                    inlined = self.functions[key]  # compiled before, never replaced
 
                     def computed_inline(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
                         if subj[2] == target and subj[1] == rid and subj[0] == rtype:
                             return True  # a subject set is a member of itself
-                        return functions[key](run, rid, subj, depth)
+                        return inlined(run, rid, subj, depth)
 
                     # functions[key] is compiled from the same rewrite: the same refuter
                     _set_refuter(computed_inline, self._plain_refuters.get(key))

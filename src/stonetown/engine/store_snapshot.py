@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -75,12 +76,13 @@ class SnapshotCache:
     :data:`MAX_CACHED_ROWS` and :data:`MAX_CACHED_BUCKETS`: beyond, it starts again. Worker
     threads share it; a race between two of them only costs a re-read."""
 
-    __slots__ = ("forward", "holders", "rows")
+    __slots__ = ("forward", "holders", "rows", "used_at")
 
     def __init__(self) -> None:
         self.forward: dict[ResourceKey, _Forward] = {}
         self.holders: dict[UsersetKey, tuple[ResourceKey, ...]] = {}
         self.rows = 0
+        self.used_at = time.monotonic()  # when a request last read at this revision
 
     def _make_room(self, rows: int) -> None:
         if self.rows + rows > MAX_CACHED_ROWS or len(self.forward) + len(self.holders) >= MAX_CACHED_BUCKETS:

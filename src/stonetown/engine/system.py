@@ -88,8 +88,14 @@ Found = TypeVar("Found")
 Answer = TypeVar("Answer")
 T = TypeVar("T")
 
-_SNAPSHOT_CACHE = 4
-_SCHEMA_CACHE = 4
+# Old revisions whose store reads are cached (the latest few asked for).
+_OLD_READ_CACHES = 4
+# Compiled schemas kept, by text: a schema written again, or read at many old revisions,
+# compiles once (each compilation of a large schema is seconds of CPU and 100s of MB).
+_COMPILED_SCHEMAS = 4
+# Both caches give their memory back once no request has used an entry for this long (see
+# release_idle_caches): after a burst of old-revision reads or schema writes, memory returns.
+IDLE_CACHE_SECONDS = 30.0
 # a store probe that takes longer than this counts as a failure (the store is unreachable)
 PROBE_TIMEOUT = 5.0
 # A store that is only slow (its writer busy with a large import) is not failing: it counts as
@@ -108,6 +114,8 @@ class SchemaState:
     compiled: CompiledSchema
     facts: Reachability
     caveats: CaveatEvaluator
+    # compiled under every limit (new text), not trusted as stored text is
+    checked_limits: bool = False
 
     @classmethod
     def of(cls, stored: StoredSchema, openfga_cycles: bool = False) -> SchemaState:
@@ -132,7 +140,8 @@ class SchemaState:
         from stonetown.schema import compile_schema
 
         with cyclic_gc_paused():
-            return cls.build(StoredSchema(text, 0), compile_schema(text), openfga_cycles)
+            state = cls.build(StoredSchema(text, 0), compile_schema(text), openfga_cycles)
+        return replace(state, checked_limits=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +203,8 @@ class PermissionSystem:
         self.feed = ChangeFeed(store, max_watchers)
         self._old_reads: OldReads | None = None
         self._old_caches: OrderedDict[int, SnapshotCache] = OrderedDict()  # the latest few
-        self._compiled: OrderedDict[int, SchemaState] = OrderedDict()
+        self._compiled: OrderedDict[str, SchemaState] = OrderedDict()  # by schema text
+        self._compiled_used: dict[str, float] = {}  # when each was last used
         self._poller: asyncio.Task[None] | None = None
         self._collector: asyncio.Task[None] | None = None
         # the store's health: what is wrong with it (None: nothing), kept by a background probe
@@ -344,22 +354,40 @@ class PermissionSystem:
         return self.index.revision
 
     async def _state_for(self, stored: StoredSchema) -> SchemaState:
-        state = self._compiled.get(stored.revision)
-        if state is None:
+        known = self._compiled.get(stored.text)
+        if known is None:
             # a large schema takes seconds to compile: never on the event loop
-            self._remember(await asyncio.to_thread(SchemaState.of, stored, self.openfga_cycles))
-            state = self._compiled[stored.revision]
-        return state
+            known = await asyncio.to_thread(SchemaState.of, stored, self.openfga_cycles)
+        self._remember(known)
+        return known if known.stored == stored else replace(known, stored=stored)
 
     def _remember(self, state: SchemaState) -> None:
-        self._compiled.setdefault(state.stored.revision, state)
-        while len(self._compiled) > _SNAPSHOT_CACHE:
-            self._compiled.popitem(last=False)
+        """Keep `state` as the latest used compilation of its text (the oldest used goes)."""
+        self._compiled[state.stored.text] = state
+        self._compiled.move_to_end(state.stored.text)
+        self._compiled_used[state.stored.text] = time.monotonic()
+        while len(self._compiled) > _COMPILED_SCHEMAS:
+            self._compiled_used.pop(self._compiled.popitem(last=False)[0], None)
+
+    def release_idle_caches(self, idle: float = IDLE_CACHE_SECONDS) -> int:
+        """Drop the old-revision caches and the compiled schemas (but the one in force) that
+        no request has used for `idle` seconds; how many were dropped. The server calls it
+        periodically, so memory taken by a burst of old reads or schema writes is given back."""
+        cutoff = time.monotonic() - idle
+        stale = [revision for revision, cache in self._old_caches.items() if cache.used_at < cutoff]
+        for revision in stale:
+            del self._old_caches[revision]
+        current = self.state.stored.text if self.state is not None else None
+        unused = [text for text, used in self._compiled_used.items() if used < cutoff and text != current]
+        for text in unused:
+            self._compiled.pop(text, None)
+            del self._compiled_used[text]
+        return len(stale) + len(unused)
 
     def _schema_of(self, stored: StoredSchema) -> ir.Schema:
         """The compiled IR of a stored schema, without changing the cache (runs on a store's
         writer thread too); the engine plans are not needed to validate relationships."""
-        known = self._compiled.get(stored.revision)
+        known = self._compiled.get(stored.text)
         if known is not None:
             return known.schema
         from stonetown.schema import compile_schema
@@ -415,8 +443,9 @@ class PermissionSystem:
         if stored is None:
             raise NotFound(f"no schema had been written at revision {revision}")
         cache = self._old_caches.pop(revision, None) or SnapshotCache()
+        cache.used_at = time.monotonic()
         self._old_caches[revision] = cache
-        while len(self._old_caches) > _SCHEMA_CACHE:
+        while len(self._old_caches) > _OLD_READ_CACHES:
             self._old_caches.popitem(last=False)
         snapshot = StoreSnapshot(self.store, revision, asyncio.get_running_loop(), cache=cache)
         return View(snapshot, await self._state_for(stored))
@@ -478,7 +507,8 @@ class PermissionSystem:
         Everything the engine derives from the schema is compiled before the commit, in a
         thread (the event loop stays free): a schema that cannot be served is never stored.
         """
-        state = await self._compile_new(text)
+        known = self._compiled.get(text)  # the same text written before: compiled already
+        state = known if known is not None and known.checked_limits else await self._compile_new(text)
         schema = state.schema
         revision = await self.store.write_schema(text, lambda examples: require_kept(schema, list(examples)))
         self._remember(replace(state, stored=StoredSchema(text, revision)))

@@ -89,18 +89,20 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
 
     async def Watch(
         self, request: relationship.WatchRequest, context: aio.ServicerContext
-    ) -> AsyncIterator[relationship.WatchResponse]:
-        """Every change after the start token (or from now on), as it commits."""
+    ) -> AsyncIterator[bytes]:
+        """Every change after the start token (or from now on), as it commits. Each response
+        is built and serialized once for all the streams asking the same, and sent as bytes
+        (the method is registered through :class:`.preserialized.PreSerialized`)."""
         types, after = await shared.watch_start(self.system, request)
         asked = tuple(sorted(types))
         async for changes in self.system.watch(after, types):
             yield self._watch_responses.get((changes.revision, asked), partial(_watch_response, changes))
 
 
-def _watch_response(changes: RevisionChanges) -> relationship.WatchResponse:
+def _watch_response(changes: RevisionChanges) -> bytes:
     return relationship.WatchResponse(
         updates=[cv.change_to_proto(change) for change in changes.changes],
         changes_through=cv.token_to_proto(changes.revision),
         schema_changed=changes.schema_changed,
         committed_at=cv.timestamp_to_proto(changes.timestamp),
-    )
+    ).SerializeToString()

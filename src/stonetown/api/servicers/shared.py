@@ -246,10 +246,13 @@ class SharedResponses:
     """The last few Watch responses by (revision, what the stream asked for), built once for
     every stream that asks the same: a large commit fanned out to many streams would otherwise
     convert each change again for each of them, holding the event loop for seconds. Responses
-    are never changed once built."""
+    are never changed once built. Kept: at most `size` of them, and of responses kept
+    serialized (bytes, see :mod:`.preserialized`) at most `max_bytes` in all but the latest."""
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, size: int = 16, max_bytes: int = 8 * 1024 * 1024) -> None:
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
 
     def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
@@ -257,6 +260,11 @@ class SharedResponses:
         found = self._items.get(key)
         if found is None:
             found = self._items[key] = build()
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
+            self._bytes += _serialized_size(found)
+            while len(self._items) > self._size or (self._bytes > self._max_bytes and len(self._items) > 1):
+                self._bytes -= _serialized_size(self._items.popitem(last=False)[1])
         return found
+
+
+def _serialized_size(response: Any) -> int:
+    return len(response) if response.__class__ is bytes else 0

@@ -1,0 +1,124 @@
+"""A worker process's runtime settings: GIL hand-over, the cyclic collector's pace, and
+freed memory given back to the system.
+
+The GIL: the event loop shares it with worker threads (schema compiles, caveat evaluation,
+old-revision reads, SQLite). A thread that wants it waits for the switch interval before the
+holder is asked to let go (5 ms by default), and a health answer needs it several times:
+:func:`hand_over_gil_sooner` sets 1 ms, so CPU-bound threads cost the loop less latency.
+
+The collector: with CPython's default thresholds a full pass (every tracked object walked,
+the GIL held: tens to hundreds of milliseconds) follows every few hundred thousand surviving
+allocations, several a second while large schemas compile or imports are indexed. The engine
+keeps its long-lived structures free of reference cycles (they are freed by reference
+counting the moment they are dropped), so the collector has little to find and can run
+less often: :func:`pace_collector`.
+
+The allocator: glibc keeps memory freed by a large import, a compilation or a burst of
+streams in its arenas, so the resident size stays at its peak. :func:`give_back_freed_memory`
+first lets the engine drop its idle caches, then asks glibc (``malloc_trim``) every few
+seconds, off the event loop, to return free pages to the system; :func:`limit_malloc_arenas`
+keeps the worker threads from each growing an arena of their own. :func:`allocator_figures`
+says where the memory is (for the pause summary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import gc
+import logging
+import sys
+from collections.abc import Callable
+
+log = logging.getLogger("stonetown.server")
+
+# Young passes after this many surviving allocations (default 700), the middle generation
+# after 10 young passes, a full pass after 10 middle ones (and the old generation grown by a
+# quarter, CPython's own rule).
+COLLECTOR_THRESHOLDS = (10_000, 10, 10)
+SWITCH_INTERVAL = 0.001
+TRIM_INTERVAL = 5.0
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.malloc_trim  # noqa: B018 - glibc only (not musl): the attribute is the test
+        libc.mallopt  # noqa: B018
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _libc()
+
+
+def hand_over_gil_sooner() -> None:
+    """Set the interpreter's switch interval to :data:`SWITCH_INTERVAL` (see the module docstring)."""
+    sys.setswitchinterval(SWITCH_INTERVAL)
+
+
+def pace_collector() -> None:
+    """Set the collector's thresholds for a server (see the module docstring)."""
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
+
+
+def limit_malloc_arenas() -> None:
+    """At most :data:`MALLOC_ARENAS` glibc arenas for the threads started from now on (each
+    thread otherwise gets its own, and each keeps its peak); no-op without glibc."""
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+
+
+def trim() -> bool:
+    """Return the allocator's free pages to the system; whether any were (False without glibc).
+    ctypes releases the GIL for the call: run it on a thread, the loop keeps serving."""
+    return bool(_LIBC is not None and _LIBC.malloc_trim(0))
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                     "fordblks", "keepcost")
+    ]  # fmt: skip
+
+
+def allocator_figures() -> dict[str, float]:
+    """What holds the process's memory, in MB: glibc's blocks in use, its free blocks kept
+    (what trimming could give back), its mmapped blocks, and Python's small-object blocks
+    (count, thousands). Empty without glibc's mallinfo2 (glibc 2.33+)."""
+    figures: dict[str, float] = {"python_blocks_k": round(sys.getallocatedblocks() / 1000, 1)}
+    mallinfo2 = getattr(_LIBC, "mallinfo2", None)
+    if mallinfo2 is None:
+        return figures
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    mb = 1024 * 1024
+    figures.update(
+        malloc_in_use_mb=round(info.uordblks / mb, 1),
+        malloc_free_kept_mb=round(info.fordblks / mb, 1),
+        malloc_mmapped_mb=round(info.hblkhd / mb, 1),
+    )
+    return figures
+
+
+async def give_back_freed_memory(
+    release_caches: Callable[[], object] | None = None, interval: float = TRIM_INTERVAL
+) -> None:
+    """Run until cancelled: every `interval` seconds, `release_caches()` (the engine's idle
+    caches), then :func:`trim` on a worker thread."""
+    if _LIBC is None:
+        log.info("the allocator cannot be asked to give memory back (no glibc)")
+    while True:
+        await asyncio.sleep(interval)
+        if release_caches is not None:
+            release_caches()
+        if _LIBC is not None:
+            await asyncio.to_thread(trim)
