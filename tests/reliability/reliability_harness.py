@@ -489,3 +489,26 @@ class LimitedServerProcess(ServerProcess):
             preexec_fn=limit,
         )
         self.address = self._wait_listening(1)
+
+
+def serve_with_little_room(workdir: Path, db: Path) -> LimitedServerProcess:
+    """A server over `db` (schema.zed in `workdir`) whose files may grow by 256 KiB only."""
+    return LimitedServerProcess(
+        workdir, db.stat().st_size + 256 * 1024,
+        "--port", "0", "--datastore", str(db), "--schema", "schema.zed",
+    )  # fmt: skip
+
+
+def fill_until_refused(client: Client) -> tuple[list[list[str]], list[str], Unavailable]:
+    """Write batches of 200 relationships with long ids until the server refuses one (its
+    files reached their size limit): the acknowledged batches, the refused one, its error.
+    AssertionError when 200 batches all fit."""
+    acknowledged: list[list[str]] = []
+    for batch in range(200):
+        rels = [f"doc:b{batch}x{n}{'p' * 200}#viewer@user:u{n % 6}" for n in range(200)]
+        try:
+            client.write(touch=rels)
+        except Unavailable as exc:
+            return acknowledged, rels, exc
+        acknowledged.append(rels)
+    raise AssertionError("the size limit was never reached")

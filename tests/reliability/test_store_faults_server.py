@@ -8,13 +8,12 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from file_faults import read_only
 from grpc_harness import ServerProcess
-from reliability_harness import SOAK_SCHEMA, LimitedServerProcess, alive, start_server
+from reliability_harness import SOAK_SCHEMA, alive, fill_until_refused, serve_with_little_room, start_server
 
 from stonetown import Client
 from stonetown.client import ReadConsistency
@@ -47,27 +46,9 @@ def _serve(tmp_path: Path, *args: str) -> ServerProcess:
     )
 
 
-@contextmanager
-def _immutable(path: Path) -> Iterator[None]:
-    if os.geteuid() != 0:
-        path.chmod(0o444)
-        try:
-            yield
-        finally:
-            path.chmod(0o644)
-        return
-    result = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
-    if result.returncode != 0:
-        pytest.skip(f"running as root and cannot make a file immutable: {result.stderr!r}")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
-
-
 def test_read_only_file_refuses_writes_and_keeps_serving_reads(tmp_path: Path) -> None:
     db = _seeded(tmp_path)
-    with _immutable(db):
+    with read_only(db):
         server = _serve(tmp_path)
         try:
             with Client(server.address, timeout=30) as client:
@@ -89,29 +70,15 @@ def test_read_only_file_refuses_writes_and_keeps_serving_reads(tmp_path: Path) -
 
 def test_full_disk_fails_the_write_and_loses_nothing_acknowledged(tmp_path: Path) -> None:
     db = _seeded(tmp_path)
-    limit = db.stat().st_size + 256 * 1024
-    server = LimitedServerProcess(
-        tmp_path, limit,
-        "--port", "0", "--datastore", str(db), "--schema", "schema.zed",
-    )  # fmt: skip
-    acknowledged: list[list[str]] = []
-    refused: list[list[str]] = []
+    server = serve_with_little_room(tmp_path, db)
     try:
         with Client(server.address, timeout=60) as client:
-            for batch in range(200):
-                rels = [f"doc:b{batch}x{n}{'p' * 200}#viewer@user:u{n % 6}" for n in range(200)]
-                try:
-                    client.write(touch=rels)
-                except Unavailable as exc:
-                    assert "st.db" in str(exc) and "full" in str(exc), exc
-                    refused.append(rels)
-                    break
-                acknowledged.append(rels)
-            assert refused, "the size limit was never reached"
+            acknowledged, refused, error = fill_until_refused(client)
+            assert "st.db" in str(error) and "full" in str(error), error
             # still serving, with everything acknowledged and nothing of the refused write
             stored = {str(r) for r in client.read("doc", consistency=FRESH)}
             assert all(rel in stored for rels in acknowledged for rel in rels)
-            assert not any(rel in stored for rel in refused[0])
+            assert not any(rel in stored for rel in refused)
         assert alive(server.process.pid)
     finally:
         server.stop()
@@ -120,7 +87,7 @@ def test_full_disk_fails_the_write_and_loses_nothing_acknowledged(tmp_path: Path
         stored = _stored(server.address)
         assert set(SEED) <= stored
         assert all(rel in stored for rels in acknowledged for rel in rels)
-        assert not any(rel in stored for rel in refused[0])
+        assert not any(rel in stored for rel in refused)
         with Client(server.address) as client:
             client.write(touch=["doc:after#viewer@user:u1"])
     finally:

@@ -18,7 +18,7 @@ import grpc
 import pytest
 from grpc_harness import ServerProcess
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from reliability_harness import SOAK_SCHEMA, LimitedServerProcess, start_server
+from reliability_harness import SOAK_SCHEMA, fill_until_refused, serve_with_little_room, start_server
 
 from stonetown import Client
 from stonetown.client import ReadConsistency
@@ -135,21 +135,11 @@ def test_a_full_disk_turns_health_not_serving(tmp_path: Path) -> None:
     (tmp_path / "schema.zed").write_text(SOAK_SCHEMA)
     seeded = start_server(tmp_path, SOAK_SCHEMA)
     assert seeded.stop() == 0
-    limit = (tmp_path / "st.db").stat().st_size + 256 * 1024
-    server = LimitedServerProcess(
-        tmp_path, limit, "--port", "0", "--datastore", str(tmp_path / "st.db"), "--schema", "schema.zed"
-    )
+    server = serve_with_little_room(tmp_path, tmp_path / "st.db")
     try:
         with Client(server.address, timeout=60) as client:
-            for batch in range(200):
-                rels = [f"doc:b{batch}x{n}{'p' * 200}#viewer@user:u{n % 6}" for n in range(200)]
-                try:
-                    client.write(touch=rels)
-                except Unavailable as exc:
-                    assert "st.db" in str(exc) and "disk" in str(exc), exc
-                    break
-            else:
-                raise AssertionError("the size limit was never reached")
+            _acknowledged, _refused, error = fill_until_refused(client)
+            assert "st.db" in str(error) and "disk" in str(error), error
             wait_for_health(server.address, NOT_SERVING)
             log = server.log()
             assert "NOT_SERVING" in log and "bytes of room left" in log, log[-2000:]

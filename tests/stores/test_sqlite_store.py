@@ -8,12 +8,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from file_faults import read_only
 
 from stonetown.core.errors import AlreadyExists, InvalidArgument, StoreError
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
@@ -156,26 +156,6 @@ async def test_newer_layout_is_refused(tmp_path: Path) -> None:
 async def test_missing_directory_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no/such/dir"):
         await opened(tmp_path / "no" / "such" / "dir" / "store.db")
-
-
-@contextmanager
-def read_only(path: Path) -> Iterator[None]:
-    """Make `path` read-only for this process: chmod, or for root (who ignores modes) the
-    immutable attribute; skip the test when neither is possible."""
-    if os.geteuid() != 0:
-        path.chmod(0o444)
-        try:
-            yield
-        finally:
-            path.chmod(0o644)
-        return
-    result = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
-    if result.returncode != 0:
-        pytest.skip(f"running as root and cannot make a file immutable: {result.stderr!r}")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
 async def test_read_only_file(tmp_path: Path) -> None:
