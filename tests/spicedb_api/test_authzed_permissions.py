@@ -42,6 +42,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from stonetown import Client
 from stonetown.client import ReadConsistency
+from stonetown.core.errors import StonetownError
 
 HAS = CheckPermissionResponse.PERMISSIONSHIP_HAS_PERMISSION
 NO = CheckPermissionResponse.PERMISSIONSHIP_NO_PERMISSION
@@ -449,15 +450,56 @@ def test_errors_carry_spicedb_codes_and_reasons(
     assert after == [] or [a.relationship for a in after] == [b.relationship for b in before]
 
 
-def test_max_depth_is_failed_precondition_with_its_reason(client: SyncClient, uid: str) -> None:
-    for start in range(0, 60, 20):
-        write(client, *(f"team:{uid}{n}#member@team:{uid}{n + 1}#member" for n in range(start, start + 20)))
-    write(client, f"team:{uid}60#member@user:deep")
-    error = failure(lambda: check(client, f"team:{uid}0", "member", "user:deep"))
+def _team_chain(client: SyncClient, prefix: str, length: int) -> None:
+    """team:{prefix}0#member ⊃ … ⊃ team:{prefix}{length}#member ∋ user:deep."""
+    links = [f"team:{prefix}{n}#member@team:{prefix}{n + 1}#member" for n in range(length)]
+    for start in range(0, length, 20):
+        write(client, *links[start : start + 20])
+    write(client, f"team:{prefix}{length}#member@user:deep")
+
+
+def _depth_failure(error: grpc.RpcError) -> None:
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()  # as SpiceDB v1.54
     info = error_info(error)
     assert info is not None and info.reason == "ERROR_REASON_MAXIMUM_DEPTH_EXCEEDED"
     assert info.metadata["maximum_depth_allowed"] == "50"
+
+
+def test_max_depth_is_failed_precondition_with_its_reason(client: SyncClient, uid: str) -> None:
+    _team_chain(client, uid, 60)
+    _depth_failure(failure(lambda: check(client, f"team:{uid}0", "member", "user:deep")))
+
+
+def test_lookups_fail_at_max_depth_where_check_does(server, client: SyncClient, uid: str) -> None:
+    """A chain 50 subject sets deep: Check, LookupResources and LookupSubjects all fail with
+    max depth (SpiceDB's lookups fail there too), through both APIs; 49 deep all answer."""
+    _team_chain(client, f"{uid}s", 49)
+    _team_chain(client, f"{uid}d", 50)
+    resources = LookupResourcesRequest(
+        resource_object_type="team", permission="member", subject=subj("user:deep"), consistency=FRESH
+    )
+
+    def subjects(team: str) -> LookupSubjectsRequest:
+        return LookupSubjectsRequest(
+            resource=obj(team), permission="member", subject_object_type="user", consistency=FRESH
+        )
+
+    assert check(client, f"team:{uid}s0", "member", "user:deep") == HAS
+    assert [r.subject.subject_object_id for r in client.LookupSubjects(subjects(f"team:{uid}s0"))] == ["deep"]
+    _depth_failure(failure(lambda: check(client, f"team:{uid}d0", "member", "user:deep")))
+    _depth_failure(failure(lambda: client.LookupSubjects(subjects(f"team:{uid}d0"))))
+    _depth_failure(failure(lambda: client.LookupResources(resources)))  # it reaches team:{uid}d0
+    full = ReadConsistency.fully_consistent()
+    with Client(server.address, preshared_key="authzed-test-key") as own:
+        assert own.check(f"team:{uid}s0", "member", "user:deep", consistency=full).allowed
+        for call in (
+            lambda: own.check(f"team:{uid}d0", "member", "user:deep", consistency=full),
+            lambda: list(own.lookup_subjects(f"team:{uid}d0", "member", "user", consistency=full)),
+            lambda: list(own.lookup_resources("team", "member", "user:deep", consistency=full)),
+        ):
+            with pytest.raises(StonetownError) as caught:
+                call()
+            assert caught.value.code == "RESOURCE_EXHAUSTED" and "maximum depth of 50" in str(caught.value)
 
 
 def test_with_tracing_returns_the_checks_debug_trace(client: SyncClient, uid: str) -> None:

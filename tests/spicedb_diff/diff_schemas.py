@@ -213,3 +213,27 @@ EXPAND_RELS = (
     "doc:d#owner@user:bob",
     "doc:d#banned@user:eve",
 )
+
+DEPTH = """
+definition user {}
+
+definition group {
+    relation member: user | group#member
+}
+
+definition folder {
+    relation parent: folder
+    relation viewer: user
+    permission view = viewer + parent->view
+}
+
+definition doc {
+    relation viewer: group#member
+    permission view = viewer
+}
+"""
+
+
+def chain(link: str, length: int) -> list[str]:
+    """`length` relationships linking element n to n + 1 (`link` has two `{}`)."""
+    return [link.format(n, n + 1) for n in range(length)]
