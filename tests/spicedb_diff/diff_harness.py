@@ -91,6 +91,7 @@ REASON_BY_SPICEDB_MESSAGE: tuple[tuple[re.Pattern[str], str | None], ...] = tupl
         # a caveat context of the wrong type in a written relationship: a plain error, UNKNOWN
         (r"^could not convert context parameter", None),
         (r"^no schema has been defined", None),  # ReadSchema: a plain NOT_FOUND
+        (r"^invalid revision requested", None),  # a ZedToken it cannot read: a plain INVALID_ARGUMENT
         # protovalidate's request validation attaches no ErrorInfo
         (r"^invalid [A-Za-z]+(?:Request|Reference)\.|^validation error", None),
     )
