@@ -16,7 +16,6 @@ from google.protobuf import duration_pb2
 from stonetown.api import convert as cv
 from stonetown.api.authzed.errors import SpiceError
 from stonetown.api.authzed.pb import core, debug, permission
-from stonetown.core.errors import InvalidArgument
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.explain import ExplainNode
 from stonetown.engine.types import ExpandNode, ExpandOp, Permissionship
@@ -165,10 +164,3 @@ def lookup_cursor(message: Any, has: bool, kind: str) -> str | None:
     """The resource id a LookupResources cursor resumes after (None: from the start)."""
     found = cv.cursor_from_proto(message, has, kind, 1, "optional_cursor")
     return found[0] if found else None
-
-
-def require_known(value: int, allowed: tuple[int, ...], path: str) -> int:
-    """`value` if it is one of `allowed` enum values, else InvalidArgument naming `path`."""
-    if value not in allowed:
-        raise InvalidArgument(f"{path}: value must be one of the defined enum values ({value} is not)")
-    return value

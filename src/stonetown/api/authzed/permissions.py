@@ -44,6 +44,42 @@ def limit_of(requested: int, maximum: int) -> int | None:
     return requested or None
 
 
+def relationship_filter(system: PermissionSystem, message: Any, has: bool, path: str) -> RelationshipFilter:
+    """A filter validated as SpiceDB validates one (its relationship calls and Watch):
+    present, not empty, and naming only definitions and relations of the schema in force."""
+    if not has:
+        raise SpiceError("INVALID_ARGUMENT", f"{path}: required")
+    if message.ByteSize() == 0:
+        raise SpiceError(
+            "INVALID_ARGUMENT",
+            "the relationship filter provided is not valid: at least one field must be specified",
+            "ERROR_REASON_INVALID_FILTER",
+            filter="",
+        )
+    if message.optional_resource_id and message.optional_resource_id_prefix:
+        raise SpiceError(
+            "INVALID_ARGUMENT",
+            "the relationship filter provided is not valid: "
+            "resource_id and resource_id_prefix cannot be set at the same time",
+            "ERROR_REASON_INVALID_FILTER",
+            filter=str(message).strip(),
+        )
+    flt = cv.filter_from_proto(message, True, path)
+    state = system.state
+    named = [(flt.resource_type, flt.relation)]
+    if flt.subject is not None:
+        named.append((flt.subject.type, flt.subject.relation or None))
+    for definition, relation in named:
+        if not definition:
+            continue
+        found = state.schema.definitions.get(definition) if state is not None else None
+        if found is None:
+            raise errors.unknown_definition(definition)
+        if relation and relation not in found.relations:
+            raise errors.unknown_relation(definition, relation)
+    return flt
+
+
 class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
     """SpiceDB's PermissionsService over one PermissionSystem."""
 
@@ -254,39 +290,8 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
     # ---- relationships ------------------------------------------------------------------
 
     def relationship_filter(self, message: Any, has: bool, path: str) -> RelationshipFilter:
-        """A filter validated as SpiceDB validates one: present, not empty, and naming only
-        definitions and relations of the schema in force."""
-        if not has:
-            raise SpiceError("INVALID_ARGUMENT", f"{path}: required")
-        if message.ByteSize() == 0:
-            raise SpiceError(
-                "INVALID_ARGUMENT",
-                "the relationship filter provided is not valid: at least one field must be specified",
-                "ERROR_REASON_INVALID_FILTER",
-                filter="",
-            )
-        if message.optional_resource_id and message.optional_resource_id_prefix:
-            raise SpiceError(
-                "INVALID_ARGUMENT",
-                "the relationship filter provided is not valid: "
-                "resource_id and resource_id_prefix cannot be set at the same time",
-                "ERROR_REASON_INVALID_FILTER",
-                filter=str(message).strip(),
-            )
-        flt = cv.filter_from_proto(message, True, path)
-        state = self.system.state
-        named = [(flt.resource_type, flt.relation)]
-        if flt.subject is not None:
-            named.append((flt.subject.type, flt.subject.relation or None))
-        for definition, relation in named:
-            if not definition:
-                continue
-            found = state.schema.definitions.get(definition) if state is not None else None
-            if found is None:
-                raise errors.unknown_definition(definition)
-            if relation and relation not in found.relations:
-                raise errors.unknown_relation(definition, relation)
-        return flt
+        """A filter validated as SpiceDB validates one (see :func:`relationship_filter`)."""
+        return relationship_filter(self.system, message, has, path)
 
     @errors.unary
     async def WriteRelationships(
