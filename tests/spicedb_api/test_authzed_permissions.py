@@ -29,6 +29,7 @@ from authzed.api.v1 import (
     SubjectReference,
     SyncClient,
     WriteRelationshipsRequest,
+    WriteSchemaRequest,
     ZedToken,
 )
 from authzed.api.v1.permission_service_pb2 import (
@@ -39,10 +40,14 @@ from authzed.api.v1.permission_service_pb2 import (
 from authzed_support import error_info
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
+from grpcutil import insecure_bearer_token_credentials
 
 from stonetown import Client
+from stonetown.api.pb import core as own_core
+from stonetown.api.pb import permission as own_permission
 from stonetown.client import ReadConsistency
 from stonetown.core.errors import StonetownError
+from stonetown.testing import TestingServer
 
 HAS = CheckPermissionResponse.PERMISSIONSHIP_HAS_PERMISSION
 NO = CheckPermissionResponse.PERMISSIONSHIP_NO_PERMISSION
@@ -529,3 +534,37 @@ def test_with_tracing_returns_the_checks_debug_trace(client: SyncClient, uid: st
     item = bulk.pairs[0].item
     assert item.permissionship == NO and item.debug_trace.check.result == NO
     assert item.debug_trace.check.permission_type == item.debug_trace.check.PERMISSION_TYPE_RELATION
+
+
+def test_expand_answers_trees_deeper_than_python_protobuf_parses() -> None:
+    """A folder chain 47 arrows deep expands to a tree of ~190 nested messages: both APIs
+    answer it (built in place; copying subtrees re-parses them, which protobuf refuses past
+    100 levels). Python clients cannot parse it either, so the raw bytes are checked."""
+    chain_schema = (
+        "definition user {}\n\ndefinition folder {\n    relation parent: folder\n"
+        "    relation viewer: user\n    permission view = viewer + parent->view\n}\n"
+    )
+    with TestingServer() as testing:
+        token = "deep-expand"
+        client = SyncClient(testing.address, insecure_bearer_token_credentials(token))
+        client.WriteSchema(WriteSchemaRequest(schema=chain_schema))
+        write(client, *(f"folder:f{n}#parent@folder:f{n + 1}" for n in range(47)), "folder:f47#viewer@user:v")
+        with grpc.insecure_channel(testing.address) as channel:
+
+            def raw(path: str, request: object) -> bytes:
+                call = channel.unary_unary(path, response_deserializer=bytes)
+                bearer = (("authorization", f"Bearer {token}"),)
+                return call(request.SerializeToString(), metadata=bearer, timeout=30)  # type: ignore[attr-defined]
+
+            authzed_raw = raw(
+                "/authzed.api.v1.PermissionsService/ExpandPermissionTree",
+                ExpandPermissionTreeRequest(resource=obj("folder:f0"), permission="view", consistency=FRESH),
+            )
+            own_raw = raw(
+                "/stonetown.v1.PermissionService/Expand",
+                own_permission.ExpandRequest(
+                    resource=own_core.ObjectReference(object_type="folder", object_id="f0"), permission="view"
+                ),
+            )
+    for raw in (authzed_raw, own_raw):
+        assert b"f46" in raw and b"user" in raw  # the deepest folder and the leaf's subject

@@ -63,19 +63,21 @@ def subject(ref: SubjectRef) -> core.SubjectReference:
     return cv.subject_to_proto(ref, core)
 
 
-def expand_tree(node: ExpandNode) -> core.PermissionRelationshipTree:
-    """The authzed tree for an expand tree (leaves list their subjects; caveats are not
-    carried by authzed.api.v1's DirectSubjectSet)."""
-    tree = core.PermissionRelationshipTree(
-        expanded_object=cv.object_to_proto(node.object, core), expanded_relation=node.relation
-    )
+def fill_expand_tree(tree: core.PermissionRelationshipTree, node: ExpandNode) -> None:
+    """Fill `tree` (in its response) with the authzed tree of an expand tree (leaves list
+    their subjects; caveats are not carried by authzed.api.v1's DirectSubjectSet). Built in
+    place: copying a finished subtree into its parent re-parses it, and protobuf refuses to
+    parse more than 100 nested messages (a tree 25 arrows deep)."""
+    tree.expanded_object.CopyFrom(cv.object_to_proto(node.object, core))
+    tree.expanded_relation = node.relation
     if node.op is not None:
         tree.intermediate.operation = _EXPAND_OPS[node.op]
-        tree.intermediate.children.extend(expand_tree(child) for child in node.children)
+        children = tree.intermediate.children
+        for child in node.children:
+            fill_expand_tree(children.add(), child)
     else:
         tree.leaf.SetInParent()
         tree.leaf.subjects.extend(subject(ref) for ref in node.subjects)
-    return tree
 
 
 def debug_trace(

@@ -212,9 +212,9 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         name = cv.check_relation_name(request.permission, "permission")
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
         tree, revision = await self.system.expand(resource, name, consistency)
-        return permission.ExpandPermissionTreeResponse(
-            expanded_at=az.token(revision), tree_root=az.expand_tree(tree)
-        )
+        response = permission.ExpandPermissionTreeResponse(expanded_at=az.token(revision))
+        az.fill_expand_tree(response.tree_root, tree)
+        return response
 
     # ---- lookups ------------------------------------------------------------------------
 
