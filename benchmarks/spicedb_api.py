@@ -14,12 +14,21 @@ authzed path per call (`stonetown / authzed - 1`) and writes benchmarks/results/
 On a shared, loaded machine the throughput runs are noisy; the same requests are therefore
 also timed against the two servicers in this process (no transport, no load generator,
 interleaved rounds, median per side): the adapter's own cost, which is what differs.
+
+The paired gRPC mode (`--paired-blocks`, on by default; `--no-throughput` skips the load
+generator runs) times the whole path through the real server: one client connection per API
+(its own subchannel pool, so the two never share a TCP connection), calls sent one at a time
+with pre-encoded requests, in short blocks that alternate between the APIs (the first side
+swapped every block). Each pair of neighbouring blocks gives a ratio (authzed µs per call /
+stonetown µs per call): load on the shared machine changes slowly next to a block, so it
+mostly cancels within a pair, and the median of the paired ratios is the extra cost.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -160,8 +169,70 @@ async def _servicer_times(
         await system.stop()
 
 
+def _quartiles(values: list[float]) -> list[float]:
+    """The 25th, 50th and 75th percentiles."""
+    low, mid, high = statistics.quantiles(values, n=4)
+    return [round(low, 4), round(mid, 4), round(high, 4)]
+
+
+def paired_grpc(
+    target: str, plan: dict[str, dict[str, list[Request]]], blocks: int, block_calls: int
+) -> dict[str, dict[str, Any]]:
+    """Per workload: µs per call through each API (median of the blocks) and the paired
+    ratios authzed / stonetown of neighbouring blocks (quartiles), one call at a time over
+    one connection per API (see the module docstring)."""
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]
+    channels = {side: grpc.insecure_channel(target, options=own_connection) for side in plan["check"]}
+    try:
+        out: dict[str, dict[str, Any]] = {}
+        for name, sides in plan.items():
+            calls = {
+                side: [(channels[side].unary_unary(path), body) for path, _, body in requests]
+                for side, requests in sides.items()
+            }
+            for pending in calls.values():  # warm each connection and the server's caches
+                for call, body in pending[: 2 * block_calls]:
+                    call(body, timeout=30)
+            times: dict[str, list[float]] = {"stonetown": [], "authzed": []}
+            ratios: list[float] = []
+            position = 0
+            for block in range(blocks):
+                pair: dict[str, float] = {}
+                for side in ("stonetown", "authzed") if block % 2 == 0 else ("authzed", "stonetown"):
+                    pending = calls[side]
+                    started = time.perf_counter()
+                    for offset in range(block_calls):
+                        call, body = pending[(position + offset) % len(pending)]
+                        call(body, timeout=30)
+                    pair[side] = (time.perf_counter() - started) / block_calls * 1e6
+                    times[side].append(pair[side])
+                position += block_calls  # both sides sent the same requests in this pair
+                ratios.append(pair["authzed"] / pair["stonetown"])
+            out[name] = {
+                "us_per_call": {side: round(statistics.median(values), 1) for side, values in times.items()},
+                "ratio_quartiles": _quartiles(ratios),
+                "authzed_extra_cost_percent": round(100 * (statistics.median(ratios) - 1), 2),
+                "blocks": blocks,
+                "block_calls": block_calls,
+            }
+        return out
+    finally:
+        for channel in channels.values():
+            channel.close()
+
+
 def run(
-    size: int, seed: int, *, duration: float, reps: int, concurrency: int, bulk_items: int, checks: int
+    size: int,
+    seed: int,
+    *,
+    duration: float,
+    reps: int,
+    concurrency: int,
+    bulk_items: int,
+    checks: int,
+    blocks: int = 40,
+    block_calls: int = 100,
+    throughput: bool = True,
 ) -> dict[str, Any]:
     """Time both APIs on one server; the result document."""
     data = generate(size, seed)
@@ -177,7 +248,13 @@ def run(
         )
     try:
         result["answers_compared"] = verify(server.target, plan)
+        if blocks:
+            result["loadavg_before_paired"] = list(os.getloadavg())
+            result["paired_grpc"] = paired_grpc(server.target, plan, blocks, block_calls)
+            result["loadavg_after_paired"] = list(os.getloadavg())
         for name, sides in plan.items():
+            if not throughput:
+                break
             runs: dict[str, list[dict[str, Any]]] = {"stonetown": [], "authzed": []}
             for rep in range(reps):
                 order = ("stonetown", "authzed") if rep % 2 == 0 else ("authzed", "stonetown")
@@ -209,16 +286,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--bulk-items", type=int, default=10)
     parser.add_argument("--checks", type=int, default=2000, help="distinct checks sent (round robin)")
+    parser.add_argument(
+        "--paired-blocks", type=int, default=40, help="paired gRPC blocks per workload (0: none)"
+    )
+    parser.add_argument("--block-calls", type=int, default=100, help="calls per paired block")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the load generator runs")
     args = parser.parse_args(argv)
     result = run(
         parse_size(args.size), args.seed, duration=args.duration, reps=args.reps,
         concurrency=args.concurrency, bulk_items=args.bulk_items, checks=args.checks,
+        blocks=args.paired_blocks, block_calls=args.block_calls, throughput=not args.no_throughput,
     )  # fmt: skip
     path = write_result("spicedb_api", result)
     print(f"answers compared between the APIs: {result['answers_compared']} (all equal)")
+    if "paired_grpc" in result:
+        load = f"{result['loadavg_before_paired']} -> {result['loadavg_after_paired']}"
+        print(f"paired gRPC, load average {load}")
+        print("| workload | stonetown.v1 µs/call | authzed.api.v1 µs/call | ratio p25/p50/p75 | extra |")
+        print("| --- | --- | --- | --- | --- |")
+        for name, paired in result["paired_grpc"].items():
+            us, quartiles = paired["us_per_call"], "/".join(f"{q:.3f}" for q in paired["ratio_quartiles"])
+            print(f"| {name} | {us['stonetown']:.0f} | {us['authzed']:.0f} | {quartiles} | "
+                  f"{paired['authzed_extra_cost_percent']:+.1f} % |")  # fmt: skip
     print("| workload | stonetown.v1 calls/s | authzed.api.v1 calls/s | authzed extra cost |")
     print("| --- | --- | --- | --- |")
     for name in ("check", "check_bulk"):
+        if name not in result:
+            continue
         median = result[name]["median_throughput_per_s"]
         print(f"| {name} | {median['stonetown']:.0f} | {median['authzed']:.0f} | "
               f"{result[name]['authzed_extra_cost_percent']:+.1f} % |")  # fmt: skip

@@ -29,6 +29,7 @@ from authzed.api.v1 import (
     SubjectReference,
     SyncClient,
     WriteRelationshipsRequest,
+    WriteSchemaRequest,
     ZedToken,
 )
 from authzed.api.v1.permission_service_pb2 import (
@@ -39,9 +40,14 @@ from authzed.api.v1.permission_service_pb2 import (
 from authzed_support import error_info
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
+from grpcutil import insecure_bearer_token_credentials
 
 from stonetown import Client
+from stonetown.api.pb import core as own_core
+from stonetown.api.pb import permission as own_permission
 from stonetown.client import ReadConsistency
+from stonetown.core.errors import StonetownError
+from stonetown.testing import TestingServer
 
 HAS = CheckPermissionResponse.PERMISSIONSHIP_HAS_PERMISSION
 NO = CheckPermissionResponse.PERMISSIONSHIP_NO_PERMISSION
@@ -449,15 +455,56 @@ def test_errors_carry_spicedb_codes_and_reasons(
     assert after == [] or [a.relationship for a in after] == [b.relationship for b in before]
 
 
-def test_max_depth_is_failed_precondition_with_its_reason(client: SyncClient, uid: str) -> None:
-    for start in range(0, 60, 20):
-        write(client, *(f"team:{uid}{n}#member@team:{uid}{n + 1}#member" for n in range(start, start + 20)))
-    write(client, f"team:{uid}60#member@user:deep")
-    error = failure(lambda: check(client, f"team:{uid}0", "member", "user:deep"))
+def _team_chain(client: SyncClient, prefix: str, length: int) -> None:
+    """team:{prefix}0#member ⊃ … ⊃ team:{prefix}{length}#member ∋ user:deep."""
+    links = [f"team:{prefix}{n}#member@team:{prefix}{n + 1}#member" for n in range(length)]
+    for start in range(0, length, 20):
+        write(client, *links[start : start + 20])
+    write(client, f"team:{prefix}{length}#member@user:deep")
+
+
+def _depth_failure(error: grpc.RpcError) -> None:
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()  # as SpiceDB v1.54
     info = error_info(error)
     assert info is not None and info.reason == "ERROR_REASON_MAXIMUM_DEPTH_EXCEEDED"
     assert info.metadata["maximum_depth_allowed"] == "50"
+
+
+def test_max_depth_is_failed_precondition_with_its_reason(client: SyncClient, uid: str) -> None:
+    _team_chain(client, uid, 60)
+    _depth_failure(failure(lambda: check(client, f"team:{uid}0", "member", "user:deep")))
+
+
+def test_lookups_fail_at_max_depth_where_check_does(server, client: SyncClient, uid: str) -> None:
+    """A chain 50 subject sets deep: Check, LookupResources and LookupSubjects all fail with
+    max depth (SpiceDB's lookups fail there too), through both APIs; 49 deep all answer."""
+    _team_chain(client, f"{uid}s", 49)
+    _team_chain(client, f"{uid}d", 50)
+    resources = LookupResourcesRequest(
+        resource_object_type="team", permission="member", subject=subj("user:deep"), consistency=FRESH
+    )
+
+    def subjects(team: str) -> LookupSubjectsRequest:
+        return LookupSubjectsRequest(
+            resource=obj(team), permission="member", subject_object_type="user", consistency=FRESH
+        )
+
+    assert check(client, f"team:{uid}s0", "member", "user:deep") == HAS
+    assert [r.subject.subject_object_id for r in client.LookupSubjects(subjects(f"team:{uid}s0"))] == ["deep"]
+    _depth_failure(failure(lambda: check(client, f"team:{uid}d0", "member", "user:deep")))
+    _depth_failure(failure(lambda: client.LookupSubjects(subjects(f"team:{uid}d0"))))
+    _depth_failure(failure(lambda: client.LookupResources(resources)))  # it reaches team:{uid}d0
+    full = ReadConsistency.fully_consistent()
+    with Client(server.address, preshared_key="authzed-test-key") as own:
+        assert own.check(f"team:{uid}s0", "member", "user:deep", consistency=full).allowed
+        for call in (
+            lambda: own.check(f"team:{uid}d0", "member", "user:deep", consistency=full),
+            lambda: list(own.lookup_subjects(f"team:{uid}d0", "member", "user", consistency=full)),
+            lambda: list(own.lookup_resources("team", "member", "user:deep", consistency=full)),
+        ):
+            with pytest.raises(StonetownError) as caught:
+                call()
+            assert caught.value.code == "RESOURCE_EXHAUSTED" and "maximum depth of 50" in str(caught.value)
 
 
 def test_with_tracing_returns_the_checks_debug_trace(client: SyncClient, uid: str) -> None:
@@ -487,3 +534,37 @@ def test_with_tracing_returns_the_checks_debug_trace(client: SyncClient, uid: st
     item = bulk.pairs[0].item
     assert item.permissionship == NO and item.debug_trace.check.result == NO
     assert item.debug_trace.check.permission_type == item.debug_trace.check.PERMISSION_TYPE_RELATION
+
+
+def test_expand_answers_trees_deeper_than_python_protobuf_parses() -> None:
+    """A folder chain 47 arrows deep expands to a tree of ~190 nested messages: both APIs
+    answer it (built in place; copying subtrees re-parses them, which protobuf refuses past
+    100 levels). Python clients cannot parse it either, so the raw bytes are checked."""
+    chain_schema = (
+        "definition user {}\n\ndefinition folder {\n    relation parent: folder\n"
+        "    relation viewer: user\n    permission view = viewer + parent->view\n}\n"
+    )
+    with TestingServer() as testing:
+        token = "deep-expand"
+        client = SyncClient(testing.address, insecure_bearer_token_credentials(token))
+        client.WriteSchema(WriteSchemaRequest(schema=chain_schema))
+        write(client, *(f"folder:f{n}#parent@folder:f{n + 1}" for n in range(47)), "folder:f47#viewer@user:v")
+        with grpc.insecure_channel(testing.address) as channel:
+
+            def raw(path: str, request: object) -> bytes:
+                call = channel.unary_unary(path, response_deserializer=bytes)
+                bearer = (("authorization", f"Bearer {token}"),)
+                return call(request.SerializeToString(), metadata=bearer, timeout=30)  # type: ignore[attr-defined]
+
+            authzed_raw = raw(
+                "/authzed.api.v1.PermissionsService/ExpandPermissionTree",
+                ExpandPermissionTreeRequest(resource=obj("folder:f0"), permission="view", consistency=FRESH),
+            )
+            own_raw = raw(
+                "/stonetown.v1.PermissionService/Expand",
+                own_permission.ExpandRequest(
+                    resource=own_core.ObjectReference(object_type="folder", object_id="f0"), permission="view"
+                ),
+            )
+    for raw in (authzed_raw, own_raw):
+        assert b"f46" in raw and b"user" in raw  # the deepest folder and the leaf's subject

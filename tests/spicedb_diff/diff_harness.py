@@ -91,6 +91,7 @@ REASON_BY_SPICEDB_MESSAGE: tuple[tuple[re.Pattern[str], str | None], ...] = tupl
         # a caveat context of the wrong type in a written relationship: a plain error, UNKNOWN
         (r"^could not convert context parameter", None),
         (r"^no schema has been defined", None),  # ReadSchema: a plain NOT_FOUND
+        (r"^invalid revision requested", None),  # a ZedToken it cannot read: a plain INVALID_ARGUMENT
         # protovalidate's request validation attaches no ErrorInfo
         (r"^invalid [A-Za-z]+(?:Request|Reference)\.|^validation error", None),
     )
@@ -265,19 +266,20 @@ def _bulk_pair(pair: Any) -> Any:
 
 
 def _expand(tree: Any) -> Any:
-    """The tree with children and leaf subjects order-free."""
+    """The tree with children and leaf subjects order-free, each node with what it expands."""
+    expanded = f"{tree.expanded_object.object_type}:{tree.expanded_object.object_id}#{tree.expanded_relation}"
     if tree.WhichOneof("tree_type") == "leaf":
         subjects = sorted(
             f"{s.object.object_type}:{s.object.object_id}"
             + (f"#{s.optional_relation}" if s.optional_relation else "")
             for s in tree.leaf.subjects
         )
-        return ("leaf", tuple(subjects))
+        return ("leaf", expanded, tuple(subjects))
     operation = v1.AlgebraicSubjectSet.Operation.Name(tree.intermediate.operation)
     children = [_expand(child) for child in tree.intermediate.children]
     if operation != "OPERATION_EXCLUSION":
         children.sort(key=repr)
-    return (operation, tuple(children))
+    return (operation, expanded, tuple(children))
 
 
 def normal(method: str, outcome: Outcome) -> Any:

@@ -125,3 +125,115 @@ definition doc {
     permission view = viewer - blocked
 }
 """
+
+EXPAND_SHAPES = """
+use expiration
+
+caveat cav(x int) {
+    x > 1
+}
+
+definition user {}
+
+definition team {
+    relation member: user | team#member | user with cav | user with expiration
+    relation pub: user:*
+    relation lead: user
+    permission manage = lead & member
+    permission everyone = member + pub
+}
+
+definition other {
+    relation xyz: user
+}
+
+definition doc {
+    relation team: team | other | team with cav | team with expiration
+    relation viewer: user | user:* | team#member | user with cav
+    relation owner: user
+    relation banned: user
+    permission single_cu = viewer
+    permission single_arrow = team->member
+    permission single_any = team.any(manage)
+    permission single_all = team.all(member)
+    permission nothing = nil
+    permission uni = viewer + owner
+    permission uni_arrow = viewer + team->member
+    permission inter = viewer & owner
+    permission inter_nested = viewer & (owner + banned)
+    permission excl = viewer - banned
+    permission excl_two = viewer - banned - owner
+    permission excl_sets = (viewer + owner) - (banned & owner)
+    permission all_minus = team.all(member) - viewer
+    permission via_perm = single_cu
+    permission via_perms = uni + single_arrow
+    permission nil_union = nil + viewer
+}
+"""
+
+EXPAND_PERMISSIONS = (
+    "single_cu",
+    "single_arrow",
+    "single_any",
+    "single_all",
+    "nothing",
+    "uni",
+    "uni_arrow",
+    "inter",
+    "inter_nested",
+    "excl",
+    "excl_two",
+    "excl_sets",
+    "all_minus",
+    "via_perm",
+    "via_perms",
+    "nil_union",
+    "viewer",
+    "team",
+)
+
+EXPAND_RELS = (
+    "doc:d#team@team:a",
+    "doc:d#team@team:b",
+    "doc:d#team@other:o",
+    'doc:d#team@team:c[cav:{"x":0}]',
+    "doc:d#team@team:gone[expiration:2001-01-01T00:00:00Z]",
+    "doc:d#team@team:later[expiration:2099-01-01T00:00:00Z]",
+    "team:a#member@user:ana",
+    "team:a#member@team:b#member",
+    "team:a#lead@user:ana",
+    "team:b#member@user:zed",
+    "team:b#pub@user:*",
+    "team:c#member@user:cy[cav]",
+    "team:later#member@user:old[expiration:2001-01-01T00:00:00Z]",
+    "doc:d#viewer@user:bob",
+    "doc:d#viewer@user:*",
+    'doc:d#viewer@user:cy[cav:{"x":5}]',
+    "doc:d#viewer@team:a#member",
+    "doc:d#owner@user:bob",
+    "doc:d#banned@user:eve",
+)
+
+DEPTH = """
+definition user {}
+
+definition group {
+    relation member: user | group#member
+}
+
+definition folder {
+    relation parent: folder
+    relation viewer: user
+    permission view = viewer + parent->view
+}
+
+definition doc {
+    relation viewer: group#member
+    permission view = viewer
+}
+"""
+
+
+def chain(link: str, length: int) -> list[str]:
+    """`length` relationships linking element n to n + 1 (`link` has two `{}`)."""
+    return [link.format(n, n + 1) for n in range(length)]

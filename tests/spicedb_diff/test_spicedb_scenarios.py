@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from diff_harness import Outcome, SpiceDBSide, StonetownSide, normal, reason_from_spicedb_message
+from diff_malformed import MALFORMED
 from diff_requests import Call, lookup_resources, lookup_subjects, read, schema, with_cursor
 from diff_scenarios import SCENARIOS, Scenario
 
@@ -50,7 +51,7 @@ def paged(side: SpiceDBSide | StonetownSide, call: Call) -> Outcome:
     return Outcome(collected)
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+@pytest.mark.parametrize("scenario", SCENARIOS + MALFORMED, ids=[s.name for s in SCENARIOS + MALFORMED])
 def test_scenario_answers_match_spicedb(
     scenario: Scenario, spicedb: SpiceDBSide, stonetown: StonetownSide
 ) -> None:

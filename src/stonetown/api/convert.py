@@ -564,14 +564,21 @@ _EXPAND_OPS = {
 _EXPAND_OPS_BACK = {value: key for key, value in _EXPAND_OPS.items()}
 
 
-def expand_to_proto(node: ExpandNode) -> permission.PermissionRelationshipTree:
-    """The message tree for an expand tree."""
-    tree = permission.PermissionRelationshipTree(
-        expanded_object=object_to_proto(node.object), expanded_relation=node.relation
-    )
+def expand_to_proto(
+    node: ExpandNode, tree: permission.PermissionRelationshipTree | None = None
+) -> permission.PermissionRelationshipTree:
+    """The message tree for an expand tree (filled into `tree` when given)."""
+    if tree is None:
+        tree = permission.PermissionRelationshipTree()
+    tree.expanded_object.CopyFrom(object_to_proto(node.object))
+    tree.expanded_relation = node.relation
     if node.op is not None:
         tree.intermediate.operation = _EXPAND_OPS[node.op]
-        tree.intermediate.children.extend(expand_to_proto(child) for child in node.children)
+        # built in place: copying a finished subtree in re-parses it, and protobuf refuses
+        # to parse more than 100 nested messages (a tree 25 arrows deep)
+        children = tree.intermediate.children
+        for child in node.children:
+            expand_to_proto(child, children.add())
     else:
         caveats = list(node.subject_caveats) + [None] * (len(node.subjects) - len(node.subject_caveats))
         tree.leaf.SetInParent()

@@ -2,7 +2,10 @@
 
 Shallow (SpiceDB's default): the rewrite is unfolded through computed usersets and arrows,
 and each stored relation becomes a leaf listing its direct subjects, subject sets included
-as they are. Recursive: every subject set in a leaf is expanded in turn, the leaf becoming a
+as they are. The tree has SpiceDB's shape: a permission is always an operation node (one of a
+single operand is a one-child union), an arrow is a union (`.all`: an intersection) with a
+subtree per object its relation points to, and an empty leaf for an object whose type lacks
+the arrow's relation. Recursive: every subject set in a leaf is expanded in turn, the leaf becoming a
 union of the direct subjects and those subtrees. Cycles end in an empty leaf; the depth limit
 gives ResourceExhausted, and so does a tree that would hold more than `max_size` nodes and
 subjects (checked before a leaf is built, so a huge group fails at once instead of building a
@@ -26,6 +29,9 @@ from stonetown.schema import ir
 # The default bound on the nodes and subjects of one expand tree: about 220 kB as a message,
 # and tens of milliseconds to build and encode.
 MAX_EXPAND_SIZE = 10_000
+
+
+_SET_OPERATIONS = (ir.Union, ir.Intersection, ir.Exclusion)
 
 
 class Expander:
@@ -71,9 +77,13 @@ class Expander:
         self._grow(1, rtype, rid, rel)
         self.stack.add(key)
         try:
-            return self._rewrite(rtype, rid, rel, relation.rewrite, depth)
+            tree = self._rewrite(rtype, rid, rel, relation.rewrite, depth)
         finally:
             self.stack.discard(key)
+        if relation.is_permission and not isinstance(relation.rewrite, _SET_OPERATIONS):
+            # SpiceDB compiles a permission of one operand to a union of that operand
+            return ExpandNode(ObjectRef(rtype, rid), rel, ExpandOp.UNION, [tree])
+        return tree
 
     def _rewrite(self, rtype: str, rid: str, rel: str, node: ir.Rewrite, depth: int) -> ExpandNode:
         obj = ObjectRef(rtype, rid)
@@ -83,10 +93,13 @@ class Expander:
             return self.expand(rtype, rid, node.relation, depth + 1)
         if isinstance(node, ir.TupleToUserset):
             op = ExpandOp.INTERSECTION if node.mode == "all" else ExpandOp.UNION
+            # as SpiceDB's: an object whose type lacks the arrow's relation is an empty leaf
             children = [
                 self.expand(subject.type, subject.id, node.computed, depth + 1)
+                if self.schema.relation(subject.type, node.computed) is not None
+                else ExpandNode(obj, rel)
                 for subject, _caveat in self._subjects(rtype, rid, node.tupleset)
-                if subject.id != "*" and self.schema.relation(subject.type, node.computed) is not None
+                if subject.id != "*"
             ]
             return ExpandNode(obj, rel, op, children)
         if isinstance(node, ir.Union | ir.Intersection):

@@ -17,6 +17,11 @@ Candidates of a monotone permission are answers. Otherwise the walk runs in two 
    otherwise the walk climbs from it over every edge, and the candidates found only this way
    are confirmed with Check, which settles intersections, exclusions, `all` arrows, caveats
    and expirations.
+
+Depth is counted as Check counts it: a hop over a subject set or an arrow is one level, a
+computed userset none. A walk that reaches a node `max_depth` levels above the subject's
+holders fails with DepthExceeded (as Check of that node would), so LookupResources never
+answers where Check answers max depth; the walk goes level by level to count the fewest.
 """
 
 from __future__ import annotations
@@ -70,16 +75,18 @@ def lookup_resources_steps(
     checked, so a consumer that stops after a page does not pay for the rest. `first`: how
     many answers the consumer likely wants (see cooperative.sorted_steps)."""
     plan = facts.plan_for(resource_type, permission)
+    # OpenFGA's ListObjects does not fail at its resolution depth: its walks are not limited
+    limit = None if compiled.openfga_cycles else max_depth
     if (resource_type, permission) in facts.monotone:
         reached: set[Node] = set()
         queue = yield from _start(plan, index, subject, reached)
-        yield from _climb(plan, index, queue, reached)
+        yield from _climb(plan, index, queue, reached, limit)
         ids = yield from _of(reached, resource_type, permission, after)
         for rid in sorted_steps(ids, first):
             yield rid if rid is PAUSE else (rid, True)  # type: ignore[misc]
         return
     run = CheckRun(compiled, index, max_depth)
-    proven, maybe = yield from _two_phase_steps(plan, index, subject, run, check_tops=False)
+    proven, maybe = yield from _two_phase_steps(plan, index, subject, run, check_tops=False, max_depth=limit)
     certain = set((yield from _of(proven, resource_type, permission, after)))
     ids = yield from _of(maybe, resource_type, permission, after)
     ids.extend(certain)
@@ -133,11 +140,28 @@ def _start(
     return queue
 
 
+def next_level(level: int, max_depth: int | None, node: Node) -> int:
+    """The level after `level` of a lookup's walk, about to visit `node`; DepthExceeded when
+    it reaches `max_depth` (None: levels are not limited)."""
+    level += 1
+    if max_depth is not None and level >= max_depth:
+        raise DepthExceeded(
+            f"lookup exceeded the maximum depth of {max_depth} at {node[0]}:{node[1]}#{node[2]}"
+        )
+    return level
+
+
 def _climb(
-    plan: WalkPlan, index: RelationshipIndex, queue: deque[Node], reached: set[Node]
+    plan: WalkPlan,
+    index: RelationshipIndex,
+    queue: deque[Node],
+    reached: set[Node],
+    max_depth: int | None = None,
 ) -> Generator[Pause, None, None]:
     """Breadth-first over every reverse edge from the nodes in `queue` (already in `reached`),
     adding what it reaches to `reached`; a node already in `reached` is not climbed again.
+    With `max_depth`, the nodes in `queue` are level 0 and a level reaching it fails (see
+    the module docstring); without, levels are not counted (the answers are checked).
 
     It pauses between nodes and inside long fan-outs: an index that changes during a pause
     is never read again (see cooperative.drain), so holding its iterators is safe."""
@@ -146,7 +170,11 @@ def _climb(
     onward, climbable = plan.onward, plan.climbable
     deadline = request_deadline.get()
     steps = 0
-    while queue:
+    level, later = 0, deque[Node]()  # `later`: the next level's nodes
+    while queue or later:
+        if not queue:
+            level = next_level(level, max_depth, later[0])
+            queue, later = later, queue
         steps += 1
         if steps % CHECK_EVERY == 0:
             check_deadline(deadline)
@@ -170,7 +198,7 @@ def _climb(
                         if up not in reached:
                             reached.add(up)
                             if (rtype, perm) in climbable:
-                                queue.append(up)
+                                later.append(up)
         shapes = holders.get((ntype, nrel, False))
         if shapes:
             rkeys = reverse.get(node)
@@ -181,7 +209,7 @@ def _climb(
                     if (rkey[0], rkey[2]) in shapes and rkey not in reached:
                         reached.add(rkey)
                         if (rkey[0], rkey[2]) in climbable:
-                            queue.append(rkey)
+                            later.append(rkey)
 
 
 def _two_phase(
@@ -194,20 +222,27 @@ def _two_phase(
 
 
 def _two_phase_steps(
-    plan: WalkPlan, index: RelationshipIndex, subject: Subject, run: CheckRun, check_tops: bool = True
+    plan: WalkPlan,
+    index: RelationshipIndex,
+    subject: Subject,
+    run: CheckRun,
+    check_tops: bool = True,
+    max_depth: int | None = None,
 ) -> Generator[Pause, None, tuple[set[Node], set[Node]]]:
     """:func:`_two_phase` as cooperative steps (pausing like :func:`_climb`). Without
     `check_tops`, boundary nodes with no edge above them are not checked (climbing from them
     leads nowhere) but left in `maybe`: the candidates among them are checked when handed
-    out, and only those."""
+    out, and only those. `max_depth` limits the first phase's levels (the nodes of the
+    second are checked, and Check counts its own depth)."""
     reverse, objects, usersets = index.reverse, index.objects, index.usersets
     computed, arrows, holders = plan.computed, plan.arrows, plan.holders
     onward, climbable = plan.onward, plan.climbable
     proven: set[Node] = set()
     boundary: set[Node] = set()
     queue: deque[Node] = deque()
+    later: deque[Node] = deque()  # the next level's nodes (see _climb)
 
-    def climb_holders(node: Node, wildcard: bool) -> Generator[Pause, None, None]:
+    def climb_holders(node: Node, wildcard: bool, into: deque[Node]) -> Generator[Pause, None, None]:
         # `node` as a stored subject: the relations holding it
         stype, sid, srel = node
         shapes = holders.get((stype, srel, wildcard))
@@ -229,7 +264,7 @@ def _two_phase_steps(
                 if bucket is not None and bucket.get(key, _MISSING) is None:  # type: ignore[attr-defined]
                     proven.add(rkey)
                     if (rkey[0], rkey[2]) in climbable:
-                        queue.append(rkey)
+                        into.append(rkey)
                     continue
             boundary.add(rkey)
 
@@ -237,13 +272,17 @@ def _two_phase_steps(
     if srel:
         proven.add(subject)  # a subject set is a member of itself
         queue.append(subject)
-    yield from climb_holders(subject, False)
+    yield from climb_holders(subject, False, queue)
     if not srel and sid != "*":
-        yield from climb_holders((stype, "*", ""), True)
+        yield from climb_holders((stype, "*", ""), True, queue)
 
     deadline = request_deadline.get()
     steps = 0
-    while queue:
+    level = 0
+    while queue or later:
+        if not queue:
+            level = next_level(level, max_depth, later[0])
+            queue, later = later, queue
         steps += 1
         if steps % CHECK_EVERY == 0:
             check_deadline(deadline)
@@ -278,11 +317,11 @@ def _two_phase_steps(
                         if bucket is not None and bucket.get(key, _MISSING) is None:  # type: ignore[attr-defined]
                             proven.add(up)
                             if (rtype, perm) in climbable:
-                                queue.append(up)
+                                later.append(up)
                             continue
                     boundary.add(up)
         if (ntype, nrel, False) in holders and node in reverse:
-            yield from climb_holders(node, False)
+            yield from climb_holders(node, False, later)
 
     # Phase 2: climb over every edge from the boundary nodes the subject may hold. A node it
     # does not hold stays in `reached` (so it is never climbed from) but is no candidate.

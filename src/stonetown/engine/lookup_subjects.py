@@ -24,6 +24,7 @@ from stonetown.engine.conditions import Result, granted
 from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, sorted_steps
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex, without_wildcards
+from stonetown.engine.lookup_resources import next_level
 from stonetown.engine.reachability import Reachability
 from stonetown.engine.types import Permissionship
 from stonetown.schema import ir
@@ -74,8 +75,9 @@ def lookup_subjects_steps(
     is handed out: its exclusions need every candidate's result. `first`: how many answers
     the consumer likely wants (see cooperative.sorted_steps)."""
     candidates, wildcard_seen = yield from _candidates(
-        compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation
-    )
+        compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation,
+        max_depth=None if compiled.openfga_cycles else max_depth,  # OpenFGA's walks are not limited
+    )  # fmt: skip
     monotone = (resource[0], permission) in facts.monotone
     run = CheckRun(compiled, index, max_depth)
     rtype, rid = resource
@@ -165,19 +167,28 @@ def _candidates(
     subject_type: str,
     subject_relation: str,
     parts: Callable[[ir.Rewrite], list[ir.Rewrite]] | None = None,
+    max_depth: int | None = None,
 ) -> Generator[Pause, None, tuple[set[str], bool]]:
     """Every subject id of the wanted type the walk from `start` meets through the `parts` of
     each rewrite (default: every branch), and whether it met the type's wildcard; pausing
-    inside long buckets (see lookup_resources._climb for why that is safe)."""
+    inside long buckets (see lookup_resources._climb for why that is safe). With `max_depth`,
+    depth is counted as Check counts it (a subject set or an arrow one level, a computed
+    userset none), level by level, and a node `max_depth` levels down fails with
+    DepthExceeded, so LookupSubjects never answers where Check answers max depth."""
     parts = parts or _parts
     found: set[str] = set()
     wildcard = False
     visited: set[tuple[str, str, str]] = set()
     stack = [start]
+    deeper: list[tuple[str, str, str]] = []  # the next level's nodes
+    level = 0
     admits = facts.admits
     deadline = request_deadline.get()
     steps = 0
-    while stack:
+    while stack or deeper:
+        if not stack:
+            level = next_level(level, max_depth, deeper[0])
+            stack, deeper = deeper, stack
         steps += 1
         if steps % CHECK_EVERY == 0:
             check_deadline(deadline)
@@ -208,7 +219,7 @@ def _candidates(
                     if count % PAUSE_EVERY == 0:
                         yield PAUSE
                     if (ntype, nrel, stype, srel, False) in admits:
-                        stack.append((stype, sid, srel))
+                        deeper.append((stype, sid, srel))
             elif isinstance(part, ir.ComputedUserset):
                 stack.append((ntype, nid, part.relation))
             elif isinstance(part, ir.TupleToUserset):
@@ -227,7 +238,7 @@ def _candidates(
                     if count % PAUSE_EVERY == 0:
                         yield PAUSE
                     if schema.relation(stype, part.computed) is not None:
-                        stack.append((stype, sid, part.computed))
+                        deeper.append((stype, sid, part.computed))
     return found, wildcard
 
 

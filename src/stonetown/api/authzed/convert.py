@@ -16,7 +16,6 @@ from google.protobuf import duration_pb2
 from stonetown.api import convert as cv
 from stonetown.api.authzed.errors import SpiceError
 from stonetown.api.authzed.pb import core, debug, permission
-from stonetown.core.errors import InvalidArgument
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.explain import ExplainNode
 from stonetown.engine.types import ExpandNode, ExpandOp, Permissionship
@@ -64,19 +63,21 @@ def subject(ref: SubjectRef) -> core.SubjectReference:
     return cv.subject_to_proto(ref, core)
 
 
-def expand_tree(node: ExpandNode) -> core.PermissionRelationshipTree:
-    """The authzed tree for an expand tree (leaves list their subjects; caveats are not
-    carried by authzed.api.v1's DirectSubjectSet)."""
-    tree = core.PermissionRelationshipTree(
-        expanded_object=cv.object_to_proto(node.object, core), expanded_relation=node.relation
-    )
+def fill_expand_tree(tree: core.PermissionRelationshipTree, node: ExpandNode) -> None:
+    """Fill `tree` (in its response) with the authzed tree of an expand tree (leaves list
+    their subjects; caveats are not carried by authzed.api.v1's DirectSubjectSet). Built in
+    place: copying a finished subtree into its parent re-parses it, and protobuf refuses to
+    parse more than 100 nested messages (a tree 25 arrows deep)."""
+    tree.expanded_object.CopyFrom(cv.object_to_proto(node.object, core))
+    tree.expanded_relation = node.relation
     if node.op is not None:
         tree.intermediate.operation = _EXPAND_OPS[node.op]
-        tree.intermediate.children.extend(expand_tree(child) for child in node.children)
+        children = tree.intermediate.children
+        for child in node.children:
+            fill_expand_tree(children.add(), child)
     else:
         tree.leaf.SetInParent()
         tree.leaf.subjects.extend(subject(ref) for ref in node.subjects)
-    return tree
 
 
 def debug_trace(
@@ -165,10 +166,3 @@ def lookup_cursor(message: Any, has: bool, kind: str) -> str | None:
     """The resource id a LookupResources cursor resumes after (None: from the start)."""
     found = cv.cursor_from_proto(message, has, kind, 1, "optional_cursor")
     return found[0] if found else None
-
-
-def require_known(value: int, allowed: tuple[int, ...], path: str) -> int:
-    """`value` if it is one of `allowed` enum values, else InvalidArgument naming `path`."""
-    if value not in allowed:
-        raise InvalidArgument(f"{path}: value must be one of the defined enum values ({value} is not)")
-    return value

@@ -26,6 +26,8 @@ from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import CheckRequest, CheckResult, Consistency
 
 _Response = permission.CheckPermissionResponse
+MUST_MATCH = permission.Precondition.Operation.OPERATION_MUST_MATCH
+MUST_NOT_MATCH = permission.Precondition.Operation.OPERATION_MUST_NOT_MATCH
 _DELETE = permission.DeleteRelationshipsResponse
 
 
@@ -40,6 +42,42 @@ def limit_of(requested: int, maximum: int) -> int | None:
             maximum_limit_allowed=str(maximum),
         )
     return requested or None
+
+
+def relationship_filter(system: PermissionSystem, message: Any, has: bool, path: str) -> RelationshipFilter:
+    """A filter validated as SpiceDB validates one (its relationship calls and Watch):
+    present, not empty, and naming only definitions and relations of the schema in force."""
+    if not has:
+        raise SpiceError("INVALID_ARGUMENT", f"{path}: required")
+    if message.ByteSize() == 0:
+        raise SpiceError(
+            "INVALID_ARGUMENT",
+            "the relationship filter provided is not valid: at least one field must be specified",
+            "ERROR_REASON_INVALID_FILTER",
+            filter="",
+        )
+    if message.optional_resource_id and message.optional_resource_id_prefix:
+        raise SpiceError(
+            "INVALID_ARGUMENT",
+            "the relationship filter provided is not valid: "
+            "resource_id and resource_id_prefix cannot be set at the same time",
+            "ERROR_REASON_INVALID_FILTER",
+            filter=str(message).strip(),
+        )
+    flt = cv.filter_from_proto(message, True, path)
+    state = system.state
+    named = [(flt.resource_type, flt.relation)]
+    if flt.subject is not None:
+        named.append((flt.subject.type, flt.subject.relation or None))
+    for definition, relation in named:
+        if not definition:
+            continue
+        found = state.schema.definitions.get(definition) if state is not None else None
+        if found is None:
+            raise errors.unknown_definition(definition)
+        if relation and relation not in found.relations:
+            raise errors.unknown_relation(definition, relation)
+    return flt
 
 
 class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
@@ -61,6 +99,8 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         started = time.monotonic()
         try:
             az.refuse_ellipsis(request.subject, "subject")
+            if not request.permission:
+                raise self._no_such_permission(request.resource, request.HasField("resource"))
             result = await shared.check(self.system, request)
             if request.with_tracing:
                 response = self._fresh_response(result)
@@ -78,6 +118,15 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 self._check_responses.clear()
             response = self._check_responses[key] = self._fresh_response(result)
         return response
+
+    def _no_such_permission(self, resource: Any, has: bool, path: str = "resource") -> SpiceError:
+        """SpiceDB's error for an empty permission (its protos allow one): the resource's
+        definition has no such relation or permission (or the definition is unknown)."""
+        kind = cv.object_from_proto(resource, has, path).type
+        state = self.system.state
+        if state is None or kind not in state.schema.definitions:
+            return errors.unknown_definition(kind)
+        return errors.unknown_relation(kind, "")
 
     @staticmethod
     def _fresh_response(result: CheckResult) -> permission.CheckPermissionResponse:
@@ -129,8 +178,12 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         for index, item in enumerate(request.items):
             az.refuse_ellipsis(item.subject, f"items[{index}].subject")
         parsed = shared.parse_check_items(request.items)
-        for outcome in parsed:
+        for index, (item, outcome) in enumerate(zip(request.items, parsed, strict=True)):
             if isinstance(outcome, StonetownError):
+                if not item.permission:  # not malformed for SpiceDB: that item's own error
+                    path = f"items[{index}].resource"
+                    parsed[index] = self._no_such_permission(item.resource, item.HasField("resource"), path)
+                    continue
                 raise outcome  # a malformed item fails the request, as SpiceDB's validation does
         revision, outcomes = await shared.check_bulk(self.system, parsed, consistency)
         response = response_type(checked_at=az.token(revision))
@@ -154,12 +207,14 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
     ) -> permission.ExpandPermissionTreeResponse:
         """The userset tree of a permission on a resource, one level deep (as SpiceDB's)."""
         resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
+        if not request.permission:
+            raise self._no_such_permission(request.resource, True)
         name = cv.check_relation_name(request.permission, "permission")
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
         tree, revision = await self.system.expand(resource, name, consistency)
-        return permission.ExpandPermissionTreeResponse(
-            expanded_at=az.token(revision), tree_root=az.expand_tree(tree)
-        )
+        response = permission.ExpandPermissionTreeResponse(expanded_at=az.token(revision))
+        az.fill_expand_tree(response.tree_root, tree)
+        return response
 
     # ---- lookups ------------------------------------------------------------------------
 
@@ -200,8 +255,10 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         if request.optional_concrete_limit:
             # SpiceDB answers the same (and ignores optional_cursor): every subject is streamed.
             raise SpiceError("UNIMPLEMENTED", "concrete limit is not yet supported")
-        option = az.require_known(request.wildcard_option, (0, 1, 2), "wildcard_option")
-        without_wildcard = option == permission.LookupSubjectsRequest.WILDCARD_OPTION_EXCLUDE_WILDCARDS
+        # as SpiceDB: any value but EXCLUDE_WILDCARDS (an unknown one included) includes them
+        without_wildcard = (
+            request.wildcard_option == permission.LookupSubjectsRequest.WILDCARD_OPTION_EXCLUDE_WILDCARDS
+        )
         found = self.system.lookup_subjects(
             query.resource,
             query.permission,
@@ -233,39 +290,8 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
     # ---- relationships ------------------------------------------------------------------
 
     def relationship_filter(self, message: Any, has: bool, path: str) -> RelationshipFilter:
-        """A filter validated as SpiceDB validates one: present, not empty, and naming only
-        definitions and relations of the schema in force."""
-        if not has:
-            raise SpiceError("INVALID_ARGUMENT", f"{path}: required")
-        if message.ByteSize() == 0:
-            raise SpiceError(
-                "INVALID_ARGUMENT",
-                "the relationship filter provided is not valid: at least one field must be specified",
-                "ERROR_REASON_INVALID_FILTER",
-                filter="",
-            )
-        if message.optional_resource_id and message.optional_resource_id_prefix:
-            raise SpiceError(
-                "INVALID_ARGUMENT",
-                "the relationship filter provided is not valid: "
-                "resource_id and resource_id_prefix cannot be set at the same time",
-                "ERROR_REASON_INVALID_FILTER",
-                filter=str(message).strip(),
-            )
-        flt = cv.filter_from_proto(message, True, path)
-        state = self.system.state
-        named = [(flt.resource_type, flt.relation)]
-        if flt.subject is not None:
-            named.append((flt.subject.type, flt.subject.relation or None))
-        for definition, relation in named:
-            if not definition:
-                continue
-            found = state.schema.definitions.get(definition) if state is not None else None
-            if found is None:
-                raise errors.unknown_definition(definition)
-            if relation and relation not in found.relations:
-                raise errors.unknown_relation(definition, relation)
-        return flt
+        """A filter validated as SpiceDB validates one (see :func:`relationship_filter`)."""
+        return relationship_filter(self.system, message, has, path)
 
     @errors.unary
     async def WriteRelationships(
@@ -296,8 +322,14 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         return permission.WriteRelationshipsResponse(written_at=az.token(revision))
 
     def _check_precondition_filters(self, messages: Any) -> None:
-        """Preconditions' filters validated as SpiceDB validates them: as any filter."""
+        """Preconditions validated as SpiceDB validates them: the operation first (its request
+        validation), then the filter as any filter."""
         for index, item in enumerate(messages):
+            if item.operation not in (MUST_MATCH, MUST_NOT_MATCH):
+                raise SpiceError(
+                    "INVALID_ARGUMENT",
+                    f"validation error: optional_preconditions[{index}].operation: must not be in list [0]",
+                )
             path = f"optional_preconditions[{index}].filter"
             self.relationship_filter(item.filter, item.HasField("filter"), path)
 

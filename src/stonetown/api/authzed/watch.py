@@ -15,6 +15,7 @@ from stonetown.api.authzed import convert as az
 from stonetown.api.authzed import errors
 from stonetown.api.authzed.errors import SpiceError
 from stonetown.api.authzed.pb import core, watch, watch_grpc
+from stonetown.api.authzed.permissions import relationship_filter
 from stonetown.api.servicers import shared
 from stonetown.engine.datastore import RevisionChanges
 from stonetown.engine.system import PermissionSystem
@@ -41,15 +42,15 @@ class AuthzedWatchServicer(watch_grpc.WatchServiceServicer):
         """Every change after the start token (or from now on), as it commits."""
         types, after = await shared.watch_start(self.system, request)
         filters = [
-            cv.filter_from_proto(item, True, f"optional_relationship_filters[{index}]")
+            relationship_filter(self.system, item, True, f"optional_relationship_filters[{index}]")
             for index, item in enumerate(request.optional_relationship_filters)
         ]
         if types and filters:
             raise SpiceError("INVALID_ARGUMENT", "cannot specify both object types and relationship filters")
-        kinds = {
-            az.require_known(kind, _KINDS, f"optional_update_kinds[{index}]")
-            for index, kind in enumerate(request.optional_update_kinds)
-        } or {watch.WATCH_KIND_INCLUDE_RELATIONSHIP_UPDATES}
+        # as SpiceDB (convertWatchKindToContent): a kind it does not know is ignored
+        kinds = {kind for kind in request.optional_update_kinds if kind in _KINDS} or {
+            watch.WATCH_KIND_INCLUDE_RELATIONSHIP_UPDATES
+        }
         relationships = watch.WATCH_KIND_INCLUDE_RELATIONSHIP_UPDATES in kinds or (
             watch.WATCH_KIND_UNSPECIFIED in kinds
         )

@@ -115,9 +115,9 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         name = cv.check_relation_name(request.permission, "permission")
         consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
         tree, revision = await self.system.expand(resource, name, consistency, recursive=request.recursive)
-        return permission.ExpandResponse(
-            expanded_at=cv.token_to_proto(revision), tree_root=cv.expand_to_proto(tree)
-        )
+        response = permission.ExpandResponse(expanded_at=cv.token_to_proto(revision))
+        cv.expand_to_proto(tree, response.tree_root)  # in place: see expand_to_proto
+        return response
 
     async def LookupResources(
         self, request: permission.LookupResourcesRequest, context: aio.ServicerContext
