@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks.common import rss_tree_bytes, write_result
+from benchmarks.common import remove_store, rss_tree_bytes, store_copy, write_result
 from benchmarks.dataset import Check, Dataset, generate, size_label
 from benchmarks.inprocess import prepare
 from benchmarks.loadgen import Request, run_loadgen
@@ -97,16 +97,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _listeners(pid: int, port: int) -> int:
+def listening_pids(pid: int, port: int) -> list[int]:
+    """The processes of the tree rooted at `pid` that listen on TCP `port` (a server's workers)."""
     procs = [psutil.Process(pid)]
     procs.extend(procs[0].children(recursive=True))
-    found = 0
+    found = []
     for proc in procs:
         try:
             conns = proc.net_connections(kind="tcp")
         except psutil.Error:
             continue
-        found += sum(1 for c in conns if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port)
+        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns):
+            found.append(proc.pid)
     return found
 
 
@@ -132,7 +134,7 @@ class Server:
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early: {self.log.read_text()[-2000:]}")
-            if _listeners(self.proc.pid, self.port) >= self.workers:
+            if len(listening_pids(self.proc.pid, self.port)) >= self.workers:
                 return time.perf_counter() - self.started
             time.sleep(0.1)
         self.stop()
@@ -338,10 +340,7 @@ def run(
         workers = (1,)
     original, _ = prepare(size, seed)
     # the write workloads change the store: serve a copy so the dataset stays as generated
-    path = original.with_name(original.stem + "-grpc.db")
-    for suffix in ("-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    shutil.copyfile(original, path)
+    path = store_copy(original, "grpc")
     data = generate(size, seed)
     reqs = _requests(data)
     deep = data.checks["deep_team"][0]
@@ -473,8 +472,7 @@ def run(
             for server in servers.values():
                 server.stop()
     shutil.rmtree(logs, ignore_errors=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    remove_store(path)
     result["loadavg_end"] = list(os.getloadavg())
     _ratios(result)
     print_summary(result)

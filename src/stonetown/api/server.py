@@ -37,6 +37,7 @@ from stonetown.api.limits import ConnectionLimits, Limits
 from stonetown.api.logs import configure_logging
 from stonetown.api.metrics import observe_system, serve_metrics
 from stonetown.api.pb import SERVICE_NAMES, permission_grpc, relationship_grpc, schema_grpc
+from stonetown.api.rpc_metrics import publish as publish_rpc_stats
 from stonetown.api.servicers.permissions import PermissionServicer
 from stonetown.api.servicers.relationships import RelationshipServicer
 from stonetown.api.servicers.schema import SchemaServicer
@@ -363,6 +364,8 @@ async def run_worker(
         log.info("shutting down", extra={"pid": os.getpid(), "grace_seconds": config.shutdown_grace})
         await health_servicer.enter_graceful_shutdown()
         await server.stop(config.shutdown_grace)
+        if observe:
+            publish_rpc_stats()  # the calls answered while draining
     finally:
         await (system.stop() if stores is None else stores.stop())
     log.info("stopped", extra={"pid": os.getpid()})
