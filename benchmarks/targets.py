@@ -220,10 +220,19 @@ def realistic_verdicts(shape: str = "docs") -> list[Verdict]:
             _get(load_doc, "inprocess", "index_bytes_per_relationship"), 200, "B",
         )
     )  # fmt: skip
+    floor_scale = _get(grpc_doc, "grpc", "scaling", "floor_x2_vs_x1")
+    floor_note = f"; the empty server: {floor_scale:.2f} x" if floor_scale else ""
     out.append(
         _at_least(
-            f"{shape}: gRPC Check --workers 2 vs 1 ({glabel})",
+            f"{shape}: gRPC Check --workers 2 vs 1 ({glabel}{floor_note})",
             _get(grpc_doc, "grpc", "workers_2_vs_1"), 1.6, "x", "{:.2f}",
+        )
+    )  # fmt: skip
+    half = _get(grpc_doc, "grpc", "half_rate_per_s")
+    out.append(
+        _at_most(
+            f"{shape}: gRPC Check p99 at half max ({half or '?'}/s) vs the empty server's ({glabel})",
+            _get(grpc_doc, "grpc", "tail_p99_ratio_vs_floor"), 3.0, "x floor", "{:.2f}",
         )
     )  # fmt: skip
     return out
