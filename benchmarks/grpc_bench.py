@@ -14,10 +14,12 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,17 @@ def listening_pids(pid: int, port: int) -> list[int]:
     return found
 
 
+def _cpu_seconds(pids: list[int]) -> list[float]:
+    out = []
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            out.append(times.user + times.system)
+        except psutil.Error:
+            out.append(float("nan"))
+    return out
+
+
 class Server:
     """A server process tree on a loopback port, stopped with SIGTERM."""
 
@@ -139,6 +152,21 @@ class Server:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("server did not become ready")
+
+    def measured(self, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """`run()`'s result (a load run against this server), with each worker's CPU seconds
+        during it and the server's CPU per answered request: unlike latency, that figure
+        holds when the machine is shared (h2load's uncounted warm-up second is included, so
+        compare h2load rows with h2load rows only)."""
+        pids = listening_pids(self.proc.pid, self.port)
+        before = _cpu_seconds(pids)
+        row = run()
+        row["worker_cpu_s"] = [round(b - a, 3) for a, b in zip(before, _cpu_seconds(pids), strict=True)]
+        answered = row.get("count") or 0
+        cpu_us = sum(row["worker_cpu_s"]) * 1e6
+        row["server_cpu_us_per_request"] = round(cpu_us / answered, 1) if answered else None
+        row["loadavg"] = list(os.getloadavg())
+        return row
 
     def rss(self) -> int:
         """RSS of the whole process tree."""
@@ -307,6 +335,9 @@ def _say(text: str) -> None:
 def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     best = dict(max(runs, key=lambda r: r["throughput_per_s"]))
     best["runs_throughput_per_s"] = [r["throughput_per_s"] for r in runs]
+    cpu = [r["server_cpu_us_per_request"] for r in runs if r.get("server_cpu_us_per_request")]
+    if cpu:
+        best["median_server_cpu_us_per_request"] = statistics.median(cpu)
     return best
 
 
@@ -392,7 +423,7 @@ def run(
                         _say(f"[{label}] {key} on {name} ({rep + 1}/{reps})")
                         if name == "stonetown":
                             bump_revision(servers[name].target)
-                        runs[name].append(check_workloads(servers[name].target)[key]())
+                        runs[name].append(servers[name].measured(check_workloads(servers[name].target)[key]))
                     a, b = runs["stonetown"][-1], runs["floor"][-1]
                     paired.setdefault(f"{key}/stonetown_x{n}_vs_floor_x{n}", []).append(
                         round(a["throughput_per_s"] / b["throughput_per_s"], 3)
@@ -492,6 +523,12 @@ def _ratios(result: dict[str, Any]) -> None:
             w = f"workers_{n}"
             if w in st and w in fl and key in st[w]:
                 ratios[f"{key}/stonetown_x{n}_vs_floor_x{n}"] = round(tp(st[w], key) / tp(fl[w], key), 3)
+            # requests per server CPU second, Stonetown's over the floor's: holds when the
+            # machine is shared, where throughput follows whatever else runs
+            cpu_st = st.get(w, {}).get(key, {}).get("median_server_cpu_us_per_request")
+            cpu_fl = fl.get(w, {}).get(key, {}).get("median_server_cpu_us_per_request")
+            if cpu_st and cpu_fl:
+                ratios[f"{key}/stonetown_x{n}_vs_floor_x{n}_requests_per_cpu_s"] = round(cpu_fl / cpu_st, 3)
         if "workers_1" in st and "workers_2" in st and key in st["workers_1"]:
             ratios[f"{key}/stonetown_x2_vs_x1"] = round(
                 tp(st["workers_2"], key) / tp(st["workers_1"], key), 3

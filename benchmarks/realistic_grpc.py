@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import os
 import statistics
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from benchmarks.common import remove_store, results_dir, store_copy
 from benchmarks.grpc_bench import (
@@ -39,7 +36,6 @@ from benchmarks.grpc_bench import (
     check_request,
     h2load,
     have_h2load,
-    listening_pids,
     start_floor,
     start_stonetown,
 )
@@ -60,33 +56,6 @@ def _bump(target: str, data: ShapeData) -> None:
 
     with Client(target, timeout=30) as client:
         client.write(touch=[data.relationships[0]])
-
-
-def _cpu_seconds(pids: list[int]) -> list[float]:
-    out = []
-    for pid in pids:
-        try:
-            times = psutil.Process(pid).cpu_times()
-            out.append(times.user + times.system)
-        except psutil.Error:
-            out.append(float("nan"))
-    return out
-
-
-def _with_worker_cpu(server: Server, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """`run()`'s result, with each of the server's workers' CPU seconds during it and the
-    server's CPU per answered request (robust to the machine's load where latency is not:
-    both sides of a ratio pay for the same client; h2load's uncounted warm-up second is
-    included, so compare h2load rows with h2load rows only)."""
-    pids = listening_pids(server.proc.pid, server.port)
-    before = _cpu_seconds(pids)
-    row = run()
-    row["worker_cpu_s"] = [round(b - a, 3) for a, b in zip(before, _cpu_seconds(pids), strict=True)]
-    answered = row.get("count") or 0
-    cpu_us = sum(row["worker_cpu_s"]) * 1e6
-    row["server_cpu_us_per_request"] = round(cpu_us / answered, 1) if answered else None
-    row["loadavg"] = list(os.getloadavg())
-    return row
 
 
 def _compare(rows: dict[str, list[dict[str, Any]]], stat: str) -> dict[str, Any]:
@@ -132,7 +101,7 @@ def measure(
                         run_loadgen, server.target, requests,
                         concurrency=concurrency, duration=duration, channels=channels, rate=rate,
                     )  # fmt: skip
-                    rows[side].append(_with_worker_cpu(server, job))
+                    rows[side].append(server.measured(job))
             out[label] = rows
 
         alternate("single", 1, 1)
@@ -210,7 +179,7 @@ def _scaling(
             for side, server in sides.items():
                 if side.startswith("stonetown"):
                     _bump(server.target, data)
-                rows[side].append(_with_worker_cpu(server, partial(load, server)))
+                rows[side].append(server.measured(partial(load, server)))
     finally:
         for server in two.values():
             server.stop()
