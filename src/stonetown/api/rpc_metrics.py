@@ -11,7 +11,7 @@ with its ``_bucket``/``_count``/``_sum`` and ``_created`` series):
 
 - one process: :data:`RPC_STATS` is a collector of the default registry, read at scrape time;
 - worker processes (``PROMETHEUS_MULTIPROC_DIR`` set by the parent): each worker writes its
-  figures to ``rpcs-PID.json`` in that directory (:func:`publish`, once a second and when it
+  figures to ``rpcs-PID-START.json`` in that directory (:func:`publish`, once a second and when it
   stops) and the parent's registry sums every worker's file (:class:`PublishedRpcStats`), the
   files of workers that exited included, so the counters never go back.
 """
@@ -119,6 +119,7 @@ def families(bounds: tuple[float, ...], counts: Counts, latencies: Latencies) ->
 
 RPC_STATS = RpcStats()
 _MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+_STARTED_NS = time.time_ns()  # in the file name: a later worker given a reused pid has its own
 if not _MULTIPROCESS_DIR:
     REGISTRY.register(RPC_STATS)
 
@@ -128,7 +129,7 @@ def publish() -> None:
     to do in a single process: its registry reads them directly)."""
     if not _MULTIPROCESS_DIR:
         return
-    path = Path(_MULTIPROCESS_DIR) / f"{_FILE_PREFIX}{os.getpid()}.json"
+    path = Path(_MULTIPROCESS_DIR) / f"{_FILE_PREFIX}{os.getpid()}-{_STARTED_NS}.json"
     partial = path.with_suffix(".tmp")
     partial.write_text(json.dumps(RPC_STATS.snapshot()))
     partial.replace(path)  # atomic: a scrape never reads half a file
