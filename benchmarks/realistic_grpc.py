@@ -7,7 +7,8 @@ Every figure is a ratio measured in one run, sides alternating, because the mach
   grpc.aio floor (:mod:`benchmarks.floor`), alternating ``reps`` times; the median p50 of
   each side and their ratio (goal: Stonetown <= 1.3x the floor);
 - **max**: Check throughput, closed loop (64 Python callers over 4 channels, the same mix),
-  Stonetown and the floor alternating; Stonetown's best run is "the maximum rate";
+  Stonetown and the floor alternating; the median of Stonetown's runs is "the maximum
+  rate" (the best one overstates what the shared machine gives at other moments);
 - **tail**: open loop (:mod:`benchmarks.loadgen` with ``rate``: requests started on a fixed
   schedule, latency counted from the scheduled start) at half of that maximum, Stonetown
   and the floor alternating ``reps`` times; the median p99 of each side and their ratio
@@ -17,8 +18,11 @@ Every figure is a ratio measured in one run, sides alternating, because the mach
   comes from it (C: its client costs a fraction of the server's work per request, so the
   servers, not the client, are what is measured; one request body per run, so after the
   first answer Stonetown answers from its whole-check cache); otherwise from the Python
-  generator. Each worker's CPU seconds during the run are recorded (``worker_cpu_s``): how
-  evenly SO_REUSEPORT spread the connections.
+  generator (over 16 connections).
+
+Every run records each worker's CPU seconds (``worker_cpu_s``: how evenly SO_REUSEPORT spread
+the connections over two workers) and the server's CPU per answered request, a figure that
+holds when the machine is shared, where latencies and throughputs follow whatever else runs.
 """
 
 from __future__ import annotations
@@ -112,8 +116,6 @@ def measure(
         out["single_server_cpu_us_per_request"] = single["server_cpu_us_per_request"]
 
         alternate("max", 64, 4)
-        # "the maximum rate": the median of Stonetown's closed-loop runs (the best one
-        # overstates what the shared machine gives at other moments)
         rates = {side: sorted(r["throughput_per_s"] for r in rows) for side, rows in out["max"].items()}
         out["max_rate_per_s"] = {side: statistics.median(values) for side, values in rates.items()}
         out["max_server_cpu_us_per_request"] = _compare(out["max"], "throughput_per_s")[
