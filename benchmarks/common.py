@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -21,6 +22,23 @@ from stonetown.stores.sqlite import SqliteDatastore
 RESULTS_DIR = Path(__file__).with_name("results")
 DATA_DIR = RESULTS_DIR / "data"
 IMPORT_BATCH = 500_000  # relationships per import call (one transaction, one revision each)
+_SQLITE_SIDE_FILES = ("-wal", "-shm")
+
+
+def store_copy(original: Path, tag: str) -> Path:
+    """A fresh copy of the SQLite store `original` beside it (NAME-TAG.db, stale -wal/-shm
+    removed): what a benchmark that writes, or a second server, serves (a SQLite file is
+    locked by the one server that serves it)."""
+    path = original.with_name(f"{original.stem}-{tag}.db")
+    remove_store(path)
+    shutil.copyfile(original, path)
+    return path
+
+
+def remove_store(path: Path) -> None:
+    """Delete a SQLite store and its -wal/-shm files (those that exist)."""
+    for suffix in ("", *_SQLITE_SIDE_FILES):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def results_dir() -> Path:

@@ -14,16 +14,18 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from benchmarks.common import rss_tree_bytes, write_result
+from benchmarks.common import remove_store, rss_tree_bytes, store_copy, write_result
 from benchmarks.dataset import Check, Dataset, generate, size_label
 from benchmarks.inprocess import prepare
 from benchmarks.loadgen import Request, run_loadgen
@@ -97,17 +99,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _listeners(pid: int, port: int) -> int:
+def listening_pids(pid: int, port: int) -> list[int]:
+    """The processes of the tree rooted at `pid` that listen on TCP `port` (a server's workers)."""
     procs = [psutil.Process(pid)]
     procs.extend(procs[0].children(recursive=True))
-    found = 0
+    found = []
     for proc in procs:
         try:
             conns = proc.net_connections(kind="tcp")
         except psutil.Error:
             continue
-        found += sum(1 for c in conns if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port)
+        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns):
+            found.append(proc.pid)
     return found
+
+
+def _cpu_seconds(pids: list[int]) -> list[float]:
+    out = []
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            out.append(times.user + times.system)
+        except psutil.Error:
+            out.append(float("nan"))
+    return out
 
 
 class Server:
@@ -132,11 +147,26 @@ class Server:
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early: {self.log.read_text()[-2000:]}")
-            if _listeners(self.proc.pid, self.port) >= self.workers:
+            if len(listening_pids(self.proc.pid, self.port)) >= self.workers:
                 return time.perf_counter() - self.started
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("server did not become ready")
+
+    def measured(self, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """`run()`'s result (a load run against this server), with each worker's CPU seconds
+        during it and the server's CPU per answered request: unlike latency, that figure
+        holds when the machine is shared (h2load's uncounted warm-up second is included, so
+        compare h2load rows with h2load rows only)."""
+        pids = listening_pids(self.proc.pid, self.port)
+        before = _cpu_seconds(pids)
+        row = run()
+        row["worker_cpu_s"] = [round(b - a, 3) for a, b in zip(before, _cpu_seconds(pids), strict=True)]
+        answered = row.get("count") or 0
+        cpu_us = sum(row["worker_cpu_s"]) * 1e6
+        row["server_cpu_us_per_request"] = round(cpu_us / answered, 1) if answered else None
+        row["loadavg"] = list(os.getloadavg())
+        return row
 
     def rss(self) -> int:
         """RSS of the whole process tree."""
@@ -305,6 +335,9 @@ def _say(text: str) -> None:
 def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     best = dict(max(runs, key=lambda r: r["throughput_per_s"]))
     best["runs_throughput_per_s"] = [r["throughput_per_s"] for r in runs]
+    cpu = [r["server_cpu_us_per_request"] for r in runs if r.get("server_cpu_us_per_request")]
+    if cpu:
+        best["median_server_cpu_us_per_request"] = statistics.median(cpu)
     return best
 
 
@@ -338,10 +371,7 @@ def run(
         workers = (1,)
     original, _ = prepare(size, seed)
     # the write workloads change the store: serve a copy so the dataset stays as generated
-    path = original.with_name(original.stem + "-grpc.db")
-    for suffix in ("-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    shutil.copyfile(original, path)
+    path = store_copy(original, "grpc")
     data = generate(size, seed)
     reqs = _requests(data)
     deep = data.checks["deep_team"][0]
@@ -393,7 +423,7 @@ def run(
                         _say(f"[{label}] {key} on {name} ({rep + 1}/{reps})")
                         if name == "stonetown":
                             bump_revision(servers[name].target)
-                        runs[name].append(check_workloads(servers[name].target)[key]())
+                        runs[name].append(servers[name].measured(check_workloads(servers[name].target)[key]))
                     a, b = runs["stonetown"][-1], runs["floor"][-1]
                     paired.setdefault(f"{key}/stonetown_x{n}_vs_floor_x{n}", []).append(
                         round(a["throughput_per_s"] / b["throughput_per_s"], 3)
@@ -473,8 +503,7 @@ def run(
             for server in servers.values():
                 server.stop()
     shutil.rmtree(logs, ignore_errors=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    remove_store(path)
     result["loadavg_end"] = list(os.getloadavg())
     _ratios(result)
     print_summary(result)
@@ -494,6 +523,12 @@ def _ratios(result: dict[str, Any]) -> None:
             w = f"workers_{n}"
             if w in st and w in fl and key in st[w]:
                 ratios[f"{key}/stonetown_x{n}_vs_floor_x{n}"] = round(tp(st[w], key) / tp(fl[w], key), 3)
+            # requests per server CPU second, Stonetown's over the floor's: holds when the
+            # machine is shared, where throughput follows whatever else runs
+            cpu_st = st.get(w, {}).get(key, {}).get("median_server_cpu_us_per_request")
+            cpu_fl = fl.get(w, {}).get(key, {}).get("median_server_cpu_us_per_request")
+            if cpu_st and cpu_fl:
+                ratios[f"{key}/stonetown_x{n}_vs_floor_x{n}_requests_per_cpu_s"] = round(cpu_fl / cpu_st, 3)
         if "workers_1" in st and "workers_2" in st and key in st["workers_1"]:
             ratios[f"{key}/stonetown_x2_vs_x1"] = round(
                 tp(st["workers_2"], key) / tp(st["workers_1"], key), 3

@@ -25,13 +25,21 @@ import asyncio
 import gc
 import multiprocessing
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Latency, db_path, ensure_store, rss_bytes, summarize, write_result
+from benchmarks.common import (
+    Latency,
+    db_path,
+    ensure_store,
+    remove_store,
+    rss_bytes,
+    store_copy,
+    summarize,
+    write_result,
+)
 from benchmarks.dataset import CHECK_KINDS, generate, size_label
 from stonetown.core.relationship import ObjectRef, SubjectRef
 from stonetown.engine.check import CheckRun
@@ -201,10 +209,7 @@ async def measure(size: int, seed: int, *, budget: float = 2.0, progress: bool =
     gc.collect()
 
     # writes, into a copy so the dataset stays as generated
-    copy = path.with_name(path.stem + "-writes.db")
-    shutil.copyfile(path, copy)
-    for suffix in ("-wal", "-shm"):
-        Path(f"{copy}{suffix}").unlink(missing_ok=True)
+    copy = store_copy(path, "writes")
     writer = PermissionSystem(SqliteDatastore(str(copy)))
     await writer.start()
     fresh = iter(data.fresh_writes)
@@ -220,8 +225,7 @@ async def measure(size: int, seed: int, *, budget: float = 2.0, progress: bool =
     lat = await _time_each_async([None], batch, budget / 2, 200)
     work["write_batch_100"] = lat.as_dict() | {"relationships_per_s": round(lat.throughput * 100, 1)}
     await writer.stop()
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{copy}{suffix}").unlink(missing_ok=True)
+    remove_store(copy)
     return out
 
 

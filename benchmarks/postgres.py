@@ -37,7 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchmarks.common import percentile, write_result
+from benchmarks.common import percentile, remove_store, store_copy, write_result
 from benchmarks.dataset import Dataset, generate, size_label
 from benchmarks.grpc_bench import (
     CHECK,
@@ -279,10 +279,7 @@ def run(
     }
     _say(f"[{label}] SQLite store of the dataset")
     original, _ = prepare(size, seed, progress=False)
-    sqlite_path = original.with_name(original.stem + "-pgbench.db")
-    for suffix in ("-wal", "-shm"):
-        Path(f"{sqlite_path}{suffix}").unlink(missing_ok=True)
-    shutil.copyfile(original, sqlite_path)
+    sqlite_path = store_copy(original, "pgbench")
     logs = Path(tempfile.mkdtemp(prefix="stonetown-pgbench-"))
     _say(f"[{label}] starting a throwaway PostgreSQL cluster (fsync {'on' if fsync else 'off'})")
     cluster = start_cluster(fsync=fsync)
@@ -351,8 +348,7 @@ def run(
             server.stop()
         cluster.stop()
         shutil.rmtree(logs, ignore_errors=True)
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{sqlite_path}{suffix}").unlink(missing_ok=True)
+        remove_store(sqlite_path)
     result["loadavg_end"] = list(os.getloadavg())
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     print_summary(result)

@@ -6,11 +6,9 @@ One run, one dataset (:mod:`benchmarks.realistic_data`), every baseline in the s
   relationship), ``CheckRun.dispatch`` per check kind (p50/p90/p99), ``check_bulk`` of 100
   (per check, cache emptied), every LookupResources / LookupSubjects query (the first of
   each returns about min(10,000, size/10) objects); every labelled answer is verified;
-- **gRPC** (unless ``--no-grpc``): single checks one at a time (1 caller, 1 channel, the
-  distinct labelled checks, revision bumped before each run so they are uncached) against
-  `stonetown serve` and the empty grpc.aio floor (:mod:`benchmarks.floor`), alternating
-  ``--reps`` times: the median p50 of each side and their ratio; and Check throughput with
-  64 callers for ``--workers 1`` and ``2`` (the same alternation);
+- **gRPC** (unless ``--no-grpc``, :mod:`benchmarks.realistic_grpc`): single-check round trips
+  vs the empty grpc.aio floor's, p99 at half the maximum rate vs the floor's at that rate,
+  and Check throughput of ``--workers 2`` vs ``1``;
 - **SpiceDB embedded** (unless ``--no-spicedb`` or the size is above ``--spicedb-max``): the
   same relationships in SpiceDB v1.54 (:mod:`benchmarks.spicedb_side` under the SpiceDB venv),
   its Check through FFI per kind, CheckBulk of 100, the lookups, and the answers compared with
@@ -26,13 +24,13 @@ import gc
 import json
 import multiprocessing
 import os
-import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import realistic_grpc
 from benchmarks.common import bulk_import, results_dir, rss_bytes, summarize, write_result
 from benchmarks.dataset import size_label
 from benchmarks.inprocess import _time_each, _time_each_async
@@ -264,64 +262,6 @@ def measure_spicedb(data: ShapeData, ours: dict[str, Any], check_seconds: float)
     return theirs
 
 
-def measure_grpc(
-    data: ShapeData, path: Path, duration: float, reps: int, scaling: bool = True
-) -> dict[str, Any]:
-    """Single-check round trips vs the empty server's, and (`scaling`) Check throughput with
-    --workers 2 vs 1."""
-    from benchmarks.grpc_bench import check_request, start_floor, start_stonetown
-    from benchmarks.loadgen import run_loadgen
-    from stonetown.client import Client
-
-    checks = sorted({c for items in data.checks.values() for c in items})
-    requests = [("/stonetown.v1.PermissionService/Check", "unary", check_request(c)) for c in checks]
-    logs = results_dir()
-    out: dict[str, Any] = {"distinct_checks": len(requests), "single": {"floor": [], "stonetown": []}}
-
-    def bump(target: str) -> None:  # new revision: the whole-check cache starts empty
-        with Client(target, timeout=30) as client:
-            client.write(touch=[data.relationships[0]])
-
-    def single(side: str, target: str, rel_bump: bool) -> None:
-        if rel_bump:
-            bump(target)
-        row = run_loadgen(target, requests, concurrency=1, duration=duration, channels=1)
-        row["loadavg"] = list(os.getloadavg())
-        out["single"][side].append(row)
-
-    floor = start_floor(1, logs / "realistic-floor.log")
-    server = start_stonetown(path, 1, logs / "realistic-stonetown.log")
-    try:
-        for _ in range(reps):
-            single("floor", floor.target, False)
-            single("stonetown", server.target, True)
-        throughput: dict[str, list[float]] = {"x1": [], "x2": []}
-        server2 = start_stonetown(path, 2, logs / "realistic-stonetown-x2.log") if scaling else None
-        try:
-            for _ in range(reps if server2 else 0):
-                for label, srv in (("x1", server), ("x2", server2)):
-                    bump(srv.target)
-                    row = run_loadgen(srv.target, requests, concurrency=64, duration=duration, channels=4)
-                    throughput[label].append(row["throughput_per_s"])
-        finally:
-            if server2:
-                server2.stop()
-    finally:
-        floor.stop()
-        server.stop()
-    p50 = {side: statistics.median(r["p50_us"] for r in rows) for side, rows in out["single"].items()}
-    out["single_p50_us"] = p50
-    out["single_ratio_vs_floor"] = round(p50["stonetown"] / p50["floor"], 3)
-    out["paired_ratios"] = [
-        round(s["p50_us"] / f["p50_us"], 3)
-        for s, f in zip(out["single"]["stonetown"], out["single"]["floor"], strict=True)
-    ]
-    out["throughput_per_s"] = throughput
-    if scaling:
-        out["workers_2_vs_1"] = round(max(throughput["x2"]) / max(throughput["x1"]), 3)
-    return out
-
-
 def run(
     shape: str,
     size: int,
@@ -358,7 +298,7 @@ def run(
     name = f"realistic-{shape}-{result['size_label']}"
     write_result(name, result)  # kept if a later part fails
     if grpc:
-        result["grpc"] = measure_grpc(data, path, duration, reps, scaling)
+        result["grpc"] = realistic_grpc.measure(data, path, duration, reps, scaling)
         write_result(name, result)
     if spicedb_max and size <= spicedb_max:
         result["spicedb"] = measure_spicedb(data, answers, check_seconds=20 * budget)
@@ -407,9 +347,22 @@ def print_summary(result: dict[str, Any]) -> None:
         print(
             f"gRPC single check p50: stonetown {g['single_p50_us']['stonetown']:.0f} µs, floor "
             f"{g['single_p50_us']['floor']:.0f} µs, ratio {g['single_ratio_vs_floor']} "
-            f"(paired {g['paired_ratios']}); "
-            f"workers 2 vs 1: {g.get('workers_2_vs_1', 'not run')}"
+            f"(paired {g['paired_ratios']})"
         )
+        print(
+            f"gRPC p99 at half max ({g['half_rate_per_s']:.0f}/s): "
+            f"stonetown {g['tail_p99_us']['stonetown']:.0f} µs, "
+            f"floor {g['tail_p99_us']['floor']:.0f} µs, ratio {g['tail_p99_ratio_vs_floor']} "
+            f"(paired {g['tail_paired_p99_ratios']})"
+        )
+        if "scaling" in g:
+            sc = g["scaling"]
+            print(
+                f"gRPC Check --workers 2 vs 1 ({sc['load_generator']}): stonetown {sc['stonetown_x2_vs_x1']} "
+                f"(paired {sc['stonetown_paired_x2_vs_x1']}), floor {sc['floor_x2_vs_x1']} "
+                f"(paired {sc['floor_paired_x2_vs_x1']}); smaller worker's CPU share "
+                f"{sc['stonetown_x2_smaller_worker_cpu_share']}"
+            )
     if "disagreements" in spice:
         print(
             f"SpiceDB: load {spice['load_seconds']} s, disagreements {spice['disagreements']}, "

@@ -67,7 +67,11 @@ def judge() -> list[Verdict]:
     ratio = _get(grpc_doc, "ratios", "check_h2load/stonetown_x1_vs_floor_x1")
     if ratio is None:
         ratio = _get(grpc_doc, "ratios", "check_mix_py/stonetown_x1_vs_floor_x1")
-    out.append(_at_least(f"gRPC Check, 1 process, vs floor ({glabel})", ratio, 0.8, "x floor", "{:.2f}"))
+    per_cpu = _get(grpc_doc, "ratios", "check_h2load/stonetown_x1_vs_floor_x1_requests_per_cpu_s")
+    cpu_note = f"; per server CPU second: {per_cpu:.2f} x" if per_cpu else ""
+    out.append(
+        _at_least(f"gRPC Check, 1 process, vs floor ({glabel}{cpu_note})", ratio, 0.8, "x floor", "{:.2f}")
+    )
     p99 = _get(grpc_doc, "stonetown", "workers_1", "check_h2load_half_rate", "p99_us")
     floor_p99 = _get(grpc_doc, "floor", "workers_1", "check_h2load_half_rate", "p99_us")
     floor_note = f"; the floor at the same rate: {floor_p99 / 1000:.2f} ms" if floor_p99 else ""
@@ -220,10 +224,19 @@ def realistic_verdicts(shape: str = "docs") -> list[Verdict]:
             _get(load_doc, "inprocess", "index_bytes_per_relationship"), 200, "B",
         )
     )  # fmt: skip
+    floor_scale = _get(grpc_doc, "grpc", "scaling", "floor_x2_vs_x1")
+    floor_note = f"; the empty server: {floor_scale:.2f} x" if floor_scale else ""
     out.append(
         _at_least(
-            f"{shape}: gRPC Check --workers 2 vs 1 ({glabel})",
+            f"{shape}: gRPC Check --workers 2 vs 1 ({glabel}{floor_note})",
             _get(grpc_doc, "grpc", "workers_2_vs_1"), 1.6, "x", "{:.2f}",
+        )
+    )  # fmt: skip
+    half = _get(grpc_doc, "grpc", "half_rate_per_s")
+    out.append(
+        _at_most(
+            f"{shape}: gRPC Check p99 at half max ({half or '?'}/s) vs the empty server's ({glabel})",
+            _get(grpc_doc, "grpc", "tail_p99_ratio_vs_floor"), 3.0, "x floor", "{:.2f}",
         )
     )  # fmt: skip
     return out

@@ -1,7 +1,8 @@
 """Prometheus metrics: per-RPC counts and latency histograms, and the /metrics endpoint.
 
 With several worker processes the parent sets PROMETHEUS_MULTIPROC_DIR before starting them,
-each worker writes its samples there, and the parent serves their sum.
+each worker writes its samples there, and the parent serves their sum (the RPC figures are
+kept by :mod:`stonetown.api.rpc_metrics` and published by each worker once a second).
 """
 
 from __future__ import annotations
@@ -16,23 +17,14 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import grpc
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, make_wsgi_app
 
 from stonetown.api.auth import is_authorized
+from stonetown.api.rpc_metrics import RPC_STATS, PublishedRpcStats
+from stonetown.api.rpc_metrics import publish as publish_rpc_stats
 from stonetown.engine.system import PermissionSystem
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-RPC_COUNT = Counter(
-    "stonetown_grpc_requests_total", "RPCs handled, by method and status code", ["method", "code"]
-)
-RPC_LATENCY = Histogram(
-    "stonetown_grpc_request_duration_seconds",
-    "RPC handling time, by method",
-    ["method"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-)
-
 
 INDEX_REVISION = Gauge(
     "stonetown_index_revision", "The revision the in-memory index answers at", multiprocess_mode="liveall"
@@ -48,8 +40,9 @@ CHECK_CACHE = Counter(
 
 
 async def observe_system(system: PermissionSystem, interval: float = 1.0) -> None:
-    """Publish the index revision, its lag behind the store and the check cache's hits and
-    misses every `interval` seconds, until cancelled."""
+    """Publish the index revision, its lag behind the store, the check cache's hits and
+    misses and (in a worker process) the RPC figures every `interval` seconds, until
+    cancelled."""
     hits = misses = 0
     while True:
         try:
@@ -62,41 +55,19 @@ async def observe_system(system: PermissionSystem, interval: float = 1.0) -> Non
         CHECK_CACHE.labels(outcome="hit").inc(cache.hits - hits)
         CHECK_CACHE.labels(outcome="miss").inc(cache.misses - misses)
         hits, misses = cache.hits, cache.misses
+        publish_rpc_stats()
         await asyncio.sleep(interval)
 
 
-_COUNTERS: dict[tuple[str, grpc.StatusCode], Counter] = {}
-_HISTOGRAMS: dict[str, Histogram] = {}
-
-
 def record_rpc(method: str, code: grpc.StatusCode, seconds: float) -> None:
-    """Count one finished RPC and observe its latency (label children bound once)."""
-    counter = _COUNTERS.get((method, code))
-    if counter is None:
-        counter = _COUNTERS[(method, code)] = RPC_COUNT.labels(method=method, code=code.name)
-    histogram = _HISTOGRAMS.get(method)
-    if histogram is None:
-        histogram = _HISTOGRAMS[method] = RPC_LATENCY.labels(method=method)
-    counter.inc()
-    histogram.observe(seconds)
+    """Count one finished RPC and observe its latency."""
+    RPC_STATS.record(method, code, seconds)
 
 
 def ok_recorder(method: str) -> Callable[[float], None]:
-    """A function that does what ``record_rpc(method, OK, seconds)`` does, with the label
-    children looked up once (by the first call, so no sample exists before a call did)."""
-    counter: Counter | None = None
-    histogram: Histogram | None = None
-
-    def record(seconds: float) -> None:
-        nonlocal counter, histogram
-        if counter is None or histogram is None:
-            record_rpc(method, grpc.StatusCode.OK, seconds)  # binds both children
-            counter, histogram = _COUNTERS[(method, grpc.StatusCode.OK)], _HISTOGRAMS[method]
-            return
-        counter.inc()
-        histogram.observe(seconds)
-
-    return record
+    """A function that does what ``record_rpc(method, OK, seconds)`` does, with the cells
+    looked up once (by the first call, so no sample exists before a call did)."""
+    return RPC_STATS.ok_recorder(method)
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -140,6 +111,7 @@ def serve_metrics(address: str, preshared_key: str | None = None) -> int:
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        registry.register(PublishedRpcStats(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
     app: WsgiApp = make_wsgi_app(registry)
     if preshared_key is not None:
         app = _require_key(app, preshared_key)

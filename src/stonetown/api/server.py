@@ -38,6 +38,7 @@ from stonetown.api.logs import configure_logging
 from stonetown.api.metrics import observe_system, serve_metrics
 from stonetown.api.pauses import PauseRecorder
 from stonetown.api.pb import SERVICE_NAMES, permission_grpc, relationship_grpc, schema_grpc
+from stonetown.api.rpc_metrics import publish as publish_rpc_stats
 from stonetown.api.runtime import (
     give_back_freed_memory,
     hand_over_gil_sooner,
@@ -381,6 +382,8 @@ async def run_worker(
         await health_servicer.enter_graceful_shutdown()
         await server.stop(config.shutdown_grace)
         await pauses.stop()
+        if observe:
+            publish_rpc_stats()  # the calls answered while draining
     finally:
         await (system.stop() if stores is None else stores.stop())
     log.info("stopped", extra={"pid": os.getpid()})
