@@ -81,3 +81,21 @@ def test_realistic_command_runs_end_to_end(tmp_path: Path) -> None:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert "docs: in-process Check p50" in targets.stdout, targets.stderr[-2000:]
+
+
+def test_realistic_without_lookups_records_the_load(tmp_path: Path) -> None:
+    """`--no-lookups --no-grpc` (the 1M-10M runs): checks and the load's figures (CPU seconds,
+    load averages) are recorded, no lookup is run."""
+    pytest.importorskip("psutil")
+    env = dict(os.environ, STONETOWN_BENCH_RESULTS=str(tmp_path))
+    command = [
+        sys.executable, "-m", "benchmarks", "realistic", "--shape", "docs", "--size", "2k",
+        "--budget", "0.05", "--spicedb-max", "0", "--no-grpc", "--no-lookups",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    inproc = json.loads((tmp_path / "realistic-docs-2000.json").read_text())["inprocess"]
+    assert sum(inproc["check_answers_wrong"].values()) == 0
+    assert "check_core/direct" in inproc["workloads"]
+    assert not [name for name in inproc["workloads"] if name.startswith("lookup_")]
+    assert 0 < inproc["load_cpu_seconds"] and len(inproc["loadavg_load"]) == 2

@@ -14,6 +14,8 @@ changed (see :meth:`RelationshipIndex._owned`). Subject key tuples are shared th
 Readers treat buckets as read-only, so the sharing is invisible to them. A reverse entry
 is a tuple while it holds few resource keys and a dict of them (values None) beyond that:
 readers iterate it or test membership (a set costs twice a dict's memory up to ~100 keys).
+A load (:meth:`RelationshipIndex.add_all`, then :meth:`RelationshipIndex.loaded`) shares
+strings through a table of its own, dropped at its end, and gives the memory it freed back.
 
 The head index of a server is advanced from the store's change log; older snapshots are
 built fresh from a store read. Evaluation never awaits, so a computation sees one revision.
@@ -41,7 +43,7 @@ def _find_malloc_trim() -> Callable[[int], int] | None:
     """glibc's malloc_trim, or None elsewhere (musl, macOS, Windows)."""
     try:
         return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):
         return None
 
 

@@ -1124,15 +1124,16 @@ async def _load_index(store: Datastore, revision: int) -> RelationshipIndex:
     """A fresh index of every relationship live at `revision` in `store`.
 
     The cyclic garbage collector is paused while the index grows (its millions of new
-    containers would trigger full collections that find nothing), then the index is moved
-    to the permanent generation so later collections do not traverse it.
+    containers would trigger full collections that find nothing), and the index is moved to
+    the permanent generation before it resumes: so neither the first allocation after the
+    load (a full collection was pending) nor later collections traverse it.
     """
     index = RelationshipIndex(revision)
     with cyclic_gc_paused():
         async for batch in store.iter_fields(revision):
             index.add_all(batch)
         index.loaded()
-    gc.freeze()
+        gc.freeze()
     return index
 
 
