@@ -28,7 +28,9 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Callable
 
 log = logging.getLogger("stonetown.server")
@@ -106,6 +108,40 @@ def allocator_figures() -> dict[str, float]:
         malloc_free_kept_mb=round(info.fordblks / mb, 1),
         malloc_mmapped_mb=round(info.hblkhd / mb, 1),
     )
+    return figures
+
+
+def python_allocator_figures() -> dict[str, float]:
+    """Python's own small-object allocator (pymalloc), in MB: its arenas (1 MB each, given
+    back only once wholly empty), the blocks in use in them, and the free blocks they keep.
+    Read from ``sys._debugmallocstats`` (it writes to file descriptor 2, briefly redirected):
+    for the summary at stop, not for a serving process."""
+    debug = getattr(sys, "_debugmallocstats", None)
+    if debug is None:
+        return {}
+    with tempfile.TemporaryFile() as out:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(out.fileno(), 2)
+        try:
+            debug()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    wanted = {
+        "# arenas allocated current": "pymalloc_arenas_mb",
+        "# bytes in allocated blocks": "pymalloc_in_use_mb",
+        "# bytes in available blocks": "pymalloc_free_kept_mb",
+    }
+    figures: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        key = wanted.get(name.strip())
+        if key is not None:
+            number = int(value.strip().replace(",", ""))
+            figures[key] = number if key == "pymalloc_arenas_mb" else round(number / 1024 / 1024, 1)
     return figures
 
 
