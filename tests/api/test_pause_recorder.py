@@ -12,6 +12,7 @@ import gc
 import time
 
 from stonetown.api.pauses import PauseRecorder
+from stonetown.api.runtime import allocator_figures, python_allocator_figures
 
 
 async def test_a_held_loop_and_a_full_collection_are_recorded() -> None:
@@ -31,3 +32,14 @@ async def test_a_held_loop_and_a_full_collection_are_recorded() -> None:
     passes = recorder.gc_passes
     gc.collect()
     assert recorder.gc_passes == passes  # no longer hooked
+
+
+def test_the_allocator_figures_see_python_objects_come_and_go() -> None:
+    before = python_allocator_figures()
+    held = [str(n) * 3 for n in range(500_000)]
+    during = python_allocator_figures()
+    del held
+    after = python_allocator_figures()
+    assert during["pymalloc_in_use_mb"] > before["pymalloc_in_use_mb"] + 20, (before, during)
+    assert after["pymalloc_in_use_mb"] < during["pymalloc_in_use_mb"] - 20, (during, after)
+    assert allocator_figures()["python_blocks_k"] > 0

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from stonetown.api.runtime import allocator_figures
+from stonetown.api.runtime import allocator_figures, python_allocator_figures
 
 log = logging.getLogger("stonetown.server")
 
@@ -74,6 +74,7 @@ class PauseRecorder:
         summary = self.summary()
         kinds = Counter(type(item).__name__ for item in gc.get_objects())
         summary.update(allocator_figures())
+        summary.update(python_allocator_figures())
         summary["gc_tracked_kinds"] = ",".join(f"{name}:{count}" for name, count in kinds.most_common(8))
         log.info("pause_summary", extra=summary)
         return summary
