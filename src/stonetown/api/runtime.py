@@ -38,10 +38,9 @@ from collections.abc import Callable
 log = logging.getLogger("stonetown.server")
 
 # Young passes after this many surviving allocations (default 700), the middle generation
-# after 10 young passes, a full pass after 50 middle ones (default 10; and the old generation
-# grown by a quarter, CPython's own rule): each full pass walks the cached compiled schemas
-# and the index's later additions, 100+ ms of CPU in the soak, about once a minute now.
-COLLECTOR_THRESHOLDS = (10_000, 10, 50)
+# after 10 young passes, a full pass after 10 middle ones (and the old generation grown by a
+# quarter, CPython's own rule).
+COLLECTOR_THRESHOLDS = (10_000, 10, 10)
 SWITCH_INTERVAL = 0.001
 TRIM_INTERVAL = 5.0
 MALLOC_ARENAS = 2
