@@ -16,11 +16,9 @@ less often: :func:`pace_collector`.
 The allocator: glibc keeps memory freed by a large import, a compilation or a burst of
 streams in its arenas, so the resident size stays at its peak. :func:`give_back_freed_memory`
 first lets the engine drop its idle caches, then asks glibc (``malloc_trim``) every few
-seconds, off the event loop, to return free pages to the system (a page with one block in
-use stays: fragmentation is not undone); :func:`configure_malloc` keeps the worker threads
-from each growing an arena of their own and large buffers out of the heap.
-:func:`allocator_figures` and :func:`python_allocator_figures` say where the memory is (for
-the pause summary).
+seconds, off the event loop, to return free pages to the system; :func:`limit_malloc_arenas`
+keeps the worker threads from each growing an arena of their own. :func:`allocator_figures`
+says where the memory is (for the pause summary).
 """
 
 from __future__ import annotations
@@ -38,20 +36,13 @@ from collections.abc import Callable
 log = logging.getLogger("stonetown.server")
 
 # Young passes after this many surviving allocations (default 700), the middle generation
-# after 10 young passes, a full pass after 50 middle ones (default 10; and the old generation
-# grown by a quarter, CPython's own rule): each full pass walks the cached compiled schemas
-# and the index's later additions, 100+ ms of CPU in the soak, about once a minute now.
-COLLECTOR_THRESHOLDS = (10_000, 10, 50)
+# after 10 young passes, a full pass after 10 middle ones (and the old generation grown by a
+# quarter, CPython's own rule).
+COLLECTOR_THRESHOLDS = (10_000, 10, 10)
 SWITCH_INTERVAL = 0.001
 TRIM_INTERVAL = 5.0
 MALLOC_ARENAS = 2
-# Blocks this large or larger are mapped on their own and unmapped when freed. glibc's own
-# threshold starts at 128 KB and rises to the largest block freed (up to 32 MB), after which
-# large buffers (a Watch response, a page of a big read) come from the heap and leave holes
-# in it that no trim can give back.
-MMAP_THRESHOLD = 256 * 1024
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameters
-_M_ARENA_MAX = -8
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -80,14 +71,11 @@ def pace_collector() -> None:
     gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
-def configure_malloc() -> None:
+def limit_malloc_arenas() -> None:
     """At most :data:`MALLOC_ARENAS` glibc arenas for the threads started from now on (each
-    thread otherwise gets its own, and each keeps its peak), and large blocks mapped on their
-    own from :data:`MMAP_THRESHOLD` up (given back the moment they are freed); no-op without
-    glibc."""
+    thread otherwise gets its own, and each keeps its peak); no-op without glibc."""
     if _LIBC is not None:
         _LIBC.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
-        _LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def trim() -> bool:

@@ -40,9 +40,9 @@ from stonetown.api.pauses import PauseRecorder
 from stonetown.api.pb import SERVICE_NAMES, permission_grpc, relationship_grpc, schema_grpc
 from stonetown.api.rpc_metrics import publish as publish_rpc_stats
 from stonetown.api.runtime import (
-    configure_malloc,
     give_back_freed_memory,
     hand_over_gil_sooner,
+    limit_malloc_arenas,
     pace_collector,
 )
 from stonetown.api.servicers.permissions import PermissionServicer
@@ -330,7 +330,7 @@ async def run_worker(
 ) -> None:
     """Serve until SIGTERM or SIGINT (or, given `parent`, until that process is gone), then
     drain in-flight calls and close the store."""
-    configure_malloc()
+    limit_malloc_arenas()
     hand_over_gil_sooner()
     stores: StoresPerToken | None = None
     if config.testing_max_stores is not None:
