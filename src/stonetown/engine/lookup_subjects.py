@@ -25,6 +25,7 @@ from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, 
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex, without_wildcards
 from stonetown.engine.reachability import Reachability
+from stonetown.engine.subject_sets import Declined, Held, subject_sets_steps
 from stonetown.engine.types import Permissionship
 from stonetown.schema import ir
 
@@ -98,9 +99,19 @@ def lookup_subjects_steps(
         if not monotone or compiled.schema.caveats or compiled.schema.uses_expiration:
             own_run = CheckRun(compiled, without_wildcards(index, subject_type), max_depth)
 
+    held = None
+    if not monotone and wildcard is False:
+        held = yield from _held_sets(compiled, facts, index, (*resource, permission), subject_type,
+                                     subject_relation, max_depth, run)  # fmt: skip
+
     def result_of(cid: str) -> Result:
         if monotone:
             return True
+        if held is not None:
+            if cid in held.sure:
+                return True
+            if cid not in held.maybe:
+                return False
         return run.dispatch(rtype, rid, permission, (subject_type, cid, subject_relation), 0)
 
     results: dict[str, Result] | None = None
@@ -134,6 +145,28 @@ def lookup_subjects_steps(
                 yield SubjectFound(cid, result, wildcard=wildcard, named=is_named, own=own)  # type: ignore[arg-type]
         if not monotone:
             yield PAUSE
+
+
+def _held_sets(
+    compiled: CompiledSchema,
+    facts: Reachability,
+    index: RelationshipIndex,
+    start: tuple[str, str, str],
+    subject_type: str,
+    subject_relation: str,
+    max_depth: int,
+    run: CheckRun,
+) -> Generator[Pause, None, Held | None]:
+    """The subjects `start` certainly grants and those only Check can settle (see
+    subject_sets.py), or None where Check must settle every candidate: subject sets as
+    subjects, OpenFGA's cycle races, or the walk declined."""
+    if subject_relation or run.race is not None:
+        return None
+    try:
+        sets = subject_sets_steps(compiled.schema, facts.admits, index, start, subject_type, max_depth)
+        return (yield from sets)
+    except Declined:
+        return None
 
 
 _RANK = {Permissionship.DENIED: 0, Permissionship.CONDITIONAL: 1, Permissionship.ALLOWED: 2}
