@@ -2,7 +2,8 @@
 LookupResources answer (and its caveat condition) must be exactly what Check says for each
 (resource, subject) pair, and exactly what the per-candidate path answers, in the same order.
 
-The data mixes nested groups (cycles included), folder trees, exclusions at every level,
+The data mixes nested groups (cycles included), folder trees, exclusions at every level (one
+reaching itself through its subtracted side),
 intersections, `all` arrows, caveats, expirations (past and future) and wildcards, so both the
 sets' proofs and their refusals (Declined: wildcards, cycles) are exercised."""
 
@@ -57,6 +58,8 @@ definition doc {
     relation owner: user | group#active
     relation editor: group#member | user with is_open
     relation banned: user | group#member
+    relation watcher: user | doc#shown
+    permission shown = (owner + editor) - watcher
     permission edit = owner + editor + folder->gated
     permission view = (owner + editor + folder->view + folder->every) - banned
     permission plain = owner + editor + folder->open_view
@@ -73,6 +76,7 @@ QUERIES = [
     ("doc", "edit"),
     ("doc", "view"),
     ("doc", "plain"),
+    ("doc", "shown"),
 ]
 USERS = [f"u{i}" for i in range(8)]
 PAST, FUTURE = "2020-01-01T00:00:00Z", "2300-01-01T00:00:00Z"
@@ -134,6 +138,8 @@ def _random_relationships(seed: int) -> list[Relationship]:
             texts.add(f"doc:{d}#editor@{rng.choice((group_set(), user() + '[is_open]'))}")
         if rng.random() < 0.3:
             texts.add(f"doc:{d}#banned@{rng.choice((user(), group_set()))}")
+        if rng.random() < 0.4:  # `shown` may reach itself through its subtracted side
+            texts.add(f"doc:{d}#watcher@{rng.choice((user(), f'doc:{rng.choice(docs)}#shown'))}")
     return [Relationship.parse(t) for t in sorted(texts)]
 
 

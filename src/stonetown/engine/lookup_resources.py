@@ -29,6 +29,7 @@ from stonetown.engine.conditions import Result, granted
 from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, finish, sorted_steps
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
+from stonetown.engine.lookup_confirm import Confirmer
 from stonetown.engine.reachability import Reachability, WalkPlan
 
 Node = tuple[str, str, str]
@@ -79,14 +80,18 @@ def lookup_resources_steps(
             yield rid if rid is PAUSE else (rid, True)  # type: ignore[misc]
         return
     run = CheckRun(compiled, index, max_depth)
-    proven, maybe = yield from _two_phase_steps(plan, index, subject, run, check_tops=False)
+    confirmer = _confirmer(compiled, facts, index, subject, run)
+    split = _two_phase_steps(plan, index, subject, run, check_tops=False, confirmer=confirmer)
+    proven, maybe = yield from split
     certain = set((yield from _of(proven, resource_type, permission, after)))
     ids = yield from _of(maybe, resource_type, permission, after)
     ids.extend(certain)
+    if confirmer is not None:
+        yield from confirmer.prepare(resource_type, permission)
     for rid in sorted_steps(ids, first):
         if rid is PAUSE:
             yield PAUSE
-        elif rid in certain:
+        elif rid in certain or (confirmer is not None and confirmer.holds(resource_type, rid, permission)):
             yield (rid, True)
         else:
             result = run.dispatch(resource_type, rid, permission, subject, 0)
@@ -107,6 +112,25 @@ def _of(
         if count % SORT_CHUNK == 0:
             yield PAUSE
     return found
+
+
+def _confirmer(
+    compiled: CompiledSchema, facts: Reachability, index: RelationshipIndex, subject: Subject, run: CheckRun
+) -> Confirmer | None:
+    """What proves candidates from the walk's sets (lookup_confirm.py); None where Check must
+    confirm each: under OpenFGA's cycle races, whose replay may deny what the sets prove."""
+    if run.race is not None:
+        return None
+
+    def walk(rtype: str, relation: str) -> Generator[Pause, None, set[Node]]:
+        # every node a plain walk up from the subject to `rtype#relation` reaches
+        plan = facts.plan_for(rtype, relation)
+        reached: set[Node] = set()
+        queue = yield from _start(plan, index, subject, reached)
+        yield from _climb(plan, index, queue, reached)
+        return reached
+
+    return Confirmer(compiled, facts.admits, index, set(), walk)
 
 
 def _start(
@@ -185,27 +209,45 @@ def _climb(
 
 
 def _two_phase(
-    plan: WalkPlan, index: RelationshipIndex, subject: Subject, run: CheckRun
+    plan: WalkPlan,
+    index: RelationshipIndex,
+    subject: Subject,
+    run: CheckRun,
+    confirmer: Confirmer | None = None,
 ) -> tuple[set[Node], set[Node]]:
     """(proven, maybe): nodes the subject certainly holds, and the other nodes reached
     through boundary nodes the subject may hold (see the module docstring)."""
-    _, split = finish(_two_phase_steps(plan, index, subject, run))
+    _, split = finish(_two_phase_steps(plan, index, subject, run, confirmer=confirmer))
     return split
 
 
 def _two_phase_steps(
-    plan: WalkPlan, index: RelationshipIndex, subject: Subject, run: CheckRun, check_tops: bool = True
+    plan: WalkPlan,
+    index: RelationshipIndex,
+    subject: Subject,
+    run: CheckRun,
+    check_tops: bool = True,
+    confirmer: Confirmer | None = None,
 ) -> Generator[Pause, None, tuple[set[Node], set[Node]]]:
     """:func:`_two_phase` as cooperative steps (pausing like :func:`_climb`). Without
     `check_tops`, boundary nodes with no edge above them are not checked (climbing from them
     leads nowhere) but left in `maybe`: the candidates among them are checked when handed
-    out, and only those."""
+    out, and only those. With a `confirmer` (whose proven set becomes the walk's), a node
+    reached over an edge that is not positive is proven when the confirmer proves it from
+    the nodes proven so far, and the first phase climbs on from it."""
     reverse, objects, usersets = index.reverse, index.objects, index.usersets
     computed, arrows, holders = plan.computed, plan.arrows, plan.holders
     onward, climbable = plan.onward, plan.climbable
-    proven: set[Node] = set()
+    proven: set[Node] = confirmer.proven if confirmer is not None else set()
     boundary: set[Node] = set()
     queue: deque[Node] = deque()
+
+    def settle(node: Node) -> Generator[Pause, None, bool]:
+        # whether the confirmer proves `node`, reached over an edge that is not positive
+        if confirmer is None:
+            return False
+        yield from confirmer.prepare(node[0], node[2])
+        return confirmer.holds(*node)
 
     def climb_holders(node: Node, wildcard: bool) -> Generator[Pause, None, None]:
         # `node` as a stored subject: the relations holding it
@@ -255,9 +297,9 @@ def _two_phase_steps(
             up = (ntype, nid, perm)
             if up in proven:
                 continue
-            if positive:
+            if positive or (yield from settle(up)):
                 proven.add(up)
-                if (ntype, perm) in onward:
+                if (ntype, perm) in onward or not positive:
                     queue.append(up)
             else:
                 boundary.add(up)
@@ -280,6 +322,11 @@ def _two_phase_steps(
                             if (rtype, perm) in climbable:
                                 queue.append(up)
                             continue
+                    if (yield from settle(up)):
+                        proven.add(up)
+                        if (rtype, perm) in climbable:
+                            queue.append(up)
+                        continue
                     boundary.add(up)
         if (ntype, nrel, False) in holders and node in reverse:
             yield from climb_holders(node, False)
