@@ -33,6 +33,8 @@ from stonetown.schema.graphs import strongly_connected_components
 Node = tuple[str, str, str]
 # (resource id) -> whether the candidate certainly holds
 Holds = Callable[[str], bool]
+# an edge into a permission: ("computed", relation) or ("arrow", tupleset, computed relation)
+Leaf = tuple[str, ...]
 # (type, relation) -> the walk up from the subject to it: every node it reaches
 Walk = Callable[[str, str], Generator[Pause, None, set[Node]]]
 
@@ -64,6 +66,8 @@ class Confirmer:
         # (type, relation) -> every node of it the subject may hold (see module docstring)
         self._may_hold: dict[tuple[str, str], set[Node]] = {}
         self._compiled: dict[tuple[str, str], Holds | None] = {}
+        # (type, permission) -> {edge into it: the test that proves it over that edge}
+        self._guards: dict[tuple[str, str], dict[Leaf, Holds]] = {}
 
     def prepare(self, rtype: str, permission: str) -> Generator[Pause, None, None]:
         """Make :meth:`holds` able to prove `rtype#permission`: compile its test and run the
@@ -74,16 +78,33 @@ class Confirmer:
         needed: list[tuple[str, str]] = []
         relation = self.schema.relation(rtype, permission)
         test = None if relation is None else self._compile(rtype, permission, relation.rewrite, needed)
+        chains: dict[Leaf, list[tuple[Holds, ...]]] = {}
+        if relation is not None:
+            self._leaves(rtype, permission, relation.rewrite, (), needed, chains, frozenset((permission,)))
         for wanted in needed:
             if wanted not in self._may_hold:
                 self._may_hold[wanted] = yield from self.walk(*wanted)
+        self._guards[key] = {
+            leaf: _any([_all(list(chain)) if chain else _always for chain in found])
+            for leaf, found in chains.items()
+        }
         self._compiled[key] = test
 
-    def holds(self, rtype: str, rid: str, permission: str) -> bool:
+    def ready(self, rtype: str, permission: str) -> bool:
+        """Whether :meth:`prepare` ran for `rtype#permission`."""
+        return (rtype, permission) in self._compiled
+
+    def holds(self, rtype: str, rid: str, permission: str, edge: Leaf | None = None) -> bool:
         """Whether the subject certainly holds `rtype:rid#permission` (Check answers True);
-        False also when :meth:`prepare` was not run for it."""
+        False also when :meth:`prepare` was not run for it. `edge`: how the walk reached it
+        from a proven node (a computed relation, or an arrow over a relationship without
+        caveat or expiration), so only the exclusions above that edge are left to test."""
         if (rtype, rid, permission) in self.proven:
             return True
+        if edge is not None:
+            guard = self._guards.get((rtype, permission), _NO_GUARDS).get(edge)
+            if guard is not None and guard(rid):
+                return True
         test = self._compiled.get((rtype, permission))
         return test is not None and test(rid)
 
@@ -102,11 +123,10 @@ class Confirmer:
             return self._arrow(rtype, node)
         if isinstance(node, ir.Union | ir.Intersection):
             tests = [self._compile(rtype, permission, child, needed) for child in node.children]
+            known = [t for t in tests if t is not None]
             if isinstance(node, ir.Union):
-                some = [t for t in tests if t is not None]
-                return (lambda rid: any(t(rid) for t in some)) if some else None
-            every = [t for t in tests if t is not None]
-            return (lambda rid: all(t(rid) for t in every)) if len(every) == len(tests) else None
+                return _any(known) if known else None
+            return _all(known) if len(known) == len(tests) else None
         if isinstance(node, ir.Exclusion):
             base = self._compile(rtype, permission, node.base, needed)
             absent = self._absent(rtype, permission, node.subtract, needed)
@@ -114,6 +134,36 @@ class Confirmer:
                 return None
             return lambda rid: base(rid) and absent(rid)
         return None  # This (a relation's own relationships are proven by the walk), Nil
+
+    def _leaves(
+        self,
+        rtype: str,
+        owner: str,
+        node: ir.Rewrite,
+        guards: tuple[Holds, ...],
+        needed: list[tuple[str, str]],
+        found: dict[Leaf, list[tuple[Holds, ...]]],
+        seen: frozenset[str],
+    ) -> None:
+        """Collect in `found` the edges (computed relations, `any` arrows) under `node`, the
+        rewrite of `owner`, reached through unions and exclusions' bases only (computed
+        permissions followed inline), each with the tests of the subtracted sides above it."""
+        if isinstance(node, ir.ComputedUserset):
+            found.setdefault(("computed", node.relation), []).append(guards)
+            target = self.schema.relation(rtype, node.relation)
+            if target is not None and target.is_permission and node.relation not in seen:
+                inner = seen | {node.relation}
+                self._leaves(rtype, node.relation, target.rewrite, guards, needed, found, inner)
+        elif isinstance(node, ir.TupleToUserset):
+            if node.mode == "any":
+                found.setdefault(("arrow", node.tupleset, node.computed), []).append(guards)
+        elif isinstance(node, ir.Union):
+            for child in node.children:
+                self._leaves(rtype, owner, child, guards, needed, found, seen)
+        elif isinstance(node, ir.Exclusion):
+            absent = self._absent(rtype, owner, node.subtract, needed)
+            if absent is not None:
+                self._leaves(rtype, owner, node.base, (*guards, absent), needed, found, seen)
 
     def _arrow(self, rtype: str, node: ir.TupleToUserset) -> Holds:
         objects, proven, admits = self.index.objects, self.proven, self.admits
@@ -142,14 +192,15 @@ class Confirmer:
                 return None  # it may lead back to the permission: a cycle Check settles
             relation = node.relation
             needed.append((rtype, relation))
-            return lambda rid: (rtype, rid, relation) not in self._may_hold[(rtype, relation)]
+            may_hold = self._may_hold
+            return lambda rid: (rtype, rid, relation) not in may_hold[(rtype, relation)]
         if isinstance(node, ir.TupleToUserset):
             return self._absent_arrow(rtype, permission, node, needed)
         if isinstance(node, ir.Union):
             tests = [self._absent(rtype, permission, child, needed) for child in node.children]
             if any(t is None for t in tests):
                 return None
-            return lambda rid: all(t(rid) for t in tests)  # type: ignore[misc]
+            return _all(tests)  # type: ignore[arg-type]
         if isinstance(node, ir.Nil):
             return lambda rid: True
         return None
@@ -184,3 +235,39 @@ class Confirmer:
         return absent
 
 
+
+
+def _any(tests: list[Holds]) -> Holds:
+    """A test that holds when one of `tests` does (in order, the first that holds ends it)."""
+    if len(tests) == 1:
+        return tests[0]
+
+    def union(rid: str) -> bool:
+        for test in tests:
+            if test(rid):
+                return True
+        return False
+
+    return union
+
+
+def _all(tests: list[Holds]) -> Holds:
+    """A test that holds when every one of `tests` does."""
+    if len(tests) == 1:
+        return tests[0]
+
+    def every(rid: str) -> bool:
+        for test in tests:
+            if not test(rid):
+                return False
+        return True
+
+    return every
+
+
+def _always(rid: str) -> bool:
+    """The test of an edge with no exclusion above it."""
+    return True
+
+
+_NO_GUARDS: dict[Leaf, Holds] = {}

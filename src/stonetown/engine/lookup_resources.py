@@ -242,12 +242,14 @@ def _two_phase_steps(
     boundary: set[Node] = set()
     queue: deque[Node] = deque()
 
-    def settle(node: Node) -> Generator[Pause, None, bool]:
-        # whether the confirmer proves `node`, reached over an edge that is not positive
+    def settle(node: Node, edge: tuple[str, ...] | None) -> Generator[Pause, None, bool]:
+        # whether the confirmer proves `node`, reached from a proven node over `edge` (None:
+        # over a caveated or expiring relationship), an edge that is not positive
         if confirmer is None:
             return False
-        yield from confirmer.prepare(node[0], node[2])
-        return confirmer.holds(*node)
+        if not confirmer.ready(node[0], node[2]):
+            yield from confirmer.prepare(node[0], node[2])
+        return confirmer.holds(*node, edge)
 
     def climb_holders(node: Node, wildcard: bool) -> Generator[Pause, None, None]:
         # `node` as a stored subject: the relations holding it
@@ -297,7 +299,7 @@ def _two_phase_steps(
             up = (ntype, nid, perm)
             if up in proven:
                 continue
-            if positive or (yield from settle(up)):
+            if positive or (yield from settle(up, ("computed", nrel))):
                 proven.add(up)
                 if (ntype, perm) in onward or not positive:
                     queue.append(up)
@@ -314,15 +316,15 @@ def _two_phase_steps(
                     up = (rtype, rid, perm)
                     if up in proven:
                         continue
-                    if positive:
-                        bucket = usersets.get(rkey) if via else objects.get(rkey)
-                        key = (ntype, nid, via) if via else (ntype, nid)
-                        if bucket is not None and bucket.get(key, _MISSING) is None:  # type: ignore[attr-defined]
-                            proven.add(up)
-                            if (rtype, perm) in climbable:
-                                queue.append(up)
-                            continue
-                    if (yield from settle(up)):
+                    bucket = usersets.get(rkey) if via else objects.get(rkey)
+                    key = (ntype, nid, via) if via else (ntype, nid)
+                    plain = bucket is not None and bucket.get(key, _MISSING) is None  # type: ignore[attr-defined]
+                    if positive and plain:
+                        proven.add(up)
+                        if (rtype, perm) in climbable:
+                            queue.append(up)
+                        continue
+                    if (yield from settle(up, ("arrow", tupleset, nrel) if plain else None)):
                         proven.add(up)
                         if (rtype, perm) in climbable:
                             queue.append(up)
