@@ -17,7 +17,7 @@ import pytest
 
 from stonetown.core.relationship import Relationship
 from stonetown.engine import lookup_subjects as lookup_subjects_module
-from stonetown.engine.check import CheckRun, CompiledSchema
+from stonetown.engine.check import CheckRun, CompiledSchema, Subject
 from stonetown.engine.conditions import granted
 from stonetown.engine.cooperative import finish
 from stonetown.engine.index import RelationshipIndex
@@ -157,9 +157,13 @@ def _cases() -> Iterator[tuple[CompiledSchema, Reachability, RelationshipIndex, 
         yield compiled, facts, RelationshipIndex.build(relationships, 1), relationships
 
 
-def _check(compiled: CompiledSchema, index: RelationshipIndex, node: tuple[str, str, str], uid: str) -> Any:
-    """Check's own answer, from a fresh run (no memo shared with another question)."""
-    return CheckRun(compiled, index, 50).dispatch(*node, ("user", uid, ""), 0)
+def _check(
+    compiled: CompiledSchema, index: RelationshipIndex, node: tuple[str, str, str], subject: str | Subject
+) -> Any:
+    """Check's own answer for `subject` (a user id, or a subject), from a fresh run (no memo
+    shared with another question)."""
+    who = ("user", subject, "") if isinstance(subject, str) else subject
+    return CheckRun(compiled, index, 50).dispatch(*node, who, 0)
 
 
 def _subjects(
@@ -222,10 +226,9 @@ def test_lookup_resources_answers_are_check_answers() -> None:
     for compiled, facts, index, relationships in _cases():
         for rtype, permission in QUERIES:
             ids = _ids(relationships, rtype)
-            for uid in [*USERS, "nobody"]:
-                subject = ("user", uid, "")
+            for subject in [*(("user", uid, "") for uid in [*USERS, "nobody"]), ("group", "g1", "member")]:
                 steps = lookup_resources_steps(compiled, facts, index, rtype, permission, subject, 50)
                 found = finish(steps)[0]
-                checks = [(rid, _check(compiled, index, (rtype, rid, permission), uid)) for rid in ids]
+                checks = [(rid, _check(compiled, index, (rtype, rid, permission), subject)) for rid in ids]
                 expected = [(rid, result) for rid, result in checks if granted(result)]
-                assert found == expected, (rtype, permission, uid, sorted(map(str, relationships)))
+                assert found == expected, (rtype, permission, subject, sorted(map(str, relationships)))

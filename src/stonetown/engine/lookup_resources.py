@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Generator
+from itertools import islice
 
 from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, Subject
 from stonetown.engine.conditions import Result, granted
@@ -106,12 +107,11 @@ def _of(
     """The ids of the `resource_type#permission` nodes in `nodes` (a set the walk owns) after
     the cursor id `after`."""
     found: list[str] = []
-    for count, (rtype, rid, rel) in enumerate(nodes, 1):
-        if rtype == resource_type and rel == permission and (after is None or rid > after):
-            found.append(rid)
-        if count % SORT_CHUNK == 0:
-            yield PAUSE
-    return found
+    entries = iter(nodes)
+    while chunk := list(islice(entries, SORT_CHUNK)):
+        found += [rid for rtype, rid, rel in chunk if rel == permission and rtype == resource_type]
+        yield PAUSE
+    return found if after is None else [rid for rid in found if rid > after]
 
 
 def _confirmer(

@@ -74,12 +74,19 @@ def lookup_subjects_steps(
     the cursor are sorted, and only those handed out are checked, except when the wildcard
     is handed out: its exclusions need every candidate's result. `first`: how many answers
     the consumer likely wants (see cooperative.sorted_steps)."""
-    candidates, wildcard_seen = yield from _candidates(
-        compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation
-    )
     monotone = (resource[0], permission) in facts.monotone
     run = CheckRun(compiled, index, max_depth)
     rtype, rid = resource
+    held = None  # the sets of subject_sets.py, when they stand for Check (no wildcard met)
+    if not monotone:
+        held = yield from _held_sets(compiled, facts, index, (*resource, permission), subject_type,
+                                     subject_relation, max_depth, run)  # fmt: skip
+    if held is not None:
+        candidates, wildcard_seen = set(held.sure | held.maybe), False
+    else:
+        candidates, wildcard_seen = yield from _candidates(
+            compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation
+        )
     wildcard: Result = False
     if wildcard_seen:
         unseen = (subject_type, UNSEEN_ID, "")
@@ -98,11 +105,6 @@ def lookup_subjects_steps(
         # its own (reached through relationships naming it): no second look needed
         if not monotone or compiled.schema.caveats or compiled.schema.uses_expiration:
             own_run = CheckRun(compiled, without_wildcards(index, subject_type), max_depth)
-
-    held = None
-    if not monotone and wildcard is False:
-        held = yield from _held_sets(compiled, facts, index, (*resource, permission), subject_type,
-                                     subject_relation, max_depth, run)  # fmt: skip
 
     def result_of(cid: str) -> Result:
         if monotone:

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
+from itertools import islice
 
-from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, Pause
+from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
 from stonetown.schema import ir
@@ -147,11 +148,12 @@ class _SetWalk:
             if (stype, "*") in bucket and (ntype, nrel, stype, "", True) in admits:
                 raise Declined("a wildcard of the subject type")
             if (ntype, nrel, stype, "", False) in admits:
-                for count, ((t, sid), meta) in enumerate(bucket.items(), 1):
-                    if t == stype and sid != "*":
-                        (sure if meta is None else maybe).add(sid)
-                    if count % PAUSE_EVERY == 0:
-                        yield PAUSE
+                entries = iter(bucket.items())
+                while chunk := list(islice(entries, SORT_CHUNK)):
+                    mine = [(sid, meta) for (t, sid), meta in chunk if t == stype and sid != "*"]
+                    sure.update([sid for sid, meta in mine if meta is None])
+                    maybe.update([sid for sid, meta in mine if meta is not None])
+                    yield PAUSE
         parts: list[Held] = []
         edged: list[Held] = []  # reached through a caveated or expiring relationship
         ubucket = self.usersets.get(node)
