@@ -82,7 +82,7 @@ def lookup_subjects_steps(
         held = yield from _held_sets(compiled, facts, index, (*resource, permission), subject_type,
                                      subject_relation, max_depth, run)  # fmt: skip
     if held is not None:
-        candidates, wildcard_seen = set(held.sure | held.maybe), False
+        candidates, wildcard_seen = (held.sure | held.maybe if held.maybe else held.sure), False
     else:
         candidates, wildcard_seen = yield from _candidates(
             compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation

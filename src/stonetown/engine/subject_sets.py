@@ -21,6 +21,7 @@ once; the walk pauses like the other lookups (see cooperative.py).
 from __future__ import annotations
 
 from collections.abc import Generator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from itertools import islice
 
@@ -39,10 +40,11 @@ class Declined(Exception):  # noqa: N818 - a signal to take the per-candidate pa
 @dataclass(frozen=True, slots=True)
 class Held:
     """The subject ids a node certainly grants (``sure``) and those only Check can settle
-    (``maybe``); disjoint. Shared between nodes: never mutated once built."""
+    (``maybe``); disjoint. Shared between nodes (a bucket's set is not copied into each node
+above it): never mutated once built."""
 
-    sure: frozenset[str]
-    maybe: frozenset[str]
+    sure: AbstractSet[str]
+    maybe: AbstractSet[str]
 
 
 _NONE = Held(frozenset(), frozenset())
@@ -124,16 +126,19 @@ class _SetWalk:
                 parts.append((yield from self.rewrite(node, child, depth)))
             if isinstance(rewrite, ir.Union):
                 return _union(parts)
-            sure = frozenset.intersection(*(p.sure for p in parts))
-            possible = frozenset.intersection(*(p.sure | p.maybe for p in parts))
+            sure = set.intersection(*(set(p.sure) for p in parts))
+            possible = set.intersection(*(set(p.sure) | p.maybe for p in parts))
             return Held(sure, possible - sure)
         if isinstance(rewrite, ir.Exclusion):
             base = yield from self.rewrite(node, rewrite.base, depth)
             if not base.sure and not base.maybe:
                 return _NONE  # Check does not evaluate the subtracted side either
             subtract = yield from self.rewrite(node, rewrite.subtract, depth)
+            if not subtract.sure and not subtract.maybe:
+                return base
+            # what the subtracted side may hold is only maybe; what it surely holds, denied
             sure = base.sure - subtract.sure - subtract.maybe
-            return Held(sure, (base.sure | base.maybe) - subtract.sure - sure)
+            return Held(sure, (base.maybe - subtract.sure) | (subtract.maybe & base.sure))
         return _NONE  # Nil
 
     def this(self, node: Node, depth: int) -> Generator[Pause, None, Held]:
@@ -163,7 +168,7 @@ class _SetWalk:
                     continue
                 held = yield from self.node((ust, usid, usrel), depth)
                 (parts if meta is None else edged).append(held)
-        return _union([Held(frozenset(sure), frozenset(maybe)), *parts], edged)
+        return _union([Held(sure, maybe), *parts], edged)
 
     def arrow(self, node: Node, arrow: ir.TupleToUserset, depth: int) -> Generator[Pause, None, Held]:
         """`tupleset->computed` over the objects (and subject sets' objects) `node` stores
@@ -212,4 +217,4 @@ def _union(parts: list[Held], edged: list[Held] = ()) -> Held:  # type: ignore[a
     if not sure and not maybe:
         return _NONE
     maybe -= sure
-    return Held(frozenset(sure), frozenset(maybe))
+    return Held(sure, maybe)
