@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--no-scaling", action="store_true", help="skip the --workers 2 vs 1 Check throughput")
     real.add_argument("--lookup-timeout", type=float, default=120.0, help="seconds one lookup may take")
     real.add_argument("--spicedb-max", default="200k", help="largest size SpiceDB is loaded at (0: never)")
+    rlook = sub.add_parser("realistic-lookups", help="the realistic shapes' lookups alone, best of N")
+    rlook.add_argument("--shape", default="docs", help="docs, github or hierarchy (comma-separated)")
+    rlook.add_argument("--size", default="100k")
+    rlook.add_argument("--reps", type=int, default=5, help="calls per lookup (best kept)")
     rprof = sub.add_parser("realistic-profile", help="py-spy profile of a realistic shape's check kind")
     rprof.add_argument("--shape", default="docs")
     rprof.add_argument("--size", default="100k")
@@ -175,6 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     lookup_timeout=args.lookup_timeout,
                     scaling=not args.no_scaling,
                 )
+    elif args.command == "realistic-lookups":
+        from benchmarks.realistic_lookups import run as realistic_lookups
+
+        for shape in args.shape.split(","):
+            for size in _sizes(args.size):
+                realistic_lookups(shape, size, args.seed, args.reps)
     elif args.command == "realistic-profile":
         from benchmarks.realistic_profile import profile as realistic_profile
 
