@@ -158,7 +158,8 @@ class _SetWalk:
                     mine = [(sid, meta) for (t, sid), meta in chunk if t == stype and sid != "*"]
                     sure.update([sid for sid, meta in mine if meta is None])
                     maybe.update([sid for sid, meta in mine if meta is not None])
-                    yield PAUSE
+                    if len(chunk) >= PAUSE_EVERY:  # smaller buckets: node() pauses every few
+                        yield PAUSE
         parts: list[Held] = []
         edged: list[Held] = []  # reached through a caveated or expiring relationship
         ubucket = self.usersets.get(node)
