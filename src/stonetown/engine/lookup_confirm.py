@@ -17,6 +17,12 @@ those sets:
   answers exactly False).
 A candidate that holds is answered True (what Check answers); any other is left to Check,
 which settles caveats, expirations, intersections and exclusions exactly as before.
+
+The walk asks while it climbs, too, naming the edge that reached a node from a proven one (a
+computed relation, or an arrow over a relationship without caveat or expiration): the node
+then holds when the exclusions between that edge and the permission (through unions,
+exclusions' bases and computed permissions followed inline) all hold; a proven node is climbed
+from, so exclusions at every level of a tree are proven level after level.
 """
 
 from __future__ import annotations

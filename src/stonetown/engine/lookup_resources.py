@@ -17,6 +17,9 @@ Candidates of a monotone permission are answers. Otherwise the walk runs in two 
    otherwise the walk climbs from it over every edge, and the candidates found only this way
    are confirmed with Check, which settles intersections, exclusions, `all` arrows, caveats
    and expirations.
+A node the first phase reaches over an edge that is not positive is still proven (and climbed
+from) when lookup_confirm.py proves it from the nodes proven so far: an exclusion's base held
+and its subtracted side certainly not; only the candidates left are checked one by one.
 """
 
 from __future__ import annotations
