@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--lookup-timeout", type=float, default=120.0, help="seconds one lookup may take")
     real.add_argument("--no-lookups", action="store_true", help="skip the lookups (hours at 1M-10M)")
     real.add_argument("--spicedb-max", default="200k", help="largest size SpiceDB is loaded at (0: never)")
+    rlook = sub.add_parser("realistic-lookups", help="the realistic shapes' lookups alone, best of N")
+    rlook.add_argument("--shape", default="docs", help="docs, github or hierarchy (comma-separated)")
+    rlook.add_argument("--size", default="100k")
+    rlook.add_argument("--reps", type=int, default=5, help="calls per lookup (best kept)")
     rprof = sub.add_parser("realistic-profile", help="py-spy profile of a realistic shape's check kind")
     rprof.add_argument("--shape", default="docs")
     rprof.add_argument("--size", default="100k")
@@ -185,6 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     scaling=not args.no_scaling,
                     lookups=not args.no_lookups,
                 )
+    elif args.command == "realistic-lookups":
+        from benchmarks.realistic_lookups import run as realistic_lookups
+
+        for shape in args.shape.split(","):
+            for size in _sizes(args.size):
+                realistic_lookups(shape, size, args.seed, args.reps)
     elif args.command == "realistic-profile":
         from benchmarks.realistic_profile import profile as realistic_profile
 

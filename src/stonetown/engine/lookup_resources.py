@@ -22,18 +22,23 @@ Depth is counted as Check counts it: a hop over a subject set or an arrow is one
 computed userset none. A walk that reaches a node `max_depth` levels above the subject's
 holders fails with DepthExceeded (as Check of that node would), so LookupResources never
 answers where Check answers max depth; the walk goes level by level to count the fewest.
+A node the first phase reaches over an edge that is not positive is still proven (and climbed
+from) when lookup_confirm.py proves it from the nodes proven so far: an exclusion's base held
+and its subtracted side certainly not; only the candidates left are checked one by one.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Generator
+from itertools import islice
 
 from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, Subject
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, finish, sorted_steps
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
+from stonetown.engine.lookup_confirm import Confirmer
 from stonetown.engine.reachability import Reachability, WalkPlan
 
 Node = tuple[str, str, str]
@@ -86,14 +91,20 @@ def lookup_resources_steps(
             yield rid if rid is PAUSE else (rid, True)  # type: ignore[misc]
         return
     run = CheckRun(compiled, index, max_depth)
-    proven, maybe = yield from _two_phase_steps(plan, index, subject, run, check_tops=False, max_depth=limit)
+    confirmer = _confirmer(compiled, facts, index, subject, run)
+    split = _two_phase_steps(
+        plan, index, subject, run, check_tops=False, max_depth=limit, confirmer=confirmer
+    )
+    proven, maybe = yield from split
     certain = set((yield from _of(proven, resource_type, permission, after)))
     ids = yield from _of(maybe, resource_type, permission, after)
     ids.extend(certain)
+    if confirmer is not None:
+        yield from confirmer.prepare(resource_type, permission)
     for rid in sorted_steps(ids, first):
         if rid is PAUSE:
             yield PAUSE
-        elif rid in certain:
+        elif rid in certain or (confirmer is not None and confirmer.holds(resource_type, rid, permission)):
             yield (rid, True)
         else:
             result = run.dispatch(resource_type, rid, permission, subject, 0)
@@ -108,12 +119,30 @@ def _of(
     """The ids of the `resource_type#permission` nodes in `nodes` (a set the walk owns) after
     the cursor id `after`."""
     found: list[str] = []
-    for count, (rtype, rid, rel) in enumerate(nodes, 1):
-        if rtype == resource_type and rel == permission and (after is None or rid > after):
-            found.append(rid)
-        if count % SORT_CHUNK == 0:
-            yield PAUSE
-    return found
+    entries = iter(nodes)
+    while chunk := list(islice(entries, SORT_CHUNK)):
+        found += [rid for rtype, rid, rel in chunk if rel == permission and rtype == resource_type]
+        yield PAUSE
+    return found if after is None else [rid for rid in found if rid > after]
+
+
+def _confirmer(
+    compiled: CompiledSchema, facts: Reachability, index: RelationshipIndex, subject: Subject, run: CheckRun
+) -> Confirmer | None:
+    """What proves candidates from the walk's sets (lookup_confirm.py); None where Check must
+    confirm each: under OpenFGA's cycle races, whose replay may deny what the sets prove."""
+    if run.race is not None:
+        return None
+
+    def walk(rtype: str, relation: str) -> Generator[Pause, None, set[Node]]:
+        # every node a plain walk up from the subject to `rtype#relation` reaches
+        plan = facts.plan_for(rtype, relation)
+        reached: set[Node] = set()
+        queue = yield from _start(plan, index, subject, reached)
+        yield from _climb(plan, index, queue, reached)
+        return reached
+
+    return Confirmer(compiled, facts.admits, index, set(), walk)
 
 
 def _start(
@@ -213,11 +242,15 @@ def _climb(
 
 
 def _two_phase(
-    plan: WalkPlan, index: RelationshipIndex, subject: Subject, run: CheckRun
+    plan: WalkPlan,
+    index: RelationshipIndex,
+    subject: Subject,
+    run: CheckRun,
+    confirmer: Confirmer | None = None,
 ) -> tuple[set[Node], set[Node]]:
     """(proven, maybe): nodes the subject certainly holds, and the other nodes reached
     through boundary nodes the subject may hold (see the module docstring)."""
-    _, split = finish(_two_phase_steps(plan, index, subject, run))
+    _, split = finish(_two_phase_steps(plan, index, subject, run, confirmer=confirmer))
     return split
 
 
@@ -228,19 +261,32 @@ def _two_phase_steps(
     run: CheckRun,
     check_tops: bool = True,
     max_depth: int | None = None,
+    confirmer: Confirmer | None = None,
 ) -> Generator[Pause, None, tuple[set[Node], set[Node]]]:
     """:func:`_two_phase` as cooperative steps (pausing like :func:`_climb`). Without
     `check_tops`, boundary nodes with no edge above them are not checked (climbing from them
     leads nowhere) but left in `maybe`: the candidates among them are checked when handed
     out, and only those. `max_depth` limits the first phase's levels (the nodes of the
-    second are checked, and Check counts its own depth)."""
+    second are checked, and Check counts its own depth). With a `confirmer` (whose proven
+    set becomes the walk's), a node reached over an edge that is not positive is proven when
+    the confirmer proves it from the nodes proven so far, and the first phase climbs on from
+    it."""
     reverse, objects, usersets = index.reverse, index.objects, index.usersets
     computed, arrows, holders = plan.computed, plan.arrows, plan.holders
     onward, climbable = plan.onward, plan.climbable
-    proven: set[Node] = set()
+    proven: set[Node] = confirmer.proven if confirmer is not None else set()
     boundary: set[Node] = set()
     queue: deque[Node] = deque()
     later: deque[Node] = deque()  # the next level's nodes (see _climb)
+
+    def settle(node: Node, edge: tuple[str, ...] | None) -> Generator[Pause, None, bool]:
+        # whether the confirmer proves `node`, reached from a proven node over `edge` (None:
+        # over a caveated or expiring relationship), an edge that is not positive
+        if confirmer is None:
+            return False
+        if not confirmer.ready(node[0], node[2]):
+            yield from confirmer.prepare(node[0], node[2])
+        return confirmer.holds(*node, edge)
 
     def climb_holders(node: Node, wildcard: bool, into: deque[Node]) -> Generator[Pause, None, None]:
         # `node` as a stored subject: the relations holding it
@@ -294,9 +340,9 @@ def _two_phase_steps(
             up = (ntype, nid, perm)
             if up in proven:
                 continue
-            if positive:
+            if positive or (yield from settle(up, ("computed", nrel))):
                 proven.add(up)
-                if (ntype, perm) in onward:
+                if (ntype, perm) in onward or not positive:
                     queue.append(up)
             else:
                 boundary.add(up)
@@ -311,14 +357,19 @@ def _two_phase_steps(
                     up = (rtype, rid, perm)
                     if up in proven:
                         continue
-                    if positive:
-                        bucket = usersets.get(rkey) if via else objects.get(rkey)
-                        key = (ntype, nid, via) if via else (ntype, nid)
-                        if bucket is not None and bucket.get(key, _MISSING) is None:  # type: ignore[attr-defined]
-                            proven.add(up)
-                            if (rtype, perm) in climbable:
-                                later.append(up)
-                            continue
+                    bucket = usersets.get(rkey) if via else objects.get(rkey)
+                    key = (ntype, nid, via) if via else (ntype, nid)
+                    plain = bucket is not None and bucket.get(key, _MISSING) is None  # type: ignore[attr-defined]
+                    if positive and plain:
+                        proven.add(up)
+                        if (rtype, perm) in climbable:
+                            later.append(up)
+                        continue
+                    if (yield from settle(up, ("arrow", tupleset, nrel) if plain else None)):
+                        proven.add(up)
+                        if (rtype, perm) in climbable:
+                            later.append(up)
+                        continue
                     boundary.add(up)
         if (ntype, nrel, False) in holders and node in reverse:
             yield from climb_holders(node, False, later)

@@ -26,6 +26,7 @@ from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadl
 from stonetown.engine.index import RelationshipIndex, without_wildcards
 from stonetown.engine.lookup_resources import next_level
 from stonetown.engine.reachability import Reachability
+from stonetown.engine.subject_sets import Declined, Held, subject_sets_steps
 from stonetown.engine.types import Permissionship
 from stonetown.schema import ir
 
@@ -74,13 +75,20 @@ def lookup_subjects_steps(
     the cursor are sorted, and only those handed out are checked, except when the wildcard
     is handed out: its exclusions need every candidate's result. `first`: how many answers
     the consumer likely wants (see cooperative.sorted_steps)."""
-    candidates, wildcard_seen = yield from _candidates(
-        compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation,
-        max_depth=None if compiled.openfga_cycles else max_depth,  # OpenFGA's walks are not limited
-    )  # fmt: skip
     monotone = (resource[0], permission) in facts.monotone
     run = CheckRun(compiled, index, max_depth)
     rtype, rid = resource
+    held = None  # the sets of subject_sets.py, when they stand for Check (no wildcard met)
+    if not monotone:
+        held = yield from _held_sets(compiled, facts, index, (*resource, permission), subject_type,
+                                     subject_relation, max_depth, run)  # fmt: skip
+    if held is not None:
+        candidates, wildcard_seen = (held.sure | held.maybe if held.maybe else held.sure), False
+    else:
+        candidates, wildcard_seen = yield from _candidates(
+            compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation,
+            max_depth=None if compiled.openfga_cycles else max_depth,  # OpenFGA's walks are not limited
+        )  # fmt: skip
     wildcard: Result = False
     if wildcard_seen:
         unseen = (subject_type, UNSEEN_ID, "")
@@ -103,6 +111,11 @@ def lookup_subjects_steps(
     def result_of(cid: str) -> Result:
         if monotone:
             return True
+        if held is not None:
+            if cid in held.sure:
+                return True
+            if cid not in held.maybe:
+                return False
         return run.dispatch(rtype, rid, permission, (subject_type, cid, subject_relation), 0)
 
     results: dict[str, Result] | None = None
@@ -136,6 +149,28 @@ def lookup_subjects_steps(
                 yield SubjectFound(cid, result, wildcard=wildcard, named=is_named, own=own)  # type: ignore[arg-type]
         if not monotone:
             yield PAUSE
+
+
+def _held_sets(
+    compiled: CompiledSchema,
+    facts: Reachability,
+    index: RelationshipIndex,
+    start: tuple[str, str, str],
+    subject_type: str,
+    subject_relation: str,
+    max_depth: int,
+    run: CheckRun,
+) -> Generator[Pause, None, Held | None]:
+    """The subjects `start` certainly grants and those only Check can settle (see
+    subject_sets.py), or None where Check must settle every candidate: subject sets as
+    subjects, OpenFGA's cycle races, or the walk declined."""
+    if subject_relation or run.race is not None:
+        return None
+    try:
+        sets = subject_sets_steps(compiled.schema, facts.admits, index, start, subject_type, max_depth)
+        return (yield from sets)
+    except Declined:
+        return None
 
 
 _RANK = {Permissionship.DENIED: 0, Permissionship.CONDITIONAL: 1, Permissionship.ALLOWED: 2}

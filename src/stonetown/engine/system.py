@@ -951,6 +951,8 @@ class PermissionSystem:
             )  # fmt: skip
 
         async def shape(found: tuple[str, Result], view: View) -> LookupResourceResult | None:
+            if found[1] is True:
+                return LookupResourceResult(found[0])  # no caveat to evaluate: no verdict to ask
             verdict = await self._verdict(view.state, found[1], view.revision, context, budget)
             if verdict.permissionship is Permissionship.DENIED:
                 return None
@@ -1068,6 +1070,9 @@ class PermissionSystem:
         lookup_subjects.listed_beside says, and the wildcard excludes the subjects it would
         answer better than Check (lookup_subjects.excluded_beside), marking those excluded
         only conditionally."""
+        if found.result is True and found.wildcard is False and found.subject_id != WILDCARD:
+            # granted outright, beside no wildcard: the answer has nothing to evaluate
+            return LookupSubjectResult(SubjectRef(subject_type, found.subject_id, subject_relation))
         state, revision = view.state, view.revision
         verdict = await self._verdict(state, found.result, revision, context, budget)
         if verdict.permissionship is Permissionship.DENIED:
