@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from stonetown.core.errors import ResourceExhausted
+from stonetown.engine.closure import Closures
 from stonetown.engine.conditions import UNKNOWN, CaveatLeaf, Result, all_of, any_of, negate
 from stonetown.engine.cycle_race import CycleRace
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
@@ -97,6 +98,13 @@ class CompiledSchema:
             if shortcuts and _chain_shape(key[0], relation):
                 function = _compile_chain(key[0], key[1], relation.rewrite, function)
             self.functions[key] = function
+        # nested sets and ancestor arrows answered from the index's closures (engine/closure.py;
+        # not with OpenFGA's cycle handling, whose answers depend on the walk)
+        self.closure_graphs: set[tuple[str, str, str]] = set()
+        if not openfga_cycles:
+            from stonetown.engine.closure_check import wrap_with_closures  # it imports this module
+
+            self.closure_graphs = wrap_with_closures(self)
         # (function, whether it can be met again while evaluated) per relation: one lookup
         # per dispatch
         self.plans: dict[tuple[str, str], tuple[EvalFn, bool]] = {
@@ -287,9 +295,29 @@ class CompiledSchema:
                 return False
         return True
 
+    def compile_union_split(
+        self, rtype: str, rel: str, node: ir.Union, leaf: tuple[object, ...]
+    ) -> tuple[EvalFn, EvalFn]:
+        """The union `node` of `rtype#rel` as :meth:`_compile_flat_union` compiles it, less
+        its operand `leaf` (a key of :meth:`_flatten`), as two unions: the operands it
+        evaluates before `leaf` and those after (what an ancestor arrow evaluates on each
+        ancestor, in the walk's order: engine/closure_check.py)."""
+        operands, names, split = self._flat_union_operands(rtype, rel, node, False, leaf)
+        return _compile_union(tuple(operands[:split]), names, rtype), _compile_union(
+            tuple(operands[split:]), names, rtype
+        )
+
     def _compile_flat_union(self, rtype: str, rel: str, node: ir.Union, itself: bool = False) -> EvalFn:
         """A union, flattened (see :meth:`_flatten`), arrows that another arrow of the union
         subsumes dropped. `itself`: a subject set naming `rel` on the object is a member."""
+        operands, names, _ = self._flat_union_operands(rtype, rel, node, itself)
+        return _compile_union(tuple(operands), names, rtype)
+
+    def _flat_union_operands(
+        self, rtype: str, rel: str, node: ir.Union, itself: bool, without: tuple[object, ...] = ()
+    ) -> tuple[list[EvalFn], frozenset[str], int]:
+        """The compiled operands of :meth:`_compile_flat_union`, the names of the relations
+        it inlines, and where the operand `without` (left out) stood among them."""
         names: set[str] = {rel} if itself else set()
         leaves: dict[tuple[object, ...], tuple[int, ir.Rewrite, str]] = {}
         self._flatten(rtype, rel, node, names, leaves)
@@ -304,6 +332,7 @@ class CompiledSchema:
             ):
                 del leaves[key]
         compiled: list[EvalFn] = []
+        split = -1
         # The direct lookups of plain subjects, all in one closure, then the other operands
         # cheapest first: a direct lookup often decides the union before any walk. The
         # answer does not depend on the order.
@@ -313,6 +342,9 @@ class CompiledSchema:
         if len(direct) > 1:
             compiled.append(_compile_objects(rtype, direct))  # type: ignore[arg-type]
         for key, (_, child, owner) in ordered:
+            if key == without:
+                split = len(compiled)
+                continue
             if key[0] == "objects" and len(direct) > 1:
                 continue
             if key in factored:
@@ -325,7 +357,7 @@ class CompiledSchema:
                 compiled.append(_compile_this(rtype, owner, child, key[0], skips=skips))  # type: ignore[arg-type]
             else:
                 compiled.append(self._compile(rtype, owner, child))
-        return _compile_union(tuple(compiled), frozenset(names), rtype)
+        return compiled, frozenset(names), split if split >= 0 else len(compiled)
 
     def _flag(self, rtype: str, node: ir.Rewrite) -> bool:
         """Whether `node` names a relation of `rtype` storing plain subjects or wildcards
@@ -1063,6 +1095,8 @@ class CheckRun:
         "held",
         "wild",
         "negations",
+        "closure",
+        "closure_sets",
     )
 
     def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
@@ -1091,6 +1125,9 @@ class CheckRun:
         self.budget = CHECK_EVERY  # dispatches left before the next look at the deadline
         self.race = compiled.race if compiled.race is not None and compiled.race.prone else None
         self.racing = False
+        # the closures of recursive sets (the head index only) and what they gave this run
+        self.closure: Closures | None = getattr(index, "closure", None)
+        self.closure_sets: dict[tuple[str, str, Subject], tuple[set[str], bool]] | None = None
 
     def _cycle(self, key: tuple[str, str, str, Subject], rtype: str, rel: str) -> Result:
         """The value of a sub-problem met again while it is being evaluated.

@@ -25,9 +25,13 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 from stonetown.engine.datastore import Change, ChangeOp, RelationshipFields
+
+if TYPE_CHECKING:
+    from stonetown.engine.closure import Closures
 
 ResourceKey = tuple[str, str, str]
 ObjectKey = tuple[str, str]
@@ -58,7 +62,7 @@ def meta_of(rel: Relationship) -> RelMeta | None:
 class RelationshipIndex:
     """Forward and reverse maps of the live relationships at :attr:`revision`."""
 
-    __slots__ = ("objects", "usersets", "reverse", "revision", "count", "_shared", "_keys")
+    __slots__ = ("objects", "usersets", "reverse", "revision", "count", "closure", "_shared", "_keys")
 
     def __init__(self, revision: int = 0) -> None:
         self.objects: dict[ResourceKey, dict[ObjectKey, RelMeta | None]] = {}
@@ -66,6 +70,8 @@ class RelationshipIndex:
         self.reverse: dict[UsersetKey, tuple[ResourceKey, ...] | set[ResourceKey]] = {}
         self.revision = revision
         self.count = 0
+        # the closures of recursive sets, on the head index only (engine/closure.py)
+        self.closure: Closures | None = None
         # subject key -> the shared single-entry bucket {subject key: None}
         self._shared: dict[tuple[str, ...], dict[tuple[str, ...], RelMeta | None]] = {}
         # subject key -> its one shared tuple
@@ -136,6 +142,8 @@ class RelationshipIndex:
                 reverse[ukey] = holders + (rkey,) if len(holders) < _SMALL else {*holders, rkey}
         else:
             holders.add(rkey)
+        if rtype == stype and self.closure is not None:
+            self.closure.changed(rtype, rid, relation, sid, srel)
 
     def add_all(self, batch: Iterable[RelationshipFields]) -> None:
         """Insert relationships given as fields (a batch of :meth:`Datastore.iter_fields`)."""
@@ -193,6 +201,8 @@ class RelationshipIndex:
             if not holders:
                 del self.reverse[ukey]
                 self._forget(ukey)
+        if rel.resource_type == rel.subject_type and self.closure is not None:
+            self.closure.changed(rkey[0], rkey[1], rkey[2], rel.subject_id, rel.subject_relation)
 
     def _forget(self, ukey: UsersetKey) -> None:
         """Drop the shared key and bucket of a subject no relationship names any more, so a

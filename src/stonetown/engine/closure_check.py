@@ -1,0 +1,214 @@
+"""Check evaluations that answer recursive sets from the index's closures (engine/closure.py).
+
+Two shapes of relation are evaluated through a closure instead of one dispatch per hop:
+
+- a **nested set**, `member: user | team#member` (plain subjects and wildcards, and subject
+  sets of the relation itself only): is a plain subject in `team:g#member`? The teams it is
+  stored in directly (its reverse entry) plus what they are nested in (their closures) are
+  gathered once per run; then each team asked about is one set lookup;
+- an **ancestor arrow**, `view = viewer + edit + parent->view + org->view` (a union holding
+  one arrow back to itself over a tupleset admitting plain objects of its own type only, its
+  other operands never leading back to it): `view` on a folder is the union of the other
+  operands on the folder and on each of its ancestors, one loop over the closure instead of
+  a dispatch per level.
+
+Each falls back to the ordinary walk wherever the closure is not the whole story: no closure
+(an old revision, contextual relationships, the closure given up), a subject set, an edge
+with a caveat or an expiration that the walk would meet, or a chain that could reach the
+depth limit. So answers are the walk's: True where the walk finds a grant (a closure holds
+unconditional paths only), False where it explores everything and finds none. Depth: the
+closure is used only where every simple path through the graph stays under the limit, so a
+walk would not have raised either; ancestors are evaluated at the depth of their position in
+the closure (their distance, for a tree).
+"""
+
+from __future__ import annotations
+
+from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, EvalFn, Subject
+from stonetown.engine.closure import ARROW, SET, Graph, GraphKey
+from stonetown.engine.conditions import Result, any_of
+from stonetown.engine.reachability import evaluated_relations
+from stonetown.schema import ir
+
+_MISSING = object()
+_EMPTY: dict[object, object] = {}
+
+# the reach of a plain subject in a nested set: the sets holding it over unconditional
+# edges, and whether that is all of them (no metadata met on the way)
+Reach = tuple[set[str], bool]
+
+
+def wrap_with_closures(compiled: CompiledSchema) -> set[GraphKey]:
+    """Replace the evaluations of `compiled`'s nested sets and ancestor arrows with ones
+    answering from closures (falling back to the compiled walk); the graphs they read."""
+    graphs: set[GraphKey] = set()
+    for definition in compiled.schema.definitions.values():
+        for relation in definition.relations.values():
+            key = (definition.name, relation.name)
+            walk = compiled.functions.get(key)
+            if walk is None:
+                continue
+            shape = _nested_set(definition.name, relation)
+            if shape is not None:
+                compiled.functions[key] = _compile_member(key[0], key[1], *shape, walk)
+                graphs.add((SET, key[0], key[1]))
+                continue
+            tupleset = _ancestor_arrow(compiled, definition.name, relation)
+            if tupleset is not None:
+                before, after = compiled.compile_union_split(
+                    key[0], key[1], relation.rewrite, ("arrow", tupleset, key[1], "any")
+                )
+                compiled.functions[key] = _compile_ancestors(key[0], key[1], tupleset, before, after, walk)
+                graphs.add((ARROW, key[0], tupleset))
+    return graphs
+
+
+def _nested_set(rtype: str, relation: ir.Relation) -> tuple[frozenset[str], frozenset[str]] | None:
+    """(object types, wildcard types) of a relation storing plain subjects or wildcards and
+    subject sets of itself only; None for any other relation."""
+    rewrite = relation.rewrite
+    if relation.is_permission or not isinstance(rewrite, ir.This):
+        return None
+    objects = frozenset(a.type for a in rewrite.allowed if a.relation is None and not a.wildcard)
+    wildcards = frozenset(a.type for a in rewrite.allowed if a.wildcard)
+    usersets = {(a.type, a.relation) for a in rewrite.allowed if a.relation is not None}
+    if usersets != {(rtype, relation.name)} or not (objects or wildcards):
+        return None
+    return objects, wildcards
+
+
+def _ancestor_arrow(compiled: CompiledSchema, rtype: str, relation: ir.Relation) -> str | None:
+    """The tupleset of a permission that is a union with one arrow back to itself over a
+    tupleset of plain objects of its own type (`view = viewer + parent->view`), whose other
+    operands (as flattened, see CompiledSchema._flatten) never lead back to it; else None."""
+    if not isinstance(relation.rewrite, ir.Union):
+        return None
+    name = relation.name
+    leaves: dict[tuple[object, ...], tuple[int, ir.Rewrite, str]] = {}
+    compiled._flatten(rtype, name, relation.rewrite, {name}, leaves)
+    component = compiled._component.get((rtype, name))
+    recursive: list[str] = []
+    for _, node, _owner in leaves.values():
+        if isinstance(node, ir.TupleToUserset) and node.computed == name and node.mode == "any":
+            tupleset = compiled.schema.relation(rtype, node.tupleset)
+            if (
+                tupleset is not None
+                and not tupleset.is_permission
+                and tupleset.allowed
+                and all(a.type == rtype and a.relation is None and not a.wildcard for a in tupleset.allowed)
+            ):
+                recursive.append(node.tupleset)
+                continue
+        for edge in evaluated_relations(compiled.schema, rtype, node):
+            if edge == (rtype, name) or compiled._component.get(edge) == component:
+                return None  # another way back: the closure would not be the whole story
+    return recursive[0] if len(recursive) == 1 else None
+
+
+def _compile_member(
+    rtype: str, rel: str, object_types: frozenset[str], wildcard_types: frozenset[str], walk: EvalFn
+) -> EvalFn:
+    """A nested set (see :func:`_nested_set`) for a plain subject, from the closure."""
+    key: GraphKey = (SET, rtype, rel)
+
+    def member(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        closures = run.closure
+        if closures is None or subj[2]:
+            return walk(run, rid, subj, depth)
+        graph = closures.graph(key)
+        # past `longest` hops no simple path goes: the walk below rid cannot reach the limit
+        if graph is None or depth + graph.longest >= run.max_depth:
+            return walk(run, rid, subj, depth)
+        sets = run.closure_sets
+        if sets is None:
+            sets = run.closure_sets = {}
+        reach = sets.get((rtype, rel, subj))
+        if reach is None:
+            reach = sets[(rtype, rel, subj)] = _reach(run, graph, subj, object_types, wildcard_types)
+        if rid in reach[0]:
+            return True
+        if reach[1] and (not graph.conditional or rid not in graph.covered()):
+            return False
+        return walk(run, rid, subj, depth)
+
+    return member
+
+
+def _reach(
+    run: CheckRun, graph: Graph, subj: Subject, object_types: frozenset[str], wildcard_types: frozenset[str]
+) -> Reach:
+    """The sets of `graph` holding the plain subject `subj` over unconditional edges, and
+    whether no relationship with metadata could add to them."""
+    rtype, rel = graph.rtype, graph.relation
+    stype, sid = subj[0], subj[1]
+    exact = True
+    direct: list[str] = []
+    keys: list[tuple[tuple[str, str, str], tuple[str, str]]] = []
+    if stype in object_types:
+        held = run.held if subj is run.held_subject else run.held_by(subj)
+        keys.extend((key, (stype, sid)) for key in held if key[2] == rel and key[0] == rtype)
+    if stype in wildcard_types:
+        wild = run.reverse.get((stype, "*", ""), ())
+        keys.extend((key, (stype, "*")) for key in wild if key[2] == rel and key[0] == rtype)
+    for key, skey in keys:
+        meta = run.objects.get(key, _EMPTY).get(skey, _MISSING)
+        if meta is None:
+            direct.append(key[1])
+        elif meta is not _MISSING:
+            exact = False
+    found = set(direct)
+    up = graph.up
+    for node in direct:
+        closed = up.get(node)
+        if closed is not None:
+            found.update(closed)
+    if exact and graph.conditional:
+        exact = graph.tainted().isdisjoint(found)
+    return found, exact
+
+
+def _compile_ancestors(
+    rtype: str, rel: str, tupleset: str, before: EvalFn, after: EvalFn, walk: EvalFn
+) -> EvalFn:
+    """An ancestor arrow (see :func:`_ancestor_arrow`), from the closure: the union without
+    the arrow on the object and on each ancestor, in the walk's order for a tree: the
+    operands the union evaluates `before` the arrow going up (nearest ancestor first), then
+    those `after` it coming back down (from the farthest)."""
+    key: GraphKey = (ARROW, rtype, tupleset)
+
+    def ancestors(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        closures = run.closure
+        graph = closures.graph(key) if closures is not None else None
+        up = graph.up.get(rid) if graph is not None else None
+        if up is None or depth + len(up) >= run.max_depth:
+            return walk(run, rid, subj, depth)  # no ancestor, no closure, or near the limit
+        assert graph is not None
+        if graph.conditional and (rid in graph.tainted() or not graph.tainted().isdisjoint(up)):
+            return walk(run, rid, subj, depth)
+        stype, sid, srel = subj
+        # (object, depth its union is evaluated at); a cycle back to the object is left out
+        # (the walk cuts it: False)
+        chain = [(rid, depth)]
+        for hops, node in enumerate(up, 1):
+            if node != rid:
+                if srel == rel and sid == node and stype == rtype:
+                    return True  # the subject set is this ancestor's (as its dispatch answers)
+                chain.append((node, depth + hops))
+        result: Result = False
+        deferred: DepthExceeded | None = None
+        for part, nodes in ((before, chain), (after, reversed(chain))):
+            for node, at in nodes:
+                try:
+                    found = part(run, node, subj, at)
+                except DepthExceeded as exc:
+                    deferred = exc
+                    continue
+                if found is True:
+                    return True
+                if found is not False:
+                    result = any_of(result, found)
+        if deferred is not None:
+            raise deferred
+        return result
+
+    return ancestors
