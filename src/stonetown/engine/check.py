@@ -30,6 +30,9 @@ EvalFn = Callable[["CheckRun", str, Subject, int], Result]
 # evaluation it stands for dispatches nothing, raises nothing and reads no metadata (see
 # _refuter_of)
 Refuter = Callable[["CheckRun", str, Subject], bool]
+# A nested set's answer from a closure for a dispatch at the given depth, None when the
+# closure cannot give it (see closure_check.member_shortcut)
+Member = Callable[["CheckRun", str, Subject, int], "bool | None"]
 
 # Bounds on how far compilation inlines relations into one another, so that neither compiling
 # nor evaluating a long chain of permissions recurses down the chain: unions spliced into a
@@ -71,6 +74,13 @@ class CompiledSchema:
         self.inlinable = _inlinable_targets(schema)
         self.graph = _relation_graph(schema)
         self._refuters: dict[tuple[str, str], Refuter | None] = {}
+        # nested sets answered from the index's closures (engine/closure.py; not with OpenFGA's
+        # cycle handling, whose answers depend on the walk)
+        self._member_shortcuts: dict[tuple[str, str], Member] = {}
+        if not openfga_cycles:
+            from stonetown.engine.closure_check import member_shortcuts  # it imports this module
+
+            self._member_shortcuts = member_shortcuts(schema)
         # relations no walk leads back to: never on the stack twice, so their dispatches
         # skip the stack (no cycle can pass through them)
         self.acyclic = frozenset(self.graph.keys() - cyclic_nodes(self.graph))
@@ -98,11 +108,9 @@ class CompiledSchema:
             if shortcuts and _chain_shape(key[0], relation):
                 function = _compile_chain(key[0], key[1], relation.rewrite, function)
             self.functions[key] = function
-        # nested sets and ancestor arrows answered from the index's closures (engine/closure.py;
-        # not with OpenFGA's cycle handling, whose answers depend on the walk)
         self.closure_graphs: set[tuple[str, str, str]] = set()
         if not openfga_cycles:
-            from stonetown.engine.closure_check import wrap_with_closures  # it imports this module
+            from stonetown.engine.closure_check import wrap_with_closures
 
             self.closure_graphs = wrap_with_closures(self)
         # (function, whether it can be met again while evaluated) per relation: one lookup
@@ -165,9 +173,16 @@ class CompiledSchema:
                     out[target] = refute
         return out
 
+    def _members_of(self, targets: frozenset[tuple[str, str]]) -> dict[tuple[str, str], Member]:
+        """The nested sets among `targets` a closure can answer without a dispatch."""
+        shortcuts = self._member_shortcuts
+        return {target: shortcuts[target] for target in targets if target in shortcuts}
+
     def _compile(self, rtype: str, rel: str, node: ir.Rewrite) -> EvalFn:
         if isinstance(node, ir.This):
-            return _compile_this(rtype, rel, node, skips=self._skips(_allowed_sets(node.allowed)[2]))
+            usersets = _allowed_sets(node.allowed)[2]
+            skips, members = self._skips(usersets), self._members_of(usersets)
+            return _compile_this(rtype, rel, node, skips=skips, members=members)
         if isinstance(node, ir.ComputedUserset):
             target = node.relation
             key = (rtype, target)
@@ -353,8 +368,9 @@ class CompiledSchema:
                     compiled.append(function)
                 continue
             if key[0] in ("objects", "usersets"):
-                skips = self._skips(_allowed_sets(child.allowed)[2]) if key[0] == "usersets" else {}  # type: ignore[attr-defined]
-                compiled.append(_compile_this(rtype, owner, child, key[0], skips=skips))  # type: ignore[arg-type]
+                usersets = _allowed_sets(child.allowed)[2] if key[0] == "usersets" else frozenset()  # type: ignore[attr-defined]
+                skips, members = self._skips(usersets), self._members_of(usersets)
+                compiled.append(_compile_this(rtype, owner, child, key[0], skips=skips, members=members))  # type: ignore[arg-type]
             else:
                 compiled.append(self._compile(rtype, owner, child))
         return compiled, frozenset(names), split if split >= 0 else len(compiled)
@@ -610,6 +626,7 @@ def _compile_this(
     part: str = "all",
     itself: bool = False,
     skips: dict[tuple[str, str], Refuter] | None = None,
+    members: dict[tuple[str, str], Member] | None = None,
 ) -> EvalFn:
     """The relationships stored under `rtype#rel`: `part` "objects" looks up plain subjects
     and wildcards only, "usersets" walks subject sets only, "all" does both. `itself`: the
@@ -673,11 +690,17 @@ def _compile_this(
                         if refute is not None and refute(run, usid, subj):
                             _skipped(run, (ustype, usid, usrel, subj))
                             continue
-                    try:
-                        found = run.dispatch(ustype, usid, usrel, subj, depth)
-                    except DepthExceeded as exc:
-                        deferred = exc
+                    # a nested set answered by its closure, without a dispatch (closure_check)
+                    member = members.get((ustype, usrel)) if members and not srel else None
+                    found = member(run, usid, subj, depth) if member is not None else None
+                    if found is False:
                         continue
+                    if found is None:
+                        try:
+                            found = run.dispatch(ustype, usid, usrel, subj, depth)
+                        except DepthExceeded as exc:
+                            deferred = exc
+                            continue
                     if edge is not True:
                         found = all_of(edge, found)
                     if found is True:

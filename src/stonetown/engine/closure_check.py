@@ -24,7 +24,7 @@ the closure (their distance, for a tree).
 
 from __future__ import annotations
 
-from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, EvalFn, Subject
+from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, EvalFn, Member, Subject
 from stonetown.engine.closure import ARROW, SET, Graph, GraphKey
 from stonetown.engine.conditions import Result, any_of
 from stonetown.engine.reachability import evaluated_relations
@@ -48,9 +48,9 @@ def wrap_with_closures(compiled: CompiledSchema) -> set[GraphKey]:
             walk = compiled.functions.get(key)
             if walk is None:
                 continue
-            shape = _nested_set(definition.name, relation)
-            if shape is not None:
-                compiled.functions[key] = _compile_member(key[0], key[1], *shape, walk)
+            known = compiled._member_shortcuts.get(key)
+            if known is not None:
+                compiled.functions[key] = _compile_member(known, walk)
                 graphs.add((SET, key[0], key[1]))
                 continue
             tupleset = _ancestor_arrow(compiled, definition.name, relation)
@@ -105,20 +105,34 @@ def _ancestor_arrow(compiled: CompiledSchema, rtype: str, relation: ir.Relation)
     return recursive[0] if len(recursive) == 1 else None
 
 
-def _compile_member(
-    rtype: str, rel: str, object_types: frozenset[str], wildcard_types: frozenset[str], walk: EvalFn
-) -> EvalFn:
-    """A nested set (see :func:`_nested_set`) for a plain subject, from the closure."""
+def member_shortcuts(schema: ir.Schema) -> dict[tuple[str, str], Member]:
+    """The answer from a closure of each nested set of `schema` (see :func:`member_shortcut`)."""
+    out: dict[tuple[str, str], Member] = {}
+    for definition in schema.definitions.values():
+        for relation in definition.relations.values():
+            shape = _nested_set(definition.name, relation)
+            if shape is not None:
+                key = (definition.name, relation.name)
+                out[key] = member_shortcut(*key, *shape)
+    return out
+
+
+def member_shortcut(
+    rtype: str, rel: str, object_types: frozenset[str], wildcard_types: frozenset[str]
+) -> Member:
+    """Whether a plain subject is in the nested set `rtype:rid#rel` (see :func:`_nested_set`),
+    answered from the closure for a dispatch at `depth`: True or False as the walk would
+    answer, None when the closure is not the whole story (the walk must answer)."""
     key: GraphKey = (SET, rtype, rel)
 
-    def member(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+    def known(run: CheckRun, rid: str, subj: Subject, depth: int) -> bool | None:
         closures = run.closure
         if closures is None or subj[2]:
-            return walk(run, rid, subj, depth)
+            return None
         graph = closures.graph(key)
         # past `longest` hops no simple path goes: the walk below rid cannot reach the limit
-        if graph is None or depth + graph.longest >= run.max_depth:
-            return walk(run, rid, subj, depth)
+        if graph is None or depth + 1 + graph.longest >= run.max_depth:
+            return None
         sets = run.closure_sets
         if sets is None:
             sets = run.closure_sets = {}
@@ -129,7 +143,17 @@ def _compile_member(
             return True
         if reach[1] and (not graph.conditional or rid not in graph.covered()):
             return False
-        return walk(run, rid, subj, depth)
+        return None
+
+    return known
+
+
+def _compile_member(known: Member, walk: EvalFn) -> EvalFn:
+    """A nested set's evaluation: from the closure (`known`) where it can, else `walk`."""
+
+    def member(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        found = known(run, rid, subj, depth - 1)  # `depth` is one below its dispatch's
+        return walk(run, rid, subj, depth) if found is None else found
 
     return member
 
