@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, EvalFn, Member, Subject
 from stonetown.engine.closure import ARROW, SET, Graph, GraphKey
-from stonetown.engine.conditions import Result, any_of
+from stonetown.engine.conditions import Result, all_of, any_of, negate
 from stonetown.engine.reachability import evaluated_relations
 from stonetown.schema import ir
 
@@ -53,12 +53,22 @@ def wrap_with_closures(compiled: CompiledSchema) -> set[GraphKey]:
                 compiled.functions[key] = _compile_member(known, walk)
                 graphs.add((SET, key[0], key[1]))
                 continue
-            tupleset = _ancestor_arrow(compiled, definition.name, relation)
+            rewrite = relation.rewrite
+            union, subtract = (rewrite, None)
+            if isinstance(rewrite, ir.Exclusion):
+                union, subtract = rewrite.base, rewrite.subtract
+            tupleset = _ancestor_arrow(compiled, key[0], key[1], union, subtract)
             if tupleset is not None:
+                assert isinstance(union, ir.Union)  # see _ancestor_arrow
                 before, after = compiled.compile_union_split(
-                    key[0], key[1], relation.rewrite, ("arrow", tupleset, key[1], "any")
+                    key[0], key[1], union, ("arrow", tupleset, key[1], "any")
                 )
-                compiled.functions[key] = _compile_ancestors(key[0], key[1], tupleset, before, after, walk)
+                if subtract is None:
+                    function = _compile_ancestors(key[0], key[1], tupleset, before, after, walk)
+                else:
+                    minus = compiled._compile(key[0], key[1], subtract)
+                    function = _compile_chain_exclusion(key[0], key[1], tupleset, before, after, minus, walk)
+                compiled.functions[key] = function
                 graphs.add((ARROW, key[0], tupleset))
     return graphs
 
@@ -77,18 +87,22 @@ def _nested_set(rtype: str, relation: ir.Relation) -> tuple[frozenset[str], froz
     return objects, wildcards
 
 
-def _ancestor_arrow(compiled: CompiledSchema, rtype: str, relation: ir.Relation) -> str | None:
-    """The tupleset of a permission that is a union with one arrow back to itself over a
-    tupleset of plain objects of its own type (`view = viewer + parent->view`), whose other
-    operands (as flattened, see CompiledSchema._flatten) never lead back to it; else None."""
-    if not isinstance(relation.rewrite, ir.Union):
+def _ancestor_arrow(
+    compiled: CompiledSchema, rtype: str, name: str, union: ir.Rewrite, subtract: ir.Rewrite | None
+) -> str | None:
+    """The tupleset of a permission `union` or `union - subtract` whose union holds one arrow
+    back to itself over a tupleset of plain objects of its own type (`view = viewer +
+    parent->view`, `view = (viewer + parent->view) - blocked`), nothing else (the union's other
+    operands as flattened, see CompiledSchema._flatten, and `subtract`) leading back to it;
+    else None."""
+    if not isinstance(union, ir.Union):
         return None
-    name = relation.name
     leaves: dict[tuple[object, ...], tuple[int, ir.Rewrite, str]] = {}
-    compiled._flatten(rtype, name, relation.rewrite, {name}, leaves)
+    compiled._flatten(rtype, name, union, {name}, leaves)
     component = compiled._component.get((rtype, name))
     recursive: list[str] = []
-    for _, node, _owner in leaves.values():
+    others = [node for _, node, _owner in leaves.values()] + ([subtract] if subtract is not None else [])
+    for node in others:
         if isinstance(node, ir.TupleToUserset) and node.computed == name and node.mode == "any":
             tupleset = compiled.schema.relation(rtype, node.tupleset)
             if (
@@ -236,3 +250,82 @@ def _compile_ancestors(
         return result
 
     return ancestors
+
+
+def _compile_chain_exclusion(
+    rtype: str, rel: str, tupleset: str, before: EvalFn, after: EvalFn, subtract: EvalFn, walk: EvalFn
+) -> EvalFn:
+    """`(union) - subtract` whose union holds the ancestor arrow (see :func:`_ancestor_arrow`),
+    from the closure where the ancestors form one chain (each object has one parent, no
+    metadata): each level is `(before + <the level above> + after) - subtract`, evaluated in
+    the walk's order without a dispatch per level. Going up, `before` on each level until one
+    grants outright; coming down, the level above, `after`, then `subtract` where the union
+    is not False. A level whose evaluation went past the depth limit raises into the level
+    below it, which answers only if it grants without it (as the walk's union defers it)."""
+    key: GraphKey = (ARROW, rtype, tupleset)
+
+    def chain(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        closures = run.closure
+        graph = closures.graph(key) if closures is not None else None
+        up = graph.up.get(rid) if graph is not None else None
+        if up is None or depth + len(up) >= run.max_depth:
+            return walk(run, rid, subj, depth)
+        assert graph is not None
+        if graph.conditional and (rid in graph.tainted() or not graph.tainted().isdisjoint(up)):
+            return walk(run, rid, subj, depth)
+        objects = run.objects
+        nodes = [rid, *(node for node in up if node != rid)]
+        for node in nodes:
+            if len(objects.get((rtype, node, tupleset), ())) > 1:
+                return walk(run, rid, subj, depth)  # a branch: not one chain
+        stype, sid, srel = subj
+        firsts: list[Result] = []
+        errors: dict[int, DepthExceeded] = {}
+        above: Result = False  # the value of the level above the highest evaluated
+        for level, node in enumerate(nodes):
+            if level and srel == rel and sid == node and stype == rtype:
+                above = True  # the subject set is this ancestor's (as its dispatch answers)
+                break
+            try:
+                found = before(run, node, subj, depth + level)
+            except DepthExceeded as exc:
+                found, errors[level] = False, exc
+            firsts.append(found)
+            if found is True:
+                break
+        value, error = above, None
+        for level in range(len(firsts) - 1, -1, -1):
+            node, at = nodes[level], depth + level
+            union, failed = firsts[level], errors.get(level)
+            if union is not True:
+                if error is not None:
+                    failed = error  # the level above raised: deferred, as the walk's union does
+                else:
+                    union = any_of(union, value)
+                if union is not True:
+                    try:
+                        union = any_of(union, after(run, node, subj, at))
+                    except DepthExceeded as exc:
+                        failed = exc
+            if union is not True and failed is not None:
+                value, error = False, failed
+                continue
+            error = None
+            if union is False:
+                value = False
+                continue
+            marks = run.negations  # as a marked exclusion (check._compile_exclusion)
+            marks.append(len(run.stack))
+            try:
+                excluded = subtract(run, node, subj, at)
+            except DepthExceeded as exc:
+                value, error = False, exc
+                continue
+            finally:
+                marks.pop()
+            value = all_of(union, negate(excluded))
+        if error is not None:
+            raise error
+        return value
+
+    return chain
