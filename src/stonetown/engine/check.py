@@ -1150,7 +1150,7 @@ class CheckRun:
         self.racing = False
         # the closures of recursive sets (the head index only) and what they gave this run
         self.closure: Closures | None = getattr(index, "closure", None)
-        self.closure_sets: dict[tuple[str, str, Subject], tuple[set[str], bool]] | None = None
+        self.closure_sets: dict[tuple[str, str, Subject], object] | None = None
 
     def _cycle(self, key: tuple[str, str, str, Subject], rtype: str, rel: str) -> Result:
         """The value of a sub-problem met again while it is being evaluated.

@@ -33,9 +33,10 @@ from stonetown.schema import ir
 _MISSING = object()
 _EMPTY: dict[object, object] = {}
 
-# the reach of a plain subject in a nested set: the sets holding it over unconditional
-# edges, and whether that is all of them (no metadata met on the way)
-Reach = tuple[set[str], bool]
+# the reach of a plain subject in a nested set: the sets holding it directly without
+# metadata, each with its closure (a subject is in a few sets: a few tuples to look in, no
+# set built per run), and whether that is all (no metadata met on the way)
+Reach = tuple[tuple[tuple[str, tuple[str, ...]], ...], bool]
 
 
 def wrap_with_closures(compiled: CompiledSchema) -> set[GraphKey]:
@@ -141,9 +142,14 @@ def member_shortcut(
 
     def known(run: CheckRun, rid: str, subj: Subject, depth: int) -> bool | None:
         closures = run.closure
-        if closures is None or subj[2]:
-            return None
-        graph = closures.graph(key)
+        if closures is None or subj[2] or depth >= run.max_depth:
+            return None  # (at the limit the dispatch raises)
+        held = run.held if subj is run.held_subject else run.held_by(subj)
+        if subj[0] in object_types and (rtype, rid, rel) in held:
+            # stored directly, as the walk looks first: no closure needed
+            if run.objects.get((rtype, rid, rel), _EMPTY).get(subj[:2], _MISSING) is None:
+                return True
+        graph = closures.graphs.get(key) or closures.graph(key)
         # past `longest` hops no simple path goes: the walk below rid cannot reach the limit
         if graph is None or depth + 1 + graph.longest >= run.max_depth:
             return None
@@ -151,11 +157,18 @@ def member_shortcut(
         if sets is None:
             sets = run.closure_sets = {}
         reach = sets.get((rtype, rel, subj))
-        if reach is None:
+        if reach is None or reach.__class__ is str:
+            if reach is None or reach == rid:
+                if held.__class__ is not tuple:
+                    # a subject holding many relationships: its reach costs a scan of them all,
+                    # more than one walk; taken once a second set of this relation is asked
+                    sets[(rtype, rel, subj)] = rid
+                    return None
             reach = sets[(rtype, rel, subj)] = _reach(run, graph, subj, object_types, wildcard_types)
-        if rid in reach[0]:
-            return True
-        if reach[1] and (not graph.conditional or rid not in graph.covered()):
+        for node, closed in reach[0]:  # type: ignore[union-attr]
+            if rid == node or rid in closed:
+                return True
+        if reach[1] and (not graph.conditional or rid not in graph.covered()):  # type: ignore[index]
             return False
         return None
 
@@ -194,14 +207,11 @@ def _reach(
             direct.append(key[1])
         elif meta is not _MISSING:
             exact = False
-    found = set(direct)
     up = graph.up
-    for node in direct:
-        closed = up.get(node)
-        if closed is not None:
-            found.update(closed)
+    found = tuple((node, up.get(node, ())) for node in direct)
     if exact and graph.conditional:
-        exact = graph.tainted().isdisjoint(found)
+        tainted = graph.tainted()
+        exact = all(node not in tainted and tainted.isdisjoint(closed) for node, closed in found)
     return found, exact
 
 
