@@ -131,18 +131,19 @@ class Graph:
     def all_edges(self) -> Iterable[tuple[str, str, object]]:
         """Every edge of the graph in the index, (source, target, metadata): one scan."""
         t, r = self.rtype, self.relation
+        # the keys first (a comprehension over the whole map), then their buckets
         if self.kind == SET:
-            for (rt, target, rel), bucket in self._index.usersets.items():
-                if rel == r and rt == t:
-                    for (st, source, srel), meta in bucket.items():
-                        if srel == r and st == t:
-                            yield source, target, meta
+            usersets = self._index.usersets
+            for key in [key for key in usersets if key[2] == r and key[0] == t]:
+                for (st, source, srel), meta in usersets[key].items():
+                    if srel == r and st == t:
+                        yield source, key[1], meta
         else:
-            for (rt, source, rel), obucket in self._index.objects.items():
-                if rel == r and rt == t:
-                    for (st, target), meta in obucket.items():
-                        if st == t and target != "*":
-                            yield source, target, meta
+            objects = self._index.objects
+            for key in [key for key in objects if key[2] == r and key[0] == t]:
+                for (st, target), meta in objects[key].items():
+                    if st == t and target != "*":
+                        yield key[1], target, meta
 
     # ---- closures -------------------------------------------------------------------------
 
