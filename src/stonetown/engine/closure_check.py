@@ -215,6 +215,21 @@ def _reach(
     return found, exact
 
 
+def _usable_ancestors(run: CheckRun, key: GraphKey, rid: str, depth: int) -> tuple[str, ...] | None:
+    """The closure of `rid` in the graph `key` when it is the whole story for an evaluation at
+    `depth`: None without closures, without ancestors, near the depth limit, or where an edge
+    with metadata leaves `rid` or one of its ancestors (the walk follows it too)."""
+    closures = run.closure
+    graph = closures.graph(key) if closures is not None else None
+    up = graph.up.get(rid) if graph is not None else None
+    if up is None or depth + len(up) >= run.max_depth:
+        return None
+    assert graph is not None
+    if graph.conditional and (rid in graph.tainted() or not graph.tainted().isdisjoint(up)):
+        return None
+    return up
+
+
 def _compile_ancestors(
     rtype: str, rel: str, tupleset: str, before: EvalFn, after: EvalFn, walk: EvalFn
 ) -> EvalFn:
@@ -225,13 +240,8 @@ def _compile_ancestors(
     key: GraphKey = (ARROW, rtype, tupleset)
 
     def ancestors(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
-        closures = run.closure
-        graph = closures.graph(key) if closures is not None else None
-        up = graph.up.get(rid) if graph is not None else None
-        if up is None or depth + len(up) >= run.max_depth:
-            return walk(run, rid, subj, depth)  # no ancestor, no closure, or near the limit
-        assert graph is not None
-        if graph.conditional and (rid in graph.tainted() or not graph.tainted().isdisjoint(up)):
+        up = _usable_ancestors(run, key, rid, depth)
+        if up is None:
             return walk(run, rid, subj, depth)
         stype, sid, srel = subj
         # (object, depth its union is evaluated at); a cycle back to the object is left out
@@ -275,13 +285,8 @@ def _compile_chain_exclusion(
     key: GraphKey = (ARROW, rtype, tupleset)
 
     def chain(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
-        closures = run.closure
-        graph = closures.graph(key) if closures is not None else None
-        up = graph.up.get(rid) if graph is not None else None
-        if up is None or depth + len(up) >= run.max_depth:
-            return walk(run, rid, subj, depth)
-        assert graph is not None
-        if graph.conditional and (rid in graph.tainted() or not graph.tainted().isdisjoint(up)):
+        up = _usable_ancestors(run, key, rid, depth)
+        if up is None:
             return walk(run, rid, subj, depth)
         objects = run.objects
         nodes = [rid, *(node for node in up if node != rid)]
