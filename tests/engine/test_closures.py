@@ -258,6 +258,22 @@ def test_closure_is_one_lookup_for_nested_teams_and_ancestors() -> None:
     # the walk dispatches view on each of the 21 folders; the closure once, plus t20's lookup
     assert calls.count(("folder", "view")) == 21
     assert with_closure <= 3
+    # a per-level exclusion up the same chain: one dispatch too, and a block half-way denies
+    index.closure = Closures(index)
+    CheckRun.dispatch = counting  # type: ignore[method-assign,assignment]
+
+    def guarded(folder: str) -> object:
+        return CheckRun(compiled, index, 50).dispatch("folder", folder, "guarded", ("user", "ana", ""), 0)
+
+    try:
+        calls.clear()
+        assert guarded("f0") is True
+        assert calls.count(("folder", "guarded")) == 1
+        index.add(Relationship("folder", "f7", "blocked", "team", "t3", "member"))
+        assert guarded("f0") is False
+        assert guarded("f8") is True
+    finally:
+        CheckRun.dispatch = original  # type: ignore[method-assign]
     # deleting a link in the middle takes the top out of reach, as in the walk
     index.closure = Closures(index)
     index.closure.prepare(compiled.closure_graphs)
