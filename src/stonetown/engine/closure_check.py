@@ -30,6 +30,9 @@ from stonetown.engine.conditions import Result, all_of, any_of, negate
 from stonetown.engine.reachability import evaluated_relations
 from stonetown.schema import ir
 
+# a subject storing more relationships than this has its reach in a nested set built only
+# when a run asks about a second set (a scan of them costs more than one walk down a chain)
+SCAN_LIMIT = 64
 _MISSING = object()
 _EMPTY: dict[object, object] = {}
 
@@ -159,7 +162,7 @@ def member_shortcut(
         reach = sets.get((rtype, rel, subj))
         if reach is None or reach.__class__ is str:
             if reach is None or reach == rid:
-                if held.__class__ is not tuple:
+                if len(held) > SCAN_LIMIT:
                     # a subject holding many relationships: its reach costs a scan of them all,
                     # more than one walk; taken once a second set of this relation is asked
                     sets[(rtype, rel, subj)] = rid
