@@ -243,6 +243,14 @@ def _compile_ancestors(
     key: GraphKey = (ARROW, rtype, tupleset)
 
     def ancestors(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        result: Result = False
+        deferred: DepthExceeded | None = None
+        try:
+            result = before(run, rid, subj, depth)
+        except DepthExceeded as exc:
+            deferred = exc
+        if result is True:
+            return True  # (a grant on the object itself needs no closure)
         up = _usable_ancestors(run, key, rid, depth)
         if up is None:
             return walk(run, rid, subj, depth)
@@ -255,9 +263,7 @@ def _compile_ancestors(
                 if srel == rel and sid == node and stype == rtype:
                     return True  # the subject set is this ancestor's (as its dispatch answers)
                 chain.append((node, depth + hops))
-        result: Result = False
-        deferred: DepthExceeded | None = None
-        for part, nodes in ((before, chain), (after, reversed(chain))):
+        for part, nodes in ((before, chain[1:]), (after, reversed(chain))):
             for node, at in nodes:
                 try:
                     found = part(run, node, subj, at)
@@ -288,29 +294,40 @@ def _compile_chain_exclusion(
     key: GraphKey = (ARROW, rtype, tupleset)
 
     def chain(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
-        up = _usable_ancestors(run, key, rid, depth)
-        if up is None:
-            return walk(run, rid, subj, depth)
-        objects = run.objects
-        nodes = [rid, *(node for node in up if node != rid)]
-        for node in nodes:
-            if len(objects.get((rtype, node, tupleset), ())) > 1:
-                return walk(run, rid, subj, depth)  # a branch: not one chain
-        stype, sid, srel = subj
-        firsts: list[Result] = []
         errors: dict[int, DepthExceeded] = {}
+        try:
+            found = before(run, rid, subj, depth)
+        except DepthExceeded as exc:
+            found, errors[0] = False, exc
+        nodes, firsts = [rid], [found]
         above: Result = False  # the value of the level above the highest evaluated
-        for level, node in enumerate(nodes):
-            if level and srel == rel and sid == node and stype == rtype:
-                above = True  # the subject set is this ancestor's (as its dispatch answers)
-                break
-            try:
-                found = before(run, node, subj, depth + level)
-            except DepthExceeded as exc:
-                found, errors[level] = False, exc
-            firsts.append(found)
-            if found is True:
-                break
+        if found is not True:  # (a grant on the object itself needs no closure)
+            up = _usable_ancestors(run, key, rid, depth)
+            if up is None:
+                return walk(run, rid, subj, depth)
+            objects = run.objects
+            stype, sid, srel = subj
+            node, level = rid, 0
+            # the top's parents, if any, are on the walk's stack: cut, False
+            for following in up:
+                if len(objects.get((rtype, node, tupleset), ())) > 1:
+                    # a branch (looked at only when going past it): not one chain; what was
+                    # evaluated is in the memo
+                    return walk(run, rid, subj, depth)
+                if following == rid:
+                    break  # back to the object: a cycle the walk cuts (False)
+                if srel == rel and sid == following and stype == rtype:
+                    above = True  # the subject set is this ancestor's (as its dispatch answers)
+                    break
+                node, level = following, level + 1
+                try:
+                    found = before(run, node, subj, depth + level)
+                except DepthExceeded as exc:
+                    found, errors[level] = False, exc
+                nodes.append(node)
+                firsts.append(found)
+                if found is True:
+                    break
         value, error = above, None
         for level in range(len(firsts) - 1, -1, -1):
             node, at = nodes[level], depth + level
