@@ -149,10 +149,12 @@ class Graph:
 
     def build(self) -> None:
         """Every closure, from the index (one scan, then one walk per node with an edge)."""
-        nodes: set[str] = set()
+        # in the index's order (objects are mostly written parents first: their closures are
+        # then there to reuse, see _reach)
+        nodes: dict[str, None] = {}
         for source, target, meta in self.all_edges():
             if meta is None:
-                nodes.add(source)
+                nodes[source] = None
             else:
                 self.conditional.add((source, target))
         for node in nodes:
@@ -160,8 +162,19 @@ class Graph:
 
     def _reach(self, node: str) -> tuple[str, ...]:
         """The nodes reachable from `node` over unconditional edges, nearest first."""
+        targets = self.targets(node)
+        if len(targets) == 1:
+            # one target whose closure is kept (complete): it and what it reaches (a tree's
+            # common case, no walk)
+            closed = self.up.get(targets[0])
+            if closed is not None and targets[0] != node:
+                first = targets[0]  # nearest first: a chain's order (closure_check relies on it)
+                reach = (first, *(n for n in closed if n != first)) if first in closed else (first, *closed)
+                if len(reach) > MAX_REACH:
+                    raise GiveUp
+                return reach
         seen: dict[str, None] = {}
-        todo = deque(self.targets(node))
+        todo = deque(targets)
         while todo:
             current = todo.popleft()
             if current in seen:
