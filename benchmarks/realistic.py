@@ -27,16 +27,18 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks import realistic_grpc
-from benchmarks.common import bulk_import, results_dir, rss_bytes, summarize, write_result
+from benchmarks.common import Latency, bulk_import, results_dir, rss_bytes, summarize, write_result
 from benchmarks.dataset import size_label
-from benchmarks.inprocess import _time_each, _time_each_async
+from benchmarks.inprocess import _time_each_async
 from benchmarks.realistic_data import ShapeData, generate
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.check import CheckRun
+from stonetown.engine.closure import Closures
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import CheckRequest, Consistency
 from stonetown.stores.sqlite import SqliteDatastore
@@ -121,15 +123,25 @@ async def _measure_system(
     def core(c: tuple[str, str, str, str, str, str, bool]) -> object:
         return CheckRun(compiled, index, 50).dispatch(c[0], c[1], c[2], (c[3], c[4], c[5]), 0)
 
+    closures = index.closure
+    out["closures"] = _closure_figures(index, compiled.closure_graphs)
     wrong: dict[str, int] = {}
+    walk_wrong: dict[str, int] = {}
     for kind, items in data.checks.items():
         if not items:
             continue
         wrong[kind] = sum(1 for c in items if (core(c) is True) != c[6])
-        work[f"check_core/{kind}"] = _time_each(items, core, budget / 2).as_dict() | {"expected": items[0][6]}
+        index.closure = None
+        walk_wrong[kind] = sum(1 for c in items if (core(c) is True) != c[6])
+        index.closure = closures
+        with_closure, walk = _time_paired(items, core, index, budget / 2)
+        work[f"check_core/{kind}"] = with_closure.as_dict() | {"expected": items[0][6]}
+        work[f"check_walk/{kind}"] = walk.as_dict()
     mix = data.mixed_checks(20_000)
-    work["check_core/mix"] = _time_each(mix, core, budget).as_dict()
+    with_closure, walk = _time_paired(mix, core, index, budget)
+    work["check_core/mix"], work["check_walk/mix"] = with_closure.as_dict(), walk.as_dict()
     out["check_answers_wrong"] = wrong
+    out["check_answers_wrong_without_closures"] = walk_wrong
     latest = Consistency.minimize_latency()
     cache = getattr(system, "check_cache", None)
     bulks = [
@@ -185,6 +197,56 @@ async def _measure_system(
             work[f"{name}/{n}"] = row
     out["answers"] = answers
     return out
+
+
+def _time_paired(
+    items: list[Any], op: Callable[[Any], object], index: Any, budget: float
+) -> tuple[Latency, Latency]:
+    """`op` on each item (cycling) with the index's closures and without (the walk), the
+    two interleaved op by op so both meet the same machine load: (with, without)."""
+    closures = index.closure
+    clock = time.perf_counter_ns
+    kept: list[int] = []
+    walked: list[int] = []
+    start = time.perf_counter()
+    deadline = start + 2 * budget
+    i, n = 0, len(items)
+    try:
+        while i < 100_000 and (i < n or time.perf_counter() < deadline):
+            item = items[i % n]
+            # which goes first alternates: the second meets the item's data in the CPU caches
+            for closure, samples in ((closures, kept), (None, walked))[:: 1 if i % 2 else -1]:
+                index.closure = closure
+                t0 = clock()
+                op(item)
+                samples.append(clock() - t0)
+            i += 1
+    finally:
+        index.closure = closures
+    seconds = (time.perf_counter() - start) / 2
+    return summarize(kept, seconds), summarize(walked, seconds)
+
+
+def _closure_figures(index: Any, graphs: set[tuple[str, str, str]]) -> dict[str, Any]:
+    """What the closures of recursive sets cost: memory (bytes of their dicts and tuples per
+    relationship of the index), a fresh build's time, and each graph's size."""
+    closures = index.closure
+    if closures is None:
+        return {"enabled": False}
+    t0 = time.perf_counter()
+    Closures(index).prepare(graphs)
+    build = time.perf_counter() - t0
+    nbytes = closures.nbytes()
+    return {
+        "bytes": nbytes,
+        "bytes_per_relationship": round(nbytes / max(index.count, 1), 2),
+        "build_seconds": round(build, 3),
+        "given_up": sorted(":".join(k) for k in closures.given_up),
+        "graphs": {
+            ":".join(key): {"nodes": len(g.up), "entries": g.size, "longest": g.longest}
+            for key, g in closures.graphs.items()
+        },
+    }
 
 
 def spicedb_python() -> tuple[str, str] | None:
@@ -320,6 +382,12 @@ def print_summary(result: dict[str, Any]) -> None:
         f"{inproc['index_bytes_per_relationship']} B/rel, "
         f"wrong answers {sum(inproc['check_answers_wrong'].values())}"
     )
+    closures = inproc.get("closures", {})
+    if closures.get("graphs") is not None:
+        print(
+            f"closures: {closures['bytes_per_relationship']} B/rel, build {closures['build_seconds']} s, "
+            f"graphs {closures['graphs']}, given up {closures['given_up']}"
+        )
     spice = result.get("spicedb", {})
     print(
         f"{'workload':28} {'p50 us':>10} {'p90 us':>10} {'p99 us':>10} {'results':>8} {'SpiceDB p50 us':>15}"

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from stonetown.core.errors import ResourceExhausted
+from stonetown.engine.closure import Closures
 from stonetown.engine.conditions import UNKNOWN, CaveatLeaf, Result, all_of, any_of, negate
 from stonetown.engine.cycle_race import CycleRace
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
@@ -29,6 +30,9 @@ EvalFn = Callable[["CheckRun", str, Subject, int], Result]
 # evaluation it stands for dispatches nothing, raises nothing and reads no metadata (see
 # _refuter_of)
 Refuter = Callable[["CheckRun", str, Subject], bool]
+# A nested set's answer from a closure for a dispatch at the given depth, None when the
+# closure cannot give it (see closure_check.member_shortcut)
+Member = Callable[["CheckRun", str, Subject, int], "bool | None"]
 
 # Bounds on how far compilation inlines relations into one another, so that neither compiling
 # nor evaluating a long chain of permissions recurses down the chain: unions spliced into a
@@ -70,6 +74,13 @@ class CompiledSchema:
         self.inlinable = _inlinable_targets(schema)
         self.graph = _relation_graph(schema)
         self._refuters: dict[tuple[str, str], Refuter | None] = {}
+        # nested sets answered from the index's closures (engine/closure.py; not with OpenFGA's
+        # cycle handling, whose answers depend on the walk)
+        self._member_shortcuts: dict[tuple[str, str], Member] = {}
+        if not openfga_cycles:
+            from stonetown.engine.closure_check import member_shortcuts  # it imports this module
+
+            self._member_shortcuts = member_shortcuts(schema)
         # relations no walk leads back to: never on the stack twice, so their dispatches
         # skip the stack (no cycle can pass through them)
         self.acyclic = frozenset(self.graph.keys() - cyclic_nodes(self.graph))
@@ -97,6 +108,11 @@ class CompiledSchema:
             if shortcuts and _chain_shape(key[0], relation):
                 function = _compile_chain(key[0], key[1], relation.rewrite, function)
             self.functions[key] = function
+        self.closure_graphs: set[tuple[str, str, str]] = set()
+        if not openfga_cycles:
+            from stonetown.engine.closure_check import wrap_with_closures
+
+            self.closure_graphs = wrap_with_closures(self)
         # (function, whether it can be met again while evaluated) per relation: one lookup
         # per dispatch
         self.plans: dict[tuple[str, str], tuple[EvalFn, bool]] = {
@@ -157,9 +173,16 @@ class CompiledSchema:
                     out[target] = refute
         return out
 
+    def _members_of(self, targets: frozenset[tuple[str, str]]) -> dict[tuple[str, str], Member]:
+        """The nested sets among `targets` a closure can answer without a dispatch."""
+        shortcuts = self._member_shortcuts
+        return {target: shortcuts[target] for target in targets if target in shortcuts}
+
     def _compile(self, rtype: str, rel: str, node: ir.Rewrite) -> EvalFn:
         if isinstance(node, ir.This):
-            return _compile_this(rtype, rel, node, skips=self._skips(_allowed_sets(node.allowed)[2]))
+            usersets = _allowed_sets(node.allowed)[2]
+            skips, members = self._skips(usersets), self._members_of(usersets)
+            return _compile_this(rtype, rel, node, skips=skips, members=members)
         if isinstance(node, ir.ComputedUserset):
             target = node.relation
             key = (rtype, target)
@@ -290,9 +313,29 @@ class CompiledSchema:
                 return False
         return True
 
+    def compile_union_split(
+        self, rtype: str, rel: str, node: ir.Union, leaf: tuple[object, ...]
+    ) -> tuple[EvalFn, EvalFn]:
+        """The union `node` of `rtype#rel` as :meth:`_compile_flat_union` compiles it, less
+        its operand `leaf` (a key of :meth:`_flatten`), as two unions: the operands it
+        evaluates before `leaf` and those after (what an ancestor arrow evaluates on each
+        ancestor, in the walk's order: engine/closure_check.py)."""
+        operands, names, split = self._flat_union_operands(rtype, rel, node, False, leaf)
+        return _compile_union(tuple(operands[:split]), names, rtype), _compile_union(
+            tuple(operands[split:]), names, rtype
+        )
+
     def _compile_flat_union(self, rtype: str, rel: str, node: ir.Union, itself: bool = False) -> EvalFn:
         """A union, flattened (see :meth:`_flatten`), arrows that another arrow of the union
         subsumes dropped. `itself`: a subject set naming `rel` on the object is a member."""
+        operands, names, _ = self._flat_union_operands(rtype, rel, node, itself)
+        return _compile_union(tuple(operands), names, rtype)
+
+    def _flat_union_operands(
+        self, rtype: str, rel: str, node: ir.Union, itself: bool, without: tuple[object, ...] = ()
+    ) -> tuple[list[EvalFn], frozenset[str], int]:
+        """The compiled operands of :meth:`_compile_flat_union`, the names of the relations
+        it inlines, and where the operand `without` (left out) stood among them."""
         names: set[str] = {rel} if itself else set()
         leaves: dict[tuple[object, ...], tuple[int, ir.Rewrite, str]] = {}
         self._flatten(rtype, rel, node, names, leaves)
@@ -307,6 +350,7 @@ class CompiledSchema:
             ):
                 del leaves[key]
         compiled: list[EvalFn] = []
+        split = -1
         # The direct lookups of plain subjects, all in one closure, then the other operands
         # cheapest first: a direct lookup often decides the union before any walk. The
         # answer does not depend on the order.
@@ -316,6 +360,9 @@ class CompiledSchema:
         if len(direct) > 1:
             compiled.append(_compile_objects(rtype, direct))  # type: ignore[arg-type]
         for key, (_, child, owner) in ordered:
+            if key == without:
+                split = len(compiled)
+                continue
             if key[0] == "objects" and len(direct) > 1:
                 continue
             if key in factored:
@@ -324,11 +371,12 @@ class CompiledSchema:
                     compiled.append(function)
                 continue
             if key[0] in ("objects", "usersets"):
-                skips = self._skips(_allowed_sets(child.allowed)[2]) if key[0] == "usersets" else {}  # type: ignore[attr-defined]
-                compiled.append(_compile_this(rtype, owner, child, key[0], skips=skips))  # type: ignore[arg-type]
+                usersets = _allowed_sets(child.allowed)[2] if key[0] == "usersets" else frozenset()  # type: ignore[attr-defined]
+                skips, members = self._skips(usersets), self._members_of(usersets)
+                compiled.append(_compile_this(rtype, owner, child, key[0], skips=skips, members=members))  # type: ignore[arg-type]
             else:
                 compiled.append(self._compile(rtype, owner, child))
-        return _compile_union(tuple(compiled), frozenset(names), rtype)
+        return compiled, frozenset(names), split if split >= 0 else len(compiled)
 
     def _flag(self, rtype: str, node: ir.Rewrite) -> bool:
         """Whether `node` names a relation of `rtype` storing plain subjects or wildcards
@@ -581,6 +629,7 @@ def _compile_this(
     part: str = "all",
     itself: bool = False,
     skips: dict[tuple[str, str], Refuter] | None = None,
+    members: dict[tuple[str, str], Member] | None = None,
 ) -> EvalFn:
     """The relationships stored under `rtype#rel`: `part` "objects" looks up plain subjects
     and wildcards only, "usersets" walks subject sets only, "all" does both. `itself`: the
@@ -644,11 +693,17 @@ def _compile_this(
                         if refute is not None and refute(run, usid, subj):
                             _skipped(run, (ustype, usid, usrel, subj))
                             continue
-                    try:
-                        found = run.dispatch(ustype, usid, usrel, subj, depth)
-                    except DepthExceeded as exc:
-                        deferred = exc
+                    # a nested set answered by its closure, without a dispatch (closure_check)
+                    member = members.get((ustype, usrel)) if members and not srel else None
+                    found = member(run, usid, subj, depth) if member is not None else None
+                    if found is False:
                         continue
+                    if found is None:
+                        try:
+                            found = run.dispatch(ustype, usid, usrel, subj, depth)
+                        except DepthExceeded as exc:
+                            deferred = exc
+                            continue
                     if edge is not True:
                         found = all_of(edge, found)
                     if found is True:
@@ -1066,6 +1121,8 @@ class CheckRun:
         "held",
         "wild",
         "negations",
+        "closure",
+        "closure_sets",
     )
 
     def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
@@ -1094,6 +1151,9 @@ class CheckRun:
         self.budget = CHECK_EVERY  # dispatches left before the next look at the deadline
         self.race = compiled.race if compiled.race is not None and compiled.race.prone else None
         self.racing = False
+        # the closures of recursive sets (the head index only) and what they gave this run
+        self.closure: Closures | None = getattr(index, "closure", None)
+        self.closure_sets: dict[tuple[str, str, Subject], object] | None = None
 
     def _cycle(self, key: tuple[str, str, str, Subject], rtype: str, rel: str) -> Result:
         """The value of a sub-problem met again while it is being evaluated.

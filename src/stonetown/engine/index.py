@@ -28,9 +28,13 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 from stonetown.engine.datastore import Change, ChangeOp, RelationshipFields
+
+if TYPE_CHECKING:
+    from stonetown.engine.closure import Closures
 
 ResourceKey = tuple[str, str, str]
 ObjectKey = tuple[str, str]
@@ -72,7 +76,9 @@ def meta_of(rel: Relationship) -> RelMeta | None:
 class RelationshipIndex:
     """Forward and reverse maps of the live relationships at :attr:`revision`."""
 
-    __slots__ = ("objects", "usersets", "reverse", "revision", "count", "_shared", "_keys", "_ids", "_last")
+    __slots__ = (
+        "objects", "usersets", "reverse", "revision", "count", "closure", "_shared", "_keys", "_ids", "_last"
+    )
 
     def __init__(self, revision: int = 0) -> None:
         self.objects: dict[ResourceKey, dict[ObjectKey, RelMeta | None]] = {}
@@ -80,6 +86,8 @@ class RelationshipIndex:
         self.reverse: dict[UsersetKey, tuple[ResourceKey, ...] | dict[ResourceKey, None]] = {}
         self.revision = revision
         self.count = 0
+        # the closures of recursive sets, on the head index only (engine/closure.py)
+        self.closure: Closures | None = None
         # subject key -> the shared single-entry bucket {subject key: None}
         self._shared: dict[tuple[str, ...], dict[tuple[str, ...], RelMeta | None]] = {}
         # subject key -> its one shared tuple
@@ -191,6 +199,8 @@ class RelationshipIndex:
                 reverse[ukey] = holders + (rkey,)
             else:
                 reverse[ukey] = dict.fromkeys((*holders, rkey))
+        if stype == rkey[0] and self.closure is not None:
+            self.closure.changed(rkey[0], rkey[1], rkey[2], sid, srel)
 
     def _owned(
         self,
@@ -241,6 +251,8 @@ class RelationshipIndex:
             if not holders:
                 del self.reverse[ukey]
                 self._forget(ukey)
+        if rel.resource_type == rel.subject_type and self.closure is not None:
+            self.closure.changed(rkey[0], rkey[1], rkey[2], rel.subject_id, rel.subject_relation)
 
     def _forget(self, ukey: UsersetKey) -> None:
         """Drop the shared key and bucket of a subject no relationship names any more, so a

@@ -39,6 +39,7 @@ from stonetown.engine.cel_runtime import EvaluationBudget, EvaluationCancelled
 from stonetown.engine.change_feed import MAX_WATCHERS, ChangeFeed
 from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.check_cache import CheckCache, CheckKey
+from stonetown.engine.closure import Closures
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.cooperative import Pause, resumable
 from stonetown.engine.datastore import (
@@ -320,6 +321,8 @@ class PermissionSystem:
         state = await self._state_for(stored) if stored is not None else None
         index = await _load_index(self.store, head)
         self.index, self.state = index, state
+        if state is not None and index.closure is not None:
+            index.closure.prepare(state.compiled.closure_graphs)  # not on the first checks
 
     async def _poll(self) -> None:
         assert self.poll_interval is not None
@@ -1134,6 +1137,7 @@ async def _load_index(store: Datastore, revision: int) -> RelationshipIndex:
     load (a full collection was pending) nor later collections traverse it.
     """
     index = RelationshipIndex(revision)
+    index.closure = Closures(index)  # the head index keeps closures of recursive sets
     with cyclic_gc_paused():
         async for batch in store.iter_fields(revision):
             index.add_all(batch)

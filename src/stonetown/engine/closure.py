@@ -1,0 +1,322 @@
+"""Transitive closures of recursive sets, kept up to date with the index (Zanzibar's Leopard).
+
+Two kinds of relationship lead from an object to another object of the same type, and a walk
+follows chains of them one dispatch per hop:
+
+- a **set** edge stores a subject set of the relation itself, `team:a#member@team:b#member`
+  (team b nested in team a): the graph (``SET``, "team", "member") has the edge b -> a;
+- an **arrow** edge stores a plain object of the resource's own type, `folder:x#parent@folder:y`
+  (the tupleset of a `parent->view` arrow): the graph (``ARROW``, "folder", "parent") has the
+  edge x -> y.
+
+For each graph a check uses, :class:`Graph` keeps `up[x]`: every node reachable from x over
+*unconditional* edges (neither caveat nor expiration), nearest first: the teams a team is
+transitively nested in, the ancestors of a folder. A nested membership is then one set
+lookup, a folder's ancestors one loop. Edges with metadata never enter a closure; the check
+code falls back to the ordinary walk wherever one could matter (see :meth:`Graph.tainted`
+and :meth:`Graph.covered`), so answers are exactly the walk's.
+
+Consistency: the head :class:`~stonetown.engine.index.RelationshipIndex` owns one
+:class:`Closures` and tells it of every change to a self edge in the same synchronous call
+that changes the index, and evaluation never awaits: a check sees closures of exactly its
+revision. Older revisions (:mod:`stonetown.engine.store_snapshot`) and per-request overlays
+(contextual relationships) have none and always walk.
+
+When it pays: a graph is built only once a compiled schema asks for it (the first check that
+needs it, or :meth:`Closures.prepare` at load), and only nodes with an unconditional edge
+have an entry (a tuple of their reachable nodes, sharing the index's interned strings). A
+graph whose closures grow past :data:`MAX_REACH` nodes (or :data:`MEAN_REACH` on average),
+or where one write would touch more than :data:`MAX_AFFECTED` nodes, is given up (dropped,
+walked as before) until the index is rebuilt: bounded memory and work per write, whatever
+the data.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stonetown.engine.index import RelationshipIndex
+
+SET = "set"
+ARROW = "arrow"
+GraphKey = tuple[str, str, str]  # (SET or ARROW, object type, relation)
+
+# a node's closure beyond this many nodes gives the graph up (memory: 8 bytes a node)
+MAX_REACH = 256
+# closures holding more than this many nodes on average give the graph up (dense graphs:
+# a closure would cost more memory than it saves walking)
+MEAN_REACH = 32
+# one write re-closing more nodes than this gives the graph up (bounded work per write)
+MAX_AFFECTED = 20_000
+
+_ABSENT = object()
+
+
+class GiveUp(Exception):
+    """A graph outgrew its bounds: it is dropped and walked as before."""
+
+
+class Graph:
+    """The closure of one kind of self edge (see the module docstring) over unconditional
+    edges, read from and kept in step with `index`."""
+
+    __slots__ = (
+        "kind",
+        "rtype",
+        "relation",
+        "up",
+        "size",
+        "conditional",
+        "longest",
+        "_index",
+        "_covered",
+        "_tainted",
+    )
+
+    def __init__(self, index: RelationshipIndex, key: GraphKey) -> None:
+        self.kind, self.rtype, self.relation = key
+        self._index = index
+        # node -> the nodes reachable from it over unconditional edges, nearest first
+        self.up: dict[str, tuple[str, ...]] = {}
+        self.size = 0  # the nodes all closures hold together
+        # edges (source, target) with a caveat or an expiration
+        self.conditional: set[tuple[str, str]] = set()
+        # an upper bound of every closure's size, so of any simple path's length (never lowered)
+        self.longest = 0
+        self._covered: frozenset[str] | None = None
+        self._tainted: frozenset[str] | None = None
+
+    # ---- the edges, as the index holds them ----------------------------------------------
+
+    def edge_meta(self, source: str, target: str) -> object:
+        """The metadata of the edge source -> target: None (plain), a RelMeta, or _ABSENT."""
+        t, r = self.rtype, self.relation
+        if self.kind == SET:
+            return self._index.usersets.get((t, target, r), {}).get((t, source, r), _ABSENT)
+        return self._index.objects.get((t, source, r), {}).get((t, target), _ABSENT)
+
+    def targets(self, node: str) -> list[str]:
+        """The nodes `node` has an unconditional edge to."""
+        t, r = self.rtype, self.relation
+        if self.kind == SET:
+            index, skey = self._index, (t, node, r)
+            return [
+                key[1]
+                for key in index.reverse.get(skey, ())
+                if key[2] == r and key[0] == t and index.usersets.get(key, {}).get(skey, _ABSENT) is None
+            ]
+        bucket = self._index.objects.get((t, node, r))
+        if not bucket:
+            return []
+        return [sid for (st, sid), meta in bucket.items() if meta is None and st == t and sid != "*"]
+
+    def sources(self, node: str) -> list[str]:
+        """The nodes with an unconditional edge to `node`."""
+        t, r = self.rtype, self.relation
+        if self.kind == SET:
+            bucket = self._index.usersets.get((t, node, r))
+            if not bucket:
+                return []
+            return [sid for (st, sid, srel), meta in bucket.items() if meta is None and srel == r and st == t]
+        index, skey = self._index, (t, node)
+        return [
+            key[1]
+            for key in index.reverse.get((t, node, ""), ())
+            if key[2] == r and key[0] == t and index.objects.get(key, {}).get(skey, _ABSENT) is None
+        ]
+
+    def all_edges(self) -> Iterable[tuple[str, str, object]]:
+        """Every edge of the graph in the index, (source, target, metadata): one scan."""
+        t, r = self.rtype, self.relation
+        # the keys first (a comprehension over the whole map), then their buckets
+        if self.kind == SET:
+            usersets = self._index.usersets
+            for key in [key for key in usersets if key[2] == r and key[0] == t]:
+                for (st, source, srel), meta in usersets[key].items():
+                    if srel == r and st == t:
+                        yield source, key[1], meta
+        else:
+            objects = self._index.objects
+            for key in [key for key in objects if key[2] == r and key[0] == t]:
+                for (st, target), meta in objects[key].items():
+                    if st == t and target != "*":
+                        yield key[1], target, meta
+
+    # ---- closures -------------------------------------------------------------------------
+
+    def build(self) -> None:
+        """Every closure, from the index (one scan, then one walk per node with an edge)."""
+        # in the index's order (objects are mostly written parents first: their closures are
+        # then there to reuse, see _reach)
+        nodes: dict[str, None] = {}
+        for source, target, meta in self.all_edges():
+            if meta is None:
+                nodes[source] = None
+            else:
+                self.conditional.add((source, target))
+        for node in nodes:
+            self._store(node, self._reach(node))
+
+    def _reach(self, node: str) -> tuple[str, ...]:
+        """The nodes reachable from `node` over unconditional edges, nearest first."""
+        targets = self.targets(node)
+        if len(targets) == 1:
+            # one target whose closure is kept (complete): it and what it reaches (a tree's
+            # common case, no walk)
+            closed = self.up.get(targets[0])
+            if closed is not None and targets[0] != node:
+                first = targets[0]  # nearest first: a chain's order (closure_check relies on it)
+                reach = (first, *(n for n in closed if n != first)) if first in closed else (first, *closed)
+                if len(reach) > MAX_REACH:
+                    raise GiveUp
+                return reach
+        seen: dict[str, None] = {}
+        todo = deque(targets)
+        while todo:
+            current = todo.popleft()
+            if current in seen:
+                continue
+            seen[current] = None
+            closed = self.up.get(current) if current != node else None
+            if closed is None:
+                todo.extend(self.targets(current))
+            else:
+                # a closure kept (and current) is complete: its nodes need no walk
+                for reached in closed:
+                    seen.setdefault(reached)
+            if len(seen) > MAX_REACH:
+                raise GiveUp
+        return tuple(seen)
+
+    def _store(self, node: str, reach: tuple[str, ...]) -> None:
+        if len(reach) > MAX_REACH:
+            raise GiveUp
+        self.size -= len(self.up.pop(node, ()))
+        if reach:
+            self.up[node] = reach
+            self.size += len(reach)
+            if len(reach) > self.longest:
+                self.longest = len(reach)
+            if self.size > MEAN_REACH * len(self.up) + MAX_REACH * 64:
+                raise GiveUp
+
+    def _below(self, node: str) -> list[str]:
+        """`node` and every node with an unconditional path to it (whose closures hold it)."""
+        seen = {node: None}
+        todo = deque((node,))
+        while todo:
+            for source in self.sources(todo.popleft()):
+                if source not in seen:
+                    seen[source] = None
+                    if len(seen) > MAX_AFFECTED:
+                        raise GiveUp
+                    todo.append(source)
+        return list(seen)
+
+    def changed(self, source: str, target: str) -> None:
+        """The edge source -> target was written or deleted (the index already shows it)."""
+        self._covered = self._tainted = None
+        meta = self.edge_meta(source, target)
+        if meta is None or meta is _ABSENT:
+            self.conditional.discard((source, target))
+        else:
+            self.conditional.add((source, target))
+        if meta is None:
+            # a new unconditional edge: everything below source reaches target and beyond
+            gained = (target, *self.up.get(target, ()))
+            for node in self._below(source):
+                have = self.up.get(node, ())
+                new = [n for n in gained if n not in have] if have else gained
+                if new:
+                    self._store(node, (*have, *new))
+        elif target in self.up.get(source, ()):
+            # an unconditional edge may be gone: what reached it is closed again, nearest
+            # nodes first so each can reuse closures already redone
+            stale = self._below(source)
+            for node in stale:
+                self.size -= len(self.up.pop(node, ()))
+            for node in stale:
+                self._store(node, self._reach(node))
+
+    # ---- what the check code asks ---------------------------------------------------------
+
+    def tainted(self) -> frozenset[str]:
+        """The nodes with an edge carrying metadata (a closure reaching one of them is not
+        the whole story: the walk also follows that edge)."""
+        if self._tainted is None:
+            self._tainted = frozenset(source for source, _ in self.conditional)
+        return self._tainted
+
+    def covered(self) -> frozenset[str]:
+        """The nodes some edge with metadata leads to, directly or through unconditional
+        edges: walking *down* from one of them (towards the nodes reaching it, as a check
+        of a nested set does) meets metadata."""
+        if self._covered is None:
+            out: set[str] = set()
+            for _, target in self.conditional:
+                out.add(target)
+                out.update(self.up.get(target, ()))
+            self._covered = frozenset(out)
+        return self._covered
+
+
+class Closures:
+    """The closures of one index (its head revision), built on demand per graph."""
+
+    __slots__ = ("_index", "graphs", "given_up")
+
+    def __init__(self, index: RelationshipIndex) -> None:
+        self._index = index
+        self.graphs: dict[GraphKey, Graph] = {}
+        self.given_up: set[GraphKey] = set()
+
+    def graph(self, key: GraphKey) -> Graph | None:
+        """The closures of `key`, built now if not yet kept; None when given up."""
+        found = self.graphs.get(key)
+        if found is None and key not in self.given_up:
+            found = Graph(self._index, key)
+            try:
+                found.build()
+            except GiveUp:
+                self.given_up.add(key)
+                return None
+            self.graphs[key] = found
+        return found
+
+    def prepare(self, keys: Iterable[GraphKey]) -> None:
+        """Build the graphs `keys` now (at load: the first checks do not pay for it)."""
+        for key in keys:
+            self.graph(key)
+
+    def changed(self, rtype: str, rid: str, relation: str, sid: str, srel: str) -> None:
+        """A relationship from `rtype:rid#relation` to an object of its own type was written
+        or deleted (called by the index after the change)."""
+        if srel:
+            if srel != relation:
+                return
+            key, source, target = (SET, rtype, relation), sid, rid
+        else:
+            key, source, target = (ARROW, rtype, relation), rid, sid
+            if sid == "*":
+                return
+        graph = self.graphs.get(key)
+        if graph is None:
+            return
+        try:
+            graph.changed(source, target)
+        except GiveUp:
+            del self.graphs[key]
+            self.given_up.add(key)
+
+    def nbytes(self) -> int:
+        """The memory the closures take (dict slots, tuples; the strings belong to the index)."""
+        import sys
+
+        total = 0
+        for graph in self.graphs.values():
+            total += sys.getsizeof(graph.up) + sum(sys.getsizeof(t) for t in graph.up.values())
+            total += sys.getsizeof(graph.conditional)
+        return total
