@@ -8,6 +8,7 @@ head's closures; a graph outgrowing its bounds is given up and walked."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import random
 from datetime import UTC, datetime, timedelta
@@ -337,3 +338,24 @@ async def test_old_revisions_and_contextual_relationships_do_not_see_the_head_cl
         assert (await system.check(f0, "view", ana, fresh)).permissionship is Permissionship.DENIED
     finally:
         await system.stop()
+
+
+def test_an_index_with_closures_is_freed_without_the_collector() -> None:
+    # the loaded head index is frozen out of the collector's reach (system._load_index): a
+    # reference cycle through its closures would keep every replaced index for good
+    compiled = CompiledSchema(compile_schema(SCHEMA))
+    gc.collect()
+    gc.disable()
+    try:
+        index = RelationshipIndex(1)
+        index.closure = Closures(index)
+        for i in range(5):
+            index.add(Relationship("team", f"t{i + 1}", "member", "team", f"t{i}", "member"))
+            index.add(Relationship("folder", f"f{i}", "parent", "folder", f"f{i + 1}"))
+        index.add(Relationship("team", "t0", "member", "user", "ana"))
+        assert CheckRun(compiled, index, 50).dispatch("team", "t5", "member", ("user", "ana", ""), 0) is True
+        assert index.closure.graphs, "the check built a closure"
+        del index
+        assert gc.collect() == 0, "the index and its closures form a reference cycle"
+    finally:
+        gc.enable()

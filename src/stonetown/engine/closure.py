@@ -76,7 +76,7 @@ class Graph:
         "_tainted",
     )
 
-    def __init__(self, index: RelationshipIndex, key: GraphKey) -> None:
+    def __init__(self, index: Maps, key: GraphKey) -> None:
         self.kind, self.rtype, self.relation = key
         self._index = index
         # node -> the nodes reachable from it over unconditional edges, nearest first
@@ -263,13 +263,24 @@ class Graph:
         return self._covered
 
 
+class Maps:
+    """The head index's maps, which a :class:`Graph` reads. Not the index itself: the index
+    holds its closures, and a reference back would make a cycle that only the collector frees
+    (and never, once the loaded index is frozen out of its reach)."""
+
+    __slots__ = ("objects", "usersets", "reverse")
+
+    def __init__(self, index: RelationshipIndex) -> None:
+        self.objects, self.usersets, self.reverse = index.objects, index.usersets, index.reverse
+
+
 class Closures:
     """The closures of one index (its head revision), built on demand per graph."""
 
     __slots__ = ("_index", "graphs", "given_up")
 
     def __init__(self, index: RelationshipIndex) -> None:
-        self._index = index
+        self._index = Maps(index)
         self.graphs: dict[GraphKey, Graph] = {}
         self.given_up: set[GraphKey] = set()
 
