@@ -125,3 +125,44 @@ definition doc {
     permission view = viewer - blocked
 }
 """
+
+# LookupSubjects beside a wildcard, as SpiceDB's subject-set algebra shapes it (spicefuzz cases,
+# minimized): `both` lists u1 beside `*` (the wildcard of one side covers the subject the other
+# names); `view` lists the subjects of `parent` beside a conditional wildcard; `read` excludes
+# u2 from its wildcard although Check answers u2 as it answers the wildcard (conditional).
+WILDCARD_SHAPES = """
+caveat cav_or(x int, flag bool) {
+    x == 1 || flag
+}
+
+definition user {}
+
+definition org {
+    relation banned: user with cav_or
+    permission manage = banned
+}
+
+definition doc {
+    relation viewer: user:*
+    relation editor: user | user:*
+    relation shared: user:* with cav_or
+    relation parent: user
+    relation owner: org#banned with cav_or
+    relation guest: user:* with cav_or
+    permission both = viewer & editor
+    permission view = shared & (shared + parent)
+    permission read = guest - owner.any(manage) - guest
+}
+"""
+
+WILDCARD_SHAPES_RELS = (
+    "doc:d1#viewer@user:*",
+    "doc:d1#editor@user:*",
+    "doc:d1#editor@user:u1",
+    "doc:d2#shared@user:*[cav_or]",
+    "doc:d2#parent@user:u1",
+    "doc:d2#parent@user:u2",
+    'org:o3#banned@user:u2[cav_or:{"x":1}]',
+    "doc:d3#owner@org:o3#banned[cav_or]",
+    'doc:d3#guest@user:*[cav_or:{"x":0}]',
+)
