@@ -19,22 +19,30 @@ from stonetown.stores.memory import MemoryDatastore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spicedb_diff"))
 
-from diff_schemas import WILDCARD_SHAPES, WILDCARD_SHAPES_RELS  # noqa: E402
+from diff_schemas import (  # noqa: E402
+    SPICEDB_QUIRKS,
+    SPICEDB_QUIRKS_RELS,
+    WILDCARD_SHAPES,
+    WILDCARD_SHAPES_RELS,
+)
 
 Answer = list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]
 CAVEAT = CaveatLeaf("c", ())
 
 
+async def _system(schema: str, relationships: tuple[str, ...]) -> PermissionSystem:
+    system = PermissionSystem(MemoryDatastore())
+    await system.start()
+    await system.write_schema(schema)
+    await system.write_relationships([Update(UpdateOp.TOUCH, Relationship.parse(t)) for t in relationships])
+    return system
+
+
 async def _lookup(
     resource: str, permission: str, subject_type: str = "user", context: dict[str, Any] | None = None
 ) -> Answer:
-    system = PermissionSystem(MemoryDatastore())
-    await system.start()
+    system = await _system(WILDCARD_SHAPES, WILDCARD_SHAPES_RELS)
     try:
-        await system.write_schema(WILDCARD_SHAPES)
-        await system.write_relationships(
-            [Update(UpdateOp.TOUCH, Relationship.parse(t)) for t in WILDCARD_SHAPES_RELS]
-        )
         kind, _, relation = subject_type.partition("#")
         rtype, _, rid = resource.partition(":")
         found = system.lookup_subjects(
@@ -77,13 +85,8 @@ async def test_a_wildcard_resource_holds_nothing_but_its_own_subject_set() -> No
 
 
 async def test_a_bulk_check_of_a_wildcard_resource_is_denied() -> None:
-    system = PermissionSystem(MemoryDatastore())
-    await system.start()
+    system = await _system(WILDCARD_SHAPES, WILDCARD_SHAPES_RELS)
     try:
-        await system.write_schema(WILDCARD_SHAPES)
-        await system.write_relationships(
-            [Update(UpdateOp.TOUCH, Relationship.parse(t)) for t in WILDCARD_SHAPES_RELS]
-        )
         asked = [
             CheckRequest(ObjectRef("doc", "*"), "both", SubjectRef.parse("user:u1")),
             CheckRequest(ObjectRef("doc", "d1"), "both", SubjectRef.parse("user:u1")),
@@ -92,6 +95,29 @@ async def test_a_bulk_check_of_a_wildcard_resource_is_denied() -> None:
         assert [getattr(r, "permissionship", r) for r in results] == [
             Permissionship.DENIED, Permissionship.ALLOWED,
         ]  # fmt: skip
+    finally:
+        await system.stop()
+
+
+async def test_where_spicedb_contradicts_itself_the_apis_agree() -> None:
+    """The scenario `spicedb_v1_54_quirks`: each bulk item misses its own caveat parameters;
+    `.all()` over a caveated subject-set member grants conditionally in Check, LookupResources
+    and LookupSubjects alike."""
+    system = await _system(SPICEDB_QUIRKS, SPICEDB_QUIRKS_RELS)
+    try:
+        subject = SubjectRef.parse("doc:d2#edit")
+        asked = [CheckRequest(ObjectRef("org", o), "edit", subject) for o in ("o1", "o2")]
+        results = await system.check_bulk(asked, Consistency.fully_consistent())
+        assert [getattr(r, "missing_parameters", r) for r in results] == [("flag",), ("flag", "x")]
+        full = Consistency.fully_consistent()
+        t2 = SubjectRef.parse("team:t2")
+        assert (await system.check(ObjectRef("org", "o3"), "tall", t2, full)).permissionship is (
+            Permissionship.CONDITIONAL
+        )
+        resources = system.lookup_resources("org", "tall", t2, full)
+        assert [(r.resource_id, r.conditional) async for r, _ in resources] == [("o3", True)]
+        subjects = system.lookup_subjects(ObjectRef("org", "o3"), "tall", "team", "", full)
+        assert [(r.subject.id, r.conditional) async for r, _ in subjects] == [("t2", True)]
     finally:
         await system.stop()
 
