@@ -12,7 +12,7 @@ from typing import Any
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.conditions import CaveatLeaf
 from stonetown.engine.datastore import Update, UpdateOp
-from stonetown.engine.subject_sets import EMPTY, Membership, exclusion, intersection, union
+from stonetown.engine.subject_sets import EMPTY, SubjectSet, exclusion, intersection, union
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import CheckRequest, Consistency, Permissionship
 from stonetown.stores.memory import MemoryDatastore
@@ -123,13 +123,14 @@ async def test_where_spicedb_contradicts_itself_the_apis_agree() -> None:
 
 
 def test_set_rules_match_spicedbs_examples() -> None:
-    star, u = Membership(wildcard=True), Membership(concrete=True)
-    assert union(star, u) == Membership(True, True, False)
-    assert intersection(star, union(star, u)) == Membership(True, True, False)
+    star, u = SubjectSet(wildcard=True), SubjectSet({"u": True})
+    assert union(star, u) == SubjectSet({"u": True}, True)
+    assert intersection(star, union(star, u)) == SubjectSet({"u": True}, True)
     assert intersection(u, EMPTY) == EMPTY
     # {*} - {u} => {* - {u}};  {*} - {* - {u}} => {u}
-    assert exclusion(star, u) == Membership(False, True, True)
-    assert exclusion(star, exclusion(star, u)) == Membership(True, False, False)
+    assert exclusion(star, u) == SubjectSet({}, True, {"u": True})
+    assert exclusion(star, exclusion(star, u)) == SubjectSet({"u": True})
     # {* - {u}} | {u[c]} => {* - {u[!c]}, u[c]}: the exclusion holds only where u is not listed
-    mixed = union(exclusion(star, u), Membership(concrete=CAVEAT))
-    assert mixed.concrete == CAVEAT and mixed.wildcard is True and mixed.excluded not in (True, False)
+    mixed = union(exclusion(star, u), SubjectSet({"u": CAVEAT}))
+    assert mixed.concrete == {"u": CAVEAT} and mixed.wildcard is True
+    assert mixed.excluded["u"] not in (True, False)

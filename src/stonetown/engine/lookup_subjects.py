@@ -26,7 +26,7 @@ from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, 
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.reachability import Reachability
-from stonetown.engine.subject_sets import Membership, SubjectSets
+from stonetown.engine.subject_sets import SubjectSet, SubjectSets
 from stonetown.engine.types import Permissionship
 from stonetown.schema import ir
 
@@ -45,7 +45,7 @@ class SubjectFound:
     and its Check result (see :func:`excluded_beside`).
 
     For a concrete subject beside a granted wildcard, ``listed`` is the condition under which
-    SpiceDB lists it on its own (subject_sets.Membership.concrete; None when that is
+    SpiceDB lists it on its own (from subject_sets.SubjectSet.concrete; None when that is
     ``result``): the wildcard covers the others."""
 
     subject_id: str
@@ -85,19 +85,13 @@ def lookup_subjects_steps(
         wildcard = True if monotone else run.dispatch(rtype, rid, permission, unseen, 0)
         if not granted(wildcard):
             wildcard = False
-    sets: SubjectSets | None = None
+    shape: SubjectSet | None = None
     # without caveats and expiration, a candidate of a monotone permission is listed (reached
-    # through relationships naming it) and never excluded: no second look needed
+    # through relationships naming it) and never excluded: no need to build the sets
     if wildcard is not False and (not monotone or compiled.schema.caveats or compiled.schema.uses_expiration):
         sets = SubjectSets(compiled.schema, facts, run, subject_type, subject_relation)
-    memberships: dict[str, Membership] = {}
-
-    def membership(cid: str) -> Membership:
-        found = memberships.get(cid)
-        if found is None:
-            assert sets is not None
-            found = memberships[cid] = sets.of(rtype, rid, permission, cid)
-        return found
+        shape = sets.of(rtype, rid, permission)
+        yield PAUSE
 
     def result_of(cid: str) -> Result:
         if monotone:
@@ -113,13 +107,11 @@ def lookup_subjects_steps(
         excluded: list[str] = []
         conditional: list[tuple[str, Result, Result]] = []
         for cid, result in results.items():
-            out: Result = False if sets is None else membership(cid).excluded
+            out: Result = False if shape is None else shape.excluded.get(cid, False)
             if out is True or not granted(result):
                 excluded.append(cid)
             elif out is not False or result is not True:
                 conditional.append((cid, out, result))
-            if sets is not None:
-                yield PAUSE
         ordered = [cid for cid in sorted_steps(excluded) if cid is not PAUSE]
         yield SubjectFound(WILDCARD, wildcard, tuple(ordered), tuple(conditional))  # type: ignore[arg-type]
     wanted: list[str] = []
@@ -133,7 +125,7 @@ def lookup_subjects_steps(
             continue
         result = results[cid] if results is not None else result_of(cid)  # type: ignore[index]
         if granted(result):
-            listed = None if sets is None else membership(cid).concrete
+            listed = None if shape is None else shape.concrete.get(cid, False)
             yield SubjectFound(cid, result, listed=listed)  # type: ignore[arg-type]
         if not monotone:
             yield PAUSE

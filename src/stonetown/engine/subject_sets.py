@@ -8,15 +8,16 @@ the wildcard's exclusions, each under a caveat condition, and unions, intersecti
 exclusions combine them by fixed rules. `{*} & {*, u}` lists u (the right side names it and the
 left side's wildcard covers it), `{*} - {u}` excludes u, `{*} - {* - {u}}` lists u.
 
-:class:`SubjectSets` evaluates those rules for one candidate subject at a time, as a
-:class:`Membership` (three results: listed on its own, the wildcard's condition, excluded from
-the wildcard), reading the same index and relationship metadata as Check. Whether a subject
+:class:`SubjectSets` builds those sets bottom-up, each node's once (:class:`SubjectSet`: the
+subjects listed on their own, the wildcard's condition, the subjects it excludes, each under
+a condition), reading the same index and relationship metadata as Check. Whether a subject
 holds the permission at all stays Check's answer; this only shapes the listing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from stonetown.engine.check import CheckRun, DepthExceeded
 from stonetown.engine.conditions import Result, all_of, any_of, negate
@@ -26,77 +27,99 @@ from stonetown.schema import ir
 
 
 @dataclass(frozen=True, slots=True)
-class Membership:
-    """One candidate's place in a node's subject set: `concrete`, under which condition it is
-    listed on its own; `wildcard`, the condition of the node's wildcard (False: none);
-    `excluded`, under which condition that wildcard excludes the candidate."""
+class SubjectSet:
+    """A node's subjects: `concrete`, the ids listed on their own, each under its condition;
+    `wildcard`, the condition of the node's wildcard (False: none); `excluded`, the ids that
+    wildcard excludes, each under its condition. Ids absent from a map stand at False."""
 
-    concrete: Result = False
+    concrete: Mapping[str, Result] = field(default_factory=dict)
     wildcard: Result = False
-    excluded: Result = False
+    excluded: Mapping[str, Result] = field(default_factory=dict)
 
 
-EMPTY = Membership()
+EMPTY = SubjectSet()
 
 
-def _covered(m: Membership) -> Result:
-    """Whether m's wildcard covers the candidate."""
-    return all_of(m.wildcard, negate(m.excluded))
+def _covered(s: SubjectSet, sid: str) -> Result:
+    """Whether s's wildcard covers `sid`."""
+    return all_of(s.wildcard, negate(s.excluded.get(sid, False)))
 
 
-def union(a: Membership, b: Membership) -> Membership:
+def _merged(a: Mapping[str, Result], b: Mapping[str, Result]) -> dict[str, Result]:
+    out = dict(a)
+    for sid, value in b.items():
+        out[sid] = any_of(out.get(sid, False), value)
+    return out
+
+
+def _kept(values: dict[str, Result]) -> dict[str, Result]:
+    return {sid: value for sid, value in values.items() if value is not False}
+
+
+def union(a: SubjectSet, b: SubjectSet) -> SubjectSet:
     """`a + b`: concretes merged; the wildcards' exclusions intersected, then dropped for a
-    candidate the other side lists (kept under the negation of its condition)."""
+    subject either side lists (kept under the negation of its condition)."""
+    concrete = _merged(a.concrete, b.concrete)
     if a.wildcard is False and b.wildcard is False:
-        return Membership(any_of(a.concrete, b.concrete))
+        return SubjectSet(concrete)
     if a.wildcard is False:
-        excluded = b.excluded
+        excluded = dict(b.excluded)
     elif b.wildcard is False:
-        excluded = a.excluded
+        excluded = dict(a.excluded)
     else:
-        excluded = all_of(a.excluded, b.excluded)
-    excluded = all_of(excluded, all_of(negate(a.concrete), negate(b.concrete)))
-    return Membership(any_of(a.concrete, b.concrete), any_of(a.wildcard, b.wildcard), excluded)
+        excluded = {sid: all_of(x, b.excluded[sid]) for sid, x in a.excluded.items() if sid in b.excluded}
+    for sid in excluded:
+        excluded[sid] = all_of(excluded[sid], negate(concrete.get(sid, False)))
+    return SubjectSet(concrete, any_of(a.wildcard, b.wildcard), _kept(excluded))
 
 
-def intersection(a: Membership, b: Membership) -> Membership:
-    """`a & b`: a candidate one side lists is kept where the other side lists it or its
+def intersection(a: SubjectSet, b: SubjectSet) -> SubjectSet:
+    """`a & b`: a subject one side lists is kept where the other side lists it or its
     wildcard covers it; the wildcards intersect (their exclusions united)."""
-    concrete = any_of(all_of(a.concrete, any_of(b.concrete, _covered(b))), all_of(b.concrete, _covered(a)))
+    concrete: dict[str, Result] = {}
+    for sid, value in a.concrete.items():
+        concrete[sid] = all_of(value, any_of(b.concrete.get(sid, False), _covered(b, sid)))
+    for sid, value in b.concrete.items():
+        concrete[sid] = any_of(concrete.get(sid, False), all_of(value, _covered(a, sid)))
     if a.wildcard is False or b.wildcard is False:
-        return Membership(concrete)
-    return Membership(concrete, all_of(a.wildcard, b.wildcard), any_of(a.excluded, b.excluded))
+        return SubjectSet(_kept(concrete))
+    return SubjectSet(_kept(concrete), all_of(a.wildcard, b.wildcard), _merged(a.excluded, b.excluded))
 
 
-def exclusion(a: Membership, b: Membership) -> Membership:
+def exclusion(a: SubjectSet, b: SubjectSet) -> SubjectSet:
     """`a - b`: b's concretes leave a's concretes and join a's exclusions; b's wildcard
-    removes a's concretes it covers and a's wildcard, whose candidates b's wildcard excludes
+    removes a's concretes it covers and a's wildcard, whose subjects b's wildcard excludes
     become concretes (SpiceDB's subtractWildcardFromWildcard)."""
-    concrete = all_of(a.concrete, negate(b.concrete))
+    concrete = {sid: all_of(value, negate(b.concrete.get(sid, False))) for sid, value in a.concrete.items()}
     wildcard = a.wildcard
-    excluded = any_of(a.excluded, b.concrete) if wildcard is not False else False
+    excluded = _merged(a.excluded, b.concrete) if wildcard is not False else {}
     if b.wildcard is not False:
-        concrete = all_of(concrete, negate(_covered(b)))
+        for sid, value in concrete.items():
+            concrete[sid] = all_of(value, negate(_covered(b, sid)))
         if wildcard is not False:
-            if b.excluded is not False and excluded is not True:
-                concrete = all_of(all_of(all_of(wildcard, b.wildcard), b.excluded), negate(excluded))
+            both = all_of(wildcard, b.wildcard)
+            for sid, out in b.excluded.items():
+                mine = excluded.get(sid, False)
+                if mine is not True:
+                    concrete[sid] = all_of(all_of(both, out), negate(mine))
             wildcard = all_of(wildcard, negate(b.wildcard))
             if wildcard is False:
-                excluded = False
-    return Membership(concrete, wildcard, excluded)
+                excluded = {}
+    return SubjectSet(_kept(concrete), wildcard, _kept(excluded))
 
 
-def under(edge: Result, m: Membership) -> Membership:
-    """m reached through a relationship whose caveat / expiration gives `edge`."""
+def under(edge: Result, s: SubjectSet) -> SubjectSet:
+    """s reached through a relationship whose caveat / expiration gives `edge`."""
     if edge is True:
-        return m
-    return Membership(all_of(edge, m.concrete), all_of(edge, m.wildcard), m.excluded)
+        return s
+    concrete = {sid: all_of(edge, value) for sid, value in s.concrete.items()}
+    return SubjectSet(concrete, all_of(edge, s.wildcard), s.excluded)
 
 
 class SubjectSets:
     """The subject sets of one LookupSubjects question (subjects of `subject_type`, with
-    `subject_relation` or "" for plain objects), evaluated one candidate at a time over the
-    index `run` reads (its clock, deadline and depth limit)."""
+    `subject_relation` or "" for plain objects), built bottom-up over the index `run` reads
+    (its clock, deadline and depth limit), each node's once."""
 
     def __init__(
         self, schema: ir.Schema, facts: Reachability, run: CheckRun, subject_type: str, subject_relation: str
@@ -106,20 +129,16 @@ class SubjectSets:
         self.run = run
         self.subject_type = subject_type
         self.subject_relation = subject_relation
-        self._memo: dict[tuple[str, str, str], Membership] = {}
+        self._memo: dict[tuple[str, str, str], SubjectSet] = {}
         self._stack: set[tuple[str, str, str]] = set()
         self._cut = False
-        self._cid = ""
         self._budget = CHECK_EVERY
 
-    def of(self, rtype: str, rid: str, relation: str, cid: str) -> Membership:
-        """Candidate `cid`'s membership in `rtype:rid#relation`."""
-        if cid != self._cid:
-            self._memo.clear()
-            self._cid = cid
+    def of(self, rtype: str, rid: str, relation: str) -> SubjectSet:
+        """The subject set of `rtype:rid#relation`."""
         return self._relation(rtype, rid, relation, 0)
 
-    def _relation(self, rtype: str, rid: str, rel: str, depth: int) -> Membership:
+    def _relation(self, rtype: str, rid: str, rel: str, depth: int) -> SubjectSet:
         key = (rtype, rid, rel)
         known = self._memo.get(key)
         if known is not None:
@@ -138,8 +157,8 @@ class SubjectSets:
             check_deadline(self.run.deadline)
         found = EMPTY
         srel, stype = self.subject_relation, self.subject_type
-        if srel and rel == srel and rtype == stype and rid == self._cid:
-            found = Membership(True)  # a subject set is a member of itself
+        if srel and rel == srel and rtype == stype:
+            found = SubjectSet({rid: True})  # a subject set is a member of itself
         relation = self.schema.relation(rtype, rel)
         if relation is not None:
             outer_cut, self._cut = self._cut, False
@@ -155,7 +174,7 @@ class SubjectSets:
         self._memo[key] = found
         return found
 
-    def _rewrite(self, node: ir.Rewrite, rtype: str, rid: str, rel: str, depth: int) -> Membership:
+    def _rewrite(self, node: ir.Rewrite, rtype: str, rid: str, rel: str, depth: int) -> SubjectSet:
         if isinstance(node, ir.This):
             return self._this(rtype, rid, rel, depth)
         if isinstance(node, ir.ComputedUserset):
@@ -164,7 +183,7 @@ class SubjectSets:
             return self._arrow(node, rtype, rid, depth)
         if isinstance(node, ir.Union | ir.Intersection):
             combine = union if isinstance(node, ir.Union) else intersection
-            result: Membership | None = None
+            result: SubjectSet | None = None
             for child in node.children:
                 found = self._rewrite(child, rtype, rid, rel, depth)
                 result = found if result is None else combine(result, found)
@@ -174,19 +193,27 @@ class SubjectSets:
             return exclusion(base, self._rewrite(node.subtract, rtype, rid, rel, depth))
         return EMPTY  # nil
 
-    def _this(self, rtype: str, rid: str, rel: str, depth: int) -> Membership:
-        """The relationships stored under `rtype:rid#rel`: the candidate and the wildcard
-        directly, and what each stored subject set holds."""
+    def _this(self, rtype: str, rid: str, rel: str, depth: int) -> SubjectSet:
+        """The relationships stored under `rtype:rid#rel`: subjects and the wildcard of the
+        wanted type directly, and what each stored subject set holds."""
         run, key, admits, stype = self.run, (rtype, rid, rel), self.admits, self.subject_type
         found = EMPTY
         bucket = run.objects.get(key)
         if bucket and not self.subject_relation:
-            meta = bucket.get((stype, self._cid), False)
-            if meta is not False and (rtype, rel, stype, "", False) in admits:
-                found = union(found, Membership(True if meta is None else run.meta_result(meta)))
-            meta = bucket.get((stype, "*"), False)
-            if meta is not False and (rtype, rel, stype, "", True) in admits:
-                found = union(found, Membership(False, True if meta is None else run.meta_result(meta)))
+            concrete: dict[str, Result] = {}
+            wildcard: Result = False
+            plain, wild = (rtype, rel, stype, "", False) in admits, (rtype, rel, stype, "", True) in admits
+            for (otype, oid), meta in bucket.items():
+                if otype != stype or not (wild if oid == "*" else plain):
+                    continue
+                value = True if meta is None else run.meta_result(meta)
+                if value is False:
+                    continue
+                if oid == "*":
+                    wildcard = value
+                else:
+                    concrete[oid] = value
+            found = SubjectSet(concrete, wildcard)
         for (ustype, usid, usrel), meta in run.usersets.get(key, {}).items():
             if (rtype, rel, ustype, usrel, False) not in admits:
                 continue
@@ -195,7 +222,7 @@ class SubjectSets:
                 found = union(found, under(edge, self._relation(ustype, usid, usrel, depth)))
         return found
 
-    def _arrow(self, node: ir.TupleToUserset, rtype: str, rid: str, depth: int) -> Membership:
+    def _arrow(self, node: ir.TupleToUserset, rtype: str, rid: str, depth: int) -> SubjectSet:
         """`tupleset->computed` over every target (`any`: united; `all`: intersected, under
         every target's relationship condition), targets lacking `computed` skipped."""
         run, key, admits = self.run, (rtype, rid, node.tupleset), self.admits
@@ -210,7 +237,7 @@ class SubjectSets:
             if (rtype, node.tupleset, st, srel, False) in admits
         ]
         every = node.mode == "all"
-        result: Membership | None = None
+        result: SubjectSet | None = None
         edges: Result = True
         for st, sid, meta in targets:
             edge = True if meta is None else run.meta_result(meta)
