@@ -134,3 +134,31 @@ def test_set_rules_match_spicedbs_examples() -> None:
     mixed = union(exclusion(star, u), SubjectSet({"u": CAVEAT}))
     assert mixed.concrete == {"u": CAVEAT} and mixed.wildcard is True
     assert mixed.excluded["u"] not in (True, False)
+
+
+async def test_groups_nested_in_a_cycle_beside_a_wildcard_are_answered() -> None:
+    """Every group member of every other (a cycle through all): the sets are not built (SpiceDB
+    has no answer there), so their walk does not go round the cycle every way it can; every
+    subject Check grants is listed, those it denies excluded."""
+    schema = """
+definition user {}
+definition group { relation member: user | group#member }
+definition doc {
+    relation viewer: user | user:* | group#member
+    relation banned: user
+    permission view = viewer - banned
+}
+"""
+    groups = range(12)
+    relationships = ("doc:d#viewer@user:*", "doc:d#banned@user:u0")
+    relationships += tuple(f"doc:d#viewer@group:g{g}#member" for g in groups)
+    relationships += tuple(f"group:g{a}#member@group:g{b}#member" for a in groups for b in groups if a != b)
+    relationships += tuple(f"group:g{g}#member@user:u{g}" for g in groups)
+    system = await _system(schema, relationships)
+    try:
+        full = Consistency.fully_consistent()
+        found = system.lookup_subjects(ObjectRef("doc", "d"), "view", "user", "", full)
+        answer = [(r.subject.id, r.excluded) async for r, _ in found]
+        assert answer == [("*", ("u0",))] + [(u, ()) for u in sorted(f"u{g}" for g in groups if g)]
+    finally:
+        await system.stop()

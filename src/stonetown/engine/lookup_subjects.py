@@ -87,7 +87,8 @@ def lookup_subjects_steps(
             wildcard = False
     shape: SubjectSet | None = None
     # without caveats and expiration, a candidate of a monotone permission is listed (reached
-    # through relationships naming it) and never excluded: no need to build the sets
+    # through relationships naming it) and never excluded: no need to build the sets; over a
+    # cycle in the data (no sets: SpiceDB has no answer) every granted candidate is listed
     if wildcard is not False and (not monotone or compiled.schema.caveats or compiled.schema.uses_expiration):
         sets = SubjectSets(compiled.schema, facts, run, subject_type, subject_relation)
         shape = sets.of(rtype, rid, permission)

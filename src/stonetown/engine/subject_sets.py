@@ -56,21 +56,27 @@ def _kept(values: dict[str, Result]) -> dict[str, Result]:
     return {sid: value for sid, value in values.items() if value is not False}
 
 
-def union(a: SubjectSet, b: SubjectSet) -> SubjectSet:
-    """`a + b`: concretes merged; the wildcards' exclusions intersected, then dropped for a
-    subject either side lists (kept under the negation of its condition)."""
-    concrete = _merged(a.concrete, b.concrete)
-    if a.wildcard is False and b.wildcard is False:
+def union(*parts: SubjectSet) -> SubjectSet:
+    """`a + b + ...`: concretes merged; the wildcards' exclusions intersected, then dropped
+    for a subject any part lists (kept under the negation of its condition). One pass over
+    every part: a relation holding thousands of subject sets unites them in linear time."""
+    concrete: dict[str, Result] = {}
+    for part in parts:
+        for sid, value in part.concrete.items():
+            concrete[sid] = any_of(concrete.get(sid, False), value)
+    wilds = [part for part in parts if part.wildcard is not False]
+    if not wilds:
         return SubjectSet(concrete)
-    if a.wildcard is False:
-        excluded = dict(b.excluded)
-    elif b.wildcard is False:
-        excluded = dict(a.excluded)
-    else:
-        excluded = {sid: all_of(x, b.excluded[sid]) for sid, x in a.excluded.items() if sid in b.excluded}
+    wildcard: Result = False
+    excluded = dict(wilds[0].excluded)
+    for part in wilds:
+        wildcard = any_of(wildcard, part.wildcard)
+        if part is not wilds[0]:
+            others = part.excluded
+            excluded = {sid: all_of(x, others[sid]) for sid, x in excluded.items() if sid in others}
     for sid in excluded:
         excluded[sid] = all_of(excluded[sid], negate(concrete.get(sid, False)))
-    return SubjectSet(concrete, any_of(a.wildcard, b.wildcard), _kept(excluded))
+    return SubjectSet(concrete, wildcard, _kept(excluded))
 
 
 def intersection(a: SubjectSet, b: SubjectSet) -> SubjectSet:
@@ -116,6 +122,10 @@ def under(edge: Result, s: SubjectSet) -> SubjectSet:
     return SubjectSet(concrete, all_of(edge, s.wildcard), s.excluded)
 
 
+class _Cycle(Exception):
+    """The walk met a relation it is evaluating (a cycle in the data)."""
+
+
 class SubjectSets:
     """The subject sets of one LookupSubjects question (subjects of `subject_type`, with
     `subject_relation` or "" for plain objects), built bottom-up over the index `run` reads
@@ -131,12 +141,16 @@ class SubjectSets:
         self.subject_relation = subject_relation
         self._memo: dict[tuple[str, str, str], SubjectSet] = {}
         self._stack: set[tuple[str, str, str]] = set()
-        self._cut = False
         self._budget = CHECK_EVERY
 
-    def of(self, rtype: str, rid: str, relation: str) -> SubjectSet:
-        """The subject set of `rtype:rid#relation`."""
-        return self._relation(rtype, rid, relation, 0)
+    def of(self, rtype: str, rid: str, relation: str) -> SubjectSet | None:
+        """The subject set of `rtype:rid#relation`; None when the walk meets a cycle in the
+        data (SpiceDB answers those with a depth error; a cycle's sets would have to be
+        recomputed for every way into it, so the walk stops at the first one)."""
+        try:
+            return self._relation(rtype, rid, relation, 0)
+        except _Cycle:
+            return None
 
     def _relation(self, rtype: str, rid: str, rel: str, depth: int) -> SubjectSet:
         key = (rtype, rid, rel)
@@ -144,9 +158,7 @@ class SubjectSets:
         if known is not None:
             return known
         if key in self._stack:
-            # a cycle in the data adds nothing (SpiceDB answers it with a depth error)
-            self._cut = True
-            return EMPTY
+            raise _Cycle
         if depth >= self.run.max_depth:
             raise DepthExceeded(
                 f"lookup exceeded the maximum depth of {self.run.max_depth} at {rtype}:{rid}#{rel}"
@@ -161,16 +173,11 @@ class SubjectSets:
             found = SubjectSet({rid: True})  # a subject set is a member of itself
         relation = self.schema.relation(rtype, rel)
         if relation is not None:
-            outer_cut, self._cut = self._cut, False
             self._stack.add(key)
             try:
                 found = union(found, self._rewrite(relation.rewrite, rtype, rid, rel, depth + 1))
             finally:
                 self._stack.discard(key)
-            inner_cut = self._cut
-            self._cut = outer_cut or inner_cut
-            if inner_cut:
-                return found
         self._memo[key] = found
         return found
 
@@ -181,12 +188,13 @@ class SubjectSets:
             return self._relation(rtype, rid, node.relation, depth)
         if isinstance(node, ir.TupleToUserset):
             return self._arrow(node, rtype, rid, depth)
-        if isinstance(node, ir.Union | ir.Intersection):
-            combine = union if isinstance(node, ir.Union) else intersection
+        if isinstance(node, ir.Union):
+            return union(*[self._rewrite(child, rtype, rid, rel, depth) for child in node.children])
+        if isinstance(node, ir.Intersection):
             result: SubjectSet | None = None
             for child in node.children:
                 found = self._rewrite(child, rtype, rid, rel, depth)
-                result = found if result is None else combine(result, found)
+                result = found if result is None else intersection(result, found)
             return result or EMPTY
         if isinstance(node, ir.Exclusion):
             base = self._rewrite(node.base, rtype, rid, rel, depth)
@@ -214,13 +222,14 @@ class SubjectSets:
                 else:
                     concrete[oid] = value
             found = SubjectSet(concrete, wildcard)
+        parts = [found]
         for (ustype, usid, usrel), meta in run.usersets.get(key, {}).items():
             if (rtype, rel, ustype, usrel, False) not in admits:
                 continue
             edge = True if meta is None else run.meta_result(meta)
             if edge is not False:
-                found = union(found, under(edge, self._relation(ustype, usid, usrel, depth)))
-        return found
+                parts.append(under(edge, self._relation(ustype, usid, usrel, depth)))
+        return union(*parts) if len(parts) > 1 else found
 
     def _arrow(self, node: ir.TupleToUserset, rtype: str, rid: str, depth: int) -> SubjectSet:
         """`tupleset->computed` over every target (`any`: united; `all`: intersected, under
@@ -238,6 +247,7 @@ class SubjectSets:
         ]
         every = node.mode == "all"
         result: SubjectSet | None = None
+        reached: list[SubjectSet] = []
         edges: Result = True
         for st, sid, meta in targets:
             edge = True if meta is None else run.meta_result(meta)
@@ -250,7 +260,7 @@ class SubjectSets:
             if every:
                 result = found if result is None else intersection(result, found)
             else:
-                result = under(edge, found) if result is None else union(result, under(edge, found))
-        if result is None:
-            return EMPTY
-        return under(edges, result) if every else result
+                reached.append(under(edge, found))
+        if not every:
+            return union(*reached) if reached else EMPTY
+        return EMPTY if result is None else under(edges, result)
