@@ -91,8 +91,7 @@ def lookup_subjects_steps(
     # cycle in the data (no sets: SpiceDB has no answer) every granted candidate is listed
     if wildcard is not False and (not monotone or compiled.schema.caveats or compiled.schema.uses_expiration):
         sets = SubjectSets(compiled.schema, facts, run, subject_type, subject_relation)
-        shape = sets.of(rtype, rid, permission)
-        yield PAUSE
+        shape = yield from sets.of(rtype, rid, permission)
 
     def result_of(cid: str) -> Result:
         if monotone:

@@ -16,11 +16,12 @@ holds the permission at all stays Check's answer; this only shapes the listing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 
 from stonetown.engine.check import CheckRun, DepthExceeded
 from stonetown.engine.conditions import Result, all_of, any_of, negate
+from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline
 from stonetown.engine.reachability import Reachability
 from stonetown.schema import ir
@@ -122,6 +123,9 @@ def under(edge: Result, s: SubjectSet) -> SubjectSet:
     return SubjectSet(concrete, all_of(edge, s.wildcard), s.excluded)
 
 
+Steps = Generator[Pause, None, SubjectSet]
+
+
 class _Cycle(Exception):
     """The walk met a relation it is evaluating (a cycle in the data)."""
 
@@ -141,18 +145,20 @@ class SubjectSets:
         self.subject_relation = subject_relation
         self._memo: dict[tuple[str, str, str], SubjectSet] = {}
         self._stack: set[tuple[str, str, str]] = set()
-        self._budget = CHECK_EVERY
+        self._steps = 0
 
-    def of(self, rtype: str, rid: str, relation: str) -> SubjectSet | None:
-        """The subject set of `rtype:rid#relation`; None when the walk meets a cycle in the
-        data (SpiceDB answers those with a depth error; a cycle's sets would have to be
-        recomputed for every way into it, so the walk stops at the first one)."""
+    def of(self, rtype: str, rid: str, relation: str) -> Generator[Pause, None, SubjectSet | None]:
+        """The subject set of `rtype:rid#relation`, as cooperative steps (see cooperative.py);
+        None when the walk meets a cycle in the data (SpiceDB answers those with a depth
+        error; a cycle's sets would have to be recomputed for every way into it, so the walk
+        stops at the first one). It pauses between nodes and inside long buckets: an index
+        that changes during a pause is never read again (cooperative.drain)."""
         try:
-            return self._relation(rtype, rid, relation, 0)
+            return (yield from self._relation(rtype, rid, relation, 0))
         except _Cycle:
             return None
 
-    def _relation(self, rtype: str, rid: str, rel: str, depth: int) -> SubjectSet:
+    def _relation(self, rtype: str, rid: str, rel: str, depth: int) -> Steps:
         key = (rtype, rid, rel)
         known = self._memo.get(key)
         if known is not None:
@@ -163,10 +169,11 @@ class SubjectSets:
             raise DepthExceeded(
                 f"lookup exceeded the maximum depth of {self.run.max_depth} at {rtype}:{rid}#{rel}"
             )
-        self._budget -= 1
-        if not self._budget:
-            self._budget = CHECK_EVERY
+        self._steps += 1
+        if self._steps % CHECK_EVERY == 0:
             check_deadline(self.run.deadline)
+        if self._steps % PAUSE_EVERY == 0:
+            yield PAUSE
         found = EMPTY
         srel, stype = self.subject_relation, self.subject_type
         if srel and rel == srel and rtype == stype:
@@ -175,33 +182,36 @@ class SubjectSets:
         if relation is not None:
             self._stack.add(key)
             try:
-                found = union(found, self._rewrite(relation.rewrite, rtype, rid, rel, depth + 1))
+                found = union(found, (yield from self._rewrite(relation.rewrite, rtype, rid, rel, depth + 1)))
             finally:
                 self._stack.discard(key)
         self._memo[key] = found
         return found
 
-    def _rewrite(self, node: ir.Rewrite, rtype: str, rid: str, rel: str, depth: int) -> SubjectSet:
+    def _rewrite(self, node: ir.Rewrite, rtype: str, rid: str, rel: str, depth: int) -> Steps:
         if isinstance(node, ir.This):
-            return self._this(rtype, rid, rel, depth)
+            return (yield from self._this(rtype, rid, rel, depth))
         if isinstance(node, ir.ComputedUserset):
-            return self._relation(rtype, rid, node.relation, depth)
+            return (yield from self._relation(rtype, rid, node.relation, depth))
         if isinstance(node, ir.TupleToUserset):
-            return self._arrow(node, rtype, rid, depth)
+            return (yield from self._arrow(node, rtype, rid, depth))
         if isinstance(node, ir.Union):
-            return union(*[self._rewrite(child, rtype, rid, rel, depth) for child in node.children])
+            parts = []
+            for child in node.children:
+                parts.append((yield from self._rewrite(child, rtype, rid, rel, depth)))
+            return union(*parts)
         if isinstance(node, ir.Intersection):
             result: SubjectSet | None = None
             for child in node.children:
-                found = self._rewrite(child, rtype, rid, rel, depth)
+                found = yield from self._rewrite(child, rtype, rid, rel, depth)
                 result = found if result is None else intersection(result, found)
             return result or EMPTY
         if isinstance(node, ir.Exclusion):
-            base = self._rewrite(node.base, rtype, rid, rel, depth)
-            return exclusion(base, self._rewrite(node.subtract, rtype, rid, rel, depth))
+            base = yield from self._rewrite(node.base, rtype, rid, rel, depth)
+            return exclusion(base, (yield from self._rewrite(node.subtract, rtype, rid, rel, depth)))
         return EMPTY  # nil
 
-    def _this(self, rtype: str, rid: str, rel: str, depth: int) -> SubjectSet:
+    def _this(self, rtype: str, rid: str, rel: str, depth: int) -> Steps:
         """The relationships stored under `rtype:rid#rel`: subjects and the wildcard of the
         wanted type directly, and what each stored subject set holds."""
         run, key, admits, stype = self.run, (rtype, rid, rel), self.admits, self.subject_type
@@ -211,7 +221,9 @@ class SubjectSets:
             concrete: dict[str, Result] = {}
             wildcard: Result = False
             plain, wild = (rtype, rel, stype, "", False) in admits, (rtype, rel, stype, "", True) in admits
-            for (otype, oid), meta in bucket.items():
+            for count, ((otype, oid), meta) in enumerate(bucket.items(), 1):
+                if count % SORT_CHUNK == 0:
+                    yield PAUSE
                 if otype != stype or not (wild if oid == "*" else plain):
                     continue
                 value = True if meta is None else run.meta_result(meta)
@@ -228,10 +240,10 @@ class SubjectSets:
                 continue
             edge = True if meta is None else run.meta_result(meta)
             if edge is not False:
-                parts.append(under(edge, self._relation(ustype, usid, usrel, depth)))
+                parts.append(under(edge, (yield from self._relation(ustype, usid, usrel, depth))))
         return union(*parts) if len(parts) > 1 else found
 
-    def _arrow(self, node: ir.TupleToUserset, rtype: str, rid: str, depth: int) -> SubjectSet:
+    def _arrow(self, node: ir.TupleToUserset, rtype: str, rid: str, depth: int) -> Steps:
         """`tupleset->computed` over every target (`any`: united; `all`: intersected, under
         every target's relationship condition), targets lacking `computed` skipped."""
         run, key, admits = self.run, (rtype, rid, node.tupleset), self.admits
@@ -256,7 +268,7 @@ class SubjectSets:
             edges = all_of(edges, edge)
             if self.schema.relation(st, node.computed) is None:
                 continue
-            found = self._relation(st, sid, node.computed, depth)
+            found = yield from self._relation(st, sid, node.computed, depth)
             if every:
                 result = found if result is None else intersection(result, found)
             else:
