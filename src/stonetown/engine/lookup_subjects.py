@@ -45,8 +45,9 @@ class SubjectFound:
     and its Check result (see :func:`excluded_beside`).
 
     For a concrete subject beside a granted wildcard, ``listed`` is the condition under which
-    SpiceDB lists it on its own (from subject_sets.SubjectSet.concrete; None when that is
-    ``result``): the wildcard covers the others."""
+    SpiceDB lists it on its own (from subject_sets.SubjectSet.concrete): the wildcard covers
+    the others; None when no sets were built (a monotone permission without caveats, where
+    that condition is ``result``, or a cycle in the data): listed when granted."""
 
     subject_id: str
     result: Result
