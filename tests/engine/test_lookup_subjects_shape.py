@@ -1,8 +1,9 @@
 """LookupSubjects answers in SpiceDB's shape (found with ../shared/tools/spicedb/spicefuzz.py
-and checked against SpiceDB v1.54 embedded): a subject named outside every exclusion is listed
-beside `*`; one only an exclusion names is not listed when the wildcard covers it; the
-wildcard's exclusions are the subjects it answers better than Check does (conditional
-exclusions marked), not the subjects listed on their own."""
+and checked against SpiceDB v1.54 embedded; the rules are SpiceDB's subject-set algebra,
+engine/subject_algebra.py): a subject named outside every exclusion is listed beside `*`; one only
+an exclusion names is not listed when the wildcard covers it; the wildcard excludes what that
+algebra excludes and what it answers better than Check does (conditional exclusions marked),
+not the subjects listed on their own."""
 
 from __future__ import annotations
 

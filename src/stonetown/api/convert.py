@@ -214,13 +214,16 @@ def cursor_from_proto(message: core.Cursor, has: bool, kind: str, length: int, p
 # ---------------------------------------------------------------- objects, subjects, relationships
 
 
-def object_from_proto(message: core.ObjectReference, has: bool, path: str) -> ObjectRef:
-    """A validated object reference."""
+def object_from_proto(
+    message: core.ObjectReference, has: bool, path: str, *, allow_wildcard: bool = False
+) -> ObjectRef:
+    """A validated object reference; its id may be `*` where `allow_wildcard` says so (as
+    SpiceDB accepts it: LookupSubjects and bulk check items, where it matches nothing)."""
     if not has:
         raise InvalidArgument(f"{path}: required")
     return ObjectRef(
         check_type_name(message.object_type, f"{path}.object_type"),
-        check_object_id(message.object_id, f"{path}.object_id", allow_wildcard=False),
+        check_object_id(message.object_id, f"{path}.object_id", allow_wildcard=allow_wildcard),
     )
 
 

@@ -344,20 +344,3 @@ def overlay(base: RelationshipIndex, extra: Iterable[Relationship]) -> Relations
             reverse[ukey] = dict.fromkeys(base.reverse.get(ukey, ()))
         view.add(rel)
     return view
-
-
-def without_wildcards(base: RelationshipIndex, subject_type: str) -> RelationshipIndex:
-    """`base` without its `subject_type:*` relationships, for one request (LookupSubjects asks
-    what a subject holds on its own, not through a wildcard). Only the buckets holding such a
-    wildcard are copied into a top layer over `base`'s maps."""
-    view = RelationshipIndex(base.revision)
-    objects, reverse = _Layered(base.objects), _Layered(base.reverse)
-    view.objects, view.usersets, view.reverse = objects, base.usersets, reverse
-    view.count = getattr(base, "count", 0)  # an old revision read through the store keeps no count
-    wildcard = (subject_type, "*", "")
-    for rkey in base.reverse.get(wildcard, ()):
-        bucket = dict(base.objects.get(rkey, {}))
-        bucket.pop((subject_type, "*"), None)
-        objects[rkey] = bucket
-    reverse[wildcard] = ()
-    return view

@@ -6,15 +6,16 @@ type was seen. Candidates of a monotone permission are answers; the others are c
 with Check. A wildcard is answered by checking a subject id no relationship can hold; the
 concrete candidates it does not cover are its exclusions.
 
-The answer takes SpiceDB's shape: a subject is listed on its own when it is named outside
-every subtracted side (SpiceDB's concrete subjects: `viewer: user:*` with `viewer@user:u1`
-lists `*` and u1), not when only an exclusion names it and the wildcard covers it; see
+Beside a granted wildcard the answer takes SpiceDB's shape, which its subject-set algebra
+decides (subject_algebra.py): a subject is listed on its own when that algebra lists it
+(`viewer: user:*` with `viewer@user:u1` lists `*` and u1; `(viewer: user:*) & (editor: user:* |
+user:u1)` lists u1 too), and the wildcard's exclusions are the ones the algebra gives it; see
 :func:`listed_beside` and :func:`excluded_beside`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 from itertools import islice
 
@@ -23,9 +24,10 @@ from stonetown.engine.check import CheckRun, CompiledSchema
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, sorted_steps
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
-from stonetown.engine.index import RelationshipIndex, without_wildcards
+from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.lookup_resources import next_level
 from stonetown.engine.reachability import Reachability
+from stonetown.engine.subject_algebra import SubjectSet, SubjectSets
 from stonetown.engine.subject_sets import Declined, Held, subject_sets_steps
 from stonetown.engine.types import Permissionship
 from stonetown.schema import ir
@@ -39,22 +41,21 @@ class SubjectFound:
     """One answer, in the order answers come: the wildcard first (when granted), then the
     concrete subject ids ascending; ``result`` is True or a caveat condition.
 
-    For the wildcard, ``excluded`` lists the candidates its result does not cover and
-    ``conditional`` the candidates granted only under a caveat condition, with their results
-    (a caveat context may still deny them, which excludes them from the wildcard too).
+    For the wildcard, ``excluded`` lists the candidates it excludes outright (Check denies
+    them, or SpiceDB's algebra excludes them unconditionally) and ``conditional`` the others
+    a caveat context may exclude, each with the condition of its exclusion in that algebra
+    and its Check result (see :func:`excluded_beside`).
 
-    For a concrete subject beside a granted wildcard, ``wildcard`` is the wildcard's result,
-    ``named`` whether the subject is named outside every subtracted side, and ``own`` what it
-    holds without any wildcard (None when that cannot differ from ``result``): SpiceDB lists a
-    subject the wildcard covers only when it is named and granted on its own."""
+    For a concrete subject beside a granted wildcard, ``listed`` is the condition under which
+    SpiceDB lists it on its own (from subject_algebra.SubjectSet.concrete): the wildcard covers
+    the others; None when no sets were built (a monotone permission without caveats, where
+    that condition is ``result``, or a cycle in the data): listed when granted."""
 
     subject_id: str
     result: Result
     excluded: tuple[str, ...] = ()
-    conditional: tuple[tuple[str, Result], ...] = ()
-    wildcard: Result = False
-    named: bool = True
-    own: Result | None = None
+    conditional: tuple[tuple[str, Result, Result], ...] = ()
+    listed: Result | None = None
 
 
 def lookup_subjects_steps(
@@ -95,18 +96,13 @@ def lookup_subjects_steps(
         wildcard = True if monotone else run.dispatch(rtype, rid, permission, unseen, 0)
         if not granted(wildcard):
             wildcard = False
-    named: set[str] | None = None  # None: every candidate is named outside the subtracted sides
-    own_run: CheckRun | None = None
-    if wildcard is not False:
-        if not monotone:
-            named, _ = yield from _candidates(
-                compiled.schema, facts, index, (*resource, permission), subject_type, subject_relation,
-                _named_parts,
-            )  # fmt: skip
-        # without caveats and expiration, a candidate of a monotone permission is granted on
-        # its own (reached through relationships naming it): no second look needed
-        if not monotone or compiled.schema.caveats or compiled.schema.uses_expiration:
-            own_run = CheckRun(compiled, without_wildcards(index, subject_type), max_depth)
+    shape: SubjectSet | None = None
+    # without caveats and expiration, a candidate of a monotone permission is listed (reached
+    # through relationships naming it) and never excluded: no need to build the sets; over a
+    # cycle in the data (no sets: SpiceDB has no answer) every granted candidate is listed
+    if wildcard is not False and (not monotone or compiled.schema.caveats or compiled.schema.uses_expiration):
+        sets = SubjectSets(compiled.schema, facts, run, subject_type, subject_relation)
+        shape = yield from sets.of(rtype, rid, permission)
 
     def result_of(cid: str) -> Result:
         if monotone:
@@ -124,10 +120,16 @@ def lookup_subjects_steps(
         for cid in candidates:
             results[cid] = result_of(cid)
             yield PAUSE
-        excluded = [cid for cid, result in results.items() if not granted(result)]
-        conditional = tuple((cid, r) for cid, r in results.items() if r is not True and granted(r))
+        excluded: list[str] = []
+        conditional: list[tuple[str, Result, Result]] = []
+        for cid, result in results.items():
+            out: Result = False if shape is None else shape.excluded.get(cid, False)
+            if out is True or not granted(result):
+                excluded.append(cid)
+            elif out is not False or result is not True:
+                conditional.append((cid, out, result))
         ordered = [cid for cid in sorted_steps(excluded) if cid is not PAUSE]
-        yield SubjectFound(WILDCARD, wildcard, tuple(ordered), conditional)  # type: ignore[arg-type]
+        yield SubjectFound(WILDCARD, wildcard, tuple(ordered), tuple(conditional))  # type: ignore[arg-type]
     wanted: list[str] = []
     remaining = iter(candidates)
     while chunk := list(islice(remaining, SORT_CHUNK)):
@@ -139,14 +141,8 @@ def lookup_subjects_steps(
             continue
         result = results[cid] if results is not None else result_of(cid)  # type: ignore[index]
         if granted(result):
-            if wildcard is False:
-                yield SubjectFound(cid, result)  # type: ignore[arg-type]
-            else:
-                is_named = named is None or cid in named
-                own = None
-                if is_named and own_run is not None:
-                    own = own_run.dispatch(rtype, rid, permission, (subject_type, cid, ""), 0)
-                yield SubjectFound(cid, result, wildcard=wildcard, named=is_named, own=own)  # type: ignore[arg-type]
+            listed = None if shape is None else shape.concrete.get(cid, False)
+            yield SubjectFound(cid, result, listed=listed)  # type: ignore[arg-type]
         if not monotone:
             yield PAUSE
 
@@ -173,25 +169,23 @@ def _held_sets(
         return None
 
 
+def listed_beside(verdict: Permissionship, listed: Permissionship) -> bool:
+    """Whether a subject (`verdict`: Check's answer under the request context) is listed on
+    its own beside a granted wildcard: when Check grants it and SpiceDB's algebra lists it
+    (`listed`, under the same context; a caveat that fails, an expired relationship, drop it)."""
+    return verdict is not Permissionship.DENIED and listed is not Permissionship.DENIED
+
+
+def excluded_beside(excluded: Permissionship, verdict: Permissionship, wildcard: Permissionship) -> bool:
+    """Whether the wildcard (`wildcard` under the request context) excludes a candidate whose
+    exclusion condition in SpiceDB's algebra evaluates to `excluded` and whose Check answer
+    is `verdict`: when that condition is not denied, or when the wildcard answers it better
+    than Check (denied, or conditional under a wildcard granted outright), so the wildcard
+    never stands for more than Check grants."""
+    return excluded is not Permissionship.DENIED or _RANK[verdict] < _RANK[wildcard]
+
+
 _RANK = {Permissionship.DENIED: 0, Permissionship.CONDITIONAL: 1, Permissionship.ALLOWED: 2}
-
-
-def listed_beside(
-    verdict: Permissionship, wildcard: Permissionship, named: bool, own: Permissionship
-) -> bool:
-    """Whether a granted subject (`verdict` under the request context) is listed on its own
-    beside a granted wildcard (`wildcard`), as SpiceDB shapes LookupSubjects: when the
-    wildcard answers it worse, or when it is named outside every subtracted side and granted
-    without the wildcard (`own`; a caveat that fails, an expired relationship, drop it)."""
-    if verdict is Permissionship.DENIED:
-        return False
-    return _RANK[verdict] > _RANK[wildcard] or (named and own is not Permissionship.DENIED)
-
-
-def excluded_beside(verdict: Permissionship, wildcard: Permissionship) -> bool:
-    """Whether the wildcard excludes a candidate: the wildcard answers it better than Check
-    (denied, or conditional under a wildcard granted outright)."""
-    return _RANK[verdict] < _RANK[wildcard]
 
 
 def _candidates(
@@ -201,16 +195,14 @@ def _candidates(
     start: tuple[str, str, str],
     subject_type: str,
     subject_relation: str,
-    parts: Callable[[ir.Rewrite], list[ir.Rewrite]] | None = None,
     max_depth: int | None = None,
 ) -> Generator[Pause, None, tuple[set[str], bool]]:
-    """Every subject id of the wanted type the walk from `start` meets through the `parts` of
-    each rewrite (default: every branch), and whether it met the type's wildcard; pausing
-    inside long buckets (see lookup_resources._climb for why that is safe). With `max_depth`,
-    depth is counted as Check counts it (a subject set or an arrow one level, a computed
-    userset none), level by level, and a node `max_depth` levels down fails with
-    DepthExceeded, so LookupSubjects never answers where Check answers max depth."""
-    parts = parts or _parts
+    """Every subject id of the wanted type the walk from `start` meets through every branch
+    of each rewrite, and whether it met the type's wildcard; pausing inside long buckets (see
+    lookup_resources._climb for why that is safe). With `max_depth`, depth is counted as
+    Check counts it (a subject set or an arrow one level, a computed userset none), level by
+    level, and a node `max_depth` levels down fails with DepthExceeded, so LookupSubjects
+    never answers where Check answers max depth."""
     found: set[str] = set()
     wildcard = False
     visited: set[tuple[str, str, str]] = set()
@@ -239,7 +231,7 @@ def _candidates(
         relation = schema.relation(ntype, nrel)
         if relation is None:
             continue
-        for part in parts(relation.rewrite):
+        for part in _parts(relation.rewrite):
             if isinstance(part, ir.This):
                 bucket = index.objects.get(node)
                 if bucket and not subject_relation:
@@ -275,15 +267,6 @@ def _candidates(
                     if schema.relation(stype, part.computed) is not None:
                         deeper.append((stype, sid, part.computed))
     return found, wildcard
-
-
-def _named_parts(node: ir.Rewrite) -> list[ir.Rewrite]:
-    """The leaves of a rewrite outside its subtracted sides."""
-    if isinstance(node, ir.Union | ir.Intersection):
-        return [leaf for child in node.children for leaf in _named_parts(child)]
-    if isinstance(node, ir.Exclusion):
-        return _named_parts(node.base)
-    return [node]
 
 
 def _parts(node: ir.Rewrite) -> list[ir.Rewrite]:

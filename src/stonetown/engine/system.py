@@ -1070,11 +1070,11 @@ class PermissionSystem:
 
         Caveats are evaluated here, and the answer takes SpiceDB's shape: a subject the
         context denies is no answer; beside a granted wildcard a subject is listed only as
-        lookup_subjects.listed_beside says, and the wildcard excludes the subjects it would
-        answer better than Check (lookup_subjects.excluded_beside), marking those excluded
-        only conditionally."""
-        if found.result is True and found.wildcard is False and found.subject_id != WILDCARD:
-            # granted outright, beside no wildcard: the answer has nothing to evaluate
+        lookup_subjects.listed_beside says, and the wildcard excludes the subjects
+        lookup_subjects.excluded_beside says, marking those the context leaves undecided
+        excluded only conditionally."""
+        if found.result is True and found.subject_id != WILDCARD and found.listed in (None, True):
+            # granted outright and listed: the answer has nothing to evaluate
             return LookupSubjectResult(SubjectRef(subject_type, found.subject_id, subject_relation))
         state, revision = view.state, view.revision
         verdict = await self._verdict(state, found.result, revision, context, budget)
@@ -1085,19 +1085,20 @@ class PermissionSystem:
         if found.subject_id == WILDCARD:
             out: list[str] = []
             maybe: list[str] = []
-            for cid, result in found.conditional:
+            for cid, condition, result in found.conditional:
+                out_of = Permissionship.DENIED
+                if condition is not False:
+                    out_of = (await self._verdict(state, condition, revision, context, budget)).permissionship
                 theirs = (await self._verdict(state, result, revision, context, budget)).permissionship
-                if excluded_beside(theirs, verdict.permissionship):
+                if excluded_beside(out_of, theirs, verdict.permissionship):
                     out.append(cid)
-                    if theirs is Permissionship.CONDITIONAL:
+                    certain = out_of is Permissionship.ALLOWED or theirs is Permissionship.DENIED
+                    if not certain:
                         maybe.append(cid)
             excluded, conditionally = tuple(sorted({*found.excluded, *out})), tuple(sorted(maybe))
-        elif found.wildcard is not False:
-            wildcard = (await self._verdict(state, found.wildcard, revision, context, budget)).permissionship
-            own = verdict.permissionship
-            if found.own is not None:
-                own = (await self._verdict(state, found.own, revision, context, budget)).permissionship
-            if not listed_beside(verdict.permissionship, wildcard, found.named, own):
+        elif found.listed is not None:
+            listed = (await self._verdict(state, found.listed, revision, context, budget)).permissionship
+            if not listed_beside(verdict.permissionship, listed):
                 return None
         return LookupSubjectResult(
             SubjectRef(subject_type, found.subject_id, subject_relation),

@@ -79,7 +79,9 @@ def parse_check_items(items: Any) -> list[CheckRequest | StonetownError]:
         try:
             parsed.append(
                 CheckRequest(
-                    cv.object_from_proto(item.resource, item.HasField("resource"), f"{path}.resource"),
+                    cv.object_from_proto(
+                        item.resource, item.HasField("resource"), f"{path}.resource", allow_wildcard=True
+                    ),
                     cv.check_relation_name(item.permission, f"{path}.permission"),
                     cv.subject_from_proto(item.subject, item.HasField("subject"), f"{path}.subject"),
                     cv.struct_to_dict(item.context, item.HasField("context")),
@@ -209,8 +211,11 @@ class SubjectsQuery:
 
 
 def subjects_query(request: Any) -> SubjectsQuery:
-    """The validated question of a LookupSubjects request (either API)."""
-    resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
+    """The validated question of a LookupSubjects request (either API). The resource may be
+    `doc:*`, as SpiceDB accepts it (no relationship has that resource: only a subject set of
+    it is found, itself)."""
+    has = request.HasField("resource")
+    resource = cv.object_from_proto(request.resource, has, "resource", allow_wildcard=True)
     name = cv.check_relation_name(request.permission, "permission")
     subject_type = cv.check_type_name(request.subject_object_type, "subject_object_type")
     subject_relation = request.optional_subject_relation
