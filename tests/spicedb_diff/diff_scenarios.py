@@ -525,6 +525,8 @@ SCENARIOS: list[Scenario] = [
             lookup_subjects("doc:*", "both", "doc#both"),
             lookup_subjects("doc:*", "view", "doc#both"),
             bulk(("doc:*", "both", "user:u1"), ("doc:d1", "both", "user:u1")),
+            # a wildcard subject set: that item alone fails (WILDCARD_NOT_ALLOWED)
+            bulk(("doc:d1", "both", "doc:*#both"), ("doc:d1", "both", "user:u1")),
             check("doc:*", "both", "user:u1"),
             expand("doc:*", "both"),
             read(resource_type="doc", resource_id="*"),

@@ -20,7 +20,8 @@ from stonetown.api.authzed.errors import SpiceError
 from stonetown.api.authzed.pb import core, permission, permission_grpc
 from stonetown.api.limits import Limits
 from stonetown.api.servicers import shared
-from stonetown.core.errors import StonetownError
+from stonetown.core.errors import InvalidArgument, StonetownError
+from stonetown.core.relationship import WILDCARD
 from stonetown.engine.datastore import RelationshipFilter
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import CheckRequest, CheckResult, Consistency
@@ -29,6 +30,7 @@ _Response = permission.CheckPermissionResponse
 MUST_MATCH = permission.Precondition.Operation.OPERATION_MUST_MATCH
 MUST_NOT_MATCH = permission.Precondition.Operation.OPERATION_MUST_NOT_MATCH
 _DELETE = permission.DeleteRelationshipsResponse
+_WILDCARD_SET = "a wildcard subject cannot have a relation"  # convert.subject_from_proto's words
 
 
 def limit_of(requested: int, maximum: int) -> int | None:
@@ -183,6 +185,13 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 if not item.permission:  # not malformed for SpiceDB: that item's own error
                     path = f"items[{index}].resource"
                     parsed[index] = self._no_such_permission(item.resource, item.HasField("resource"), path)
+                    continue
+                if item.subject.object.object_id == WILDCARD and str(outcome).endswith(_WILDCARD_SET):
+                    # `doc:*#rel`: SpiceDB's validation lets it through and the item fails alone
+                    parsed[index] = InvalidArgument(
+                        f"items[{index}].subject: cannot check a wildcard subject "
+                        f"({item.subject.object.object_type}:*#{item.subject.optional_relation})"
+                    )
                     continue
                 raise outcome  # a malformed item fails the request, as SpiceDB's validation does
         revision, outcomes = await shared.check_bulk(self.system, parsed, consistency)
