@@ -35,7 +35,7 @@ definition document {
 }
 """
 
-MEMBERS = 200_000  # large enough that computing every answer takes a while, small enough to import fast
+MEMBERS = 400_000  # large enough that computing every answer takes a while, small enough to import fast
 LIVENESS = 5.0  # seconds: far above a turn of the event loop, far below a whole lookup before the fix
 
 

@@ -84,6 +84,7 @@ def lookup_subjects_steps(
         held = yield from _held_sets(compiled, facts, index, (*resource, permission), subject_type,
                                      subject_relation, max_depth, run)  # fmt: skip
     if held is not None:
+        yield PAUSE
         candidates, wildcard_seen = (held.sure | held.maybe if held.maybe else held.sure), False
     else:
         candidates, wildcard_seen = yield from _candidates(
