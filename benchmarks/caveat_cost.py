@@ -41,17 +41,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import memory_system
 from stonetown.core.relationship import ContextualizedCaveat, ObjectRef, Relationship, SubjectRef
-from stonetown.engine.datastore import Update, UpdateOp
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import Consistency, Permissionship
-from stonetown.stores.memory import MemoryDatastore
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "caveat_cost.json"
 CAVEAT = "caveat valid_until(now timestamp, expires timestamp) {\n    now < expires\n}"
 MODES = ("plain", "caveated", "caveated_cached", "conditional", "conditional_cached")
 VIEWERS_PER_DOCUMENT = 10
-WRITE_BATCH = 1000
 ROUNDS = 5
 #: every stored `expires` lies after this instant, and every request's `now` before it
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -112,17 +110,6 @@ def generate(relationships: int, checks: int, seed: int) -> Data:
         caveated.append(Relationship("document", f"d{doc}", "viewer", "user", f"u{user}", "", caveat))
         grants.append((rel.resource, rel.subject))
     return Data(plain, caveated, [grants[rng.randrange(len(grants))] for _ in range(checks)])
-
-
-async def _system(schema: str, rels: Sequence[Relationship]) -> PermissionSystem:
-    system = PermissionSystem(MemoryDatastore(), poll_interval=None, gc_interval=None)
-    await system.start()
-    await system.write_schema(schema)
-    for start in range(0, len(rels), WRITE_BATCH):
-        await system.write_relationships(
-            [Update(UpdateOp.TOUCH, rel) for rel in rels[start : start + WRITE_BATCH]]
-        )
-    return system
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -206,8 +193,8 @@ async def measure(relationships: int, checks: int, seed: int, warmup: int) -> di
     """Build both systems, time every mode (interleaved rounds), return the JSON result."""
     data = generate(relationships, checks, seed)
     build_start = time.perf_counter()
-    plain = await _system(schema_text(False), data.plain)
-    caveated = await _system(schema_text(True), data.caveated)
+    plain = await memory_system(schema_text(False), data.plain)
+    caveated = await memory_system(schema_text(True), data.caveated)
     build_seconds = time.perf_counter() - build_start
     systems = {mode: plain if mode == "plain" else caveated for mode in MODES}
     outcome_cache_found = _outcome_cache(caveated) is not None

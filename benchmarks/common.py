@@ -16,7 +16,10 @@ from typing import Any
 
 from benchmarks.dataset import Dataset
 from stonetown.cli.progress import Progress
+from stonetown.core.relationship import Relationship
+from stonetown.engine.datastore import Update, UpdateOp
 from stonetown.engine.system import PermissionSystem
+from stonetown.stores.memory import MemoryDatastore
 from stonetown.stores.sqlite import SqliteDatastore
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -46,6 +49,18 @@ def results_dir() -> Path:
     path = Path(os.environ.get("STONETOWN_BENCH_RESULTS", RESULTS_DIR))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+async def memory_system(schema: str, rels: Sequence[Relationship], batch: int = 1000) -> PermissionSystem:
+    """A started PermissionSystem over a MemoryDatastore holding `schema` and `rels` (written
+    `batch` at a time), without background polling or GC: for in-process measurements and the
+    benchmarks' answer checks."""
+    system = PermissionSystem(MemoryDatastore(), poll_interval=None, gc_interval=None)
+    await system.start()
+    await system.write_schema(schema)
+    for start in range(0, len(rels), batch):
+        await system.write_relationships([Update(UpdateOp.TOUCH, rel) for rel in rels[start : start + batch]])
+    return system
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

@@ -19,11 +19,9 @@ def test_dataset_is_seeded_and_answers_match_expectations() -> None:
 
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
+    from benchmarks.common import memory_system
     from benchmarks.dataset import CHECK_KINDS, generate
     from stonetown.engine.check import CheckRun
-    from stonetown.engine.datastore import Update, UpdateOp
-    from stonetown.engine.system import PermissionSystem
-    from stonetown.stores.memory import MemoryDatastore
 
     first, second = generate(2000, 7), generate(2000, 7)
     assert first.relationships == second.relationships
@@ -31,12 +29,7 @@ def test_dataset_is_seeded_and_answers_match_expectations() -> None:
     assert all(first.checks[kind] for kind in CHECK_KINDS)
 
     async def answers() -> list[bool]:
-        system = PermissionSystem(MemoryDatastore())
-        await system.start()
-        await system.write_schema(first.schema_text())
-        rels = first.relationships
-        for start in range(0, len(rels), 1000):
-            await system.write_relationships([Update(UpdateOp.TOUCH, r) for r in rels[start : start + 1000]])
+        system = await memory_system(first.schema_text(), first.relationships)
         assert system.state is not None
         out = []
         for kind in CHECK_KINDS:

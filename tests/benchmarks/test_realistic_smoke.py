@@ -22,11 +22,9 @@ def test_shape_is_seeded_and_labelled_answers_hold(shape: str) -> None:
     the engine answers each as labelled."""
     import asyncio
 
+    from benchmarks.common import memory_system
     from benchmarks.realistic_data import KINDS, generate
     from stonetown.engine.check import CheckRun
-    from stonetown.engine.datastore import Update, UpdateOp
-    from stonetown.engine.system import PermissionSystem
-    from stonetown.stores.memory import MemoryDatastore
 
     first, second, other = generate(shape, 3000, 7), generate(shape, 3000, 7), generate(shape, 3000, 8)
     assert first.relationships == second.relationships
@@ -36,12 +34,7 @@ def test_shape_is_seeded_and_labelled_answers_hold(shape: str) -> None:
     assert {c[6] for items in first.checks.values() for c in items} == {True, False}
 
     async def wrong() -> list[tuple[str, tuple[object, ...]]]:
-        system = PermissionSystem(MemoryDatastore())
-        await system.start()
-        await system.write_schema(first.schema_text())
-        rels = first.relationships
-        for start in range(0, len(rels), 1000):
-            await system.write_relationships([Update(UpdateOp.TOUCH, r) for r in rels[start : start + 1000]])
+        system = await memory_system(first.schema_text(), first.relationships)
         assert system.state is not None
         out = []
         for kind, items in first.checks.items():
