@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -61,6 +62,30 @@ async def memory_system(schema: str, rels: Sequence[Relationship], batch: int = 
     for start in range(0, len(rels), batch):
         await system.write_relationships([Update(UpdateOp.TOUCH, rel) for rel in rels[start : start + batch]])
     return system
+
+
+async def measured_start(system: PermissionSystem) -> dict[str, Any]:
+    """Start `system` (its load from the store) and measure it: wall and CPU seconds (all
+    threads: the figure a busy shared machine changes least), load averages around it, and the
+    resident memory it added per relationship."""
+    rss_before = rss_bytes()
+    loadavg_before = os.getloadavg()
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    await system.start()
+    load_seconds, load_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    gc.collect()
+    rss_after = rss_bytes()
+    count = system.index.count
+    return {
+        "relationships": count,
+        "load_seconds": round(load_seconds, 3),
+        "load_rel_per_s": round(count / load_seconds, 1),
+        "load_cpu_seconds": round(load_cpu, 3),
+        "loadavg_load": [list(loadavg_before), list(os.getloadavg())],
+        "rss_before_load_bytes": rss_before,
+        "rss_after_load_bytes": rss_after,
+        "index_bytes_per_relationship": round((rss_after - rss_before) / max(count, 1), 1),
+    }
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import multiprocessing
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +33,8 @@ from benchmarks.common import (
     Latency,
     db_path,
     ensure_store,
+    measured_start,
     remove_store,
-    rss_bytes,
     store_copy,
     summarize,
     write_result,
@@ -106,28 +105,14 @@ async def measure(size: int, seed: int, *, budget: float = 2.0, progress: bool =
     gc.collect()
     store = SqliteDatastore(str(path))
     system = PermissionSystem(store)
-    rss_before = rss_bytes()
-    loadavg_before = os.getloadavg()
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    await system.start()
-    load_seconds, load_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    gc.collect()
-    rss_after = rss_bytes()
-    count = system.index.count
+    loaded = await measured_start(system)
     data = generate(size, seed)
     out: dict[str, Any] = {
         "size": size,
         "size_label": size_label(size),
-        "relationships": count,
         "import_seconds": round(import_seconds, 3),
         "import_rel_per_s": round(len(data.relationships) / import_seconds, 1),
-        "load_seconds": round(load_seconds, 3),
-        "load_rel_per_s": round(count / load_seconds, 1),
-        "load_cpu_seconds": round(load_cpu, 3),  # all threads: less sensitive to a busy machine
-        "loadavg_load": [list(loadavg_before), list(os.getloadavg())],
-        "rss_before_load_bytes": rss_before,
-        "rss_after_load_bytes": rss_after,
-        "index_bytes_per_relationship": round((rss_after - rss_before) / max(count, 1), 1),
+        **loaded,
         "workloads": {},
     }
     work = out["workloads"]

@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import realistic_grpc
-from benchmarks.common import Latency, bulk_import, results_dir, rss_bytes, summarize, write_result
+from benchmarks.common import (
+    Latency,
+    bulk_import,
+    measured_start,
+    results_dir,
+    summarize,
+    write_result,
+)
 from benchmarks.dataset import size_label
 from benchmarks.inprocess import _time_each_async
 from benchmarks.realistic_data import ShapeData, generate
@@ -99,23 +106,7 @@ async def measure_inprocess(
 async def _measure_system(
     system: PermissionSystem, data: ShapeData, budget: float, lookup_timeout: float, lookups: bool
 ) -> dict[str, Any]:
-    rss_before = rss_bytes()
-    loadavg_before = os.getloadavg()
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    await system.start()
-    load_seconds, load_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    gc.collect()
-    count = system.index.count
-    out: dict[str, Any] = {
-        "relationships": count,
-        "load_seconds": round(load_seconds, 3),
-        # CPU seconds of the process (all threads) during the load: the figure the other
-        # sessions on a shared machine change least
-        "load_cpu_seconds": round(load_cpu, 3),
-        "loadavg_load": [list(loadavg_before), list(os.getloadavg())],
-        "index_bytes_per_relationship": round((rss_bytes() - rss_before) / max(count, 1), 1),
-        "workloads": {},
-    }
+    out: dict[str, Any] = {**(await measured_start(system)), "workloads": {}}
     work = out["workloads"]
     assert system.state is not None
     compiled, index = system.state.compiled, system.index
