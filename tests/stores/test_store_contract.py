@@ -314,6 +314,10 @@ async def test_delete_limit_exactly_reached(store: Datastore) -> None:
         ({"subject": SubjectFilter("team", None, "member")}, [SAMPLE[3], SAMPLE[7]]),
         ({"subject": SubjectFilter("team", "data", "")}, []),
         ({"resource_type": "folder", "subject": SubjectFilter("team")}, [SAMPLE[7]]),
+        ({"subject_is_set": True}, [SAMPLE[3], SAMPLE[7]]),
+        ({"resource_type": "folder", "subject_is_set": False}, [SAMPLE[6]]),
+        ({"resource_type": "document", "subject_is_set": False}, [*SAMPLE[:3], *SAMPLE[4:6]]),
+        ({"subject": SubjectFilter("team"), "subject_is_set": False}, []),
         (
             {
                 "resource_type": "document",

@@ -7,7 +7,10 @@ and while anyone watches, one reader task fetches the new revisions from the sto
 keeps the latest of them (about :data:`KEEP_CHANGES` changes). A watcher takes what follows
 its position from there, filtered for itself, and otherwise waits on an event: an idle
 watcher costs nothing. A watcher further behind than the kept revisions (a slow consumer, an
-old start token) reads the store itself until it reaches them.
+old start token) reads the store until it reaches them: watchers behind at the same revision
+share one read (streams opened together and read slowly stay in step), and at most
+:data:`BEHIND_READS` such reads run at once, so lagging streams cannot take every store
+connection from the requests and the index's own advance.
 
 The number of watchers is bounded (:class:`ResourceExhausted` names the bound).
 """
@@ -18,6 +21,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 
 from stonetown.core.errors import FailedPrecondition, ResourceExhausted
 from stonetown.engine.datastore import Datastore, RevisionChanges
@@ -30,6 +34,8 @@ KEEP_CHANGES = 10_000
 READ_BATCH = 1000
 # Pause after a failed read before the reader tries again.
 RETRY_SECONDS = 0.1
+# Reads of the change log for watchers behind the kept revisions running at once.
+BEHIND_READS = 2
 
 
 class ChangeFeed:
@@ -49,6 +55,8 @@ class ChangeFeed:
         self._wanted = asyncio.Event()  # set when the reader has something to do
         self._arrived = asyncio.Event()  # set (and replaced) when revisions arrive
         self._reader: asyncio.Task[None] | None = None
+        self._behind: dict[int, asyncio.Future[list[RevisionChanges]]] = {}  # by cursor
+        self._behind_slots = asyncio.Semaphore(BEHIND_READS)
 
     def start(self, revision: int) -> None:
         """Start the reader task, following on from `revision` (the index's)."""
@@ -123,6 +131,24 @@ class ChangeFeed:
         newer.reverse()
         return newer
 
+    async def _read_behind(self, cursor: int) -> list[RevisionChanges]:
+        """The revisions after `cursor` from the store, one read shared by every watcher
+        behind at `cursor` (a watcher that goes away does not cancel it for the others)."""
+        shared = self._behind.get(cursor)
+        if shared is None:
+            shared = self._behind[cursor] = asyncio.ensure_future(self._read_store(cursor))
+            shared.add_done_callback(partial(self._read_done, cursor))
+        return list(await asyncio.shield(shared))
+
+    def _read_done(self, cursor: int, read: asyncio.Future[list[RevisionChanges]]) -> None:
+        self._behind.pop(cursor, None)
+        if not read.cancelled():
+            read.exception()  # retrieved, also when every watcher waiting for it went away
+
+    async def _read_store(self, cursor: int) -> list[RevisionChanges]:
+        async with self._behind_slots:
+            return await self.store.changes(cursor, limit=READ_BATCH)
+
     async def watch(
         self, after_revision: int, resource_types: Sequence[str] = (), *, every_revision: bool = False
     ) -> AsyncIterator[RevisionChanges]:
@@ -149,7 +175,7 @@ class ChangeFeed:
                 if cursor >= self.base:
                     batches = self._after(cursor)
                 else:
-                    batches = await self.store.changes(cursor, limit=READ_BATCH)
+                    batches = await self._read_behind(cursor)
                 for batch in batches:
                     cursor = max(cursor, batch.revision)
                     changes = batch.changes

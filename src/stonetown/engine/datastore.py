@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from stonetown.core.errors import InvalidArgument, StoreError
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
@@ -59,7 +60,8 @@ class SubjectFilter:
 class RelationshipFilter:
     """Matches relationships; every field left as None matches anything.
 
-    ``resource_id`` and ``resource_id_prefix`` are mutually exclusive.
+    ``resource_id`` and ``resource_id_prefix`` are mutually exclusive. ``subject_is_set``:
+    True matches subject sets only (subjects with a relation), False plain subjects only.
     """
 
     resource_type: str | None = None
@@ -67,6 +69,7 @@ class RelationshipFilter:
     resource_id_prefix: str | None = None
     relation: str | None = None
     subject: SubjectFilter | None = None
+    subject_is_set: bool | None = None
 
     def matches(self, rel: Relationship) -> bool:
         """True when `rel` passes the filter."""
@@ -86,7 +89,7 @@ class RelationshipFilter:
                 return False
             if subject.relation is not None and rel.subject_relation != subject.relation:
                 return False
-        return True
+        return self.subject_is_set is None or bool(rel.subject_relation) is self.subject_is_set
 
 
 class PreconditionOp(enum.Enum):
@@ -196,6 +199,14 @@ def check_import_duplicates(relationships: Sequence[Relationship]) -> None:
             )
 
 
+class FilterReader(Protocol):
+    """Reads the relationships matching a filter (at most `limit` of them) at a fixed revision."""
+
+    def __call__(self, filter: RelationshipFilter, limit: int | None = None) -> list[Relationship]:
+        """The matching relationships, in no particular order."""
+        ...
+
+
 class Datastore(abc.ABC):
     """A multi-version relationship store. All methods are coroutine-safe."""
 
@@ -211,12 +222,11 @@ class Datastore(abc.ABC):
     async def head_revision(self) -> int:
         """The newest committed revision (0 for an empty store)."""
 
-    def thread_reader(
-        self, revision: int
-    ) -> AbstractContextManager[Callable[[RelationshipFilter], list[Relationship]]] | None:
+    def thread_reader(self, revision: int) -> AbstractContextManager[FilterReader] | None:
         """For a worker thread (reads at old revisions): a context manager holding one read
         transaction at `revision` (FailedPrecondition like :meth:`read` when it is not
-        readable) and giving a function that reads a filter at it, or None when the store
+        readable) and giving a function that reads a filter at it (at most `limit` rows when
+        given), or None when the store
         can only be read through its coroutines (this default)."""
         return None
 
@@ -315,8 +325,12 @@ class Datastore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def changes(self, after_revision: int, *, limit: int | None = None) -> list[RevisionChanges]:
+    async def changes(
+        self, after_revision: int, *, limit: int | None = None, urgent: bool = False
+    ) -> list[RevisionChanges]:
         """The revisions after `after_revision` in order (at most `limit`), each with its changes.
+        `urgent`: the caller holds up writers (the engine advancing its index), so a store that
+        queues reads for a connection serves this one first.
 
         Raises FailedPrecondition if the change log no longer reaches back to `after_revision`.
         """
@@ -326,8 +340,9 @@ class Datastore(abc.ABC):
         """Store schema text as the schema in force; return the new revision."""
 
     @abc.abstractmethod
-    async def read_schema(self, revision: int | None = None) -> StoredSchema | None:
-        """The schema in force at `revision` (default: head), or None if none was written."""
+    async def read_schema(self, revision: int | None = None, *, urgent: bool = False) -> StoredSchema | None:
+        """The schema in force at `revision` (default: head), or None if none was written.
+        `urgent` as for :meth:`changes`."""
 
     @abc.abstractmethod
     async def gc(self, older_than: datetime) -> int:

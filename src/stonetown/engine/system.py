@@ -340,7 +340,7 @@ class PermissionSystem:
         async with self._advance_lock:
             while True:
                 try:
-                    batches = await self.store.changes(self.index.revision, limit=1000)
+                    batches = await self.store.changes(self.index.revision, limit=1000, urgent=True)
                 except FailedPrecondition:
                     await self._reload()  # fell behind the garbage-collection window
                     break
@@ -349,7 +349,7 @@ class PermissionSystem:
                 for batch in batches:
                     state = self.state
                     if batch.schema_changed:
-                        stored = await self.store.read_schema(batch.revision)
+                        stored = await self.store.read_schema(batch.revision, urgent=True)
                         state = await self._state_for(stored) if stored is not None else None
                     self.index.apply(batch.changes, batch.revision)
                     self.state = state

@@ -193,8 +193,11 @@ class MemoryDatastore(Datastore):
         for start in range(0, len(rels), batch):
             yield rels[start : start + batch]
 
-    async def changes(self, after_revision: int, *, limit: int | None = None) -> list[RevisionChanges]:
-        """The revisions after `after_revision` in order (at most `limit`), with their changes."""
+    async def changes(
+        self, after_revision: int, *, limit: int | None = None, urgent: bool = False
+    ) -> list[RevisionChanges]:
+        """The revisions after `after_revision` in order (at most `limit`), with their changes
+        (nothing waits for a connection here: `urgent` makes no difference)."""
         error = changes_out_of_range(after_revision, self._min)
         if error is not None:
             raise error
@@ -207,7 +210,7 @@ class MemoryDatastore(Datastore):
             result.append(RevisionChanges(revision, info.timestamp, tuple(ordered), info.schema_changed))
         return result
 
-    async def read_schema(self, revision: int | None = None) -> StoredSchema | None:
+    async def read_schema(self, revision: int | None = None, *, urgent: bool = False) -> StoredSchema | None:
         """The schema in force at `revision` (default: head), or None if none was written."""
         if revision is None:
             revision = self._head

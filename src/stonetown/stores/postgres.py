@@ -454,8 +454,11 @@ class PostgresDatastore(SqlDatastore):
         except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
             raise self._error(exc, action) from exc
 
-    async def _in_read(self, action: str, body: Callable[[SqlConnection], Awaitable[T]]) -> T:
-        """Run `body` in one REPEATABLE READ, read-only transaction (one snapshot)."""
+    async def _in_read(
+        self, action: str, body: Callable[[SqlConnection], Awaitable[T]], *, urgent: bool = False
+    ) -> T:
+        """Run `body` in one REPEATABLE READ, read-only transaction (one snapshot). The pool
+        has no order among waiting callers: `urgent` makes no difference."""
         pool = self._require_open()
         try:
             async with (

@@ -93,4 +93,6 @@ def filter_sql(
             clauses.append(f"{column}subject_id = {param(subject.id)}")
         if subject.relation is not None:
             clauses.append(f"{column}subject_relation = {param(subject.relation)}")
+    if filter.subject_is_set is not None:
+        clauses.append(f"{column}subject_relation {'<>' if filter.subject_is_set else '='} ''")
     return " AND ".join(clauses)

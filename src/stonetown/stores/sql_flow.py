@@ -81,8 +81,11 @@ class SqlDatastore(Datastore):
     # ----------------------------------------------------------------- the store's part
 
     @abc.abstractmethod
-    async def _in_read(self, action: str, body: Callable[[SqlConnection], Awaitable[T]]) -> T:
-        """Run `body` in one read transaction (one snapshot); errors become StoreError naming `action`."""
+    async def _in_read(
+        self, action: str, body: Callable[[SqlConnection], Awaitable[T]], *, urgent: bool = False
+    ) -> T:
+        """Run `body` in one read transaction (one snapshot); errors become StoreError naming
+        `action`. An `urgent` read is served before other reads waiting for a connection."""
 
     @abc.abstractmethod
     async def _in_write(
@@ -488,8 +491,11 @@ class SqlDatastore(Datastore):
 
         return await self._in_read("reading relationships", body)
 
-    async def changes(self, after_revision: int, *, limit: int | None = None) -> list[RevisionChanges]:
-        """The revisions after `after_revision` in order (at most `limit`), with their changes."""
+    async def changes(
+        self, after_revision: int, *, limit: int | None = None, urgent: bool = False
+    ) -> list[RevisionChanges]:
+        """The revisions after `after_revision` in order (at most `limit`), with their changes
+        (`urgent`: before other reads waiting for a connection)."""
         mark, relationships = self._MARK, self._RELATIONSHIPS
 
         async def body(connection: SqlConnection) -> list[RevisionChanges]:
@@ -540,10 +546,11 @@ class SqlDatastore(Datastore):
                 for revision, committed, schema_changed in revisions
             ]
 
-        return await self._in_read("reading the change log", body)
+        return await self._in_read("reading the change log", body, urgent=urgent)
 
-    async def read_schema(self, revision: int | None = None) -> StoredSchema | None:
-        """The schema in force at `revision` (default: head), or None if none was written."""
+    async def read_schema(self, revision: int | None = None, *, urgent: bool = False) -> StoredSchema | None:
+        """The schema in force at `revision` (default: head), or None if none was written
+        (`urgent`: before other reads waiting for a connection)."""
 
         async def body(connection: SqlConnection) -> StoredSchema | None:
             if revision is None:
@@ -553,7 +560,7 @@ class SqlDatastore(Datastore):
                 at = revision
             return await self._schema_at(connection, at)
 
-        return await self._in_read("reading the schema", body)
+        return await self._in_read("reading the schema", body, urgent=urgent)
 
 
 def _change_key(change: Change) -> Key:

@@ -43,8 +43,9 @@ import aiosqlite
 
 from stonetown.core.errors import InvalidArgument, StoreError
 from stonetown.core.relationship import ContextualizedCaveat, Relationship, format_timestamp
-from stonetown.engine.datastore import LOAD_BATCH, RelationshipFields, RelationshipFilter
+from stonetown.engine.datastore import LOAD_BATCH, FilterReader, RelationshipFields, RelationshipFilter
 from stonetown.stores.common import Key, as_utc, revision_out_of_range, shielded
+from stonetown.stores.reader_pool import ReaderPool
 from stonetown.stores.sql_common import COLUMNS as _COLUMNS
 from stonetown.stores.sql_common import KEY_COLUMNS as _KEY_COLUMNS
 from stonetown.stores.sql_common import SqlConnection, filter_sql, run_sync
@@ -169,7 +170,7 @@ class SqliteDatastore(SqlDatastore):
         self._reader_count = readers
         self._sync_writer: SyncWriter | None = None
         self._write_lock = asyncio.Lock()
-        self._readers: asyncio.Queue[aiosqlite.Connection] | None = None
+        self._readers: ReaderPool[aiosqlite.Connection] | None = None
         self._all_readers: list[aiosqlite.Connection] = []
         # (device, inode) of the file as opened; None for an in-memory database
         self._identity: tuple[int, int] | None = None
@@ -195,11 +196,9 @@ class SqliteDatastore(SqlDatastore):
             await writer.run(lambda connection: migrate(connection, self.path))
             self._identity = file_identity(self.path)
             self._lost = self._full = None
-            self._readers = asyncio.Queue()
             for _ in range(self._reader_count):
-                reader = await self._connect()
-                self._all_readers.append(reader)
-                self._readers.put_nowait(reader)
+                self._all_readers.append(await self._connect())
+            self._readers = ReaderPool(self._all_readers)
         except BaseException as exc:
             await self.close()
             if isinstance(exc, sqlite3.Error):
@@ -316,16 +315,14 @@ class SqliteDatastore(SqlDatastore):
             self._full = str(error)
         return error
 
-    def thread_reader(
-        self, revision: int
-    ) -> AbstractContextManager[Callable[[RelationshipFilter], list[Relationship]]] | None:
+    def thread_reader(self, revision: int) -> AbstractContextManager[FilterReader] | None:
         """One read transaction at `revision` on the calling thread's own connection (opened
         on first use, closed with the store), and a function reading a filter at it."""
         self._require_open()
         return self._thread_read(revision)
 
     @contextmanager
-    def _thread_read(self, revision: int) -> Iterator[Callable[[RelationshipFilter], list[Relationship]]]:
+    def _thread_read(self, revision: int) -> Iterator[FilterReader]:
         connection = getattr(self._local, "connection", None)
         if connection is None:
             try:
@@ -342,8 +339,10 @@ class SqliteDatastore(SqlDatastore):
                 raise error
             at = None if revision == head else revision
 
-            def read(filter: RelationshipFilter) -> list[Relationship]:
+            def read(filter: RelationshipFilter, limit: int | None = None) -> list[Relationship]:
                 where, params = _filter_sql(filter, at)
+                if limit is not None:
+                    where += f" LIMIT {int(limit)}"
                 try:
                     rows = connection.execute(f"SELECT {_COLUMNS} FROM relationships WHERE {where}", params)
                     return [_to_relationship(row) for row in rows]
@@ -427,17 +426,22 @@ class SqliteDatastore(SqlDatastore):
                     raise self._write_error(exc, action) from exc
                 raise
 
-    async def _in_read(self, action: str, body: Callable[[SqlConnection], Awaitable[T]]) -> T:
+    async def _in_read(
+        self, action: str, body: Callable[[SqlConnection], Awaitable[T]], *, urgent: bool = False
+    ) -> T:
         """Run `body` in one read transaction (a consistent snapshot) on a pooled reader,
         to its end even if the caller is cancelled (aiosqlite queues each statement on the
-        connection's thread: abandoning it halfway would leave the connection in a transaction)."""
-        return await shielded(self._read_transaction(action, body))
+        connection's thread: abandoning it halfway would leave the connection in a transaction).
+        An `urgent` read gets the next free reader before the reads already waiting."""
+        return await shielded(self._read_transaction(action, body, urgent))
 
-    async def _read_transaction(self, action: str, body: Callable[[SqlConnection], Awaitable[T]]) -> T:
+    async def _read_transaction(
+        self, action: str, body: Callable[[SqlConnection], Awaitable[T]], urgent: bool
+    ) -> T:
         self._require_open()
         assert self._readers is not None
         readers = self._readers
-        connection = await readers.get()
+        connection = await readers.get(urgent)
         try:
             await connection.execute("BEGIN")
             result = await body(AioConnection(connection))
@@ -449,7 +453,7 @@ class SqliteDatastore(SqlDatastore):
                 raise self._error(exc, action) from exc
             raise
         finally:
-            readers.put_nowait(connection)
+            readers.put(connection)
 
     # -------------------------------------------------------------------- dialect hooks
 
