@@ -433,7 +433,7 @@ def run(
             thread.join(timeout=30)
         time.sleep(2.0)
         rss_stopped = server.rss_kb()
-        # idle caches are released after 30 s unused (engine/system.py), then trimmed
+        # idle caches are released after 30 s unused (engine/revision_views.py), then trimmed
         time.sleep(settle)
         rss_end = server.rss_kb()
         alive = server.process.poll() is None

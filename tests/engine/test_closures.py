@@ -341,7 +341,7 @@ async def test_old_revisions_and_contextual_relationships_do_not_see_the_head_cl
 
 
 def test_an_index_with_closures_is_freed_without_the_collector() -> None:
-    # the loaded head index is frozen out of the collector's reach (system._load_index): a
+    # the loaded head index is frozen out of the collector's reach (engine/writes.py, _load_index): a
     # reference cycle through its closures would keep every replaced index for good
     compiled = CompiledSchema(compile_schema(SCHEMA))
     gc.collect()

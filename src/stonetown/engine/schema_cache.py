@@ -1,0 +1,135 @@
+"""The compiled-schema cache of PermissionSystem: SchemaState (a stored schema with everything
+derived from it once) and the latest few compilations, by text, each made off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+from stonetown.engine.caveats import CaveatEvaluator
+from stonetown.engine.check import CompiledSchema
+from stonetown.engine.datastore import StoredSchema
+from stonetown.engine.reachability import Reachability
+from stonetown.schema import ir
+
+# Compiled schemas kept, by text: a schema written again, or read at many old revisions,
+# compiles once (each compilation of a large schema is seconds of CPU and 100s of MB).
+_COMPILED_SCHEMAS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    """A stored schema with everything derived from it once."""
+
+    stored: StoredSchema
+    schema: ir.Schema
+    compiled: CompiledSchema
+    facts: Reachability
+    caveats: CaveatEvaluator
+    # compiled under every limit (new text), not trusted as stored text is
+    checked_limits: bool = False
+
+    @classmethod
+    def of(cls, stored: StoredSchema, openfga_cycles: bool = False) -> SchemaState:
+        """Compile stored schema text. Trusted: it was checked when written, so it loads
+        whatever the limits are now (see :func:`stonetown.schema.parse_schema`);
+        `openfga_cycles`: see CompiledSchema."""
+        from stonetown.schema import compile_schema
+
+        with cyclic_gc_paused():
+            return cls.build(stored, compile_schema(stored.text, trusted=True), openfga_cycles)
+
+    @classmethod
+    def build(cls, stored: StoredSchema, schema: ir.Schema, openfga_cycles: bool = False) -> SchemaState:
+        """Everything derived from a compiled schema. CPU-bound: run it off the event loop."""
+        compiled = CompiledSchema(schema, openfga_cycles=openfga_cycles)
+        return cls(stored, schema, compiled, Reachability.of(schema), CaveatEvaluator(schema))
+
+    @classmethod
+    def checked(cls, text: str, openfga_cycles: bool = False) -> SchemaState:
+        """Check new schema text against every limit and compile it all, as a state not yet
+        stored (revision 0); raises SchemaError. CPU-bound: run it off the event loop."""
+        from stonetown.schema import compile_schema
+
+        with cyclic_gc_paused():
+            state = cls.build(StoredSchema(text, 0), compile_schema(text), openfga_cycles)
+        return replace(state, checked_limits=True)
+
+
+class SchemaCache:
+    """The latest few compiled schemas of a PermissionSystem, by text (the bottom layer of
+    PermissionSystem, see engine/system.py)."""
+
+    # set by PermissionSystem.__init__
+    openfga_cycles: bool
+    _schema_compile: asyncio.Lock
+    _compiled: OrderedDict[str, SchemaState]
+    _compiled_used: dict[str, float]
+
+    async def _state_for(self, stored: StoredSchema) -> SchemaState:
+        known = self._compiled.get(stored.text)
+        if known is None:
+            # a large schema takes seconds to compile: never on the event loop
+            known = await asyncio.to_thread(SchemaState.of, stored, self.openfga_cycles)
+        self._remember(known)
+        return known if known.stored == stored else replace(known, stored=stored)
+
+    def _remember(self, state: SchemaState) -> None:
+        """Keep `state` as the latest used compilation of its text (the oldest used goes)."""
+        self._compiled[state.stored.text] = state
+        self._compiled.move_to_end(state.stored.text)
+        self._compiled_used[state.stored.text] = time.monotonic()
+        while len(self._compiled) > _COMPILED_SCHEMAS:
+            self._compiled_used.pop(self._compiled.popitem(last=False)[0], None)
+
+    def _schema_of(self, stored: StoredSchema) -> ir.Schema:
+        """The compiled IR of a stored schema, without changing the cache (runs on a store's
+        writer thread too); the engine plans are not needed to validate relationships."""
+        known = self._compiled.get(stored.text)
+        if known is not None:
+            return known.schema
+        from stonetown.schema import compile_schema
+
+        return compile_schema(stored.text, trusted=True)
+
+    async def _compile_new(self, text: str) -> SchemaState:
+        """SchemaState.checked in a thread, one at a time (each can take seconds and 100s of
+        MB). A thread cannot be stopped: when the caller gives up (its deadline), the next
+        compilation still waits for this one to finish."""
+        await self._schema_compile.acquire()
+        try:
+            compiling = asyncio.get_running_loop().run_in_executor(
+                None, SchemaState.checked, text, self.openfga_cycles
+            )
+        except BaseException:
+            self._schema_compile.release()
+            raise
+
+        def finished(future: asyncio.Future[SchemaState]) -> None:
+            self._schema_compile.release()
+            if not future.cancelled():
+                future.exception()  # retrieved, also when nobody awaits it any more
+
+        compiling.add_done_callback(finished)
+        return await asyncio.shield(compiling)
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused (in every thread) while a large structure grows:
+    its new containers would trigger full collections, each walking the whole heap while
+    holding the GIL, that find nothing (a schema compiles several times faster, and the
+    event loop is not stalled for seconds meanwhile)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
