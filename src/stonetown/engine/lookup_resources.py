@@ -193,7 +193,7 @@ def _climb(
     the module docstring); without, levels are not counted (the answers are checked).
 
     It pauses between nodes and inside long fan-outs: an index that changes during a pause
-    is never read again (see cooperative.drain), so holding its iterators is safe."""
+    is never read again (see cooperative.resumable), so holding its iterators is safe."""
     reverse = index.reverse
     computed, arrows, holders = plan.computed, plan.arrows, plan.holders
     onward, climbable = plan.onward, plan.climbable

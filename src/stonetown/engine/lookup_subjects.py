@@ -16,8 +16,8 @@ user:u1)` lists u1 too), and the wildcard's exclusions are the ones the algebra 
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
 from itertools import islice
+from typing import NamedTuple
 
 from stonetown.core.relationship import WILDCARD
 from stonetown.engine.check import CheckRun, CompiledSchema
@@ -36,8 +36,7 @@ from stonetown.schema import ir
 UNSEEN_ID = "\x00unseen"
 
 
-@dataclass(frozen=True, slots=True)
-class SubjectFound:
+class SubjectFound(NamedTuple):
     """One answer, in the order answers come: the wildcard first (when granted), then the
     concrete subject ids ascending; ``result`` is True or a caveat condition.
 
@@ -136,9 +135,16 @@ def lookup_subjects_steps(
     while chunk := list(islice(remaining, SORT_CHUNK)):
         wanted.extend(chunk if after is None else [cid for cid in chunk if cid > after])
         yield PAUSE
+    outright = 0  # answers granted without a Check: a pause every so many, not after each
     for cid in sorted_steps(wanted, first):
         if cid is PAUSE:
             yield PAUSE
+            continue
+        if results is None and (monotone or (held is not None and cid in held.sure)):
+            yield SubjectFound(cid, True, listed=None if shape is None else shape.concrete.get(cid, False))
+            outright += 1
+            if outright % PAUSE_EVERY == 0:
+                yield PAUSE
             continue
         result = results[cid] if results is not None else result_of(cid)  # type: ignore[index]
         if granted(result):
