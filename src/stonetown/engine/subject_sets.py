@@ -87,6 +87,7 @@ class _SetWalk:
         self.memo: dict[Node, Held] = {}
         self.rewrites: dict[tuple[str, str], ir.Rewrite | None] = {}
         self.walked: set[Node] = set()  # nodes `this` walked inline (see there)
+        self.admitted_by: dict[tuple[str, str], tuple[bool, bool, frozenset[tuple[str, str]]]] = {}
         self.active: set[Node] = set()
         self.deadline = request_deadline.get()
         self.steps = 0
@@ -221,9 +222,23 @@ class _SetWalk:
         bucket = self.usersets.get(node)
         if not bucket:
             return []
-        ntype, _, nrel = node
-        admits = self.admits
-        return [(sub, meta) for sub, meta in bucket.items() if (ntype, nrel, sub[0], sub[2], False) in admits]
+        admitted = self.admitted(node)[2]
+        return [(sub, meta) for sub, meta in bucket.items() if (sub[0], sub[2]) in admitted]
+
+    def admitted(self, node: Node) -> tuple[bool, bool, frozenset[tuple[str, str]]]:
+        """What `node`'s relation admits: a wildcard of the wanted type, plain subjects of
+        it, and which (type, relation) subject sets."""
+        key = (node[0], node[2])
+        known = self.admitted_by.get(key)
+        if known is None:
+            ntype, nrel, stype = key[0], key[1], self.subject_type
+            sets = frozenset((a[2], a[3]) for a in self.admits if a[:2] == key and not a[4])
+            known = self.admitted_by[key] = (
+                (ntype, nrel, stype, "", True) in self.admits,
+                (ntype, nrel, stype, "", False) in self.admits,
+                sets,
+            )
+        return known
 
     def rewrite_of(self, node: Node) -> ir.Rewrite | None:
         """The rewrite of `node`'s relation (None: its type has no such relation)."""
@@ -241,11 +256,11 @@ class _SetWalk:
         bucket = self.objects.get(node)
         if not bucket:
             return True
-        ntype, _, nrel = node
-        stype, admits = self.subject_type, self.admits
-        if (stype, "*") in bucket and (ntype, nrel, stype, "", True) in admits:
+        stype = self.subject_type
+        wildcard, plain, _ = self.admitted(node)
+        if wildcard and (stype, "*") in bucket:
             raise Declined("a wildcard of the subject type")
-        if (ntype, nrel, stype, "", False) not in admits:
+        if not plain:
             return True
         if len(bucket) > PAUSE_EVERY:
             return False
