@@ -65,10 +65,10 @@ def finish(steps: Generator[T | Pause, None, R]) -> tuple[list[T], R]:
 
 
 def sorted_steps(items: list[str], first: int | None = None) -> Generator[str | Pause, None, None]:
-    """`items` (distinct) in ascending order, with pauses. When the consumer will likely
-    stop early, `first` says after how many: those are selected chunk by chunk (a heap of
-    `first`, far cheaper than sorting), and only a consumer that goes on pays for sorting
-    the rest."""
+    """`items` (distinct) in ascending order, with pauses (one every :data:`PAUSE_EVERY`
+    items handed out, at least). When the consumer will likely stop early, `first` says after
+    how many: those are selected chunk by chunk (a heap of `first`, far cheaper than
+    sorting), and only a consumer that goes on pays for sorting the rest."""
     if first is not None and len(items) > max(SORT_CHUNK, 4 * first):
         best: list[str] = []
         for start in range(0, len(items), SORT_CHUNK):
@@ -84,7 +84,9 @@ def sorted_steps(items: list[str], first: int | None = None) -> Generator[str | 
         items = rest
     if len(items) <= SORT_CHUNK:
         items.sort()
-        yield from items
+        for start in range(0, len(items), PAUSE_EVERY):
+            yield from items[start : start + PAUSE_EVERY]
+            yield PAUSE
         return
     chunks: list[list[str]] = []
     for start in range(0, len(items), SORT_CHUNK):

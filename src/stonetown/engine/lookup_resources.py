@@ -86,9 +86,7 @@ def lookup_resources_steps(
         reached: set[Node] = set()
         queue = yield from _start(plan, index, subject, reached)
         yield from _climb(plan, index, queue, reached, limit)
-        ids = yield from _of(reached, resource_type, permission, after)
-        for rid in sorted_steps(ids, first):
-            yield rid if rid is PAUSE else (rid, True)  # type: ignore[misc]
+        yield from _granted(ids=(yield from _of(reached, resource_type, permission, after)), first=first)
         return
     run = CheckRun(compiled, index, max_depth)
     confirmer = _confirmer(compiled, facts, index, subject, run)
@@ -96,9 +94,13 @@ def lookup_resources_steps(
         plan, index, subject, run, check_tops=False, max_depth=limit, confirmer=confirmer
     )
     proven, maybe = yield from split
-    certain = set((yield from _of(proven, resource_type, permission, after)))
-    ids = yield from _of(maybe, resource_type, permission, after)
-    ids.extend(certain)
+    ids = yield from _of(proven, resource_type, permission, after)
+    others = yield from _of(maybe, resource_type, permission, after)
+    if not others:  # every candidate proven: nothing to check
+        yield from _granted(ids, first)
+        return
+    certain = set(ids)
+    ids.extend(others)
     prove = never
     if confirmer is not None:
         yield from confirmer.prepare(resource_type, permission)
@@ -113,6 +115,12 @@ def lookup_resources_steps(
             if granted(result):
                 yield (rid, result)
             yield PAUSE
+
+
+def _granted(ids: list[str], first: int | None) -> Generator[tuple[str, Result] | Pause, None, None]:
+    """`ids`, each granted outright, in order (see cooperative.sorted_steps for `first`)."""
+    for rid in sorted_steps(ids, first):
+        yield rid if rid is PAUSE else (rid, True)  # type: ignore[misc]
 
 
 def _of(

@@ -135,16 +135,18 @@ def lookup_subjects_steps(
     while chunk := list(islice(remaining, SORT_CHUNK)):
         wanted.extend(chunk if after is None else [cid for cid in chunk if cid > after])
         yield PAUSE
-    outright = 0  # answers granted without a Check: a pause every so many, not after each
+    if results is None and shape is None and (monotone or (held is not None and not held.maybe)):
+        # every candidate is granted outright (nothing to check, no wildcard to list beside)
+        for cid in sorted_steps(wanted, first):
+            yield PAUSE if cid is PAUSE else SubjectFound(cid, True)
+        return
     for cid in sorted_steps(wanted, first):
         if cid is PAUSE:
             yield PAUSE
             continue
         if results is None and (monotone or (held is not None and cid in held.sure)):
+            # granted outright: no Check, and no pause after it (sorted_steps pauses)
             yield SubjectFound(cid, True, listed=None if shape is None else shape.concrete.get(cid, False))
-            outright += 1
-            if outright % PAUSE_EVERY == 0:
-                yield PAUSE
             continue
         result = results[cid] if results is not None else result_of(cid)  # type: ignore[index]
         if granted(result):
