@@ -64,6 +64,7 @@ from stonetown.engine.explain import build as build_explanation
 from stonetown.engine.index import RelationshipIndex, overlay
 from stonetown.engine.lookup_resources import lookup_resources_steps
 from stonetown.engine.lookup_subjects import (
+    HeldCache,
     SubjectFound,
     excluded_beside,
     listed_beside,
@@ -215,6 +216,7 @@ class PermissionSystem:
         self._store_checked = asyncio.Event()  # set (and replaced) after every probe
         self._prober: asyncio.Task[None] | None = None
         self.check_cache = CheckCache()
+        self.held_cache = HeldCache()
         # The two answers a cache hit can give, for the revision they belong to (immutable).
         self._cached_verdicts = (
             -1,
@@ -999,6 +1001,7 @@ class PermissionSystem:
             return lookup_subjects_steps(
                 state.compiled, state.facts, view.index, (resource.type, resource.id), permission,
                 subject_type, subject_relation, self.max_depth, cursor, _likely_wanted(limit),
+                self.held_cache if view.index is self.index else None,  # the next page reuses the walk
             )  # fmt: skip
 
         async def shape(found: SubjectFound, view: View) -> LookupSubjectResult | None:
