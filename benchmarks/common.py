@@ -57,7 +57,7 @@ def forget_walks(system: PermissionSystem) -> None:
     lookup measures a first page (its walk), not the reuse of the previous call's."""
     held = getattr(system, "held_cache", None)
     if held is not None:
-        held.entries.clear()
+        held.clear()
 
 
 async def memory_system(schema: str, rels: Sequence[Relationship], batch: int = 1000) -> PermissionSystem:

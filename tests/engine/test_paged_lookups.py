@@ -6,7 +6,7 @@
 - A lookup whose head index advances while it pauses answers for one revision only: the
   one it reports (checked against a snapshot read of that revision).
 - The pages of a LookupSubjects reuse its walk at one revision, under any caveat context,
-  and not past a write.
+  and not past a write; the walks kept stay bounded.
 - Watch: idle watchers never read the change log; a write is read once for all of them.
 """
 
@@ -23,6 +23,10 @@ from stonetown.core.errors import ResourceExhausted
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine import change_feed, cooperative
 from stonetown.engine.datastore import RevisionChanges, Update, UpdateOp
+from stonetown.engine.index import RelationshipIndex
+from stonetown.engine.lookup_subjects import HeldCache
+from stonetown.engine.reachability import Reachability
+from stonetown.engine.subject_sets import Held
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import Consistency
 from stonetown.stores.memory import MemoryDatastore
@@ -202,6 +206,32 @@ async def test_the_pages_of_a_lookup_subjects_reuse_its_walk_until_a_write() -> 
         assert page == [cid for cid in await ids(None, None, shut) if cid > "m045"][:3]
     finally:
         await system.stop()
+
+
+def test_the_kept_walks_stay_bounded_and_of_one_index_and_revision(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(HeldCache, "LARGEST", 30)
+    monkeypatch.setattr(HeldCache, "TOTAL", 50)
+    compiled, facts = object(), Reachability()
+    index, other = RelationshipIndex(3), RelationshipIndex(3)
+
+    def key(n: int) -> Any:
+        return (compiled, ("doc", f"d{n}", "read"), "user", "", 50)
+
+    def held(size: int) -> Held:
+        return Held(frozenset(f"u{i}" for i in range(size)), frozenset())
+
+    cache = HeldCache()
+    assert cache.get(index, 3, key(0), facts) is None
+    assert cache.put(index, 3, key(0), facts, held(31)) is None  # larger than LARGEST
+    for n in range(1, 4):
+        assert cache.put(index, 3, key(n), facts, held(20)) is not None
+    assert [k[1][1] for k in cache.entries] == ["d2", "d3"] and cache.size == 40  # d1 gave way
+    assert cache.get(index, 3, key(3), facts) is not None
+    assert cache.get(index, 3, key(3), Reachability()) is None  # another schema's facts
+    assert cache.put(index, 4, key(5), facts, held(1)) is None  # a walk of another revision
+    assert cache.get(other, 3, key(3), facts) is None and not cache.entries  # another index
+    assert cache.put(other, 3, key(6), facts, held(5)) is not None
+    assert cache.get(other, 4, key(6), facts) is None and cache.size == 0  # the revision moved on
 
 
 @pytest.mark.parametrize("paused_walk", ["resources", "subjects"])

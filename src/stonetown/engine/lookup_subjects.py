@@ -79,23 +79,26 @@ class HeldCache:
     once. The sets hold no caveat's or clock's verdict (those candidates are only `maybe`,
     settled by Check at each page), so they stand for the revision whatever the request's
     context; a new revision (or a new head index) clears the cache, as check_cache.py does.
-    Bounded: a few walks, none of more than :attr:`LARGEST` subjects. Used on the event loop
-    only (the head index is never read elsewhere)."""
+    Bounded: a few walks, none of more than :attr:`LARGEST` subjects, :attr:`TOTAL` together
+    (about 50 bytes each, with their order). Used on the event loop only (the head index is
+    never read elsewhere)."""
 
-    __slots__ = ("index", "revision", "entries")
+    __slots__ = ("index", "revision", "entries", "size")
 
     CAPACITY = 8
-    LARGEST = 1_000_000
+    LARGEST = 250_000
+    TOTAL = 500_000
 
     def __init__(self) -> None:
         self.index: RelationshipIndex | None = None
         self.revision = -1
         self.entries: dict[HeldKey, _Kept] = {}
+        self.size = 0  # the subjects of every walk kept
 
     def get(self, index: RelationshipIndex, revision: int, key: HeldKey, facts: Reachability) -> _Kept | None:
         """The walk kept for `key` over `index` at `revision`, or None."""
         if index is not self.index or revision != self.revision:
-            self.entries.clear()
+            self.clear()
             self.index, self.revision = index, revision
             return None
         kept = self.entries.get(key)
@@ -107,12 +110,25 @@ class HeldCache:
         """Keep a walk done over `index` at `revision` (not if either moved on, or too large)."""
         if index is not self.index or revision != self.revision:
             return None
-        if len(held.sure) + len(held.maybe) > self.LARGEST:
+        size = len(held.sure) + len(held.maybe)
+        if size > self.LARGEST:
             return None
-        if len(self.entries) >= self.CAPACITY:
-            del self.entries[next(iter(self.entries))]  # the oldest
+        self._drop(key)  # kept by a walk of the same lookup that ran meanwhile
+        while self.entries and (len(self.entries) >= self.CAPACITY or self.size + size > self.TOTAL):
+            self._drop(next(iter(self.entries)))  # the oldest
         kept = self.entries[key] = _Kept(held, facts)
+        self.size += size
         return kept
+
+    def clear(self) -> None:
+        """Forget every walk."""
+        self.entries.clear()
+        self.size = 0
+
+    def _drop(self, key: HeldKey) -> None:
+        dropped = self.entries.pop(key, None)
+        if dropped is not None:
+            self.size -= len(dropped.held.sure) + len(dropped.held.maybe)
 
 
 def lookup_subjects_steps(
