@@ -52,6 +52,14 @@ def results_dir() -> Path:
     return path
 
 
+def forget_walks(system: PermissionSystem) -> None:
+    """Drop the LookupSubjects walks `system` keeps for the next page, so that a repeated
+    lookup measures a first page (its walk), not the reuse of the previous call's."""
+    held = getattr(system, "held_cache", None)
+    if held is not None:
+        held.clear()
+
+
 async def memory_system(schema: str, rels: Sequence[Relationship], batch: int = 1000) -> PermissionSystem:
     """A started PermissionSystem over a MemoryDatastore holding `schema` and `rels` (written
     `batch` at a time), without background polling or GC: for in-process measurements and the

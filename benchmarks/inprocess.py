@@ -33,6 +33,7 @@ from benchmarks.common import (
     Latency,
     db_path,
     ensure_store,
+    forget_walks,
     measured_start,
     remove_store,
     store_copy,
@@ -182,6 +183,7 @@ async def measure(size: int, seed: int, *, budget: float = 2.0, progress: bool =
     work["lookup_resources"] = (await _time_each_async(small, lookup, budget / 2, 2_000)).as_dict()
 
     async def subjects(query: tuple[str, str, str, str]) -> int:
+        forget_walks(system)  # each call walks (the pages of one lookup reuse the walk)
         n = 0
         async for _ in system.lookup_subjects(ObjectRef(query[0], query[1]), query[2], query[3], "", latest):
             n += 1

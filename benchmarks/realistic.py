@@ -35,6 +35,7 @@ from benchmarks import realistic_grpc
 from benchmarks.common import (
     Latency,
     bulk_import,
+    forget_walks,
     measured_start,
     results_dir,
     summarize,
@@ -155,6 +156,7 @@ async def _measure_system(
         ]
 
     async def lookup_subjects(q: tuple[str, str, str, str, int]) -> list[str]:
+        forget_walks(system)  # each sample walks: the figure is a first page's, not a reuse
         return [
             s.subject.id
             async for s, _ in system.lookup_subjects(ObjectRef(q[0], q[1]), q[2], q[3], "", latest)

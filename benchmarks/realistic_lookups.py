@@ -1,7 +1,8 @@
 """`python -m benchmarks realistic-lookups`: the realistic shapes' lookups alone, in process,
 each the best of `--reps` calls through `PermissionSystem` (CPU time of the process and wall
 time; on a shared machine the CPU time is the steadier figure), with a digest of the answers
-so that two versions of the engine can be compared on the same data:
+so that two versions of the engine can be compared on the same data; after each
+LookupSubjects, its pages of 10 (the first, then the best of the next ones) for paging:
 `PYTHONPATH=<other checkout>/src python -m benchmarks realistic-lookups ...` runs the other
 version's engine on the same cached store (built by `realistic` or here)."""
 
@@ -14,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import stonetown
+from benchmarks.common import forget_walks
 from benchmarks.dataset import size_label
 from benchmarks.realistic import prepare
 from benchmarks.realistic_data import generate
@@ -53,10 +55,27 @@ async def _measure(
         for n, q in enumerate(subjects):
 
             async def lookup_subjects(q: tuple[str, str, str, str, int] = q) -> list[object]:
+                forget_walks(system)  # each call walks (the pages of one lookup reuse the walk)
                 found = system.lookup_subjects(ObjectRef(q[0], q[1]), q[2], q[3], "", latest)
                 return [(s.subject.id, s.conditional, s.excluded) async for s, _ in found]
 
             await _best(f"lookup_subjects/{n}", lookup_subjects, reps)
+
+            cursors: list[str | None] = [None]  # each page starts after the previous one's last id
+
+            async def page_of_ten(
+                q: tuple[str, str, str, str, int] = q, cursors: list[str | None] = cursors
+            ) -> list[object]:
+                found = system.lookup_subjects(
+                    ObjectRef(q[0], q[1]), q[2], q[3], "", latest, after=cursors[-1], limit=10
+                )
+                ids = [s.subject.id async for s, _ in found]
+                cursors.append(ids[-1] if len(ids) == 10 else None)
+                return ids
+
+            forget_walks(system)
+            await _best("  first page of 10", page_of_ten, 1)  # walks, keeps the walk
+            await _best("  next pages of 10", page_of_ten, reps)  # start at their cursors
     finally:
         await system.stop()
 

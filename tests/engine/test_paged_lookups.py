@@ -5,6 +5,8 @@
   page's last id, add up to the unpaged answer: same order, no duplicate, no miss.
 - A lookup whose head index advances while it pauses answers for one revision only: the
   one it reports (checked against a snapshot read of that revision).
+- The pages of a LookupSubjects reuse its walk at one revision, under any caveat context,
+  and not past a write; the walks kept stay bounded.
 - Watch: idle watchers never read the change log; a write is read once for all of them.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -20,6 +23,10 @@ from stonetown.core.errors import ResourceExhausted
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine import change_feed, cooperative
 from stonetown.engine.datastore import RevisionChanges, Update, UpdateOp
+from stonetown.engine.index import RelationshipIndex
+from stonetown.engine.lookup_subjects import HeldCache
+from stonetown.engine.reachability import Reachability
+from stonetown.engine.subject_sets import Held
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import Consistency
 from stonetown.stores.memory import MemoryDatastore
@@ -157,6 +164,74 @@ async def test_pages_add_up_to_the_unpaged_answer(seed: int) -> None:
                     assert len({_key(f) for f in whole}) == len(whole)
     finally:
         await system.stop()
+
+
+async def test_the_pages_of_a_lookup_subjects_reuse_its_walk_until_a_write() -> None:
+    """The pages of a LookupSubjects at one revision reuse its walk (the system's held cache),
+    whatever their caveat context: caveated members are checked at each page under its own
+    context. A write between two pages is seen by the next page (a new revision: the walk is
+    done again). Each page is compared with the unpaged answer of its own context and revision."""
+    members = [f"group:big#member@user:m{i:03d}" for i in range(300)]
+    members += [f"group:big#member@user:c{i:03d}[is_open]" for i in range(40)]
+    system = await _system([*members, "doc:d1#reader@group:big#member", "doc:d1#banned@user:m005"])
+
+    def lookup(after: str | None, limit: int | None, context: dict[str, bool]) -> AsyncIterator[Any]:
+        return system.lookup_subjects(
+            ObjectRef("doc", "d1"), "read", "user", "", LATEST, context, after=after, limit=limit
+        )
+
+    async def ids(after: str | None, limit: int | None, context: dict[str, bool]) -> list[str]:
+        return [_key(found) for found, _ in await _all(lookup(after, limit, context))]
+
+    try:
+        opened, shut = {"open": True}, {"open": False}
+        whole = {"open": await ids(None, None, opened), "shut": await ids(None, None, shut)}
+        assert whole["open"][:40] == [f"c{i:03d}" for i in range(40)] and "m005" not in whole["open"]
+        assert whole["shut"][0] == "m000" and len(whole["shut"]) == 299
+        after: str | None = None
+        for n in range(8):  # the two contexts in turn, each page after the last one's cursor
+            name, context = ("open", opened) if n % 2 == 0 else ("shut", shut)
+            page = await ids(after, 10, context)
+            start = 0 if after is None else next(i for i, cid in enumerate(whole[name]) if cid > after)
+            assert page == whole[name][start : start + 10], (n, after)
+            after = page[-1]
+        (kept,) = system.held_cache.entries.values()
+        assert kept.ordered is not None  # the later pages started at their cursor in one sorted list
+        await system.write_relationships([
+            Update(UpdateOp.TOUCH, Relationship.parse("group:big#member@user:m0455")),
+            Update(UpdateOp.DELETE, Relationship.parse("group:big#member@user:m046")),
+        ])  # fmt: skip
+        page = await ids("m045", 3, shut)
+        assert page == ["m0455", "m047", "m048"]
+        assert page == [cid for cid in await ids(None, None, shut) if cid > "m045"][:3]
+    finally:
+        await system.stop()
+
+
+def test_the_kept_walks_stay_bounded_and_of_one_index_and_revision(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(HeldCache, "LARGEST", 30)
+    monkeypatch.setattr(HeldCache, "TOTAL", 50)
+    compiled, facts = object(), Reachability()
+    index, other = RelationshipIndex(3), RelationshipIndex(3)
+
+    def key(n: int) -> Any:
+        return (compiled, ("doc", f"d{n}", "read"), "user", "", 50)
+
+    def held(size: int) -> Held:
+        return Held(frozenset(f"u{i}" for i in range(size)), frozenset())
+
+    cache = HeldCache()
+    assert cache.get(index, 3, key(0), facts) is None
+    assert cache.put(index, 3, key(0), facts, held(31)) is None  # larger than LARGEST
+    for n in range(1, 4):
+        assert cache.put(index, 3, key(n), facts, held(20)) is not None
+    assert [k[1][1] for k in cache.entries] == ["d2", "d3"] and cache.size == 40  # d1 gave way
+    assert cache.get(index, 3, key(3), facts) is not None
+    assert cache.get(index, 3, key(3), Reachability()) is None  # another schema's facts
+    assert cache.put(index, 4, key(5), facts, held(1)) is None  # a walk of another revision
+    assert cache.get(other, 3, key(3), facts) is None and not cache.entries  # another index
+    assert cache.put(other, 3, key(6), facts, held(5)) is not None
+    assert cache.get(other, 4, key(6), facts) is None and cache.size == 0  # the revision moved on
 
 
 @pytest.mark.parametrize("paused_walk", ["resources", "subjects"])

@@ -2,10 +2,10 @@
 LookupResources answer (and its caveat condition) must be exactly what Check says for each
 (resource, subject) pair, and exactly what the per-candidate path answers, in the same order.
 
-The data mixes nested groups (cycles included), folder trees, exclusions at every level (one
-reaching itself through its subtracted side),
-intersections, `all` arrows, caveats, expirations (past and future) and wildcards, so both the
-sets' proofs and their refusals (Declined: wildcards, cycles) are exercised."""
+The data mixes nested groups (cycles, diamonds and caveated nesting included), folder trees,
+exclusions at every level (one reaching itself through its subtracted side), intersections,
+`all` arrows, caveats, expirations (past and future) and wildcards, so both the sets' proofs
+and their refusals (Declined: wildcards, cycles) are exercised."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ definition user {}
 
 definition group {
     relation member: user | user with is_open | user with expiration | group#member
+        | group#member with is_open
     relation banned: user
     permission active = member - banned
 }
@@ -108,10 +109,11 @@ def _random_relationships(seed: int) -> list[Relationship]:
     for n, g in enumerate(groups):
         for _ in range(rng.randint(1, 3)):
             texts.add(f"group:{g}#member@{user_edge(True, True)}")
-        if n and rng.random() < 0.6:
-            inner = group_set(n)
-            if inner != f"group:{g}#member":
-                texts.add(f"group:{g}#member@{inner}")
+        for _ in range(rng.choice((1, 1, 2))):  # two inner groups: diamonds below a group
+            if n and rng.random() < 0.6:
+                inner = group_set(n)
+                if inner != f"group:{g}#member":
+                    texts.add(f"group:{g}#member@{inner}" + ("[is_open]" if rng.random() < 0.25 else ""))
         if rng.random() < 0.3:
             texts.add(f"group:{g}#banned@{user()}")
     for n, f in enumerate(folders):

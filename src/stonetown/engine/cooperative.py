@@ -3,12 +3,12 @@
 A lookup over a million relationships takes seconds; run in one go it would freeze every
 other call of the process (health included). So the walks are written as generators of
 *steps*: each step is either a result or :data:`PAUSE`, a point where the walk holds no
-iterator over the live index and may be suspended. :func:`drain` runs such a generator from
-a coroutine, giving the event loop a turn once a slice of :data:`SLICE_SECONDS` has passed,
-checking the request deadline there (so an abandoned or cancelled call stops consuming CPU:
-cancellation arrives as CancelledError at the await) and checking that the index the walk
-reads did not advance meanwhile (:class:`ViewChanged` when it did: the walk's partial state
-belongs to the old revision and the caller restarts on a view of that revision).
+iterator over the live index and may be suspended. :func:`resumable` runs such a generator
+from a coroutine, giving the event loop a turn once a slice of :data:`SLICE_SECONDS` has
+passed, checking the request deadline there (so an abandoned or cancelled call stops
+consuming CPU: cancellation arrives as CancelledError at the await) and checking that the
+index the walk reads did not advance meanwhile (:class:`ViewChanged` when it did: the walk's
+partial state belongs to the old revision and it restarts on a view of that revision).
 
 :func:`finish` runs the same generators synchronously (tests, tools, the OpenFGA replay),
 and :func:`sorted_steps` sorts a large list in slices.
@@ -52,33 +52,6 @@ class ViewChanged(Exception):  # noqa: N818 - a signal to restart, not an error 
     """The index a paused walk reads advanced to another revision during the pause."""
 
 
-async def drain(
-    steps: Generator[T | Pause, None, object], unchanged: Callable[[], bool]
-) -> AsyncIterator[T]:
-    """The results of `steps`, yielding to the event loop between slices of work.
-
-    `unchanged` is asked after every suspension (a pause taken, a result handed out): when it
-    answers False the walk is abandoned with :class:`ViewChanged`. The request deadline is
-    checked at every turn given to the loop.
-    """
-    deadline = request_deadline.get()
-    started = time.monotonic()
-    try:
-        for step in steps:
-            if step is PAUSE:
-                if time.monotonic() - started < SLICE_SECONDS:
-                    continue
-                check_deadline(deadline)
-                await asyncio.sleep(0)
-                started = time.monotonic()
-            else:
-                yield step  # type: ignore[misc]
-            if not unchanged():
-                raise ViewChanged
-    finally:
-        steps.close()
-
-
 def finish(steps: Generator[T | Pause, None, R]) -> tuple[list[T], R]:
     """Run `steps` to the end without pausing: its results and its return value."""
     results: list[T] = []
@@ -92,10 +65,10 @@ def finish(steps: Generator[T | Pause, None, R]) -> tuple[list[T], R]:
 
 
 def sorted_steps(items: list[str], first: int | None = None) -> Generator[str | Pause, None, None]:
-    """`items` (distinct) in ascending order, with pauses. When the consumer will likely
-    stop early, `first` says after how many: those are selected chunk by chunk (a heap of
-    `first`, far cheaper than sorting), and only a consumer that goes on pays for sorting
-    the rest."""
+    """`items` (distinct) in ascending order, with pauses (one every :data:`PAUSE_EVERY`
+    items handed out, at least). When the consumer will likely stop early, `first` says after
+    how many: those are selected chunk by chunk (a heap of `first`, far cheaper than
+    sorting), and only a consumer that goes on pays for sorting the rest."""
     if first is not None and len(items) > max(SORT_CHUNK, 4 * first):
         best: list[str] = []
         for start in range(0, len(items), SORT_CHUNK):
@@ -111,7 +84,9 @@ def sorted_steps(items: list[str], first: int | None = None) -> Generator[str | 
         items = rest
     if len(items) <= SORT_CHUNK:
         items.sort()
-        yield from items
+        for start in range(0, len(items), PAUSE_EVERY):
+            yield from items[start : start + PAUSE_EVERY]
+            yield PAUSE
         return
     chunks: list[list[str]] = []
     for start in range(0, len(items), SORT_CHUNK):
@@ -134,16 +109,39 @@ async def resumable(
     after: str | None,
 ) -> AsyncIterator[tuple[T, V]]:
     """The results of ``walk(view, after)`` (ordered by `key`), each with the view it was
-    computed on. When the view's index advances during a pause, the walk restarts on
+    computed on, yielding to the event loop between slices of work.
+
+    ``unchanged(view)`` is asked after every suspension (a pause taken, a result handed out):
+    when it answers False the walk is abandoned (:class:`ViewChanged`) and restarts on
     ``await replacement(view, sent)`` (`sent`: whether a result was handed out already, so the
-    replacement must keep the revision) after the last result handed out."""
+    replacement must keep the revision) after the last result handed out. The request
+    deadline is checked at every turn given to the loop."""
+    deadline = request_deadline.get()
     sent = False
     while True:
+        steps = walk(view, after)
+        still = unchanged(view)
+        last: T | None = None
+        started = time.monotonic()
         try:
-            async for item in drain(walk(view, after), unchanged(view)):
-                yield item, view
-                sent = True
-                after = key(item)
+            for step in steps:
+                if step is PAUSE:
+                    if time.monotonic() - started < SLICE_SECONDS:
+                        continue
+                    check_deadline(deadline)
+                    await asyncio.sleep(0)
+                    started = time.monotonic()
+                else:
+                    yield step, view  # type: ignore[misc]
+                    sent = True
+                    last = step  # type: ignore[assignment]
+                if not still():
+                    raise ViewChanged
             return
         except ViewChanged:
+            steps.close()  # before awaiting the replacement: nothing of the old walk is kept
+            if last is not None:
+                after = key(last)
             view = await replacement(view, sent)
+        finally:
+            steps.close()

@@ -16,6 +16,7 @@ from stonetown.engine.conditions import Result
 from stonetown.engine.cooperative import Pause, resumable
 from stonetown.engine.lookup_resources import lookup_resources_steps
 from stonetown.engine.lookup_subjects import (
+    HeldCache,
     SubjectFound,
     excluded_beside,
     listed_beside,
@@ -32,6 +33,8 @@ Answer = TypeVar("Answer")
 class LookupAnswers(PermissionChecks):
     """LookupResources and LookupSubjects (the top layer under PermissionSystem, see
     engine/system.py)."""
+
+    held_cache: HeldCache
 
     async def lookup_resources(
         self,
@@ -111,6 +114,7 @@ class LookupAnswers(PermissionChecks):
             return lookup_subjects_steps(
                 state.compiled, state.facts, view.index, (resource.type, resource.id), permission,
                 subject_type, subject_relation, self.max_depth, cursor, _likely_wanted(limit),
+                self.held_cache if view.index is self.index else None,  # the next page reuses the walk
             )  # fmt: skip
 
         async def shape(found: SubjectFound, view: View) -> LookupSubjectResult | None:

@@ -76,7 +76,7 @@ class Confirmer:
         self._guards: dict[tuple[str, str], dict[Leaf, Holds]] = {}
 
     def prepare(self, rtype: str, permission: str) -> Generator[Pause, None, None]:
-        """Make :meth:`holds` able to prove `rtype#permission`: compile its test and run the
+        """Make :meth:`prover` able to prove `rtype#permission`: compile its test and run the
         walks its subtracted sides need (as cooperative steps)."""
         key = (rtype, permission)
         if key in self._compiled:
@@ -100,19 +100,15 @@ class Confirmer:
         """Whether :meth:`prepare` ran for `rtype#permission`."""
         return (rtype, permission) in self._compiled
 
-    def holds(self, rtype: str, rid: str, permission: str, edge: Leaf | None = None) -> bool:
-        """Whether the subject certainly holds `rtype:rid#permission` (Check answers True);
-        False also when :meth:`prepare` was not run for it. `edge`: how the walk reached it
-        from a proven node (a computed relation, or an arrow over a relationship without
-        caveat or expiration), so only the exclusions above that edge are left to test."""
-        if (rtype, rid, permission) in self.proven:
-            return True
-        if edge is not None:
-            guard = self._guards.get((rtype, permission), _NO_GUARDS).get(edge)
-            if guard is not None and guard(rid):
-                return True
-        test = self._compiled.get((rtype, permission))
-        return test is not None and test(rid)
+    def prover(self, rtype: str, permission: str, edge: Leaf | None = None) -> Holds:
+        """The test whether the subject certainly holds an `rtype#permission` node that is
+        not proven (Check answers True), to be kept and asked for many nodes; it never holds
+        when :meth:`prepare` was not run for it. `edge`: how the walk reached the node from a
+        proven one (a computed relation, or an arrow over a relationship without caveat or
+        expiration), so the exclusions above that edge are enough to test."""
+        guard = None if edge is None else self._guards.get((rtype, permission), _NO_GUARDS).get(edge)
+        tests = [test for test in (guard, self._compiled.get((rtype, permission))) if test is not None]
+        return _any(tests) if tests else never
 
     def _compile(
         self, rtype: str, permission: str, node: ir.Rewrite, needed: list[tuple[str, str]]
@@ -269,6 +265,11 @@ def _all(tests: list[Holds]) -> Holds:
         return True
 
     return every
+
+
+def never(rid: str) -> bool:
+    """The test of a node nothing can prove."""
+    return False
 
 
 def _always(rid: str) -> bool:

@@ -38,7 +38,7 @@ from stonetown.engine.conditions import Result, granted
 from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, finish, sorted_steps
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
-from stonetown.engine.lookup_confirm import Confirmer
+from stonetown.engine.lookup_confirm import Confirmer, Holds, Leaf, never
 from stonetown.engine.reachability import Reachability, WalkPlan
 
 Node = tuple[str, str, str]
@@ -86,9 +86,7 @@ def lookup_resources_steps(
         reached: set[Node] = set()
         queue = yield from _start(plan, index, subject, reached)
         yield from _climb(plan, index, queue, reached, limit)
-        ids = yield from _of(reached, resource_type, permission, after)
-        for rid in sorted_steps(ids, first):
-            yield rid if rid is PAUSE else (rid, True)  # type: ignore[misc]
+        yield from _granted(ids=(yield from _of(reached, resource_type, permission, after)), first=first)
         return
     run = CheckRun(compiled, index, max_depth)
     confirmer = _confirmer(compiled, facts, index, subject, run)
@@ -96,21 +94,33 @@ def lookup_resources_steps(
         plan, index, subject, run, check_tops=False, max_depth=limit, confirmer=confirmer
     )
     proven, maybe = yield from split
-    certain = set((yield from _of(proven, resource_type, permission, after)))
-    ids = yield from _of(maybe, resource_type, permission, after)
-    ids.extend(certain)
+    ids = yield from _of(proven, resource_type, permission, after)
+    others = yield from _of(maybe, resource_type, permission, after)
+    if not others:  # every candidate proven: nothing to check
+        yield from _granted(ids, first)
+        return
+    certain = set(ids)
+    ids.extend(others)
+    prove = never
     if confirmer is not None:
         yield from confirmer.prepare(resource_type, permission)
+        prove = confirmer.prover(resource_type, permission)
     for rid in sorted_steps(ids, first):
         if rid is PAUSE:
             yield PAUSE
-        elif rid in certain or (confirmer is not None and confirmer.holds(resource_type, rid, permission)):
+        elif rid in certain or prove(rid):
             yield (rid, True)
         else:
             result = run.dispatch(resource_type, rid, permission, subject, 0)
             if granted(result):
                 yield (rid, result)
             yield PAUSE
+
+
+def _granted(ids: list[str], first: int | None) -> Generator[tuple[str, Result] | Pause, None, None]:
+    """`ids`, each granted outright, in order (see cooperative.sorted_steps for `first`)."""
+    for rid in sorted_steps(ids, first):
+        yield rid if rid is PAUSE else (rid, True)  # type: ignore[misc]
 
 
 def _of(
@@ -193,7 +203,7 @@ def _climb(
     the module docstring); without, levels are not counted (the answers are checked).
 
     It pauses between nodes and inside long fan-outs: an index that changes during a pause
-    is never read again (see cooperative.drain), so holding its iterators is safe."""
+    is never read again (see cooperative.resumable), so holding its iterators is safe."""
     reverse = index.reverse
     computed, arrows, holders = plan.computed, plan.arrows, plan.holders
     onward, climbable = plan.onward, plan.climbable
@@ -279,14 +289,19 @@ def _two_phase_steps(
     queue: deque[Node] = deque()
     later: deque[Node] = deque()  # the next level's nodes (see _climb)
 
-    def settle(node: Node, edge: tuple[str, ...] | None) -> Generator[Pause, None, bool]:
-        # whether the confirmer proves `node`, reached from a proven node over `edge` (None:
-        # over a caveated or expiring relationship), an edge that is not positive
+    # (type, permission, edge) -> the confirmer's test of a node of that type and permission
+    # reached from a proven node over `edge` (None: over a caveated or expiring relationship),
+    # an edge that is not positive; built once per walk, asked for each node so reached
+    provers: dict[tuple[str, str, Leaf | None], Holds] = {}
+
+    def prover(key: tuple[str, str, Leaf | None]) -> Generator[Pause, None, Holds]:
         if confirmer is None:
-            return False
-        if not confirmer.ready(node[0], node[2]):
-            yield from confirmer.prepare(node[0], node[2])
-        return confirmer.holds(*node, edge)
+            provers[key] = never
+        else:
+            if not confirmer.ready(key[0], key[1]):
+                yield from confirmer.prepare(key[0], key[1])
+            provers[key] = confirmer.prover(*key)
+        return provers[key]
 
     def climb_holders(node: Node, wildcard: bool, into: deque[Node]) -> Generator[Pause, None, None]:
         # `node` as a stored subject: the relations holding it
@@ -340,14 +355,21 @@ def _two_phase_steps(
             up = (ntype, nid, perm)
             if up in proven:
                 continue
-            if positive or (yield from settle(up, ("computed", nrel))):
-                proven.add(up)
-                if (ntype, perm) in onward or not positive:
-                    queue.append(up)
-            else:
-                boundary.add(up)
+            if not positive:
+                over = (ntype, perm, ("computed", nrel))
+                prove = provers.get(over) or (yield from prover(over))
+                if not prove(nid):
+                    boundary.add(up)
+                    continue
+            proven.add(up)
+            if (ntype, perm) in onward or not positive:
+                queue.append(up)
         for parent_type, tupleset, perm, positive, vias in arrows.get((ntype, nrel), ()):
+            over_plain = (parent_type, perm, ("arrow", tupleset, nrel))
+            over_edged = (parent_type, perm, None)
             for via in vias:
+                store = usersets if via else objects
+                key = (ntype, nid, via) if via else (ntype, nid)
                 for count, rkey in enumerate(reverse.get((ntype, nid, via), ()), 1):
                     if count % PAUSE_EVERY == 0:
                         yield PAUSE
@@ -357,15 +379,16 @@ def _two_phase_steps(
                     up = (rtype, rid, perm)
                     if up in proven:
                         continue
-                    bucket = usersets.get(rkey) if via else objects.get(rkey)
-                    key = (ntype, nid, via) if via else (ntype, nid)
+                    bucket = store.get(rkey)
                     plain = bucket is not None and bucket.get(key, _MISSING) is None  # type: ignore[attr-defined]
                     if positive and plain:
                         proven.add(up)
                         if (rtype, perm) in climbable:
                             later.append(up)
                         continue
-                    if (yield from settle(up, ("arrow", tupleset, nrel) if plain else None)):
+                    over = over_plain if plain else over_edged
+                    prove = provers.get(over) or (yield from prover(over))
+                    if prove(rid):
                         proven.add(up)
                         if (rtype, perm) in climbable:
                             later.append(up)

@@ -15,9 +15,10 @@ user:u1)` lists u1 too), and the wildcard's exclusions are the ones the algebra 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Generator
-from dataclasses import dataclass
 from itertools import islice
+from typing import NamedTuple
 
 from stonetown.core.relationship import WILDCARD
 from stonetown.engine.check import CheckRun, CompiledSchema
@@ -36,8 +37,7 @@ from stonetown.schema import ir
 UNSEEN_ID = "\x00unseen"
 
 
-@dataclass(frozen=True, slots=True)
-class SubjectFound:
+class SubjectFound(NamedTuple):
     """One answer, in the order answers come: the wildcard first (when granted), then the
     concrete subject ids ascending; ``result`` is True or a caveat condition.
 
@@ -58,6 +58,79 @@ class SubjectFound:
     listed: Result | None = None
 
 
+HeldKey = tuple[CompiledSchema, tuple[str, str, str], str, str, int]
+
+
+class _Kept:
+    """One walk's sets, and (once a second page asks) its candidates in order."""
+
+    __slots__ = ("held", "facts", "ordered", "reused")
+
+    def __init__(self, held: Held, facts: Reachability) -> None:
+        self.held, self.facts = held, facts
+        self.ordered: list[str] | None = None  # never changed once set
+        self.reused = False
+
+
+class HeldCache:
+    """The sets (subject_sets.py) of the latest LookupSubjects walks over the head index, kept
+    while its revision stays put, so that the next page of a paged lookup (a cursor, a limit)
+    neither walks again nor sorts again: it starts at its cursor in the candidates sorted
+    once. The sets hold no caveat's or clock's verdict (those candidates are only `maybe`,
+    settled by Check at each page), so they stand for the revision whatever the request's
+    context; a new revision (or a new head index) clears the cache, as check_cache.py does.
+    Bounded: a few walks, none of more than :attr:`LARGEST` subjects, :attr:`TOTAL` together
+    (about 50 bytes each, with their order). Used on the event loop only (the head index is
+    never read elsewhere)."""
+
+    __slots__ = ("index", "revision", "entries", "size")
+
+    CAPACITY = 8
+    LARGEST = 250_000
+    TOTAL = 500_000
+
+    def __init__(self) -> None:
+        self.index: RelationshipIndex | None = None
+        self.revision = -1
+        self.entries: dict[HeldKey, _Kept] = {}
+        self.size = 0  # the subjects of every walk kept
+
+    def get(self, index: RelationshipIndex, revision: int, key: HeldKey, facts: Reachability) -> _Kept | None:
+        """The walk kept for `key` over `index` at `revision`, or None."""
+        if index is not self.index or revision != self.revision:
+            self.clear()
+            self.index, self.revision = index, revision
+            return None
+        kept = self.entries.get(key)
+        return kept if kept is not None and kept.facts is facts else None
+
+    def put(
+        self, index: RelationshipIndex, revision: int, key: HeldKey, facts: Reachability, held: Held
+    ) -> _Kept | None:
+        """Keep a walk done over `index` at `revision` (not if either moved on, or too large)."""
+        if index is not self.index or revision != self.revision:
+            return None
+        size = len(held.sure) + len(held.maybe)
+        if size > self.LARGEST:
+            return None
+        self._drop(key)  # kept by a walk of the same lookup that ran meanwhile
+        while self.entries and (len(self.entries) >= self.CAPACITY or self.size + size > self.TOTAL):
+            self._drop(next(iter(self.entries)))  # the oldest
+        kept = self.entries[key] = _Kept(held, facts)
+        self.size += size
+        return kept
+
+    def clear(self) -> None:
+        """Forget every walk."""
+        self.entries.clear()
+        self.size = 0
+
+    def _drop(self, key: HeldKey) -> None:
+        dropped = self.entries.pop(key, None)
+        if dropped is not None:
+            self.size -= len(dropped.held.sure) + len(dropped.held.maybe)
+
+
 def lookup_subjects_steps(
     compiled: CompiledSchema,
     facts: Reachability,
@@ -69,20 +142,31 @@ def lookup_subjects_steps(
     max_depth: int,
     after: str | None = None,
     first: int | None = None,
+    cache: HeldCache | None = None,
 ) -> Generator[SubjectFound | Pause, None, None]:
     """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) holding
     `permission` on `resource`, those after the cursor id `after` in order, as cooperative
     steps (see cooperative.py). The walk collects every candidate; only the candidates after
     the cursor are sorted, and only those handed out are checked, except when the wildcard
     is handed out: its exclusions need every candidate's result. `first`: how many answers
-    the consumer likely wants (see cooperative.sorted_steps)."""
+    the consumer likely wants (see cooperative.sorted_steps). `cache`: where the sets of
+    recent walks over `index` (the head index only) are kept for the next page."""
     monotone = (resource[0], permission) in facts.monotone
     run = CheckRun(compiled, index, max_depth)
     rtype, rid = resource
-    held = None  # the sets of subject_sets.py, when they stand for Check (no wildcard met)
-    if not monotone:
-        held = yield from _held_sets(compiled, facts, index, (*resource, permission), subject_type,
+    # the sets of subject_sets.py, when they stand for Check (no wildcard met; a monotone
+    # permission's candidates are its answers either way, the sets are kept for its next page)
+    key = (compiled, (*resource, permission), subject_type, subject_relation, max_depth)
+    revision = index.revision
+    kept = None if cache is None else cache.get(index, revision, key, facts)
+    if kept is None:
+        held = yield from _held_sets(compiled, facts, index, key[1], subject_type,
                                      subject_relation, max_depth, run)  # fmt: skip
+        if cache is not None and held is not None:
+            kept = cache.put(index, revision, key, facts, held)
+    else:
+        held = kept.held
+        kept.reused = True
     if held is not None:
         yield PAUSE
         candidates, wildcard_seen = (held.sure | held.maybe if held.maybe else held.sure), False
@@ -131,14 +215,30 @@ def lookup_subjects_steps(
                 conditional.append((cid, out, result))
         ordered = [cid for cid in sorted_steps(excluded) if cid is not PAUSE]
         yield SubjectFound(WILDCARD, wildcard, tuple(ordered), tuple(conditional))  # type: ignore[arg-type]
-    wanted: list[str] = []
-    remaining = iter(candidates)
-    while chunk := list(islice(remaining, SORT_CHUNK)):
-        wanted.extend(chunk if after is None else [cid for cid in chunk if cid > after])
-        yield PAUSE
-    for cid in sorted_steps(wanted, first):
+    if kept is not None and (kept.reused or first is None):
+        # kept for the next page: every candidate sorted once, each page starts at its cursor
+        if kept.ordered is None:
+            kept.ordered = yield from _collect(sorted_steps(list(candidates)))
+        in_order = _from(kept.ordered, after)
+    else:
+        wanted: list[str] = []
+        remaining = iter(candidates)
+        while chunk := list(islice(remaining, SORT_CHUNK)):
+            wanted.extend(chunk if after is None else [cid for cid in chunk if cid > after])
+            yield PAUSE
+        in_order = sorted_steps(wanted, first)
+    if results is None and shape is None and (monotone or (held is not None and not held.maybe)):
+        # every candidate is granted outright (nothing to check, no wildcard to list beside)
+        for cid in in_order:
+            yield PAUSE if cid is PAUSE else SubjectFound(cid, True)
+        return
+    for cid in in_order:
         if cid is PAUSE:
             yield PAUSE
+            continue
+        if results is None and (monotone or (held is not None and cid in held.sure)):
+            # granted outright: no Check, and no pause after it (sorted_steps pauses)
+            yield SubjectFound(cid, True, listed=None if shape is None else shape.concrete.get(cid, False))
             continue
         result = results[cid] if results is not None else result_of(cid)  # type: ignore[index]
         if granted(result):
@@ -146,6 +246,25 @@ def lookup_subjects_steps(
             yield SubjectFound(cid, result, listed=listed)  # type: ignore[arg-type]
         if not monotone:
             yield PAUSE
+
+
+def _collect(steps: Generator[str | Pause, None, None]) -> Generator[Pause, None, list[str]]:
+    """The items of `steps` (its pauses passed on)."""
+    items: list[str] = []
+    for step in steps:
+        if step is PAUSE:
+            yield PAUSE
+        else:
+            items.append(step)
+    return items
+
+
+def _from(ordered: list[str], after: str | None) -> Generator[str | Pause, None, None]:
+    """The ids of `ordered` (sorted) after the cursor `after`, with a pause every so many."""
+    start = 0 if after is None else bisect_right(ordered, after)
+    for begin in range(start, len(ordered), PAUSE_EVERY):
+        yield from ordered[begin : begin + PAUSE_EVERY]
+        yield PAUSE
 
 
 def _held_sets(

@@ -152,7 +152,7 @@ class SubjectSets:
         None when the walk meets a cycle in the data (SpiceDB answers those with a depth
         error; a cycle's sets would have to be recomputed for every way into it, so the walk
         stops at the first one). It pauses between nodes and inside long buckets: an index
-        that changes during a pause is never read again (cooperative.drain)."""
+        that changes during a pause is never read again (cooperative.resumable)."""
         try:
             return (yield from self._relation(rtype, rid, relation, 0))
         except _Cycle:

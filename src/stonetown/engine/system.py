@@ -31,6 +31,7 @@ from stonetown.engine.datastore import Datastore, RelationshipFilter, RevisionCh
 from stonetown.engine.expand import MAX_EXPAND_SIZE
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.lookup_answers import LookupAnswers
+from stonetown.engine.lookup_subjects import HeldCache
 from stonetown.engine.revision_views import IDLE_CACHE_SECONDS, View
 from stonetown.engine.schema_cache import SchemaState, cyclic_gc_paused
 from stonetown.engine.store_snapshot import OldReads, SnapshotCache
@@ -112,6 +113,7 @@ class PermissionSystem(LookupAnswers):
         self._store_checked = asyncio.Event()  # set (and replaced) after every probe
         self._prober: asyncio.Task[None] | None = None
         self.check_cache = CheckCache()
+        self.held_cache = HeldCache()
         # The two answers a cache hit can give, for the revision they belong to (immutable).
         self._cached_verdicts = (
             -1,
