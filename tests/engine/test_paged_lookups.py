@@ -21,7 +21,7 @@ import pytest
 
 from stonetown.core.errors import ResourceExhausted
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
-from stonetown.engine import change_feed, cooperative
+from stonetown.engine import bulk_import, change_feed, cooperative
 from stonetown.engine.datastore import RevisionChanges, Update, UpdateOp
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.lookup_subjects import HeldCache
@@ -282,6 +282,32 @@ async def test_a_lookup_answers_for_the_revision_it_reports_while_writes_land(
         for found, revision in answers:
             expected = await _all(lookup(Consistency.at_exact_snapshot(revision)))
             assert found == [f for f, _ in expected]
+    finally:
+        await system.stop()
+
+
+async def test_a_paused_walk_does_not_go_on_over_an_import_half_way_into_the_index(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An import enters the head index in chunks, yielding between them, before its revision
+    moves: a walk paused meanwhile must restart (its view no longer holds one revision), as
+    new lookups wait for the import to finish."""
+    monkeypatch.setattr(bulk_import, "CHUNK", 4)
+    system = await _system([f"group:big#member@user:m{i:04d}" for i in range(20)])
+    try:
+        view = await system._view(Consistency.minimize_latency())
+        unchanged = system._unchanged(view)
+        assert unchanged()
+        granted = [f"group:big#member@user:n{i}" for i in range(8)]
+        banned = [f"doc:r0003#banned@user:n{i}" for i in range(8)]
+        rels = [Relationship.parse(text) for text in [*granted, *banned]]
+        importing = asyncio.create_task(system.import_relationships(rels))
+        while system._indexing is None:
+            await asyncio.sleep(0)
+        assert system.index.revision == view.revision  # half-filled, the revision not moved yet
+        assert not unchanged()
+        await importing
+        assert not unchanged()
     finally:
         await system.stop()
 

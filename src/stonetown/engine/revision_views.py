@@ -146,11 +146,12 @@ class RevisionViews(Writes):
         return View(overlay(view.index, contextual), view.state, view.live)
 
     def _unchanged(self, view: View) -> Callable[[], bool]:
-        """For a paused walk over `view`: does its index still hold `view`'s revision?"""
+        """For a paused walk over `view`: does its index still hold `view`'s revision, and only
+        it? (An import being added to the index changes it before its revision moves.)"""
         if not view.live:
             return lambda: True  # a snapshot never advances
         head, revision = self.index, view.revision
-        return lambda: head.revision == revision
+        return lambda: head.revision == revision and self._indexing is None
 
     def _replacement(
         self, consistency: Consistency, contextual: Sequence[Relationship], validate: Callable[[View], None]
