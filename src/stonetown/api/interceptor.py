@@ -34,6 +34,7 @@ from typing import Any
 
 import grpc
 from grpc import aio
+from grpc._cython import cygrpc
 
 from stonetown.api.auth import is_authorized, requires_key
 from stonetown.api.authzed import UNBOUNDED_METHODS as AUTHZED_UNBOUNDED_METHODS
@@ -43,6 +44,10 @@ from stonetown.core.errors import InvalidArgument, ResourceExhausted, Unauthenti
 from stonetown.engine.deadline import request_deadline
 
 log = logging.getLogger("stonetown.api")
+
+# What an operation on a call the peer has closed raises (grpc's own class; its public API has
+# no name for it).
+_TRANSPORT_ERROR = cygrpc.ExecuteBatchError
 
 # Long-lived streams the request deadline does not apply to (each holds an admission slot,
 # so their number is bounded).
@@ -385,6 +390,10 @@ class _Call:
                 )
                 self._finish(start, code, details, exc)
             except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
+                if _caller_gone(context, exc):
+                    # A write raced the cancellation: the caller left, nothing failed here.
+                    self._finish(start, grpc.StatusCode.CANCELLED, "cancelled", None)
+                    return
                 code, details, _ = status_for(exc)
                 self._finish(start, code, details, exc)
             else:
@@ -396,6 +405,14 @@ class _Call:
             await context.abort(code, details)
 
         return handle
+
+
+def _caller_gone(context: aio.ServicerContext, exc: Exception) -> bool:
+    """Whether `exc` only says the call is over from the caller's side: the client cancelled
+    or went away while the stream was sending. grpc cancels the handler's task when it learns
+    of the cancellation, but a write already under way fails first with the transport's own
+    error (``ExecuteBatchError``, an INTERNAL otherwise), before the call is marked cancelled."""
+    return context.cancelled() or isinstance(exc, _TRANSPORT_ERROR)
 
 
 @types.coroutine
