@@ -38,7 +38,7 @@ from grpc._cython import cygrpc
 
 from stonetown.api.auth import is_authorized, requires_key
 from stonetown.api.authzed import UNBOUNDED_METHODS as AUTHZED_UNBOUNDED_METHODS
-from stonetown.api.errors import DeadlineExceeded, status_for
+from stonetown.api.errors import DeadlineExceeded, forget_frames, status_for
 from stonetown.api.metrics import ok_recorder, record_rpc
 from stonetown.core.errors import InvalidArgument, ResourceExhausted, Unauthenticated
 from stonetown.engine.deadline import request_deadline
@@ -333,9 +333,11 @@ class _Call:
             except TimeoutError as exc:
                 code, details, _ = status_for(DeadlineExceeded(f"the request took longer than {timeout}s"))
                 self._finish(start, code, details, exc)
+                forget_frames(exc)
             except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
                 code, details, _ = status_for(exc)
                 self._finish(start, code, details, exc)
+                forget_frames(exc)
             else:
                 elapsed = clock() - start
                 record_ok(elapsed)
@@ -346,6 +348,11 @@ class _Call:
             finally:
                 if admitted:
                     slots.leave()  # type: ignore[union-attr]
+            # grpc keeps the AbortError, whose traceback holds this frame, in a reference cycle
+            # with the call: what this frame refers to (the request, the handler's coroutine,
+            # the future it waited on, e.g. an old revision's snapshot) would otherwise wait
+            # for a full collector pass, or for ever once frozen (api/runtime.py)
+            request = running = waiting_on = None
             await context.abort(code, details)
 
         return handle
@@ -389,19 +396,23 @@ class _Call:
                     )
                 )
                 self._finish(start, code, details, exc)
+                forget_frames(exc)
             except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
                 if _caller_gone(context, exc):
                     # A write raced the cancellation: the caller left, nothing failed here.
                     self._finish(start, grpc.StatusCode.CANCELLED, "cancelled", None)
+                    forget_frames(exc)
                     return
                 code, details, _ = status_for(exc)
                 self._finish(start, code, details, exc)
+                forget_frames(exc)
             else:
                 self._finish(start, grpc.StatusCode.OK, "", None)
                 return
             finally:
                 if admitted:
                     self.slots.leave()  # type: ignore[union-attr]
+            request = None  # see unary(): the AbortError's traceback holds this frame
             await context.abort(code, details)
 
         return handle

@@ -31,7 +31,6 @@ import logging
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 log = logging.getLogger("stonetown.server")
@@ -40,10 +39,6 @@ log = logging.getLogger("stonetown.server")
 # after 10 young passes, a full pass after 10 middle ones (and the old generation grown by a
 # quarter, CPython's own rule).
 COLLECTOR_THRESHOLDS = (10_000, 10, 10)
-# CPU seconds of a full collector pass past which its survivors are frozen (SurvivorFreezer).
-FREEZE_AFTER = 0.01
-# Frozen objects allowed beyond twice the live set before everything is unfrozen once.
-FREEZE_SLACK = 250_000
 SWITCH_INTERVAL = 0.001
 TRIM_INTERVAL = 5.0
 MALLOC_ARENAS = 2
@@ -72,64 +67,8 @@ def hand_over_gil_sooner() -> None:
 
 
 def pace_collector() -> None:
-    """Set the collector's thresholds for a server, and freeze what a long full pass found
-    alive (see :class:`SurvivorFreezer` and the module docstring)."""
+    """Set the collector's thresholds for a server (see the module docstring)."""
     gc.set_threshold(*COLLECTOR_THRESHOLDS)
-    if not any(isinstance(callback, SurvivorFreezer) for callback in gc.callbacks):
-        gc.callbacks.append(SurvivorFreezer())
-
-
-class SurvivorFreezer:
-    """A collector callback: after a full pass that took at least :data:`FREEZE_AFTER` of
-    CPU, everything still tracked is moved to the permanent generation (``gc.freeze``).
-
-    A full pass walks every tracked object and follows every reference of each; what makes it
-    long is long-lived data (compiled schemas, the caches of old revisions, the members of a
-    large set being walked), walked again by every pass while it lives. Right after a full
-    pass nothing tracked is garbage (every unreachable cycle was just freed), so freezing
-    then keeps no garbage, and frozen objects are still freed by reference counting when
-    dropped (the engine keeps its long-lived structures acyclic). The next passes walk only
-    what was made since.
-
-    An object frozen while alive that later dies in a reference cycle is not freed while
-    frozen. So that such leftovers are bounded, once the frozen objects outnumber twice the
-    live set last measured (plus :data:`FREEZE_SLACK`) everything is unfrozen: the next full
-    pass walks it all once, frees those cycles, and its survivors (the live set, measured
-    again) are frozen.
-    """
-
-    __slots__ = ("_after", "_slack", "_started", "_baseline", "_measuring", "freezes", "unfreezes")
-
-    def __init__(self, freeze_after: float = FREEZE_AFTER, slack: int = FREEZE_SLACK) -> None:
-        self._after = freeze_after
-        self._slack = slack
-        self._started: float | None = None
-        self._baseline = gc.get_freeze_count()  # the live set frozen at startup
-        self._measuring = False
-        self.freezes = 0
-        self.unfreezes = 0
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        """The collector's callback: times each full pass, and freezes after a long one."""
-        if info.get("generation") != 2:
-            return
-        if phase == "start":
-            self._started = time.thread_time()
-            return
-        if self._started is None:
-            return
-        took, self._started = time.thread_time() - self._started, None
-        if took < self._after and not self._measuring:
-            return
-        gc.freeze()
-        self.freezes += 1
-        frozen = gc.get_freeze_count()
-        if self._measuring:  # the pass after an unfreeze walked everything: the live set
-            self._baseline, self._measuring = frozen, False
-        elif frozen > 2 * self._baseline + self._slack:
-            gc.unfreeze()
-            self.unfreezes += 1
-            self._measuring = True
 
 
 def limit_malloc_arenas() -> None:
@@ -210,12 +149,16 @@ async def give_back_freed_memory(
     release_caches: Callable[[], object] | None = None, interval: float = TRIM_INTERVAL
 ) -> None:
     """Run until cancelled: every `interval` seconds, `release_caches()` (the engine's idle
-    caches), then :func:`trim` on a worker thread."""
+    caches), then :func:`trim` on a worker thread. When caches were released (the server has
+    been idle for a while), a full collection first frees what only reference cycles still
+    hold: the collector runs passes as objects are allocated, so an idle server would keep
+    them for good (in the hostile mix, 8-23 MB: aborted calls, whose AbortError grpc keeps in
+    a cycle with the call, and what their frames held)."""
     if _LIBC is None:
         log.info("the allocator cannot be asked to give memory back (no glibc)")
     while True:
         await asyncio.sleep(interval)
-        if release_caches is not None:
-            release_caches()
+        if release_caches is not None and release_caches():
+            gc.collect()  # idle: the long-lived data is frozen, what is left to walk is small
         if _LIBC is not None:
             await asyncio.to_thread(trim)

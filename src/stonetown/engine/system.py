@@ -97,6 +97,8 @@ _COMPILED_SCHEMAS = 4
 # Both caches give their memory back once no request has used an entry for this long (see
 # release_idle_caches): after a burst of old-revision reads or schema writes, memory returns.
 IDLE_CACHE_SECONDS = 30.0
+# Schema text from which its compilation is moved out of the collector's reach (_remember).
+_FROZEN_SCHEMA_TEXT = 16_384
 # a store probe that takes longer than this counts as a failure (the store is unreachable)
 PROBE_TIMEOUT = 5.0
 # A store that is only slow (its writer busy with a large import) is not failing: it counts as
@@ -366,6 +368,11 @@ class PermissionSystem:
 
     def _remember(self, state: SchemaState) -> None:
         """Keep `state` as the latest used compilation of its text (the oldest used goes)."""
+        if len(state.stored.text) >= _FROZEN_SCHEMA_TEXT and state.stored.text not in self._compiled:
+            # ~100k long-lived acyclic objects (closures): frozen, full passes no longer walk
+            # them (100-200 ms each); collected first so no garbage is frozen with them
+            gc.collect()
+            gc.freeze()
         self._compiled[state.stored.text] = state
         self._compiled.move_to_end(state.stored.text)
         self._compiled_used[state.stored.text] = time.monotonic()
