@@ -351,7 +351,7 @@ class _Call:
             # grpc keeps the AbortError, whose traceback holds this frame, in a reference cycle
             # with the call: what this frame refers to (the request, the handler's coroutine,
             # the future it waited on, e.g. an old revision's snapshot) would otherwise wait
-            # for a full collector pass, or for ever once frozen (api/runtime.py)
+            # for a full collector pass, which an idle server never runs
             request = running = waiting_on = None
             await context.abort(code, details)
 
