@@ -14,22 +14,10 @@ from pathlib import Path
 
 import grpc
 from grpc_harness import OWN_CONNECTION, ServerProcess
+from test_api_streams import SCHEMA
 
 from stonetown import Client
 from stonetown.api.pb import core, permission, permission_grpc, relationship, relationship_grpc
-
-SCHEMA = """
-definition user {}
-
-definition group {
-    relation member: user | group#member
-}
-
-definition document {
-    relation viewer: user | group#member
-    permission view = viewer
-}
-"""
 
 WATCH = "/stonetown.v1.RelationshipService/Watch"
 LOOKUP = "/stonetown.v1.PermissionService/LookupSubjects"

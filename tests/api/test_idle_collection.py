@@ -45,25 +45,19 @@ async def _run_for(seconds: float, release: Callable[[], int]) -> None:
 
 
 @pytest.mark.usefixtures("automatic_collection_off")
-async def test_a_quiet_spell_frees_cycles(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "FULL_PASS_AT_LEAST", 0.1)
+@pytest.mark.parametrize(
+    ("quiet_enough", "released", "freed"),
+    [
+        (0.1, 0, True),  # no full pass for a while: one runs
+        (3600.0, 1, True),  # idle caches released: one runs at once
+        (3600.0, 0, False),  # neither: the cycle waits (the above are what freed theirs)
+    ],
+)
+async def test_a_quiet_server_frees_cycles(
+    monkeypatch: pytest.MonkeyPatch, quiet_enough: float, released: int, freed: bool
+) -> None:
+    monkeypatch.setattr(runtime, "FULL_PASS_AT_LEAST", quiet_enough)
     watched = _cycle()
-    await _run_for(0.5, lambda: 0)
-    assert watched() is None
-
-
-@pytest.mark.usefixtures("automatic_collection_off")
-async def test_released_caches_free_cycles_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "FULL_PASS_AT_LEAST", 3600.0)
-    watched = _cycle()
-    await _run_for(0.2, lambda: 1)
-    assert watched() is None
-
-
-@pytest.mark.usefixtures("automatic_collection_off")
-async def test_nothing_is_collected_before_a_quiet_spell(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "FULL_PASS_AT_LEAST", 3600.0)
-    watched = _cycle()
-    await _run_for(0.2, lambda: 0)
-    assert watched() is not None  # the collections above are what freed the others
+    await _run_for(0.4, lambda: released)
+    assert (watched() is None) == freed
     gc.collect()
