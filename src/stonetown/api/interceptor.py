@@ -34,15 +34,20 @@ from typing import Any
 
 import grpc
 from grpc import aio
+from grpc._cython import cygrpc
 
 from stonetown.api.auth import is_authorized, requires_key
 from stonetown.api.authzed import UNBOUNDED_METHODS as AUTHZED_UNBOUNDED_METHODS
-from stonetown.api.errors import DeadlineExceeded, status_for
+from stonetown.api.errors import DeadlineExceeded, forget_frames, status_for
 from stonetown.api.metrics import ok_recorder, record_rpc
 from stonetown.core.errors import InvalidArgument, ResourceExhausted, Unauthenticated
 from stonetown.engine.deadline import request_deadline
 
 log = logging.getLogger("stonetown.api")
+
+# What an operation on a call the peer has closed raises (grpc's own class; its public API has
+# no name for it).
+_TRANSPORT_ERROR = cygrpc.ExecuteBatchError
 
 # Long-lived streams the request deadline does not apply to (each holds an admission slot,
 # so their number is bounded).
@@ -328,9 +333,11 @@ class _Call:
             except TimeoutError as exc:
                 code, details, _ = status_for(DeadlineExceeded(f"the request took longer than {timeout}s"))
                 self._finish(start, code, details, exc)
+                forget_frames(exc)
             except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
                 code, details, _ = status_for(exc)
                 self._finish(start, code, details, exc)
+                forget_frames(exc)
             else:
                 elapsed = clock() - start
                 record_ok(elapsed)
@@ -341,6 +348,11 @@ class _Call:
             finally:
                 if admitted:
                     slots.leave()  # type: ignore[union-attr]
+            # grpc keeps the AbortError, whose traceback holds this frame, in a reference cycle
+            # with the call: what this frame refers to (the request, the handler's coroutine,
+            # the future it waited on, e.g. an old revision's snapshot) would otherwise wait
+            # for a full collector pass, which an idle server never runs
+            request = running = waiting_on = None
             await context.abort(code, details)
 
         return handle
@@ -384,18 +396,34 @@ class _Call:
                     )
                 )
                 self._finish(start, code, details, exc)
+                forget_frames(exc)
             except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
+                if _caller_gone(context, exc):
+                    # A write raced the cancellation: the caller left, nothing failed here.
+                    self._finish(start, grpc.StatusCode.CANCELLED, "cancelled", None)
+                    forget_frames(exc)
+                    return
                 code, details, _ = status_for(exc)
                 self._finish(start, code, details, exc)
+                forget_frames(exc)
             else:
                 self._finish(start, grpc.StatusCode.OK, "", None)
                 return
             finally:
                 if admitted:
                     self.slots.leave()  # type: ignore[union-attr]
+            request = None  # see unary(): the AbortError's traceback holds this frame
             await context.abort(code, details)
 
         return handle
+
+
+def _caller_gone(context: aio.ServicerContext, exc: Exception) -> bool:
+    """Whether `exc` only says the call is over from the caller's side: the client cancelled
+    or went away while the stream was sending. grpc cancels the handler's task when it learns
+    of the cancellation, but a write already under way fails first with the transport's own
+    error (``ExecuteBatchError``, an INTERNAL otherwise), before the call is marked cancelled."""
+    return context.cancelled() or isinstance(exc, _TRANSPORT_ERROR)
 
 
 @types.coroutine

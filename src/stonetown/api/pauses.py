@@ -51,11 +51,17 @@ class PauseRecorder:
         self.full_cpu = 0.0
         self._gc_started = threading.local()
         self._task: asyncio.Task[None] | None = None
+        self._memory_at_start: dict[str, float] = {}
         self._cpu_start = time.process_time()
         self._wall_start = time.monotonic()
 
     def start(self) -> None:
-        """Start timing collector passes and the loop's wake-ups."""
+        """Start timing collector passes and the loop's wake-ups (and note where the memory
+        is now, to compare with the summary's figures at stop)."""
+        self._memory_at_start = {
+            f"{name}_at_start": value
+            for name, value in {**allocator_figures(), **python_allocator_figures()}.items()
+        }
         gc.callbacks.append(self._on_gc)
         self._task = asyncio.create_task(self._follow_loop())
 
@@ -75,6 +81,7 @@ class PauseRecorder:
         kinds = Counter(type(item).__name__ for item in gc.get_objects())
         summary.update(allocator_figures())
         summary.update(python_allocator_figures())
+        summary.update(self._memory_at_start)
         summary["gc_tracked_kinds"] = ",".join(f"{name}:{count}" for name, count in kinds.most_common(8))
         log.info("pause_summary", extra=summary)
         return summary

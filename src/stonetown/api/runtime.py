@@ -41,6 +41,8 @@ log = logging.getLogger("stonetown.server")
 COLLECTOR_THRESHOLDS = (10_000, 10, 10)
 SWITCH_INTERVAL = 0.001
 TRIM_INTERVAL = 5.0
+# Seconds without a full collection after which give_back_freed_memory runs one.
+FULL_PASS_AT_LEAST = 30.0
 MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's mallopt parameter
 
@@ -149,12 +151,25 @@ async def give_back_freed_memory(
     release_caches: Callable[[], object] | None = None, interval: float = TRIM_INTERVAL
 ) -> None:
     """Run until cancelled: every `interval` seconds, `release_caches()` (the engine's idle
-    caches), then :func:`trim` on a worker thread."""
+    caches), then :func:`trim` on a worker thread.
+
+    When caches were released, or no full collection has run for :data:`FULL_PASS_AT_LEAST`
+    seconds, a full collection first frees what only reference cycles still hold: the
+    collector runs its passes as objects are allocated, so a server gone quiet would keep
+    them for good (in the hostile mix, tens of MB: aborted calls, whose AbortError grpc keeps
+    in a cycle with the call, and what their frames held). The long-lived data is frozen
+    (the index at startup, large compiled schemas), so what such a pass walks is small."""
     if _LIBC is None:
         log.info("the allocator cannot be asked to give memory back (no glibc)")
+    full_passes, quiet = gc.get_stats()[-1]["collections"], 0.0
     while True:
         await asyncio.sleep(interval)
-        if release_caches is not None:
-            release_caches()
+        released = release_caches() if release_caches is not None else 0
+        now = gc.get_stats()[-1]["collections"]
+        quiet = quiet + interval if now == full_passes else 0.0
+        if released or quiet >= FULL_PASS_AT_LEAST:
+            gc.collect()
+            quiet, now = 0.0, gc.get_stats()[-1]["collections"]
+        full_passes = now
         if _LIBC is not None:
             await asyncio.to_thread(trim)

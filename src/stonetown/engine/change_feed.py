@@ -7,10 +7,9 @@ and while anyone watches, one reader task fetches the new revisions from the sto
 keeps the latest of them (about :data:`KEEP_CHANGES` changes). A watcher takes what follows
 its position from there, filtered for itself, and otherwise waits on an event: an idle
 watcher costs nothing. A watcher further behind than the kept revisions (a slow consumer, an
-old start token) reads the store until it reaches them: watchers behind at the same revision
-share one read (streams opened together and read slowly stay in step), and at most
-:data:`BEHIND_READS` such reads run at once, so lagging streams cannot take every store
-connection from the requests and the index's own advance.
+old start token) reads the store a few revisions at a time until it reaches them; watchers
+behind at the same position share the read (a hundred slow consumers of the same large
+commits used to hold a copy each, of up to a thousand revisions).
 
 The number of watchers is bounded (:class:`ResourceExhausted` names the bound).
 """
@@ -19,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
 
@@ -34,8 +33,14 @@ KEEP_CHANGES = 10_000
 READ_BATCH = 1000
 # Pause after a failed read before the reader tries again.
 RETRY_SECONDS = 0.1
-# Reads of the change log for watchers behind the kept revisions running at once.
-BEHIND_READS = 2
+# Revisions per read of a watcher behind the kept ones, and how many such reads are shared:
+# watchers that fall behind together (slow consumers of the same large commits) read the
+# store once, and each holds at most one read while its consumer catches up.
+BEHIND_READ_BATCH = 16
+BEHIND_READS_SHARED = 4
+# Such reads running at once: the requests and the index's own advance keep the store's other
+# connections.
+BEHIND_READS_RUNNING = 2
 
 
 class ChangeFeed:
@@ -55,8 +60,8 @@ class ChangeFeed:
         self._wanted = asyncio.Event()  # set when the reader has something to do
         self._arrived = asyncio.Event()  # set (and replaced) when revisions arrive
         self._reader: asyncio.Task[None] | None = None
-        self._behind: dict[int, asyncio.Future[list[RevisionChanges]]] = {}  # by cursor
-        self._behind_slots = asyncio.Semaphore(BEHIND_READS)
+        self._behind: OrderedDict[int, asyncio.Future[list[RevisionChanges]]] = OrderedDict()
+        self._behind_slots = asyncio.Semaphore(BEHIND_READS_RUNNING)
 
     def start(self, revision: int) -> None:
         """Start the reader task, following on from `revision` (the index's)."""
@@ -113,6 +118,29 @@ class ChangeFeed:
         self._arrived.set()
         self._arrived = asyncio.Event()
 
+    async def _read_behind(self, cursor: int) -> list[RevisionChanges]:
+        """The revisions after `cursor` (behind :attr:`base`) read from the store, a few at a
+        time, one read shared by the watchers at the same position (the latest few reads are
+        kept for them; the revisions read are committed and never change)."""
+        reading = self._behind.get(cursor)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_store(cursor))
+            reading.add_done_callback(partial(self._read_done, cursor))
+            self._behind[cursor] = reading
+            while len(self._behind) > BEHIND_READS_SHARED:
+                self._behind.popitem(last=False)
+        # shielded: a watcher that goes away does not cancel the read the others wait for
+        return await asyncio.shield(reading)
+
+    async def _read_store(self, cursor: int) -> list[RevisionChanges]:
+        async with self._behind_slots:  # lagging streams never take every store connection
+            return await self.store.changes(cursor, limit=BEHIND_READ_BATCH)
+
+    def _read_done(self, cursor: int, reading: asyncio.Future[list[RevisionChanges]]) -> None:
+        if reading.cancelled() or reading.exception() is not None:
+            if self._behind.get(cursor) is reading:
+                del self._behind[cursor]  # a failed read is tried again by the next watcher
+
     def _jump(self, revision: int) -> None:
         """Forget the kept revisions and follow on from `revision`."""
         self._batches.clear()
@@ -130,24 +158,6 @@ class ChangeFeed:
             newer.append(batch)
         newer.reverse()
         return newer
-
-    async def _read_behind(self, cursor: int) -> list[RevisionChanges]:
-        """The revisions after `cursor` from the store, one read shared by every watcher
-        behind at `cursor` (a watcher that goes away does not cancel it for the others)."""
-        shared = self._behind.get(cursor)
-        if shared is None:
-            shared = self._behind[cursor] = asyncio.ensure_future(self._read_store(cursor))
-            shared.add_done_callback(partial(self._read_done, cursor))
-        return list(await asyncio.shield(shared))
-
-    def _read_done(self, cursor: int, read: asyncio.Future[list[RevisionChanges]]) -> None:
-        self._behind.pop(cursor, None)
-        if not read.cancelled():
-            read.exception()  # retrieved, also when every watcher waiting for it went away
-
-    async def _read_store(self, cursor: int) -> list[RevisionChanges]:
-        async with self._behind_slots:
-            return await self.store.changes(cursor, limit=READ_BATCH)
 
     async def watch(
         self, after_revision: int, resource_types: Sequence[str] = (), *, every_revision: bool = False
@@ -189,3 +199,4 @@ class ChangeFeed:
             self.watchers -= 1
             if not self.watchers:
                 self._jump(self.revision)  # nobody left to read the kept changes: free them
+                self._behind.clear()

@@ -21,6 +21,8 @@ from stonetown.schema import ir
 # Compiled schemas kept, by text: a schema written again, or read at many old revisions,
 # compiles once (each compilation of a large schema is seconds of CPU and 100s of MB).
 _COMPILED_SCHEMAS = 4
+# Schema text from which its compilation is moved out of the collector's reach (_remember).
+_FROZEN_SCHEMA_TEXT = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,11 @@ class SchemaCache:
 
     def _remember(self, state: SchemaState) -> None:
         """Keep `state` as the latest used compilation of its text (the oldest used goes)."""
+        if len(state.stored.text) >= _FROZEN_SCHEMA_TEXT and state.stored.text not in self._compiled:
+            # ~100k long-lived acyclic objects (closures): frozen, full passes no longer walk
+            # them (100-200 ms each); collected first so no garbage is frozen with them
+            gc.collect()
+            gc.freeze()
         self._compiled[state.stored.text] = state
         self._compiled.move_to_end(state.stored.text)
         self._compiled_used[state.stored.text] = time.monotonic()

@@ -62,9 +62,8 @@ class AuthzedWatchServicer(watch_grpc.WatchServiceServicer):
                 response = _response(batch, filters, relationships, schemas, checkpoints)
             else:  # the same for every stream asking the same: built once (SharedResponses)
                 key = (batch.revision, asked)
-                response = self._responses.get(
-                    key, partial(_response, batch, filters, relationships, schemas, checkpoints)
-                )
+                build = partial(_response, batch, filters, relationships, schemas, checkpoints)
+                response = await self._responses.get(key, build, len(batch.changes))
             if response is not None:
                 yield response
 

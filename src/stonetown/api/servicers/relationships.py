@@ -96,7 +96,9 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
         types, after = await shared.watch_start(self.system, request)
         asked = tuple(sorted(types))
         async for changes in self.system.watch(after, types):
-            yield self._watch_responses.get((changes.revision, asked), partial(_watch_response, changes))
+            key = (changes.revision, asked)
+            build = partial(_watch_response, changes)
+            yield await self._watch_responses.get(key, build, len(changes.changes))
 
 
 def _watch_response(changes: RevisionChanges) -> bytes:

@@ -8,9 +8,11 @@ servicer only builds its own response messages.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from stonetown.api import convert as cv
@@ -247,6 +249,13 @@ async def watch_start(system: PermissionSystem, request: Any) -> tuple[list[str]
     return types, await system.store.head_revision()
 
 
+# Changes in a commit past which its Watch response is built on a worker thread: converting
+# thousands of changes is tens of milliseconds of Python that would hold the event loop (on a
+# thread it gets the GIL back every switch interval, see api/runtime.py); a small commit is
+# built at once, cheaper than the hand-over.
+BUILD_OFF_LOOP = 200
+
+
 class SharedResponses:
     """The last few Watch responses by (revision, what the stream asked for), built once for
     every stream that asks the same: a large commit fanned out to many streams would otherwise
@@ -259,16 +268,35 @@ class SharedResponses:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._building: dict[Hashable, asyncio.Future[Any]] = {}
 
-    def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
-        """The response for `key`, built by `build` the first time it is asked for."""
+    async def get(self, key: Hashable, build: Callable[[], Any], changes: int) -> Any:
+        """The response for `key`, built by `build` the first time it is asked for (on a
+        worker thread for a commit of more than :data:`BUILD_OFF_LOOP` `changes`; the streams
+        asking meanwhile wait for that one build)."""
         found = self._items.get(key)
-        if found is None:
-            found = self._items[key] = build()
-            self._bytes += _serialized_size(found)
-            while len(self._items) > self._size or (self._bytes > self._max_bytes and len(self._items) > 1):
-                self._bytes -= _serialized_size(self._items.popitem(last=False)[1])
-        return found
+        if found is not None:
+            return found
+        if changes <= BUILD_OFF_LOOP:
+            return self._keep(key, build())
+        building = self._building.get(key)
+        if building is None:
+            building = self._building[key] = asyncio.ensure_future(asyncio.to_thread(build))
+            building.add_done_callback(partial(self._built, key))
+        # shielded: a stream that goes away does not cancel the build the others wait for
+        return await asyncio.shield(building)
+
+    def _built(self, key: Hashable, building: asyncio.Future[Any]) -> None:
+        del self._building[key]
+        if not building.cancelled() and building.exception() is None:
+            self._keep(key, building.result())
+
+    def _keep(self, key: Hashable, response: Any) -> Any:
+        self._items[key] = response
+        self._bytes += _serialized_size(response)
+        while len(self._items) > self._size or (self._bytes > self._max_bytes and len(self._items) > 1):
+            self._bytes -= _serialized_size(self._items.popitem(last=False)[1])
+        return response
 
 
 def _serialized_size(response: Any) -> int:
