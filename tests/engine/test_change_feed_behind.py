@@ -34,9 +34,11 @@ class CountingStore(MemoryDatastore):
         super().__init__()
         self.reads: list[int] = []
 
-    async def changes(self, after_revision: int, *, limit: int | None = None) -> list[RevisionChanges]:
+    async def changes(
+        self, after_revision: int, *, limit: int | None = None, urgent: bool = False
+    ) -> list[RevisionChanges]:
         """Read as the memory store does; remember how many revisions came back."""
-        found = await super().changes(after_revision, limit=limit)
+        found = await super().changes(after_revision, limit=limit, urgent=urgent)
         self.reads.append(len(found))
         return found
 
