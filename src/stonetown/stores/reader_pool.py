@@ -25,7 +25,7 @@ class ReaderPool(Generic[C]):
 
     async def get(self, urgent: bool = False) -> C:
         """A free connection, waiting for one (urgent callers are served before the others)."""
-        if self._free and not self._urgent and (urgent or not self._waiting):
+        if self._free:  # put() hands a connection to a waiter first: none waits while one is free
             return self._free.pop()
         waiter: asyncio.Future[C] = asyncio.get_running_loop().create_future()
         (self._urgent if urgent else self._waiting).append(waiter)
