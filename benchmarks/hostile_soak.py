@@ -7,6 +7,7 @@ while a well-behaved client checks and writes and a prober asks health every 50 
 - caveat bombs (nested ``all`` over a long list in the context, sent as a contextual
   caveated relationship);
 - unauthenticated health Watch streams and half-sent HTTP/2 connections (admission slots);
+- keyed calls sent without a key or with a wrong one (refused before admission);
 - forged tokens at many different old revisions (``at_exact_snapshot``);
 - idle keyed Watch streams;
 - small pages of lookups over a large group;
@@ -298,6 +299,16 @@ class Mix:
             client.delete(f"doc:i{base}#viewer")
             return "imported-and-deleted"
 
+    def unauth_calls(self) -> str:
+        """A Check and a Write without a key or with a wrong one: refused, never served."""
+        key = None if self.rng.random() < 0.5 else "not-the-key"
+        with self._client(key=key) as client:
+            if self.rng.random() < 0.5:
+                client.check("doc:d0", "view", "user:m1")
+            else:
+                client.write(touch=["doc:d0#banned@user:m1"])
+            return "WRONG-served"
+
     def hold_streams(self, stop: threading.Event, keyed: bool, count: int) -> None:
         """`count` Watch streams held open: health Watch without a key, or keyed relation Watch."""
         channel = grpc.insecure_channel(self.address, options=[("grpc.use_local_subchannel_pool", 1)])
@@ -356,7 +367,7 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 
 ATTACKS = (
     "big_schema", "caveat_bomb", "old_tokens", "paged_lookup", "import_batch",
-    "unauth_watch", "keyed_watch", "half_sent",
+    "unauth_watch", "keyed_watch", "half_sent", "unauth_calls",
 )  # fmt: skip
 
 
@@ -407,6 +418,7 @@ def run(
             ("old_tokens", mix.old_tokens, 0.05),
             ("paged_lookup", mix.paged_lookup, 0.2),
             ("import_batch", mix.import_batch, 2.0),
+            ("unauth_calls", mix.unauth_calls, 0.05),
         ]
         threads = [threading.Thread(target=probe.run, args=(stop,), daemon=True)]
         threads += [

@@ -24,4 +24,5 @@ def test_hostile_mix_leaves_health_and_honest_callers_served(tmp_path: Path, bud
     assert attacks["legit"].get("allowed", 0) > 0, figures
     assert set(attacks["legit"]) == {"allowed"}, figures
     assert attacks["paged_lookup"].get("page-10", 0) > 0, figures
+    assert set(attacks["unauth_calls"]) == {"UNAUTHENTICATED"}, figures
     assert "INTERNAL" not in str(attacks), figures
