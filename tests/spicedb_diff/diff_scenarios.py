@@ -172,6 +172,8 @@ SCENARIOS: list[Scenario] = [
             schema("definition user {}\ndefinition user {}"),
             schema("definition user {}\ndefinition doc {\n relation r: user\n relation r: user\n}"),
             schema("definition doc {\n relation p: doc\n permission v = p->missing\n}"),
+            # accepted by both: an arrow to a relation no subject type has grants nothing
+            schema("definition doc {\n relation parent: doc\n permission view = parent->missing\n}"),
             schema("caveat c(x int) {\n x +\n}\ndefinition user {}"),
             schema("definition user {}\ndefinition doc {\n relation viewer: user with nocaveat\n}"),
             schema("", known="README 'Coming from SpiceDB': WriteSchema with an empty schema is refused"),

@@ -55,6 +55,7 @@ def analyze(schema: ir.Schema) -> Analysis:
     warnings += _self_references(schema)
     warnings += _computed_cycles(schema, graph)
     warnings += _arrows_over_subject_relations(schema)
+    warnings += _arrows_to_missing_relations(schema)
     warnings += _unused_relations(schema, graph)
     warnings += _unused_definitions_and_caveats(schema)
     return Analysis(graph, sort_diagnostics(warnings))
@@ -161,6 +162,37 @@ def _arrows_over_subject_relations(schema: ir.Schema) -> list[Diagnostic]:
                             )
                         )
                         break
+    return warnings
+
+
+def _arrows_to_missing_relations(schema: ir.Schema) -> list[Diagnostic]:
+    """Arrows whose relation exists on none of the tupleset's subject types: legal (SpiceDB
+    accepts them), and they grant nothing."""
+    warnings = []
+    for definition in schema.definitions.values():
+        for relation in definition.relations.values():
+            for node in walk_rewrite(relation.rewrite):
+                if not isinstance(node, ir.TupleToUserset):
+                    continue
+                tupleset = definition.relations.get(node.tupleset)
+                if tupleset is None:
+                    continue
+                targets = [schema.definitions.get(allowed.type) for allowed in tupleset.allowed]
+                if any(target is None or node.computed in target.relations for target in targets):
+                    continue
+                arrow = (
+                    f"{node.tupleset}->{node.computed}"
+                    if node.mode == "any"
+                    else f"{node.tupleset}.all({node.computed})"
+                )
+                warnings.append(
+                    Diagnostic.at(
+                        node.pos,
+                        f'Arrow `{arrow}` under permission "{relation.name}" references relation/permission '
+                        f'"{node.computed}" that does not exist on any subject types of relation '
+                        f'"{node.tupleset}"',
+                    )
+                )
     return warnings
 
 

@@ -201,21 +201,6 @@ class _Checker:
                 "wildcard relations cannot be used on the left side of arrows",
             )
             return
-        subject_types = {allowed.type for allowed in tupleset.allowed}
-        known = [self.schema.definitions[t] for t in subject_types if t in self.schema.definitions]
-        if len(known) < len(subject_types):
-            return  # an unknown subject type is already reported on the relation
-        if not any(arrow.computed in subject_def.relations for subject_def in known):
-            arrow_text = (
-                f"{arrow.tupleset}->{arrow.computed}"
-                if arrow.mode == "any"
-                else f"{arrow.tupleset}.all({arrow.computed})"
-            )
-            self._report(
-                arrow.pos,
-                f"arrow `{arrow_text}` under permission `{permission.name}` references relation/permission "
-                f"`{arrow.computed}` that does not exist on any subject types of relation `{arrow.tupleset}`",
-            )
 
     def _count_arrow_targets(self, arrow: ir.TupleToUserset, tupleset: ir.Relation) -> None:
         before = self.arrow_targets
