@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
@@ -127,6 +128,63 @@ class LookupResourceResult:
     resource_id: str
     conditional: bool = False
     missing_parameters: tuple[str, ...] = ()
+
+
+def granted_resources(ids: Iterable[str]) -> list[LookupResourceResult]:
+    """``LookupResourceResult(id)`` for each of `ids` (granted outright), equal to the
+    constructor's, built without its per-field ``object.__setattr__`` calls: a lookup hands
+    out tens of thousands, and the frozen dataclass's constructor was half its cost."""
+    set_id, set_conditional, set_missing = _RESOURCE_SLOTS
+    new, cls = object.__new__, LookupResourceResult
+    built: list[LookupResourceResult] = []
+    add = built.append
+    for rid in ids:
+        result = new(cls)
+        set_id(result, rid)
+        set_conditional(result, False)
+        set_missing(result, ())
+        add(result)
+    return built
+
+
+def granted_subjects(subject_type: str, ids: Iterable[str], relation: str) -> list[LookupSubjectResult]:
+    """``LookupSubjectResult(SubjectRef(subject_type, id, relation))`` for each of `ids`
+    (granted outright, nothing excluded), built as :func:`granted_resources` builds its."""
+    set_type, set_id, set_relation = _SUBJECT_SLOTS
+    set_subject, set_excluded, set_conditional, set_missing, set_maybe = _SUBJECT_RESULT_SLOTS
+    new, ref, cls = object.__new__, SubjectRef, LookupSubjectResult
+    built: list[LookupSubjectResult] = []
+    add = built.append
+    for sid in ids:
+        subject = new(ref)
+        set_type(subject, subject_type)
+        set_id(subject, sid)
+        set_relation(subject, relation)
+        result = new(cls)
+        set_subject(result, subject)
+        set_excluded(result, ())
+        set_conditional(result, False)
+        set_missing(result, ())
+        set_maybe(result, ())
+        add(result)
+    return built
+
+
+def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Callable[[object, object], None], ...]:
+    """The setters of `cls`'s slots `names`, which must be all its fields, in order (so that a
+    field added to the class cannot be left unset by the builders above)."""
+    declared = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    if declared != names:
+        raise TypeError(f"{cls.__name__} has the fields {declared}, its builder sets {names}")
+    return tuple(getattr(cls, name).__set__ for name in names)
+
+
+_RESOURCE_SLOTS = _slot_setters(LookupResourceResult, ("resource_id", "conditional", "missing_parameters"))
+_SUBJECT_SLOTS = _slot_setters(SubjectRef, ("type", "id", "relation"))
+_SUBJECT_RESULT_SLOTS = _slot_setters(
+    LookupSubjectResult,
+    ("subject", "excluded", "conditional", "missing_parameters", "conditionally_excluded"),
+)
 
 
 @dataclass(frozen=True, slots=True)
