@@ -211,9 +211,9 @@ class LookupAnswers(PermissionChecks):
         if limit == 0:
             return
         left = limit
+        most = PAUSE_EVERY if limit is None else min(PAUSE_EVERY, limit)  # found items per batch
         if view.live:
             replacement = self._replacement(consistency, contextual, validate)
-            most = PAUSE_EVERY if limit is None else min(PAUSE_EVERY, limit)
             try:
                 found = resumable(view, walk, self._unchanged, replacement, key, after, most)
                 async for batch, used in found:
@@ -233,8 +233,8 @@ class LookupAnswers(PermissionChecks):
         # An old revision is read through the store, on an old-read thread: the walk runs there
         # whole (from the cursor on), then its answers are shaped here.
         found_all = await self._evaluate(view, partial(_walked, walk, view, after))
-        for start in range(0, len(found_all), PAUSE_EVERY):
-            batch = found_all[start : start + PAUSE_EVERY]
+        for start in range(0, len(found_all), most):
+            batch = found_all[start : start + most]
             answers = outright(batch)
             if answers is None:
                 answers = await _shaped(batch, view, shape)
