@@ -114,3 +114,11 @@ def test_consistency_choices() -> None:
         assert cv.consistency_from_proto(choice, True) == expected, choice
     with pytest.raises(InvalidArgument, match=r"consistency\.at_least_as_fresh\.token"):
         cv.consistency_from_proto(core.Consistency(at_least_as_fresh=core.ZedToken()), True)
+
+
+def test_cursors_written_in_bulk_are_the_cursors_written_one_at_a_time() -> None:
+    values = ["doc1", "*", "a/b|c=d+e-f_g", 'quote"d', "back\\slash", "é", "tab\t", "\x7f", "~!#[]{} ", ""]
+    for kind in ("lookup_resources", "lookup_subjects", "k"):
+        cursors = cv.encode_cursors(kind, values)
+        assert cursors == [cv.encode_cursor(kind, [value]) for value in values]
+        assert [cv.decode_cursor(c, kind, 1, "optional_cursor") for c in cursors] == [[v] for v in values]

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -185,6 +186,24 @@ _CURSOR_JSON = json.JSONEncoder(separators=(",", ":")).encode
 def encode_cursor(kind: str, values: list[str]) -> str:
     """An opaque cursor: which stream it belongs to and the position after the last result."""
     return base64.urlsafe_b64encode(_CURSOR_JSON([kind, *values]).encode()).decode().rstrip("=")
+
+
+def encode_cursors(kind: str, values: list[str]) -> list[str]:
+    """``encode_cursor(kind, [value])`` for each of `values` (a lookup's cursor per result),
+    the JSON written directly for values it would not escape: a third of the cost."""
+    head = _CURSOR_JSON([kind, ""])[:-2]  # '["kind","' : the value and its '"]' follow
+    to_text, urlsafe = binascii.b2a_base64, _URLSAFE
+    return [
+        to_text(f'{head}{value}"]'.encode(), newline=False).translate(urlsafe).decode().rstrip("=")
+        if _PLAIN_JSON(value)
+        else encode_cursor(kind, [value])
+        for value in values
+    ]
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+# what JSON writes as it is: printable ASCII but the quote and the backslash
+_PLAIN_JSON = re.compile(r'[ !#-\[\]-~]*').fullmatch
 
 
 def decode_cursor(token: str, kind: str, length: int, path: str) -> list[str]:

@@ -147,7 +147,8 @@ class AsyncClient(ClientBase):
             resource, permission, subject_type, context, contextual, consistency, limit, cursor
         )
         async for response in self._stream(self._permissions.LookupSubjects, request, timeout=self.timeout):
-            yield self._found_subject(response)
+            for found in self._found_subjects(response):
+                yield found
 
     # ---------------------------------------------------------------- relationships
 

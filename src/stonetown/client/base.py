@@ -232,6 +232,7 @@ class ClientBase:
             contextual_relationships=self._contextual(contextual),
             optional_limit=limit,
             optional_cursor=core.Cursor(token=cursor) if cursor else None,
+            optional_results_per_message=LOOKUP_RESULTS_PER_MESSAGE,
         )
 
     @staticmethod
@@ -344,16 +345,22 @@ class ClientBase:
         ]
 
     @staticmethod
-    def _found_subject(response: permission.LookupSubjectsResponse) -> FoundSubject:
-        subject = response.subject
-        return FoundSubject(
-            SubjectRef(subject.object.object_type, subject.object.object_id, subject.optional_relation),
-            response.permissionship == permission.PERMISSIONSHIP_CONDITIONAL_PERMISSION,
-            _missing(response.partial_caveat_info),
-            tuple(response.excluded_subject_ids),
-            response.after_result_cursor.token,
-            response.looked_up_at.token,
-        )
+    def _found_subjects(response: permission.LookupSubjectsResponse) -> list[FoundSubject]:
+        """Every result one stream message carries: its own, then its additional ones."""
+        token = response.looked_up_at.token
+        conditional = permission.PERMISSIONSHIP_CONDITIONAL_PERMISSION
+        return [
+            FoundSubject(
+                SubjectRef(result.subject.object.object_type, result.subject.object.object_id,
+                           result.subject.optional_relation),
+                result.permissionship == conditional,
+                _missing(result.partial_caveat_info) if result.HasField("partial_caveat_info") else (),
+                tuple(result.excluded_subject_ids),
+                result.after_result_cursor.token,
+                token,
+            )
+            for result in (response, *response.additional_results)
+        ]  # fmt: skip
 
     @staticmethod
     def _relationship(response: relationship.ReadRelationshipsResponse) -> Relationship:

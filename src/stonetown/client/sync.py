@@ -146,7 +146,7 @@ class Client(ClientBase):
             resource, permission, subject_type, context, contextual, consistency, limit, cursor
         )
         for response in self._stream(self._permissions.LookupSubjects, request, timeout=self.timeout):
-            yield self._found_subject(response)
+            yield from self._found_subjects(response)
 
     # ---------------------------------------------------------------- relationships
 

@@ -107,11 +107,14 @@ async def resumable(
     replacement: Callable[[V, bool], Awaitable[V]],
     key: Callable[[T], str],
     after: str | None,
-) -> AsyncIterator[tuple[T, V]]:
-    """The results of ``walk(view, after)`` (ordered by `key`), each with the view it was
-    computed on, yielding to the event loop between slices of work.
+    most: int = PAUSE_EVERY,
+) -> AsyncIterator[tuple[list[T], V]]:
+    """The results of ``walk(view, after)`` (ordered by `key`) in batches of at most `most`,
+    each with the view it was computed on, yielding to the event loop between slices of work.
 
-    ``unchanged(view)`` is asked after every suspension (a pause taken, a result handed out):
+    A batch holds the results found between two pauses of the walk (or `most` of them): they
+    are handed out together, so the consumer pays one suspension per batch, not per result.
+    ``unchanged(view)`` is asked after every suspension (a pause taken, a batch handed out):
     when it answers False the walk is abandoned (:class:`ViewChanged`) and restarts on
     ``await replacement(view, sent)`` (`sent`: whether a result was handed out already, so the
     replacement must keep the revision) after the last result handed out. The request
@@ -123,20 +126,27 @@ async def resumable(
         still = unchanged(view)
         last: T | None = None
         started = time.monotonic()
+        batch: list[T] = []
         try:
             for step in steps:
-                if step is PAUSE:
-                    if time.monotonic() - started < SLICE_SECONDS:
+                if step is not PAUSE:
+                    batch.append(step)  # type: ignore[arg-type]
+                    if len(batch) < most:
                         continue
+                if batch:
+                    yield batch, view
+                    sent = True
+                    last, batch = batch[-1], []
+                    if not still():
+                        raise ViewChanged
+                if step is PAUSE and time.monotonic() - started >= SLICE_SECONDS:
                     check_deadline(deadline)
                     await asyncio.sleep(0)
                     started = time.monotonic()
-                else:
-                    yield step, view  # type: ignore[misc]
-                    sent = True
-                    last = step  # type: ignore[assignment]
-                if not still():
-                    raise ViewChanged
+                    if not still():
+                        raise ViewChanged
+            if batch:
+                yield batch, view
             return
         except ViewChanged:
             steps.close()  # before awaiting the replacement: nothing of the old walk is kept

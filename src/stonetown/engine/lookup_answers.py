@@ -1,6 +1,11 @@
 """Lookups of a PermissionSystem: LookupResources and LookupSubjects walks streamed as answers
 (caveats evaluated, in SpiceDB's shape), paged by cursor, restarted or continued on a
 snapshot when the head index advances during one of their pauses.
+
+Answers travel in batches (those a walk finds between two of its pauses): a lookup hands out
+tens of thousands, and per answer a suspension of each generator on the way and a frozen
+dataclass built field by field cost more than the walk that found it. The per-answer methods
+flatten the batches; the servicers take them whole, a batch per stream message.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from stonetown.core.relationship import WILDCARD, ObjectRef, Relationship, Subje
 from stonetown.engine.caveat_values import require_request_context
 from stonetown.engine.cel_runtime import EvaluationBudget
 from stonetown.engine.conditions import Result
-from stonetown.engine.cooperative import Pause, resumable
+from stonetown.engine.cooperative import PAUSE_EVERY, Pause, resumable
 from stonetown.engine.lookup_resources import lookup_resources_steps
 from stonetown.engine.lookup_subjects import (
     HeldCache,
@@ -24,7 +29,14 @@ from stonetown.engine.lookup_subjects import (
 )
 from stonetown.engine.permission_checks import PermissionChecks
 from stonetown.engine.revision_views import View, _ContinueOnSnapshot
-from stonetown.engine.types import Consistency, LookupResourceResult, LookupSubjectResult, Permissionship
+from stonetown.engine.types import (
+    Consistency,
+    LookupResourceResult,
+    LookupSubjectResult,
+    Permissionship,
+    granted_resources,
+    granted_subjects,
+)
 
 Found = TypeVar("Found")
 Answer = TypeVar("Answer")
@@ -36,7 +48,7 @@ class LookupAnswers(PermissionChecks):
 
     held_cache: HeldCache
 
-    async def lookup_resources(
+    def lookup_resources(
         self,
         resource_type: str,
         permission: str,
@@ -53,6 +65,25 @@ class LookupAnswers(PermissionChecks):
 
         Results stream as they are found; the walk gives the event loop a turn every few
         milliseconds and stops when the consumer stops (a page full, a cancelled call)."""
+        batches = self.lookup_resource_batches(
+            resource_type, permission, subject, consistency, context, contextual, after=after, limit=limit
+        )
+        return _each(batches)
+
+    async def lookup_resource_batches(
+        self,
+        resource_type: str,
+        permission: str,
+        subject: SubjectRef,
+        consistency: Consistency,
+        context: dict[str, Any] | None = None,
+        contextual: Sequence[Relationship] = (),
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[tuple[list[LookupResourceResult], int]]:
+        """The answers of :meth:`lookup_resources` in order, in non-empty batches, each with
+        the revision used."""
         if context:
             require_request_context(context)
         budget = EvaluationBudget()
@@ -68,6 +99,11 @@ class LookupAnswers(PermissionChecks):
                 (subject.type, subject.id, subject.relation), self.max_depth, cursor, _likely_wanted(limit),
             )  # fmt: skip
 
+        def outright(batch: list[tuple[str, Result]]) -> list[LookupResourceResult] | None:
+            if all(result is True for _, result in batch):
+                return granted_resources([rid for rid, _ in batch])
+            return None
+
         async def shape(found: tuple[str, Result], view: View) -> LookupResourceResult | None:
             if found[1] is True:
                 return LookupResourceResult(found[0])  # no caveat to evaluate: no verdict to ask
@@ -77,13 +113,13 @@ class LookupAnswers(PermissionChecks):
             conditional = verdict.permissionship is Permissionship.CONDITIONAL
             return LookupResourceResult(found[0], conditional, verdict.missing_parameters)
 
-        answers = self._lookup(
-            consistency, contextual, validate, walk, lambda found: found[0], shape, after, limit
+        batches = self._lookup(
+            consistency, contextual, validate, walk, lambda found: found[0], outright, shape, after, limit
         )
-        async for answer in answers:
-            yield answer
+        async for batch in batches:
+            yield batch
 
-    async def lookup_subjects(
+    def lookup_subjects(
         self,
         resource: ObjectRef,
         permission: str,
@@ -99,6 +135,27 @@ class LookupAnswers(PermissionChecks):
         """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) that have
         `permission` on `resource`, sorted by id (wildcard first), after the cursor id `after`,
         at most `limit`; each with the revision used. Streams like :meth:`lookup_resources`."""
+        batches = self.lookup_subject_batches(
+            resource, permission, subject_type, subject_relation, consistency, context, contextual,
+            after=after, limit=limit,
+        )  # fmt: skip
+        return _each(batches)
+
+    async def lookup_subject_batches(
+        self,
+        resource: ObjectRef,
+        permission: str,
+        subject_type: str,
+        subject_relation: str,
+        consistency: Consistency,
+        context: dict[str, Any] | None = None,
+        contextual: Sequence[Relationship] = (),
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[tuple[list[LookupSubjectResult], int]]:
+        """The answers of :meth:`lookup_subjects` in order, in non-empty batches, each with
+        the revision used."""
         if context:
             require_request_context(context)
         budget = EvaluationBudget()
@@ -117,14 +174,19 @@ class LookupAnswers(PermissionChecks):
                 self.held_cache if view.index is self.index else None,  # the next page reuses the walk
             )  # fmt: skip
 
+        def outright(batch: list[SubjectFound]) -> list[LookupSubjectResult] | None:
+            if all(_granted_listed(found) for found in batch):
+                return granted_subjects(subject_type, [found.subject_id for found in batch], subject_relation)
+            return None
+
         async def shape(found: SubjectFound, view: View) -> LookupSubjectResult | None:
             return await self._subject_answer(found, view, context, subject_type, subject_relation, budget)
 
-        answers = self._lookup(
-            consistency, contextual, validate, walk, lambda found: found.subject_id, shape, after, limit
+        batches = self._lookup(
+            consistency, contextual, validate, walk, _subject_id, outright, shape, after, limit
         )
-        async for answer in answers:
-            yield answer
+        async for batch in batches:
+            yield batch
 
     async def _lookup(
         self,
@@ -133,30 +195,37 @@ class LookupAnswers(PermissionChecks):
         validate: Callable[[View], None],
         walk: Callable[[View, str | None], Generator[Found | Pause, None, None]],
         key: Callable[[Found], str],
+        outright: Callable[[list[Found]], list[Answer] | None],
         shape: Callable[[Found, View], Awaitable[Answer | None]],
         after: str | None,
         limit: int | None,
-    ) -> AsyncIterator[tuple[Answer, int]]:
-        """The answers of a lookup: `walk` over the view `consistency` asks for (validated by
-        `validate`) from the cursor `after` on, each found item made an answer by `shape` (or
-        dropped: None), at most `limit`; the walk restarts where it was when the head index
-        advances during one of its pauses (see :meth:`_replacement`)."""
+    ) -> AsyncIterator[tuple[list[Answer], int]]:
+        """The answers of a lookup in non-empty batches, each with its revision: `walk` over
+        the view `consistency` asks for (validated by `validate`) from the cursor `after` on,
+        each found item made an answer by `shape` (or dropped: None), at most `limit`; a batch
+        of found items that are all answers as they are is made answers at once by `outright`
+        (None when one is not). The walk restarts where it was when the head index advances
+        during one of its pauses (see :meth:`_replacement`)."""
         view = self._with_contextual(await self._view(consistency), contextual)
         validate(view)
         if limit == 0:
             return
-        sent = 0
+        left = limit
+        most = PAUSE_EVERY if limit is None else min(PAUSE_EVERY, limit)  # found items per batch
         if view.live:
             replacement = self._replacement(consistency, contextual, validate)
             try:
-                async for found, used in resumable(view, walk, self._unchanged, replacement, key, after):
-                    after = key(found)
-                    answer = await shape(found, used)
-                    if answer is None:
-                        continue
-                    yield answer, used.revision
-                    sent += 1
-                    if limit is not None and sent >= limit:
+                found = resumable(view, walk, self._unchanged, replacement, key, after, most)
+                async for batch, used in found:
+                    after = key(batch[-1])
+                    answers = outright(batch)
+                    if answers is None:
+                        answers = await _shaped(batch, used, shape)
+                    if left is not None:
+                        answers, left = answers[:left], left - len(answers)
+                    if answers:
+                        yield answers, used.revision
+                    if left is not None and left <= 0:
                         return
                 return
             except _ContinueOnSnapshot as moved:
@@ -164,13 +233,16 @@ class LookupAnswers(PermissionChecks):
         # An old revision is read through the store, on an old-read thread: the walk runs there
         # whole (from the cursor on), then its answers are shaped here.
         found_all = await self._evaluate(view, partial(_walked, walk, view, after))
-        for found in found_all:
-            answer = await shape(found, view)
-            if answer is None:
-                continue
-            yield answer, view.revision
-            sent += 1
-            if limit is not None and sent >= limit:
+        for start in range(0, len(found_all), most):
+            batch = found_all[start : start + most]
+            answers = outright(batch)
+            if answers is None:
+                answers = await _shaped(batch, view, shape)
+            if left is not None:
+                answers, left = answers[:left], left - len(answers)
+            if answers:
+                yield answers, view.revision
+            if left is not None and left <= 0:
                 return
 
     async def _subject_answer(
@@ -189,7 +261,7 @@ class LookupAnswers(PermissionChecks):
         lookup_subjects.listed_beside says, and the wildcard excludes the subjects
         lookup_subjects.excluded_beside says, marking those the context leaves undecided
         excluded only conditionally."""
-        if found.result is True and found.subject_id != WILDCARD and found.listed in (None, True):
+        if _granted_listed(found):
             # granted outright and listed: the answer has nothing to evaluate
             return LookupSubjectResult(SubjectRef(subject_type, found.subject_id, subject_relation))
         state, revision = view.state, view.revision
@@ -223,6 +295,35 @@ class LookupAnswers(PermissionChecks):
             verdict.missing_parameters,
             conditionally,
         )
+
+
+def _subject_id(found: SubjectFound) -> str:
+    """The cursor key of `found`."""
+    return found.subject_id
+
+
+def _granted_listed(found: SubjectFound) -> bool:
+    """Whether `found` is an answer as it is: a concrete subject granted outright and listed."""
+    return found.result is True and found.subject_id != WILDCARD and found.listed in (None, True)
+
+
+async def _shaped(
+    batch: list[Found], view: View, shape: Callable[[Found, View], Awaitable[Answer | None]]
+) -> list[Answer]:
+    """The answers `shape` makes of the items of `batch`, in order (those it drops left out)."""
+    answers: list[Answer] = []
+    for found in batch:
+        answer = await shape(found, view)
+        if answer is not None:
+            answers.append(answer)
+    return answers
+
+
+async def _each(batches: AsyncIterator[tuple[list[Answer], int]]) -> AsyncIterator[tuple[Answer, int]]:
+    """The answers of `batches` one by one, each with its batch's revision."""
+    async for answers, revision in batches:
+        for answer in answers:
+            yield answer, revision
 
 
 def _walked(

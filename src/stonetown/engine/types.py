@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from itertools import repeat
+from typing import Any, TypeVar
 
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
+
+T = TypeVar("T")
 
 
 class ConsistencyMode(enum.Enum):
@@ -127,6 +132,53 @@ class LookupResourceResult:
     resource_id: str
     conditional: bool = False
     missing_parameters: tuple[str, ...] = ()
+
+
+def granted_resources(ids: list[str]) -> list[LookupResourceResult]:
+    """``LookupResourceResult(id)`` for each of `ids` (granted outright), equal to the
+    constructor's, built a field at a time over all of them without the constructor's
+    per-field ``object.__setattr__`` calls: a lookup hands out tens of thousands, and the
+    frozen dataclass's constructor was half its cost (this is a quarter of that)."""
+    return _built(LookupResourceResult, _RESOURCE_SLOTS, len(ids), ids, False, ())
+
+
+def granted_subjects(subject_type: str, ids: list[str], relation: str) -> list[LookupSubjectResult]:
+    """``LookupSubjectResult(SubjectRef(subject_type, id, relation))`` for each of `ids`
+    (granted outright, nothing excluded), built as :func:`granted_resources` builds its."""
+    count = len(ids)
+    subjects = _built(SubjectRef, _SUBJECT_SLOTS, count, subject_type, ids, relation)
+    return _built(LookupSubjectResult, _SUBJECT_RESULT_SLOTS, count, subjects, (), False, (), ())
+
+
+def _built(cls: type[T], setters: tuple[Setter, ...], count: int, *columns: object) -> list[T]:
+    """`count` new instances of the slotted `cls`, each slot set by its setter from its column:
+    a list (a value per instance) or any other value (the same for all); in the C loops of
+    map, not a Python loop per instance."""
+    built = list(map(object.__new__, repeat(cls, count)))
+    for setter, column in zip(setters, columns, strict=True):
+        _drain(map(setter, built, column if isinstance(column, list) else repeat(column, count)))
+    return built
+
+
+_drain = deque(maxlen=0).extend  # runs an iterator to its end, keeping nothing
+Setter = Callable[[object, object], None]
+
+
+def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Setter, ...]:
+    """The setters of `cls`'s slots `names`, which must be all its fields, in order (so that a
+    field added to the class cannot be left unset by the builders above)."""
+    declared = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    if declared != names:
+        raise TypeError(f"{cls.__name__} has the fields {declared}, its builder sets {names}")
+    return tuple(getattr(cls, name).__set__ for name in names)
+
+
+_RESOURCE_SLOTS = _slot_setters(LookupResourceResult, ("resource_id", "conditional", "missing_parameters"))
+_SUBJECT_SLOTS = _slot_setters(SubjectRef, ("type", "id", "relation"))
+_SUBJECT_RESULT_SLOTS = _slot_setters(
+    LookupSubjectResult,
+    ("subject", "excluded", "conditional", "missing_parameters", "conditionally_excluded"),
+)
 
 
 @dataclass(frozen=True, slots=True)

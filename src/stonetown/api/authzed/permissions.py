@@ -241,19 +241,20 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         limit = limit_of(request.optional_limit, self.limits.max_page_size)
         kind = az.cursor_kind(az.LOOKUP_RESOURCES_CURSOR, request)
         after = az.lookup_cursor(request.optional_cursor, request.HasField("optional_cursor"), kind)
-        found = self.system.lookup_resources(
+        found = self.system.lookup_resource_batches(
             resource_type, name, who, consistency, caveat_context, after=after, limit=limit
         )
-        async for result, revision in found:
-            yield permission.LookupResourcesResponse(
-                looked_up_at=az.token(revision),
-                resource_object_id=result.resource_id,
-                permissionship=az.lookup_permissionship(result.conditional),
-                partial_caveat_info=az.partial(result.missing_parameters),
-                after_result_cursor=core.Cursor(
-                    token=cv.encode_cursor(kind, [result.resource_id])
-                ),
-            )
+        async for results, revision in found:  # one message per result (SpiceDB's API)
+            token = az.token(revision)
+            cursors = cv.encode_cursors(kind, [result.resource_id for result in results])
+            for result, cursor in zip(results, cursors, strict=True):
+                yield permission.LookupResourcesResponse(
+                    looked_up_at=token,
+                    resource_object_id=result.resource_id,
+                    permissionship=az.lookup_permissionship(result.conditional),
+                    partial_caveat_info=az.partial(result.missing_parameters),
+                    after_result_cursor=core.Cursor(token=cursor),
+                )
 
     @errors.streaming
     async def LookupSubjects(
@@ -268,7 +269,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         without_wildcard = (
             request.wildcard_option == permission.LookupSubjectsRequest.WILDCARD_OPTION_EXCLUDE_WILDCARDS
         )
-        found = self.system.lookup_subjects(
+        found = self.system.lookup_subject_batches(
             query.resource,
             query.permission,
             query.subject_type,
@@ -276,25 +277,26 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
             query.consistency,
             query.context,
         )
-        async for result, revision in found:
-            if without_wildcard and result.subject.is_wildcard:
-                continue
-            kind = az.lookup_permissionship(result.conditional)
-            caveat_info = az.partial(result.missing_parameters)
-            yield permission.LookupSubjectsResponse(
-                looked_up_at=az.token(revision),
-                subject_object_id=result.subject.id,
-                excluded_subject_ids=list(result.excluded),
-                permissionship=kind,
-                partial_caveat_info=caveat_info,
-                subject=permission.ResolvedSubject(
-                    subject_object_id=result.subject.id, permissionship=kind, partial_caveat_info=caveat_info
-                ),
-                excluded_subjects=[
-                    permission.ResolvedSubject(subject_object_id=excluded, permissionship=az.HAS)
-                    for excluded in result.excluded
-                ],
-            )
+        resolved = permission.ResolvedSubject
+        async for results, revision in found:  # one message per result (SpiceDB's API)
+            token = az.token(revision)
+            for result in results:
+                if without_wildcard and result.subject.is_wildcard:
+                    continue
+                sid, kind = result.subject.id, az.lookup_permissionship(result.conditional)
+                info = az.partial(result.missing_parameters)
+                yield permission.LookupSubjectsResponse(
+                    looked_up_at=token,
+                    subject_object_id=sid,
+                    excluded_subject_ids=result.excluded,
+                    permissionship=kind,
+                    partial_caveat_info=info,
+                    subject=resolved(subject_object_id=sid, permissionship=kind, partial_caveat_info=info),
+                    excluded_subjects=[
+                        resolved(subject_object_id=excluded, permissionship=az.HAS)
+                        for excluded in result.excluded
+                    ],
+                )
 
     # ---- relationships ------------------------------------------------------------------
 

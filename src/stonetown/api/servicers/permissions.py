@@ -15,7 +15,7 @@ from stonetown.api.trace import trace_to_proto
 from stonetown.core.errors import StonetownError
 from stonetown.core.relationship import Relationship
 from stonetown.engine.system import PermissionSystem
-from stonetown.engine.types import CheckResult
+from stonetown.engine.types import CheckResult, LookupResourceResult, LookupSubjectResult
 
 _LOOKUP_RESOURCES_CURSOR = "lookup_resources"
 _LOOKUP_SUBJECTS_CURSOR = "lookup_subjects"
@@ -23,6 +23,54 @@ _LOOKUP_SUBJECTS_CURSOR = "lookup_subjects"
 
 def _partial(missing: tuple[str, ...]) -> core.PartialCaveatInfo | None:
     return core.PartialCaveatInfo(missing_required_context=list(missing)) if missing else None
+
+
+def _resources_message(
+    found: list[LookupResourceResult], revision: int
+) -> permission.LookupResourcesResponse:
+    """One stream message of LookupResources: the first of `found` in its own fields, the
+    others (if any) in additional_results, each with its cursor."""
+    cursors = cv.encode_cursors(_LOOKUP_RESOURCES_CURSOR, [result.resource_id for result in found])
+    first = found[0]
+    message = permission.LookupResourcesResponse(
+        looked_up_at=cv.token_to_proto(revision),
+        resource_object_id=first.resource_id,
+        permissionship=cv.lookup_permissionship(first.conditional),
+        partial_caveat_info=_partial(first.missing_parameters),
+        after_result_cursor=core.Cursor(token=cursors[0]),
+    )
+    add, kind = message.additional_results.add, cv.lookup_permissionship  # filled in place: not copied
+    for result, cursor in zip(found[1:], cursors[1:], strict=True):
+        item = add(resource_object_id=result.resource_id, permissionship=kind(result.conditional))
+        if result.missing_parameters:
+            item.partial_caveat_info.missing_required_context.extend(result.missing_parameters)
+        item.after_result_cursor.token = cursor
+    return message
+
+
+def _subjects_message(found: list[LookupSubjectResult], revision: int) -> permission.LookupSubjectsResponse:
+    """One stream message of LookupSubjects, laid out as :func:`_resources_message`'s."""
+    cursors = cv.encode_cursors(_LOOKUP_SUBJECTS_CURSOR, [result.subject.id for result in found])
+    first = found[0]
+    message = permission.LookupSubjectsResponse(
+        looked_up_at=cv.token_to_proto(revision),
+        subject=cv.subject_to_proto(first.subject),
+        permissionship=cv.lookup_permissionship(first.conditional),
+        partial_caveat_info=_partial(first.missing_parameters),
+        excluded_subject_ids=first.excluded,
+        after_result_cursor=core.Cursor(token=cursors[0]),
+    )
+    add, kind = message.additional_results.add, cv.lookup_permissionship
+    for result, cursor in zip(found[1:], cursors[1:], strict=True):
+        item = add(permissionship=kind(result.conditional), excluded_subject_ids=result.excluded)
+        subject = result.subject
+        item.subject.object.object_type = subject.type
+        item.subject.object.object_id = subject.id
+        item.subject.optional_relation = subject.relation
+        if result.missing_parameters:
+            item.partial_caveat_info.missing_required_context.extend(result.missing_parameters)
+        item.after_result_cursor.token = cursor
+    return message
 
 
 class PermissionServicer(permission_grpc.PermissionServiceServicer):
@@ -137,7 +185,7 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
             1,
             "optional_cursor",
         )
-        results = self.system.lookup_resources(
+        results = self.system.lookup_resource_batches(
             resource_type,
             name,
             subject,
@@ -149,36 +197,9 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         )
         # Several results per message when asked: one stream message costs far more in grpc
         # than one more entry of a repeated field.
-        per_message = min(request.optional_results_per_message, self.limits.max_page_size)
-        encode = cv.encode_cursor
-        batch: permission.LookupResourcesResponse | None = None
-        count = 0
-        async for found, revision in results:
-            if batch is not None:
-                item = batch.additional_results.add(
-                    resource_object_id=found.resource_id,
-                    permissionship=cv.lookup_permissionship(found.conditional),
-                )
-                if found.missing_parameters:
-                    item.partial_caveat_info.missing_required_context.extend(found.missing_parameters)
-                item.after_result_cursor.token = encode(_LOOKUP_RESOURCES_CURSOR, [found.resource_id])
-                count += 1
-            else:
-                batch = permission.LookupResourcesResponse(
-                    looked_up_at=cv.token_to_proto(revision),
-                    resource_object_id=found.resource_id,
-                    permissionship=cv.lookup_permissionship(found.conditional),
-                    partial_caveat_info=_partial(found.missing_parameters),
-                    after_result_cursor=core.Cursor(
-                        token=encode(_LOOKUP_RESOURCES_CURSOR, [found.resource_id])
-                    ),
-                )
-                count = 1
-            if count >= per_message:
-                yield batch
-                batch = None
-        if batch is not None:
-            yield batch
+        per_message = max(1, min(request.optional_results_per_message, self.limits.max_page_size))
+        async for found, revision in shared.regrouped(results, per_message):
+            yield _resources_message(found, revision)
 
     async def LookupSubjects(
         self, request: permission.LookupSubjectsRequest, context: aio.ServicerContext
@@ -194,7 +215,7 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
             1,
             "optional_cursor",
         )
-        results = self.system.lookup_subjects(
+        results = self.system.lookup_subject_batches(
             query.resource,
             query.permission,
             query.subject_type,
@@ -205,14 +226,6 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
             after=cursor[0] if cursor else None,
             limit=limit,
         )
-        async for found, revision in results:
-            yield permission.LookupSubjectsResponse(
-                looked_up_at=cv.token_to_proto(revision),
-                subject=cv.subject_to_proto(found.subject),
-                permissionship=cv.lookup_permissionship(found.conditional),
-                partial_caveat_info=_partial(found.missing_parameters),
-                excluded_subject_ids=list(found.excluded),
-                after_result_cursor=core.Cursor(
-                    token=cv.encode_cursor(_LOOKUP_SUBJECTS_CURSOR, [found.subject.id])
-                ),
-            )
+        per_message = max(1, min(request.optional_results_per_message, self.limits.max_page_size))
+        async for found, revision in shared.regrouped(results, per_message):
+            yield _subjects_message(found, revision)

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from stonetown.api import convert as cv
 from stonetown.api.errors import forget_frames
@@ -26,6 +26,7 @@ from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import CheckRequest, CheckResult, Consistency
 
 READ_CURSOR = "read_relationships"
+T = TypeVar("T")
 _KEY_LENGTH = 6  # Relationship.key
 
 
@@ -301,3 +302,26 @@ class SharedResponses:
 
 def _serialized_size(response: Any) -> int:
     return len(response) if response.__class__ is bytes else 0
+
+
+async def regrouped(
+    batches: AsyncIterator[tuple[list[T], int]], size: int
+) -> AsyncIterator[tuple[list[T], int]]:
+    """The answers of a lookup's `batches` (PermissionSystem.lookup_*_batches) regrouped
+    `size` at a time (the last group may be smaller), each group of one revision: a stream
+    message per group."""
+    pending: list[T] = []
+    held = 0  # the revision of the answers pending
+    async for answers, revision in batches:
+        if pending and revision != held:
+            yield pending, held
+            pending = []
+        held = revision
+        pending += answers
+        if len(pending) >= size:
+            full = len(pending) - len(pending) % size
+            for start in range(0, full, size):
+                yield pending[start : start + size], revision
+            pending = pending[full:]
+    if pending:
+        yield pending, held

@@ -233,7 +233,7 @@ class LookupResourcesResult(_message.Message):
     def __init__(self, resource_object_id: _Optional[str] = ..., permissionship: _Optional[_Union[Permissionship, str]] = ..., partial_caveat_info: _Optional[_Union[_core_pb2.PartialCaveatInfo, _Mapping]] = ..., after_result_cursor: _Optional[_Union[_core_pb2.Cursor, _Mapping]] = ...) -> None: ...
 
 class LookupSubjectsRequest(_message.Message):
-    __slots__ = ("consistency", "resource", "permission", "subject_object_type", "optional_subject_relation", "context", "contextual_relationships", "optional_limit", "optional_cursor")
+    __slots__ = ("consistency", "resource", "permission", "subject_object_type", "optional_subject_relation", "context", "contextual_relationships", "optional_limit", "optional_cursor", "optional_results_per_message")
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     PERMISSION_FIELD_NUMBER: _ClassVar[int]
@@ -243,6 +243,7 @@ class LookupSubjectsRequest(_message.Message):
     CONTEXTUAL_RELATIONSHIPS_FIELD_NUMBER: _ClassVar[int]
     OPTIONAL_LIMIT_FIELD_NUMBER: _ClassVar[int]
     OPTIONAL_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    OPTIONAL_RESULTS_PER_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     consistency: _core_pb2.Consistency
     resource: _core_pb2.ObjectReference
     permission: str
@@ -252,20 +253,37 @@ class LookupSubjectsRequest(_message.Message):
     contextual_relationships: _containers.RepeatedCompositeFieldContainer[_core_pb2.Relationship]
     optional_limit: int
     optional_cursor: _core_pb2.Cursor
-    def __init__(self, consistency: _Optional[_Union[_core_pb2.Consistency, _Mapping]] = ..., resource: _Optional[_Union[_core_pb2.ObjectReference, _Mapping]] = ..., permission: _Optional[str] = ..., subject_object_type: _Optional[str] = ..., optional_subject_relation: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., contextual_relationships: _Optional[_Iterable[_Union[_core_pb2.Relationship, _Mapping]]] = ..., optional_limit: _Optional[int] = ..., optional_cursor: _Optional[_Union[_core_pb2.Cursor, _Mapping]] = ...) -> None: ...
+    optional_results_per_message: int
+    def __init__(self, consistency: _Optional[_Union[_core_pb2.Consistency, _Mapping]] = ..., resource: _Optional[_Union[_core_pb2.ObjectReference, _Mapping]] = ..., permission: _Optional[str] = ..., subject_object_type: _Optional[str] = ..., optional_subject_relation: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., contextual_relationships: _Optional[_Iterable[_Union[_core_pb2.Relationship, _Mapping]]] = ..., optional_limit: _Optional[int] = ..., optional_cursor: _Optional[_Union[_core_pb2.Cursor, _Mapping]] = ..., optional_results_per_message: _Optional[int] = ...) -> None: ...
 
 class LookupSubjectsResponse(_message.Message):
-    __slots__ = ("looked_up_at", "subject", "permissionship", "partial_caveat_info", "excluded_subject_ids", "after_result_cursor")
+    __slots__ = ("looked_up_at", "subject", "permissionship", "partial_caveat_info", "excluded_subject_ids", "after_result_cursor", "additional_results")
     LOOKED_UP_AT_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     PERMISSIONSHIP_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_CAVEAT_INFO_FIELD_NUMBER: _ClassVar[int]
     EXCLUDED_SUBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
     AFTER_RESULT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    ADDITIONAL_RESULTS_FIELD_NUMBER: _ClassVar[int]
     looked_up_at: _core_pb2.ZedToken
     subject: _core_pb2.SubjectReference
     permissionship: Permissionship
     partial_caveat_info: _core_pb2.PartialCaveatInfo
     excluded_subject_ids: _containers.RepeatedScalarFieldContainer[str]
     after_result_cursor: _core_pb2.Cursor
-    def __init__(self, looked_up_at: _Optional[_Union[_core_pb2.ZedToken, _Mapping]] = ..., subject: _Optional[_Union[_core_pb2.SubjectReference, _Mapping]] = ..., permissionship: _Optional[_Union[Permissionship, str]] = ..., partial_caveat_info: _Optional[_Union[_core_pb2.PartialCaveatInfo, _Mapping]] = ..., excluded_subject_ids: _Optional[_Iterable[str]] = ..., after_result_cursor: _Optional[_Union[_core_pb2.Cursor, _Mapping]] = ...) -> None: ...
+    additional_results: _containers.RepeatedCompositeFieldContainer[LookupSubjectsResult]
+    def __init__(self, looked_up_at: _Optional[_Union[_core_pb2.ZedToken, _Mapping]] = ..., subject: _Optional[_Union[_core_pb2.SubjectReference, _Mapping]] = ..., permissionship: _Optional[_Union[Permissionship, str]] = ..., partial_caveat_info: _Optional[_Union[_core_pb2.PartialCaveatInfo, _Mapping]] = ..., excluded_subject_ids: _Optional[_Iterable[str]] = ..., after_result_cursor: _Optional[_Union[_core_pb2.Cursor, _Mapping]] = ..., additional_results: _Optional[_Iterable[_Union[LookupSubjectsResult, _Mapping]]] = ...) -> None: ...
+
+class LookupSubjectsResult(_message.Message):
+    __slots__ = ("subject", "permissionship", "partial_caveat_info", "excluded_subject_ids", "after_result_cursor")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    PERMISSIONSHIP_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_CAVEAT_INFO_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_SUBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_RESULT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    subject: _core_pb2.SubjectReference
+    permissionship: Permissionship
+    partial_caveat_info: _core_pb2.PartialCaveatInfo
+    excluded_subject_ids: _containers.RepeatedScalarFieldContainer[str]
+    after_result_cursor: _core_pb2.Cursor
+    def __init__(self, subject: _Optional[_Union[_core_pb2.SubjectReference, _Mapping]] = ..., permissionship: _Optional[_Union[Permissionship, str]] = ..., partial_caveat_info: _Optional[_Union[_core_pb2.PartialCaveatInfo, _Mapping]] = ..., excluded_subject_ids: _Optional[_Iterable[str]] = ..., after_result_cursor: _Optional[_Union[_core_pb2.Cursor, _Mapping]] = ...) -> None: ...
