@@ -24,11 +24,16 @@ the closure (their distance, for a tree).
 
 from __future__ import annotations
 
-from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, EvalFn, Member, Subject
+from typing import TYPE_CHECKING
+
+from stonetown.engine.check import CheckRun, DepthExceeded, EvalFn, Member, Subject
 from stonetown.engine.closure import ARROW, SET, Graph, GraphKey
 from stonetown.engine.conditions import Result, all_of, any_of, negate
 from stonetown.engine.reachability import evaluated_relations
 from stonetown.schema import ir
+
+if TYPE_CHECKING:
+    from stonetown.engine.check_plan import CompiledSchema
 
 # a subject storing more relationships than this has its reach in a nested set built only
 # when a run asks about a second set (a scan of them costs more than one walk down a chain)
@@ -349,7 +354,7 @@ def _compile_chain_exclusion(
             if union is False:
                 value = False
                 continue
-            marks = run.negations  # as a marked exclusion (check._compile_exclusion)
+            marks = run.negations  # as a marked exclusion (check_operators.compile_exclusion)
             marks.append(len(run.stack))
             try:
                 excluded = subtract(run, node, subj, at)
