@@ -204,9 +204,14 @@ def compile_intersection(children: tuple[EvalFn, ...]) -> EvalFn:
     return intersection
 
 
-def compile_exclusion(base: EvalFn, subtract: EvalFn, marked: bool = False) -> EvalFn:
+def compile_exclusion(
+    base: EvalFn, subtract: EvalFn, marked: bool = False, lookup_first: bool = False
+) -> EvalFn:
     """`base - subtract`. `marked`: the subtracted side's evaluation is noted on the run (the
-    stack height it starts at), so a cycle can tell whether it passes through it."""
+    stack height it starts at), so a cycle can tell whether it passes through it.
+    `lookup_first`: `subtract` is a lookup (CompiledSchema._lookup: it never dispatches nor
+    raises), evaluated first: when it surely holds, the answer is False whatever `base` (a
+    banned user is refused without a walk)."""
 
     def exclusion(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         granted = base(run, rid, subj, depth)
@@ -227,4 +232,19 @@ def compile_exclusion(base: EvalFn, subtract: EvalFn, marked: bool = False) -> E
             marks.pop()
         return all_of(granted, negate(subtracted))
 
+    def lookup_exclusion(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+        volatile = run.volatile
+        subtracted = subtract(run, rid, subj, depth)
+        if subtracted is True:
+            return False
+        # what the lookup read (a caveat, an expiration) counts only where it is used
+        read, run.volatile = run.volatile, volatile
+        granted = base(run, rid, subj, depth)
+        if granted is False:
+            return False
+        run.volatile = run.volatile or read
+        return all_of(granted, negate(subtracted))
+
+    if lookup_first:
+        return lookup_exclusion
     return marked_exclusion if marked else exclusion

@@ -225,10 +225,12 @@ class CompiledSchema:
             ordered = sorted(node.children, key=lambda child: self._cost(rtype, child))
             return compile_intersection(tuple(self._compile(rtype, rel, c) for c in ordered))
         if isinstance(node, ir.Exclusion):
+            exact = not self.openfga_cycles
             return compile_exclusion(
                 self._compile(rtype, rel, node.base),
                 self._compile(rtype, rel, node.subtract),
-                marked=not self.openfga_cycles,
+                marked=exact,
+                lookup_first=self.shortcuts and exact and self._lookup(rtype, node.subtract),
             )
         return nil
 
@@ -380,6 +382,19 @@ class CompiledSchema:
             target is not None
             and isinstance(target.rewrite, ir.This)
             and all(a.relation is None and a.caveat is None for a in target.rewrite.allowed)
+        )
+
+    def _lookup(self, rtype: str, node: ir.Rewrite) -> bool:
+        """Whether `node` names a relation of `rtype` storing plain subjects or wildcards
+        only (caveats and expirations allowed): its evaluation is a lookup, which never
+        dispatches nor raises."""
+        if not isinstance(node, ir.ComputedUserset) or (rtype, node.relation) not in self.inlinable:
+            return False
+        target = self.schema.relation(rtype, node.relation)
+        return (
+            target is not None
+            and isinstance(target.rewrite, ir.This)
+            and all(a.relation is None for a in target.rewrite.allowed)
         )
 
     def _caveat_free(self, rtype: str, node: ir.Rewrite) -> bool:
