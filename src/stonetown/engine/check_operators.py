@@ -152,11 +152,14 @@ def compile_arrow(
 
 
 def compile_union(
-    children: tuple[EvalFn, ...], names: frozenset[str] = frozenset(), rtype: str = ""
+    children: tuple[EvalFn, ...], names: frozenset[str] = frozenset(), rtype: str = "", named: bool = False
 ) -> EvalFn:
     """The union of `children`, evaluated in order until one grants; depth errors deferred
     past a grant. `names`: relations of `rtype` inlined into it (a subject set naming one on
-    the object is a member of itself)."""
+    the object is a member of itself); `named`: the first child answers those. A union of
+    one child with nothing else to answer is that child."""
+    if len(children) == 1 and (named or not names):
+        return children[0]
 
     def union(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         if subj[2] in names and subj[1] == rid and subj[0] == rtype:

@@ -24,7 +24,7 @@ from stonetown.engine.check_stored import (
     allowed_sets,
     chain_shape,
     compile_chain,
-    compile_objects,
+    compile_stored,
     compile_this,
 )
 from stonetown.engine.closure_check import member_shortcuts, wrap_with_closures
@@ -314,22 +314,24 @@ class CompiledSchema:
         its operand `leaf` (a key of :meth:`_flatten`), as two unions: the operands it
         evaluates before `leaf` and those after (what an ancestor arrow evaluates on each
         ancestor, in the walk's order: engine/closure_check.py)."""
-        operands, names, split = self._flat_union_operands(rtype, rel, node, False, leaf)
-        return compile_union(tuple(operands[:split]), names, rtype), compile_union(
-            tuple(operands[split:]), names, rtype
-        )
+        operands, names, split, named = self._flat_union_operands(rtype, rel, node, False, leaf)
+        # the walk evaluates the operands before `leaf` on an object first, always: they
+        # answer the subject sets `names` make members, the operands after need not
+        before = compile_union(tuple(operands[:split]), names, rtype, named)
+        return before, compile_union(tuple(operands[split:]), names if not named else frozenset(), rtype)
 
     def _compile_flat_union(self, rtype: str, rel: str, node: ir.Union, itself: bool = False) -> EvalFn:
         """A union, flattened (see :meth:`_flatten`), arrows that another arrow of the union
         subsumes dropped. `itself`: a subject set naming `rel` on the object is a member."""
-        operands, names, _ = self._flat_union_operands(rtype, rel, node, itself)
-        return compile_union(tuple(operands), names, rtype)
+        operands, names, _, named = self._flat_union_operands(rtype, rel, node, itself)
+        return compile_union(tuple(operands), names, rtype, named)
 
     def _flat_union_operands(
         self, rtype: str, rel: str, node: ir.Union, itself: bool, without: tuple[object, ...] = ()
-    ) -> tuple[list[EvalFn], frozenset[str], int]:
+    ) -> tuple[list[EvalFn], frozenset[str], int, bool]:
         """The compiled operands of :meth:`_compile_flat_union`, the names of the relations
-        it inlines, and where the operand `without` (left out) stood among them."""
+        it inlines, where the operand `without` (left out) stood among them, and whether the
+        first operand answers the subject sets those names make members."""
         names: set[str] = {rel} if itself else set()
         leaves: dict[tuple[object, ...], tuple[int, ir.Rewrite, str]] = {}
         self._flatten(rtype, rel, node, names, leaves)
@@ -350,14 +352,24 @@ class CompiledSchema:
         # answer does not depend on the order.
         ordered = sorted(leaves.items(), key=lambda item: item[1][0])
         factored = self._factor(rtype, ordered)
-        direct = [(owner, child) for key, (_, child, owner) in ordered if key[0] == "objects"]
-        if len(direct) > 1:
-            compiled.append(compile_objects(rtype, direct))  # type: ignore[arg-type]
+        # The relationships stored under the union's relations: plain subjects and wildcards
+        # of each, then subject sets of each, in one closure answering the union's own
+        # subject sets (`names`) too: it comes first
+        stored = [item for item in ordered if item[0][0] in ("objects", "usersets")]
+        merged = len(stored) > 1
+        if merged:
+            direct = [(owner, child) for key, (_, child, owner) in stored if key[0] == "objects"]
+            sets = []
+            for key, (_, child, owner) in stored:
+                if key[0] == "usersets":
+                    usersets = allowed_sets(child.allowed)[2]  # type: ignore[attr-defined]
+                    sets.append((owner, child, self._skips(usersets), self._members_of(usersets)))
+            compiled.append(compile_stored(rtype, direct, frozenset(names), tuple(sets)))  # type: ignore[arg-type]
         for key, (_, child, owner) in ordered:
             if key == without:
                 split = len(compiled)
                 continue
-            if key[0] == "objects" and len(direct) > 1:
+            if merged and key[0] in ("objects", "usersets"):
                 continue
             if key in factored:
                 function = factored[key]
@@ -370,7 +382,7 @@ class CompiledSchema:
                 compiled.append(compile_this(rtype, owner, child, key[0], skips=skips, members=members))  # type: ignore[arg-type]
             else:
                 compiled.append(self._compile(rtype, owner, child))
-        return compiled, frozenset(names), split if split >= 0 else len(compiled)
+        return compiled, frozenset(names), split if split >= 0 else len(compiled), merged
 
     def _flag(self, rtype: str, node: ir.Rewrite) -> bool:
         """Whether `node` names a relation of `rtype` storing plain subjects or wildcards
@@ -453,7 +465,7 @@ class CompiledSchema:
                 flags[flag.relation] = target.rewrite
             # the flags first, as each intersection would (a lookup before a walk); a flag
             # named by a subject set is a member of itself, as inlined
-            lookups = compile_objects(rtype, list(flags.items()), frozenset(flags))
+            lookups = compile_stored(rtype, list(flags.items()), frozenset(flags))
             shared = self._compile(rtype, "", common)
             if self.shortcuts:
                 out[keys[0]] = compile_factored(lookups, shared)

@@ -92,39 +92,7 @@ def compile_this(
         if userset_types:
             ubucket = run.usersets.get(key)
             if ubucket:
-                deferred: DepthExceeded | None = None
-                for (ustype, usid, usrel), meta in ubucket.items():
-                    if (ustype, usrel) not in userset_types:
-                        continue
-                    edge: Result = True
-                    if meta is not None:
-                        edge = run.meta_result(meta)
-                        if edge is False:
-                            continue
-                    if skips and not srel and depth < run.max_depth:
-                        refute = skips.get((ustype, usrel))
-                        if refute is not None and refute(run, usid, subj):
-                            skipped(run, (ustype, usid, usrel, subj))
-                            continue
-                    # a nested set answered by its closure, without a dispatch (closure_check)
-                    member = members.get((ustype, usrel)) if members and not srel else None
-                    found = member(run, usid, subj, depth) if member is not None else None
-                    if found is False:
-                        continue
-                    if found is None:
-                        try:
-                            found = run.dispatch(ustype, usid, usrel, subj, depth)
-                        except DepthExceeded as exc:
-                            deferred = exc
-                            continue
-                    if edge is not True:
-                        found = all_of(edge, found)
-                    if found is True:
-                        return True
-                    if found is not False:
-                        result = any_of(result, found)
-                if deferred is not None:
-                    raise deferred
+                return walk_sets(run, ubucket, subj, depth, userset_types, skips, members, result)
         return result
 
     def refute(run: CheckRun, rid: str, subj: Subject) -> bool:
@@ -146,6 +114,57 @@ def compile_this(
 
     set_refuter(this, refute)
     return this
+
+
+def walk_sets(
+    run: CheckRun,
+    ubucket: dict[tuple[str, str, str], RelMeta | None],
+    subj: Subject,
+    depth: int,
+    userset_types: frozenset[tuple[str, str]],
+    skips: dict[tuple[str, str], Refuter],
+    members: dict[tuple[str, str], Member] | None,
+    result: Result = False,
+) -> Result:
+    """`result` (what was found before) or the subject sets of one stored bucket `ubucket` of
+    the types `userset_types`, each dispatched (or skipped on the word of its refuter, or
+    answered from its closure) until one grants. A depth error is deferred until every set
+    was tried (another may grant)."""
+    srel = subj[2]
+    deferred: DepthExceeded | None = None
+    for (ustype, usid, usrel), meta in ubucket.items():
+        if (ustype, usrel) not in userset_types:
+            continue
+        edge: Result = True
+        if meta is not None:
+            edge = run.meta_result(meta)
+            if edge is False:
+                continue
+        if skips and not srel and depth < run.max_depth:
+            refute = skips.get((ustype, usrel))
+            if refute is not None and refute(run, usid, subj):
+                skipped(run, (ustype, usid, usrel, subj))
+                continue
+        # a nested set answered by its closure, without a dispatch (closure_check)
+        member = members.get((ustype, usrel)) if members and not srel else None
+        found = member(run, usid, subj, depth) if member is not None else None
+        if found is False:
+            continue
+        if found is None:
+            try:
+                found = run.dispatch(ustype, usid, usrel, subj, depth)
+            except DepthExceeded as exc:
+                deferred = exc
+                continue
+        if edge is not True:
+            found = all_of(edge, found)
+        if found is True:
+            return True
+        if found is not False:
+            result = any_of(result, found)
+    if deferred is not None:
+        raise deferred
+    return result
 
 
 def chain_shape(rtype: str, relation: ir.Relation) -> bool:
@@ -256,47 +275,75 @@ def compile_chain(rtype: str, rel: str, node: ir.This, walk: EvalFn) -> EvalFn:
     return chain
 
 
-def compile_objects(
-    rtype: str, direct: list[tuple[str, ir.This]], itself: frozenset[str] = frozenset()
+def compile_stored(
+    rtype: str,
+    direct: list[tuple[str, ir.This]],
+    itself: frozenset[str] = frozenset(),
+    sets: tuple[tuple[str, ir.This, dict[tuple[str, str], Refuter], dict[tuple[str, str], Member]], ...] = (),
 ) -> EvalFn:
-    """The plain-subject and wildcard lookups of several relations of one union (the
-    "objects" part of :func:`compile_this` for each), in one closure. `itself`: relations
+    """The relationships stored under several relations of one union, in one closure: the
+    plain-subject and wildcard lookups of `direct` (the "objects" part of
+    :func:`compile_this` for each), then the subject sets of `sets` (its "usersets" part:
+    relation, node, skips, members), in that order (the union's). `itself`: relations
     whose subject set on the object is a member (relations evaluated inline)."""
     specs = tuple((rel, *allowed_sets(node.allowed)[:2]) for rel, node in direct)
+    set_specs = tuple(
+        (rel, allowed_sets(node.allowed)[2], skips, members) for rel, node, skips, members in sets
+    )
 
-    def objects(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+    def stored(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         stype, sid, srel = subj
-        if srel:
-            return srel in itself and sid == rid and stype == rtype
         result: Result = False
-        get = run.objects.get
-        held = run.held if subj is run.held_subject else run.held_by(subj)
-        for rel, object_types, wildcard_types in specs:
-            key = (rtype, rid, rel)
-            if stype in object_types and key in held:
-                meta = get(key, _EMPTY).get((stype, sid), _MISSING)
-                if meta is None:
-                    return True
-                if meta is not _MISSING:
-                    result = any_of(result, run.meta_result(meta))  # type: ignore[arg-type]
-                    if result is True:
+        if srel:
+            if srel in itself and sid == rid and stype == rtype:
+                return True
+        else:
+            get = run.objects.get
+            held = run.held if subj is run.held_subject else run.held_by(subj)
+            for rel, object_types, wildcard_types in specs:
+                key = (rtype, rid, rel)
+                if stype in object_types and key in held:
+                    meta = get(key, _EMPTY).get((stype, sid), _MISSING)
+                    if meta is None:
                         return True
-            if stype in wildcard_types:
-                wild = run.wild
-                if wild is None:
-                    wild = run.wild_of(stype)
-                if key not in wild:
-                    continue
-                bucket = get(key)
-                if bucket is None:
-                    continue
-                meta = bucket.get((stype, "*"), _MISSING)
-                if meta is None:
-                    return True
-                if meta is not _MISSING:
-                    result = any_of(result, run.meta_result(meta))  # type: ignore[arg-type]
-                    if result is True:
+                    if meta is not _MISSING:
+                        result = any_of(result, run.meta_result(meta))  # type: ignore[arg-type]
+                        if result is True:
+                            return True
+                if stype in wildcard_types:
+                    wild = run.wild
+                    if wild is None:
+                        wild = run.wild_of(stype)
+                    if key not in wild:
+                        continue
+                    bucket = get(key)
+                    if bucket is None:
+                        continue
+                    meta = bucket.get((stype, "*"), _MISSING)
+                    if meta is None:
                         return True
+                    if meta is not _MISSING:
+                        result = any_of(result, run.meta_result(meta))  # type: ignore[arg-type]
+                        if result is True:
+                            return True
+        if not set_specs:
+            return result
+        deferred: DepthExceeded | None = None
+        usersets = run.usersets
+        for rel, userset_types, skips, members in set_specs:
+            ubucket = usersets.get((rtype, rid, rel))
+            if ubucket:
+                try:
+                    found = walk_sets(run, ubucket, subj, depth, userset_types, skips, members)
+                except DepthExceeded as exc:
+                    deferred = exc
+                    continue
+                if found is True:
+                    return True
+                if found is not False:
+                    result = any_of(result, found)  # (as a union of each relation's sets)
+        if deferred is not None:
+            raise deferred
         return result
 
     def refute(run: CheckRun, rid: str, subj: Subject) -> bool:
@@ -316,5 +363,8 @@ def compile_objects(
                     return False
         return True
 
-    set_refuter(objects, refute)
-    return objects
+    # with subject sets, a refuter (inconclusive wherever sets are stored) would cost as many
+    # lookups again as the evaluation it stands for: none, as for a union of several operands
+    if not set_specs:
+        set_refuter(stored, refute)
+    return stored
