@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
-from stonetown.engine.check import CompiledSchema
+from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.datastore import Update, UpdateOp
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import Consistency, Permissionship

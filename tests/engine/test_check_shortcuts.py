@@ -1,6 +1,6 @@
-"""The check plan's shortcuts (nested teams walked as one loop, see check._compile_chain;
+"""The check plan's shortcuts (nested teams walked as one loop, see check_stored.compile_chain;
 evaluations skipped when lookups alone refute them, a role its subject holds in no way, see
-check._skips) do exactly what the plain walk does: the same three-valued results (caveat
+check_plan.CompiledSchema._skips) do exactly what the plain walk does: the same three-valued results (caveat
 expressions, UNKNOWN of cycles), the same DepthExceeded, and the same memo, cycle flag and
 deadline budget left in the run, on random data with cycles, caveats, expirations and
 wildcards, check by check and within one run sharing its memo (CheckBulk)."""
@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
-from stonetown.engine.check import PLAIN_CYCLES, CheckRun, CompiledSchema, DepthExceeded, Subject
+from stonetown.engine.check import PLAIN_CYCLES, CheckRun, DepthExceeded, Subject
+from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.index import RelationshipIndex
 from stonetown.schema import compile_schema
 
@@ -109,7 +110,7 @@ def _relationships(rng: random.Random, variant: str) -> list[Relationship]:
             extra = meta()
             out.append(Relationship("team", team, "member", "user", user, **extra))  # type: ignore[arg-type]
         # cycles allowed: nested teams may point back up; in half the datasets each team
-        # holds at most one team (chains, see check._compile_chain), with few metadata
+        # holds at most one team (chains, see check_stored.compile_chain), with few metadata
         nested = some(teams, 0.25)
         if chains:
             nested = nested[:1] if rng.random() < 0.8 else []

@@ -18,7 +18,8 @@ import pytest
 
 from stonetown.core.relationship import ContextualizedCaveat, ObjectRef, Relationship, SubjectRef
 from stonetown.engine import closure
-from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, Subject
+from stonetown.engine.check import CheckRun, DepthExceeded, Subject
+from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.closure import ARROW, SET, Closures, Graph
 from stonetown.engine.conditions import UNKNOWN, CaveatAnd, CaveatLeaf, CaveatNot, CaveatOr, Result
 from stonetown.engine.datastore import Update, UpdateOp

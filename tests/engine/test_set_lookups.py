@@ -17,7 +17,8 @@ import pytest
 
 from stonetown.core.relationship import Relationship
 from stonetown.engine import lookup_subjects as lookup_subjects_module
-from stonetown.engine.check import CheckRun, CompiledSchema, Subject
+from stonetown.engine.check import CheckRun, Subject
+from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.conditions import granted
 from stonetown.engine.cooperative import finish
 from stonetown.engine.index import RelationshipIndex

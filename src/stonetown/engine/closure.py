@@ -52,7 +52,14 @@ MEAN_REACH = 32
 # one write re-closing more nodes than this gives the graph up (bounded work per write)
 MAX_AFFECTED = 20_000
 
+# subjects whose reach a graph keeps at most (see Graph.remember); beyond, it starts afresh
+MAX_REACHES = 4096
+
 _ABSENT = object()
+
+# the reach of a plain subject in a nested set (closure_check): the sets holding it over
+# unconditional edges, directly or nested, and whether that is all (no metadata on the way)
+Reach = tuple[frozenset[str], bool]
 
 
 class GiveUp(Exception):
@@ -74,6 +81,7 @@ class Graph:
         "_index",
         "_covered",
         "_tainted",
+        "reaches",
     )
 
     def __init__(self, index: Maps, key: GraphKey) -> None:
@@ -88,6 +96,9 @@ class Graph:
         self.longest = 0
         self._covered: frozenset[str] | None = None
         self._tainted: frozenset[str] | None = None
+        # plain subject -> its reach in a nested set, until a relationship of the graph's
+        # relation changes (Closures.touched): a subject's next checks skip the scan
+        self.reaches: dict[tuple[str, str, str], Reach] = {}
 
     # ---- the edges, as the index holds them ----------------------------------------------
 
@@ -243,6 +254,15 @@ class Graph:
 
     # ---- what the check code asks ---------------------------------------------------------
 
+    def remember(self, subject: tuple[str, str, str], reach: Reach) -> Reach:
+        """Keep `reach`, the reach of the plain `subject` in this nested set (see
+        closure_check), for later runs; forgotten on the next change (Closures.touched)."""
+        reaches = self.reaches
+        if len(reaches) >= MAX_REACHES:
+            reaches.clear()
+        reaches[subject] = reach
+        return reach
+
     def tainted(self) -> frozenset[str]:
         """The nodes with an edge carrying metadata (a closure reaching one of them is not
         the whole story: the walk also follows that edge)."""
@@ -321,6 +341,13 @@ class Closures:
         except GiveUp:
             del self.graphs[key]
             self.given_up.add(key)
+
+    def touched(self, rtype: str, relation: str) -> None:
+        """A relationship of `rtype#relation` was written or deleted (called by the index
+        after every change): the reaches kept for that relation's nested set are stale."""
+        graph = self.graphs.get((SET, rtype, relation))
+        if graph is not None and graph.reaches:
+            graph.reaches.clear()
 
     def nbytes(self) -> int:
         """The memory the closures take (dict slots, tuples; the strings belong to the index)."""

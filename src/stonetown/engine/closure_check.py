@@ -5,7 +5,8 @@ Two shapes of relation are evaluated through a closure instead of one dispatch p
 - a **nested set**, `member: user | team#member` (plain subjects and wildcards, and subject
   sets of the relation itself only): is a plain subject in `team:g#member`? The teams it is
   stored in directly (its reverse entry) plus what they are nested in (their closures) are
-  gathered once per run; then each team asked about is one set lookup;
+  gathered once (kept on the graph for later runs until a relationship of the relation
+  changes: closure.Graph.remember); then each team asked about is one set lookup;
 - an **ancestor arrow**, `view = viewer + edit + parent->view + org->view` (a union holding
   one arrow back to itself over a tupleset admitting plain objects of its own type only, its
   other operands never leading back to it): `view` on a folder is the union of the other
@@ -24,22 +25,22 @@ the closure (their distance, for a tree).
 
 from __future__ import annotations
 
-from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, EvalFn, Member, Subject
-from stonetown.engine.closure import ARROW, SET, Graph, GraphKey
+from typing import TYPE_CHECKING
+
+from stonetown.engine.check import CheckRun, DepthExceeded, EvalFn, Member, Subject
+from stonetown.engine.closure import ARROW, SET, Graph, GraphKey, Reach
 from stonetown.engine.conditions import Result, all_of, any_of, negate
 from stonetown.engine.reachability import evaluated_relations
 from stonetown.schema import ir
+
+if TYPE_CHECKING:
+    from stonetown.engine.check_plan import CompiledSchema
 
 # a subject storing more relationships than this has its reach in a nested set built only
 # when a run asks about a second set (a scan of them costs more than one walk down a chain)
 SCAN_LIMIT = 64
 _MISSING = object()
 _EMPTY: dict[object, object] = {}
-
-# the reach of a plain subject in a nested set: the sets holding it directly without
-# metadata, each with its closure (a subject is in a few sets: a few tuples to look in, no
-# set built per run), and whether that is all (no metadata met on the way)
-Reach = tuple[tuple[tuple[str, tuple[str, ...]], ...], bool]
 
 
 def wrap_with_closures(compiled: CompiledSchema) -> set[GraphKey]:
@@ -147,31 +148,37 @@ def member_shortcut(
         closures = run.closure
         if closures is None or subj[2] or depth >= run.max_depth:
             return None  # (at the limit the dispatch raises)
+        graph = closures.graphs.get(key)
+        if graph is not None and depth + 1 + graph.longest < run.max_depth:
+            # the subject's reach, kept from an earlier run until the relation changes
+            reach = graph.reaches.get(subj)
+            if reach is not None:
+                if rid in reach[0]:
+                    return True
+                if reach[1] and (not graph.conditional or rid not in graph.covered()):
+                    return False
+                return None
         held = run.held if subj is run.held_subject else run.held_by(subj)
         if subj[0] in object_types and (rtype, rid, rel) in held:
             # stored directly, as the walk looks first: no closure needed
             if run.objects.get((rtype, rid, rel), _EMPTY).get(subj[:2], _MISSING) is None:
                 return True
-        graph = closures.graphs.get(key) or closures.graph(key)
+        graph = graph or closures.graph(key)
         # past `longest` hops no simple path goes: the walk below rid cannot reach the limit
         if graph is None or depth + 1 + graph.longest >= run.max_depth:
             return None
         sets = run.closure_sets
         if sets is None:
             sets = run.closure_sets = {}
-        reach = sets.get((rtype, rel, subj))
-        if reach is None or reach.__class__ is str:
-            if reach is None or reach == rid:
-                if len(held) > SCAN_LIMIT:
-                    # a subject holding many relationships: its reach costs a scan of them all,
-                    # more than one walk; taken once a second set of this relation is asked
-                    sets[(rtype, rel, subj)] = rid
-                    return None
-            reach = sets[(rtype, rel, subj)] = _reach(run, graph, subj, object_types, wildcard_types)
-        for node, closed in reach[0]:  # type: ignore[union-attr]
-            if rid == node or rid in closed:
-                return True
-        if reach[1] and (not graph.conditional or rid not in graph.covered()):  # type: ignore[index]
+        if sets.get((rtype, rel, subj)) in (None, rid) and len(held) > SCAN_LIMIT:
+            # a subject holding many relationships: its reach costs a scan of them all,
+            # more than one walk; taken once a second set of this relation is asked
+            sets[(rtype, rel, subj)] = rid
+            return None
+        reach = graph.remember(subj, _reach(run, graph, subj, object_types, wildcard_types))
+        if rid in reach[0]:
+            return True
+        if reach[1] and (not graph.conditional or rid not in graph.covered()):
             return False
         return None
 
@@ -210,12 +217,13 @@ def _reach(
             direct.append(key[1])
         elif meta is not _MISSING:
             exact = False
+    nodes = set(direct)
     up = graph.up
-    found = tuple((node, up.get(node, ())) for node in direct)
+    for node in direct:
+        nodes.update(up.get(node, ()))
     if exact and graph.conditional:
-        tainted = graph.tainted()
-        exact = all(node not in tainted and tainted.isdisjoint(closed) for node, closed in found)
-    return found, exact
+        exact = graph.tainted().isdisjoint(nodes)
+    return frozenset(nodes), exact
 
 
 def _usable_ancestors(run: CheckRun, key: GraphKey, rid: str, depth: int) -> tuple[str, ...] | None:
@@ -349,7 +357,7 @@ def _compile_chain_exclusion(
             if union is False:
                 value = False
                 continue
-            marks = run.negations  # as a marked exclusion (check._compile_exclusion)
+            marks = run.negations  # as a marked exclusion (check_operators.compile_exclusion)
             marks.append(len(run.stack))
             try:
                 excluded = subtract(run, node, subj, at)

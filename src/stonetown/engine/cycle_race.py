@@ -39,7 +39,7 @@ grant into the denial OpenFGA gives. Caveats, expiration and `all` arrows are no
 Relations recursive through one plain edge, all their other operands assigned directly
 (`member: [user, group#member]`, `viewer: [user] or viewer from parent`), are resolved by
 OpenFGA's recursive strategy, which walks the data without flags and without counting depth
-(see :func:`stonetown.engine.check.simple_recursive_relations`). OpenFGA also applies
+(see :func:`stonetown.engine.openfga_recursion.simple_recursive_relations`). OpenFGA also applies
 PathExists: a sub-problem whose relation cannot lead to the subject's type is plainly not
 allowed without any read.
 

@@ -199,8 +199,11 @@ class RelationshipIndex:
                 reverse[ukey] = holders + (rkey,)
             else:
                 reverse[ukey] = dict.fromkeys((*holders, rkey))
-        if stype == rkey[0] and self.closure is not None:
-            self.closure.changed(rkey[0], rkey[1], rkey[2], sid, srel)
+        closure = self.closure
+        if closure is not None:
+            if stype == rkey[0]:
+                closure.changed(rkey[0], rkey[1], rkey[2], sid, srel)
+            closure.touched(rkey[0], rkey[2])
 
     def _owned(
         self,
@@ -251,8 +254,11 @@ class RelationshipIndex:
             if not holders:
                 del self.reverse[ukey]
                 self._forget(ukey)
-        if rel.resource_type == rel.subject_type and self.closure is not None:
-            self.closure.changed(rkey[0], rkey[1], rkey[2], rel.subject_id, rel.subject_relation)
+        closure = self.closure
+        if closure is not None:
+            if rel.resource_type == rel.subject_type:
+                closure.changed(rkey[0], rkey[1], rkey[2], rel.subject_id, rel.subject_relation)
+            closure.touched(rkey[0], rkey[2])
 
     def _forget(self, ukey: UsersetKey) -> None:
         """Drop the shared key and bucket of a subject no relationship names any more, so a

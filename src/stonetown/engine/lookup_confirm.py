@@ -30,7 +30,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Generator
 
-from stonetown.engine.check import CompiledSchema
+from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.cooperative import Pause
 from stonetown.engine.index import RelationshipIndex
 from stonetown.schema import ir
@@ -235,8 +235,6 @@ class Confirmer:
             )
 
         return absent
-
-
 
 
 def _any(tests: list[Holds]) -> Holds:

@@ -33,7 +33,8 @@ from collections import deque
 from collections.abc import Generator
 from itertools import islice
 
-from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, Subject
+from stonetown.engine.check import CheckRun, DepthExceeded, Subject
+from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, finish, sorted_steps
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline

@@ -21,7 +21,8 @@ from itertools import islice
 from typing import NamedTuple
 
 from stonetown.core.relationship import WILDCARD
-from stonetown.engine.check import CheckRun, CompiledSchema
+from stonetown.engine.check import CheckRun
+from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, sorted_steps
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline

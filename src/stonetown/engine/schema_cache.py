@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from stonetown.engine.caveats import CaveatEvaluator
-from stonetown.engine.check import CompiledSchema
+from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.datastore import StoredSchema
 from stonetown.engine.reachability import Reachability
 from stonetown.schema import ir

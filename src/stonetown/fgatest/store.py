@@ -32,7 +32,8 @@ from typing import Any
 from stonetown.core.errors import InvalidArgument
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 from stonetown.engine.admission import admission_error
-from stonetown.engine.check import CheckRun, CompiledSchema, DepthExceeded, Subject
+from stonetown.engine.check import CheckRun, DepthExceeded, Subject
+from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.conditions import CaveatLeaf, Result
 from stonetown.engine.index import RelationshipIndex, overlay
 from stonetown.engine.lookup_resources import lookup_resources
