@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from file_faults import read_only
 from stonetown.core.errors import AlreadyExists, InvalidArgument, StoreError
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 from stonetown.engine.datastore import ChangeOp, RelationshipFilter, StoredSchema, Update, UpdateOp
+from stonetown.engine.loop_budget import LOOP_ROWS
 from stonetown.stores.sqlite import SqliteDatastore
 
 WRITER_SCRIPT = Path(__file__).with_name("sqlite_crash_writer.py")
@@ -71,10 +73,11 @@ async def test_persists_across_reopen(tmp_path: Path) -> None:
         await store.close()
 
 
-@pytest.mark.parametrize("mode", ["write", "import"])
+@pytest.mark.parametrize("mode", ["write", "import", "large-write"])
 async def test_acknowledged_writes_survive_kill_9(tmp_path: Path, mode: str) -> None:
     path = tmp_path / "crash.db"
-    # Imports: batches of several multi-row INSERT statements (and one partial one).
+    # Imports: batches of several multi-row INSERT statements (and one partial one). Large
+    # writes: too many rows for the event loop, so each is moved to the writer's thread.
     size = 40 if mode == "write" else 1234
     process = subprocess.Popen(
         [sys.executable, str(WRITER_SCRIPT), str(path), str(size), mode],
@@ -435,5 +438,50 @@ async def test_a_caveat_context_that_is_not_json_is_refused_by_name(tmp_path: Pa
                 await attempt
         assert await all_text(store) == ["document:a#viewer@user:ana"]
         assert await store.head_revision() == 1
+    finally:
+        await store.close()
+
+
+def statement_threads(store: SqliteDatastore) -> list[tuple[int, str]]:
+    """From now on, every statement the store's writer connection runs, with the thread that
+    ran it (SQLite's trace callback runs on the thread executing the statement)."""
+    ran: list[tuple[int, str]] = []
+    assert store._sync_writer is not None
+    store._sync_writer.connection.set_trace_callback(
+        lambda statement: ran.append((threading.get_ident(), statement))
+    )
+    return ran
+
+
+async def test_a_large_delete_or_write_runs_off_the_event_loop(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "store.db")
+    try:
+        many = LOOP_ROWS * 5
+        await store.import_relationships(
+            [Relationship("document", f"d{i}", "viewer", "user", "ana") for i in range(many)]
+        )
+        ran = statement_threads(store)
+        loop_thread = threading.get_ident()
+
+        def updates() -> list[int]:
+            changing = ("UPDATE relationships", "INSERT INTO relationships")
+            threads = [thread for thread, statement in ran if statement.startswith(changing)]
+            ran.clear()
+            return threads
+
+        small = await store.delete(RelationshipFilter(resource_type="document", resource_id="d0"))
+        assert small.deleted == 1
+        assert updates() == [loop_thread]  # a short write stays on the loop (no thread hop)
+
+        result = await store.delete(RelationshipFilter(resource_type="document"))
+        assert result.deleted == many - 1
+        threads = updates()
+        assert len(threads) == many - 1 and loop_thread not in threads
+
+        written = await store.write([create(f"folder:f{i}#viewer@user:bob") for i in range(many)])
+        assert written == result.revision + 1
+        threads = updates()
+        assert threads and loop_thread not in threads
+        assert await all_text(store) == sorted(f"folder:f{i}#viewer@user:bob" for i in range(many))
     finally:
         await store.close()
