@@ -20,6 +20,7 @@ from stonetown.core.errors import AlreadyExists, InvalidArgument, StoreError
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 from stonetown.engine.datastore import ChangeOp, RelationshipFilter, StoredSchema, Update, UpdateOp
 from stonetown.engine.loop_budget import LOOP_ROWS
+from stonetown.stores.sql_flow import DECODE_CHUNK
 from stonetown.stores.sqlite import SqliteDatastore
 
 WRITER_SCRIPT = Path(__file__).with_name("sqlite_crash_writer.py")
@@ -483,5 +484,42 @@ async def test_a_large_delete_or_write_runs_off_the_event_loop(tmp_path: Path) -
         threads = updates()
         assert threads and loop_thread not in threads
         assert await all_text(store) == sorted(f"folder:f{i}#viewer@user:bob" for i in range(many))
+    finally:
+        await store.close()
+
+
+class DecodeWatchingStore(SqliteDatastore):
+    """The real store, noting how many turns a heartbeat task had had at each row decoded."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.beats = 0
+        self.seen: list[int] = []
+
+    def _decode(self, row: Sequence[object]) -> Relationship:  # type: ignore[override]
+        self.seen.append(self.beats)
+        return super()._decode(row)  # type: ignore[arg-type]
+
+
+async def test_reading_a_large_revision_of_the_change_log_gives_the_loop_turns(tmp_path: Path) -> None:
+    store = DecodeWatchingStore(str(tmp_path / "store.db"))
+    await store.open()
+
+    async def heartbeat() -> None:
+        while True:
+            store.beats += 1
+            await asyncio.sleep(0)
+
+    try:
+        rows = 5 * DECODE_CHUNK
+        revision = await store.import_relationships(
+            [Relationship("document", f"d{i}", "viewer", "user", "ana") for i in range(rows)]
+        )
+        beating = asyncio.create_task(heartbeat())
+        [changes] = await store.changes(revision - 1)
+        beating.cancel()
+        assert len(changes.changes) == rows
+        # the loop ran between slices of the decoding (a count of turns, not a time)
+        assert len(set(store.seen)) >= rows // DECODE_CHUNK
     finally:
         await store.close()
