@@ -17,6 +17,7 @@ from grpc_harness import OWN_CONNECTION, ServerProcess
 from test_api_streams import SCHEMA
 
 from stonetown import Client
+from stonetown.api.interceptor import is_transport_error
 from stonetown.api.pb import core, permission, permission_grpc, relationship, relationship_grpc
 
 WATCH = "/stonetown.v1.RelationshipService/Watch"
@@ -29,6 +30,7 @@ WAIT = 30.0  # liveness bound for the server to notice every cancellation
 _VANISHING_CLIENT = """
 import os, sys
 import grpc
+from stonetown.api.interceptor import is_transport_error
 from stonetown.api.pb import core, permission, permission_grpc, relationship, relationship_grpc
 channel = grpc.insecure_channel(sys.argv[1])
 watch = relationship_grpc.RelationshipServiceStub(channel).Watch(relationship.WatchRequest())
@@ -112,3 +114,13 @@ def test_cancelled_and_abandoned_streams_are_recorded_cancelled(tmp_path: Path) 
         assert 'code="INTERNAL"' not in metrics
     finally:
         assert server.stop() == 0
+
+
+def test_grpc_transport_error_is_recognised_without_its_private_module() -> None:
+    """The serving layer names grpc's transport error by module and name (it does not import
+    grpc's private extension): this fails if grpc moves or renames the class."""
+    from grpc._cython import cygrpc
+
+    assert is_transport_error(cygrpc.ExecuteBatchError("the call is over"))
+    assert not is_transport_error(cygrpc.BaseError())
+    assert not is_transport_error(RuntimeError("ExecuteBatchError"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,37 @@ async def test_import_updates_the_index_and_is_all_or_nothing(system: Permission
             await system.import_relationships(bad)
     assert await system.store.head_revision() == revision
     await assert_index_matches_store(system)
+
+
+async def test_a_schema_not_compiled_yet_is_compiled_off_the_event_loop(tmp_path: Path) -> None:
+    """Another process writes a new schema: the next write's validator compiles it on the
+    store's writer thread (the transaction moved there whole), not on the event loop."""
+    path = str(tmp_path / "s.db")
+    system = PermissionSystem(SqliteDatastore(path), poll_interval=None, gc_interval=None)
+    await system.start()
+    other = SqliteDatastore(path)
+    await other.open()
+    try:
+        await system.write_schema(SCHEMA)
+        writer = system.store._sync_writer  # type: ignore[attr-defined]
+        ran: list[tuple[int, str]] = []
+        writer.connection.set_trace_callback(lambda statement: ran.append((threading.get_ident(), statement)))
+        loop_thread = threading.get_ident()
+
+        def inserts() -> list[int]:
+            threads = [thread for thread, sql in ran if sql.startswith("INSERT INTO relationships")]
+            ran.clear()
+            return threads
+
+        await system.write_relationships([Update(UpdateOp.CREATE, rel("doc:a#viewer@user:ana"))])
+        assert inserts() == [loop_thread]  # the schema in force: compiled already
+
+        newer = SCHEMA.replace("relation owner: user", "relation owner: user\n    relation editor: user")
+        await other.write_schema(newer)
+        await system.write_relationships([Update(UpdateOp.CREATE, rel("doc:a#editor@user:bob"))])
+        threads = inserts()
+        assert threads and loop_thread not in threads
+        await assert_index_matches_store(system)
+    finally:
+        await other.close()
+        await system.stop()

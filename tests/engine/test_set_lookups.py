@@ -20,7 +20,7 @@ from stonetown.engine import lookup_subjects as lookup_subjects_module
 from stonetown.engine.check import CheckRun, Subject
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.conditions import granted
-from stonetown.engine.cooperative import finish
+from stonetown.engine.cooperative import PAUSE, SCAN_CHUNK, finish
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.lookup_resources import lookup_resources_steps
 from stonetown.engine.lookup_subjects import lookup_subjects_steps
@@ -235,3 +235,24 @@ def test_lookup_resources_answers_are_check_answers() -> None:
                 checks = [(rid, _check(compiled, index, (rtype, rid, permission), subject)) for rid in ids]
                 expected = [(rid, result) for rid, result in checks if granted(result)]
                 assert found == expected, (rtype, permission, subject, sorted(map(str, relationships)))
+
+
+def test_a_large_group_is_read_between_pauses() -> None:
+    """The walk offers the event loop a turn at least every SCAN_CHUNK members of a large
+    group (a count, not a time: each slice between pauses is bounded by its entries)."""
+    members = 20 * SCAN_CHUNK + 5
+    relationships = [Relationship("group", "big", "member", "user", f"u{i}") for i in range(members)]
+    relationships.append(Relationship("group", "outer", "member", "group", "big", "member"))
+    schema = compile_schema(SCHEMA)
+    facts, index = Reachability.of(schema), RelationshipIndex.build(relationships, 1)
+    for start in (("group", "big", "member"), ("group", "outer", "member")):
+        steps = subject_sets_steps(schema, facts.admits, index, start, "user", 50)
+        pauses = 0
+        while True:
+            try:
+                pauses += next(steps) is PAUSE
+            except StopIteration as done:
+                held = done.value
+                break
+        assert pauses >= members // SCAN_CHUNK, start
+        assert len(held.sure) == members and not held.maybe

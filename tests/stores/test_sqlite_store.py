@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,8 @@ from file_faults import read_only
 from stonetown.core.errors import AlreadyExists, InvalidArgument, StoreError
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 from stonetown.engine.datastore import ChangeOp, RelationshipFilter, StoredSchema, Update, UpdateOp
+from stonetown.engine.loop_budget import LOOP_ROWS
+from stonetown.stores.sql_flow import DECODE_CHUNK
 from stonetown.stores.sqlite import SqliteDatastore
 
 WRITER_SCRIPT = Path(__file__).with_name("sqlite_crash_writer.py")
@@ -71,10 +74,11 @@ async def test_persists_across_reopen(tmp_path: Path) -> None:
         await store.close()
 
 
-@pytest.mark.parametrize("mode", ["write", "import"])
+@pytest.mark.parametrize("mode", ["write", "import", "large-write"])
 async def test_acknowledged_writes_survive_kill_9(tmp_path: Path, mode: str) -> None:
     path = tmp_path / "crash.db"
-    # Imports: batches of several multi-row INSERT statements (and one partial one).
+    # Imports: batches of several multi-row INSERT statements (and one partial one). Large
+    # writes: too many rows for the event loop, so each is moved to the writer's thread.
     size = 40 if mode == "write" else 1234
     process = subprocess.Popen(
         [sys.executable, str(WRITER_SCRIPT), str(path), str(size), mode],
@@ -435,5 +439,87 @@ async def test_a_caveat_context_that_is_not_json_is_refused_by_name(tmp_path: Pa
                 await attempt
         assert await all_text(store) == ["document:a#viewer@user:ana"]
         assert await store.head_revision() == 1
+    finally:
+        await store.close()
+
+
+def statement_threads(store: SqliteDatastore) -> list[tuple[int, str]]:
+    """From now on, every statement the store's writer connection runs, with the thread that
+    ran it (SQLite's trace callback runs on the thread executing the statement)."""
+    ran: list[tuple[int, str]] = []
+    assert store._sync_writer is not None
+    store._sync_writer.connection.set_trace_callback(
+        lambda statement: ran.append((threading.get_ident(), statement))
+    )
+    return ran
+
+
+async def test_a_large_delete_or_write_runs_off_the_event_loop(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "store.db")
+    try:
+        many = LOOP_ROWS * 5
+        await store.import_relationships(
+            [Relationship("document", f"d{i}", "viewer", "user", "ana") for i in range(many)]
+        )
+        ran = statement_threads(store)
+        loop_thread = threading.get_ident()
+
+        def updates() -> list[int]:
+            changing = ("UPDATE relationships", "INSERT INTO relationships")
+            threads = [thread for thread, statement in ran if statement.startswith(changing)]
+            ran.clear()
+            return threads
+
+        small = await store.delete(RelationshipFilter(resource_type="document", resource_id="d0"))
+        assert small.deleted == 1
+        assert updates() == [loop_thread]  # a short write stays on the loop (no thread hop)
+
+        result = await store.delete(RelationshipFilter(resource_type="document"))
+        assert result.deleted == many - 1
+        threads = updates()
+        assert len(threads) == many - 1 and loop_thread not in threads
+
+        written = await store.write([create(f"folder:f{i}#viewer@user:bob") for i in range(many)])
+        assert written == result.revision + 1
+        threads = updates()
+        assert threads and loop_thread not in threads
+        assert await all_text(store) == sorted(f"folder:f{i}#viewer@user:bob" for i in range(many))
+    finally:
+        await store.close()
+
+
+class DecodeWatchingStore(SqliteDatastore):
+    """The real store, noting how many turns a heartbeat task had had at each row decoded."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.beats = 0
+        self.seen: list[int] = []
+
+    def _decode(self, row: Sequence[object]) -> Relationship:  # type: ignore[override]
+        self.seen.append(self.beats)
+        return super()._decode(row)  # type: ignore[arg-type]
+
+
+async def test_reading_a_large_revision_of_the_change_log_gives_the_loop_turns(tmp_path: Path) -> None:
+    store = DecodeWatchingStore(str(tmp_path / "store.db"))
+    await store.open()
+
+    async def heartbeat() -> None:
+        while True:
+            store.beats += 1
+            await asyncio.sleep(0)
+
+    try:
+        rows = 5 * DECODE_CHUNK
+        revision = await store.import_relationships(
+            [Relationship("document", f"d{i}", "viewer", "user", "ana") for i in range(rows)]
+        )
+        beating = asyncio.create_task(heartbeat())
+        [changes] = await store.changes(revision - 1)
+        beating.cancel()
+        assert len(changes.changes) == rows
+        # the loop ran between slices of the decoding (a count of turns, not a time)
+        assert len(set(store.seen)) >= rows // DECODE_CHUNK
     finally:
         await store.close()

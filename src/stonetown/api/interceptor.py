@@ -34,7 +34,6 @@ from typing import Any
 
 import grpc
 from grpc import aio
-from grpc._cython import cygrpc
 
 from stonetown.api.auth import is_authorized, requires_key
 from stonetown.api.authzed import UNBOUNDED_METHODS as AUTHZED_UNBOUNDED_METHODS
@@ -45,9 +44,10 @@ from stonetown.engine.deadline import request_deadline
 
 log = logging.getLogger("stonetown.api")
 
-# What an operation on a call the peer has closed raises (grpc's own class; its public API has
-# no name for it).
-_TRANSPORT_ERROR = cygrpc.ExecuteBatchError
+# What an operation on a call the peer has closed raises: grpc's own class, which its public
+# API does not name; recognised by its module and name (and its subclasses), without importing
+# grpc's private extension module.
+_TRANSPORT_ERROR = ("grpc._cython.cygrpc", "ExecuteBatchError")
 
 # Long-lived streams the request deadline does not apply to (each holds an admission slot,
 # so their number is bounded).
@@ -423,7 +423,13 @@ def _caller_gone(context: aio.ServicerContext, exc: Exception) -> bool:
     or went away while the stream was sending. grpc cancels the handler's task when it learns
     of the cancellation, but a write already under way fails first with the transport's own
     error (``ExecuteBatchError``, an INTERNAL otherwise), before the call is marked cancelled."""
-    return context.cancelled() or isinstance(exc, _TRANSPORT_ERROR)
+    return context.cancelled() or is_transport_error(exc)
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """Whether `exc` is grpc's error for an operation on a call already over
+    (``ExecuteBatchError``, or a subclass)."""
+    return any((cls.__module__, cls.__name__) == _TRANSPORT_ERROR for cls in type(exc).__mro__)
 
 
 @types.coroutine

@@ -36,7 +36,7 @@ from itertools import islice
 from stonetown.engine.check import CheckRun, DepthExceeded, Subject
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.conditions import Result, granted
-from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, finish, sorted_steps
+from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SCAN_CHUNK, Pause, finish, sorted_steps
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.lookup_confirm import Confirmer, Holds, Leaf, never
@@ -131,7 +131,7 @@ def _of(
     the cursor id `after`."""
     found: list[str] = []
     entries = iter(nodes)
-    while chunk := list(islice(entries, SORT_CHUNK)):
+    while chunk := list(islice(entries, SCAN_CHUNK)):
         found += [rid for rtype, rid, rel in chunk if rel == permission and rtype == resource_type]
         yield PAUSE
     return found if after is None else [rid for rid in found if rid > after]

@@ -24,7 +24,7 @@ from stonetown.core.relationship import WILDCARD
 from stonetown.engine.check import CheckRun
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.conditions import Result, granted
-from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause, sorted_steps
+from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SCAN_CHUNK, Pause, sorted_steps
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.lookup_resources import next_level
@@ -224,7 +224,7 @@ def lookup_subjects_steps(
     else:
         wanted: list[str] = []
         remaining = iter(candidates)
-        while chunk := list(islice(remaining, SORT_CHUNK)):
+        while chunk := list(islice(remaining, SCAN_CHUNK)):
             wanted.extend(chunk if after is None else [cid for cid in chunk if cid > after])
             yield PAUSE
         in_order = sorted_steps(wanted, first)
@@ -360,7 +360,7 @@ def _candidates(
                         wildcard = wildcard or (ntype, nrel, subject_type, "", True) in admits
                     if (ntype, nrel, subject_type, "", False) in admits:
                         subjects = iter(bucket)
-                        while chunk := list(islice(subjects, SORT_CHUNK)):
+                        while chunk := list(islice(subjects, SCAN_CHUNK)):
                             found.update([i for t, i in chunk if t == subject_type and i != "*"])
                             yield PAUSE
                 for count, (stype, sid, srel) in enumerate(index.usersets.get(node, {}), 1):

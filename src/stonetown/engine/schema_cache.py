@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from stonetown.engine.caveats import CaveatEvaluator
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.datastore import StoredSchema
+from stonetown.engine.loop_budget import leave_loop_if
 from stonetown.engine.reachability import Reachability
 from stonetown.schema import ir
 
@@ -73,6 +74,7 @@ class SchemaCache:
     _schema_compile: asyncio.Lock
     _compiled: OrderedDict[str, SchemaState]
     _compiled_used: dict[str, float]
+    state: SchemaState | None  # the schema in force (set by the Writes layer)
 
     async def _state_for(self, stored: StoredSchema) -> SchemaState:
         known = self._compiled.get(stored.text)
@@ -99,8 +101,11 @@ class SchemaCache:
         """The compiled IR of a stored schema, without changing the cache (runs on a store's
         writer thread too); the engine plans are not needed to validate relationships."""
         known = self._compiled.get(stored.text)
+        if known is None and self.state is not None and self.state.stored.text == stored.text:
+            known = self.state  # the schema in force, even when the cache let it go
         if known is not None:
             return known.schema
+        leave_loop_if(True)  # compiling takes up to seconds: on the loop, move it off
         from stonetown.schema import compile_schema
 
         return compile_schema(stored.text, trusted=True)

@@ -27,7 +27,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from itertools import islice
 
-from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SORT_CHUNK, Pause
+from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SCAN_CHUNK, SORT_CHUNK, Pause
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
 from stonetown.schema import ir
@@ -273,10 +273,14 @@ class _SetWalk:
         """:meth:`direct` of a large bucket, pausing between slices of it."""
         stype = self.subject_type
         entries = iter(self.objects[node].items())
-        while chunk := list(islice(entries, SORT_CHUNK)):
-            mine = [(sid, meta) for (t, sid), meta in chunk if t == stype and sid != "*"]
-            into.update([sid for sid, meta in mine if meta is None])
-            maybe.update([sid for sid, meta in mine if meta is not None])
+        while True:
+            read = 0
+            for (t, sid), meta in islice(entries, SCAN_CHUNK):
+                read += 1
+                if t == stype and sid != "*":
+                    (into if meta is None else maybe).add(sid)
+            if read < SCAN_CHUNK:
+                return
             yield PAUSE
 
     def tick(self) -> bool:

@@ -44,6 +44,7 @@ import aiosqlite
 from stonetown.core.errors import InvalidArgument, StoreError
 from stonetown.core.relationship import ContextualizedCaveat, Relationship, format_timestamp
 from stonetown.engine.datastore import LOAD_BATCH, FilterReader, RelationshipFields, RelationshipFilter
+from stonetown.engine.loop_budget import LOOP_ROWS, TooLongForLoop, leave_loop_if, movable_off_loop
 from stonetown.stores.common import Key, as_utc, revision_out_of_range, shielded
 from stonetown.stores.reader_pool import ReaderPool
 from stonetown.stores.sql_common import COLUMNS as _COLUMNS
@@ -390,7 +391,10 @@ class SqliteDatastore(SqlDatastore):
         thread, would wait for the GIL after every statement (a busy loop holds it for up to
         the switch interval, 5 ms); measured under gRPC write load, a group commit took 2.7 ms
         with the body on the thread. A `long` body (imports) runs on the thread whole, so the
-        loop keeps serving.
+        loop keeps serving, and so does a short one that finds it is long after all (it calls
+        :func:`~stonetown.engine.loop_budget.leave_loop_if`: a statement changing more than
+        :data:`~stonetown.engine.loop_budget.LOOP_ROWS` rows, a schema to compile): it is
+        rolled back and run again on the thread, in a transaction of its own.
         """
         return await shielded(self._write_transaction(action, body, long))
 
@@ -415,8 +419,16 @@ class SqliteDatastore(SqlDatastore):
                 else:
                     if not try_begin(writer.connection, self.busy_timeout):
                         await writer.run(begin)  # another process writes: wait off the loop
-                    result = run_sync(body(SyncConnection(writer.connection)))
-                    await writer.run(commit)
+                    try:
+                        with movable_off_loop():
+                            result = run_sync(body(SyncConnection(writer.connection)))
+                    except TooLongForLoop:
+                        # long after all (thousands of rows, a schema to compile): undone,
+                        # and run again whole on the writer's thread
+                        await writer.run(rollback)
+                        result = await writer.run(transaction)
+                    else:
+                        await writer.run(commit)
                 self._full = None
                 self._require_same_file()  # the commit may have gone to a deleted file
                 return result
@@ -490,6 +502,7 @@ class SqliteDatastore(SqlDatastore):
 
     async def _insert(self, connection: SqlConnection, encoded: Any, revision: int) -> None:
         """Insert `encoded` (relationships), created at `revision`."""
+        leave_loop_if(len(encoded) > LOOP_ROWS)
         await connection.executemany(INSERT, [row_values(rel, revision) for rel in encoded])
 
     async def _import_rows(
@@ -500,6 +513,7 @@ class SqliteDatastore(SqlDatastore):
 
     async def _end_keys(self, connection: SqlConnection, revision: int, keys: Sequence[Key]) -> None:
         """Mark the live rows with these keys deleted at `revision`."""
+        leave_loop_if(len(keys) > LOOP_ROWS)
         await connection.executemany(
             f"UPDATE relationships SET deleted_revision = ? WHERE {_KEY_MATCH} AND deleted_revision IS NULL",
             [(revision, *key) for key in keys],
@@ -507,6 +521,7 @@ class SqliteDatastore(SqlDatastore):
 
     async def _end_ids(self, connection: SqlConnection, revision: int, ids: Sequence[int]) -> None:
         """Mark the rows with these ids deleted at `revision`."""
+        leave_loop_if(len(ids) > LOOP_ROWS)
         await connection.executemany(
             "UPDATE relationships SET deleted_revision = ? WHERE id = ?", [(revision, id_) for id_ in ids]
         )
