@@ -34,6 +34,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 
 from stonetown.engine.schema_cache import collect_frozen_garbage
+from stonetown.stores.sqlite_memory import memory_used as sqlite_memory_used
 
 log = logging.getLogger("stonetown.server")
 
@@ -98,9 +99,13 @@ class _MallInfo2(ctypes.Structure):
 
 def allocator_figures() -> dict[str, float]:
     """What holds the process's memory, in MB: glibc's blocks in use, its free blocks kept
-    (what trimming could give back), its mmapped blocks, and Python's small-object blocks
-    (count, thousands). Empty without glibc's mallinfo2 (glibc 2.33+)."""
+    (what trimming could give back), its mmapped blocks, SQLite's share of the blocks in use
+    (page caches, statements), and Python's small-object blocks (count, thousands). Only the
+    last two without glibc's mallinfo2 (glibc 2.33+)."""
     figures: dict[str, float] = {"python_blocks_k": round(sys.getallocatedblocks() / 1000, 1)}
+    sqlite_used = sqlite_memory_used()
+    if sqlite_used is not None:
+        figures["sqlite_in_use_mb"] = round(sqlite_used / 1024 / 1024, 1)
     mallinfo2 = getattr(_LIBC, "mallinfo2", None)
     if mallinfo2 is None:
         return figures
