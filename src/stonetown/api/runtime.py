@@ -168,7 +168,7 @@ async def give_back_freed_memory(
     quiet would keep them for good (in the hostile mix, tens of MB: aborted calls, whose
     AbortError grpc keeps in a cycle with the call, and what their frames held). The
     long-lived data is frozen (the index at startup, large compiled schemas), so what such a
-    pass walks is small; once frozen compilations were dropped, the frozen objects are
+    pass walks is small; once a few frozen compilations were dropped, the frozen objects are
     collected too (engine/schema_cache.py :func:`collect_frozen_garbage`). Then
     `release_store()` empties the store's idle page caches (SQLite: up to 64 MB a
     connection), which the trim that follows gives back."""
