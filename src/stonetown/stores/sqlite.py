@@ -327,7 +327,7 @@ class SqliteDatastore(SqlDatastore):
     @contextmanager
     def _thread_read(self, revision: int) -> Iterator[FilterReader]:
         local = self._local
-        connection: sqlite3.Connection | None = getattr(local, "connection", None)
+        connection = getattr(local, "connection", None)
         if connection is None:
             try:
                 connection = self._connect_sync(THREAD_READER_CACHE_KIB)
