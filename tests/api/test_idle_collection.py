@@ -7,11 +7,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from stonetown.api import runtime
+from stonetown.core.errors import StoreError
+from stonetown.core.relationship import Relationship
+from stonetown.engine.datastore import RelationshipFilter
+from stonetown.stores import sqlite_memory
+from stonetown.stores.sqlite import SqliteDatastore
 
 
 class Node:
@@ -36,8 +42,11 @@ def automatic_collection_off() -> Iterator[None]:
     gc.enable()
 
 
-async def _run_for(seconds: float, release: Callable[[], int]) -> None:
-    task = asyncio.create_task(runtime.give_back_freed_memory(release, interval=0.02))
+async def _run_for(
+    seconds: float, release: Callable[[], int], release_store: Callable[[], Awaitable[object]] | None = None
+) -> None:
+    hook = runtime.give_back_freed_memory(release, interval=0.02, release_store=release_store)
+    task = asyncio.create_task(hook)
     await asyncio.sleep(seconds)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -58,6 +67,42 @@ async def test_a_quiet_server_frees_cycles(
 ) -> None:
     monkeypatch.setattr(runtime, "FULL_PASS_AT_LEAST", quiet_enough)
     watched = _cycle()
-    await _run_for(0.4, lambda: released)
+    store_releases = 0
+
+    async def release_store() -> None:
+        nonlocal store_releases
+        store_releases += 1
+        if store_releases == 1:
+            raise StoreError("a store that fails to shrink does not stop the trimming")
+
+    await _run_for(0.4, lambda: released, release_store)
     assert (watched() is None) == freed
+    assert (store_releases > 1) == freed  # with the collection, and again after a failure
     gc.collect()
+
+
+async def test_a_quiet_server_empties_the_sqlite_page_caches(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The store's connections keep their page caches full after a large read; the idle
+    hook empties them (glibc's trim then returns the pages)."""
+    used = sqlite_memory.memory_used
+    if used() is None:
+        pytest.skip("SQLite's memory figures are not reachable")
+    monkeypatch.setattr(runtime, "FULL_PASS_AT_LEAST", 0.05)
+    store = SqliteDatastore(str(tmp_path / "st.db"), synchronous="OFF")
+    await store.open()
+    try:
+        empty = used()
+        assert empty is not None
+        rows = [Relationship.parse(f"doc:d{i}#viewer@user:u{i}") for i in range(20_000)]
+        head = await store.import_relationships(rows)
+        everything = RelationshipFilter(resource_type="doc")
+        await asyncio.gather(store.read(everything, head), store.read(everything, head))  # both readers
+        full = used()
+        assert full is not None and full - empty > 4 * 1024 * 1024
+        await _run_for(0.3, lambda: 0, store.release_memory)
+        after = used()
+        assert after is not None and after - empty < (full - empty) / 10, (empty, full, after)
+    finally:
+        await store.close()

@@ -11,12 +11,16 @@ old-revision tokens at many revisions, was compiled again each time.
 from __future__ import annotations
 
 import gc
+import weakref
+from pathlib import Path
 
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
+from stonetown.engine import schema_cache
 from stonetown.engine.datastore import StoredSchema, Update, UpdateOp
 from stonetown.engine.system import PermissionSystem, SchemaState
 from stonetown.engine.types import Consistency, Permissionship
 from stonetown.stores.memory import MemoryDatastore
+from stonetown.stores.sqlite import SqliteDatastore
 
 BASE = """
 definition user {}
@@ -113,3 +117,48 @@ async def test_idle_caches_are_released_and_reads_still_answer() -> None:
         assert (await system.check(resource, "perm50", subject, old)).permissionship is Permissionship.ALLOWED
     finally:
         await system.stop()
+
+
+class _InFlight:
+    """What a request in flight holds in a reference cycle (an aborted call and its error)."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_distinct_large_schemas_leave_a_bounded_frozen_generation(tmp_path: Path) -> None:
+    """Each large compiled schema is frozen out of full collections when first cached, and
+    ``gc.freeze()`` froze whatever was alive with it: requests in flight that later died in a
+    reference cycle were never collected, so a caller writing distinct large schemas grew the
+    frozen generation (and memory) with every write."""
+    system = PermissionSystem(
+        SqliteDatastore(str(tmp_path / "st.db")), poll_interval=None, gc_interval=None, probe_interval=None
+    )
+    await system.start()
+    gc.unfreeze()
+    gc.collect()
+    schema_cache._Frozen.dropped = 0  # process-wide: earlier tests' drops do not count
+    try:
+        frozen_sizes, in_flight = [], []
+        for n in range(12):
+            requests = [_InFlight() for _ in range(2_000)]
+            in_flight += [weakref.ref(request) for request in requests]
+            await system.write_schema(_chain(400) + f"definition extra{n} {{}}\n")
+            del requests  # the requests end: garbage in cycles
+            gc.collect()
+            frozen_sizes.append(gc.get_freeze_count())
+        assert len(_chain(400)) >= schema_cache._FROZEN_SCHEMA_TEXT
+        assert system._frozen_texts and set(system._frozen_texts) <= set(system._compiled)
+        # bounded by the few freezes since the frozen garbage was last collected
+        still_held = sum(ref() is not None for ref in in_flight)
+        assert still_held <= 2_000 * 2 * schema_cache._COMPILED_SCHEMAS, still_held
+        assert max(frozen_sizes[6:]) <= 2 * max(frozen_sizes[:5]), frozen_sizes
+        # the server's idle collection frees all of it once a cache's worth was dropped
+        assert system.release_idle_caches(idle=0) == schema_cache._COMPILED_SCHEMAS - 1
+        assert schema_cache.collect_frozen_garbage()
+        assert sum(ref() is not None for ref in in_flight) == 0
+        assert not schema_cache.collect_frozen_garbage()  # nothing dropped since: no pass
+    finally:
+        await system.stop()
+        gc.unfreeze()
+        gc.collect()

@@ -770,3 +770,18 @@ async def test_import_is_all_or_nothing(store: Datastore) -> None:
     assert await store.head_revision() == 1
     assert await everything(store) == ["document:there#viewer@user:ana"]
     assert len(await store.changes(0)) == 1
+
+
+async def test_released_memory_leaves_every_answer(store: Datastore) -> None:
+    """The idle hook's release_memory (SQLite: page caches emptied; the others: nothing to
+    give back) changes no answer, also while reads are running."""
+    first = await store.write(creates(*SAMPLE))
+    before = await everything(store)
+    reads = [everything(store, first) for _ in range(4)]
+    released, *during = await asyncio.gather(store.release_memory(), *reads)
+    assert released >= 0 and during == [before] * 4
+    assert await store.release_memory() >= 0
+    second = await store.write(deletes(SAMPLE[0]))
+    assert await everything(store, first) == before
+    assert await everything(store, second) == sorted(set(before) - {SAMPLE[0]})
+    assert [change.revision for change in await store.changes(0)] == [first, second]

@@ -31,7 +31,10 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+
+from stonetown.engine.schema_cache import collect_frozen_garbage
+from stonetown.stores.sqlite_memory import memory_used as sqlite_memory_used
 
 log = logging.getLogger("stonetown.server")
 
@@ -96,9 +99,13 @@ class _MallInfo2(ctypes.Structure):
 
 def allocator_figures() -> dict[str, float]:
     """What holds the process's memory, in MB: glibc's blocks in use, its free blocks kept
-    (what trimming could give back), its mmapped blocks, and Python's small-object blocks
-    (count, thousands). Empty without glibc's mallinfo2 (glibc 2.33+)."""
+    (what trimming could give back), its mmapped blocks, SQLite's share of the blocks in use
+    (page caches, statements), and Python's small-object blocks (count, thousands). Only the
+    last two without glibc's mallinfo2 (glibc 2.33+)."""
     figures: dict[str, float] = {"python_blocks_k": round(sys.getallocatedblocks() / 1000, 1)}
+    sqlite_used = sqlite_memory_used()
+    if sqlite_used is not None:
+        figures["sqlite_in_use_mb"] = round(sqlite_used / 1024 / 1024, 1)
     mallinfo2 = getattr(_LIBC, "mallinfo2", None)
     if mallinfo2 is None:
         return figures
@@ -148,17 +155,23 @@ def python_allocator_figures() -> dict[str, float]:
 
 
 async def give_back_freed_memory(
-    release_caches: Callable[[], object] | None = None, interval: float = TRIM_INTERVAL
+    release_caches: Callable[[], object] | None = None,
+    interval: float = TRIM_INTERVAL,
+    release_store: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """Run until cancelled: every `interval` seconds, `release_caches()` (the engine's idle
     caches), then :func:`trim` on a worker thread.
 
     When caches were released, or no full collection has run for :data:`FULL_PASS_AT_LEAST`
-    seconds, a full collection first frees what only reference cycles still hold: the
-    collector runs its passes as objects are allocated, so a server gone quiet would keep
-    them for good (in the hostile mix, tens of MB: aborted calls, whose AbortError grpc keeps
-    in a cycle with the call, and what their frames held). The long-lived data is frozen
-    (the index at startup, large compiled schemas), so what such a pass walks is small."""
+    seconds (the server is idle), a full collection first frees what only reference cycles
+    still hold: the collector runs its passes as objects are allocated, so a server gone
+    quiet would keep them for good (in the hostile mix, tens of MB: aborted calls, whose
+    AbortError grpc keeps in a cycle with the call, and what their frames held). The
+    long-lived data is frozen (the index at startup, large compiled schemas), so what such a
+    pass walks is small; once a few frozen compilations were dropped, the frozen objects are
+    collected too (engine/schema_cache.py :func:`collect_frozen_garbage`). Then
+    `release_store()` empties the store's idle page caches (SQLite: up to 64 MB a
+    connection), which the trim that follows gives back."""
     if _LIBC is None:
         log.info("the allocator cannot be asked to give memory back (no glibc)")
     full_passes, quiet = gc.get_stats()[-1]["collections"], 0.0
@@ -168,8 +181,20 @@ async def give_back_freed_memory(
         now = gc.get_stats()[-1]["collections"]
         quiet = quiet + interval if now == full_passes else 0.0
         if released or quiet >= FULL_PASS_AT_LEAST:
-            gc.collect()
+            if not collect_frozen_garbage():
+                gc.collect()
             quiet, now = 0.0, gc.get_stats()[-1]["collections"]
+            if release_store is not None:
+                await _release_store(release_store)
         full_passes = now
         if _LIBC is not None:
             await asyncio.to_thread(trim)
+
+
+async def _release_store(release_store: Callable[[], Awaitable[object]]) -> None:
+    """`release_store()`; a failure is logged (the store's health is the probe's to report)
+    and the loop giving memory back goes on."""
+    try:
+        await release_store()
+    except Exception as exc:  # noqa: BLE001 - best effort: trimming must not stop for it
+        log.warning("releasing the store's caches failed", extra={"error": repr(exc)})

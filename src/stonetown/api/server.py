@@ -356,7 +356,8 @@ async def run_worker(
         await set_all(health_servicer, health_pb2.HealthCheckResponse.SERVING)
         health_follower = asyncio.create_task(follow_store_health(system, health_servicer))
         release = system.release_idle_caches if stores is None else None
-        trimmer = asyncio.create_task(give_back_freed_memory(release))
+        release_store = system.store.release_memory if stores is None else None
+        trimmer = asyncio.create_task(give_back_freed_memory(release, release_store=release_store))
         # before "listening": whoever waits for that line may stop the server right after it
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -230,6 +230,13 @@ class Datastore(abc.ABC):
         can only be read through its coroutines (this default)."""
         return None
 
+    async def release_memory(self) -> int:
+        """Give back what the store keeps in memory only for speed (SQLite's page caches),
+        called when the server is idle; how many connections did. Reads and writes go on
+        meanwhile and after. This default keeps nothing of the kind (the memory store's data
+        is the store; PostgreSQL's caches are the database server's)."""
+        return 0
+
     async def probe(self) -> str | None:
         """None while the store can serve; otherwise what is wrong, in one line (for the
         health status). This default reads the head revision; stores check more."""

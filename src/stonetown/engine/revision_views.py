@@ -75,8 +75,7 @@ class RevisionViews(Writes):
         current = self.state.stored.text if self.state is not None else None
         unused = [text for text, used in self._compiled_used.items() if used < cutoff and text != current]
         for text in unused:
-            self._compiled.pop(text, None)
-            del self._compiled_used[text]
+            self._forget(text)
         return len(stale) + len(unused)
 
     # ---- revisions ----------------------------------------------------------------------

@@ -36,6 +36,11 @@ class ReaderPool(Generic[C]):
                 self.put(waiter.result())  # handed over just as the caller gave up
             raise
 
+    def take_free(self) -> list[C]:
+        """Every connection free now, taken out of the pool (give each back with :meth:`put`)."""
+        free, self._free = self._free, []
+        return free
+
     def put(self, connection: C) -> None:
         """Give `connection` back: to the first caller still waiting, urgent ones first."""
         for queue in (self._urgent, self._waiting):

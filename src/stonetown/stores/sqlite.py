@@ -61,6 +61,15 @@ from stonetown.stores.sqlite_file import (
     read_header,
     room_left,
 )
+from stonetown.stores.sqlite_memory import (
+    READER_CACHE_KIB,
+    THREAD_READER_CACHE_KIB,
+    WRITER_CACHE_KIB,
+    limit_heap,
+    settings,
+    shrink,
+    shrink_unused,
+)
 from stonetown.stores.sqlite_writer import (
     INSERT,
     AioConnection,
@@ -177,9 +186,10 @@ class SqliteDatastore(SqlDatastore):
         self._identity: tuple[int, int] | None = None
         # why the file can no longer be written (deleted or replaced): permanent
         self._lost: str | None = None
-        # worker threads' own connections (see thread_reader)
+        # worker threads' own connections (see thread_reader), each with the lock its thread
+        # holds while reading (release_memory shrinks only the connections not in use)
         self._local = threading.local()
-        self._thread_connections: list[sqlite3.Connection] = []
+        self._thread_connections: list[tuple[sqlite3.Connection, threading.Lock]] = []
         # the last write failed for lack of space or a disk error (cleared by a write that succeeds)
         self._full: str | None = None
 
@@ -191,6 +201,7 @@ class SqliteDatastore(SqlDatastore):
             return
         try:
             writer = self._sync_writer = await SyncWriter.open(self._connect_sync)
+            await writer.run(limit_heap)
             mode = await writer.run(wal_mode)
             if mode is None or str(mode[0]).lower() not in ("wal", "memory"):
                 raise StoreError(f"SQLite store {self.path}: cannot switch to WAL mode (got {mode})")
@@ -214,7 +225,7 @@ class SqliteDatastore(SqlDatastore):
             await sync_writer.close()
         self._readers = None
         self._all_readers = []
-        for thread_connection in self._thread_connections:
+        for thread_connection, _ in self._thread_connections:
             try:
                 thread_connection.close()
             except sqlite3.Error:
@@ -226,15 +237,6 @@ class SqliteDatastore(SqlDatastore):
                 await connection.close()
             except (sqlite3.Error, ValueError):
                 pass
-
-    def _pragmas(self) -> list[str]:
-        """The settings of every connection."""
-        # The default 2 MB page cache makes index upkeep thrash beyond ~100k rows.
-        return [
-            f"PRAGMA synchronous={self.synchronous}",
-            "PRAGMA cache_size=-65536",
-            "PRAGMA temp_store=MEMORY",
-        ]
 
     async def _connect(self) -> aiosqlite.Connection:
         connection = aiosqlite.connect(
@@ -250,7 +252,7 @@ class SqliteDatastore(SqlDatastore):
                 await asyncio.to_thread(thread.join, 2.0)
             raise
         try:
-            for pragma in self._pragmas():
+            for pragma in settings(self.synchronous, READER_CACHE_KIB):
                 await connection.execute(pragma)
         except BaseException:
             # Close it here: each connection owns a thread that would outlive the event loop.
@@ -258,13 +260,14 @@ class SqliteDatastore(SqlDatastore):
             raise
         return connection
 
-    def _connect_sync(self) -> sqlite3.Connection:
-        """A plain connection with the same settings as :meth:`_connect` (for SyncWriter)."""
+    def _connect_sync(self, cache_kib: int = WRITER_CACHE_KIB) -> sqlite3.Connection:
+        """A plain connection with the same settings as :meth:`_connect` but its page cache's
+        size (the writer's by default, for SyncWriter)."""
         connection = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            for pragma in self._pragmas():
+            for pragma in settings(self.synchronous, cache_kib):
                 connection.execute(pragma)
         except BaseException:
             connection.close()
@@ -324,37 +327,40 @@ class SqliteDatastore(SqlDatastore):
 
     @contextmanager
     def _thread_read(self, revision: int) -> Iterator[FilterReader]:
-        connection = getattr(self._local, "connection", None)
+        local = self._local
+        connection = getattr(local, "connection", None)
         if connection is None:
             try:
-                connection = self._local.connection = self._connect_sync()
-                connection.execute("PRAGMA cache_size=-8192")  # 8 MB: old reads stay small
+                connection = self._connect_sync(THREAD_READER_CACHE_KIB)
             except sqlite3.Error as exc:
                 raise self._error(exc, "reading relationships") from exc
-            self._thread_connections.append(connection)
-        try:
-            connection.execute("BEGIN")
-            head, min_revision = run_sync(self._bounds(SyncConnection(connection)))
-            error = revision_out_of_range(revision, min_revision, head)
-            if error is not None:
-                raise error
-            at = None if revision == head else revision
+            local.connection, local.lock = connection, threading.Lock()
+            self._thread_connections.append((connection, local.lock))
+        with local.lock:
+            try:
+                connection.execute("BEGIN")
+                head, min_revision = run_sync(self._bounds(SyncConnection(connection)))
+                error = revision_out_of_range(revision, min_revision, head)
+                if error is not None:
+                    raise error
+                at = None if revision == head else revision
 
-            def read(filter: RelationshipFilter, limit: int | None = None) -> list[Relationship]:
-                where, params = _filter_sql(filter, at)
-                if limit is not None:
-                    where += f" LIMIT {int(limit)}"
-                try:
-                    rows = connection.execute(f"SELECT {_COLUMNS} FROM relationships WHERE {where}", params)
-                    return [_to_relationship(row) for row in rows]
-                except sqlite3.Error as exc:
-                    raise self._error(exc, "reading relationships") from exc
+                def read(filter: RelationshipFilter, limit: int | None = None) -> list[Relationship]:
+                    where, params = _filter_sql(filter, at)
+                    if limit is not None:
+                        where += f" LIMIT {int(limit)}"
+                    try:
+                        sql = f"SELECT {_COLUMNS} FROM relationships WHERE {where}"
+                        rows = connection.execute(sql, params)
+                        return [_to_relationship(row) for row in rows]
+                    except sqlite3.Error as exc:
+                        raise self._error(exc, "reading relationships") from exc
 
-            yield read
-        except sqlite3.Error as exc:
-            raise self._error(exc, "reading relationships") from exc
-        finally:
-            rollback(connection)
+                yield read
+            except sqlite3.Error as exc:
+                raise self._error(exc, "reading relationships") from exc
+            finally:
+                rollback(connection)
 
     async def probe(self) -> str | None:
         """None while the store can serve; else what is wrong, in one line: the file deleted
@@ -379,6 +385,31 @@ class SqliteDatastore(SqlDatastore):
         except OSError as exc:
             return f"SQLite store {self.path}: cannot read the database file: {exc}"
         return None
+
+    async def release_memory(self) -> int:
+        """Empty the page caches of the connections not in use (see
+        :mod:`stonetown.stores.sqlite_memory`), each on its own thread: the writer's between
+        writes, the pooled readers while free, the worker threads' readers while their thread
+        is not reading. How many were emptied."""
+        writer, readers = self._sync_writer, self._readers
+        if writer is None or readers is None:
+            return 0
+        shrunk = 0
+        if not self._write_lock.locked():  # a write in progress keeps its cache
+            async with self._write_lock:
+                await writer.run(shrink)
+            shrunk += 1
+        free = readers.take_free()
+        try:
+            for connection in free:
+                await connection.execute("PRAGMA shrink_memory")
+                shrunk += 1
+        except (sqlite3.Error, ValueError):
+            pass  # closed with the store meanwhile
+        finally:
+            for connection in free:
+                readers.put(connection)
+        return shrunk + await asyncio.to_thread(shrink_unused, list(self._thread_connections))
 
     async def _in_write(
         self, action: str, body: Callable[[SqlConnection], Awaitable[T]], *, long: bool = False
