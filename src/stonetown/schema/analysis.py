@@ -12,6 +12,7 @@ what it can be satisfied by, with a ``kind``:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -140,28 +141,32 @@ def _computed_cycles(schema: ir.Schema, graph: nx.MultiDiGraph) -> list[Diagnost
     return warnings
 
 
-def _arrows_over_subject_relations(schema: ir.Schema) -> list[Diagnostic]:
-    warnings = []
+def _arrows(schema: ir.Schema) -> Iterator[tuple[ir.Relation, ir.TupleToUserset, ir.Relation]]:
+    """Every arrow of the schema: (the relation it is under, the arrow, its tupleset relation)."""
     for definition in schema.definitions.values():
         for relation in definition.relations.values():
             for node in walk_rewrite(relation.rewrite):
-                if not isinstance(node, ir.TupleToUserset):
-                    continue
-                tupleset = definition.relations.get(node.tupleset)
-                if tupleset is None:
-                    continue
-                for allowed in tupleset.allowed:
-                    if allowed.relation is not None:
-                        warnings.append(
-                            Diagnostic.at(
-                                node.pos,
-                                f"Arrow `{node.tupleset}->{node.computed}` under permission "
-                                f'"{relation.name}" references relation "{node.tupleset}" that has relation '
-                                f'"{allowed.relation}" on subject "{allowed.type}": '
-                                "*the subject relation will be ignored for the arrow*",
-                            )
-                        )
-                        break
+                if isinstance(node, ir.TupleToUserset):
+                    tupleset = definition.relations.get(node.tupleset)
+                    if tupleset is not None:
+                        yield relation, node, tupleset
+
+
+def _arrows_over_subject_relations(schema: ir.Schema) -> list[Diagnostic]:
+    warnings = []
+    for relation, node, tupleset in _arrows(schema):
+        for allowed in tupleset.allowed:
+            if allowed.relation is not None:
+                warnings.append(
+                    Diagnostic.at(
+                        node.pos,
+                        f"Arrow `{node.tupleset}->{node.computed}` under permission "
+                        f'"{relation.name}" references relation "{node.tupleset}" that has relation '
+                        f'"{allowed.relation}" on subject "{allowed.type}": '
+                        "*the subject relation will be ignored for the arrow*",
+                    )
+                )
+                break
     return warnings
 
 
@@ -169,30 +174,22 @@ def _arrows_to_missing_relations(schema: ir.Schema) -> list[Diagnostic]:
     """Arrows whose relation exists on none of the tupleset's subject types: legal (SpiceDB
     accepts them), and they grant nothing."""
     warnings = []
-    for definition in schema.definitions.values():
-        for relation in definition.relations.values():
-            for node in walk_rewrite(relation.rewrite):
-                if not isinstance(node, ir.TupleToUserset):
-                    continue
-                tupleset = definition.relations.get(node.tupleset)
-                if tupleset is None:
-                    continue
-                targets = [schema.definitions.get(allowed.type) for allowed in tupleset.allowed]
-                if any(target is None or node.computed in target.relations for target in targets):
-                    continue
-                arrow = (
-                    f"{node.tupleset}->{node.computed}"
-                    if node.mode == "any"
-                    else f"{node.tupleset}.all({node.computed})"
-                )
-                warnings.append(
-                    Diagnostic.at(
-                        node.pos,
-                        f'Arrow `{arrow}` under permission "{relation.name}" references relation/permission '
-                        f'"{node.computed}" that does not exist on any subject types of relation '
-                        f'"{node.tupleset}"',
-                    )
-                )
+    for relation, node, tupleset in _arrows(schema):
+        targets = [schema.definitions.get(allowed.type) for allowed in tupleset.allowed]
+        if any(target is None or node.computed in target.relations for target in targets):
+            continue
+        arrow = (
+            f"{node.tupleset}->{node.computed}"
+            if node.mode == "any"
+            else f"{node.tupleset}.all({node.computed})"
+        )
+        warnings.append(
+            Diagnostic.at(
+                node.pos,
+                f'Arrow `{arrow}` under permission "{relation.name}" references relation/permission '
+                f'"{node.computed}" that does not exist on any subject types of relation "{node.tupleset}"',
+            )
+        )
     return warnings
 
 
