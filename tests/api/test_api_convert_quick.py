@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from stonetown.api import convert as cv
+from stonetown.api import tokens
 from stonetown.api.pb import core, permission
 from stonetown.core.errors import InvalidArgument
 from stonetown.engine.types import CheckRequest, Consistency
@@ -100,9 +101,9 @@ def test_quick_way_keeps_the_caveat_context() -> None:
 
 
 def test_consistency_choices() -> None:
-    token = cv.token_to_proto(5)
-    assert cv.consistency_from_proto(core.Consistency(), False) == Consistency.minimize_latency()
-    assert cv.consistency_from_proto(core.Consistency(), True) == Consistency.minimize_latency()
+    token = tokens.token_to_proto(5)
+    assert tokens.consistency_from_proto(core.Consistency(), False) == Consistency.minimize_latency()
+    assert tokens.consistency_from_proto(core.Consistency(), True) == Consistency.minimize_latency()
     for choice, expected in [
         (core.Consistency(minimize_latency=True), Consistency.minimize_latency()),
         (core.Consistency(minimize_latency=False), Consistency.minimize_latency()),
@@ -111,14 +112,14 @@ def test_consistency_choices() -> None:
         (core.Consistency(at_least_as_fresh=token), Consistency.at_least_as_fresh(5)),
         (core.Consistency(at_exact_snapshot=token), Consistency.at_exact_snapshot(5)),
     ]:
-        assert cv.consistency_from_proto(choice, True) == expected, choice
+        assert tokens.consistency_from_proto(choice, True) == expected, choice
     with pytest.raises(InvalidArgument, match=r"consistency\.at_least_as_fresh\.token"):
-        cv.consistency_from_proto(core.Consistency(at_least_as_fresh=core.ZedToken()), True)
+        tokens.consistency_from_proto(core.Consistency(at_least_as_fresh=core.ZedToken()), True)
 
 
 def test_cursors_written_in_bulk_are_the_cursors_written_one_at_a_time() -> None:
     values = ["doc1", "*", "a/b|c=d+e-f_g", 'quote"d', "back\\slash", "é", "tab\t", "\x7f", "~!#[]{} ", ""]
     for kind in ("lookup_resources", "lookup_subjects", "k"):
-        cursors = cv.encode_cursors(kind, values)
-        assert cursors == [cv.encode_cursor(kind, [value]) for value in values]
-        assert [cv.decode_cursor(c, kind, 1, "optional_cursor") for c in cursors] == [[v] for v in values]
+        cursors = tokens.encode_cursors(kind, values)
+        assert cursors == [tokens.encode_cursor(kind, [value]) for value in values]
+        assert [tokens.decode_cursor(c, kind, 1, "optional_cursor") for c in cursors] == [[v] for v in values]

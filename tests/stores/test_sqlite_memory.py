@@ -110,13 +110,13 @@ async def test_a_connection_in_use_keeps_its_cache_and_its_read(
     hold = threading.Event()
     await asyncio.to_thread(_read_on_threads, store, revision, workers, hold)
     try:
-        while [lock.locked() for _, lock in store._thread_connections].count(True) != 1:
+        while [lock.locked() for _, lock in store._thread_readers.connections].count(True) != 1:
             await asyncio.sleep(0.01)
         # one thread's read transaction is open: its connection is not touched
         assert await store.release_memory() == 1 + 2 + THREADS - 1
     finally:
         hold.set()
-    while any(lock.locked() for _, lock in store._thread_connections):
+    while any(lock.locked() for _, lock in store._thread_readers.connections):
         await asyncio.sleep(0.01)
     assert await store.release_memory() == 1 + 2 + THREADS
 

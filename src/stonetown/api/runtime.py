@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import gc
 import logging
 import os
@@ -33,6 +32,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 
+from stonetown.core.glibc import GLIBC, trim
 from stonetown.engine.schema_cache import collect_frozen_garbage
 from stonetown.stores.sqlite_memory import memory_used as sqlite_memory_used
 
@@ -50,22 +50,6 @@ MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's mallopt parameter
 
 
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        libc = ctypes.CDLL(name)
-        libc.malloc_trim  # noqa: B018 - glibc only (not musl): the attribute is the test
-        libc.mallopt  # noqa: B018
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-_LIBC = _libc()
-
-
 def hand_over_gil_sooner() -> None:
     """Set the interpreter's switch interval to :data:`SWITCH_INTERVAL` (see the module docstring)."""
     sys.setswitchinterval(SWITCH_INTERVAL)
@@ -79,14 +63,8 @@ def pace_collector() -> None:
 def limit_malloc_arenas() -> None:
     """At most :data:`MALLOC_ARENAS` glibc arenas for the threads started from now on (each
     thread otherwise gets its own, and each keeps its peak); no-op without glibc."""
-    if _LIBC is not None:
-        _LIBC.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
-
-
-def trim() -> bool:
-    """Return the allocator's free pages to the system; whether any were (False without glibc).
-    ctypes releases the GIL for the call: run it on a thread, the loop keeps serving."""
-    return bool(_LIBC is not None and _LIBC.malloc_trim(0))
+    if GLIBC is not None:
+        GLIBC.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
 
 
 class _MallInfo2(ctypes.Structure):
@@ -106,7 +84,7 @@ def allocator_figures() -> dict[str, float]:
     sqlite_used = sqlite_memory_used()
     if sqlite_used is not None:
         figures["sqlite_in_use_mb"] = round(sqlite_used / 1024 / 1024, 1)
-    mallinfo2 = getattr(_LIBC, "mallinfo2", None)
+    mallinfo2 = getattr(GLIBC, "mallinfo2", None)
     if mallinfo2 is None:
         return figures
     mallinfo2.restype = _MallInfo2
@@ -172,7 +150,7 @@ async def give_back_freed_memory(
     collected too (engine/schema_cache.py :func:`collect_frozen_garbage`). Then
     `release_store()` empties the store's idle page caches (SQLite: up to 64 MB a
     connection), which the trim that follows gives back."""
-    if _LIBC is None:
+    if GLIBC is None:
         log.info("the allocator cannot be asked to give memory back (no glibc)")
     full_passes, quiet = gc.get_stats()[-1]["collections"], 0.0
     while True:
@@ -187,7 +165,7 @@ async def give_back_freed_memory(
             if release_store is not None:
                 await _release_store(release_store)
         full_passes = now
-        if _LIBC is not None:
+        if GLIBC is not None:
             await asyncio.to_thread(trim)
 
 

@@ -23,13 +23,13 @@ built fresh from a store read. Evaluation never awaits, so a computation sees on
 
 from __future__ import annotations
 
-import ctypes
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from stonetown.core.glibc import trim
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
 from stonetown.engine.datastore import Change, ChangeOp, RelationshipFields
 
@@ -43,15 +43,6 @@ UsersetKey = tuple[str, str, str]
 _intern = sys.intern
 
 
-def _find_malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, or None elsewhere (musl, macOS, Windows)."""
-    try:
-        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
-    except (AttributeError, OSError, TypeError):
-        return None
-
-
-_malloc_trim = _find_malloc_trim()
 # reverse entries up to this many resource keys are tuples (a dict beyond)
 _SMALL = 8
 _ABSENT = object()
@@ -152,8 +143,7 @@ class RelationshipIndex:
         system where the C library allows it: glibc keeps freed blocks of a grown heap
         otherwise (measured at 1M relationships: 16 B per relationship of resident memory)."""
         self._ids = self._last = None
-        if _malloc_trim is not None:
-            _malloc_trim(0)
+        trim()
 
     def _put(self, rkey: ResourceKey, stype: str, sid: str, srel: str, meta: RelMeta | None) -> None:
         """Insert or replace one relationship whose strings are already shared."""

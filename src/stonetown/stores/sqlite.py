@@ -20,6 +20,8 @@ garbage collection) is one call there (one thread hop instead of one per stateme
 batch of writes shares one transaction and one fsync (group commit), each write inside a
 SAVEPOINT of its own so a failing one is rolled back alone. Reads use a small pool of
 aiosqlite connections; WAL lets them see committed snapshots while a write is in progress.
+Worker threads read through connections of their own, and a whole revision is scanned on a
+connection of its own (:mod:`stonetown.stores.sqlite_reads`).
 
 The file's identity (device and inode) is noted at open and checked before every write and
 before it is acknowledged: once the file is deleted or replaced under a running store (its
@@ -31,25 +33,22 @@ server off a file one already serves.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import aiosqlite
 
 from stonetown.core.errors import InvalidArgument, StoreError
-from stonetown.core.relationship import ContextualizedCaveat, Relationship, format_timestamp
-from stonetown.engine.datastore import LOAD_BATCH, FilterReader, RelationshipFields, RelationshipFilter
+from stonetown.core.relationship import Relationship, format_timestamp
+from stonetown.engine.datastore import LOAD_BATCH, FilterReader, RelationshipFields
 from stonetown.engine.loop_budget import LOOP_ROWS, TooLongForLoop, leave_loop_if, movable_off_loop
-from stonetown.stores.common import Key, as_utc, revision_out_of_range, shielded
+from stonetown.stores.common import Key, as_utc, shielded
 from stonetown.stores.reader_pool import ReaderPool
-from stonetown.stores.sql_common import COLUMNS as _COLUMNS
 from stonetown.stores.sql_common import KEY_COLUMNS as _KEY_COLUMNS
-from stonetown.stores.sql_common import SqlConnection, filter_sql, run_sync
+from stonetown.stores.sql_common import SqlConnection, run_sync
 from stonetown.stores.sql_flow import SqlDatastore
 from stonetown.stores.sqlite_file import (
     FULL_MARGIN,
@@ -70,6 +69,7 @@ from stonetown.stores.sqlite_memory import (
     shrink,
     shrink_unused,
 )
+from stonetown.stores.sqlite_reads import Row, ThreadReaders, scan, to_fields, to_relationship
 from stonetown.stores.sqlite_writer import (
     INSERT,
     AioConnection,
@@ -96,7 +96,6 @@ _KEY_MATCH = (
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
-_Row = tuple[Any, ...]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -109,35 +108,6 @@ def _to_micros(value: datetime) -> int:
 def _from_micros(value: int) -> datetime:
     """The aware UTC datetime for microseconds since the epoch."""
     return _EPOCH + timedelta(microseconds=value)
-
-
-def _to_relationship(row: _Row) -> Relationship:
-    """A relationship from the nine columns of _COLUMNS."""
-    caveat = None
-    if row[6] is not None:
-        caveat = ContextualizedCaveat(row[6], json.loads(row[7]) if row[7] else {})
-    expiration = None if row[8] is None else datetime.fromisoformat(row[8])
-    return Relationship(row[0], row[1], row[2], row[3], row[4], row[5], caveat, expiration)
-
-
-_PLAIN = (None, None)
-
-
-def _to_fields(row: _Row) -> RelationshipFields:
-    """The fields of a relationship from the nine columns of _COLUMNS, decoded as
-    :func:`_to_relationship` decodes them."""
-    caveat = None
-    if row[6] is not None:
-        caveat = ContextualizedCaveat(row[6], json.loads(row[7]) if row[7] else {})
-    expiration = None if row[8] is None else datetime.fromisoformat(row[8]).timestamp()
-    return (row[0], row[1], row[2], row[3], row[4], row[5], caveat, expiration)
-
-
-def _filter_sql(filter: RelationshipFilter, revision: int | None) -> tuple[str, list[Any]]:
-    """A WHERE clause (and its parameters) for `filter` at `revision`; None means the head,
-    which lets SQLite use the partial index of live rows."""
-    params: list[Any] = []
-    return filter_sql(filter, revision, params, "?"), params
 
 
 class SqliteDatastore(SqlDatastore):
@@ -186,10 +156,9 @@ class SqliteDatastore(SqlDatastore):
         self._identity: tuple[int, int] | None = None
         # why the file can no longer be written (deleted or replaced): permanent
         self._lost: str | None = None
-        # worker threads' own connections (see thread_reader), each with the lock its thread
-        # holds while reading (release_memory shrinks only the connections not in use)
-        self._local = threading.local()
-        self._thread_connections: list[tuple[sqlite3.Connection, threading.Lock]] = []
+        self._thread_readers = ThreadReaders(
+            lambda: self._connect_sync(THREAD_READER_CACHE_KIB), self._bounds, self._error
+        )
         # the last write failed for lack of space or a disk error (cleared by a write that succeeds)
         self._full: str | None = None
 
@@ -225,13 +194,7 @@ class SqliteDatastore(SqlDatastore):
             await sync_writer.close()
         self._readers = None
         self._all_readers = []
-        for thread_connection, _ in self._thread_connections:
-            try:
-                thread_connection.close()
-            except sqlite3.Error:
-                pass
-        self._thread_connections = []
-        self._local = threading.local()
+        self._thread_readers.close()
         for connection in connections:
             try:
                 await connection.close()
@@ -323,44 +286,7 @@ class SqliteDatastore(SqlDatastore):
         """One read transaction at `revision` on the calling thread's own connection (opened
         on first use, closed with the store), and a function reading a filter at it."""
         self._require_open()
-        return self._thread_read(revision)
-
-    @contextmanager
-    def _thread_read(self, revision: int) -> Iterator[FilterReader]:
-        local = self._local
-        connection = getattr(local, "connection", None)
-        if connection is None:
-            try:
-                connection = self._connect_sync(THREAD_READER_CACHE_KIB)
-            except sqlite3.Error as exc:
-                raise self._error(exc, "reading relationships") from exc
-            local.connection, local.lock = connection, threading.Lock()
-            self._thread_connections.append((connection, local.lock))
-        with local.lock:
-            try:
-                connection.execute("BEGIN")
-                head, min_revision = run_sync(self._bounds(SyncConnection(connection)))
-                error = revision_out_of_range(revision, min_revision, head)
-                if error is not None:
-                    raise error
-                at = None if revision == head else revision
-
-                def read(filter: RelationshipFilter, limit: int | None = None) -> list[Relationship]:
-                    where, params = _filter_sql(filter, at)
-                    if limit is not None:
-                        where += f" LIMIT {int(limit)}"
-                    try:
-                        sql = f"SELECT {_COLUMNS} FROM relationships WHERE {where}"
-                        rows = connection.execute(sql, params)
-                        return [_to_relationship(row) for row in rows]
-                    except sqlite3.Error as exc:
-                        raise self._error(exc, "reading relationships") from exc
-
-                yield read
-            except sqlite3.Error as exc:
-                raise self._error(exc, "reading relationships") from exc
-            finally:
-                rollback(connection)
+        return self._thread_readers.read(revision)
 
     async def probe(self) -> str | None:
         """None while the store can serve; else what is wrong, in one line: the file deleted
@@ -409,7 +335,7 @@ class SqliteDatastore(SqlDatastore):
         finally:
             for connection in free:
                 readers.put(connection)
-        return shrunk + await asyncio.to_thread(shrink_unused, list(self._thread_connections))
+        return shrunk + await asyncio.to_thread(shrink_unused, list(self._thread_readers.connections))
 
     async def _in_write(
         self, action: str, body: Callable[[SqlConnection], Awaitable[T]], *, long: bool = False
@@ -525,7 +451,7 @@ class SqliteDatastore(SqlDatastore):
             "UPDATE stonetown_meta SET value = ? WHERE name = 'min_revision'", (revision,)
         )
 
-    _decode = staticmethod(_to_relationship)
+    _decode = staticmethod(to_relationship)
 
     def _encode_inserts(self, relationships: Sequence[Relationship]) -> Any:
         """The relationships themselves: SQLite encodes them as it inserts them."""
@@ -601,19 +527,16 @@ class SqliteDatastore(SqlDatastore):
         snapshot however long the caller takes between them.
         """
         async for rows in self._iter_rows(revision, batch):
-            yield [_to_relationship(row) for row in rows]
+            yield [to_relationship(row) for row in rows]
 
     async def iter_fields(
         self, revision: int, batch: int = LOAD_BATCH
     ) -> AsyncIterator[list[RelationshipFields]]:
         """:meth:`iter_all` as fields, straight from the rows (no Relationship objects)."""
         async for rows in self._iter_rows(revision, batch):
-            yield [
-                _to_fields(row) if row[6] is not None or row[8] is not None else row[:6] + _PLAIN
-                for row in rows
-            ]
+            yield to_fields(rows)
 
-    async def _iter_rows(self, revision: int, batch: int) -> AsyncIterator[list[_Row]]:
+    async def _iter_rows(self, revision: int, batch: int) -> AsyncIterator[list[Row]]:
         self._require_open()
         try:
             connection = await self._connect()
@@ -622,23 +545,10 @@ class SqliteDatastore(SqlDatastore):
         try:
             await connection.execute("BEGIN")
             head = await self._check_revision(AioConnection(connection), revision)
-            where, params = _filter_sql(RelationshipFilter(), None if revision == head else revision)
-            # NOT INDEXED: a table scan in rowid order beats walking an index for every row.
-            async with connection.execute(
-                f"SELECT {_COLUMNS} FROM relationships NOT INDEXED WHERE {where}", params
-            ) as cursor:
-                # the connection's thread reads the next batch while the caller works on this
-                # one (SQLite steps without the GIL): a load overlaps reading and indexing
-                pending = asyncio.ensure_future(cursor.fetchmany(batch))
-                try:
-                    while rows := await pending:
-                        pending = asyncio.ensure_future(cursor.fetchmany(batch))
-                        yield rows
-                finally:
-                    if not pending.done():  # the caller stopped early, or was cancelled
-                        await asyncio.wait([pending])
-                    if not pending.cancelled():
-                        pending.exception()  # retrieved; a read error after the end is moot
+            # closed here, before the connection: its cursor and pending batch go first
+            async with aclosing(scan(connection, None if revision == head else revision, batch)) as rows_of:
+                async for rows in rows_of:
+                    yield rows
             await connection.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._error(exc, "reading all relationships") from exc
@@ -646,8 +556,7 @@ class SqliteDatastore(SqlDatastore):
             await self._rollback(connection)
             await connection.close()
 
+
 async def _touch_meta(connection: SqlConnection) -> None:
     """Rewrite one row unchanged: a write that needs a little free space, and nothing else."""
     await connection.execute("UPDATE stonetown_meta SET value = value WHERE name = 'min_revision'")
-
-

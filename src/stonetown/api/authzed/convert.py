@@ -14,6 +14,7 @@ from typing import Any
 from google.protobuf import duration_pb2
 
 from stonetown.api import convert as cv
+from stonetown.api import tokens
 from stonetown.api.authzed.errors import SpiceError
 from stonetown.api.authzed.pb import core, debug, permission
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
@@ -40,7 +41,7 @@ _EXPAND_OPS = {
 def token(revision: int) -> core.ZedToken:
     """The ZedToken for a revision: Stonetown's own token text, honoured by every worker and
     node as stonetown.v1's tokens are."""
-    return core.ZedToken(token=cv.token_text(revision))
+    return core.ZedToken(token=tokens.token_text(revision))
 
 
 def lookup_permissionship(conditional: bool) -> int:
@@ -164,5 +165,5 @@ def cursor_kind(kind: str, request: Any) -> str:
 
 def lookup_cursor(message: Any, has: bool, kind: str) -> str | None:
     """The resource id a LookupResources cursor resumes after (None: from the start)."""
-    found = cv.cursor_from_proto(message, has, kind, 1, "optional_cursor")
+    found = tokens.cursor_from_proto(message, has, kind, 1, "optional_cursor")
     return found[0] if found else None

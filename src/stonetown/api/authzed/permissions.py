@@ -14,6 +14,7 @@ from typing import Any
 from grpc import aio
 
 from stonetown.api import convert as cv
+from stonetown.api import tokens
 from stonetown.api.authzed import convert as az
 from stonetown.api.authzed import errors
 from stonetown.api.authzed.errors import SpiceError
@@ -176,7 +177,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
                 check_count=str(count),
                 maximum_checks_allowed=str(maximum),
             )
-        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        consistency = tokens.consistency_from_proto(request.consistency, request.HasField("consistency"))
         for index, item in enumerate(request.items):
             az.refuse_ellipsis(item.subject, f"items[{index}].subject")
         parsed = shared.parse_check_items(request.items)
@@ -219,7 +220,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         if not request.permission:
             raise self._no_such_permission(request.resource, True)
         name = cv.check_relation_name(request.permission, "permission")
-        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        consistency = tokens.consistency_from_proto(request.consistency, request.HasField("consistency"))
         tree, revision = await self.system.expand(resource, name, consistency)
         response = permission.ExpandPermissionTreeResponse(expanded_at=az.token(revision))
         az.fill_expand_tree(response.tree_root, tree)
@@ -236,7 +237,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         name = cv.check_relation_name(request.permission, "permission")
         az.refuse_ellipsis(request.subject, "subject")
         who = cv.subject_from_proto(request.subject, request.HasField("subject"), "subject")
-        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        consistency = tokens.consistency_from_proto(request.consistency, request.HasField("consistency"))
         caveat_context = cv.struct_to_dict(request.context, request.HasField("context"))
         limit = limit_of(request.optional_limit, self.limits.max_page_size)
         kind = az.cursor_kind(az.LOOKUP_RESOURCES_CURSOR, request)
@@ -246,7 +247,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         )
         async for results, revision in found:  # one message per result (SpiceDB's API)
             token = az.token(revision)
-            cursors = cv.encode_cursors(kind, [result.resource_id for result in results])
+            cursors = tokens.encode_cursors(kind, [result.resource_id for result in results])
             for result, cursor in zip(results, cursors, strict=True):
                 yield permission.LookupResourcesResponse(
                     looked_up_at=token,
@@ -409,7 +410,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
         flt = self.relationship_filter(
             request.relationship_filter, request.HasField("relationship_filter"), "relationship_filter"
         )
-        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        consistency = tokens.consistency_from_proto(request.consistency, request.HasField("consistency"))
         limit = limit_of(request.optional_limit, self.limits.max_page_size)
         kind = az.cursor_kind(shared.READ_CURSOR, request)
         after = shared.read_cursor(
@@ -460,7 +461,7 @@ class AuthzedPermissionsServicer(permission_grpc.PermissionsServiceServicer):
             flt = self.relationship_filter(
                 request.optional_relationship_filter, True, "optional_relationship_filter"
             )
-        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        consistency = tokens.consistency_from_proto(request.consistency, request.HasField("consistency"))
         page = limit_of(request.optional_limit, self.limits.max_page_size) or self.limits.max_page_size
         after = shared.read_cursor(request.optional_cursor, request.HasField("optional_cursor"))
         limits = Limits(max_page_size=page)

@@ -8,6 +8,7 @@ from typing import Any
 from grpc import aio
 
 from stonetown.api import convert as cv
+from stonetown.api import tokens
 from stonetown.api.limits import Limits
 from stonetown.api.pb import core, permission, permission_grpc
 from stonetown.api.servicers import shared
@@ -30,10 +31,10 @@ def _resources_message(
 ) -> permission.LookupResourcesResponse:
     """One stream message of LookupResources: the first of `found` in its own fields, the
     others (if any) in additional_results, each with its cursor."""
-    cursors = cv.encode_cursors(_LOOKUP_RESOURCES_CURSOR, [result.resource_id for result in found])
+    cursors = tokens.encode_cursors(_LOOKUP_RESOURCES_CURSOR, [result.resource_id for result in found])
     first = found[0]
     message = permission.LookupResourcesResponse(
-        looked_up_at=cv.token_to_proto(revision),
+        looked_up_at=tokens.token_to_proto(revision),
         resource_object_id=first.resource_id,
         permissionship=cv.lookup_permissionship(first.conditional),
         partial_caveat_info=_partial(first.missing_parameters),
@@ -50,10 +51,10 @@ def _resources_message(
 
 def _subjects_message(found: list[LookupSubjectResult], revision: int) -> permission.LookupSubjectsResponse:
     """One stream message of LookupSubjects, laid out as :func:`_resources_message`'s."""
-    cursors = cv.encode_cursors(_LOOKUP_SUBJECTS_CURSOR, [result.subject.id for result in found])
+    cursors = tokens.encode_cursors(_LOOKUP_SUBJECTS_CURSOR, [result.subject.id for result in found])
     first = found[0]
     message = permission.LookupSubjectsResponse(
-        looked_up_at=cv.token_to_proto(revision),
+        looked_up_at=tokens.token_to_proto(revision),
         subject=cv.subject_to_proto(first.subject),
         permissionship=cv.lookup_permissionship(first.conditional),
         partial_caveat_info=_partial(first.missing_parameters),
@@ -112,7 +113,7 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
     def _check_response(self, result: CheckResult) -> permission.CheckResponse:
         if result.missing_parameters:
             response = permission.CheckResponse(
-                checked_at=cv.token_to_proto(result.revision),
+                checked_at=tokens.token_to_proto(result.revision),
                 permissionship=cv.permissionship_to_proto(result.permissionship),
             )
             response.partial_caveat_info.missing_required_context.extend(result.missing_parameters)
@@ -123,7 +124,7 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
             if len(self._check_responses) >= 8:
                 self._check_responses.clear()  # older revisions are rarely asked for again
             response = self._check_responses[key] = permission.CheckResponse(
-                checked_at=cv.token_to_proto(result.revision),
+                checked_at=tokens.token_to_proto(result.revision),
                 permissionship=cv.permissionship_to_proto(result.permissionship),
             )
         return response
@@ -133,13 +134,13 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
     ) -> permission.CheckBulkResponse:
         """Many checks at one revision; an item that is malformed or fails gets its own error."""
         self.limits.check_count("items", len(request.items), self.limits.max_checks_per_bulk, "checks")
-        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        consistency = tokens.consistency_from_proto(request.consistency, request.HasField("consistency"))
         contextual = (
             self._contextual(request.contextual_relationships) if request.contextual_relationships else ()
         )
         parsed = shared.parse_check_items(request.items)
         revision, outcomes = await shared.check_bulk(self.system, parsed, consistency, contextual)
-        response = permission.CheckBulkResponse(checked_at=cv.token_to_proto(revision))
+        response = permission.CheckBulkResponse(checked_at=tokens.token_to_proto(revision))
         for item, answer in zip(request.items, outcomes, strict=True):
             pair = response.pairs.add()
             pair.request.CopyFrom(item)
@@ -161,9 +162,9 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         """The userset tree of a permission on a resource."""
         resource = cv.object_from_proto(request.resource, request.HasField("resource"), "resource")
         name = cv.check_relation_name(request.permission, "permission")
-        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        consistency = tokens.consistency_from_proto(request.consistency, request.HasField("consistency"))
         tree, revision = await self.system.expand(resource, name, consistency, recursive=request.recursive)
-        response = permission.ExpandResponse(expanded_at=cv.token_to_proto(revision))
+        response = permission.ExpandResponse(expanded_at=tokens.token_to_proto(revision))
         cv.expand_to_proto(tree, response.tree_root)  # in place: see expand_to_proto
         return response
 
@@ -174,11 +175,11 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         resource_type = cv.check_type_name(request.resource_object_type, "resource_object_type")
         name = cv.check_relation_name(request.permission, "permission")
         subject = cv.subject_from_proto(request.subject, request.HasField("subject"), "subject")
-        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        consistency = tokens.consistency_from_proto(request.consistency, request.HasField("consistency"))
         caveat_context = cv.struct_to_dict(request.context, request.HasField("context"))
         contextual = self._contextual(request.contextual_relationships)
         limit = self.limits.page_size("optional_limit", request.optional_limit)
-        cursor = cv.cursor_from_proto(
+        cursor = tokens.cursor_from_proto(
             request.optional_cursor,
             request.HasField("optional_cursor"),
             _LOOKUP_RESOURCES_CURSOR,
@@ -208,7 +209,7 @@ class PermissionServicer(permission_grpc.PermissionServiceServicer):
         query = shared.subjects_query(request)
         contextual = self._contextual(request.contextual_relationships)
         limit = self.limits.page_size("optional_limit", request.optional_limit)
-        cursor = cv.cursor_from_proto(
+        cursor = tokens.cursor_from_proto(
             request.optional_cursor,
             request.HasField("optional_cursor"),
             _LOOKUP_SUBJECTS_CURSOR,

@@ -9,6 +9,7 @@ from typing import Any
 from grpc import aio
 
 from stonetown.api import convert as cv
+from stonetown.api import tokens
 from stonetown.api.limits import Limits
 from stonetown.api.pb import core, relationship, relationship_grpc
 from stonetown.api.servicers import shared
@@ -31,7 +32,7 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
         """Apply updates atomically, if every precondition holds."""
         updates, preconditions = shared.write_request(request, self.limits)
         revision = await self.system.write_relationships(updates, preconditions)
-        return relationship.WriteRelationshipsResponse(written_at=cv.token_to_proto(revision))
+        return relationship.WriteRelationshipsResponse(written_at=tokens.token_to_proto(revision))
 
     async def ImportRelationships(
         self, request_iterator: Any, context: aio.ServicerContext
@@ -41,7 +42,7 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
         limit = self.limits.max_relationships_per_import
         count, revision = await shared.import_stream(self.system, request_iterator, limit)
         return relationship.ImportRelationshipsResponse(
-            num_loaded=count, written_at=cv.token_to_proto(revision)
+            num_loaded=count, written_at=tokens.token_to_proto(revision)
         )
 
     async def ReadRelationships(
@@ -54,12 +55,12 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
         flt = cv.filter_from_proto(
             request.relationship_filter, request.HasField("relationship_filter"), "relationship_filter"
         )
-        consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+        consistency = tokens.consistency_from_proto(request.consistency, request.HasField("consistency"))
         limit = self.limits.page_size("optional_limit", request.optional_limit)
         after = shared.read_cursor(request.optional_cursor, request.HasField("optional_cursor"))
         pages = shared.read_pages(self.system, self.limits, flt, consistency, after, limit)
         async for rels, revision in pages:
-            token = cv.token_to_proto(revision)
+            token = tokens.token_to_proto(revision)
             for rel in rels:
                 yield relationship.ReadRelationshipsResponse(
                     read_at=token,
@@ -82,7 +83,7 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
             else relationship.DeleteRelationshipsResponse.DELETION_PROGRESS_COMPLETE
         )
         return relationship.DeleteRelationshipsResponse(
-            deleted_at=cv.token_to_proto(result.revision),
+            deleted_at=tokens.token_to_proto(result.revision),
             relationships_deleted_count=result.deleted,
             deletion_progress=progress,
         )
@@ -104,7 +105,7 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
 def _watch_response(changes: RevisionChanges) -> bytes:
     return relationship.WatchResponse(
         updates=[cv.change_to_proto(change) for change in changes.changes],
-        changes_through=cv.token_to_proto(changes.revision),
+        changes_through=tokens.token_to_proto(changes.revision),
         schema_changed=changes.schema_changed,
         committed_at=cv.timestamp_to_proto(changes.timestamp),
     ).SerializeToString()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from grpc import aio
 
-from stonetown.api import convert as cv
+from stonetown.api import tokens
 from stonetown.api.pb import schema, schema_grpc
 from stonetown.core.errors import InvalidArgument
 from stonetown.engine.system import PermissionSystem
@@ -26,11 +26,12 @@ class SchemaServicer(schema_grpc.SchemaServiceServicer):
             revision = await self.system.write_schema(request.schema)
         except InvalidArgument as exc:
             raise InvalidArgument(f"schema: {exc}") from exc
-        return schema.WriteSchemaResponse(written_at=cv.token_to_proto(revision))
+        return schema.WriteSchemaResponse(written_at=tokens.token_to_proto(revision))
 
     async def ReadSchema(
         self, request: schema.ReadSchemaRequest, context: aio.ServicerContext
     ) -> schema.ReadSchemaResponse:
         """The schema in force and the revision that wrote it (NOT_FOUND before any)."""
         stored = await self.system.read_schema()
-        return schema.ReadSchemaResponse(schema_text=stored.text, read_at=cv.token_to_proto(stored.revision))
+        read_at = tokens.token_to_proto(stored.revision)
+        return schema.ReadSchemaResponse(schema_text=stored.text, read_at=read_at)

@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from stonetown.api import convert as cv
+from stonetown.api import tokens
 from stonetown.api.errors import forget_frames
 from stonetown.api.limits import Limits
 from stonetown.core.errors import InvalidArgument, StonetownError
@@ -43,7 +44,7 @@ async def check(
         context = cv.struct_to_dict(request.context, request.HasField("context"))
     else:
         context = cv.struct_to_dict(request.context, True) if request.HasField("context") else None
-    consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+    consistency = tokens.consistency_from_proto(request.consistency, request.HasField("consistency"))
     if key is not None:
         if context is None and not contextual:
             # An answer already in the engine's whole-check cache, at a revision the
@@ -64,7 +65,7 @@ async def explained_check(
     name = cv.check_relation_name(request.permission, "permission")
     subject = cv.subject_from_proto(request.subject, request.HasField("subject"), "subject")
     context = cv.struct_to_dict(request.context, request.HasField("context"))
-    consistency = cv.consistency_from_proto(request.consistency, request.HasField("consistency"))
+    consistency = tokens.consistency_from_proto(request.consistency, request.HasField("consistency"))
     return await system.explain(resource, name, subject, consistency, context, contextual)
 
 
@@ -140,13 +141,13 @@ def read_cursor(
     message: Any, has: bool, path: str = "optional_cursor", kind: str = READ_CURSOR
 ) -> tuple[str, ...] | None:
     """The relationship key a ReadRelationships/export cursor resumes after."""
-    cursor = cv.cursor_from_proto(message, has, kind, _KEY_LENGTH, path)
+    cursor = tokens.cursor_from_proto(message, has, kind, _KEY_LENGTH, path)
     return tuple(cursor) if cursor else None
 
 
 def read_cursor_after(rel: Relationship, kind: str = READ_CURSOR) -> str:
     """The cursor token resuming after `rel`."""
-    return cv.encode_cursor(kind, list(rel.key))
+    return tokens.encode_cursor(kind, list(rel.key))
 
 
 async def read_pages(
@@ -231,7 +232,7 @@ def subjects_query(request: Any) -> SubjectsQuery:
         name,
         subject_type,
         subject_relation,
-        cv.consistency_from_proto(request.consistency, request.HasField("consistency")),
+        tokens.consistency_from_proto(request.consistency, request.HasField("consistency")),
         cv.struct_to_dict(request.context, request.HasField("context")),
     )
 
@@ -246,7 +247,7 @@ async def watch_start(system: PermissionSystem, request: Any) -> tuple[list[str]
         except InvalidArgument as exc:
             raise InvalidArgument(f"optional_object_types[{index}]: {exc}") from None
     if request.HasField("optional_start_cursor"):
-        return types, cv.token_from_proto(request.optional_start_cursor, "optional_start_cursor")
+        return types, tokens.token_from_proto(request.optional_start_cursor, "optional_start_cursor")
     return types, await system.store.head_revision()
 
 
