@@ -84,9 +84,7 @@ class LookupAnswers(PermissionChecks):
     ) -> AsyncIterator[tuple[list[LookupResourceResult], int]]:
         """The answers of :meth:`lookup_resources` in order, in non-empty batches, each with
         the revision used."""
-        if context:
-            require_request_context(context)
-        budget = EvaluationBudget()
+        budget = _budget_for(context)
 
         def validate(view: View) -> None:
             self._require_permission(view.state, resource_type, permission, "resource_object_type")
@@ -156,9 +154,7 @@ class LookupAnswers(PermissionChecks):
     ) -> AsyncIterator[tuple[list[LookupSubjectResult], int]]:
         """The answers of :meth:`lookup_subjects` in order, in non-empty batches, each with
         the revision used."""
-        if context:
-            require_request_context(context)
-        budget = EvaluationBudget()
+        budget = _budget_for(context)
 
         def validate(view: View) -> None:
             self._require_permission(view.state, resource.type, permission, "resource")
@@ -212,38 +208,48 @@ class LookupAnswers(PermissionChecks):
             return
         left = limit
         most = PAUSE_EVERY if limit is None else min(PAUSE_EVERY, limit)  # found items per batch
+        found = self._found_batches(view, consistency, contextual, validate, walk, key, after, most)
+        async for batch, used in found:
+            answers = outright(batch)
+            if answers is None:
+                answers = await _shaped(batch, used, shape)
+            if left is not None:
+                answers, left = answers[:left], left - len(answers)
+            if answers:
+                yield answers, used.revision
+            if left is not None and left <= 0:
+                return
+
+    async def _found_batches(
+        self,
+        view: View,
+        consistency: Consistency,
+        contextual: Sequence[Relationship],
+        validate: Callable[[View], None],
+        walk: Callable[[View, str | None], Generator[Found | Pause, None, None]],
+        key: Callable[[Found], str],
+        after: str | None,
+        most: int,
+    ) -> AsyncIterator[tuple[list[Found], View]]:
+        """The items `walk` finds on `view` from the cursor `after` on, in batches of at most
+        `most`, each with the view it was found on. On the live view the walk restarts where
+        it was when the head index advances during one of its pauses (see
+        :meth:`_replacement`)."""
         if view.live:
             replacement = self._replacement(consistency, contextual, validate)
             try:
                 found = resumable(view, walk, self._unchanged, replacement, key, after, most)
                 async for batch, used in found:
                     after = key(batch[-1])
-                    answers = outright(batch)
-                    if answers is None:
-                        answers = await _shaped(batch, used, shape)
-                    if left is not None:
-                        answers, left = answers[:left], left - len(answers)
-                    if answers:
-                        yield answers, used.revision
-                    if left is not None and left <= 0:
-                        return
+                    yield batch, used
                 return
             except _ContinueOnSnapshot as moved:
                 view = moved.view
         # An old revision is read through the store, on an old-read thread: the walk runs there
-        # whole (from the cursor on), then its answers are shaped here.
+        # whole (from the cursor on), then its answers are shaped by the consumer.
         found_all = await self._evaluate(view, partial(_walked, walk, view, after))
         for start in range(0, len(found_all), most):
-            batch = found_all[start : start + most]
-            answers = outright(batch)
-            if answers is None:
-                answers = await _shaped(batch, view, shape)
-            if left is not None:
-                answers, left = answers[:left], left - len(answers)
-            if answers:
-                yield answers, view.revision
-            if left is not None and left <= 0:
-                return
+            yield found_all[start : start + most], view
 
     async def _subject_answer(
         self,
@@ -295,6 +301,14 @@ class LookupAnswers(PermissionChecks):
             verdict.missing_parameters,
             conditionally,
         )
+
+
+def _budget_for(context: dict[str, Any] | None) -> EvaluationBudget:
+    """A fresh caveat-evaluation budget for one lookup whose request context is `context`
+    (checked against its bounds first)."""
+    if context:
+        require_request_context(context)
+    return EvaluationBudget()
 
 
 def _subject_id(found: SubjectFound) -> str:
