@@ -387,27 +387,24 @@ class CompiledSchema:
     def _flag(self, rtype: str, node: ir.Rewrite) -> bool:
         """Whether `node` names a relation of `rtype` storing plain subjects or wildcards
         only, none with a caveat: one lookup, always True or False."""
-        if not isinstance(node, ir.ComputedUserset) or (rtype, node.relation) not in self.inlinable:
-            return False
-        target = self.schema.relation(rtype, node.relation)
-        return (
-            target is not None
-            and isinstance(target.rewrite, ir.This)
-            and all(a.relation is None and a.caveat is None for a in target.rewrite.allowed)
-        )
+        stored = self._stored_plain(rtype, node)
+        return stored is not None and all(a.caveat is None for a in stored.allowed)
 
     def _lookup(self, rtype: str, node: ir.Rewrite) -> bool:
         """Whether `node` names a relation of `rtype` storing plain subjects or wildcards
         only (caveats and expirations allowed): its evaluation is a lookup, which never
         dispatches nor raises."""
+        return self._stored_plain(rtype, node) is not None
+
+    def _stored_plain(self, rtype: str, node: ir.Rewrite) -> ir.This | None:
+        """The stored rewrite of the inlinable relation of `rtype` that `node` names when it
+        admits plain subjects or wildcards only (no subject set); None otherwise."""
         if not isinstance(node, ir.ComputedUserset) or (rtype, node.relation) not in self.inlinable:
-            return False
+            return None
         target = self.schema.relation(rtype, node.relation)
-        return (
-            target is not None
-            and isinstance(target.rewrite, ir.This)
-            and all(a.relation is None for a in target.rewrite.allowed)
-        )
+        if target is None or not isinstance(target.rewrite, ir.This):
+            return None
+        return target.rewrite if all(a.relation is None for a in target.rewrite.allowed) else None
 
     def _caveat_free(self, rtype: str, node: ir.Rewrite) -> bool:
         """Whether no relation `node` evaluates, however deep, admits a caveated subject (so
