@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from stonetown.core.relationship import WILDCARD, ObjectRef, Relationship, SubjectRef
 from stonetown.engine.caveat_values import require_request_context
@@ -40,6 +40,23 @@ from stonetown.engine.types import (
 
 Found = TypeVar("Found")
 Answer = TypeVar("Answer")
+P = ParamSpec("P")
+
+
+def _one_by_one(
+    batches: Callable[P, AsyncIterator[tuple[list[Answer], int]]], doc: str
+) -> Callable[P, AsyncIterator[tuple[Answer, int]]]:
+    """A method giving the answers of the batch method `batches` one by one, each with its
+    batch's revision (the same parameters); `doc` its docstring."""
+
+    def each(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[tuple[Answer, int]]:
+        return _each(batches(*args, **kwargs))
+
+    each.__name__ = batches.__name__.replace("_batches", "s")
+    each.__qualname__ = batches.__qualname__.replace("_batches", "s")
+    each.__doc__ = doc
+    each.__wrapped__ = batches  # type: ignore[attr-defined]  # (its parameters, for help and IDEs)
+    return each
 
 
 class LookupAnswers(PermissionChecks):
@@ -47,28 +64,6 @@ class LookupAnswers(PermissionChecks):
     engine/system.py)."""
 
     held_cache: HeldCache
-
-    def lookup_resources(
-        self,
-        resource_type: str,
-        permission: str,
-        subject: SubjectRef,
-        consistency: Consistency,
-        context: dict[str, Any] | None = None,
-        contextual: Sequence[Relationship] = (),
-        *,
-        after: str | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[tuple[LookupResourceResult, int]]:
-        """Resource ids of `resource_type` on which `subject` has `permission`, sorted by id,
-        starting after the cursor id `after`, at most `limit`; each with the revision used.
-
-        Results stream as they are found; the walk gives the event loop a turn every few
-        milliseconds and stops when the consumer stops (a page full, a cancelled call)."""
-        batches = self.lookup_resource_batches(
-            resource_type, permission, subject, consistency, context, contextual, after=after, limit=limit
-        )
-        return _each(batches)
 
     async def lookup_resource_batches(
         self,
@@ -117,27 +112,14 @@ class LookupAnswers(PermissionChecks):
         async for batch in batches:
             yield batch
 
-    def lookup_subjects(
-        self,
-        resource: ObjectRef,
-        permission: str,
-        subject_type: str,
-        subject_relation: str,
-        consistency: Consistency,
-        context: dict[str, Any] | None = None,
-        contextual: Sequence[Relationship] = (),
-        *,
-        after: str | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[tuple[LookupSubjectResult, int]]:
-        """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) that have
-        `permission` on `resource`, sorted by id (wildcard first), after the cursor id `after`,
-        at most `limit`; each with the revision used. Streams like :meth:`lookup_resources`."""
-        batches = self.lookup_subject_batches(
-            resource, permission, subject_type, subject_relation, consistency, context, contextual,
-            after=after, limit=limit,
-        )  # fmt: skip
-        return _each(batches)
+    lookup_resources = _one_by_one(
+        lookup_resource_batches,
+        """Resource ids of `resource_type` on which `subject` has `permission`, sorted by id,
+        starting after the cursor id `after`, at most `limit`; each with the revision used.
+
+        Results stream as they are found; the walk gives the event loop a turn every few
+        milliseconds and stops when the consumer stops (a page full, a cancelled call).""",
+    )
 
     async def lookup_subject_batches(
         self,
@@ -183,6 +165,13 @@ class LookupAnswers(PermissionChecks):
         )
         async for batch in batches:
             yield batch
+
+    lookup_subjects = _one_by_one(
+        lookup_subject_batches,
+        """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) that have
+        `permission` on `resource`, sorted by id (wildcard first), after the cursor id `after`,
+        at most `limit`; each with the revision used. Streams like :meth:`lookup_resources`.""",
+    )
 
     async def _lookup(
         self,
