@@ -31,7 +31,7 @@ from stonetown.engine.closure_check import member_shortcuts, wrap_with_closures
 from stonetown.engine.conditions import Result
 from stonetown.engine.cycle_race import CycleRace
 from stonetown.engine.openfga_recursion import simple_recursive_relations
-from stonetown.engine.reachability import evaluated_relations
+from stonetown.engine.reachability import evaluated_relations, reachable
 from stonetown.schema import ir
 from stonetown.schema.graphs import cyclic_nodes, postorder, strongly_connected_components
 
@@ -409,17 +409,11 @@ class CompiledSchema:
     def _caveat_free(self, rtype: str, node: ir.Rewrite) -> bool:
         """Whether no relation `node` evaluates, however deep, admits a caveated subject (so
         its value is True, False or UNKNOWN, never a caveat expression)."""
-        seen: set[tuple[str, str]] = set()
-        todo = list(evaluated_relations(self.schema, rtype, node))
-        while todo:
-            current = todo.pop()
-            if current in seen:
-                continue
-            seen.add(current)
+        graph = self.graph
+        for current in reachable(evaluated_relations(self.schema, rtype, node), lambda at: graph.get(at, ())):
             relation = self.schema.relation(*current)
             if relation is not None and any(a.caveat is not None for a in relation.allowed):
                 return False
-            todo.extend(self.graph.get(current, ()))
         return True
 
     def _factor(
