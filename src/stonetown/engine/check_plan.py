@@ -31,7 +31,7 @@ from stonetown.engine.closure_check import member_shortcuts, wrap_with_closures
 from stonetown.engine.conditions import Result
 from stonetown.engine.cycle_race import CycleRace
 from stonetown.engine.openfga_recursion import simple_recursive_relations
-from stonetown.engine.reachability import evaluated_relations
+from stonetown.engine.reachability import evaluated_relations, reachable
 from stonetown.schema import ir
 from stonetown.schema.graphs import cyclic_nodes, postorder, strongly_connected_components
 
@@ -387,42 +387,33 @@ class CompiledSchema:
     def _flag(self, rtype: str, node: ir.Rewrite) -> bool:
         """Whether `node` names a relation of `rtype` storing plain subjects or wildcards
         only, none with a caveat: one lookup, always True or False."""
-        if not isinstance(node, ir.ComputedUserset) or (rtype, node.relation) not in self.inlinable:
-            return False
-        target = self.schema.relation(rtype, node.relation)
-        return (
-            target is not None
-            and isinstance(target.rewrite, ir.This)
-            and all(a.relation is None and a.caveat is None for a in target.rewrite.allowed)
-        )
+        stored = self._stored_plain(rtype, node)
+        return stored is not None and all(a.caveat is None for a in stored.allowed)
 
     def _lookup(self, rtype: str, node: ir.Rewrite) -> bool:
         """Whether `node` names a relation of `rtype` storing plain subjects or wildcards
         only (caveats and expirations allowed): its evaluation is a lookup, which never
         dispatches nor raises."""
+        return self._stored_plain(rtype, node) is not None
+
+    def _stored_plain(self, rtype: str, node: ir.Rewrite) -> ir.This | None:
+        """The stored rewrite of the inlinable relation of `rtype` that `node` names when it
+        admits plain subjects or wildcards only (no subject set); None otherwise."""
         if not isinstance(node, ir.ComputedUserset) or (rtype, node.relation) not in self.inlinable:
-            return False
+            return None
         target = self.schema.relation(rtype, node.relation)
-        return (
-            target is not None
-            and isinstance(target.rewrite, ir.This)
-            and all(a.relation is None for a in target.rewrite.allowed)
-        )
+        if target is None or not isinstance(target.rewrite, ir.This):
+            return None
+        return target.rewrite if all(a.relation is None for a in target.rewrite.allowed) else None
 
     def _caveat_free(self, rtype: str, node: ir.Rewrite) -> bool:
         """Whether no relation `node` evaluates, however deep, admits a caveated subject (so
         its value is True, False or UNKNOWN, never a caveat expression)."""
-        seen: set[tuple[str, str]] = set()
-        todo = list(evaluated_relations(self.schema, rtype, node))
-        while todo:
-            current = todo.pop()
-            if current in seen:
-                continue
-            seen.add(current)
+        graph = self.graph
+        for current in reachable(evaluated_relations(self.schema, rtype, node), lambda at: graph.get(at, ())):
             relation = self.schema.relation(*current)
             if relation is not None and any(a.caveat is not None for a in relation.allowed):
                 return False
-            todo.extend(self.graph.get(current, ()))
         return True
 
     def _factor(

@@ -131,6 +131,7 @@ def walk_sets(
     answered from its closure) until one grants. A depth error is deferred until every set
     was tried (another may grant)."""
     srel = subj[2]
+    # any-of loop written out in each operator: a shared helper is a call per operand (5-10 % of a Check)
     deferred: DepthExceeded | None = None
     for (ustype, usid, usrel), meta in ubucket.items():
         if (ustype, usrel) not in userset_types:
@@ -300,6 +301,8 @@ def compile_stored(
         else:
             get = run.objects.get
             held = run.held if subj is run.held_subject else run.held_by(subj)
+            # compile_this's probes written out over several relations: a call per relation
+            # would cost the union what one closure saves
             for rel, object_types, wildcard_types in specs:
                 key = (rtype, rid, rel)
                 if stype in object_types and key in held:
@@ -328,6 +331,7 @@ def compile_stored(
                             return True
         if not set_specs:
             return result
+        # any-of loop written out in each operator: a shared helper is a call per operand (5-10 % of a Check)
         deferred: DepthExceeded | None = None
         usersets = run.usersets
         for rel, userset_types, skips, members in set_specs:

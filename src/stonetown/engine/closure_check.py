@@ -271,6 +271,7 @@ def _compile_ancestors(
                 if srel == rel and sid == node and stype == rtype:
                     return True  # the subject set is this ancestor's (as its dispatch answers)
                 chain.append((node, depth + hops))
+        # any-of loop written out in each operator: a shared helper is a call per operand (5-10 % of a Check)
         for part, nodes in ((before, chain[1:]), (after, reversed(chain))):
             for node, at in nodes:
                 try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from stonetown.core.relationship import WILDCARD, ObjectRef, Relationship, SubjectRef
 from stonetown.engine.caveat_values import require_request_context
@@ -40,6 +40,23 @@ from stonetown.engine.types import (
 
 Found = TypeVar("Found")
 Answer = TypeVar("Answer")
+P = ParamSpec("P")
+
+
+def _one_by_one(
+    batches: Callable[P, AsyncIterator[tuple[list[Answer], int]]], doc: str
+) -> Callable[P, AsyncIterator[tuple[Answer, int]]]:
+    """A method giving the answers of the batch method `batches` one by one, each with its
+    batch's revision (the same parameters); `doc` its docstring."""
+
+    def each(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[tuple[Answer, int]]:
+        return _each(batches(*args, **kwargs))
+
+    each.__name__ = batches.__name__.replace("_batches", "s")
+    each.__qualname__ = batches.__qualname__.replace("_batches", "s")
+    each.__doc__ = doc
+    each.__wrapped__ = batches  # type: ignore[attr-defined]  # (its parameters, for help and IDEs)
+    return each
 
 
 class LookupAnswers(PermissionChecks):
@@ -47,28 +64,6 @@ class LookupAnswers(PermissionChecks):
     engine/system.py)."""
 
     held_cache: HeldCache
-
-    def lookup_resources(
-        self,
-        resource_type: str,
-        permission: str,
-        subject: SubjectRef,
-        consistency: Consistency,
-        context: dict[str, Any] | None = None,
-        contextual: Sequence[Relationship] = (),
-        *,
-        after: str | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[tuple[LookupResourceResult, int]]:
-        """Resource ids of `resource_type` on which `subject` has `permission`, sorted by id,
-        starting after the cursor id `after`, at most `limit`; each with the revision used.
-
-        Results stream as they are found; the walk gives the event loop a turn every few
-        milliseconds and stops when the consumer stops (a page full, a cancelled call)."""
-        batches = self.lookup_resource_batches(
-            resource_type, permission, subject, consistency, context, contextual, after=after, limit=limit
-        )
-        return _each(batches)
 
     async def lookup_resource_batches(
         self,
@@ -84,9 +79,7 @@ class LookupAnswers(PermissionChecks):
     ) -> AsyncIterator[tuple[list[LookupResourceResult], int]]:
         """The answers of :meth:`lookup_resources` in order, in non-empty batches, each with
         the revision used."""
-        if context:
-            require_request_context(context)
-        budget = EvaluationBudget()
+        budget = _budget_for(context)
 
         def validate(view: View) -> None:
             self._require_permission(view.state, resource_type, permission, "resource_object_type")
@@ -119,27 +112,14 @@ class LookupAnswers(PermissionChecks):
         async for batch in batches:
             yield batch
 
-    def lookup_subjects(
-        self,
-        resource: ObjectRef,
-        permission: str,
-        subject_type: str,
-        subject_relation: str,
-        consistency: Consistency,
-        context: dict[str, Any] | None = None,
-        contextual: Sequence[Relationship] = (),
-        *,
-        after: str | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[tuple[LookupSubjectResult, int]]:
-        """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) that have
-        `permission` on `resource`, sorted by id (wildcard first), after the cursor id `after`,
-        at most `limit`; each with the revision used. Streams like :meth:`lookup_resources`."""
-        batches = self.lookup_subject_batches(
-            resource, permission, subject_type, subject_relation, consistency, context, contextual,
-            after=after, limit=limit,
-        )  # fmt: skip
-        return _each(batches)
+    lookup_resources = _one_by_one(
+        lookup_resource_batches,
+        """Resource ids of `resource_type` on which `subject` has `permission`, sorted by id,
+        starting after the cursor id `after`, at most `limit`; each with the revision used.
+
+        Results stream as they are found; the walk gives the event loop a turn every few
+        milliseconds and stops when the consumer stops (a page full, a cancelled call).""",
+    )
 
     async def lookup_subject_batches(
         self,
@@ -156,9 +136,7 @@ class LookupAnswers(PermissionChecks):
     ) -> AsyncIterator[tuple[list[LookupSubjectResult], int]]:
         """The answers of :meth:`lookup_subjects` in order, in non-empty batches, each with
         the revision used."""
-        if context:
-            require_request_context(context)
-        budget = EvaluationBudget()
+        budget = _budget_for(context)
 
         def validate(view: View) -> None:
             self._require_permission(view.state, resource.type, permission, "resource")
@@ -188,6 +166,13 @@ class LookupAnswers(PermissionChecks):
         async for batch in batches:
             yield batch
 
+    lookup_subjects = _one_by_one(
+        lookup_subject_batches,
+        """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) that have
+        `permission` on `resource`, sorted by id (wildcard first), after the cursor id `after`,
+        at most `limit`; each with the revision used. Streams like :meth:`lookup_resources`.""",
+    )
+
     async def _lookup(
         self,
         consistency: Consistency,
@@ -212,38 +197,48 @@ class LookupAnswers(PermissionChecks):
             return
         left = limit
         most = PAUSE_EVERY if limit is None else min(PAUSE_EVERY, limit)  # found items per batch
+        found = self._found_batches(view, consistency, contextual, validate, walk, key, after, most)
+        async for batch, used in found:
+            answers = outright(batch)
+            if answers is None:
+                answers = await _shaped(batch, used, shape)
+            if left is not None:
+                answers, left = answers[:left], left - len(answers)
+            if answers:
+                yield answers, used.revision
+            if left is not None and left <= 0:
+                return
+
+    async def _found_batches(
+        self,
+        view: View,
+        consistency: Consistency,
+        contextual: Sequence[Relationship],
+        validate: Callable[[View], None],
+        walk: Callable[[View, str | None], Generator[Found | Pause, None, None]],
+        key: Callable[[Found], str],
+        after: str | None,
+        most: int,
+    ) -> AsyncIterator[tuple[list[Found], View]]:
+        """The items `walk` finds on `view` from the cursor `after` on, in batches of at most
+        `most`, each with the view it was found on. On the live view the walk restarts where
+        it was when the head index advances during one of its pauses (see
+        :meth:`_replacement`)."""
         if view.live:
             replacement = self._replacement(consistency, contextual, validate)
             try:
                 found = resumable(view, walk, self._unchanged, replacement, key, after, most)
                 async for batch, used in found:
                     after = key(batch[-1])
-                    answers = outright(batch)
-                    if answers is None:
-                        answers = await _shaped(batch, used, shape)
-                    if left is not None:
-                        answers, left = answers[:left], left - len(answers)
-                    if answers:
-                        yield answers, used.revision
-                    if left is not None and left <= 0:
-                        return
+                    yield batch, used
                 return
             except _ContinueOnSnapshot as moved:
                 view = moved.view
         # An old revision is read through the store, on an old-read thread: the walk runs there
-        # whole (from the cursor on), then its answers are shaped here.
+        # whole (from the cursor on), then its answers are shaped by the consumer.
         found_all = await self._evaluate(view, partial(_walked, walk, view, after))
         for start in range(0, len(found_all), most):
-            batch = found_all[start : start + most]
-            answers = outright(batch)
-            if answers is None:
-                answers = await _shaped(batch, view, shape)
-            if left is not None:
-                answers, left = answers[:left], left - len(answers)
-            if answers:
-                yield answers, view.revision
-            if left is not None and left <= 0:
-                return
+            yield found_all[start : start + most], view
 
     async def _subject_answer(
         self,
@@ -295,6 +290,14 @@ class LookupAnswers(PermissionChecks):
             verdict.missing_parameters,
             conditionally,
         )
+
+
+def _budget_for(context: dict[str, Any] | None) -> EvaluationBudget:
+    """A fresh caveat-evaluation budget for one lookup whose request context is `context`
+    (checked against its bounds first)."""
+    if context:
+        require_request_context(context)
+    return EvaluationBudget()
 
 
 def _subject_id(found: SubjectFound) -> str:

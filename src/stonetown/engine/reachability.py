@@ -15,9 +15,13 @@ Computed once per schema (like OpenFGA's typesystem), never per request:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from stonetown.schema import ir
+
+Node = TypeVar("Node", bound=Hashable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +100,15 @@ class Reachability:
         found = self._relevant.get(key)
         if found is None:
             assert self.schema is not None
-            seen: set[tuple[str, str]] = set()
-            todo = [key]
-            while todo:
-                current = todo.pop()
-                if current in seen:
-                    continue
-                seen.add(current)
-                relation = self.schema.relation(*current)
-                if relation is not None:
-                    todo.extend(evaluated_relations(self.schema, current[0], relation.rewrite))
-            found = self._relevant[key] = frozenset(seen)
+            schema = self.schema
+
+            def evaluated(current: tuple[str, str]) -> set[tuple[str, str]]:
+                relation = schema.relation(*current)
+                if relation is None:
+                    return set()
+                return evaluated_relations(schema, current[0], relation.rewrite)
+
+            found = self._relevant[key] = frozenset(reachable([key], evaluated))
         return found
 
     def plan_for(self, resource_type: str, permission: str) -> WalkPlan:
@@ -253,6 +255,20 @@ class Reachability:
         if isinstance(node, ir.Union):
             return all(self._is_monotone(schema, rtype, c, candidates) for c in node.children)
         return False
+
+
+def reachable(start: Iterable[Node], successors: Callable[[Node], Iterable[Node]]) -> Iterator[Node]:
+    """Every node reachable from the nodes `start` along `successors`, `start` included, each
+    once (depth first); a node's successors are asked for only when the next one is."""
+    seen: set[Node] = set()
+    todo = list(start)
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        yield current
+        todo.extend(successors(current))
 
 
 def evaluated_relations(schema: ir.Schema, rtype: str, node: ir.Rewrite) -> set[tuple[str, str]]:
