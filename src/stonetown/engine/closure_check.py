@@ -149,33 +149,28 @@ def member_shortcut(
         if closures is None or subj[2] or depth >= run.max_depth:
             return None  # (at the limit the dispatch raises)
         graph = closures.graphs.get(key)
+        reach: Reach | None = None
         if graph is not None and depth + 1 + graph.longest < run.max_depth:
-            # the subject's reach, kept from an earlier run until the relation changes
-            reach = graph.reaches.get(subj)
-            if reach is not None:
-                if rid in reach[0]:
+            reach = graph.reaches.get(subj)  # kept from an earlier run until the relation changes
+        if reach is None:
+            held = run.held if subj is run.held_subject else run.held_by(subj)
+            if subj[0] in object_types and (rtype, rid, rel) in held:
+                # stored directly, as the walk looks first: no closure needed
+                if run.objects.get((rtype, rid, rel), _EMPTY).get(subj[:2], _MISSING) is None:
                     return True
-                if reach[1] and (not graph.conditional or rid not in graph.covered()):
-                    return False
+            graph = graph or closures.graph(key)
+            # past `longest` hops no simple path goes: the walk below rid cannot reach the limit
+            if graph is None or depth + 1 + graph.longest >= run.max_depth:
                 return None
-        held = run.held if subj is run.held_subject else run.held_by(subj)
-        if subj[0] in object_types and (rtype, rid, rel) in held:
-            # stored directly, as the walk looks first: no closure needed
-            if run.objects.get((rtype, rid, rel), _EMPTY).get(subj[:2], _MISSING) is None:
-                return True
-        graph = graph or closures.graph(key)
-        # past `longest` hops no simple path goes: the walk below rid cannot reach the limit
-        if graph is None or depth + 1 + graph.longest >= run.max_depth:
-            return None
-        sets = run.closure_sets
-        if sets is None:
-            sets = run.closure_sets = {}
-        if sets.get((rtype, rel, subj)) in (None, rid) and len(held) > SCAN_LIMIT:
-            # a subject holding many relationships: its reach costs a scan of them all,
-            # more than one walk; taken once a second set of this relation is asked
-            sets[(rtype, rel, subj)] = rid
-            return None
-        reach = graph.remember(subj, _reach(run, graph, subj, object_types, wildcard_types))
+            sets = run.closure_sets
+            if sets is None:
+                sets = run.closure_sets = {}
+            if sets.get((rtype, rel, subj)) in (None, rid) and len(held) > SCAN_LIMIT:
+                # a subject holding many relationships: its reach costs a scan of them all,
+                # more than one walk; taken once a second set of this relation is asked
+                sets[(rtype, rel, subj)] = rid
+                return None
+            reach = graph.remember(subj, _reach(run, graph, subj, object_types, wildcard_types))
         if rid in reach[0]:
             return True
         if reach[1] and (not graph.conditional or rid not in graph.covered()):
