@@ -11,7 +11,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -56,9 +56,10 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteDatastore]:
 
 def _read_on_threads(
     store: SqliteDatastore, revision: int, workers: ThreadPoolExecutor, hold: threading.Event | None = None
-) -> None:
+) -> list[Future[None]]:
     """Read every row on each of the THREADS threads of `workers` (each has a connection of
-    its own); with `hold`, the first keeps its read open until `hold` is set."""
+    its own); with `hold`, the first keeps its read open until `hold` is set (the reads'
+    futures are returned without waiting)."""
     together = threading.Barrier(THREADS)
 
     def read(first: bool) -> None:
@@ -70,9 +71,11 @@ def _read_on_threads(
             if hold is not None and first:
                 hold.wait(timeout=30)
 
-    for done in [workers.submit(read, i == 0) for i in range(THREADS)]:
-        if hold is None:
+    reads = [workers.submit(read, i == 0) for i in range(THREADS)]
+    if hold is None:
+        for done in reads:
             done.result()
+    return reads
 
 
 async def _fill_every_cache(store: SqliteDatastore, workers: ThreadPoolExecutor) -> int:
@@ -108,8 +111,11 @@ async def test_a_connection_in_use_keeps_its_cache_and_its_read(
 ) -> None:
     revision = await _fill_every_cache(store, workers)
     hold = threading.Event()
-    await asyncio.to_thread(_read_on_threads, store, revision, workers, hold)
+    reads = await asyncio.to_thread(_read_on_threads, store, revision, workers, hold)
     try:
+        # the other threads' reads over (a lock count of 1 alone may be seen before they start)
+        while not all(done.done() for done in reads[1:]):
+            await asyncio.sleep(0.01)
         while [lock.locked() for _, lock in store._thread_readers.connections].count(True) != 1:
             await asyncio.sleep(0.01)
         # one thread's read transaction is open: its connection is not touched
