@@ -102,6 +102,8 @@ class CheckRun:
         "negations",
         "closure",
         "closure_sets",
+        "side_subject",
+        "side_holders",
     )
 
     def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
@@ -133,6 +135,10 @@ class CheckRun:
         # the closures of recursive sets (the head index only) and what they gave this run
         self.closure: Closures | None = getattr(index, "closure", None)
         self.closure_sets: dict[tuple[str, str, Subject], object] | None = None
+        # the subject whose holders in nested sets this run has read, and what it read:
+        # per nested set, (holders, the graph's longest path) (see subject_side)
+        self.side_subject: Subject | None = None
+        self.side_holders: dict[object, tuple[frozenset[tuple[str, str, str]], int]] = {}
 
     def _cycle(self, key: tuple[str, str, str, Subject], rtype: str, rel: str) -> Result:
         """The value of a sub-problem met again while it is being evaluated.

@@ -19,6 +19,7 @@ from stonetown.engine.check import (
 from stonetown.engine.conditions import UNKNOWN, Result, all_of, any_of
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline
 from stonetown.engine.index import RelMeta
+from stonetown.engine.subject_side import Side, shapes_of
 from stonetown.schema import ir
 
 _MISSING = object()
@@ -291,6 +292,7 @@ def compile_stored(
     set_specs = tuple(
         (rel, allowed_sets(node.allowed)[2], skips, members) for rel, node, skips, members in sets
     )
+    set_shapes = tuple((rel, shapes_of(types, members)) for rel, types, _, members in set_specs)
 
     def stored(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         stype, sid, srel = subj
@@ -371,4 +373,8 @@ def compile_stored(
     # lookups again as the evaluation it stands for: none, as for a union of several operands
     if not set_specs:
         set_refuter(stored, refute)
+    if all(shapes is not None for _, shapes in set_shapes):
+        # what it grants a plain subject through (subject_side): for an arrow to it, and
+        # for the levels of an ancestor chain
+        stored.side = Side(rtype, specs, set_shapes)  # type: ignore[arg-type,attr-defined]
     return stored
