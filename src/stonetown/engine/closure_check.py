@@ -223,19 +223,18 @@ def _compile_ancestors(
         if up is None:
             return walk(run, rid, subj, depth)
         stype, sid, srel = subj
+        ids = None
+        if levels is not None and not srel:
+            # the levels that may grant, asked at the deepest (what holds there holds above)
+            ids = levels.ids_of(run, subj, depth + len(up))
         # (object, depth its union is evaluated at); a cycle back to the object is left out
         # (the walk cuts it: False)
-        chain = [(rid, depth)]
+        chain = [(rid, depth)] if ids is None or rid in ids else []
         for hops, node in enumerate(up, 1):
-            if node != rid:
+            if node != rid and (ids is None or node in ids):
                 if srel == rel and sid == node and stype == rtype:
                     return True  # the subject set is this ancestor's (as its dispatch answers)
                 chain.append((node, depth + hops))
-        if levels is not None and not srel:
-            # asked for the deepest level: what holds there holds at every level above
-            ids = levels.ids_of(run, subj, chain[-1][1])
-            if ids is not None:
-                chain = [level for level in chain if level[0] in ids]
         result: Result = False
         deferred: DepthExceeded | None = None
         # any-of loop written out in each operator: a shared helper is a call per operand (5-10 % of a Check)

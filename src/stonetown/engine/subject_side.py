@@ -85,13 +85,19 @@ def reach_of(
 
 class _Site:
     """What an evaluation grants a plain subject through, as the ids of the objects it may
-    grant it on (kept per subject on the closures)."""
+    grant it on (kept per subject on the closures). `needs`: the nested sets whose holders
+    the ids read, each with how much deeper than the evaluation its sets are walked;
+    `dispatches`: whether the evaluation dispatches at its own depth (an arrow)."""
 
-    __slots__ = ()
+    __slots__ = ("needs", "dispatches")
+
+    def __init__(self, needs: dict[NestedShape, int], dispatches: bool) -> None:
+        self.needs = tuple(needs.items())
+        self.dispatches = dispatches
 
     def ids_of(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
         """The ids of objects on which the evaluation may yield more than False for the plain
-        `subj` at `depth` (an arrow: its dispatches' depth); None when not known."""
+        `subj` at `depth`; None when not known."""
         closures = run.closure
         if closures is None or not self.usable(run, subj, depth):
             return None
@@ -108,8 +114,15 @@ class _Site:
         return found  # type: ignore[return-value]
 
     def usable(self, run: CheckRun, subj: Subject, depth: int) -> bool:
-        """Whether the ids answer at `depth` (the holders they read do, the limit is far)."""
-        raise NotImplementedError
+        """Whether the ids answer at `depth`: the holders they read do at the depth their
+        sets are walked, and the evaluation's dispatches are below the limit. (Both hold at
+        every depth above one where they hold.)"""
+        if self.dispatches and depth >= run.max_depth:
+            return False
+        for shape, deeper in self.needs:
+            if usable_holders(run, shape, subj, depth + deeper) is None:
+                return False
+        return True
 
     def build(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
         """The ids, read from the index and the holders (None beyond MAX_HOLDERS)."""
@@ -119,12 +132,21 @@ class _Site:
         """Add the types whose plain subjects' relationships change the ids (arrow targets)."""
 
 
+def _merged(sites: list[tuple[_Site, int]]) -> dict[NestedShape, int]:
+    """The needs of `sites` (each evaluated that much deeper), each shape at its deepest."""
+    needs: dict[NestedShape, int] = {}
+    for site, deeper in sites:
+        for shape, more in site.needs:
+            needs[shape] = max(needs.get(shape, 0), deeper + more)
+    return needs
+
+
 class Side(_Site):
     """A union of stored relations of `rtype` (check_stored.compile_stored): relations looked
     up (relation, object types, wildcard types) and relations whose subject sets are nested
     sets (relation, their shapes)."""
 
-    __slots__ = ("rtype", "direct", "sets", "shapes")
+    __slots__ = ("rtype", "direct", "sets")
 
     def __init__(
         self,
@@ -132,14 +154,8 @@ class Side(_Site):
         direct: tuple[tuple[str, frozenset[str], frozenset[str]], ...],
         sets: tuple[tuple[str, tuple[NestedShape, ...]], ...],
     ) -> None:
+        super().__init__({shape: 0 for _, shapes in sets for shape in shapes}, False)
         self.rtype, self.direct, self.sets = rtype, direct, sets
-        self.shapes = tuple(shape for _, shapes in sets for shape in shapes)
-
-    def usable(self, run: CheckRun, subj: Subject, depth: int) -> bool:
-        for shape in self.shapes:
-            if usable_holders(run, shape, subj, depth) is None:
-                return False
-        return True
 
     def build(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
         stype, rtype = subj[0], self.rtype
@@ -176,13 +192,9 @@ class ArrowSide(_Site):
     __slots__ = ("rtype", "tupleset", "targets")
 
     def __init__(self, rtype: str, tupleset: str, targets: dict[str, Side]) -> None:
+        # dispatches at its depth, the targets evaluated one deeper
+        super().__init__(_merged([(side, 1) for side in targets.values()]), True)
         self.rtype, self.tupleset, self.targets = rtype, tupleset, targets
-
-    def usable(self, run: CheckRun, subj: Subject, depth: int) -> bool:
-        # dispatches at `depth` (below the limit), the targets evaluated one deeper
-        if depth >= run.max_depth:
-            return False
-        return all(side.usable(run, subj, depth + 1) for side in self.targets.values())
 
     def build(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
         reverse, rtype, tupleset = run.reverse, self.rtype, self.tupleset
@@ -211,10 +223,8 @@ class Levels(_Site):
     __slots__ = ("parts",)
 
     def __init__(self, parts: tuple[_Site, ...]) -> None:
+        super().__init__(_merged([(part, 0) for part in parts]), any(part.dispatches for part in parts))
         self.parts = parts
-
-    def usable(self, run: CheckRun, subj: Subject, depth: int) -> bool:
-        return all(part.usable(run, subj, depth) for part in self.parts)
 
     def build(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
         found: set[str] = set()
