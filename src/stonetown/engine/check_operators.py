@@ -15,7 +15,7 @@ from stonetown.engine.check import (
 )
 from stonetown.engine.conditions import Result, all_of, any_of, negate
 from stonetown.engine.index import RelMeta
-from stonetown.engine.subject_side import ArrowSide
+from stonetown.engine.subject_side import NOTHING, ArrowSide
 from stonetown.schema import ir
 
 
@@ -198,6 +198,8 @@ def compile_union(
     # again as the evaluation it stands for
     if len(children) == 1:
         set_refuter(union, refuter_of(children[0]))
+    if not children:
+        union.side = NOTHING  # type: ignore[attr-defined]
     return union
 
 

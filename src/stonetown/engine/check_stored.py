@@ -293,6 +293,10 @@ def compile_stored(
         (rel, allowed_sets(node.allowed)[2], skips, members) for rel, node, skips, members in sets
     )
     set_shapes = tuple((rel, shapes_of(types, members)) for rel, types, _, members in set_specs)
+    complete = all(shapes is not None for _, shapes in set_shapes)
+    # the objects where a subject set stored here holds a plain subject (as its holders say),
+    # kept per subject (subject_side)
+    own = Side(rtype, (), set_shapes) if set_specs and complete else None  # type: ignore[arg-type]
 
     def stored(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         stype, sid, srel = subj
@@ -333,6 +337,12 @@ def compile_stored(
                             return True
         if not set_specs:
             return result
+        if own is not None and not srel:
+            # outside its own objects, no subject set here holds the subject (as its holders
+            # say): no probe of the forward map
+            ids = own.ids_of(run, subj, depth)
+            if ids is not None and rid not in ids:
+                return result
         # any-of loop written out in each operator: a shared helper is a call per operand (5-10 % of a Check)
         deferred: DepthExceeded | None = None
         usersets = run.usersets
@@ -373,7 +383,7 @@ def compile_stored(
     # lookups again as the evaluation it stands for: none, as for a union of several operands
     if not set_specs:
         set_refuter(stored, refute)
-    if all(shapes is not None for _, shapes in set_shapes):
+    if complete:
         # what it grants a plain subject through (subject_side): for an arrow to it, and
         # for the levels of an ancestor chain
         stored.side = Side(rtype, specs, set_shapes)  # type: ignore[arg-type,attr-defined]

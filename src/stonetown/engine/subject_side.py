@@ -99,8 +99,13 @@ class _Site:
         """The ids of objects on which the evaluation may yield more than False for the plain
         `subj` at `depth`; None when not known."""
         closures = run.closure
-        if closures is None or not self.usable(run, subj, depth):
+        if closures is None or (self.dispatches and depth >= run.max_depth):
             return None
+        # (the holders read answer at the depth their sets are walked: then at every
+        # depth above, too)
+        for shape, deeper in self.needs:
+            if usable_holders(run, shape, subj, depth + deeper) is None:
+                return None
         kept = closures.sides.get(self)
         if kept is None:
             kept = closures.sides[self] = {}
@@ -112,17 +117,6 @@ class _Site:
                 kept.clear()
             kept[subj] = found  # type: ignore[assignment]
         return found  # type: ignore[return-value]
-
-    def usable(self, run: CheckRun, subj: Subject, depth: int) -> bool:
-        """Whether the ids answer at `depth`: the holders they read do at the depth their
-        sets are walked, and the evaluation's dispatches are below the limit. (Both hold at
-        every depth above one where they hold.)"""
-        if self.dispatches and depth >= run.max_depth:
-            return False
-        for shape, deeper in self.needs:
-            if usable_holders(run, shape, subj, depth + deeper) is None:
-                return False
-        return True
 
     def build(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
         """The ids, read from the index and the holders (None beyond MAX_HOLDERS)."""
@@ -238,6 +232,21 @@ class Levels(_Site):
     def register(self, arrow_types: set[str]) -> None:
         for part in self.parts:
             part.register(arrow_types)
+
+
+class Nothing(_Site):
+    """An evaluation that grants a plain subject nothing (a union of no operands)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__({}, False)
+
+    def ids_of(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
+        return frozenset()
+
+
+NOTHING = Nothing()
 
 
 def level_sides(operands: tuple[EvalFn, ...]) -> Levels | None:
