@@ -295,8 +295,8 @@ def compile_stored(
     set_shapes = tuple((rel, shapes_of(types, members)) for rel, types, _, members in set_specs)
     complete = all(shapes is not None for _, shapes in set_shapes)
     # the objects where a subject set stored here holds a plain subject (as its holders say),
-    # kept per subject (subject_side)
-    own = Side(rtype, (), set_shapes) if set_specs and complete else None  # type: ignore[arg-type]
+    # kept per subject (subject_side): asked where it saves several probes of the forward map
+    own = Side(rtype, (), set_shapes) if len(set_specs) > 1 and complete else None  # type: ignore[arg-type]
 
     def stored(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         stype, sid, srel = subj

@@ -98,6 +98,12 @@ class _Site:
     def ids_of(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
         """The ids of objects on which the evaluation may yield more than False for the plain
         `subj` at `depth`; None when not known."""
+        if subj is run.side_subject:
+            seen = run.side_holders.get(self)  # asked before in this run, as deep or deeper
+            if seen is not None and depth <= seen[1]:
+                return seen[0]  # type: ignore[return-value]
+        else:
+            run.side_subject, run.side_holders = subj, {}
         closures = run.closure
         if closures is None or (self.dispatches and depth >= run.max_depth):
             return None
@@ -116,6 +122,7 @@ class _Site:
             if len(kept) >= MAX_REACHES:
                 kept.clear()
             kept[subj] = found  # type: ignore[assignment]
+        run.side_holders[self] = (found, depth)  # type: ignore[assignment]
         return found  # type: ignore[return-value]
 
     def build(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
