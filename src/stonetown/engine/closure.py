@@ -57,6 +57,9 @@ MAX_REACHES = 4096
 # resource keys a subject's holders, or ids a subject's side (engine/subject_side.py), may
 # count; beyond, none are kept for it and its checks walk as before (memory: 8-16 B an entry)
 MAX_HOLDERS = 256
+# subjects whose holders a graph, or whose ids a side, keeps at most; beyond, it starts afresh
+# (at most ~4 MB a graph or side, typically ~1-2 KB a subject for all of them)
+MAX_SIDES = 1024
 
 _ABSENT = object()
 
@@ -283,7 +286,7 @@ class Graph:
         entries and kept for later runs; None (kept too) beyond :data:`MAX_HOLDERS` keys or
         without an exact reach (`nodes` None)."""
         holders = self.holders
-        if len(holders) >= MAX_REACHES:
+        if len(holders) >= MAX_SIDES:
             holders.clear()
         reverse, t, r = self._index.reverse, self.rtype, self.relation
         found: frozenset[ResourceKey] | None = None

@@ -30,7 +30,7 @@ relationships have no closures.
 from __future__ import annotations
 
 from stonetown.engine.check import CheckRun, EvalFn, Member, Subject
-from stonetown.engine.closure import MAX_HOLDERS, MAX_REACHES, Graph, GraphKey, Reach, ResourceKey
+from stonetown.engine.closure import MAX_HOLDERS, MAX_SIDES, Graph, GraphKey, Reach, ResourceKey
 
 # a subject storing more relationships than this has its reach in a nested set built only
 # when a run asks about a second set (a scan of them costs more than one walk down a chain)
@@ -119,7 +119,7 @@ class _Site:
         if found is _MISSING:
             self.register(closures.arrow_types)  # before anything is kept
             found = self.build(run, subj, depth)
-            if len(kept) >= MAX_REACHES:
+            if len(kept) >= MAX_SIDES:
                 kept.clear()
             kept[subj] = found  # type: ignore[assignment]
         run.side_holders[self] = (found, depth)  # type: ignore[assignment]
