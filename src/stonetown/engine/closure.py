@@ -336,7 +336,7 @@ class Closures:
     """The closures of one index (its head revision), built on demand per graph, and what
     plain subjects are kept to reach through them (engine/subject_side.py)."""
 
-    __slots__ = ("_index", "graphs", "given_up", "sides", "arrow_types")
+    __slots__ = ("_index", "graphs", "given_up", "sides", "wild_sides", "arrow_types")
 
     def __init__(self, index: RelationshipIndex) -> None:
         self._index = Maps(index)
@@ -345,6 +345,10 @@ class Closures:
         # a compiled union of stored relations or arrow (subject_side.Side, ArrowSide) ->
         # plain subject -> the ids of objects it may be granted on there, None when too many
         self.sides: dict[object, dict[tuple[str, str, str], frozenset[str] | None]] = {}
+        # (side, subject type) -> the ids its wildcard of that type is stored on: the same for
+        # every subject of the type, so kept apart (a subject's side is read again after most
+        # writes; this scan only after a wildcard's)
+        self.wild_sides: dict[tuple[object, str], frozenset[str] | None] = {}
         # the target types of those arrows: a relationship naming one changes where they point
         self.arrow_types: set[str] = set()
 
@@ -404,6 +408,8 @@ class Closures:
             graph = self.graphs.get((SET, stype, srel))
             if graph is not None and graph.holders:
                 graph.holders.clear()
+        if sid == "*" and self.wild_sides:
+            self.wild_sides.clear()
         sides = self.sides
         if sides:
             if nested or srel or sid == "*" or stype in self.arrow_types:
@@ -422,6 +428,7 @@ class Closures:
             total += sys.getsizeof(graph.up) + sum(sys.getsizeof(t) for t in graph.up.values())
             total += sys.getsizeof(graph.conditional)
             total += sys.getsizeof(graph.holders) + sum(sys.getsizeof(k) for k in graph.holders.values())
+        total += sys.getsizeof(self.wild_sides) + sum(sys.getsizeof(k) for k in self.wild_sides.values())
         for kept in self.sides.values():
             total += sys.getsizeof(kept) + sum(sys.getsizeof(k) for k in kept.values())
         return total

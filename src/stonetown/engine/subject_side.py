@@ -165,12 +165,15 @@ class Side(_Site):
         if rels:
             held = run.held if subj is run.held_subject else run.held_by(subj)
             found.update(k[1] for k in held if k[2] in rels and k[0] == rtype)
-        rels = {rel for rel, _, wildcard_types in self.direct if stype in wildcard_types}
-        if rels:
-            wild = run.reverse.get((stype, "*", ""), ())
-            if len(wild) > MAX_SCAN:
+        if any(stype in wildcard_types for _, _, wildcard_types in self.direct):
+            closures = run.closure
+            assert closures is not None
+            wild = closures.wild_sides.get((self, stype), _MISSING)
+            if wild is _MISSING:
+                wild = closures.wild_sides[(self, stype)] = self._wild(run, stype)
+            if wild is None:
                 return None
-            found.update(k[1] for k in wild if k[2] in rels and k[0] == rtype)
+            found.update(wild)  # type: ignore[arg-type]
         for rel, shapes in self.sets:
             for shape in shapes:
                 holders = usable_holders(run, shape, subj, depth)
@@ -178,6 +181,16 @@ class Side(_Site):
                     return None
                 found.update(k[1] for k in holders if k[2] == rel and k[0] == rtype)
         return frozenset(found) if len(found) <= MAX_HOLDERS else None
+
+
+    def _wild(self, run: CheckRun, stype: str) -> frozenset[str] | None:
+        """The ids storing the wildcard of `stype` under one of the relations looked up."""
+        rels = {rel for rel, _, wildcard_types in self.direct if stype in wildcard_types}
+        wild = run.reverse.get((stype, "*", ""), ())
+        if len(wild) > MAX_SCAN:
+            return None
+        found = frozenset(k[1] for k in wild if k[2] in rels and k[0] == self.rtype)
+        return found if len(found) <= MAX_HOLDERS else None
 
 
 class ArrowSide(_Site):
