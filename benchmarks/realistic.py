@@ -132,6 +132,9 @@ async def _measure_system(
     mix = data.mixed_checks(20_000)
     with_closure, walk = _time_paired(mix, core, index, budget)
     work["check_core/mix"], work["check_walk/mix"] = with_closure.as_dict(), walk.as_dict()
+    if closures is not None:  # with what the checks kept per subject (engine/subject_side.py)
+        kept = closures.nbytes() / max(index.count, 1)
+        out["closures"]["bytes_per_relationship_after_checks"] = round(kept, 2)
     out["check_answers_wrong"] = wrong
     out["check_answers_wrong_without_closures"] = walk_wrong
     latest = Consistency.minimize_latency()
@@ -378,7 +381,9 @@ def print_summary(result: dict[str, Any]) -> None:
     closures = inproc.get("closures", {})
     if closures.get("graphs") is not None:
         print(
-            f"closures: {closures['bytes_per_relationship']} B/rel, build {closures['build_seconds']} s, "
+            f"closures: {closures['bytes_per_relationship']} B/rel "
+            f"({closures.get('bytes_per_relationship_after_checks')} after the checks), "
+            f"build {closures['build_seconds']} s, "
             f"graphs {closures['graphs']}, given up {closures['given_up']}"
         )
     spice = result.get("spicedb", {})

@@ -102,6 +102,8 @@ class CheckRun:
         "negations",
         "closure",
         "closure_sets",
+        "side_subject",
+        "side_holders",
     )
 
     def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
@@ -133,6 +135,11 @@ class CheckRun:
         # the closures of recursive sets (the head index only) and what they gave this run
         self.closure: Closures | None = getattr(index, "closure", None)
         self.closure_sets: dict[tuple[str, str, Subject], object] | None = None
+        # the subject whose side this run has read, and what it read (see subject_side): per
+        # nested set, (its holders, the graph's longest path); per kept side, (its ids, the
+        # deepest evaluation they were asked for)
+        self.side_subject: Subject | None = None
+        self.side_holders: dict[object, tuple[object, int]] = {}
 
     def _cycle(self, key: tuple[str, str, str, Subject], rtype: str, rel: str) -> Result:
         """The value of a sub-problem met again while it is being evaluated.

@@ -15,6 +15,7 @@ from stonetown.engine.check import (
 )
 from stonetown.engine.conditions import Result, all_of, any_of, negate
 from stonetown.engine.index import RelMeta
+from stonetown.engine.subject_side import NOTHING, ArrowSide
 from stonetown.schema import ir
 
 
@@ -38,9 +39,12 @@ def compile_arrow(
     node: ir.TupleToUserset,
     allowed: tuple[frozenset[str], frozenset[tuple[str, str]]],
     skips: dict[str, Refuter] | None = None,
+    side: ArrowSide | None = None,
 ) -> EvalFn:
     """`tupleset->computed` (any target, or every target for `all`). `skips`: per target
-    type, the refuter of `computed` when its dispatch may be skipped (CompiledSchema._skips)."""
+    type, the refuter of `computed` when its dispatch may be skipped (CompiledSchema._skips).
+    `side`: for a tupleset of plain objects, what the arrow grants a plain subject through:
+    outside its ids, it yields False without reading the tupleset (subject_side)."""
     tupleset, computed, every = node.tupleset, node.computed, node.mode == "all"
     skips = skips or {}
     object_types, userset_types = allowed
@@ -92,6 +96,10 @@ def compile_arrow(
         # arrow_any over a tupleset of plain objects only (nearly every arrow): the bucket
         # is walked in place, no list of targets is built (so arrow_any's loop is written out
         # again here: a helper per target would cost what the copy saves)
+        if side is not None and not subj[2]:
+            ids = side.ids_of(run, subj, depth)
+            if ids is not None and rid not in ids:
+                return False
         bucket = run.objects.get((rtype, rid, tupleset))
         if not bucket:
             return False
@@ -150,6 +158,8 @@ def compile_arrow(
         return not subj[2] and not run.objects.get((rtype, rid, tupleset))
 
     set_refuter(arrow_any_objects, refute)
+    if side is not None:
+        arrow_any_objects.side = side  # type: ignore[attr-defined]
     return arrow_any_objects
 
 
@@ -188,6 +198,8 @@ def compile_union(
     # again as the evaluation it stands for
     if len(children) == 1:
         set_refuter(union, refuter_of(children[0]))
+    if not children:
+        union.side = NOTHING  # type: ignore[attr-defined]
     return union
 
 

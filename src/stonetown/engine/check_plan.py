@@ -32,6 +32,7 @@ from stonetown.engine.conditions import Result
 from stonetown.engine.cycle_race import CycleRace
 from stonetown.engine.openfga_recursion import simple_recursive_relations
 from stonetown.engine.reachability import evaluated_relations, reachable
+from stonetown.engine.subject_side import arrow_side
 from stonetown.schema import ir
 from stonetown.schema.graphs import cyclic_nodes, postorder, strongly_connected_components
 
@@ -216,7 +217,16 @@ class CompiledSchema:
         if isinstance(node, ir.TupleToUserset):
             allowed = self.allowed_tupleset.get((rtype, node.tupleset), (frozenset(), frozenset()))
             skips = self._skips({(st, node.computed) for st in allowed[0]})
-            return compile_arrow(rtype, node, allowed, {st: refute for (st, _), refute in skips.items()})
+            side = None
+            if self._member_shortcuts and not allowed[1]:
+                # targets that are unions of stored relations no cycle reaches: what the
+                # subject may be granted on through them is kept (subject_side)
+                functions, computed = self.functions, node.computed
+                sides = {st: getattr(functions.get((st, computed)), "side", None) for st in allowed[0]}
+                if all((st, computed) in self.acyclic for st in sides):
+                    side = arrow_side(rtype, node.tupleset, sides)
+            refuters = {st: refute for (st, _), refute in skips.items()}
+            return compile_arrow(rtype, node, allowed, refuters, side)
         if isinstance(node, ir.Union):
             return self._compile_flat_union(rtype, rel, node)
         if isinstance(node, ir.Intersection):

@@ -19,6 +19,7 @@ from stonetown.engine.check import (
 from stonetown.engine.conditions import UNKNOWN, Result, all_of, any_of
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline
 from stonetown.engine.index import RelMeta
+from stonetown.engine.subject_side import Side, shapes_of
 from stonetown.schema import ir
 
 _MISSING = object()
@@ -291,6 +292,11 @@ def compile_stored(
     set_specs = tuple(
         (rel, allowed_sets(node.allowed)[2], skips, members) for rel, node, skips, members in sets
     )
+    set_shapes = tuple((rel, shapes_of(types, members)) for rel, types, _, members in set_specs)
+    complete = all(shapes is not None for _, shapes in set_shapes)
+    # the objects where a subject set stored here holds a plain subject (as its holders say),
+    # kept per subject (subject_side): asked where it saves several probes of the forward map
+    own = Side(rtype, (), set_shapes) if len(set_specs) > 1 and complete else None  # type: ignore[arg-type]
 
     def stored(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         stype, sid, srel = subj
@@ -331,6 +337,12 @@ def compile_stored(
                             return True
         if not set_specs:
             return result
+        if own is not None and not srel:
+            # outside its own objects, no subject set here holds the subject (as its holders
+            # say): no probe of the forward map
+            ids = own.ids_of(run, subj, depth)
+            if ids is not None and rid not in ids:
+                return result
         # any-of loop written out in each operator: a shared helper is a call per operand (5-10 % of a Check)
         deferred: DepthExceeded | None = None
         usersets = run.usersets
@@ -371,4 +383,8 @@ def compile_stored(
     # lookups again as the evaluation it stands for: none, as for a union of several operands
     if not set_specs:
         set_refuter(stored, refute)
+    if complete:
+        # what it grants a plain subject through (subject_side): for an arrow to it, and
+        # for the levels of an ancestor chain
+        stored.side = Side(rtype, specs, set_shapes)  # type: ignore[arg-type,attr-defined]
     return stored

@@ -54,12 +54,19 @@ MAX_AFFECTED = 20_000
 
 # subjects whose reach a graph keeps at most (see Graph.remember); beyond, it starts afresh
 MAX_REACHES = 4096
+# resource keys a subject's holders, or ids a subject's side (engine/subject_side.py), may
+# count; beyond, none are kept for it and its checks walk as before (memory: 8-16 B an entry)
+MAX_HOLDERS = 256
+# subjects whose holders a graph, or whose ids a side, keeps at most; beyond, it starts afresh
+# (at most ~4 MB a graph or side, typically ~1-2 KB a subject for all of them)
+MAX_SIDES = 1024
 
 _ABSENT = object()
 
 # the reach of a plain subject in a nested set (closure_check): the sets holding it over
 # unconditional edges, directly or nested, and whether that is all (no metadata on the way)
 Reach = tuple[frozenset[str], bool]
+ResourceKey = tuple[str, str, str]
 
 
 class GiveUp(Exception):
@@ -82,6 +89,7 @@ class Graph:
         "_covered",
         "_tainted",
         "reaches",
+        "holders",
     )
 
     def __init__(self, index: Maps, key: GraphKey) -> None:
@@ -99,6 +107,13 @@ class Graph:
         # plain subject -> its reach in a nested set, until a relationship of the graph's
         # relation changes (Closures.touched): a subject's next checks skip the scan
         self.reaches: dict[tuple[str, str, str], Reach] = {}
+        # plain subject -> the resource keys storing a subject set of the graph's relation on a
+        # node of its (exact) reach, None when too many: a bucket whose key is not there holds
+        # no set the subject is in (engine/subject_side.py). Forgotten with the reaches, and
+        # when a relationship naming such a set changes (Closures.touched): a key missing
+        # there would skip an evaluation that grants (a wrong denial, or a wrong grant where
+        # it is subtracted)
+        self.holders: dict[tuple[str, str, str], frozenset[ResourceKey] | None] = {}
 
     # ---- the edges, as the index holds them ----------------------------------------------
 
@@ -263,6 +278,29 @@ class Graph:
         reaches[subject] = reach
         return reach
 
+    def keep_holders(
+        self, subject: tuple[str, str, str], nodes: frozenset[str] | None
+    ) -> frozenset[ResourceKey] | None:
+        """The resource keys storing the subject set `rtype:n#relation` of a node `n` of
+        `nodes` (the exact reach of the plain `subject`), read from the index's reverse
+        entries and kept for later runs; None (kept too) beyond :data:`MAX_HOLDERS` keys or
+        without an exact reach (`nodes` None)."""
+        holders = self.holders
+        if len(holders) >= MAX_SIDES:
+            holders.clear()
+        reverse, t, r = self._index.reverse, self.rtype, self.relation
+        found: frozenset[ResourceKey] | None = None
+        if nodes is not None:
+            keys: set[ResourceKey] = set()
+            for node in nodes:
+                keys.update(reverse.get((t, node, r), ()))
+                if len(keys) > MAX_HOLDERS:
+                    break
+            else:
+                found = frozenset(keys)
+        holders[subject] = found
+        return found
+
     def tainted(self) -> frozenset[str]:
         """The nodes with an edge carrying metadata (a closure reaching one of them is not
         the whole story: the walk also follows that edge)."""
@@ -295,14 +333,24 @@ class Maps:
 
 
 class Closures:
-    """The closures of one index (its head revision), built on demand per graph."""
+    """The closures of one index (its head revision), built on demand per graph, and what
+    plain subjects are kept to reach through them (engine/subject_side.py)."""
 
-    __slots__ = ("_index", "graphs", "given_up")
+    __slots__ = ("_index", "graphs", "given_up", "sides", "wild_sides", "arrow_types")
 
     def __init__(self, index: RelationshipIndex) -> None:
         self._index = Maps(index)
         self.graphs: dict[GraphKey, Graph] = {}
         self.given_up: set[GraphKey] = set()
+        # a compiled union of stored relations or arrow (subject_side.Side, ArrowSide) ->
+        # plain subject -> the ids of objects it may be granted on there, None when too many
+        self.sides: dict[object, dict[tuple[str, str, str], frozenset[str] | None]] = {}
+        # (side, subject type) -> the ids its wildcard of that type is stored on: the same for
+        # every subject of the type, so kept apart (a subject's side is read again after most
+        # writes; this scan only after a wildcard's)
+        self.wild_sides: dict[tuple[object, str], frozenset[str] | None] = {}
+        # the target types of those arrows: a relationship naming one changes where they point
+        self.arrow_types: set[str] = set()
 
     def graph(self, key: GraphKey) -> Graph | None:
         """The closures of `key`, built now if not yet kept; None when given up."""
@@ -342,12 +390,34 @@ class Closures:
             del self.graphs[key]
             self.given_up.add(key)
 
-    def touched(self, rtype: str, relation: str) -> None:
-        """A relationship of `rtype#relation` was written or deleted (called by the index
-        after every change): the reaches kept for that relation's nested set are stale."""
+    def touched(self, rtype: str, relation: str, stype: str, sid: str, srel: str) -> None:
+        """A relationship `rtype:_#relation@stype:sid#srel` was written or deleted (called by
+        the index after every change; `changed` first). Stale now: the reaches and holders
+        kept for `rtype#relation`'s nested set, the holders of `stype#srel`'s (a bucket gained
+        or lost one of its sets), and the ids kept for the plain subject `stype:sid` (its
+        own relationships changed); all of them after a change to a nested set, to a subject
+        set, to a wildcard or to a plain subject of an arrow's target type."""
         graph = self.graphs.get((SET, rtype, relation))
-        if graph is not None and graph.reaches:
-            graph.reaches.clear()
+        nested = graph is not None or (SET, rtype, relation) in self.given_up
+        if graph is not None:
+            if graph.reaches:
+                graph.reaches.clear()
+            if graph.holders:
+                graph.holders.clear()
+        if srel:
+            graph = self.graphs.get((SET, stype, srel))
+            if graph is not None and graph.holders:
+                graph.holders.clear()
+        if sid == "*" and self.wild_sides:
+            self.wild_sides.clear()
+        sides = self.sides
+        if sides:
+            if nested or srel or sid == "*" or stype in self.arrow_types:
+                sides.clear()
+            else:
+                subject = (stype, sid, "")
+                for kept in sides.values():
+                    kept.pop(subject, None)
 
     def nbytes(self) -> int:
         """The memory the closures take (dict slots, tuples; the strings belong to the index)."""
@@ -357,4 +427,8 @@ class Closures:
         for graph in self.graphs.values():
             total += sys.getsizeof(graph.up) + sum(sys.getsizeof(t) for t in graph.up.values())
             total += sys.getsizeof(graph.conditional)
+            total += sys.getsizeof(graph.holders) + sum(sys.getsizeof(k) for k in graph.holders.values())
+        total += sys.getsizeof(self.wild_sides) + sum(sys.getsizeof(k) for k in self.wild_sides.values())
+        for kept in self.sides.values():
+            total += sys.getsizeof(kept) + sum(sys.getsizeof(k) for k in kept.values())
         return total

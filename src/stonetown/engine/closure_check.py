@@ -28,17 +28,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stonetown.engine.check import CheckRun, DepthExceeded, EvalFn, Member, Subject
-from stonetown.engine.closure import ARROW, SET, Graph, GraphKey, Reach
+from stonetown.engine.closure import ARROW, SET, GraphKey, Reach
 from stonetown.engine.conditions import Result, all_of, any_of, negate
 from stonetown.engine.reachability import evaluated_relations
+from stonetown.engine.subject_side import SCAN_LIMIT, NestedShape, level_sides, reach_of
 from stonetown.schema import ir
 
 if TYPE_CHECKING:
     from stonetown.engine.check_plan import CompiledSchema
 
-# a subject storing more relationships than this has its reach in a nested set built only
-# when a run asks about a second set (a scan of them costs more than one walk down a chain)
-SCAN_LIMIT = 64
 _MISSING = object()
 _EMPTY: dict[object, object] = {}
 
@@ -170,13 +168,15 @@ def member_shortcut(
                 # more than one walk; taken once a second set of this relation is asked
                 sets[(rtype, rel, subj)] = rid
                 return None
-            reach = graph.remember(subj, _reach(run, graph, subj, object_types, wildcard_types))
+            reach = graph.remember(subj, reach_of(run, graph, subj, object_types, wildcard_types))
         if rid in reach[0]:
             return True
         if reach[1] and (not graph.conditional or rid not in graph.covered()):
             return False
         return None
 
+    # what engine/subject_side.py reads the subject's holders with
+    known.shape = NestedShape(key, object_types, wildcard_types)  # type: ignore[attr-defined]
     return known
 
 
@@ -188,37 +188,6 @@ def _compile_member(known: Member, walk: EvalFn) -> EvalFn:
         return walk(run, rid, subj, depth) if found is None else found
 
     return member
-
-
-def _reach(
-    run: CheckRun, graph: Graph, subj: Subject, object_types: frozenset[str], wildcard_types: frozenset[str]
-) -> Reach:
-    """The sets of `graph` holding the plain subject `subj` over unconditional edges, and
-    whether no relationship with metadata could add to them."""
-    rtype, rel = graph.rtype, graph.relation
-    stype, sid = subj[0], subj[1]
-    exact = True
-    direct: list[str] = []
-    keys: list[tuple[tuple[str, str, str], tuple[str, str]]] = []
-    if stype in object_types:
-        held = run.held if subj is run.held_subject else run.held_by(subj)
-        keys.extend((key, (stype, sid)) for key in held if key[2] == rel and key[0] == rtype)
-    if stype in wildcard_types:
-        wild = run.reverse.get((stype, "*", ""), ())
-        keys.extend((key, (stype, "*")) for key in wild if key[2] == rel and key[0] == rtype)
-    for key, skey in keys:
-        meta = run.objects.get(key, _EMPTY).get(skey, _MISSING)
-        if meta is None:
-            direct.append(key[1])
-        elif meta is not _MISSING:
-            exact = False
-    nodes = set(direct)
-    up = graph.up
-    for node in direct:
-        nodes.update(up.get(node, ()))
-    if exact and graph.conditional:
-        exact = graph.tainted().isdisjoint(nodes)
-    return frozenset(nodes), exact
 
 
 def _usable_ancestors(run: CheckRun, key: GraphKey, rid: str, depth: int) -> tuple[str, ...] | None:
@@ -242,32 +211,34 @@ def _compile_ancestors(
     """An ancestor arrow (see :func:`_ancestor_arrow`), from the closure: the union without
     the arrow on the object and on each ancestor, in the walk's order for a tree: the
     operands the union evaluates `before` the arrow going up (nearest ancestor first), then
-    those `after` it coming back down (from the farthest)."""
+    those `after` it coming back down (from the farthest). Where both keep what they may
+    grant a plain subject on (engine/subject_side.py), only the levels among those objects
+    are evaluated: on the others, both would yield False without a dispatch, a depth error
+    or a metadata read."""
     key: GraphKey = (ARROW, rtype, tupleset)
+    levels = level_sides((before, after))
 
     def ancestors(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
-        result: Result = False
-        deferred: DepthExceeded | None = None
-        try:
-            result = before(run, rid, subj, depth)
-        except DepthExceeded as exc:
-            deferred = exc
-        if result is True:
-            return True  # (a grant on the object itself needs no closure)
         up = _usable_ancestors(run, key, rid, depth)
         if up is None:
             return walk(run, rid, subj, depth)
         stype, sid, srel = subj
+        ids = None
+        if levels is not None and not srel:
+            # the levels that may grant, asked at the deepest (what holds there holds above)
+            ids = levels.ids_of(run, subj, depth + len(up))
         # (object, depth its union is evaluated at); a cycle back to the object is left out
         # (the walk cuts it: False)
-        chain = [(rid, depth)]
+        chain = [(rid, depth)] if ids is None or rid in ids else []
         for hops, node in enumerate(up, 1):
-            if node != rid:
+            if node != rid and (ids is None or node in ids):
                 if srel == rel and sid == node and stype == rtype:
                     return True  # the subject set is this ancestor's (as its dispatch answers)
                 chain.append((node, depth + hops))
+        result: Result = False
+        deferred: DepthExceeded | None = None
         # any-of loop written out in each operator: a shared helper is a call per operand (5-10 % of a Check)
-        for part, nodes in ((before, chain[1:]), (after, reversed(chain))):
+        for part, nodes in ((before, chain), (after, reversed(chain))):
             for node, at in nodes:
                 try:
                     found = part(run, node, subj, at)

@@ -193,7 +193,7 @@ class RelationshipIndex:
         if closure is not None:
             if stype == rkey[0]:
                 closure.changed(rkey[0], rkey[1], rkey[2], sid, srel)
-            closure.touched(rkey[0], rkey[2])
+            closure.touched(rkey[0], rkey[2], stype, sid, srel)
 
     def _owned(
         self,
@@ -248,7 +248,7 @@ class RelationshipIndex:
         if closure is not None:
             if rel.resource_type == rel.subject_type:
                 closure.changed(rkey[0], rkey[1], rkey[2], rel.subject_id, rel.subject_relation)
-            closure.touched(rkey[0], rkey[2])
+            closure.touched(rkey[0], rkey[2], rel.subject_type, rel.subject_id, rel.subject_relation)
 
     def _forget(self, ukey: UsersetKey) -> None:
         """Drop the shared key and bucket of a subject no relationship names any more, so a
