@@ -32,7 +32,9 @@ import os, sys
 import grpc
 from stonetown.api.interceptor import is_transport_error
 from stonetown.api.pb import core, permission, permission_grpc, relationship, relationship_grpc
-channel = grpc.insecure_channel(sys.argv[1])
+# no window growth (BDP probing): the lookup's 5,000 answers cannot all be sent before the
+# process dies, so the server is still streaming them when it goes (else it could finish: OK)
+channel = grpc.insecure_channel(sys.argv[1], options=[("grpc.http2.bdp_probe", 0)])
 watch = relationship_grpc.RelationshipServiceStub(channel).Watch(relationship.WatchRequest())
 lookup = permission_grpc.PermissionServiceStub(channel).LookupSubjects(permission.LookupSubjectsRequest(
     resource=core.ObjectReference(object_type="document", object_id="d"), permission="view",
