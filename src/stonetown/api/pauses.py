@@ -49,6 +49,7 @@ class PauseRecorder:
         self.gc_long = 0  # passes longer than GC_LOGGED (wall)
         self.full_passes = 0  # of the oldest generation, which walks every tracked object
         self.full_cpu = 0.0
+        self.full_walked_max = 0  # the most tracked objects a full pass walked
         self._gc_started = threading.local()
         self._task: asyncio.Task[None] | None = None
         self._memory_at_start: dict[str, float] = {}
@@ -104,6 +105,7 @@ class PauseRecorder:
             "gc_over_50ms": self.gc_long,
             "gc_full_passes": self.full_passes,
             "gc_full_cpu_ms": _ms(self.full_cpu),
+            "gc_full_max_objects": self.full_walked_max,
             "gc_tracked_objects": len(gc.get_objects()),
             "gc_frozen_objects": gc.get_freeze_count(),
         }
@@ -132,6 +134,10 @@ class PauseRecorder:
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         started = self._gc_started
         if phase == "start":
+            if info.get("generation") == 2:
+                # what the pass walks: every tracked object not frozen (a list of them costs
+                # a fraction of the walk; full passes are rare)
+                self.full_walked_max = max(self.full_walked_max, len(gc.get_objects()))
             started.wall, started.cpu = time.perf_counter(), time.thread_time()
             return
         if getattr(started, "wall", None) is None:
