@@ -124,7 +124,8 @@ async def test_a_connection_in_use_keeps_its_cache_and_its_read(
         hold.set()
     while any(lock.locked() for _, lock in store._thread_readers.connections):
         await asyncio.sleep(0.01)
-    assert await store.release_memory() == 1 + 2 + THREADS
+    # the others were closed (their threads open new ones on their next read): this one now
+    assert await store.release_memory() == 1 + 2 + 1
 
 
 async def test_the_soft_heap_limit_is_set_once_and_a_lower_one_stays(tmp_path: Path) -> None:

@@ -82,6 +82,7 @@ class Graph:
         "_covered",
         "_tainted",
         "reaches",
+        "_reach_values",
     )
 
     def __init__(self, index: Maps, key: GraphKey) -> None:
@@ -99,6 +100,10 @@ class Graph:
         # plain subject -> its reach in a nested set, until a relationship of the graph's
         # relation changes (Closures.touched): a subject's next checks skip the scan
         self.reaches: dict[tuple[str, str, str], Reach] = {}
+        # each distinct reach once, shared by the subjects that have it (most subjects of a
+        # group reach the same few sets): the kept reaches cost a dict entry each, not three
+        # objects allocated among a request's garbage (memory freed later stays fragmented)
+        self._reach_values: dict[Reach, Reach] = {}
 
     # ---- the edges, as the index holds them ----------------------------------------------
 
@@ -259,9 +264,15 @@ class Graph:
         closure_check), for later runs; forgotten on the next change (Closures.touched)."""
         reaches = self.reaches
         if len(reaches) >= MAX_REACHES:
-            reaches.clear()
+            self.forget_reaches()
+        reach = self._reach_values.setdefault(reach, reach)
         reaches[subject] = reach
         return reach
+
+    def forget_reaches(self) -> None:
+        """Forget the reaches kept (stale, too many, or the server idle)."""
+        self.reaches.clear()
+        self._reach_values.clear()
 
     def tainted(self) -> frozenset[str]:
         """The nodes with an edge carrying metadata (a closure reaching one of them is not
@@ -347,7 +358,15 @@ class Closures:
         after every change): the reaches kept for that relation's nested set are stale."""
         graph = self.graphs.get((SET, rtype, relation))
         if graph is not None and graph.reaches:
-            graph.reaches.clear()
+            graph.forget_reaches()
+
+    def forget_reaches(self) -> int:
+        """Forget the reaches every graph keeps (the server is idle: they are rebuilt on
+        demand); how many graphs kept any."""
+        kept = [graph for graph in self.graphs.values() if graph.reaches]
+        for graph in kept:
+            graph.forget_reaches()
+        return len(kept)
 
     def nbytes(self) -> int:
         """The memory the closures take (dict slots, tuples; the strings belong to the index)."""
