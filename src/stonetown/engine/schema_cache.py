@@ -104,7 +104,7 @@ class SchemaState:
         `openfga_cycles`: see CompiledSchema."""
         from stonetown.schema import compile_schema
 
-        with cyclic_gc_paused():
+        with cyclic_gc_paused(collect_first=len(stored.text) >= _FROZEN_SCHEMA_TEXT):
             state = cls.build(stored, compile_schema(stored.text, trusted=True), openfga_cycles)
             freeze_compilation(state)
         return state
@@ -121,7 +121,7 @@ class SchemaState:
         stored (revision 0); raises SchemaError. CPU-bound: run it off the event loop."""
         from stonetown.schema import compile_schema
 
-        with cyclic_gc_paused():
+        with cyclic_gc_paused(collect_first=len(text) >= _FROZEN_SCHEMA_TEXT):
             state = cls.build(StoredSchema(text, 0), compile_schema(text), openfga_cycles)
             freeze_compilation(state)
         return replace(state, checked_limits=True)
@@ -197,12 +197,16 @@ class SchemaCache:
 
 
 @contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
+def cyclic_gc_paused(collect_first: bool = False) -> Iterator[None]:
     """The cyclic garbage collector paused (in every thread) while a large structure grows:
     its new containers would trigger full collections, each walking the whole heap while
     holding the GIL, that find nothing (a schema compiles several times faster, and the
-    event loop is not stalled for seconds meanwhile)."""
+    event loop is not stalled for seconds meanwhile). `collect_first`: one full pass before
+    (a structure to be frozen once built: the garbage then in the generations is not frozen
+    with it; the pass walks what an automatic one would, not the structure, not yet built)."""
     paused = gc.isenabled()
+    if collect_first:
+        gc.collect()
     gc.disable()
     try:
         yield
