@@ -11,12 +11,14 @@ old-revision tokens at many revisions, was compiled again each time.
 from __future__ import annotations
 
 import gc
+import sys
 import weakref
 from pathlib import Path
 
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine import schema_cache
 from stonetown.engine.datastore import StoredSchema, Update, UpdateOp
+from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.system import PermissionSystem, SchemaState
 from stonetown.engine.types import Consistency, Permissionship
 from stonetown.stores.memory import MemoryDatastore
@@ -236,3 +238,23 @@ async def test_distinct_large_schemas_leave_a_bounded_frozen_generation(tmp_path
         await system.stop()
         gc.unfreeze()
         gc.collect()
+
+
+def test_the_index_maps_shrink_back_after_removals_in_place() -> None:
+    """An import deleted again left the index's maps at their peak size (a dict never shrinks
+    as entries go); compacting rebuilds them in place, the same objects, the same entries."""
+    index = RelationshipIndex(1)
+    kept = [Relationship.parse(f"doc:d{i}#viewer@user:u{i}") for i in range(20_000)]
+    passing = [Relationship.parse(f"doc:i{i}#viewer@user:v{i}") for i in range(20_000)]
+    for rel in kept + passing:
+        index.add(rel)
+    for rel in passing:
+        index.remove(rel)
+    maps = (index.objects, index.reverse)
+    sizes = [sys.getsizeof(table) for table in maps]
+    assert index.compact() >= 2
+    assert index.compact() == 0  # compact already
+    assert index.objects is maps[0] and index.reverse is maps[1]
+    assert all(sys.getsizeof(table) < size * 0.6 for table, size in zip(maps, sizes, strict=True))
+    assert index.count == len(kept) and sorted(map(str, index.relationships())) == sorted(map(str, kept))
+    assert index.compact(at_most=10) == 0  # larger maps are left alone

@@ -89,7 +89,8 @@ class RevisionViews(Writes):
         """Once no request has asked for a view for `idle` seconds: empty the caches requests
         fill at the head revision (checks' answers, paged lookups' walks, the reaches of
         nested sets), which otherwise stay as long as the revision does (a quiet server kept
-        them for good: MBs, and the allocator's pages they pin); how many were not empty."""
+        them for good: MBs, and the allocator's pages they pin), and compact the index's maps
+        (RelationshipIndex.compact); how many caches were not empty and maps compacted."""
         now = time.monotonic()
         if self._views != self._views_seen:
             self._views_seen, self._quiet_since = self._views, now
@@ -104,7 +105,8 @@ class RevisionViews(Writes):
             self.held_cache.clear()
             released += 1
         closures = self.index.closure
-        return released + (closures.forget_reaches() if closures is not None else 0)
+        released += closures.forget_reaches() if closures is not None else 0
+        return released + self.index.compact()
 
     # ---- revisions ----------------------------------------------------------------------
 
