@@ -219,7 +219,7 @@ async def test_distinct_large_schemas_leave_a_bounded_frozen_generation(tmp_path
     gc.collect()
     gc.freeze()
     schema_cache._Frozen.beside = 0
-    in_flight_each = 20_000
+    in_flight_each = 50_000
     try:
         frozen_sizes, in_flight = [], []
         for n in range(12):

@@ -25,7 +25,7 @@ _COMPILED_SCHEMAS = 4
 # Schema text from which its compilation is moved out of the collector's reach (see _Frozen).
 _FROZEN_SCHEMA_TEXT = 16_384
 # Objects frozen beside compilations, over the process's life, past which no more are frozen.
-_FROZEN_BESIDE_BUDGET = 100_000
+_FROZEN_BESIDE_BUDGET = 250_000
 
 
 class _Frozen:
