@@ -9,9 +9,9 @@ time is the machine's (the process was waiting for a core: ``starved``), otherwi
 server's own (its threads were busy: ``busy``). It also times every pass of the cyclic
 garbage collector, in whatever thread it runs, in wall time and in the CPU time of that
 thread, and counts the objects the largest full pass walked (``gc_full_max_objects``: every
-tracked object not frozen; the loaded index is frozen, so this stays the working set). Stalls and passes over their thresholds are logged as they happen
-(``event=loop_stall`` / ``event=gc_pause``), and a summary when the server stops
-(``event=pause_summary``).
+tracked object not frozen; the loaded index is frozen, so this stays the working set).
+Stalls and passes over their thresholds are logged as they happen (``event=loop_stall`` /
+``event=gc_pause``), and a summary when the server stops (``event=pause_summary``).
 """
 
 from __future__ import annotations
