@@ -106,3 +106,22 @@ async def test_a_quiet_server_empties_the_sqlite_page_caches(
         assert after is not None and after - empty < (full - empty) / 10, (empty, full, after)
     finally:
         await store.close()
+
+
+async def test_watch_responses_are_dropped_once_their_streams_had_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Watch response shared by the streams of a commit was kept until newer commits
+    pushed it out: an idle server kept the last few (a 5,000-change commit: about 1 MB each)."""
+    from stonetown.api.servicers import shared
+
+    monkeypatch.setattr(shared, "RESPONSE_KEPT_SECONDS", 0.05)
+    responses = shared.SharedResponses()
+    first = await responses.get((1, ()), lambda: b"x" * 1000, 1)
+    assert await responses.get((1, ()), lambda: b"rebuilt", 1) is first  # shared while kept
+    await asyncio.sleep(0.03)
+    await responses.get((2, ()), lambda: b"y" * 1000, 1)
+    await asyncio.sleep(0.04)  # the first one expired, the second not yet
+    assert list(responses._items) == [(2, ())] and responses._bytes == 1000
+    await asyncio.sleep(0.05)
+    assert not responses._items and responses._bytes == 0 and responses._expiry is None

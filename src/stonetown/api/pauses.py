@@ -8,9 +8,10 @@ much CPU the process used meanwhile: a stall during which the process ran less t
 time is the machine's (the process was waiting for a core: ``starved``), otherwise the
 server's own (its threads were busy: ``busy``). It also times every pass of the cyclic
 garbage collector, in whatever thread it runs, in wall time and in the CPU time of that
-thread. Stalls and passes over their thresholds are logged as they happen
-(``event=loop_stall`` / ``event=gc_pause``), and a summary when the server stops
-(``event=pause_summary``).
+thread, and counts the objects the largest full pass walked (``gc_full_max_objects``: every
+tracked object not frozen; the loaded index is frozen, so this stays the working set).
+Stalls and passes over their thresholds are logged as they happen (``event=loop_stall`` /
+``event=gc_pause``), and a summary when the server stops (``event=pause_summary``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class PauseRecorder:
         self.gc_long = 0  # passes longer than GC_LOGGED (wall)
         self.full_passes = 0  # of the oldest generation, which walks every tracked object
         self.full_cpu = 0.0
+        self.full_walked_max = 0  # the most tracked objects a full pass walked
         self._gc_started = threading.local()
         self._task: asyncio.Task[None] | None = None
         self._memory_at_start: dict[str, float] = {}
@@ -104,6 +106,7 @@ class PauseRecorder:
             "gc_over_50ms": self.gc_long,
             "gc_full_passes": self.full_passes,
             "gc_full_cpu_ms": _ms(self.full_cpu),
+            "gc_full_max_objects": self.full_walked_max,
             "gc_tracked_objects": len(gc.get_objects()),
             "gc_frozen_objects": gc.get_freeze_count(),
         }
@@ -132,6 +135,10 @@ class PauseRecorder:
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         started = self._gc_started
         if phase == "start":
+            if info.get("generation") == 2:
+                # what the pass walks: every tracked object not frozen (a list of them costs
+                # a fraction of the walk; full passes are rare)
+                self.full_walked_max = max(self.full_walked_max, len(gc.get_objects()))
             started.wall, started.cpu = time.perf_counter(), time.thread_time()
             return
         if getattr(started, "wall", None) is None:

@@ -33,7 +33,6 @@ import tempfile
 from collections.abc import Awaitable, Callable
 
 from stonetown.core.glibc import GLIBC, trim
-from stonetown.engine.schema_cache import collect_frozen_garbage
 from stonetown.stores.sqlite_memory import memory_used as sqlite_memory_used
 
 log = logging.getLogger("stonetown.server")
@@ -145,9 +144,9 @@ async def give_back_freed_memory(
     still hold: the collector runs its passes as objects are allocated, so a server gone
     quiet would keep them for good (in the hostile mix, tens of MB: aborted calls, whose
     AbortError grpc keeps in a cycle with the call, and what their frames held). The
-    long-lived data is frozen (the index at startup, large compiled schemas), so what such a
-    pass walks is small; once a few frozen compilations were dropped, the frozen objects are
-    collected too (engine/schema_cache.py :func:`collect_frozen_garbage`). Then
+    long-lived data is frozen (the index at startup, large compiled schemas as they are
+    built: engine/schema_cache.py :class:`_Frozen`) and never unfrozen, so such a pass walks
+    only what an automatic one would: never the index. Then
     `release_store()` empties the store's idle page caches (SQLite: up to 64 MB a
     connection), which the trim that follows gives back."""
     if GLIBC is None:
@@ -159,8 +158,7 @@ async def give_back_freed_memory(
         now = gc.get_stats()[-1]["collections"]
         quiet = quiet + interval if now == full_passes else 0.0
         if released or quiet >= FULL_PASS_AT_LEAST:
-            if not collect_frozen_garbage():
-                gc.collect()
+            gc.collect()
             quiet, now = 0.0, gc.get_stats()[-1]["collections"]
             if release_store is not None:
                 await _release_store(release_store)

@@ -90,6 +90,7 @@ class Graph:
         "_tainted",
         "reaches",
         "holders",
+        "_reach_values",
     )
 
     def __init__(self, index: Maps, key: GraphKey) -> None:
@@ -114,6 +115,10 @@ class Graph:
         # there would skip an evaluation that grants (a wrong denial, or a wrong grant where
         # it is subtracted)
         self.holders: dict[tuple[str, str, str], frozenset[ResourceKey] | None] = {}
+        # each distinct reach once, shared by the subjects that have it (most subjects of a
+        # group reach the same few sets): the kept reaches cost a dict entry each, not three
+        # objects allocated among a request's garbage (memory freed later stays fragmented)
+        self._reach_values: dict[Reach, Reach] = {}
 
     # ---- the edges, as the index holds them ----------------------------------------------
 
@@ -274,7 +279,8 @@ class Graph:
         closure_check), for later runs; forgotten on the next change (Closures.touched)."""
         reaches = self.reaches
         if len(reaches) >= MAX_REACHES:
-            reaches.clear()
+            self.forget_reaches()
+        reach = self._reach_values.setdefault(reach, reach)
         reaches[subject] = reach
         return reach
 
@@ -300,6 +306,11 @@ class Graph:
                 found = frozenset(keys)
         holders[subject] = found
         return found
+
+    def forget_reaches(self) -> None:
+        """Forget the reaches kept (stale, too many, or the server idle)."""
+        self.reaches.clear()
+        self._reach_values.clear()
 
     def tainted(self) -> frozenset[str]:
         """The nodes with an edge carrying metadata (a closure reaching one of them is not
@@ -401,7 +412,7 @@ class Closures:
         nested = graph is not None or (SET, rtype, relation) in self.given_up
         if graph is not None:
             if graph.reaches:
-                graph.reaches.clear()
+                graph.forget_reaches()
             if graph.holders:
                 graph.holders.clear()
         if srel:
@@ -418,6 +429,18 @@ class Closures:
                 subject = (stype, sid, "")
                 for kept in sides.values():
                     kept.pop(subject, None)
+
+    def forget_reaches(self) -> int:
+        """Forget what is kept per subject (the server is idle: rebuilt on demand): every
+        graph's reaches and holders, the sides' ids; how many graphs or sides kept any."""
+        kept = [graph for graph in self.graphs.values() if graph.reaches or graph.holders]
+        for graph in kept:
+            graph.forget_reaches()
+            graph.holders.clear()
+        sides = len(self.sides) + len(self.wild_sides)
+        self.sides.clear()
+        self.wild_sides.clear()
+        return len(kept) + sides
 
     def nbytes(self) -> int:
         """The memory the closures take (dict slots, tuples; the strings belong to the index)."""

@@ -64,6 +64,13 @@ def meta_of(rel: Relationship) -> RelMeta | None:
     return RelMeta(rel.caveat, expires)
 
 
+# Maps of at most this many entries are compacted when the server is idle (see compact).
+COMPACT_AT_MOST = 200_000
+# Bytes a map built for its entries takes at most per entry (an entry of 24 bytes for 1.5 to
+# 3 slots of the hash table); beyond, removals left it oversized.
+_BYTES_PER_ENTRY = 64
+
+
 class RelationshipIndex:
     """Forward and reverse maps of the live relationships at :attr:`revision`."""
 
@@ -249,6 +256,21 @@ class RelationshipIndex:
             if rel.resource_type == rel.subject_type:
                 closure.changed(rkey[0], rkey[1], rkey[2], rel.subject_id, rel.subject_relation)
             closure.touched(rkey[0], rkey[2], rel.subject_type, rel.subject_id, rel.subject_relation)
+
+    def compact(self, at_most: int = COMPACT_AT_MOST) -> int:
+        """Rebuild, in place, the index's top-level maps that removals left far larger than
+        their entries need (a dict never shrinks as entries go: an import deleted again left
+        its maps at their peak size, MBs of glibc's heap); maps of more than `at_most` entries
+        are left as they are (two copies of them would hold the event loop too long). The
+        maps stay the same objects (closures, runs and walks hold them). How many were."""
+        rebuilt = 0
+        for table in (self.objects, self.usersets, self.reverse, self._shared, self._keys):
+            if len(table) <= at_most and sys.getsizeof(table) > _BYTES_PER_ENTRY * len(table) + 4096:
+                kept = dict(table)  # sized for its entries
+                table.clear()
+                table.update(kept)  # into an empty dict: takes the copy's table as it is
+                rebuilt += 1
+        return rebuilt
 
     def _forget(self, ukey: UsersetKey) -> None:
         """Drop the shared key and bucket of a subject no relationship names any more, so a

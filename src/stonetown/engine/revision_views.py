@@ -16,7 +16,9 @@ from typing import TypeVar
 from stonetown.core.errors import InvalidArgument, NotFound, Unavailable
 from stonetown.core.relationship import Relationship
 from stonetown.engine.admission import require_admitted
+from stonetown.engine.check_cache import CheckCache
 from stonetown.engine.index import RelationshipIndex, overlay
+from stonetown.engine.lookup_subjects import HeldCache
 from stonetown.engine.schema_cache import SchemaState
 from stonetown.engine.store_snapshot import OldReads, SnapshotCache, StoreSnapshot
 from stonetown.engine.types import Consistency, ConsistencyMode
@@ -63,6 +65,11 @@ class RevisionViews(Writes):
     token_wait: float
     _old_reads: OldReads | None
     _old_caches: OrderedDict[int, SnapshotCache]
+    check_cache: CheckCache
+    held_cache: HeldCache
+    _views: int  # views asked for (requests served)
+    _views_seen: int  # ... at the last release of idle caches
+    _quiet_since: float  # when _views last changed, as seen by that release
 
     def release_idle_caches(self, idle: float = IDLE_CACHE_SECONDS) -> int:
         """Drop the old-revision caches and the compiled schemas (but the one in force) that
@@ -76,11 +83,35 @@ class RevisionViews(Writes):
         unused = [text for text, used in self._compiled_used.items() if used < cutoff and text != current]
         for text in unused:
             self._forget(text)
-        return len(stale) + len(unused)
+        return len(stale) + len(unused) + self._release_request_caches(idle)
+
+    def _release_request_caches(self, idle: float) -> int:
+        """Once no request has asked for a view for `idle` seconds: empty the caches requests
+        fill at the head revision (checks' answers, paged lookups' walks, the reaches of
+        nested sets), which otherwise stay as long as the revision does (a quiet server kept
+        them for good: MBs, and the allocator's pages they pin), and compact the index's maps
+        (RelationshipIndex.compact); how many caches were not empty and maps compacted."""
+        now = time.monotonic()
+        if self._views != self._views_seen:
+            self._views_seen, self._quiet_since = self._views, now
+            return 0
+        if now - self._quiet_since < idle:
+            return 0
+        released = 0
+        if self.check_cache.entries:
+            self.check_cache.entries.clear()
+            released += 1
+        if self.held_cache.entries:
+            self.held_cache.clear()
+            released += 1
+        closures = self.index.closure
+        released += closures.forget_reaches() if closures is not None else 0
+        return released + self.index.compact()
 
     # ---- revisions ----------------------------------------------------------------------
 
     async def _view(self, consistency: Consistency) -> View:
+        self._views += 1  # not idle (see _release_request_caches)
         while self._indexing is not None:
             await self._indexing.wait()  # an import is half-way into the index
         mode = consistency.mode

@@ -22,44 +22,67 @@ from stonetown.schema import ir
 # Compiled schemas kept, by text: a schema written again, or read at many old revisions,
 # compiles once (each compilation of a large schema is seconds of CPU and 100s of MB).
 _COMPILED_SCHEMAS = 4
-# Schema text from which its compilation is moved out of the collector's reach (_remember).
+# Schema text from which its compilation is moved out of the collector's reach (see _Frozen).
 _FROZEN_SCHEMA_TEXT = 16_384
+# Objects frozen beside compilations, over the process's life, past which no more are frozen.
+_FROZEN_BESIDE_BUDGET = 250_000
 
 
 class _Frozen:
-    """Process-wide, as the collector's permanent generation is: how many frozen compilations
-    were dropped from a cache since the permanent generation was last emptied.
+    """Process-wide, as the collector's permanent generation is: what was frozen beside the
+    large compilations.
 
-    ``gc.freeze()`` freezes every object alive at that moment, not only the compilation: the
-    requests in flight too. A frozen compilation dropped later is freed by reference counting
-    (it is acyclic), but what was frozen with it and dies in a reference cycle (an aborted
-    call, an exception and its frames) is never collected, and each new large schema froze
-    more: memory grew with every distinct large schema written. So once a cache's worth of
-    frozen compilations was dropped, the permanent generation is emptied (``gc.unfreeze()``)
-    and collected before the next freeze (:func:`collect_frozen_garbage`): what stays frozen
-    is bounded by the few freezes since. Not after every drop: that pass walks the whole heap,
-    the loaded index included (measured: 125 ms of CPU at 150k relationships)."""
+    A large compilation is ~100k long-lived acyclic objects (closures): left in the
+    collector's generations, every full pass would walk them (100-200 ms each, the GIL held).
+    So :func:`freeze_compilation` moves it to the permanent generation as soon as it is built,
+    on the compiling thread while the collector is still paused (``gc.freeze()`` splices lists:
+    constant time), before any pass has walked it. No pass runs for it: neither before the
+    freeze (it would walk the compilation) nor ever over the frozen objects (``gc.unfreeze()``
+    and a collection walk the whole heap, the loaded index included: a second at 1M
+    relationships).
 
-    dropped = 0
+    ``gc.freeze()`` freezes everything then in the generations, not only the compilation:
+    requests in flight, garbage not yet collected. A dropped compilation is freed by reference
+    counting (it is acyclic), but what was frozen beside it and dies in a reference cycle is
+    never collected. That is bounded instead: each freeze counts the objects it took beside
+    the compilation (every tracked object then unfrozen, less those the compilation reaches),
+    and once :data:`_FROZEN_BESIDE_BUDGET` is spent, compilations stay where the collector
+    walks them (slower full passes, but the memory bound holds)."""
+
+    beside = 0
 
 
-# Frozen compilations dropped before the permanent generation is collected (see _Frozen).
-_FROZEN_DROPS_COLLECTED = _COMPILED_SCHEMAS
-
-
-def collect_frozen_garbage(at_least: int = _FROZEN_DROPS_COLLECTED) -> bool:
-    """When at least `at_least` frozen compilations were dropped since the last time: one full
-    collection over everything, the frozen objects included (frees what died among them), and
-    everything alive frozen again (the loaded index, the cached compilations: long-lived,
-    kept out of later full passes); whether it ran. Walks the whole heap with the GIL held:
-    the server calls it when idle, and :meth:`SchemaCache._remember` before a freeze."""
-    if _Frozen.dropped < at_least:
+def freeze_compilation(state: SchemaState) -> bool:
+    """Move a just-built large compilation (and what else is unfrozen) to the collector's
+    permanent generation if the budget of objects frozen beside compilations allows it (see
+    _Frozen); whether it did. Call it where it was built, the collector still paused: its
+    objects are all unfrozen, and no pass has walked them yet."""
+    if len(state.stored.text) < _FROZEN_SCHEMA_TEXT:
         return False
-    _Frozen.dropped = 0
-    gc.unfreeze()
-    gc.collect()
+    unfrozen = gc.get_objects()
+    beside = len(unfrozen) - _reached(state, {id(item) for item in unfrozen})
+    del unfrozen
+    if _Frozen.beside + beside > _FROZEN_BESIDE_BUDGET:
+        return False
+    _Frozen.beside += beside
     gc.freeze()
     return True
+
+
+def _reached(root: object, among: set[int]) -> int:
+    """How many of the objects whose ids are `among` `root` reaches (itself included): a
+    walk confined to them (the frozen modules and classes its closures refer to are not)."""
+    seen = {id(root)} & among
+    frontier = [root]
+    while frontier:
+        found = []
+        for item in gc.get_referents(*frontier):
+            key = id(item)
+            if key in among and key not in seen:
+                seen.add(key)
+                found.append(item)
+        frontier = found
+    return len(seen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +104,10 @@ class SchemaState:
         `openfga_cycles`: see CompiledSchema."""
         from stonetown.schema import compile_schema
 
-        with cyclic_gc_paused():
-            return cls.build(stored, compile_schema(stored.text, trusted=True), openfga_cycles)
+        with cyclic_gc_paused(collect_first=len(stored.text) >= _FROZEN_SCHEMA_TEXT):
+            state = cls.build(stored, compile_schema(stored.text, trusted=True), openfga_cycles)
+            freeze_compilation(state)
+        return state
 
     @classmethod
     def build(cls, stored: StoredSchema, schema: ir.Schema, openfga_cycles: bool = False) -> SchemaState:
@@ -96,8 +121,9 @@ class SchemaState:
         stored (revision 0); raises SchemaError. CPU-bound: run it off the event loop."""
         from stonetown.schema import compile_schema
 
-        with cyclic_gc_paused():
+        with cyclic_gc_paused(collect_first=len(text) >= _FROZEN_SCHEMA_TEXT):
             state = cls.build(StoredSchema(text, 0), compile_schema(text), openfga_cycles)
+            freeze_compilation(state)
         return replace(state, checked_limits=True)
 
 
@@ -111,7 +137,6 @@ class SchemaCache:
     _compiled: OrderedDict[str, SchemaState]
     _compiled_used: dict[str, float]
     state: SchemaState | None  # the schema in force (set by the Writes layer)
-    _frozen_texts: set[str]  # the cached compilations frozen when cached
 
     async def _state_for(self, stored: StoredSchema) -> SchemaState:
         known = self._compiled.get(stored.text)
@@ -124,14 +149,6 @@ class SchemaCache:
     def _remember(self, state: SchemaState) -> None:
         """Keep `state` as the latest used compilation of its text (the oldest used goes)."""
         text = state.stored.text
-        if len(text) >= _FROZEN_SCHEMA_TEXT and text not in self._compiled:
-            # ~100k long-lived acyclic objects (closures): frozen, full passes no longer walk
-            # them (100-200 ms each); collected first so no garbage is frozen with them, and
-            # the frozen garbage of earlier freezes collected once a cache's worth was dropped
-            if not collect_frozen_garbage():
-                gc.collect()
-                gc.freeze()
-            self._frozen_texts.add(text)
         self._compiled[text] = state
         self._compiled.move_to_end(text)
         self._compiled_used[text] = time.monotonic()
@@ -139,12 +156,10 @@ class SchemaCache:
             self._forget(next(iter(self._compiled)))
 
     def _forget(self, text: str) -> None:
-        """Drop the compilation of `text` from the cache (a frozen one is counted, see _Frozen)."""
+        """Drop the compilation of `text` from the cache (frozen or not, reference counting
+        frees it: it is acyclic)."""
         self._compiled.pop(text, None)
         self._compiled_used.pop(text, None)
-        if text in self._frozen_texts:
-            self._frozen_texts.discard(text)
-            _Frozen.dropped += 1
 
     def _schema_of(self, stored: StoredSchema) -> ir.Schema:
         """The compiled IR of a stored schema, without changing the cache (runs on a store's
@@ -182,12 +197,16 @@ class SchemaCache:
 
 
 @contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
+def cyclic_gc_paused(collect_first: bool = False) -> Iterator[None]:
     """The cyclic garbage collector paused (in every thread) while a large structure grows:
     its new containers would trigger full collections, each walking the whole heap while
     holding the GIL, that find nothing (a schema compiles several times faster, and the
-    event loop is not stalled for seconds meanwhile)."""
+    event loop is not stalled for seconds meanwhile). `collect_first`: one full pass before
+    (a structure to be frozen once built: the garbage then in the generations is not frozen
+    with it; the pass walks what an automatic one would, not the structure, not yet built)."""
     paused = gc.isenabled()
+    if collect_first:
+        gc.collect()
     gc.disable()
     try:
         yield

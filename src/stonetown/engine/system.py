@@ -104,7 +104,6 @@ class PermissionSystem(LookupAnswers):
         self._old_caches: OrderedDict[int, SnapshotCache] = OrderedDict()  # the latest few
         self._compiled: OrderedDict[str, SchemaState] = OrderedDict()  # by schema text
         self._compiled_used: dict[str, float] = {}  # when each was last used
-        self._frozen_texts: set[str] = set()  # those frozen out of the collector's reach
         self._poller: asyncio.Task[None] | None = None
         self._collector: asyncio.Task[None] | None = None
         # the store's health: what is wrong with it (None: nothing), kept by a background probe
@@ -115,6 +114,8 @@ class PermissionSystem(LookupAnswers):
         self._prober: asyncio.Task[None] | None = None
         self.check_cache = CheckCache()
         self.held_cache = HeldCache()
+        self._views = self._views_seen = 0
+        self._quiet_since = time.monotonic()
         # The two answers a cache hit can give, for the revision they belong to (immutable).
         self._cached_verdicts = (
             -1,

@@ -67,7 +67,6 @@ from stonetown.stores.sqlite_memory import (
     limit_heap,
     settings,
     shrink,
-    shrink_unused,
 )
 from stonetown.stores.sqlite_reads import Row, ThreadReaders, scan, to_fields, to_relationship
 from stonetown.stores.sqlite_writer import (
@@ -315,8 +314,9 @@ class SqliteDatastore(SqlDatastore):
     async def release_memory(self) -> int:
         """Empty the page caches of the connections not in use (see
         :mod:`stonetown.stores.sqlite_memory`), each on its own thread: the writer's between
-        writes, the pooled readers while free, the worker threads' readers while their thread
-        is not reading. How many were emptied."""
+        writes, the pooled readers while free; and close the worker threads' readers while
+        their thread is not reading (their prepared statements too: a thread opens a new one
+        on its next old-revision read). How many were emptied or closed."""
         writer, readers = self._sync_writer, self._readers
         if writer is None or readers is None:
             return 0
@@ -335,7 +335,7 @@ class SqliteDatastore(SqlDatastore):
         finally:
             for connection in free:
                 readers.put(connection)
-        return shrunk + await asyncio.to_thread(shrink_unused, list(self._thread_readers.connections))
+        return shrunk + await asyncio.to_thread(self._thread_readers.close_unused)
 
     async def _in_write(
         self, action: str, body: Callable[[SqlConnection], Awaitable[T]], *, long: bool = False

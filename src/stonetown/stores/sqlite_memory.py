@@ -14,16 +14,15 @@ use 10 → 105 MB). The sizes below are chosen by what each connection does:
 The process-wide soft heap limit (:data:`SOFT_HEAP_LIMIT`) bounds them all together: beyond it
 a connection reuses its own least recently used pages instead of taking more (with many
 worker threads the caches could otherwise add up to hundreds of MB). And when the server is
-idle, :func:`shrink` (``PRAGMA shrink_memory``) empties a connection's cache; the server then
-asks glibc to return the freed pages (api/runtime.py).
+idle, :func:`shrink` (``PRAGMA shrink_memory``) empties a connection's cache (the worker
+threads' readers are closed instead, their prepared statements with them: sqlite_reads.py);
+the server then asks glibc to return the freed pages (api/runtime.py).
 """
 
 from __future__ import annotations
 
 import ctypes
 import sqlite3
-import threading
-from collections.abc import Iterable
 
 WRITER_CACHE_KIB = 65_536
 READER_CACHE_KIB = 16_384
@@ -51,22 +50,6 @@ def limit_heap(connection: sqlite3.Connection) -> None:
 def shrink(connection: sqlite3.Connection) -> None:
     """Free the page cache of `connection` (pages in use by an open statement stay)."""
     connection.execute("PRAGMA shrink_memory")
-
-
-def shrink_unused(connections: Iterable[tuple[sqlite3.Connection, threading.Lock]]) -> int:
-    """:func:`shrink` every connection whose lock is free (its thread is not reading), holding
-    the lock meanwhile; how many were shrunk. Blocks for the frees: run it off the event loop."""
-    shrunk = 0
-    for connection, lock in connections:
-        if lock.acquire(blocking=False):
-            try:
-                shrink(connection)
-                shrunk += 1
-            except sqlite3.Error:
-                pass  # closed with the store meanwhile: nothing to free
-            finally:
-                lock.release()
-    return shrunk
 
 
 def _library() -> ctypes.CDLL | None:

@@ -88,20 +88,47 @@ class ThreadReaders:
         self.connections = []
         self._local = threading.local()
 
+    def close_unused(self) -> int:
+        """Close the connection of every thread not reading now (all it holds: page cache,
+        prepared statements, schema), holding its lock meanwhile; how many were closed. Its
+        thread opens a new one on its next read. Blocks for the frees: off the event loop."""
+        closed = 0
+        for entry in list(self.connections):
+            connection, lock = entry
+            if lock.acquire(blocking=False):
+                try:
+                    self.connections.remove(entry)  # under the lock: see _entry
+                    connection.close()
+                    closed += 1
+                except (sqlite3.Error, ValueError):
+                    pass  # closed with the store meanwhile
+                finally:
+                    lock.release()
+        return closed
+
+    def _entry(self) -> tuple[sqlite3.Connection, threading.Lock]:
+        """The calling thread's connection, open, and its lock, acquired."""
+        entry = getattr(self._local, "entry", None)
+        if entry is not None:
+            entry[1].acquire()
+            if entry in self.connections:
+                return entry  # not closed by close_unused, which removes it under the lock
+            entry[1].release()
+        try:
+            connection = self._connect()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "reading relationships") from exc
+        entry = self._local.entry = (connection, threading.Lock())
+        entry[1].acquire()
+        self.connections.append(entry)
+        return entry
+
     @contextmanager
     def read(self, revision: int) -> Iterator[FilterReader]:
         """One read transaction at `revision` on the calling thread's connection, and a
         function reading a filter at it."""
-        local = self._local
-        connection = getattr(local, "connection", None)
-        if connection is None:
-            try:
-                connection = self._connect()
-            except sqlite3.Error as exc:
-                raise self._error(exc, "reading relationships") from exc
-            local.connection, local.lock = connection, threading.Lock()
-            self.connections.append((connection, local.lock))
-        with local.lock:
+        connection, lock = self._entry()
+        try:
             try:
                 connection.execute("BEGIN")
                 head, min_revision = run_sync(self._bounds(SyncConnection(connection)))
@@ -112,8 +139,9 @@ class ThreadReaders:
 
                 def read(filter: RelationshipFilter, limit: int | None = None) -> list[Relationship]:
                     clause, params = where(filter, at)
-                    if limit is not None:
-                        clause += f" LIMIT {int(limit)}"
+                    if limit is not None:  # a parameter: one prepared statement for every limit
+                        clause += " LIMIT ?"
+                        params.append(int(limit))
                     try:
                         sql = f"SELECT {COLUMNS} FROM relationships WHERE {clause}"
                         rows = connection.execute(sql, params)
@@ -126,6 +154,8 @@ class ThreadReaders:
                 raise self._error(exc, "reading relationships") from exc
             finally:
                 rollback(connection)
+        finally:
+            lock.release()
 
 
 async def scan(

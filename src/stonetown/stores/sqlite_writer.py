@@ -9,6 +9,7 @@ import heapq
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from itertools import chain
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -184,9 +185,8 @@ def insert_sorted(
     if extra:
         plain = [rel for rel in relationships if rel.caveat is None and rel.expiration is None]
         rows = _sorted_yielding([row_values(rel, revision) for rel in extra], _key_fields)
-        _insert_rows(connection, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    row = f"(?, ?, ?, ?, ?, ?, NULL, NULL, NULL, {int(revision)})"
-    _insert_rows(connection, row, _sorted_yielding(list(map(_KEY_OF, plain))))
+        _insert_rows(connection, rows, 10)
+    _insert_rows(connection, _sorted_yielding(list(map(_KEY_OF, plain))), 6, revision)
 
 
 _SORT_RUN = 20_000
@@ -202,26 +202,46 @@ def _sorted_yielding(items: list[_Row], key: Callable[[_Row], _Row] | None = Non
     return list(heapq.merge(*runs, key=key))
 
 
-def _insert_rows(connection: sqlite3.Connection, row: str, rows: list[_Row]) -> None:
-    """INSERT `rows` into relationships (all columns but id and deleted_revision), `row`
-    being the VALUES term of one row, as many rows per statement as the parameters allow.
+def _insert_rows(
+    connection: sqlite3.Connection, rows: list[_Row], fields: int, revision: int | None = None
+) -> None:
+    """INSERT `rows` of `fields` values into relationships (all columns but id and
+    deleted_revision; given `revision`, each row is the six key fields, the revision bound
+    once for all), as many rows per statement as the parameters allow.
 
     Several rows per statement keep the Python part (binding) short next to SQLite's (which
     runs without the GIL): with one row per statement the writer thread had to win the GIL
     back after every row, and so waited behind the event loop's Python work (the index update
-    of the previous import) instead of running beside it.
+    of the previous import) instead of running beside it. The statements' texts depend on
+    nothing but their row count, a power of two but the full one (the connection keeps each
+    prepared statement it ran: one per revision and per remainder was MBs of them).
     """
-    insert = f"INSERT INTO relationships ({_COLUMNS}, created_revision) VALUES "
-    per = _MAX_PARAMETERS // row.count("?")
+    shared = () if revision is None else (revision,)
+    per = (_MAX_PARAMETERS - len(shared)) // fields
     full = len(rows) - len(rows) % per
     if full:
         connection.executemany(
-            insert + ", ".join([row] * per),
-            (tuple(chain.from_iterable(rows[i : i + per])) for i in range(0, full, per)),
+            _insert_statement(per, fields, bool(shared)),
+            (shared + tuple(chain.from_iterable(rows[i : i + per])) for i in range(0, full, per)),
         )
-    if full < len(rows):
-        rest = rows[full:]
-        connection.execute(insert + ", ".join([row] * len(rest)), tuple(chain.from_iterable(rest)))
+    while full < len(rows):
+        count = 1 << ((len(rows) - full).bit_length() - 1)
+        part = shared + tuple(chain.from_iterable(rows[full : full + count]))
+        connection.execute(_insert_statement(count, fields, bool(shared)), part)
+        full += count
+
+
+@lru_cache(maxsize=64)
+def _insert_statement(count: int, fields: int, revision: bool) -> str:
+    """INSERT of `count` rows of `fields` numbered parameters each; with `revision`, the
+    caveat and expiration columns NULL and the created revision parameter 1 in every row."""
+    first = 2 if revision else 1
+    terms = []
+    for row in range(count):
+        start = first + row * fields
+        values = ", ".join(f"?{start + i}" for i in range(fields))
+        terms.append(f"({values}, NULL, NULL, NULL, ?1)" if revision else f"({values})")
+    return f"INSERT INTO relationships ({_COLUMNS}, created_revision) VALUES " + ", ".join(terms)
 
 
 def _key_fields(row: _Row) -> _Row:

@@ -256,6 +256,9 @@ async def watch_start(system: PermissionSystem, request: Any) -> tuple[list[str]
 # thread it gets the GIL back every switch interval, see api/runtime.py); a small commit is
 # built at once, cheaper than the hand-over.
 BUILD_OFF_LOOP = 200
+# Seconds a Watch response is kept after it was built: the streams it was built for have it
+# by then, and an idle server gives its memory back (a 5,000-change commit: about 1 MB).
+RESPONSE_KEPT_SECONDS = 10.0
 
 
 class SharedResponses:
@@ -263,13 +266,16 @@ class SharedResponses:
     every stream that asks the same: a large commit fanned out to many streams would otherwise
     convert each change again for each of them, holding the event loop for seconds. Responses
     are never changed once built. Kept: at most `size` of them, and of responses kept
-    serialized (bytes, see :mod:`.preserialized`) at most `max_bytes` in all but the latest."""
+    serialized (bytes, see :mod:`.preserialized`) at most `max_bytes` in all but the latest,
+    none for more than :data:`RESPONSE_KEPT_SECONDS`."""
 
     def __init__(self, size: int = 16, max_bytes: int = 8 * 1024 * 1024) -> None:
         self._size = size
         self._max_bytes = max_bytes
         self._bytes = 0
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._kept_at: dict[Hashable, float] = {}
+        self._expiry: asyncio.TimerHandle | None = None
         self._building: dict[Hashable, asyncio.Future[Any]] = {}
 
     async def get(self, key: Hashable, build: Callable[[], Any], changes: int) -> Any:
@@ -294,11 +300,33 @@ class SharedResponses:
             self._keep(key, building.result())
 
     def _keep(self, key: Hashable, response: Any) -> Any:
+        self._drop(key)
+        loop = asyncio.get_running_loop()
         self._items[key] = response
+        self._kept_at[key] = loop.time()
         self._bytes += _serialized_size(response)
         while len(self._items) > self._size or (self._bytes > self._max_bytes and len(self._items) > 1):
-            self._bytes -= _serialized_size(self._items.popitem(last=False)[1])
+            self._drop(next(iter(self._items)))
+        if self._expiry is None:
+            self._expiry = loop.call_later(RESPONSE_KEPT_SECONDS, self._expire)
         return response
+
+    def _drop(self, key: Hashable) -> None:
+        if key in self._items:
+            self._bytes -= _serialized_size(self._items.pop(key))
+            del self._kept_at[key]
+
+    def _expire(self) -> None:
+        """Drop the responses kept for :data:`RESPONSE_KEPT_SECONDS` (oldest first); again
+        when the next one is due, while any is kept."""
+        self._expiry = None
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() - RESPONSE_KEPT_SECONDS
+        while self._items and self._kept_at[next(iter(self._items))] <= cutoff:
+            self._drop(next(iter(self._items)))
+        if self._items:
+            due = self._kept_at[next(iter(self._items))] + RESPONSE_KEPT_SECONDS
+            self._expiry = loop.call_at(due, self._expire)
 
 
 def _serialized_size(response: Any) -> int:
