@@ -247,10 +247,10 @@ async def _load_index(store: Datastore, revision: int) -> RelationshipIndex:
     load (a full collection was pending) nor later collections traverse it.
     """
     index = RelationshipIndex(revision)
-    index.closure = Closures(index)  # the head index keeps closures of recursive sets
     with cyclic_gc_paused():
         async for batch in store.iter_fields(revision):
             index.add_all(batch)
         index.loaded()
         gc.freeze()
+    index.closure = Closures(index)  # the head index keeps closures of recursive sets
     return index
