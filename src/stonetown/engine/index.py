@@ -179,9 +179,11 @@ class RelationshipIndex:
             self._last = last
             return
         objects, usersets, hold = self.objects, self.usersets, self._hold
-        added = 0
+        added, raw, shared = 0, None, ""
         for rtype, rid, relation, stype, sid, srel in rows:
-            rkey = (strs[rtype], strs[rid], strs[relation])
+            if rid != raw:  # else the row's resource is the previous row's (no probe of strs)
+                raw, shared = rid, strs[rid]
+            rkey = (strs[rtype], shared, strs[relation])
             if rkey == last:
                 rkey = last
             else:
