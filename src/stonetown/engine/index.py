@@ -15,9 +15,8 @@ table of the shared ones is kept: a write finds a subject's through its reverse 
 Readers treat buckets as read-only, so the sharing is invisible to them. A reverse entry
 is a tuple while it holds few resource keys and a dict of them (values None) beyond that:
 readers iterate it or test membership (a set costs twice a dict's memory up to ~100 keys).
-Only a plain subject's entry is tested for membership (a check's subject); a subject set's
-is only iterated, so a load leaves those as tuples whatever their size (a write turns a big
-one back into a dict before changing it).
+During a load a subject set's entry is a list (appending to it is cheap), given its
+lasting form at the load's end.
 A load (:meth:`RelationshipIndex.add_all`, then :meth:`RelationshipIndex.loaded`) shares
 strings and subject keys through tables of its own, dropped at its end, and gives the memory
 it freed back.
@@ -217,8 +216,8 @@ class RelationshipIndex:
             self._hold(ukey, rkey)
 
     def loaded(self) -> None:
-        """The end of a load through :meth:`add_all`: subject sets' reverse entries become
-        tuples (only iterated, see the module doc), the load's tables are dropped (the strings
+        """The end of a load through :meth:`add_all`: subject sets' reverse entries take their
+        lasting form (lists while it lasted), the load's tables are dropped (the strings
         and keys stay shared where the index holds them), and the memory the load freed
         (those tables, the maps' outgrown hash tables, the rows read) is handed back to the
         system where the C library allows it: glibc keeps freed blocks of a grown heap
@@ -229,7 +228,7 @@ class RelationshipIndex:
             if ukey[2]:
                 holders = reverse[ukey]
                 if holders:
-                    reverse[ukey] = tuple(holders)
+                    reverse[ukey] = tuple(holders) if len(holders) <= _SMALL else dict.fromkeys(holders)
                 else:
                     del reverse[ukey]
         del subjects
@@ -319,8 +318,6 @@ class RelationshipIndex:
             ukey = (rel.subject_type, rel.subject_id, "")
         self.count -= 1
         holders = self.reverse.get(ukey)
-        if type(holders) is tuple and len(holders) > _SMALL:  # a subject set's, after a load
-            holders = self.reverse[ukey] = dict.fromkeys(holders)
         if type(holders) is tuple:
             rest = tuple(h for h in holders if h != rkey)
             if rest:
