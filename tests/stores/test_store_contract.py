@@ -588,6 +588,34 @@ async def test_iter_all_matches_read(store: Datastore) -> None:
             pass
 
 
+async def test_iter_fields_matches_read(store: Datastore) -> None:
+    """A load's fields are the relationships read: a batch holds plain relationships as six
+    fields or any as eight (caveat, expiration as POSIX seconds), at the head and before."""
+    expiry = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+
+    def ip(n: int) -> ContextualizedCaveat:
+        return ContextualizedCaveat("ip", {"n": n})
+
+    rels = [rel(f"document:d{i:03d}#viewer@user:u{i % 7}") for i in range(120)]
+    rels += [
+        Relationship("document", f"c{i}", "viewer", "team", f"t{i % 3}", "member", caveat=ip(i))
+        for i in range(15)
+    ]
+    rels += [Relationship("document", f"e{i}", "viewer", "user", "ana", expiration=expiry) for i in range(15)]
+    r1 = await store.write([Update(UpdateOp.CREATE, r) for r in rels])
+    r2 = await store.write([Update(UpdateOp.DELETE, r) for r in rels[::4]])
+    for revision in (r1, r2):
+        expected = await store.read(RelationshipFilter(), revision)
+        fields = []
+        async for batch in store.iter_fields(revision, batch=40):
+            assert 0 < len(batch) <= 40 and len({len(row) for row in batch}) == 1
+            assert len(batch[0]) in (6, 8)
+            fields += [(*row, None, None) if len(row) == 6 else row for row in batch]
+        assert sorted(fields, key=lambda f: f[:6]) == [
+            (*r.key, r.caveat, None if r.expiration is None else r.expiration.timestamp()) for r in expected
+        ]
+
+
 async def test_bulk_write_and_paging(store: Datastore) -> None:
     texts = [f"document:doc{i:05d}#viewer@user:user{i % 97}" for i in range(10_000)]
     revision = await store.write(creates(*texts))

@@ -25,6 +25,8 @@ from stonetown.core.relationship import ContextualizedCaveat, Relationship
 # (resource type, id, relation, subject type, id, relation or "", caveat, expiration as
 # POSIX seconds): one relationship as an index load reads it
 RelationshipFields = tuple[str, str, str, str, str, str, ContextualizedCaveat | None, float | None]
+# the fields of a relationship with neither caveat nor expiration (a store may yield these)
+PlainFields = tuple[str, str, str, str, str, str]
 # relationships per batch of an index load: small batches leave little transient garbage
 # (freed rows fragment the heap the long-lived index is built in)
 LOAD_BATCH = 1000
@@ -374,11 +376,12 @@ class Datastore(abc.ABC):
 
     async def iter_fields(
         self, revision: int, batch: int = LOAD_BATCH
-    ) -> AsyncIterator[list[RelationshipFields]]:
+    ) -> AsyncIterator[list[RelationshipFields] | list[PlainFields]]:
         """:meth:`iter_all` for loading an index: each relationship as its fields (type, id,
         relation, subject type, id and relation, caveat, expiration as POSIX seconds), in
         small batches, so a load leaves little transient garbage behind. Stores override it
-        to skip the Relationship objects."""
+        to skip the Relationship objects; a batch may be of plain relationships only, given
+        as their first six fields."""
         async for page in self.iter_all(revision, batch):
             yield [
                 (

@@ -9,13 +9,17 @@ It holds every live relationship of one revision, keyed both ways:
 
 Memory: most forward buckets hold one subject without metadata (an app's one organization,
 a run's one app). Those single-entry buckets are shared: one `{subject: None}` dict per
-distinct subject, reused by every bucket with exactly that content and copied before it is
-changed (see :meth:`RelationshipIndex._owned`). Subject key tuples are shared the same way.
+distinct subject, reused by every bucket with exactly that content. A bucket of one entry is
+never changed in place (it is copied first, see :meth:`RelationshipIndex._store`), so no
+table of the shared ones is kept: a write finds a subject's through its reverse entry.
 Readers treat buckets as read-only, so the sharing is invisible to them. A reverse entry
 is a tuple while it holds few resource keys and a dict of them (values None) beyond that:
 readers iterate it or test membership (a set costs twice a dict's memory up to ~100 keys).
+During a load a subject set's entry is a list (appending to it is cheap), given its
+lasting form at the load's end.
 A load (:meth:`RelationshipIndex.add_all`, then :meth:`RelationshipIndex.loaded`) shares
-strings through a table of its own, dropped at its end, and gives the memory it freed back.
+strings and subject keys through tables of its own, dropped at its end, and gives the memory
+it freed back.
 
 The head index of a server is advanced from the store's change log; older snapshots are
 built fresh from a store read. Evaluation never awaits, so a computation sees one revision.
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from stonetown.core.glibc import trim
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
-from stonetown.engine.datastore import Change, ChangeOp, RelationshipFields
+from stonetown.engine.datastore import Change, ChangeOp, PlainFields, RelationshipFields
 
 if TYPE_CHECKING:
     from stonetown.engine.closure import Closures
@@ -56,6 +60,10 @@ class RelMeta:
     expires_at: float | None  # POSIX seconds
 
 
+# a forward bucket, of either map: subject key -> metadata
+Bucket = dict[tuple[str, ...], RelMeta | None]
+
+
 def meta_of(rel: Relationship) -> RelMeta | None:
     """The metadata to store for `rel`, or None when it has neither caveat nor expiration."""
     if rel.caveat is None and rel.expiration is None:
@@ -71,11 +79,21 @@ COMPACT_AT_MOST = 200_000
 _BYTES_PER_ENTRY = 64
 
 
+class _Strings(dict):  # type: ignore[type-arg]
+    """A load's table of shared strings: `table[s]` is its one copy of `s` (added on a miss)."""
+
+    __slots__ = ()
+
+    def __missing__(self, text: str) -> str:
+        self[text] = text
+        return text
+
+
 class RelationshipIndex:
     """Forward and reverse maps of the live relationships at :attr:`revision`."""
 
     __slots__ = (
-        "objects", "usersets", "reverse", "revision", "count", "closure", "_shared", "_keys", "_ids", "_last"
+        "objects", "usersets", "reverse", "revision", "count", "closure", "_ids", "_subjects", "_last"
     )
 
     def __init__(self, revision: int = 0) -> None:
@@ -86,12 +104,10 @@ class RelationshipIndex:
         self.count = 0
         # the closures of recursive sets, on the head index only (engine/closure.py)
         self.closure: Closures | None = None
-        # subject key -> the shared single-entry bucket {subject key: None}
-        self._shared: dict[tuple[str, ...], dict[tuple[str, ...], RelMeta | None]] = {}
-        # subject key -> its one shared tuple
-        self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}
-        # string -> its one shared copy, while a load is under way (see add_all)
-        self._ids: dict[str, str] | None = None
+        # while a load is under way (see add_all): string -> its one shared copy, and
+        # subject (type, id, relation) -> its shared single-entry bucket
+        self._ids: _Strings | None = None
+        self._subjects: dict[UsersetKey, Bucket] | None = None
         self._last: ResourceKey | None = None  # the key of the load's latest row
 
     @classmethod
@@ -120,100 +136,170 @@ class RelationshipIndex:
         """Insert or replace one relationship given as its fields (no Relationship object)."""
         # Interning shares one string per distinct id however many relationships name it.
         rkey = (_intern(rtype), _intern(rid), _intern(relation))
-        self._put(rkey, _intern(stype), _intern(sid), _intern(srel) if srel else "", meta)
-
-    def add_all(self, batch: Iterable[RelationshipFields]) -> None:
-        """Insert relationships given as fields (a batch of :meth:`Datastore.iter_fields`: the
-        load path). Strings are shared through the index's own table, which :meth:`loaded`
-        drops at the end of the load (the interpreter's table would keep an entry per id for
-        good); consecutive rows of one resource key (the store's rowid order is mostly key
-        order) share one key tuple."""
-        ids = self._ids
-        if ids is None:
-            ids = self._ids = {}
-        share, put = ids.setdefault, self._put
-        last = self._last
-        for rtype, rid, relation, stype, sid, srel, caveat, expires_at in batch:
-            rkey = (share(rtype, rtype), share(rid, rid), share(relation, relation))
-            if rkey == last:
-                rkey = last
-            else:
-                last = rkey
-            meta = None if caveat is None and expires_at is None else RelMeta(caveat, expires_at)
-            put(rkey, share(stype, stype), share(sid, sid), share(srel, srel), meta)
-        self._last = last
-
-    def loaded(self) -> None:
-        """The end of a load through :meth:`add_all`: its table of shared strings is dropped
-        (the strings stay shared where the index holds them), and the memory the load freed
-        (that table, the maps' outgrown hash tables, the rows read) is handed back to the
-        system where the C library allows it: glibc keeps freed blocks of a grown heap
-        otherwise (measured at 1M relationships: 16 B per relationship of resident memory)."""
-        self._ids = self._last = None
-        trim()
-
-    def _put(self, rkey: ResourceKey, stype: str, sid: str, srel: str, meta: RelMeta | None) -> None:
-        """Insert or replace one relationship whose strings are already shared."""
-        keys = self._keys
+        stype, sid, srel = _intern(stype), _intern(sid), _intern(srel) if srel else ""
         if srel:
             skey: tuple[str, ...] = (stype, sid, srel)
-            skey = ukey = keys.setdefault(skey, skey)
-            forward: dict[ResourceKey, dict[tuple[str, ...], RelMeta | None]] = self.usersets  # type: ignore[assignment]
+            ukey = skey
+            forward: dict[ResourceKey, Bucket] = self.usersets  # type: ignore[assignment]
         else:
-            skey = (stype, sid)
-            skey = keys.setdefault(skey, skey)
-            ukey = (stype, sid, "")
-            ukey = keys.setdefault(ukey, ukey)
+            skey, ukey = (stype, sid), (stype, sid, "")
             forward = self.objects  # type: ignore[assignment]
-        bucket = forward.get(rkey)
-        if bucket is None:
-            if meta is None:
-                shared = self._shared.get(skey)
-                if shared is None:
-                    shared = self._shared[skey] = {skey: None}
-                forward[rkey] = shared
-            else:
-                forward[rkey] = {skey: meta}
-            new = True
-        elif meta is not None or bucket.get(skey, _ABSENT) is not None:
-            if len(bucket) == 1:
-                bucket = self._owned(forward, rkey, bucket)
-            new = skey not in bucket  # else only its caveat or expiration is replaced
-            bucket[skey] = meta
-        else:  # held already, without metadata: unchanged
-            new = False
-        if new:
-            self.count += 1
-            # a reverse entry holds `rkey` exactly when the forward bucket of `rkey` holds
-            # the subject, so a new relationship's key is added without a membership test
-            reverse = self.reverse
-            holders = reverse.get(ukey)
-            if holders is None:
-                reverse[ukey] = (rkey,)
-            elif type(holders) is not tuple:
-                holders[rkey] = None
-            elif len(holders) < _SMALL:
-                reverse[ukey] = holders + (rkey,)
-            else:
-                reverse[ukey] = dict.fromkeys((*holders, rkey))
+        if self._store(forward, rkey, skey, ukey, meta, None):  # type: ignore[arg-type]
+            self._hold(ukey, rkey)
         closure = self.closure
         if closure is not None:
             if stype == rkey[0]:
                 closure.changed(rkey[0], rkey[1], rkey[2], sid, srel)
             closure.touched(rkey[0], rkey[2], stype, sid, srel)
 
-    def _owned(
+    def add_all(self, batch: Iterable[RelationshipFields | PlainFields]) -> None:
+        """Insert relationships given as fields: a batch of :meth:`Datastore.iter_fields`, the
+        load path of a fresh index (no closures yet; nothing reads or changes it until
+        :meth:`loaded`). The rows of a batch all have six fields (plain relationships) or
+        all eight.
+
+        Strings are shared through the load's own table, subject keys and buckets through
+        another, which :meth:`loaded` drops (the interpreter's table would keep an entry
+        per id for good); consecutive rows of one resource key (the store's rowid order is
+        mostly key order) share one key tuple. A subject set's reverse entry is a list until
+        :meth:`loaded` (a tuple would be copied for every key added)."""
+        if self.closure is not None:
+            raise RuntimeError("a load is into an index without closures (they are built after it)")
+        rows = batch if isinstance(batch, list) else list(batch)
+        if not rows:
+            return
+        if self._ids is None:
+            self._ids, self._subjects = _Strings(), {}
+        strs, subjects, load = self._ids, self._subjects, self._load
+        assert strs is not None and subjects is not None
+        last = self._last
+        if len(rows[0]) != 6:
+            for rtype, rid, relation, stype, sid, srel, caveat, expires_at in rows:
+                rkey = (strs[rtype], strs[rid], strs[relation])
+                if rkey == last:
+                    rkey = last
+                else:
+                    last = rkey
+                meta = None if caveat is None and expires_at is None else RelMeta(caveat, expires_at)
+                load(rkey, stype, sid, srel, meta)
+            self._last = last
+            return
+        objects, usersets, hold = self.objects, self.usersets, self._hold
+        added, raw, shared = 0, None, ""
+        for rtype, rid, relation, stype, sid, srel in rows:
+            if rid != raw:  # else the row's resource is the previous row's (no probe of strs)
+                raw, shared = rid, strs[rid]
+            rkey = (strs[rtype], shared, strs[relation])
+            if rkey == last:
+                rkey = last
+            else:
+                last = rkey
+            # the common row inline: a new resource key for a subject seen before
+            ukey = (stype, sid, srel)
+            single = subjects.get(ukey)
+            forward = usersets if srel else objects
+            if single is None or rkey in forward:
+                load(rkey, stype, sid, srel, None)
+                continue
+            forward[rkey] = single
+            hold(ukey, rkey)  # the entry's stored key is the subject's shared tuple
+            added += 1
+        self.count += added
+        self._last = last
+
+    def _load(self, rkey: ResourceKey, stype: str, sid: str, srel: str, meta: RelMeta | None) -> None:
+        """One row of a load (:meth:`add_all`), any case; `rkey` is built of shared strings."""
+        strs, subjects = self._ids, self._subjects
+        assert strs is not None and subjects is not None
+        ukey = (stype, sid, srel)
+        single = subjects.get(ukey)
+        if single is None:  # a subject's first row: its shared keys, bucket and reverse entry
+            ukey = (strs[stype], strs[sid], strs[srel])
+            single = subjects[ukey] = {(ukey if srel else ukey[:2]): None}
+            if srel:
+                self.reverse[ukey] = list(self.reverse.get(ukey, ()))
+        (skey,) = single
+        if self._store(self.usersets if srel else self.objects, rkey, skey, ukey, meta, single):
+            self._hold(ukey, rkey)
+
+    def loaded(self) -> None:
+        """The end of a load through :meth:`add_all`: subject sets' reverse entries take their
+        lasting form (lists while it lasted), the load's tables are dropped (the strings
+        and keys stay shared where the index holds them), and the memory the load freed
+        (those tables, the maps' outgrown hash tables, the rows read) is handed back to the
+        system where the C library allows it: glibc keeps freed blocks of a grown heap
+        otherwise (measured at 1M relationships: 16 B per relationship of resident memory)."""
+        subjects, reverse = self._subjects or {}, self.reverse
+        self._ids = self._subjects = self._last = None
+        for ukey in subjects:
+            if ukey[2]:
+                holders = reverse[ukey]
+                if holders:
+                    reverse[ukey] = tuple(holders) if len(holders) <= _SMALL else dict.fromkeys(holders)
+                else:
+                    del reverse[ukey]
+        del subjects
+        trim()
+
+    def _store(
         self,
-        forward: dict[ResourceKey, dict[tuple[str, ...], RelMeta | None]],
+        forward: dict[ResourceKey, Bucket],
         rkey: ResourceKey,
-        bucket: dict[tuple[str, ...], RelMeta | None],
-    ) -> dict[tuple[str, ...], RelMeta | None]:
-        """`bucket` (the bucket of `rkey` in `forward`), made safe to change: a shared
-        single-entry bucket is replaced by a copy of its own."""
-        for key in bucket:
-            if self._shared.get(key) is bucket:
+        skey: tuple[str, ...],
+        ukey: UsersetKey,
+        meta: RelMeta | None,
+        single: Bucket | None,
+    ) -> bool:
+        """Insert or replace one relationship whose keys are built, `skey` in the bucket of
+        `rkey` in `forward` (`ukey`: the subject's reverse key, which the caller updates):
+        whether it is new. A new bucket without metadata is the subject's shared one:
+        `single`, or found through its reverse entry."""
+        bucket = forward.get(rkey)
+        if bucket is None:
+            if meta is None:
+                forward[rkey] = single if single is not None else self._single(forward, skey, ukey)
+            else:
+                forward[rkey] = {skey: meta}
+        elif meta is not None or bucket.get(skey, _ABSENT) is not None:
+            if len(bucket) == 1:  # maybe shared: never changed in place
                 bucket = forward[rkey] = dict(bucket)
-        return bucket
+            new = skey not in bucket  # else only its caveat or expiration is replaced
+            bucket[skey] = meta
+            if not new:
+                return False
+        else:  # held already, without metadata: unchanged
+            return False
+        self.count += 1
+        return True
+
+    def _hold(self, ukey: UsersetKey, rkey: ResourceKey) -> None:
+        """Add `rkey` to the reverse entry of `ukey`, for a new relationship (a reverse entry
+        holds `rkey` exactly when the forward bucket of `rkey` holds the subject, so there
+        is no membership test)."""
+        reverse = self.reverse
+        holders = reverse.get(ukey)
+        if holders is None:
+            reverse[ukey] = (rkey,)
+        elif type(holders) is dict:
+            holders[rkey] = None
+        elif type(holders) is list:  # a subject set's, while a load is under way
+            holders.append(rkey)
+        elif len(holders) < _SMALL:
+            reverse[ukey] = holders + (rkey,)
+        else:
+            reverse[ukey] = dict.fromkeys((*holders, rkey))
+
+    def _single(self, forward: dict[ResourceKey, Bucket], skey: tuple[str, ...], ukey: UsersetKey) -> Bucket:
+        """The single-entry bucket `{skey: None}` to share: the one some resource key among
+        the first few holding the subject has (buckets of one entry are never changed in
+        place), else a new one."""
+        for count, rkey in enumerate(self.reverse.get(ukey, ()), 1):
+            bucket = forward.get(rkey)
+            if bucket is not None and len(bucket) == 1 and bucket.get(skey, _ABSENT) is None:
+                return bucket
+            if count == _SMALL:
+                break
+        return {skey: None}
 
     def remove(self, rel: Relationship) -> None:
         """Delete one relationship if present."""
@@ -245,12 +331,10 @@ class RelationshipIndex:
                 self.reverse[ukey] = rest
             else:
                 del self.reverse[ukey]
-                self._forget(ukey)
         elif holders is not None:
             holders.pop(rkey, None)
             if not holders:
                 del self.reverse[ukey]
-                self._forget(ukey)
         closure = self.closure
         if closure is not None:
             if rel.resource_type == rel.subject_type:
@@ -264,21 +348,13 @@ class RelationshipIndex:
         are left as they are (two copies of them would hold the event loop too long). The
         maps stay the same objects (closures, runs and walks hold them). How many were."""
         rebuilt = 0
-        for table in (self.objects, self.usersets, self.reverse, self._shared, self._keys):
+        for table in (self.objects, self.usersets, self.reverse):
             if len(table) <= at_most and sys.getsizeof(table) > _BYTES_PER_ENTRY * len(table) + 4096:
                 kept = dict(table)  # sized for its entries
                 table.clear()
                 table.update(kept)  # into an empty dict: takes the copy's table as it is
                 rebuilt += 1
         return rebuilt
-
-    def _forget(self, ukey: UsersetKey) -> None:
-        """Drop the shared key and bucket of a subject no relationship names any more, so a
-        long run of writes for ever new subjects does not grow the index."""
-        skey = ukey if ukey[2] else ukey[:2]
-        self._keys.pop(skey, None)
-        self._keys.pop(ukey, None)
-        self._shared.pop(skey, None)
 
     def apply(self, changes: Iterable[Change], revision: int) -> None:
         """Advance to `revision` by applying its changes in order."""

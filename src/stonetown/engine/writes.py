@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from stonetown.core.errors import FailedPrecondition, InvalidArgument
+from stonetown.core.glibc import trim
 from stonetown.core.relationship import WILDCARD, Relationship, validate_object_id
 from stonetown.engine import bulk_import
 from stonetown.engine.admission import admission_error, require_admitted, require_kept
@@ -57,6 +58,7 @@ class Writes(SchemaCache):
         self.index, self.state = index, state
         if state is not None and index.closure is not None:
             index.closure.prepare(state.compiled.closure_graphs)  # not on the first checks
+            trim()  # what building them freed, as the load's (RelationshipIndex.loaded)
 
     async def catch_up(self) -> int:
         """Apply every committed change the index has not seen; return the index revision."""
@@ -247,10 +249,10 @@ async def _load_index(store: Datastore, revision: int) -> RelationshipIndex:
     load (a full collection was pending) nor later collections traverse it.
     """
     index = RelationshipIndex(revision)
-    index.closure = Closures(index)  # the head index keeps closures of recursive sets
     with cyclic_gc_paused():
         async for batch in store.iter_fields(revision):
             index.add_all(batch)
         index.loaded()
         gc.freeze()
+    index.closure = Closures(index)  # the head index keeps closures of recursive sets
     return index

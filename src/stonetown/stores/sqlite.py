@@ -43,12 +43,11 @@ import aiosqlite
 
 from stonetown.core.errors import InvalidArgument, StoreError
 from stonetown.core.relationship import Relationship, format_timestamp
-from stonetown.engine.datastore import LOAD_BATCH, FilterReader, RelationshipFields
+from stonetown.engine.datastore import LOAD_BATCH, FilterReader, PlainFields, RelationshipFields
 from stonetown.engine.loop_budget import LOOP_ROWS, TooLongForLoop, leave_loop_if, movable_off_loop
 from stonetown.stores.common import Key, as_utc, shielded
 from stonetown.stores.reader_pool import ReaderPool
-from stonetown.stores.sql_common import KEY_COLUMNS as _KEY_COLUMNS
-from stonetown.stores.sql_common import SqlConnection, run_sync
+from stonetown.stores.sql_common import COLUMNS, KEY_COLUMNS, SqlConnection, run_sync
 from stonetown.stores.sql_flow import SqlDatastore
 from stonetown.stores.sqlite_file import (
     FULL_MARGIN,
@@ -68,7 +67,15 @@ from stonetown.stores.sqlite_memory import (
     settings,
     shrink,
 )
-from stonetown.stores.sqlite_reads import Row, ThreadReaders, scan, to_fields, to_relationship
+from stonetown.stores.sqlite_reads import (
+    OTHER_ROWS,
+    PLAIN_ROWS,
+    Row,
+    ThreadReaders,
+    scan,
+    to_fields,
+    to_relationship,
+)
 from stonetown.stores.sqlite_writer import (
     INSERT,
     AioConnection,
@@ -493,8 +500,8 @@ class SqliteDatastore(SqlDatastore):
             part = relationships[start : start + chunk]
             values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(part))
             rows = await connection.fetch(
-                f"SELECT {_KEY_COLUMNS} FROM relationships WHERE deleted_revision IS NULL "
-                f"AND created_revision < ? AND ({_KEY_COLUMNS}) IN (VALUES {values})",
+                f"SELECT {KEY_COLUMNS} FROM relationships WHERE deleted_revision IS NULL "
+                f"AND created_revision < ? AND ({KEY_COLUMNS}) IN (VALUES {values})",
                 [before, *(field for rel in part for field in rel.key)],
             )
             if rows:
@@ -526,17 +533,24 @@ class SqliteDatastore(SqlDatastore):
         Uses a connection of its own holding one read transaction, so the batches form one
         snapshot however long the caller takes between them.
         """
-        async for rows in self._iter_rows(revision, batch):
+        async for _, rows in self._iter_rows(revision, batch, ((COLUMNS, None),)):
             yield [to_relationship(row) for row in rows]
 
     async def iter_fields(
         self, revision: int, batch: int = LOAD_BATCH
-    ) -> AsyncIterator[list[RelationshipFields]]:
-        """:meth:`iter_all` as fields, straight from the rows (no Relationship objects)."""
-        async for rows in self._iter_rows(revision, batch):
-            yield to_fields(rows)
+    ) -> AsyncIterator[list[RelationshipFields] | list[PlainFields]]:
+        """:meth:`iter_all` as fields, straight from the rows (no Relationship objects): the
+        plain relationships first, as the six key columns of their rows (the rows themselves,
+        no copy), then the others, in one read transaction."""
+        scans = ((KEY_COLUMNS, PLAIN_ROWS), (COLUMNS, OTHER_ROWS))
+        async for plain, rows in self._iter_rows(revision, batch, scans):
+            yield rows if plain == 0 else to_fields(rows)
 
-    async def _iter_rows(self, revision: int, batch: int) -> AsyncIterator[list[Row]]:
+    async def _iter_rows(
+        self, revision: int, batch: int, scans: Sequence[tuple[str, str | None]]
+    ) -> AsyncIterator[tuple[int, list[Row]]]:
+        """The batches of the `scans` ((columns, rows) of :func:`scan`) in turn, each with the
+        position of its scan, in one read transaction."""
         self._require_open()
         try:
             connection = await self._connect()
@@ -545,10 +559,12 @@ class SqliteDatastore(SqlDatastore):
         try:
             await connection.execute("BEGIN")
             head = await self._check_revision(AioConnection(connection), revision)
-            # closed here, before the connection: its cursor and pending batch go first
-            async with aclosing(scan(connection, None if revision == head else revision, batch)) as rows_of:
-                async for rows in rows_of:
-                    yield rows
+            at = None if revision == head else revision
+            for position, (columns, rows) in enumerate(scans):
+                # closed here, before the connection: its cursor and pending batch go first
+                async with aclosing(scan(connection, at, batch, columns, rows)) as rows_of:
+                    async for found in rows_of:
+                        yield position, found
             await connection.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._error(exc, "reading all relationships") from exc

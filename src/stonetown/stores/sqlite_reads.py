@@ -3,8 +3,9 @@
 - :class:`ThreadReaders`: each worker thread's own plain connection (opened on first use,
   closed with the store), for reads at any revision off the event loop (old-revision
   snapshots: :meth:`stonetown.stores.sqlite.SqliteDatastore.thread_reader`);
-- :func:`scan`: every row of a revision through one cursor, batch by batch, the next batch
-  read while the caller works on the current one (iter_all, iter_fields).
+- :func:`scan`: every row of a revision (or those of plain relationships, or the others)
+  through one cursor, batch by batch, the next batch read while the caller works on the
+  current one (iter_all, iter_fields).
 """
 from __future__ import annotations
 
@@ -158,15 +159,27 @@ class ThreadReaders:
             lock.release()
 
 
+# the rows of plain relationships (no caveat, no expiration), and of the others
+PLAIN_ROWS = "caveat_name IS NULL AND expiration IS NULL"
+OTHER_ROWS = "(caveat_name IS NOT NULL OR expiration IS NOT NULL)"
+
+
 async def scan(
-    connection: aiosqlite.Connection, revision: int | None, batch: int
+    connection: aiosqlite.Connection,
+    revision: int | None,
+    batch: int,
+    columns: str = COLUMNS,
+    rows: str | None = None,
 ) -> AsyncIterator[list[Row]]:
     """Every row live at `revision` (None: the head), in batches, in storage order, inside
-    the connection's current transaction."""
+    the connection's current transaction: its `columns`, of the `rows` that condition names
+    (all by default)."""
     clause, params = where(RelationshipFilter(), revision)
+    if rows is not None:
+        clause = f"{clause} AND {rows}"
     # NOT INDEXED: a table scan in rowid order beats walking an index for every row.
     async with connection.execute(
-        f"SELECT {COLUMNS} FROM relationships NOT INDEXED WHERE {clause}", params
+        f"SELECT {columns} FROM relationships NOT INDEXED WHERE {clause}", params
     ) as cursor:
         # the connection's thread reads the next batch while the caller works on this
         # one (SQLite steps without the GIL): a load overlaps reading and indexing
