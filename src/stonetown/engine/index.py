@@ -146,11 +146,8 @@ class RelationshipIndex:
             forward = self.objects  # type: ignore[assignment]
         if self._store(forward, rkey, skey, ukey, meta, None):  # type: ignore[arg-type]
             self._hold(ukey, rkey)
-        closure = self.closure
-        if closure is not None:
-            if stype == rkey[0]:
-                closure.changed(rkey[0], rkey[1], rkey[2], sid, srel)
-            closure.touched(rkey[0], rkey[2], stype, sid, srel)
+        if self.closure is not None:
+            self._tell_closure(rkey, stype, sid, srel)
 
     def add_all(self, batch: Iterable[RelationshipFields | PlainFields]) -> None:
         """Insert relationships given as fields: a batch of :meth:`Datastore.iter_fields`, the
@@ -335,11 +332,17 @@ class RelationshipIndex:
             holders.pop(rkey, None)
             if not holders:
                 del self.reverse[ukey]
+        if self.closure is not None:
+            self._tell_closure(rkey, rel.subject_type, rel.subject_id, rel.subject_relation)
+
+    def _tell_closure(self, rkey: ResourceKey, stype: str, sid: str, srel: str) -> None:
+        """A relationship `rkey@stype:sid#srel` was written or deleted: the closures' graphs
+        follow an edge between two objects of one type, and what they keep goes stale."""
         closure = self.closure
-        if closure is not None:
-            if rel.resource_type == rel.subject_type:
-                closure.changed(rkey[0], rkey[1], rkey[2], rel.subject_id, rel.subject_relation)
-            closure.touched(rkey[0], rkey[2], rel.subject_type, rel.subject_id, rel.subject_relation)
+        assert closure is not None
+        if stype == rkey[0]:
+            closure.changed(rkey[0], rkey[1], rkey[2], sid, srel)
+        closure.touched(rkey[0], rkey[2], stype, sid, srel)
 
     def compact(self, at_most: int = COMPACT_AT_MOST) -> int:
         """Rebuild, in place, the index's top-level maps that removals left far larger than
