@@ -124,7 +124,7 @@ class _Pair:
         out: dict[str, frozenset[str] | None] = {}
         for site, kept in self.kept.closure.sides.items():
             if subject in kept:
-                out[type(site).__name__ + ":" + getattr(site, "rtype", "levels")] = kept[subject]
+                out[type(site).__name__ + ":" + getattr(site, "rtype", "levels")] = kept[subject][0]
         return out
 
 
@@ -140,7 +140,8 @@ def test_the_side_is_kept_and_skips_the_levels(pair: _Pair) -> None:
     assert kept["Levels:levels"] == frozenset({"g0"})
     assert kept["ArrowSide:folder"] == frozenset({"g0"})
     assert kept["Side:organization"] == frozenset({"o1"})
-    # no level of the chain is evaluated: one dispatch of the folder's view, none of o0's
+    # no level of the chain is evaluated: the folder's view is called in place of its dispatch
+    # (closure_check's `direct`), o0's is not dispatched
     calls: list[str] = []
     original = CheckRun.dispatch
 
@@ -156,7 +157,7 @@ def test_the_side_is_kept_and_skips_the_levels(pair: _Pair) -> None:
         assert CheckRun(pair.compiled, pair.plain, 50).dispatch("document", "d", "view", ANA, 0) is False
     finally:
         CheckRun.dispatch = original  # type: ignore[method-assign]
-    assert with_side == ["document:d#view", "folder:f4#view"]
+    assert with_side == ["document:d#view"]
     assert "organization:o0#view" in calls  # the walk asks o0 on the way
 
 

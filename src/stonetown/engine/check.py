@@ -125,12 +125,12 @@ class CheckRun:
         self.negations: list[int] = []
         self.cut = False
         self.max_depth = max_depth
-        self.now = time.time()
+        self.now: float | None = None  # the clock, read once when an expiration is met
         # set once a caveat or an expiration took part: the answer may change without a write
         self.volatile = False
         self.deadline = request_deadline.get()
         self.budget = CHECK_EVERY  # dispatches left before the next look at the deadline
-        self.race = compiled.race if compiled.race is not None and compiled.race.prone else None
+        self.race = compiled.prone_race
         self.racing = False
         # the closures of recursive sets (the head index only) and what they gave this run
         self.closure: Closures | None = getattr(index, "closure", None)
@@ -190,8 +190,12 @@ class CheckRun:
         """What one relationship's caveat and expiration contribute: False once expired,
         a caveat leaf when caveated, True otherwise."""
         self.volatile = True
-        if meta.expires_at is not None and meta.expires_at <= self.now:
-            return False
+        if meta.expires_at is not None:
+            now = self.now
+            if now is None:
+                now = self.now = time.time()
+            if meta.expires_at <= now:
+                return False
         if meta.caveat is not None:
             return CaveatLeaf(meta.caveat.name, tuple(sorted(meta.caveat.context.items())))
         return True
@@ -217,14 +221,16 @@ class CheckRun:
         if subj[2] == rel and subj[1] == rid and subj[0] == rtype:
             return True  # a subject set is a member of itself
         key = (rtype, rid, rel, subj)
-        known = self.memo.get(key)
-        if known is not None:
-            return known
+        memo = self.memo
+        if memo:  # (a run's first dispatch hashes no key for an empty memo)
+            known = memo.get(key)
+            if known is not None:
+                return known
         stack = self.stack
         # an acyclic relation is never met again while being evaluated, and never lies between
         # two frames of a cycle (_cycle's frames): it needs no place on the stack
         function, cyclic = self.plans.get((rtype, rel), _NO_PLAN)
-        if cyclic and key in stack:
+        if cyclic and stack and key in stack:
             self.cut = True
             return self._cycle(key, rtype, rel)
         if depth >= self.max_depth:
@@ -249,5 +255,5 @@ class CheckRun:
             inner_cut = self.cut
             self.cut = outer_cut or inner_cut
         if not inner_cut:
-            self.memo[key] = result
+            memo[key] = result
         return result

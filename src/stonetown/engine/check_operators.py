@@ -14,6 +14,7 @@ from stonetown.engine.check import (
     skipped,
 )
 from stonetown.engine.conditions import Result, all_of, any_of, negate
+from stonetown.engine.deadline import CHECK_EVERY, check_deadline
 from stonetown.engine.index import RelMeta
 from stonetown.engine.subject_side import NOTHING, ArrowSide
 from stonetown.schema import ir
@@ -48,6 +49,10 @@ def compile_arrow(
     tupleset, computed, every = node.tupleset, node.computed, node.mode == "all"
     skips = skips or {}
     object_types, userset_types = allowed
+    # per target type, the evaluation of `computed` to call in place of its dispatch for a
+    # plain subject (an ancestor chain's, see closure_check._compile_ancestors); set by
+    # link() once every relation is compiled
+    direct: dict[str, EvalFn] = {}
 
     def targets(run: CheckRun, rid: str) -> list[tuple[str, str, RelMeta | None]]:
         key = (rtype, rid, tupleset)
@@ -119,7 +124,26 @@ def compile_arrow(
                     skipped(run, (st, sid, computed, subj))
                     continue
             try:
-                found = run.dispatch(st, sid, computed, subj, depth)
+                found = None
+                if direct and not subj[2]:
+                    # run.dispatch(st, sid, computed, subj, depth) where its evaluation answers
+                    # without the dispatch's stack entry (called `direct`, None where it
+                    # cannot): its memo entry if any, else that answer one deeper, counted
+                    # against the deadline budget, not memoized (kept for a later dispatch)
+                    function = direct.get(st)
+                    if function is not None:
+                        memo = run.memo
+                        if memo:
+                            found = memo.get((st, sid, computed, subj))
+                        if found is None:
+                            found = function(run, sid, subj, depth + 1, True)  # type: ignore[call-arg]
+                            if found is not None:
+                                run.budget -= 1
+                                if not run.budget:
+                                    run.budget = CHECK_EVERY
+                                    check_deadline(run.deadline)
+                if found is None:
+                    found = run.dispatch(st, sid, computed, subj, depth)
             except DepthExceeded as exc:
                 deferred = exc
                 continue
@@ -157,7 +181,16 @@ def compile_arrow(
     def refute(run: CheckRun, rid: str, subj: Subject) -> bool:
         return not subj[2] and not run.objects.get((rtype, rid, tupleset))
 
+    def link(functions: dict[tuple[str, str], EvalFn]) -> None:
+        """Note the targets' evaluations (among `functions`) the arrow may call in place of a
+        dispatch: those that answer `direct`."""
+        for st in object_types:
+            function = functions.get((st, computed))
+            if getattr(function, "direct", False):
+                direct[st] = function  # type: ignore[assignment]
+
     set_refuter(arrow_any_objects, refute)
+    arrow_any_objects.link = link  # type: ignore[attr-defined]
     if side is not None:
         arrow_any_objects.side = side  # type: ignore[attr-defined]
     return arrow_any_objects
@@ -223,13 +256,20 @@ def compile_intersection(children: tuple[EvalFn, ...]) -> EvalFn:
 
 
 def compile_exclusion(
-    base: EvalFn, subtract: EvalFn, marked: bool = False, lookup_first: bool = False
+    base: EvalFn,
+    subtract: EvalFn,
+    marked: bool = False,
+    lookup_first: bool = False,
+    stored: tuple[str, str, frozenset[str], frozenset[str]] | None = None,
 ) -> EvalFn:
     """`base - subtract`. `marked`: the subtracted side's evaluation is noted on the run (the
     stack height it starts at), so a cycle can tell whether it passes through it.
     `lookup_first`: `subtract` is a lookup (CompiledSchema._lookup: it never dispatches nor
     raises), evaluated first: when it surely holds, the answer is False whatever `base` (a
-    banned user is refused without a walk)."""
+    banned user is refused without a walk). `stored`: that lookup's (type, relation, object
+    types, wildcard types), read in place for a plain subject: where the subject's reverse
+    entries say nothing is stored, `subtract` is False and reads nothing (the answer is
+    `base`'s), without its call."""
 
     def exclusion(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
         granted = base(run, rid, subj, depth)
@@ -263,6 +303,26 @@ def compile_exclusion(
         run.volatile = run.volatile or read
         return all_of(granted, negate(subtracted))
 
+    if lookup_first and stored is not None:
+        rtype, rel, object_types, wildcard_types = stored
+
+        def stored_exclusion(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
+            stype, srel = subj[0], subj[2]
+            if not srel:
+                key = (rtype, rid, rel)
+                # check_stored.compile_this's probes of the held and wildcard keys, written out
+                held = run.held if subj is run.held_subject else run.held_by(subj)
+                if stype not in object_types or key not in held:
+                    if stype not in wildcard_types:
+                        return base(run, rid, subj, depth)
+                    wild = run.wild
+                    if wild is None:
+                        wild = run.wild_of(stype)
+                    if key not in wild:
+                        return base(run, rid, subj, depth)
+            return lookup_exclusion(run, rid, subj, depth)
+
+        return stored_exclusion
     if lookup_first:
         return lookup_exclusion
     return marked_exclusion if marked else exclusion

@@ -87,6 +87,9 @@ class CompiledSchema:
         self._nesting = 0
         # each relation's refuter as compiled (before a chain loop wraps it)
         self._plain_refuters: dict[tuple[str, str], Refuter | None] = {}
+        # the arrows compiled (with their type), linked to their targets' evaluations once
+        # all are compiled
+        self._arrows: list[tuple[str, EvalFn]] = []
         # Compiled in an order where what a relation inlines and the acyclic relations whose
         # refuters it asks for come first: each is then found compiled, and compiling a long
         # chain of relations never recurses down the chain.
@@ -106,6 +109,7 @@ class CompiledSchema:
         self.closure_graphs: set[tuple[str, str, str]] = set()
         if not openfga_cycles:
             self.closure_graphs = wrap_with_closures(self)
+        self._link_arrows()
         # (function, whether it can be met again while evaluated) per relation: one lookup
         # per dispatch
         self.plans: dict[tuple[str, str], tuple[EvalFn, bool]] = {
@@ -116,6 +120,28 @@ class CompiledSchema:
         if openfga_cycles:
             self.simple_recursive = simple_recursive_relations(schema)
             self.race = CycleRace(schema, self.simple_recursive)
+        # the race a run replays (CheckRun.race): only where a cycle can meet an exclusion
+        self.prone_race = self.race if self.race is not None and self.race.prone else None
+
+    def _link_arrows(self) -> None:
+        """Hand each arrow the evaluations of its targets it may call in place of a dispatch
+        (check_operators.compile_arrow): only targets from which no relation of the arrow's
+        own type can be reached. An evaluation holds only evaluations of its own type (inlined)
+        and of the relations it links to, along the relation graph's edges: such a link never
+        closes a loop of references back to the arrow (a compiled schema would then be freed
+        only by the cyclic collector, see CompiledSchema._compile's computed_inline)."""
+        graph = self.graph
+        directs = [(key, f) for key, f in self.functions.items() if getattr(f, "direct", False)]
+        if not directs:
+            return
+        # per target, the types of the relations it reaches
+        reached = {
+            key: {at[0] for at in reachable([key], lambda at: graph.get(at, ()))} for key, _ in directs
+        }
+        for rtype, arrow in self._arrows:
+            allowed = {key: function for key, function in directs if rtype not in reached[key]}
+            if allowed:
+                arrow.link(allowed)  # type: ignore[attr-defined]
 
     def _compile_order(self) -> list[tuple[str, str]]:
         """Every relation after the relations it inlines and the acyclic relations it
@@ -226,7 +252,10 @@ class CompiledSchema:
                 if all((st, computed) in self.acyclic for st in sides):
                     side = arrow_side(rtype, node.tupleset, sides)
             refuters = {st: refute for (st, _), refute in skips.items()}
-            return compile_arrow(rtype, node, allowed, refuters, side)
+            arrow = compile_arrow(rtype, node, allowed, refuters, side)
+            if hasattr(arrow, "link"):
+                self._arrows.append((rtype, arrow))
+            return arrow
         if isinstance(node, ir.Union):
             return self._compile_flat_union(rtype, rel, node)
         if isinstance(node, ir.Intersection):
@@ -236,11 +265,18 @@ class CompiledSchema:
             return compile_intersection(tuple(self._compile(rtype, rel, c) for c in ordered))
         if isinstance(node, ir.Exclusion):
             exact = not self.openfga_cycles
+            lookup_first = self.shortcuts and exact and self._lookup(rtype, node.subtract)
+            stored = self._stored_plain(rtype, node.subtract) if lookup_first else None
+            spec = None
+            if stored is not None:
+                assert isinstance(node.subtract, ir.ComputedUserset)  # see _stored_plain
+                spec = (rtype, node.subtract.relation, *allowed_sets(stored.allowed)[:2])
             return compile_exclusion(
                 self._compile(rtype, rel, node.base),
                 self._compile(rtype, rel, node.subtract),
                 marked=exact,
-                lookup_first=self.shortcuts and exact and self._lookup(rtype, node.subtract),
+                lookup_first=lookup_first,
+                stored=spec,  # type: ignore[arg-type]
             )
         return nil
 

@@ -321,8 +321,8 @@ def compile_stored(
                             return True
                 if stype in wildcard_types:
                     wild = run.wild
-                    if wild is None:
-                        wild = run.wild_of(stype)
+                    if wild is None:  # run.wild_of(stype), written out (a call per check)
+                        wild = run.wild = run.reverse.get((stype, "*", ""), ())
                     if key not in wild:
                         continue
                     bucket = get(key)

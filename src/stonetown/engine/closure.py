@@ -354,8 +354,9 @@ class Closures:
         self.graphs: dict[GraphKey, Graph] = {}
         self.given_up: set[GraphKey] = set()
         # a compiled union of stored relations or arrow (subject_side.Side, ArrowSide) ->
-        # plain subject -> the ids of objects it may be granted on there, None when too many
-        self.sides: dict[object, dict[tuple[str, str, str], frozenset[str] | None]] = {}
+        # plain subject -> (the ids of objects it may be granted on there, None when too many;
+        # how much deeper than the evaluation they read, see subject_side._Site.ids_of)
+        self.sides: dict[object, dict[tuple[str, str, str], tuple[frozenset[str] | None, int]]] = {}
         # (side, subject type) -> the ids its wildcard of that type is stored on: the same for
         # every subject of the type, so kept apart (a subject's side is read again after most
         # writes; this scan only after a wildcard's)
@@ -453,5 +454,5 @@ class Closures:
             total += sys.getsizeof(graph.holders) + sum(sys.getsizeof(k) for k in graph.holders.values())
         total += sys.getsizeof(self.wild_sides) + sum(sys.getsizeof(k) for k in self.wild_sides.values())
         for kept in self.sides.values():
-            total += sys.getsizeof(kept) + sum(sys.getsizeof(k) for k in kept.values())
+            total += sys.getsizeof(kept) + sum(sys.getsizeof(k) + sys.getsizeof(k[0]) for k in kept.values())
         return total

@@ -190,16 +190,24 @@ def _compile_member(known: Member, walk: EvalFn) -> EvalFn:
     return member
 
 
-def _usable_ancestors(run: CheckRun, key: GraphKey, rid: str, depth: int) -> tuple[str, ...] | None:
+def _usable_ancestors(
+    run: CheckRun, key: GraphKey, rid: str, depth: int, alone: bool = False
+) -> tuple[str, ...] | None:
     """The closure of `rid` in the graph `key` when it is the whole story for an evaluation at
-    `depth`: None without closures, without ancestors, near the depth limit, or where an edge
-    with metadata leaves `rid` or one of its ancestors (the walk follows it too)."""
+    `depth`: None without closures, without ancestors (unless `alone`: then () for an object
+    with no edge at all in the graph), near the depth limit, or where an edge with metadata
+    leaves `rid` or one of its ancestors (the walk follows it too)."""
     closures = run.closure
-    graph = closures.graph(key) if closures is not None else None
-    up = graph.up.get(rid) if graph is not None else None
+    if closures is None:
+        return None
+    graph = closures.graphs.get(key) or closures.graph(key)  # (built on first use)
+    if graph is None:
+        return None
+    # a node has a closure exactly when it has an unconditional edge (Graph._store), and is
+    # tainted when it has one with metadata: neither, it has no parent at all
+    up = graph.up.get(rid, () if alone else None)
     if up is None or depth + len(up) >= run.max_depth:
         return None
-    assert graph is not None
     if graph.conditional and (rid in graph.tainted() or not graph.tainted().isdisjoint(up)):
         return None
     return up
@@ -211,17 +219,22 @@ def _compile_ancestors(
     """An ancestor arrow (see :func:`_ancestor_arrow`), from the closure: the union without
     the arrow on the object and on each ancestor, in the walk's order for a tree: the
     operands the union evaluates `before` the arrow going up (nearest ancestor first), then
-    those `after` it coming back down (from the farthest). Where both keep what they may
-    grant a plain subject on (engine/subject_side.py), only the levels among those objects
-    are evaluated: on the others, both would yield False without a dispatch, a depth error
-    or a metadata read."""
+    those `after` it coming back down (from the farthest); an object with no parent at all is a
+    chain of one. Where both keep what they may grant a plain subject on
+    (engine/subject_side.py), only the levels among those objects are evaluated: on the
+    others, both would yield False without a dispatch, a depth error or a metadata read.
+
+    Called `direct` (by an arrow, in place of its dispatch: check_operators.compile_arrow),
+    it yields None where the closure is not the whole story, for the dispatch to walk. That
+    dispatch's stack entry is needed only by that walk: nothing the closure path evaluates
+    leads back to this relation (see :func:`_ancestor_arrow`), so no cycle meets it."""
     key: GraphKey = (ARROW, rtype, tupleset)
     levels = level_sides((before, after))
 
-    def ancestors(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
-        up = _usable_ancestors(run, key, rid, depth)
+    def ancestors(run: CheckRun, rid: str, subj: Subject, depth: int, direct: bool = False) -> Result | None:
+        up = _usable_ancestors(run, key, rid, depth, alone=True)
         if up is None:
-            return walk(run, rid, subj, depth)
+            return None if direct else walk(run, rid, subj, depth)
         stype, sid, srel = subj
         ids = None
         if levels is not None and not srel:
@@ -253,7 +266,9 @@ def _compile_ancestors(
             raise deferred
         return result
 
-    return ancestors
+    # an arrow to it may call it in place of a dispatch, `direct` (check_operators.compile_arrow)
+    ancestors.direct = True  # type: ignore[attr-defined]
+    return ancestors  # type: ignore[return-value]
 
 
 def _compile_chain_exclusion(

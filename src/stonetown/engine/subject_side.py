@@ -30,7 +30,7 @@ relationships have no closures.
 from __future__ import annotations
 
 from stonetown.engine.check import CheckRun, EvalFn, Member, Subject
-from stonetown.engine.closure import MAX_HOLDERS, MAX_SIDES, Graph, GraphKey, Reach, ResourceKey
+from stonetown.engine.closure import MAX_HOLDERS, MAX_SIDES, Closures, Graph, GraphKey, Reach, ResourceKey
 
 # a subject storing more relationships than this has its reach in a nested set built only
 # when a run asks about a second set (a scan of them costs more than one walk down a chain)
@@ -105,25 +105,43 @@ class _Site:
         else:
             run.side_subject, run.side_holders = subj, {}
         closures = run.closure
-        if closures is None or (self.dispatches and depth >= run.max_depth):
+        if closures is None:
+            return None
+        kept = closures.sides.get(self)
+        if kept is None:
+            kept = closures.sides[self] = {}
+        entry = kept.get(subj)
+        if entry is not None and depth + entry[1] < run.max_depth:
+            # kept by an earlier run whose holders answered at a depth this one's are walked
+            # at too (what they depend on, the graphs' edges, metadata and longest paths,
+            # changes only with a write that forgets the entry: Closures.touched)
+            run.side_holders[self] = (entry[0], depth)  # type: ignore[assignment]
+            return entry[0]
+        if self.dispatches and depth >= run.max_depth:
             return None
         # (the holders read answer at the depth their sets are walked: then at every
         # depth above, too)
         for shape, deeper in self.needs:
             if usable_holders(run, shape, subj, depth + deeper) is None:
                 return None
-        kept = closures.sides.get(self)
-        if kept is None:
-            kept = closures.sides[self] = {}
-        found = kept.get(subj, _MISSING)
-        if found is _MISSING:
+        if entry is None:
             self.register(closures.arrow_types)  # before anything is kept
             found = self.build(run, subj, depth)
             if len(kept) >= MAX_SIDES:
                 kept.clear()
-            kept[subj] = found  # type: ignore[assignment]
-        run.side_holders[self] = (found, depth)  # type: ignore[assignment]
-        return found  # type: ignore[return-value]
+            entry = kept[subj] = (found, self._reach(closures))
+        run.side_holders[self] = (entry[0], depth)  # type: ignore[assignment]
+        return entry[0]
+
+    def _reach(self, closures: Closures) -> int:
+        """How much deeper than the evaluation the ids read: they answer at `depth` when
+        `depth` plus this is below the depth limit (the conditions :meth:`ids_of` checks
+        before it builds them, on graphs it found usable)."""
+        reach = 0 if self.dispatches else -(1 << 30)  # (an arrow: below the limit itself)
+        for shape, deeper in self.needs:
+            graph = closures.graphs[shape.key]
+            reach = max(reach, deeper + 1 + graph.longest)
+        return reach
 
     def build(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
         """The ids, read from the index and the holders (None beyond MAX_HOLDERS)."""
