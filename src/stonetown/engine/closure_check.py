@@ -240,6 +240,8 @@ def _compile_ancestors(
         if levels is not None and not srel:
             # the levels that may grant, asked at the deepest (what holds there holds above)
             ids = levels.ids_of(run, subj, depth + len(up))
+            if ids is not None and rid not in ids and ids.isdisjoint(up):
+                return False  # no level may grant (nothing evaluated, as below)
         # (object, depth its union is evaluated at); a cycle back to the object is left out
         # (the walk cuts it: False)
         chain = [(rid, depth)] if ids is None or rid in ids else []

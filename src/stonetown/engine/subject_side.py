@@ -98,12 +98,6 @@ class _Site:
     def ids_of(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
         """The ids of objects on which the evaluation may yield more than False for the plain
         `subj` at `depth`; None when not known."""
-        if subj is run.side_subject:
-            seen = run.side_holders.get(self)  # asked before in this run, as deep or deeper
-            if seen is not None and depth <= seen[1]:
-                return seen[0]  # type: ignore[return-value]
-        else:
-            run.side_subject, run.side_holders = subj, {}
         closures = run.closure
         if closures is None:
             return None
@@ -112,10 +106,10 @@ class _Site:
             kept = closures.sides[self] = {}
         entry = kept.get(subj)
         if entry is not None and depth + entry[1] < run.max_depth:
-            # kept by an earlier run whose holders answered at a depth this one's are walked
-            # at too (what they depend on, the graphs' edges, metadata and longest paths,
-            # changes only with a write that forgets the entry: Closures.touched)
-            run.side_holders[self] = (entry[0], depth)  # type: ignore[assignment]
+            # kept (by this run or an earlier one) where the holders read answered at a depth
+            # this evaluation's are walked at too (what they depend on, the graphs' edges,
+            # metadata and longest paths, changes only with a write that forgets the entry:
+            # Closures.touched)
             return entry[0]
         if self.dispatches and depth >= run.max_depth:
             return None
@@ -130,7 +124,6 @@ class _Site:
             if len(kept) >= MAX_SIDES:
                 kept.clear()
             entry = kept[subj] = (found, self._reach(closures))
-        run.side_holders[self] = (entry[0], depth)  # type: ignore[assignment]
         return entry[0]
 
     def _reach(self, closures: Closures) -> int:
