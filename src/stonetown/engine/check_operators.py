@@ -19,6 +19,9 @@ from stonetown.engine.index import RelMeta
 from stonetown.engine.subject_side import NOTHING, ArrowSide
 from stonetown.schema import ir
 
+_MISSING = object()
+_EMPTY: dict[tuple[str, str], RelMeta | None] = {}
+
 
 def nil(run: CheckRun, rid: str, subj: Subject, depth: int) -> Result:
     """The evaluation of a rewrite that grants nothing."""
@@ -126,22 +129,7 @@ def compile_arrow(
             try:
                 found = None
                 if direct and not subj[2]:
-                    # run.dispatch(st, sid, computed, subj, depth) where its evaluation answers
-                    # without the dispatch's stack entry (called `direct`, None where it
-                    # cannot): its memo entry if any, else that answer one deeper, counted
-                    # against the deadline budget, not memoized (kept for a later dispatch)
-                    function = direct.get(st)
-                    if function is not None:
-                        memo = run.memo
-                        if memo:
-                            found = memo.get((st, sid, computed, subj))
-                        if found is None:
-                            found = function(run, sid, subj, depth + 1, True)  # type: ignore[call-arg]
-                            if found is not None:
-                                run.budget -= 1
-                                if not run.budget:
-                                    run.budget = CHECK_EVERY
-                                    check_deadline(run.deadline)
+                    found = _direct(run, direct.get(st), st, sid, computed, subj, depth)
                 if found is None:
                     found = run.dispatch(st, sid, computed, subj, depth)
             except DepthExceeded as exc:
@@ -194,6 +182,40 @@ def compile_arrow(
     if side is not None:
         arrow_any_objects.side = side  # type: ignore[attr-defined]
     return arrow_any_objects
+
+
+def _direct(
+    run: CheckRun, function: EvalFn | None, rtype: str, rid: str, rel: str, subj: Subject, depth: int
+) -> Result | None:
+    """`run.dispatch(rtype, rid, rel, subj, depth)` for a plain subject where `function`, the
+    relation's evaluation called `direct`, answers without the dispatch's stack entry (see
+    closure_check._compile_ancestors); None where it cannot (the dispatch must). Otherwise as
+    the dispatch: its memo entry if any, else the answer one deeper, counted against the
+    deadline budget and memoized unless a cycle was cut below (a memo entry answers a later
+    dispatch of the run at any depth: one left out could make it meet the depth limit)."""
+    if function is None:
+        return None
+    key = (rtype, rid, rel, subj)
+    memo = run.memo
+    if memo:
+        known = memo.get(key)
+        if known is not None:
+            return known
+    outer_cut = run.cut
+    run.cut = False
+    try:
+        found = function(run, rid, subj, depth + 1, True)  # type: ignore[call-arg]
+    finally:
+        inner_cut = run.cut
+        run.cut = outer_cut or inner_cut
+    if found is not None:
+        run.budget -= 1
+        if not run.budget:
+            run.budget = CHECK_EVERY
+            check_deadline(run.deadline)
+        if not inner_cut:
+            memo[key] = found
+    return found
 
 
 def compile_union(
@@ -311,7 +333,11 @@ def compile_exclusion(
             if not srel:
                 key = (rtype, rid, rel)
                 # check_stored.compile_this's probes of the held and wildcard keys, written out
-                held = run.held if subj is run.held_subject else run.held_by(subj)
+                if subj is run.held_subject:
+                    held = run.held
+                else:  # run.held_by(subj), written out (the first probe of most checks)
+                    held = run.held = run.reverse.get((stype, subj[1], ""), ())
+                    run.held_subject, run.wild = subj, None
                 if stype not in object_types or key not in held:
                     if stype not in wildcard_types:
                         return base(run, rid, subj, depth)
@@ -320,6 +346,8 @@ def compile_exclusion(
                         wild = run.wild_of(stype)
                     if key not in wild:
                         return base(run, rid, subj, depth)
+                elif run.objects.get(key, _EMPTY).get((stype, subj[1]), _MISSING) is None:
+                    return False  # stored without metadata: the subtracted side surely holds
             return lookup_exclusion(run, rid, subj, depth)
 
         return stored_exclusion

@@ -190,24 +190,18 @@ def _compile_member(known: Member, walk: EvalFn) -> EvalFn:
     return member
 
 
-def _usable_ancestors(
-    run: CheckRun, key: GraphKey, rid: str, depth: int, alone: bool = False
-) -> tuple[str, ...] | None:
+def _usable_ancestors(run: CheckRun, key: GraphKey, rid: str, depth: int) -> tuple[str, ...] | None:
     """The closure of `rid` in the graph `key` when it is the whole story for an evaluation at
-    `depth`: None without closures, without ancestors (unless `alone`: then () for an object
-    with no edge at all in the graph), near the depth limit, or where an edge with metadata
-    leaves `rid` or one of its ancestors (the walk follows it too)."""
+    `depth`: None without closures, without ancestors, near the depth limit, or where an edge
+    with metadata leaves `rid` or one of its ancestors (the walk follows it too)."""
     closures = run.closure
     if closures is None:
         return None
     graph = closures.graphs.get(key) or closures.graph(key)  # (built on first use)
-    if graph is None:
-        return None
-    # a node has a closure exactly when it has an unconditional edge (Graph._store), and is
-    # tainted when it has one with metadata: neither, it has no parent at all
-    up = graph.up.get(rid, () if alone else None)
+    up = graph.up.get(rid) if graph is not None else None
     if up is None or depth + len(up) >= run.max_depth:
         return None
+    assert graph is not None
     if graph.conditional and (rid in graph.tainted() or not graph.tainted().isdisjoint(up)):
         return None
     return up
@@ -232,8 +226,18 @@ def _compile_ancestors(
     levels = level_sides((before, after))
 
     def ancestors(run: CheckRun, rid: str, subj: Subject, depth: int, direct: bool = False) -> Result | None:
-        up = _usable_ancestors(run, key, rid, depth, alone=True)
-        if up is None:
+        # _usable_ancestors written out (a call per check), but for an object with no parent:
+        # a node has a closure exactly when it has an unconditional edge (Graph._store), and
+        # is tainted when it has one with metadata; neither, it has no parent at all, and is
+        # a chain of one
+        closures = run.closure
+        graph = None if closures is None else closures.graphs.get(key) or closures.graph(key)
+        up = None if graph is None else graph.up.get(rid, ())
+        if (
+            up is None
+            or depth + len(up) >= run.max_depth
+            or (graph.conditional and (rid in graph.tainted() or not graph.tainted().isdisjoint(up)))  # type: ignore[union-attr]
+        ):
             return None if direct else walk(run, rid, subj, depth)
         stype, sid, srel = subj
         ids = None
