@@ -50,8 +50,27 @@ def _arrows(length: int) -> str:
     return "\n".join(parts)
 
 
+# folders under folders (an ancestor chain a document's arrow calls in place of a dispatch,
+# check_operators.compile_arrow's `direct`: a link that must not close a loop of references)
+TREES = """
+definition user {}
+
+definition folder {
+    relation parent: folder
+    relation viewer: user
+    permission view = viewer + parent->view
+}
+
+definition document {
+    relation folder: folder
+    relation viewer: user
+    permission view = viewer + folder->view
+}
+"""
+
+
 def test_a_dropped_compiled_schema_is_freed_without_the_cyclic_collector() -> None:
-    for text in (_chain(300), _arrows(100), BASE):
+    for text in (_chain(300), _arrows(100), BASE, TREES):
         state = SchemaState.checked(text)
         assert state.compiled.functions  # compiled for real
         gc.collect()

@@ -193,7 +193,6 @@ class Side(_Site):
                 found.update(k[1] for k in holders if k[2] == rel and k[0] == rtype)
         return frozenset(found) if len(found) <= MAX_HOLDERS else None
 
-
     def _wild(self, run: CheckRun, stype: str) -> frozenset[str] | None:
         """The ids storing the wildcard of `stype` under one of the relations looked up."""
         rels = {rel for rel, _, wildcard_types in self.direct if stype in wildcard_types}
