@@ -8,7 +8,9 @@ the children in turn for one round each: every labelled check of every kind, rep
 about ``--seconds`` per kind, each timed (``CheckRun.dispatch`` as :mod:`benchmarks.realistic`
 times it) and its answer verified. A round's figures are per kind p50 / p99 (wall, µs) and the
 mean CPU time (thread time) per check; the summary is each tree's median over its rounds, so
-both trees meet the same machine load. Nothing is written to the results directory.
+both trees meet the same machine load. Both children hash strings alike (``PYTHONHASHSEED=0``):
+the index's dicts then have the same layouts on both sides. Nothing is written to the results
+directory.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     procs = {}
     for label, tree in (("old", args.old), ("new", args.new)):
-        env = dict(os.environ, PYTHONPATH=f"{Path(tree).resolve() / 'src'}:{BENCH_ROOT}")
+        # the same string hashes on both sides: the same dict layouts and collisions
+        env = dict(os.environ, PYTHONPATH=f"{Path(tree).resolve() / 'src'}:{BENCH_ROOT}", PYTHONHASHSEED="0")
         command = [sys.executable, "-m", "benchmarks.realistic_ab", "--child", "--old", "-", "--new", "-"]
         command += ["--shape", args.shape, "--size", args.size, "--seed", str(args.seed)]
         command += ["--seconds", str(args.seconds)]
