@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     rprof.add_argument("--size", default="100k")
     rprof.add_argument("--kind", default="direct", help="check kinds (comma-separated), lookup_resources")
     rprof.add_argument("--seconds", type=float, default=10.0)
+    rcalls = sub.add_parser("realistic-calls", help="Python calls and p50 (distinct / cached) per check kind")
+    rcalls.add_argument("--shape", default="docs")
+    rcalls.add_argument("--size", default="100k")
+    rcalls.add_argument("--kind", default="", help="check kinds (comma-separated; default all)")
     rtarget = sub.add_parser("realistic-profile-target", help=argparse.SUPPRESS)
     rtarget.add_argument("shape")
     rtarget.add_argument("size", type=int)
@@ -200,6 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for kind in args.kind.split(","):
             realistic_profile(args.shape, parse_size(args.size), args.seed, kind, args.seconds)
+    elif args.command == "realistic-calls":
+        from benchmarks.realistic_calls import run as realistic_calls
+
+        kinds = args.kind.split(",") if args.kind else None
+        realistic_calls(args.shape, parse_size(args.size), args.seed, kinds)
     elif args.command == "realistic-profile-target":
         from benchmarks.realistic_profile import target as realistic_target
 

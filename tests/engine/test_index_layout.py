@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
+from stonetown.engine.datastore import Update, UpdateOp
 from stonetown.engine.index import RelationshipIndex, overlay
+from stonetown.engine.writes import _load_index
+from stonetown.stores.sqlite import SqliteDatastore
 
 
 def _random_relationship(rng: random.Random) -> Relationship:
@@ -241,3 +245,33 @@ def test_a_load_is_refused_once_closures_are_attached() -> None:
     with pytest.raises(RuntimeError):
         index.add_all([("app", "a", "org", "organization", "o1", "")])
     assert not index.objects
+
+
+async def test_reverse_entries_are_tuples_up_to_ten_keys_for_plain_subjects(tmp_path: Path) -> None:
+    """A plain subject's reverse entry stays a tuple up to 10 resource keys (a dict of 9-10
+    keys takes three times a tuple's memory), a subject set's up to 8: whether written one by
+    one or loaded from a SQLite file, and membership, iteration and removal see the same
+    keys in either form."""
+    rels: list[Relationship] = []
+    for k in (9, 10, 11):
+        rels += [Relationship("document", f"d{n}", "viewer", "user", f"u{k}") for n in range(k)]
+    for k in (8, 9):
+        rels += [Relationship("document", f"d{n}", "editor", "team", f"t{k}", "member") for n in range(k)]
+    store = SqliteDatastore(str(tmp_path / "layout.db"))
+    await store.open()
+    try:
+        head = await store.write([Update(UpdateOp.CREATE, rel) for rel in rels])
+        loaded = await _load_index(store, head)
+    finally:
+        await store.close()
+    written = RelationshipIndex.build(rels, head)
+    for index in (loaded, written):
+        forms = {key[1]: type(held) for key, held in index.reverse.items()}
+        assert forms == {"u9": tuple, "u10": tuple, "u11": dict, "t8": tuple, "t9": dict}
+        assert {k: set(v) for k, v in index.reverse.items()} == _expected_reverse({r.key: r for r in rels})
+    index = written
+    index.add(Relationship("document", "d10", "viewer", "user", "u10"))
+    assert type(index.reverse[("user", "u10", "")]) is dict
+    index.remove(Relationship("document", "d0", "viewer", "user", "u9"))
+    held = index.reverse[("user", "u9", "")]
+    assert type(held) is tuple and ("document", "d0", "viewer") not in held and len(held) == 8
