@@ -252,6 +252,37 @@ def test_a_subject_with_too_much_is_not_kept(pair: _Pair, monkeypatch: pytest.Mo
     assert pair.check("document:d", "view") is True
 
 
+def test_documents_wildcards_beyond_a_scan_keep_the_folders_side(pair: _Pair) -> None:
+    # more documents shared with every user than a side scans (subject_side.MAX_SCAN): the
+    # wildcard's entry is grouped by relation, so the folders' side (no wildcard there) is
+    # still kept and a wildcard written on a folder is seen at once
+    import stonetown.engine.subject_side as side
+
+    for i in range(side.MAX_SCAN + 10):
+        pair.write(f"document:shared{i}#viewer@user:*")
+    assert pair.check("document:d", "view") is False
+    assert pair.kept_ids()["Levels:levels"] == frozenset({"g0"})
+    pair.write("folder:f2#viewer@user:*")
+    assert pair.check("document:d", "view") is True
+    assert pair.kept_ids()["Levels:levels"] == frozenset({"g0", "f2"})
+    pair.delete("folder:f2#viewer@user:*")
+    assert pair.check("document:d", "view") is False
+    assert pair.check("document:shared3", "view") is True
+
+
+def test_a_wildcard_entry_past_its_bound_keeps_no_side(pair: _Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    import stonetown.engine.subject_side as side
+
+    monkeypatch.setattr(side, "MAX_WILD_SCAN", 3)
+    for i in range(4):
+        pair.write(f"document:shared{i}#viewer@user:*")
+    assert pair.check("document:d", "view") is False
+    assert pair.kept_ids().get("Levels:levels", "absent") in (None, "absent")
+    assert side.wild_groups((("folder", "a", "viewer"), ("folder", "b", "viewer"))) == {
+        ("folder", "viewer"): frozenset({"a", "b"})
+    }
+
+
 def test_openfga_cycles_keep_no_side() -> None:
     compiled = CompiledSchema(compile_schema(SCHEMA), openfga_cycles=True)
     pair = _Pair(compiled, BASE)

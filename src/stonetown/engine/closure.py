@@ -347,7 +347,7 @@ class Closures:
     """The closures of one index (its head revision), built on demand per graph, and what
     plain subjects are kept to reach through them (engine/subject_side.py)."""
 
-    __slots__ = ("_index", "graphs", "given_up", "sides", "wild_sides", "arrow_types")
+    __slots__ = ("_index", "graphs", "given_up", "sides", "wild_sides", "wild_groups", "arrow_types")
 
     def __init__(self, index: RelationshipIndex) -> None:
         self._index = Maps(index)
@@ -361,6 +361,10 @@ class Closures:
         # every subject of the type, so kept apart (a subject's side is read again after most
         # writes; this scan only after a wildcard's)
         self.wild_sides: dict[tuple[object, str], frozenset[str] | None] = {}
+        # subject type -> (resource type, relation) -> the ids its wildcard is stored on there
+        # (None when too many), or None when the wildcard's entry is too long to group: one
+        # scan of it per wildcard write, shared by every side (subject_side.wild_groups)
+        self.wild_groups: dict[str, dict[tuple[str, str], frozenset[str] | None] | None] = {}
         # the target types of those arrows: a relationship naming one changes where they point
         self.arrow_types: set[str] = set()
 
@@ -420,8 +424,9 @@ class Closures:
             graph = self.graphs.get((SET, stype, srel))
             if graph is not None and graph.holders:
                 graph.holders.clear()
-        if sid == "*" and self.wild_sides:
+        if sid == "*" and (self.wild_sides or self.wild_groups):
             self.wild_sides.clear()
+            self.wild_groups.clear()
         sides = self.sides
         if sides:
             if nested or srel or sid == "*" or stype in self.arrow_types:
@@ -438,9 +443,10 @@ class Closures:
         for graph in kept:
             graph.forget_reaches()
             graph.holders.clear()
-        sides = len(self.sides) + len(self.wild_sides)
+        sides = len(self.sides) + len(self.wild_sides) + len(self.wild_groups)
         self.sides.clear()
         self.wild_sides.clear()
+        self.wild_groups.clear()
         return len(kept) + sides
 
     def nbytes(self) -> int:
@@ -453,6 +459,10 @@ class Closures:
             total += sys.getsizeof(graph.conditional)
             total += sys.getsizeof(graph.holders) + sum(sys.getsizeof(k) for k in graph.holders.values())
         total += sys.getsizeof(self.wild_sides) + sum(sys.getsizeof(k) for k in self.wild_sides.values())
+        total += sys.getsizeof(self.wild_groups)
+        for groups in self.wild_groups.values():
+            if groups is not None:
+                total += sys.getsizeof(groups) + sum(sys.getsizeof(ids) for ids in groups.values())
         for kept in self.sides.values():
             total += sys.getsizeof(kept) + sum(sys.getsizeof(k) + sys.getsizeof(k[0]) for k in kept.values())
         return total
