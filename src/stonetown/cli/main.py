@@ -106,14 +106,9 @@ def _add_serve(subparsers: Any) -> None:
         "--max-depth", type=int, default=50, help="recursion depth limit (default %(default)s)"
     )
     serve.add_argument(
-        "--allocator",
-        choices=ALLOCATORS,
-        default=None,
-        help="where Python's small objects come from: pymalloc (least memory per relationship; "
-        "after a burst, its 1 MiB arenas stay pinned by a few survivors) or malloc (~25%% more per "
-        "relationship; memory returns after a burst). The server re-executes itself with "
-        "PYTHONMALLOC set (default: as started, PYTHONMALLOC or pymalloc)",
-    )
+        "--allocator", choices=ALLOCATORS, help="pymalloc (least memory per relationship) or malloc "
+        "(~25%% more; memory returns after a burst): re-executes with PYTHONMALLOC (default: as started)",
+    )  # fmt: skip
     serve.add_argument(
         "--max-watch-streams",
         type=int,
