@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument(
         "--settle", type=float, default=40.0, help="idle seconds after the mix before RSS is measured again"
     )
+    soak.add_argument(
+        "--allocator", choices=("pymalloc", "malloc"), help="the server's --allocator (default: as started)"
+    )
     play = sub.add_parser("playground", help="playground latency: keystroke to diagnostic, check to answer")
     play.add_argument("--rounds", type=int, default=200)
     return parser
@@ -216,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "soak":
         from benchmarks.hostile_soak import main as soak_main
 
-        soak_main(args.seconds, args.only, args.keep_log, args.settle)
+        soak_main(args.seconds, args.only, args.keep_log, args.settle, args.allocator)
     elif args.command == "playground":
         from benchmarks.playground_bench import run as playground_run
 

@@ -474,11 +474,18 @@ def run(
 
 
 def main(
-    seconds: float, only: Sequence[str] | None = None, keep_log: str | None = None, settle: float = 40.0
+    seconds: float,
+    only: Sequence[str] | None = None,
+    keep_log: str | None = None,
+    settle: float = 40.0,
+    allocator: str | None = None,
 ) -> None:
-    """Run the mix and print the figures as JSON (the server's log copied to `keep_log`)."""
+    """Run the mix and print the figures as JSON (the server's log copied to `keep_log`;
+    `allocator`: the server's ``--allocator``)."""
+    extra = ["--allocator", allocator] if allocator else []
     with tempfile.TemporaryDirectory(prefix="stonetown-soak-") as tmp:
-        figures = run(seconds, Path(tmp), only=only, settle=settle)
+        figures = run(seconds, Path(tmp), extra, only=only, settle=settle)
+        figures["allocator"] = allocator or "as started"
         if keep_log:
             shutil.copyfile(Path(tmp) / "server.log", keep_log)
         print(json.dumps(figures, indent=2))

@@ -89,22 +89,30 @@ class ChangeFeed:
             await self._wanted.wait()
             self._wanted.clear()
             while self.watchers and self.revision < self._target:
-                start = self.revision
-                try:
-                    batches = await self.store.changes(start, limit=READ_BATCH)
-                except FailedPrecondition:
-                    # The log no longer reaches back that far: the watchers behind fail
-                    # reading it themselves; the feed follows on from the head.
-                    self._jump(self._target)
-                    continue
-                except Exception:  # noqa: BLE001 - a failed read is retried (the store is down)
-                    await asyncio.sleep(RETRY_SECONDS)
-                    continue
-                if self.revision != start:
-                    continue  # the feed jumped meanwhile: these revisions no longer follow on
-                if not batches:
+                if not await self._read_once():
                     break
-                self._append(batches)
+
+    async def _read_once(self) -> bool:
+        """One read of the store after :attr:`revision`, kept; False when it found nothing.
+        Its own coroutine: what it read is not held by :meth:`_read`'s frame while the feed
+        waits for watchers (it kept the last read, up to a 5,000-change commit, for good)."""
+        start = self.revision
+        try:
+            batches = await self.store.changes(start, limit=READ_BATCH)
+        except FailedPrecondition:
+            # The log no longer reaches back that far: the watchers behind fail reading it
+            # themselves; the feed follows on from the head.
+            self._jump(self._target)
+            return True
+        except Exception:  # noqa: BLE001 - a failed read is retried (the store is down)
+            await asyncio.sleep(RETRY_SECONDS)
+            return True
+        if self.revision != start:
+            return True  # the feed jumped meanwhile: these revisions no longer follow on
+        if not batches:
+            return False
+        self._append(batches)
+        return True
 
     def _append(self, batches: Sequence[RevisionChanges]) -> None:
         for batch in batches:
