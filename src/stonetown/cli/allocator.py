@@ -6,7 +6,7 @@ large group) spreads its objects over many arenas, and the few long-lived object
 meanwhile (new relationships, caches, connections' state) keep most of them: after the
 hostile mix the server held ~30 MB more than at its start, most of it arenas a few KB of
 live objects pin. glibc's malloc gives back any free page (the server trims every few
-seconds), so the same mix ends within a few MB of its start; but each small object carries
+seconds), so the same ten-minute mix ends ~12 MB above its start; but each small object carries
 malloc's header: ~25 % more memory per relationship in the loaded index (benchmarks/README.md,
 "h7-memory"). Hence a choice, made before the interpreter starts (``PYTHONMALLOC``): the
 server re-executes itself, same process id, with the variable set.
