@@ -13,6 +13,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from random_history import random_batches
+
 from stonetown.core.relationship import ContextualizedCaveat, ObjectRef, Relationship, SubjectRef
 from stonetown.engine.check import CheckRun, DepthExceeded, Subject
 from stonetown.engine.check_plan import CompiledSchema
@@ -140,22 +142,9 @@ def test_documents_through_folder_chains_answer_as_the_walk_under_random_writes(
 
     for seed in range(20):
         rng = random.Random(seed)
-        kept = RelationshipIndex(1)
-        kept.closure = Closures(kept)
-        plain = RelationshipIndex(1)
-        live: dict[tuple[object, ...], Relationship] = {}
-        for step in range(25):
-            for _ in range(rng.randrange(1, 6)):
-                if live and rng.random() < 0.3:
-                    rel = live.pop(rng.choice(list(live)))
-                    kept.remove(rel)
-                    plain.remove(rel)
-                else:
-                    rel = _relationship(rng)
-                    live[rel.key] = rel
-                    kept.add(rel)
-                    plain.add(rel)
+        for step, kept, plain in random_batches(rng, _relationship, 25):
             if step == 2:
+                assert kept.closure is not None
                 kept.closure.prepare(compiled.closure_graphs)
             # far from the depth limit (near it, the closures' skipped levels leave no memo
             # entries the walk's later dispatches could hit: see test_closures)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from random_history import random_batches
 
 from stonetown.core.relationship import ContextualizedCaveat, ObjectRef, Relationship, SubjectRef
 from stonetown.engine import closure
@@ -189,22 +190,9 @@ def test_closures_answer_as_the_walk_under_random_writes(caveats: bool) -> None:
     compared = granted = conditional = used = 0
     for seed in range(12):
         rng = random.Random(seed)
-        kept = RelationshipIndex(1)
-        kept.closure = Closures(kept)
-        plain = RelationshipIndex(1)
-        live: dict[tuple[object, ...], Relationship] = {}
-        for step in range(30):
-            # a batch of writes (touches may change a caveat) and deletes
-            for _ in range(rng.randrange(1, 6)):
-                if live and rng.random() < 0.3:
-                    rel = live.pop(rng.choice(list(live)))
-                    kept.remove(rel)
-                    plain.remove(rel)
-                else:
-                    rel = _random_relationship(rng, caveats)
-                    live[rel.key] = rel
-                    kept.add(rel)
-                    plain.add(rel)
+        # batches of writes (touches may change a caveat) and deletes
+        for step, kept, plain in random_batches(rng, lambda r: _random_relationship(r, caveats), 30):
+            assert kept.closure is not None
             if step == 2:
                 kept.closure.prepare(compiled.closure_graphs)  # built from data, then kept
             for key, graph in kept.closure.graphs.items():
