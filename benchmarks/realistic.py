@@ -63,6 +63,19 @@ def db_file(shape: str, size: int, seed: int) -> Path:
     return directory / f"realistic-{shape}-{size}-{seed}.db"
 
 
+async def started_system(shape: str, size: int, seed: int) -> PermissionSystem:
+    """A `PermissionSystem` over the cached store of (shape, size, seed), started."""
+    system = PermissionSystem(SqliteDatastore(str(db_file(shape, size, seed))))
+    await system.start()
+    return system
+
+
+def check_core(compiled: Any, index: Any, c: tuple[Any, ...]) -> object:
+    """One labelled check (a `ShapeData.checks` item) as the engine's dispatch answers it, the
+    way every in-process figure of this shape is timed (`check_core`)."""
+    return CheckRun(compiled, index, 50).dispatch(c[0], c[1], c[2], (c[3], c[4], c[5]), 0)
+
+
 def _import_child(shape: str, size: int, seed: int, progress: bool) -> None:
     path = db_file(shape, size, seed)
     marker = path.with_suffix(".ok")
@@ -113,7 +126,7 @@ async def _measure_system(
     compiled, index = system.state.compiled, system.index
 
     def core(c: tuple[str, str, str, str, str, str, bool]) -> object:
-        return CheckRun(compiled, index, 50).dispatch(c[0], c[1], c[2], (c[3], c[4], c[5]), 0)
+        return check_core(compiled, index, c)
 
     closures = index.closure
     out["closures"] = _closure_figures(index, compiled.closure_graphs)

@@ -5,7 +5,7 @@
 Each tree runs in its own child process (``PYTHONPATH=TREE/src``) that loads the shape's
 store once (it must exist: ``python -m benchmarks realistic`` builds it); the driver then asks
 the children in turn for one round each: every labelled check of every kind, repeated until
-about ``--seconds`` per kind, each timed (``CheckRun.dispatch`` as :mod:`benchmarks.realistic`
+about ``--seconds`` per kind, each timed (``check_core`` as :mod:`benchmarks.realistic`
 times it) and its answer verified. A round's figures are per kind p50 / p99 (wall, µs) and the
 mean CPU time (thread time) per check; the summary is each tree's median over its rounds, so
 both trees meet the same machine load. Both children hash strings alike (``PYTHONHASHSEED=0``):
@@ -34,20 +34,11 @@ BENCH_ROOT = Path(__file__).resolve().parent.parent
 
 def child(shape: str, size: int, seed: int, seconds: float) -> None:
     """A tree's side: load the store, then one round per line read on stdin."""
-    from benchmarks.realistic import db_file
+    from benchmarks.realistic import check_core, started_system
     from benchmarks.realistic_data import generate
-    from stonetown.engine.check import CheckRun
-    from stonetown.engine.system import PermissionSystem
-    from stonetown.stores.sqlite import SqliteDatastore
 
     data = generate(shape, size, seed)
-
-    async def load() -> PermissionSystem:
-        system = PermissionSystem(SqliteDatastore(str(db_file(shape, size, seed))))
-        await system.start()
-        return system
-
-    system = asyncio.run(load())
+    system = asyncio.run(started_system(shape, size, seed))
     assert system.state is not None
     compiled, index = system.state.compiled, system.index
     gc.collect()
@@ -66,7 +57,7 @@ def child(shape: str, size: int, seed: int, seconds: float) -> None:
             while i < n or (time.perf_counter() - start < seconds and i < 200_000):
                 c = items[i % n]
                 t0 = clock()
-                found = CheckRun(compiled, index, 50).dispatch(c[0], c[1], c[2], (c[3], c[4], c[5]), 0)
+                found = check_core(compiled, index, c)
                 samples.append(clock() - t0)
                 wrong += (found is True) != c[6]
                 i += 1

@@ -25,19 +25,15 @@ from benchmarks.profiling import summarize
 
 def target(shape: str, size: int, seed: int, kind: str, seconds: float) -> None:
     """The profiled process: run one check kind (or lookup) for about `seconds`."""
-    from benchmarks.realistic import db_file
+    from benchmarks.realistic import check_core, started_system
     from benchmarks.realistic_data import generate
     from stonetown.core.relationship import ObjectRef, SubjectRef
-    from stonetown.engine.check import CheckRun
-    from stonetown.engine.system import PermissionSystem
     from stonetown.engine.types import Consistency
-    from stonetown.stores.sqlite import SqliteDatastore
 
     data = generate(shape, size, seed)
 
     async def body() -> None:
-        system = PermissionSystem(SqliteDatastore(str(db_file(shape, size, seed))))
-        await system.start()
+        system = await started_system(shape, size, seed)
         try:
             assert system.state is not None
             latest = Consistency.minimize_latency()
@@ -55,7 +51,7 @@ def target(shape: str, size: int, seed: int, kind: str, seconds: float) -> None:
                 else:
                     compiled, index = system.state.compiled, system.index
                     for c in data.checks[kind]:
-                        CheckRun(compiled, index, 50).dispatch(c[0], c[1], c[2], (c[3], c[4], c[5]), 0)
+                        check_core(compiled, index, c)
         finally:
             await system.stop()
 
