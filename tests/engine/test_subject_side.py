@@ -203,6 +203,32 @@ def test_a_write_that_grants_or_revokes_is_seen_at_once(pair: _Pair, grant: str,
     assert pair.check("folder:f4", "view") is False
 
 
+def test_a_touch_of_what_is_held_keeps_the_side(pair: _Pair) -> None:
+    """Writing a relationship exactly as it is held changes nothing: what the closures keep
+    stays (each check after a no-op TOUCH would otherwise scan again); a change of its
+    expiration or caveat is a change, and drops it."""
+    assert pair.check("document:d", "view") is False
+    kept = pair.kept_ids()
+    assert kept
+    pair.write("team:t0#member@user:ana")
+    assert pair.kept_ids() == kept
+    later = datetime.now(UTC) + timedelta(days=1)
+    pair.write("team:t0#member@user:ana", expiration=later)
+    assert pair.kept_ids() == {}
+    assert pair.check("document:d", "view") is False
+    kept = pair.kept_ids()
+    pair.write("team:t0#member@user:ana", expiration=later)
+    assert pair.kept_ids() == kept
+    pair.write("team:t0#member@user:ana", caveat=ContextualizedCaveat("weekday", {"day": 1}))
+    assert pair.kept_ids() == {}
+    assert pair.check("document:d", "view") is False
+    pair.write("team:t0#member@user:ana")  # plain again
+    pair.write("folder:f1#viewer@team:t1#member")
+    assert pair.check("document:d", "view") is True
+    pair.write("folder:f1#viewer@team:t1#member")
+    assert pair.check("document:d", "view") is True
+
+
 def test_a_deleted_parent_link_takes_the_grant_away(pair: _Pair) -> None:
     pair.write("folder:f1#viewer@team:t0#member")
     assert pair.check("document:d", "view") is True

@@ -148,6 +148,11 @@ class RelationshipIndex:
         else:
             skey, ukey = (stype, sid), (stype, sid, "")
             forward = self.objects  # type: ignore[assignment]
+        bucket = forward.get(rkey)
+        if bucket is not None and bucket.get(skey, _ABSENT) == meta:
+            # held already, caveat and expiration alike (a TOUCH of what is there): nothing
+            # changes, so nothing the closures keep goes stale
+            return
         if self._store(forward, rkey, skey, ukey, meta, None):  # type: ignore[arg-type]
             self._hold(ukey, rkey)
         if self.closure is not None:
