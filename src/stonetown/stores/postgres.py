@@ -152,7 +152,7 @@ def _to_relationship(row: Sequence[Any]) -> Relationship:
     if row[6] is not None:
         context = row[7]
         caveat = ContextualizedCaveat(row[6], json.loads(context) if context else {})
-    return Relationship(*row[0:6], caveat, row[8])  # type: ignore[misc]
+    return Relationship.shared(*row[0:6], caveat, row[8])  # type: ignore[misc]
 
 
 def _key_arrays(keys: Sequence[tuple[str, ...]]) -> list[list[str]]:
