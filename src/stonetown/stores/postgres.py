@@ -182,6 +182,10 @@ class _Connection:
         """Every row of a query."""
         return list(await self.connection.fetch(sql, *params))
 
+    async def fetch_decoded(self, sql: str, params: Sequence[Any], decode: Callable[[Any], T]) -> list[T]:
+        """Every row of a query passed through `decode` (asyncpg reads them all first)."""
+        return [decode(row) for row in await self.connection.fetch(sql, *params)]
+
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first row of a query, or None."""
         return await self.connection.fetchrow(sql, *params)
