@@ -9,7 +9,10 @@ import asyncio
 import gc
 from pathlib import Path
 
+import pytest
+
 from stonetown.core.relationship import Relationship
+from stonetown.engine import change_feed
 from stonetown.engine.datastore import RevisionChanges, Update, UpdateOp
 from stonetown.engine.system import PermissionSystem
 from stonetown.stores.sqlite import SqliteDatastore
@@ -48,5 +51,41 @@ async def test_the_feed_keeps_no_read_once_its_last_watcher_is_gone(tmp_path: Pa
         await asyncio.sleep(0)
         assert system.feed.watchers == 0
         assert _kept(revision) == 0
+    finally:
+        await system.stop()
+
+
+async def test_a_watcher_that_is_not_read_holds_only_what_it_was_handed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Watch stream whose client does not read stays suspended with the revision it was
+    handed. It held every revision of the read that revision came in (issue #18's mix: 100
+    such streams, each with a few 5,000-change commits, for as long as they stayed open);
+    the revisions after it are the feed's to keep or drop."""
+    monkeypatch.setattr(change_feed, "KEEP_CHANGES", 3 * COMMIT + 100)  # three commits
+    system = PermissionSystem(SqliteDatastore(str(tmp_path / "st.db")), poll_interval=None, gc_interval=None)
+    await system.start()
+    try:
+        await system.write_schema(SCHEMA)
+        start = await system.store.head_revision()
+        stream = system.watch(start, ["doc"])
+        reading = asyncio.ensure_future(anext(stream))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # the watcher is in, waiting
+        # three commits the feed reads at once (written to the store, then caught up with)
+        written = []
+        for commit in range(3):
+            rels = [Relationship.parse(f"doc:c{commit}-{i}#reader@user:u") for i in range(COMMIT)]
+            written.append(await system.store.write([Update(UpdateOp.TOUCH, rel) for rel in rels]))
+        await system.catch_up()
+        handed = await asyncio.wait_for(reading, timeout=30)
+        assert handed.revision == written[0]  # held by its (stuck) reader from now on
+        for commit in range(3, 7):  # later commits: the feed lets the first three go
+            rels = [Relationship.parse(f"doc:c{commit}-{i}#reader@user:u") for i in range(COMMIT)]
+            await system.write_relationships([Update(UpdateOp.TOUCH, rel) for rel in rels])
+        while system.feed.base < written[-1]:
+            await asyncio.sleep(0.01)
+        assert [_kept(revision) for revision in written[1:]] == [0, 0]
+        assert len(handed.changes) == COMMIT
+        await stream.aclose()  # type: ignore[attr-defined]
     finally:
         await system.stop()

@@ -269,7 +269,7 @@ def relationship_from_proto_quick(message: core.Relationship) -> Relationship | 
         and not message.HasField("optional_caveat")
         and not message.HasField("optional_expires_at")
     ):
-        return Relationship(rtype, rid, relation, stype, sid, srel)
+        return Relationship.shared(rtype, rid, relation, stype, sid, srel)
     return None
 
 

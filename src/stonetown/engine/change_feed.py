@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from bisect import bisect_right
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
+from operator import attrgetter
 
 from stonetown.core.errors import FailedPrecondition, ResourceExhausted
 from stonetown.engine.datastore import Datastore, RevisionChanges
+
+_REVISION = attrgetter("revision")
 
 # Default bound on the Watch streams one process serves at once.
 MAX_WATCHERS = 1000
@@ -157,15 +161,10 @@ class ChangeFeed:
         self._arrived.set()
         self._arrived = asyncio.Event()
 
-    def _after(self, cursor: int) -> list[RevisionChanges]:
-        """The kept revisions after `cursor` (which is at least :attr:`base`)."""
-        newer: list[RevisionChanges] = []
-        for batch in reversed(self._batches):
-            if batch.revision <= cursor:
-                break
-            newer.append(batch)
-        newer.reverse()
-        return newer
+    def _next_kept(self, cursor: int) -> RevisionChanges | None:
+        """The first kept revision after `cursor` (which is at least :attr:`base`), or None."""
+        at = bisect_right(self._batches, cursor, key=_REVISION)
+        return self._batches[at] if at < len(self._batches) else None
 
     async def watch(
         self, after_revision: int, resource_types: Sequence[str] = (), *, every_revision: bool = False
@@ -185,24 +184,37 @@ class ChangeFeed:
             self._wanted.set()
         wanted = set(resource_types)
         cursor = after_revision
+        ready: list[RevisionChanges] = []
         try:
             while True:
                 if cursor >= self.revision:
                     await self._arrived.wait()
                     continue
                 if cursor >= self.base:
-                    batches = self._after(cursor)
+                    # one kept revision at a time: the later ones stay the feed's to keep or drop
+                    kept = self._next_kept(cursor)
+                    pending = deque(() if kept is None else (kept,))
+                    del kept
                 else:
-                    batches = await self._read_behind(cursor)
-                for batch in batches:
+                    pending = deque(await self._read_behind(cursor))
+                if not pending:
+                    await self._arrived.wait()
+                while pending:
+                    batch = pending.popleft()
                     cursor = max(cursor, batch.revision)
                     changes = batch.changes
                     if wanted:
                         changes = tuple(c for c in changes if c.relationship.resource_type in wanted)
                     if changes or every_revision:
-                        yield RevisionChanges(batch.revision, batch.timestamp, changes, batch.schema_changed)
-                if not batches:
-                    await self._arrived.wait()
+                        revision, timestamp, schema = batch.revision, batch.timestamp, batch.schema_changed
+                        ready.append(RevisionChanges(revision, timestamp, changes, schema))
+                    del batch, changes
+                    if ready:
+                        # Nothing of it stays in this frame while its consumer holds it: a slow
+                        # one (a Watch stream whose client does not read) otherwise kept every
+                        # revision it had been handed, and 100 such streams a 5,000-change
+                        # commit each, for as long as they stayed open (issue #18's mix).
+                        yield ready.pop()
         finally:
             self.watchers -= 1
             if not self.watchers:

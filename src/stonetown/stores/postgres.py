@@ -152,7 +152,7 @@ def _to_relationship(row: Sequence[Any]) -> Relationship:
     if row[6] is not None:
         context = row[7]
         caveat = ContextualizedCaveat(row[6], json.loads(context) if context else {})
-    return Relationship(*row[0:6], caveat, row[8])  # type: ignore[misc]
+    return Relationship.shared(*row[0:6], caveat, row[8])  # type: ignore[misc]
 
 
 def _key_arrays(keys: Sequence[tuple[str, ...]]) -> list[list[str]]:
@@ -181,6 +181,10 @@ class _Connection:
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Every row of a query."""
         return list(await self.connection.fetch(sql, *params))
+
+    async def fetch_decoded(self, sql: str, params: Sequence[Any], decode: Callable[[Any], T]) -> list[T]:
+        """Every row of a query passed through `decode` (asyncpg reads them all first)."""
+        return [decode(row) for row in await self.connection.fetch(sql, *params)]
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first row of a query, or None."""

@@ -7,7 +7,7 @@ A connection's coroutines may complete without ever suspending (SQLite's plain c
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from stonetown.engine.datastore import RelationshipFilter
@@ -25,6 +25,11 @@ class SqlConnection(Protocol):
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Every row of a query."""
+        ...
+
+    async def fetch_decoded(self, sql: str, params: Sequence[Any], decode: Callable[[Any], T]) -> list[T]:
+        """Every row of a query passed through `decode` as it is read: the raw rows of a
+        large result (a tuple and a string per column each) are not all alive at once."""
         ...
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:

@@ -20,6 +20,7 @@ import abc
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 from stonetown.core.errors import AlreadyExists, InvalidArgument
@@ -491,7 +492,7 @@ class SqlDatastore(Datastore):
             sql = f"SELECT {COLUMNS} FROM {self._RELATIONSHIPS} WHERE {where} ORDER BY {KEY_COLUMNS}"
             if limit is not None:
                 sql += f" LIMIT {add_param(params, limit, self._MARK)}"
-            return [self._decode(row) for row in await connection.fetch(sql, params)]
+            return await connection.fetch_decoded(sql, params, self._decode)
 
         return await self._in_read("reading relationships", body)
 
@@ -521,23 +522,25 @@ class SqlDatastore(Datastore):
                 return []
             bounds = (after_revision, int(revisions[-1][0]))
             per_revision: dict[int, list[Change]] = {int(row[0]): [] for row in revisions}
-            touched = await connection.fetch(
+            touched = await connection.fetch_decoded(
                 f"SELECT {COLUMNS}, created_revision FROM {relationships} "
                 f"WHERE created_revision > {mark}1 AND created_revision <= {mark}2",
                 bounds,
+                partial(self._change_of, ChangeOp.TOUCH),
             )
-            await self._add_changes(per_revision, ChangeOp.TOUCH, touched)
+            await self._add_changes(per_revision, touched)
             # A row ended in a revision that re-created its key was replaced, not deleted.
             replaced = " AND ".join(f"n.{column} = r.{column}" for column in KEY_COLUMNS.split(", "))
-            deleted = await connection.fetch(
+            deleted = await connection.fetch_decoded(
                 f"SELECT {', '.join('r.' + c for c in COLUMNS.split(', '))}, r.deleted_revision "
                 f"FROM {relationships} AS r "
                 f"WHERE r.deleted_revision > {mark}1 AND r.deleted_revision <= {mark}2 "
                 f"AND NOT EXISTS (SELECT 1 FROM {relationships} AS n WHERE {replaced} "
                 "AND n.created_revision = r.deleted_revision)",
                 bounds,
+                partial(self._change_of, ChangeOp.DELETE),
             )
-            await self._add_changes(per_revision, ChangeOp.DELETE, deleted)
+            await self._add_changes(per_revision, deleted)
             ordered: list[RevisionChanges] = []
             for revision, committed, schema_changed in revisions:
                 changes = per_revision[int(revision)]
@@ -555,14 +558,18 @@ class SqlDatastore(Datastore):
 
         return await self._in_read("reading the change log", body, urgent=urgent)
 
+    def _change_of(self, op: ChangeOp, row: Row) -> tuple[int, Change]:
+        """A change-log row (its last column the revision) decoded: its revision and change."""
+        return int(row[9]), Change(op, self._decode(row))
+
     async def _add_changes(
-        self, per_revision: dict[int, list[Change]], op: ChangeOp, rows: list[Row]
+        self, per_revision: dict[int, list[Change]], changes: list[tuple[int, Change]]
     ) -> None:
-        """Decode change-log rows (their last column the revision) into `per_revision`, giving
-        the event loop a turn every :data:`DECODE_CHUNK` rows (the body of a read runs on the
-        loop: decoding a 5,000-row import at once held it for tens of milliseconds)."""
-        for count, row in enumerate(rows, 1):
-            per_revision[int(row[9])].append(Change(op, self._decode(row)))
+        """Put decoded change-log rows into `per_revision`, giving the event loop a turn every
+        :data:`DECODE_CHUNK` of them (the body of a read runs on the loop: a 5,000-row import
+        at once held it for tens of milliseconds)."""
+        for count, (revision, change) in enumerate(changes, 1):
+            per_revision[revision].append(change)
             if count % DECODE_CHUNK == 0:
                 await asyncio.sleep(0)
 

@@ -335,7 +335,8 @@ class SqliteDatastore(SqlDatastore):
         free = readers.take_free()
         try:
             for connection in free:
-                await connection.execute("PRAGMA shrink_memory")
+                # on the connection's own thread, where aiosqlite runs it (the cursors made)
+                await connection._execute(shrink, connection._conn)
                 shrunk += 1
         except (sqlite3.Error, ValueError):
             pass  # closed with the store meanwhile

@@ -37,7 +37,7 @@ def to_relationship(row: Row) -> Relationship:
     if row[6] is not None:
         caveat = ContextualizedCaveat(row[6], json.loads(row[7]) if row[7] else {})
     expiration = None if row[8] is None else datetime.fromisoformat(row[8])
-    return Relationship(row[0], row[1], row[2], row[3], row[4], row[5], caveat, expiration)
+    return Relationship.shared(row[0], row[1], row[2], row[3], row[4], row[5], caveat, expiration)
 
 
 def to_fields(rows: list[Row]) -> list[RelationshipFields]:

@@ -22,6 +22,9 @@ from stonetown.stores.sql_common import COLUMNS as _COLUMNS
 from stonetown.stores.sql_common import SqlConnection
 
 T = TypeVar("T")
+
+# Rows an aiosqlite reader hands over at a time to be decoded (AioConnection.fetch_decoded).
+FETCH_BATCH = 1000
 _Row = tuple[Any, ...]
 
 INSERT = f"INSERT INTO relationships ({_COLUMNS}, created_revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -39,6 +42,10 @@ class SyncConnection:
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Every row of a query."""
         return self.connection.execute(sql, params).fetchall()
+
+    async def fetch_decoded(self, sql: str, params: Sequence[Any], decode: Callable[[Any], T]) -> list[T]:
+        """Every row of a query passed through `decode` as it is read (one row at a time)."""
+        return [decode(row) for row in self.connection.execute(sql, params)]
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first row of a query, or None."""
@@ -65,6 +72,15 @@ class AioConnection:
         """Every row of a query."""
         async with self.connection.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
+
+    async def fetch_decoded(self, sql: str, params: Sequence[Any], decode: Callable[[Any], T]) -> list[T]:
+        """Every row of a query passed through `decode` as it is read (:data:`FETCH_BATCH`
+        rows at a time; the event loop has a turn between batches)."""
+        decoded: list[T] = []
+        async with self.connection.execute(sql, params) as cursor:
+            while rows := await cursor.fetchmany(FETCH_BATCH):
+                decoded.extend(map(decode, rows))
+        return decoded
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first row of a query, or None."""

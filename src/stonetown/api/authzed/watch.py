@@ -64,6 +64,8 @@ class AuthzedWatchServicer(watch_grpc.WatchServiceServicer):
                 key = (batch.revision, asked)
                 build = partial(_response, batch, filters, relationships, schemas, checkpoints)
                 response = await self._responses.get(key, build, len(batch.changes))
+                del build
+            del batch  # a slow reader holds its response, not the commit's objects
             if response is not None:
                 yield response
 

@@ -99,7 +99,9 @@ class RelationshipServicer(relationship_grpc.RelationshipServiceServicer):
         async for changes in self.system.watch(after, types):
             key = (changes.revision, asked)
             build = partial(_watch_response, changes)
-            yield await self._watch_responses.get(key, build, len(changes.changes))
+            response = await self._watch_responses.get(key, build, len(changes.changes))
+            del changes, build  # a slow reader holds its response's bytes, not the commit's objects
+            yield response
 
 
 def _watch_response(changes: RevisionChanges) -> bytes:
