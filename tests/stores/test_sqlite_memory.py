@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from stonetown.core.relationship import Relationship
-from stonetown.engine.datastore import RelationshipFilter, Update, UpdateOp
+from stonetown.engine.datastore import RelationshipFilter
 from stonetown.stores import sqlite_memory
 from stonetown.stores.sqlite import SqliteDatastore
 
@@ -163,21 +163,3 @@ async def test_imports_at_many_revisions_keep_few_prepared_statements(store: Sql
     grown = _used() - before
     # the few statements of each power-of-two row count, not one (or two) per import
     assert grown < 1024 * 1024, f"SQLite holds {grown} bytes more after 60 imports"
-
-
-async def test_idle_connections_drop_their_dead_cursors_references(store: SqliteDatastore) -> None:
-    """Issue #18's soak: of the objects made during the mix, a quarter of those left after it
-    were the sqlite3 module's weak references to cursors already closed, up to 200 per
-    connection (it drops them only every 200 cursors made), each pinning one of pymalloc's
-    arenas. Once idle, each connection keeps references to its live cursors only."""
-    revision = await store.head_revision()
-    for n in range(150):  # a statement, so a cursor, on each pooled reader and on the writer
-        wanted = RelationshipFilter(resource_type="document", resource_id=f"doc{n}")
-        await asyncio.gather(*(store.read(wanted, revision) for _ in range(2)))
-        await store.write([Update(UpdateOp.TOUCH, Relationship.parse(f"document:new{n}#viewer@user:u{n}"))])
-    connections = [store._sync_writer.connection, *(reader._conn for reader in store._all_readers)]
-    held = [len(sqlite_memory._cursor_references(connection) or ()) for connection in connections]
-    assert sum(held) > 10, held  # references to cursors made and closed since the last sweep
-    await store.release_memory()
-    held = [len(sqlite_memory._cursor_references(connection) or ()) for connection in connections]
-    assert max(held) <= 2, held  # the cursor just made, and one a reader may still hold

@@ -335,8 +335,7 @@ class SqliteDatastore(SqlDatastore):
         free = readers.take_free()
         try:
             for connection in free:
-                # on the connection's own thread, where aiosqlite runs it (the cursors made)
-                await connection._execute(shrink, connection._conn)
+                await connection.execute("PRAGMA shrink_memory")
                 shrunk += 1
         except (sqlite3.Error, ValueError):
             pass  # closed with the store meanwhile

@@ -22,17 +22,12 @@ the server then asks glibc to return the freed pages (api/runtime.py).
 from __future__ import annotations
 
 import ctypes
-import gc
 import sqlite3
-import weakref
 
 WRITER_CACHE_KIB = 65_536
 READER_CACHE_KIB = 16_384
 THREAD_READER_CACHE_KIB = 8_192
 SOFT_HEAP_LIMIT = 128 * 1024 * 1024
-# The sqlite3 module drops a connection's references to its dead cursors every this many
-# cursors made (CPython's _sqlite/connection.c).
-CURSOR_SWEEP = 200
 
 
 def settings(synchronous: str, cache_kib: int) -> list[str]:
@@ -53,39 +48,8 @@ def limit_heap(connection: sqlite3.Connection) -> None:
 
 
 def shrink(connection: sqlite3.Connection) -> None:
-    """Free the page cache of `connection` (pages in use by an open statement stay), and
-    the references it keeps to its cursors gone (:func:`drop_cursor_references`)."""
+    """Free the page cache of `connection` (pages in use by an open statement stay)."""
     connection.execute("PRAGMA shrink_memory")
-    drop_cursor_references(connection)
-
-
-def _cursor_references(connection: sqlite3.Connection) -> list[object] | None:
-    """The list of weak references to its cursors that `connection` keeps (the first list
-    it reports to the collector), or None where the sqlite3 module keeps none it reports."""
-    for item in gc.get_referents(connection):
-        if item.__class__ is list:
-            return item if all(ref.__class__ is weakref.ref for ref in item) else None
-    return None
-
-
-def drop_cursor_references(connection: sqlite3.Connection) -> int:
-    """Have `connection` drop its weak references to cursors already gone; how many cursors
-    it took (at most :data:`CURSOR_SWEEP` + 1).
-
-    The sqlite3 module keeps one weak reference per cursor a connection made, and drops the
-    dead ones only every :data:`CURSOR_SWEEP` cursors. Every statement run makes a cursor, so
-    each connection holds up to 200 of them, made during its last statements: after issue
-    #18's mix, a quarter of the objects left of those made during it, each pinning one of
-    pymalloc's 1 MiB arenas that the mix's bursts had filled. Making cursors until the module
-    sweeps its list (a new list: it builds the live ones' anew) leaves the one just made."""
-    before = _cursor_references(connection)
-    if before is None or len(before) <= 1:
-        return 0
-    for made in range(1, CURSOR_SWEEP + 2):
-        connection.cursor().close()
-        if _cursor_references(connection) is not before:
-            return made
-    return CURSOR_SWEEP + 1
 
 
 def _library() -> ctypes.CDLL | None:
