@@ -9,7 +9,9 @@ the stack contributes nothing), and a depth limit turns runaway recursion into
 ResourceExhausted. Results are three-valued (see conditions.py).
 
 Depth errors are deferred inside unions: another branch may still grant, and a grant found by
-any branch is a true grant however deep the other branches go.
+any branch is a true grant however deep the other branches go. A run whose shortcuts met the
+depth limit has its queries answered again by the plain walk (:class:`Rewalk`): the error, if
+any, is the walk's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from stonetown.engine.check_plan import CompiledSchema
 
 Subject = tuple[str, str, str]  # (type, id, relation or "")
+Query = tuple[str, str, str, Subject]  # (resource type, resource id, permission, subject)
 EvalFn = Callable[["CheckRun", str, Subject, int], Result]
 # True when an evaluation surely yields False for a plain subject, read from lookups alone: the
 # evaluation it stands for dispatches nothing, raises nothing and reads no metadata (see
@@ -257,3 +260,42 @@ class CheckRun:
         if not inner_cut:
             memo[key] = result
         return result
+
+
+class Rewalk:
+    """The plain walk (:meth:`CompiledSchema.walked`: no shortcut, no closure) answering again
+    the top-level queries of a run that met the depth limit, over the same index and limit.
+
+    The shortcuts answer as the walk does wherever the walk stays below the limit, but near it
+    they differ in where they stop: a closure evaluates an ancestor at its place in the chain,
+    not at the end of the path the walk took, and leaves no memo entries for the levels it
+    skips, so a later dispatch of the run may meet the limit where the walk's memo answers (or
+    the reverse). A depth error is therefore the walk's to give: the run's queries are
+    replayed by one plain run in the same order (a CheckBulk's memo is the walk's), each only
+    once, and the one that met the limit answered by it, error or not. Where the shortcuts
+    answer and the walk would have met the limit, the shortcuts' answer stands: it is exact
+    (every evaluation it used completed below the limit; see tests/engine/test_closures.py)."""
+
+    __slots__ = ("run", "asked")
+
+    def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
+        self.run = CheckRun(compiled.walked(), index, max_depth)
+        self.run.closure = None
+        self.asked = 0  # how many of the queries the plain run has answered
+
+    @staticmethod
+    def needed(compiled: CompiledSchema, index: RelationshipIndex) -> bool:
+        """Whether a run of `compiled` over `index` may take a shortcut the walk does not."""
+        return compiled.shortcuts or getattr(index, "closure", None) is not None
+
+    def answer(self, queries: list[Query], position: int) -> Result:
+        """The plain walk's answer to `queries[position]`, the queries before it (those not yet
+        replayed) answered first, their depth errors ignored; raises the walk's DepthExceeded."""
+        run = self.run
+        for query in queries[self.asked : position]:
+            try:
+                run.dispatch(*query, 0)
+            except DepthExceeded:
+                pass
+        self.asked = position + 1
+        return run.dispatch(*queries[position], 0)
