@@ -50,6 +50,20 @@ PLAIN_CYCLES: frozenset[tuple[str, str]] = frozenset({("", "")})
 EXACT_CYCLES: frozenset[tuple[str, str]] = frozenset({("", "exact")})
 
 
+# A run's empty stack, subtracted sides and holders until it writes one (shared, never written)
+NO_FRAMES: dict[tuple[str, str, str, Subject], int] = {}
+NO_MARKS: list[int] = []
+NO_HOLDERS: dict[object, tuple[object, int]] = {}
+
+
+def negation_marks(run: CheckRun) -> list[int]:
+    """The run's list of subtracted sides being evaluated (see CheckRun._cycle), to push on."""
+    marks = run.negations
+    if marks is NO_MARKS:
+        marks = run.negations = []
+    return marks
+
+
 class DepthExceeded(ResourceExhausted):
     """The walk went deeper than the configured limit."""
 
@@ -122,10 +136,12 @@ class CheckRun:
         self.wild: tuple[tuple[str, str, str], ...] | set[tuple[str, str, str]] | None = None
         self.memo: dict[tuple[str, str, str, Subject], Result] = {}
         # sub-problems being evaluated, outermost first (a dict keeps insertion order), each
-        # with its height on the stack
-        self.stack: dict[tuple[str, str, str, Subject], int] = {}
-        # the stack heights at which the subtracted sides being evaluated started (see _cycle)
-        self.negations: list[int] = []
+        # with its height on the stack; NO_FRAMES (never written) until the first is pushed:
+        # most checks push none (one allocation less per check)
+        self.stack: dict[tuple[str, str, str, Subject], int] = NO_FRAMES
+        # the stack heights at which the subtracted sides being evaluated started (see _cycle);
+        # NO_MARKS (never written) until the first (see negation_marks)
+        self.negations: list[int] = NO_MARKS
         self.cut = False
         self.max_depth = max_depth
         self.now: float | None = None  # the clock, read once when an expiration is met
@@ -142,7 +158,7 @@ class CheckRun:
         # nested set, (its holders, the graph's longest path); per kept side, (its ids, the
         # deepest evaluation they were asked for)
         self.side_subject: Subject | None = None
-        self.side_holders: dict[object, tuple[object, int]] = {}
+        self.side_holders: dict[object, tuple[object, int]] = NO_HOLDERS  # replaced with the subject
 
     def _cycle(self, key: tuple[str, str, str, Subject], rtype: str, rel: str) -> Result:
         """The value of a sub-problem met again while it is being evaluated.
@@ -249,6 +265,8 @@ class CheckRun:
         outer_cut = self.cut
         self.cut = False
         if cyclic:
+            if stack is NO_FRAMES:
+                stack = self.stack = {}
             stack[key] = len(stack)
         try:
             result = function(self, rid, subj, depth + 1)
