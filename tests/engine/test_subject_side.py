@@ -122,8 +122,9 @@ class _Pair:
         """What the closures keep for `subject`, per kind of side."""
         assert self.kept.closure is not None
         out: dict[str, frozenset[str] | None] = {}
-        for site, entry in self.kept.closure.sides.get(subject, {}).items():
-            out[type(site).__name__ + ":" + getattr(site, "rtype", "levels")] = entry[0]
+        for site, kept in self.kept.closure.sides.items():
+            if subject in kept:
+                out[type(site).__name__ + ":" + getattr(site, "rtype", "levels")] = kept[subject][0]
         return out
 
 

@@ -342,7 +342,7 @@ def compile_stored(
             # say): no probe of the forward map. (own.ids_of's kept entry read in place: a
             # call per check)
             closures = run.closure
-            entry = None if closures is None else closures.sides.get(subj, _EMPTY).get(own)
+            entry = None if closures is None else closures.sides.get(own, _EMPTY).get(subj)
             if entry is not None and depth + entry[1] < run.max_depth:
                 ids = entry[0]
             else:

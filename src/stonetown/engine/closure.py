@@ -57,8 +57,8 @@ MAX_REACHES = 4096
 # resource keys a subject's holders, or ids a subject's side (engine/subject_side.py), may
 # count; beyond, none are kept for it and its checks walk as before (memory: 8-16 B an entry)
 MAX_HOLDERS = 256
-# subjects whose holders a graph, or whose sides' ids the closures, keep at most; beyond, it
-# starts afresh (at most ~4 MB a graph or side, typically ~1-2 KB a subject for all of them)
+# subjects whose holders a graph, or whose ids a side, keeps at most; beyond, it starts afresh
+# (at most ~4 MB a graph or side, typically ~1-2 KB a subject for all of them)
 MAX_SIDES = 1024
 
 _ABSENT = object()
@@ -353,12 +353,10 @@ class Closures:
         self._index = Maps(index)
         self.graphs: dict[GraphKey, Graph] = {}
         self.given_up: set[GraphKey] = set()
-        # plain subject -> a compiled union of stored relations or arrow (subject_side.Side,
-        # ArrowSide, Levels) -> (the ids of objects it may be granted on there, None when too
-        # many; how much deeper than the evaluation they read, see subject_side._Site.ids_of):
-        # per subject first, so a check reading several sides of its subject probes this map
-        # once (its other sides are then in a small dict in cache)
-        self.sides: dict[tuple[str, str, str], dict[object, tuple[frozenset[str] | None, int]]] = {}
+        # a compiled union of stored relations or arrow (subject_side.Side, ArrowSide) ->
+        # plain subject -> (the ids of objects it may be granted on there, None when too many;
+        # how much deeper than the evaluation they read, see subject_side._Site.ids_of)
+        self.sides: dict[object, dict[tuple[str, str, str], tuple[frozenset[str] | None, int]]] = {}
         # (side, subject type) -> the ids its wildcard of that type is stored on: the same for
         # every subject of the type, so kept apart (a subject's side is read again after most
         # writes; this scan only after a wildcard's)
@@ -434,12 +432,13 @@ class Closures:
             if nested or srel or sid == "*" or stype in self.arrow_types:
                 sides.clear()
             else:
-                sides.pop((stype, sid, ""), None)
+                subject = (stype, sid, "")
+                for kept in sides.values():
+                    kept.pop(subject, None)
 
     def forget_reaches(self) -> int:
         """Forget what is kept per subject (the server is idle: rebuilt on demand): every
-        graph's reaches and holders, the sides' ids; how many graphs, subjects' sides or
-        wildcards' kept any."""
+        graph's reaches and holders, the sides' ids; how many graphs or sides kept any."""
         kept = [graph for graph in self.graphs.values() if graph.reaches or graph.holders]
         for graph in kept:
             graph.forget_reaches()

@@ -244,7 +244,7 @@ def _compile_ancestors(
         if levels is not None and not srel:
             # the levels that may grant, asked at the deepest (what holds there holds above;
             # levels.ids_of's kept entry read in place: a call per check)
-            entry = closures.sides.get(subj, _EMPTY).get(levels)  # type: ignore[union-attr]
+            entry = closures.sides.get(levels, _EMPTY).get(subj)  # type: ignore[union-attr]
             if entry is not None and depth + len(up) + entry[1] < run.max_depth:
                 ids = entry[0]
             else:

@@ -107,9 +107,10 @@ class _Site:
         closures = run.closure
         if closures is None:
             return None
-        sides = closures.sides
-        kept = sides.get(subj)
-        entry = None if kept is None else kept.get(self)
+        kept = closures.sides.get(self)
+        if kept is None:
+            kept = closures.sides[self] = {}
+        entry = kept.get(subj)
         if entry is not None and depth + entry[1] < run.max_depth:
             # kept (by this run or an earlier one) where the holders read answered at a depth
             # this evaluation's are walked at too (what they depend on, the graphs' edges,
@@ -126,12 +127,9 @@ class _Site:
         if entry is None:
             self.register(closures.arrow_types)  # before anything is kept
             found = self.build(run, subj, depth)
-            kept = sides.get(subj)  # (the build may have kept other sides of the subject)
-            if kept is None:
-                if len(sides) >= MAX_SIDES:
-                    sides.clear()
-                kept = sides[subj] = {}
-            entry = kept[self] = (found, self._reach(closures))
+            if len(kept) >= MAX_SIDES:
+                kept.clear()
+            entry = kept[subj] = (found, self._reach(closures))
         return entry[0]
 
     def _reach(self, closures: Closures) -> int:
