@@ -1,5 +1,6 @@
 """Random write histories for the engine's differential tests: an index keeping closures
-(and subjects' sides) and a plain one, written alike, compared after each batch."""
+(and subjects' sides) and a plain one, written alike, compared after each batch, near the
+depth limit and far from it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import random
 from collections.abc import Callable, Iterator
 
 from stonetown.core.relationship import Relationship
+from stonetown.engine.check import CheckRun, DepthExceeded, Query, Rewalk
+from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.closure import Closures
 from stonetown.engine.index import RelationshipIndex
 
@@ -34,3 +37,64 @@ def random_batches(
                 kept.add(rel)
                 plain.add(rel)
         yield step, kept, plain
+
+
+# a query's outcome when the walk met the depth limit (a tuple: `same` below compares it by ==)
+EXCEEDED = (DepthExceeded,)
+# the depth limits the histories are checked at: near the data's depth, and far from it
+DEPTHS = (*range(1, 9), 50)
+
+
+def answers(
+    compiled: CompiledSchema, index: RelationshipIndex, max_depth: int, queries: list[Query], together: bool
+) -> list[object]:
+    """Each query's answer as PermissionChecks gives it: one run per query (Check) or one run
+    for all of them in order (CheckBulk), a depth error answered again by the plain walk
+    (check.Rewalk); EXCEEDED where the walk met the limit too."""
+    out: list[object] = []
+    run = rewalk = None
+    for position, query in enumerate(queries):
+        if run is None or not together:
+            run, rewalk = CheckRun(compiled, index, max_depth), None
+        try:
+            out.append(run.dispatch(*query, 0))
+        except DepthExceeded:
+            try:
+                if rewalk is None or not together:
+                    rewalk = Rewalk(compiled, index, max_depth)
+                out.append(rewalk.answer(queries, position) if together else rewalk.answer([query], 0))
+            except DepthExceeded:
+                out.append(EXCEEDED)
+    return out
+
+
+def compare_at_depths(
+    compiled: CompiledSchema,
+    kept: RelationshipIndex,
+    plain: RelationshipIndex,
+    queries: list[Query],
+    same: Callable[[object, object], bool],
+    where: object,
+) -> tuple[int, int, int]:
+    """Assert that `queries`, one run each and all in one run, get the plain walk's answers
+    (`compiled.walked()` over `plain`, an index without closures) from `compiled` over `kept`
+    (with closures) at every limit of DEPTHS; except where the walk met the limit and the
+    shortcuts did not: there the answer must be the walk's with room to spare (depth 50).
+    Returns (compared, answered where the walk met the limit, of those granted)."""
+    walked = compiled.walked()
+    exact = answers(walked, plain, 50, queries, False)
+    compared = answered = granted = 0
+    for together in (False, True):
+        for max_depth in DEPTHS:
+            got = answers(compiled, kept, max_depth, queries, together)
+            want = answers(walked, plain, max_depth, queries, together)
+            for query, one, other, full in zip(queries, got, want, exact, strict=True):
+                context = (where, together, max_depth, query, one, other)
+                compared += 1
+                if other is EXCEEDED and one is not EXCEEDED:
+                    assert same(one, full), (*context, full)
+                    answered += 1
+                    granted += one is True
+                else:
+                    assert same(one, other), context
+    return compared, answered, granted

@@ -5,15 +5,18 @@ chain none of whose levels may grant refused at once (closure_check), and a subt
 read in place (check_operators' stored_exclusion: plain users, a wildcard, caveats and
 expirations). Random writes and deletes on an index keeping closures and one without (checked
 with the plain walk's plans), every check compared after each step, one at a time and in one
-run sharing its memo; through a real server, the head and old revisions alike."""
+run sharing its memo, at depth limits 1-8 and 50; through a real server, the head and old
+revisions alike, and a depth error that is the walk's to give (check.Rewalk)."""
 
 from __future__ import annotations
 
+import operator
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from random_history import random_batches
+import pytest
+from random_history import DEPTHS, answers, compare_at_depths, random_batches
 
 from stonetown.core.relationship import ContextualizedCaveat, ObjectRef, Relationship, SubjectRef
 from stonetown.engine.check import CheckRun, DepthExceeded, Subject
@@ -22,7 +25,7 @@ from stonetown.engine.closure import Closures
 from stonetown.engine.datastore import Update, UpdateOp
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.system import PermissionSystem
-from stonetown.engine.types import Consistency, Permissionship
+from stonetown.engine.types import CheckRequest, CheckResult, Consistency, Permissionship
 from stonetown.schema import compile_schema
 from stonetown.stores.sqlite import SqliteDatastore
 
@@ -126,12 +129,11 @@ def _answer(run: CheckRun, query: tuple[str, str, str, Subject]) -> object:
 
 def test_documents_through_folder_chains_answer_as_the_walk_under_random_writes() -> None:
     compiled = CompiledSchema(compile_schema(SCHEMA))
-    walked = CompiledSchema(compile_schema(SCHEMA), shortcuts=False)  # no lookup read in place
     subjects: list[Subject] = [("user", u, "") for u in [*USERS, "stranger"]]
     subjects.append(("team", "t0", "member"))
     queries = [("document", d, p, s) for d in DOCS for p in ("view", "edit") for s in subjects]
     queries += [("folder", f, "view", s) for f in FOLDERS for s in subjects]
-    compared = granted = 0
+    compared = granted = answered = 0
     direct = 0
     original = compiled.functions[("folder", "view")]
 
@@ -146,19 +148,17 @@ def test_documents_through_folder_chains_answer_as_the_walk_under_random_writes(
             if step == 2:
                 assert kept.closure is not None
                 kept.closure.prepare(compiled.closure_graphs)
-            # far from the depth limit (near it, the closures' skipped levels leave no memo
-            # entries the walk's later dispatches could hit: see test_closures)
-            for query in rng.sample(queries, 40):
-                got = _answer(CheckRun(compiled, kept, 50), query)
-                want = _answer(CheckRun(walked, plain, 50), query)
-                assert got == want, (seed, step, query, got, want)
-                compared += 1
-                granted += got is True
-            bulk_kept, bulk_plain = CheckRun(compiled, kept, 50), CheckRun(walked, plain, 50)
-            for query in rng.sample(queries, 30):
-                got, want = _answer(bulk_kept, query), _answer(bulk_plain, query)
-                assert got == want, (seed, step, query, got, want)
-    assert granted > compared // 20
+            # against the plain walk's plans (no lookup read in place) over an index without
+            # closures, at depth limits 1-8 and 50
+            sample = rng.sample(queries, 12)
+            counts = compare_at_depths(compiled, kept, plain, sample, operator.eq, (seed, step))
+            compared += counts[0]
+            answered += counts[1]
+            granted += sum(answer is True for answer in answers(compiled, kept, 50, sample, False))
+    assert granted > compared // (20 * 2 * len(DEPTHS))
+    # near the limit, the walk meets it where the shortcuts answer (a ban looked up first, a
+    # chain none of whose levels may grant): with the walk's answer at depth 50
+    assert answered > 0
     # the direct calls happened (the arrow links the chain's evaluation)
     arrow_links = [arrow for rtype, arrow in compiled._arrows if rtype == "document"]
     assert arrow_links
@@ -230,5 +230,45 @@ async def test_through_a_server_the_shortcuts_answer_as_the_walk(tmp_path: Path)
                 assert (got.permissionship is Permissionship.ALLOWED) is allowed, (user, revision)
             head = await system.check(doc, "view", subject, fresh)
             assert (head.permissionship is Permissionship.ALLOWED) is answers[-1], user
+    finally:
+        await system.stop()
+
+
+async def test_a_depth_error_is_the_walks_through_check_and_check_bulk(tmp_path: Path) -> None:
+    """At a depth limit of 6, the head's closure evaluates f3 as the third ancestor of f2 (f2
+    itself, met again through the cycle, takes a place in its chain) where the walk reaches it
+    second: the team nesting below it meets the limit, which the walk stays under (True). Check
+    and CheckBulk answer the walk's True; a chain too long for either is refused by both."""
+    system = PermissionSystem(
+        SqliteDatastore(str(tmp_path / "s.db")), max_depth=6, poll_interval=None, gc_interval=None
+    )
+    await system.start()
+    try:
+        await system.write_schema(SCHEMA)
+        texts = [
+            "team:t3#member@team:t1#member",
+            "team:t1#member@team:t0#member",
+            "team:t0#member@user:u0",
+            "folder:f2#parent@folder:f4",
+            "folder:f4#parent@folder:f2",
+            "folder:f4#parent@folder:f3",
+            "folder:f3#viewer@team:t3#member",
+        ]
+        texts += [f"folder:g{i}#parent@folder:g{i + 1}" for i in range(8)]
+        await system.write_relationships([Update(UpdateOp.TOUCH, Relationship.parse(t)) for t in texts])
+        fresh, user = Consistency.fully_consistent(), SubjectRef.parse("user:u0")
+        f2, g0 = ObjectRef.parse("folder:f2"), ObjectRef.parse("folder:g0")
+        kept = CheckRun(system.state.compiled, system.index, 6)  # type: ignore[union-attr]
+        with pytest.raises(DepthExceeded):  # the closure's way meets the limit
+            kept.dispatch("folder", "f2", "view", ("user", "u0", ""), 0)
+        got = await system.check(f2, "view", user, fresh)
+        assert got.permissionship is Permissionship.ALLOWED
+        with pytest.raises(DepthExceeded):
+            await system.check(g0, "view", user, fresh)
+        items = [CheckRequest(resource, "view", user) for resource in (f2, g0, f2)]
+        bulk = await system.check_bulk(items, fresh)
+        assert isinstance(bulk[1], DepthExceeded)
+        for answer in (bulk[0], bulk[2]):
+            assert isinstance(answer, CheckResult) and answer.permissionship is Permissionship.ALLOWED
     finally:
         await system.stop()

@@ -9,7 +9,9 @@ the stack contributes nothing), and a depth limit turns runaway recursion into
 ResourceExhausted. Results are three-valued (see conditions.py).
 
 Depth errors are deferred inside unions: another branch may still grant, and a grant found by
-any branch is a true grant however deep the other branches go.
+any branch is a true grant however deep the other branches go. A run whose shortcuts met the
+depth limit has its queries answered again by the plain walk (:class:`Rewalk`): the error, if
+any, is the walk's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from stonetown.engine.check_plan import CompiledSchema
 
 Subject = tuple[str, str, str]  # (type, id, relation or "")
+Query = tuple[str, str, str, Subject]  # (resource type, resource id, permission, subject)
 EvalFn = Callable[["CheckRun", str, Subject, int], Result]
 # True when an evaluation surely yields False for a plain subject, read from lookups alone: the
 # evaluation it stands for dispatches nothing, raises nothing and reads no metadata (see
@@ -45,6 +48,20 @@ PLAIN_CYCLES: frozenset[tuple[str, str]] = frozenset({("", "")})
 # A compiled schema's simple recursive relations when cycles are resolved exactly (not
 # OpenFGA's way): see CheckRun._cycle.
 EXACT_CYCLES: frozenset[tuple[str, str]] = frozenset({("", "exact")})
+
+
+# A run's empty stack, subtracted sides and holders until it writes one (shared, never written)
+NO_FRAMES: dict[tuple[str, str, str, Subject], int] = {}
+NO_MARKS: list[int] = []
+NO_HOLDERS: dict[object, tuple[object, int]] = {}
+
+
+def negation_marks(run: CheckRun) -> list[int]:
+    """The run's list of subtracted sides being evaluated (see CheckRun._cycle), to push on."""
+    marks = run.negations
+    if marks is NO_MARKS:
+        marks = run.negations = []
+    return marks
 
 
 class DepthExceeded(ResourceExhausted):
@@ -119,10 +136,12 @@ class CheckRun:
         self.wild: tuple[tuple[str, str, str], ...] | set[tuple[str, str, str]] | None = None
         self.memo: dict[tuple[str, str, str, Subject], Result] = {}
         # sub-problems being evaluated, outermost first (a dict keeps insertion order), each
-        # with its height on the stack
-        self.stack: dict[tuple[str, str, str, Subject], int] = {}
-        # the stack heights at which the subtracted sides being evaluated started (see _cycle)
-        self.negations: list[int] = []
+        # with its height on the stack; NO_FRAMES (never written) until the first is pushed:
+        # most checks push none (one allocation less per check)
+        self.stack: dict[tuple[str, str, str, Subject], int] = NO_FRAMES
+        # the stack heights at which the subtracted sides being evaluated started (see _cycle);
+        # NO_MARKS (never written) until the first (see negation_marks)
+        self.negations: list[int] = NO_MARKS
         self.cut = False
         self.max_depth = max_depth
         self.now: float | None = None  # the clock, read once when an expiration is met
@@ -139,7 +158,7 @@ class CheckRun:
         # nested set, (its holders, the graph's longest path); per kept side, (its ids, the
         # deepest evaluation they were asked for)
         self.side_subject: Subject | None = None
-        self.side_holders: dict[object, tuple[object, int]] = {}
+        self.side_holders: dict[object, tuple[object, int]] = NO_HOLDERS  # replaced with the subject
 
     def _cycle(self, key: tuple[str, str, str, Subject], rtype: str, rel: str) -> Result:
         """The value of a sub-problem met again while it is being evaluated.
@@ -246,6 +265,8 @@ class CheckRun:
         outer_cut = self.cut
         self.cut = False
         if cyclic:
+            if stack is NO_FRAMES:
+                stack = self.stack = {}
             stack[key] = len(stack)
         try:
             result = function(self, rid, subj, depth + 1)
@@ -257,3 +278,42 @@ class CheckRun:
         if not inner_cut:
             memo[key] = result
         return result
+
+
+class Rewalk:
+    """The plain walk (:meth:`CompiledSchema.walked`: no shortcut, no closure) answering again
+    the top-level queries of a run that met the depth limit, over the same index and limit.
+
+    The shortcuts answer as the walk does wherever the walk stays below the limit, but near it
+    they differ in where they stop: a closure evaluates an ancestor at its place in the chain,
+    not at the end of the path the walk took, and leaves no memo entries for the levels it
+    skips, so a later dispatch of the run may meet the limit where the walk's memo answers (or
+    the reverse). A depth error is therefore the walk's to give: the run's queries are
+    replayed by one plain run in the same order (a CheckBulk's memo is the walk's), each only
+    once, and the one that met the limit answered by it, error or not. Where the shortcuts
+    answer and the walk would have met the limit, the shortcuts' answer stands: it is exact
+    (every evaluation it used completed below the limit; see tests/engine/test_closures.py)."""
+
+    __slots__ = ("run", "asked")
+
+    def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
+        self.run = CheckRun(compiled.walked(), index, max_depth)
+        self.run.closure = None
+        self.asked = 0  # how many of the queries the plain run has answered
+
+    @staticmethod
+    def needed(compiled: CompiledSchema, index: RelationshipIndex) -> bool:
+        """Whether a run of `compiled` over `index` may take a shortcut the walk does not."""
+        return compiled.shortcuts or getattr(index, "closure", None) is not None
+
+    def answer(self, queries: list[Query], position: int) -> Result:
+        """The plain walk's answer to `queries[position]`, the queries before it (those not yet
+        replayed) answered first, their depth errors ignored; raises the walk's DepthExceeded."""
+        run = self.run
+        for query in queries[self.asked : position]:
+            try:
+                run.dispatch(*query, 0)
+            except DepthExceeded:
+                pass
+        self.asked = position + 1
+        return run.dispatch(*queries[position], 0)

@@ -9,6 +9,7 @@ from stonetown.engine.check import (
     EvalFn,
     Refuter,
     Subject,
+    negation_marks,
     refuter_of,
     set_refuter,
     skipped,
@@ -128,8 +129,31 @@ def compile_arrow(
                     continue
             try:
                 found = None
-                if direct and not subj[2]:
-                    found = _direct(run, direct.get(st), st, sid, computed, subj, depth)
+                function = direct.get(st) if direct and not subj[2] else None
+                if function is not None:
+                    # the dispatch answered by the target's evaluation called `direct` (see
+                    # link), without its stack entry: its memo entry if any, else the answer one
+                    # deeper, counted against the deadline budget and memoized unless a cycle was
+                    # cut below, as the dispatch would; None where the evaluation cannot answer
+                    # (the dispatch must). Written out here: a helper is a call per check
+                    key = (st, sid, computed, subj)
+                    memo = run.memo
+                    found = memo.get(key) if memo else None
+                    if found is None:
+                        outer_cut = run.cut
+                        run.cut = False
+                        try:
+                            found = function(run, sid, subj, depth + 1, True)  # type: ignore[call-arg]
+                        finally:
+                            inner_cut = run.cut
+                            run.cut = outer_cut or inner_cut
+                        if found is not None:
+                            run.budget -= 1
+                            if not run.budget:
+                                run.budget = CHECK_EVERY
+                                check_deadline(run.deadline)
+                            if not inner_cut:
+                                memo[key] = found
                 if found is None:
                     found = run.dispatch(st, sid, computed, subj, depth)
             except DepthExceeded as exc:
@@ -182,40 +206,6 @@ def compile_arrow(
     if side is not None:
         arrow_any_objects.side = side  # type: ignore[attr-defined]
     return arrow_any_objects
-
-
-def _direct(
-    run: CheckRun, function: EvalFn | None, rtype: str, rid: str, rel: str, subj: Subject, depth: int
-) -> Result | None:
-    """`run.dispatch(rtype, rid, rel, subj, depth)` for a plain subject where `function`, the
-    relation's evaluation called `direct`, answers without the dispatch's stack entry (see
-    closure_check._compile_ancestors); None where it cannot (the dispatch must). Otherwise as
-    the dispatch: its memo entry if any, else the answer one deeper, counted against the
-    deadline budget and memoized unless a cycle was cut below (a memo entry answers a later
-    dispatch of the run at any depth: one left out could make it meet the depth limit)."""
-    if function is None:
-        return None
-    key = (rtype, rid, rel, subj)
-    memo = run.memo
-    if memo:
-        known = memo.get(key)
-        if known is not None:
-            return known
-    outer_cut = run.cut
-    run.cut = False
-    try:
-        found = function(run, rid, subj, depth + 1, True)  # type: ignore[call-arg]
-    finally:
-        inner_cut = run.cut
-        run.cut = outer_cut or inner_cut
-    if found is not None:
-        run.budget -= 1
-        if not run.budget:
-            run.budget = CHECK_EVERY
-            check_deadline(run.deadline)
-        if not inner_cut:
-            memo[key] = found
-    return found
 
 
 def compile_union(
@@ -304,7 +294,7 @@ def compile_exclusion(
         granted = base(run, rid, subj, depth)
         if granted is False:
             return False
-        marks = run.negations
+        marks = negation_marks(run)
         marks.append(len(run.stack))
         try:
             subtracted = subtract(run, rid, subj, depth)

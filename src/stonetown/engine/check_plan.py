@@ -60,6 +60,7 @@ class CompiledSchema:
         self.schema = schema
         self.shortcuts = shortcuts
         self.openfga_cycles = openfga_cycles
+        self._walked: CompiledSchema | None = None  # see walked()
         self.functions: dict[tuple[str, str], EvalFn] = {}
         self.allowed_tupleset: dict[tuple[str, str], tuple[frozenset[str], frozenset[tuple[str, str]]]] = {}
         for definition in schema.definitions.values():
@@ -122,6 +123,17 @@ class CompiledSchema:
             self.race = CycleRace(schema, self.simple_recursive)
         # the race a run replays (CheckRun.race): only where a cycle can meet an exclusion
         self.prone_race = self.race if self.race is not None and self.race.prone else None
+
+    def walked(self) -> CompiledSchema:
+        """This schema compiled without shortcuts (the plain walk, see check.Rewalk), compiled
+        on first use and kept; itself when compiled so."""
+        if not self.shortcuts:
+            return self
+        plain = self._walked
+        if plain is None:
+            plain = CompiledSchema(self.schema, shortcuts=False, openfga_cycles=self.openfga_cycles)
+            self._walked = plain
+        return plain
 
     def _link_arrows(self) -> None:
         """Hand each arrow the evaluations of its targets it may call in place of a dispatch

@@ -339,8 +339,14 @@ def compile_stored(
             return result
         if own is not None and not srel:
             # outside its own objects, no subject set here holds the subject (as its holders
-            # say): no probe of the forward map
-            ids = own.ids_of(run, subj, depth)
+            # say): no probe of the forward map. (own.ids_of's kept entry read in place: a
+            # call per check)
+            closures = run.closure
+            entry = None if closures is None else closures.sides.get(own, _EMPTY).get(subj)
+            if entry is not None and depth + entry[1] < run.max_depth:
+                ids = entry[0]
+            else:
+                ids = own.ids_of(run, subj, depth)
             if ids is not None and rid not in ids:
                 return result
         # any-of loop written out in each operator: a shared helper is a call per operand (5-10 % of a Check)

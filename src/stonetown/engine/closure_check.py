@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from stonetown.engine.check import CheckRun, DepthExceeded, EvalFn, Member, Subject
+from stonetown.engine.check import CheckRun, DepthExceeded, EvalFn, Member, Subject, negation_marks
 from stonetown.engine.closure import ARROW, SET, GraphKey, Reach
 from stonetown.engine.conditions import Result, all_of, any_of, negate
 from stonetown.engine.reachability import evaluated_relations
@@ -242,8 +242,13 @@ def _compile_ancestors(
         stype, sid, srel = subj
         ids = None
         if levels is not None and not srel:
-            # the levels that may grant, asked at the deepest (what holds there holds above)
-            ids = levels.ids_of(run, subj, depth + len(up))
+            # the levels that may grant, asked at the deepest (what holds there holds above;
+            # levels.ids_of's kept entry read in place: a call per check)
+            entry = closures.sides.get(levels, _EMPTY).get(subj)  # type: ignore[union-attr]
+            if entry is not None and depth + len(up) + entry[1] < run.max_depth:
+                ids = entry[0]
+            else:
+                ids = levels.ids_of(run, subj, depth + len(up))
             if ids is not None and rid not in ids and ids.isdisjoint(up):
                 return False  # no level may grant (nothing evaluated, as below)
         # (object, depth its union is evaluated at); a cycle back to the object is left out
@@ -345,7 +350,7 @@ def _compile_chain_exclusion(
             if union is False:
                 value = False
                 continue
-            marks = run.negations  # as a marked exclusion (check_operators.compile_exclusion)
+            marks = negation_marks(run)  # as a marked exclusion (check_operators.compile_exclusion)
             marks.append(len(run.stack))
             try:
                 excluded = subtract(run, node, subj, at)

@@ -12,7 +12,7 @@ from stonetown.core.errors import DeadlineExceeded, InvalidArgument
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.caveat_values import require_request_context
 from stonetown.engine.cel_runtime import EvaluationBudget, EvaluationCancelled
-from stonetown.engine.check import CheckRun
+from stonetown.engine.check import CheckRun, DepthExceeded, Query, Rewalk
 from stonetown.engine.check_cache import CheckCache, CheckKey
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.expand import Expander
@@ -117,7 +117,16 @@ class PermissionChecks(RevisionViews):
         if result is None:
             run = CheckRun(state.compiled, view.index, self.max_depth)
             work = partial(run.dispatch, resource.type, resource.id, permission, subj, 0)
-            result = work() if cacheable else await self._evaluate(view, work)
+            try:
+                result = work() if cacheable else await self._evaluate(view, work)
+            except DepthExceeded:
+                # the error is the plain walk's to give (see Rewalk)
+                if not Rewalk.needed(state.compiled, view.index):
+                    raise
+                rewalk = Rewalk(state.compiled, view.index, self.max_depth)
+                again = partial(rewalk.answer, [key], 0)
+                result = again() if cacheable else await self._evaluate(view, again)
+                run = rewalk.run
             if cacheable and not run.volatile:
                 self.check_cache.put(view.revision, key, result)
         if result is True:
@@ -199,6 +208,10 @@ class PermissionChecks(RevisionViews):
 
         def evaluate() -> list[Result | Exception]:
             out: list[Result | Exception] = []
+            # the items dispatched, in order, and the plain walk answering again any that
+            # meets the depth limit (see Rewalk): one for the request, as the run is
+            queries: list[Query] = []
+            rewalk: Rewalk | None = None
             for position, request in enumerate(requests):
                 try:
                     self._require_permission(
@@ -206,15 +219,21 @@ class PermissionChecks(RevisionViews):
                     )
                     self._require_subject(state, request.subject, f"items[{position}].subject")
                     subject = request.subject
-                    out.append(
-                        run.dispatch(
-                            request.resource.type,
-                            request.resource.id,
-                            request.permission,
-                            (subject.type, subject.id, subject.relation),
-                            0,
-                        )
+                    query = (
+                        request.resource.type,
+                        request.resource.id,
+                        request.permission,
+                        (subject.type, subject.id, subject.relation),
                     )
+                    queries.append(query)
+                    try:
+                        out.append(run.dispatch(*query, 0))
+                    except DepthExceeded:
+                        if not Rewalk.needed(state.compiled, view.index):
+                            raise
+                        if rewalk is None:
+                            rewalk = Rewalk(state.compiled, view.index, self.max_depth)
+                        out.append(rewalk.answer(queries, len(queries) - 1))
                 except DeadlineExceeded:
                     raise  # the whole request is over, not one item
                 except Exception as exc:  # noqa: BLE001 - reported per item
