@@ -56,20 +56,25 @@ def main() -> None:
             if not batch:
                 break
             new_strings.clear()
-            pairs, subjects, rows = array("I"), array("I"), array("I")
+            pairs: list = []
+            subjects: list = []
+            rows: list = []
             for rtype, rid, relation, stype, sid, srel in batch:
                 pair = pair_ids.get((rtype, relation))
                 if pair is None:
                     pair = pair_ids[(rtype, relation)] = len(pair_ids)
-                    pairs.extend((number(rtype), number(relation)))
+                    pairs += (number(rtype), number(relation))
                 if rid != last_rid:
-                    last_rid, rid_number = rid, number(rid)
+                    last_rid, rid_number = rid, strings.get(rid)
+                    if rid_number is None:
+                        rid_number = number(rid)
                 subject = subject_ids.get((stype, sid, srel))
                 if subject is None:
                     subject = subject_ids[(stype, sid, srel)] = len(subject_ids)
-                    subjects.extend((number(stype), number(sid), number(srel)))
-                rows.extend((pair, rid_number, subject))
-            _frame(out, ("coded", new_strings, pairs.tobytes(), subjects.tobytes(), rows.tobytes()))
+                    subjects += (number(stype), number(sid), number(srel))
+                rows += (pair, rid_number, subject)
+            coded = (array("I", pairs).tobytes(), array("I", subjects).tobytes(), array("I", rows).tobytes())
+            _frame(out, ("coded", new_strings, *coded))
         cursor = connection.execute(other_sql, params)
         while batch := cursor.fetchmany(per_frame):
             _frame(out, ("rows", batch))
