@@ -42,7 +42,10 @@ BOUNDS_SQL = (
 
 
 def child_load_wanted(path: str) -> bool:
-    """Whether the store at `path` is a file large enough to be read by a child process."""
+    """Whether the store at `path` is a file large enough to be read by a child process (and
+    there is an interpreter to start: not so in some embedding applications)."""
+    if not sys.executable or not os.access(sys.executable, os.X_OK):
+        return False
     try:
         return os.path.getsize(path) >= CHILD_LOAD_BYTES
     except OSError:
