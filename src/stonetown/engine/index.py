@@ -19,7 +19,8 @@ During a load a subject set's entry is a list (appending to it is cheap), given 
 lasting form at the load's end.
 A load (:meth:`RelationshipIndex.add_all`, then :meth:`RelationshipIndex.loaded`) shares
 strings and subject keys through tables of its own, dropped at its end, and gives the memory
-it freed back.
+it freed back; a store may give the plain relationships as numbers (:class:`CodedRows`, a
+large SQLite file's child process), each string and subject built once.
 
 The head index of a server is advanced from the store's change log; older snapshots are
 built fresh from a store read. Evaluation never awaits, so a computation sees one revision.
