@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import enum
+from array import array
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -30,6 +31,20 @@ PlainFields = tuple[str, str, str, str, str, str]
 # relationships per batch of an index load: small batches leave little transient garbage
 # (freed rows fragment the heap the long-lived index is built in)
 LOAD_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CodedRows:
+    """A batch of plain relationships (no caveat, no expiration) given as numbers, for an
+    index load (a store's :meth:`Datastore.iter_fields` may yield these): every distinct
+    string, (resource type, relation) pair and subject is numbered once, in order of first
+    appearance over the whole load, and each batch brings those it names first. So a load
+    builds each string and subject key once, not once per row."""
+
+    strings: list[str]  # the strings numbered next, in order
+    pairs: array[int]  # (resource type, relation) numbers of strings, of the pairs numbered next
+    subjects: array[int]  # (type, id, relation) numbers of strings, of the subjects numbered next
+    rows: array[int]  # (pair, resource id's string, subject) numbers per relationship
 
 
 class UpdateOp(enum.Enum):
@@ -376,12 +391,12 @@ class Datastore(abc.ABC):
 
     async def iter_fields(
         self, revision: int, batch: int = LOAD_BATCH
-    ) -> AsyncIterator[list[RelationshipFields] | list[PlainFields]]:
+    ) -> AsyncIterator[list[RelationshipFields] | list[PlainFields] | CodedRows]:
         """:meth:`iter_all` for loading an index: each relationship as its fields (type, id,
         relation, subject type, id and relation, caveat, expiration as POSIX seconds), in
         small batches, so a load leaves little transient garbage behind. Stores override it
         to skip the Relationship objects; a batch may be of plain relationships only, given
-        as their first six fields."""
+        as their first six fields, or as :class:`CodedRows` (before any other batch)."""
         async for page in self.iter_all(revision, batch):
             yield [
                 (

@@ -19,7 +19,8 @@ During a load a subject set's entry is a list (appending to it is cheap), given 
 lasting form at the load's end.
 A load (:meth:`RelationshipIndex.add_all`, then :meth:`RelationshipIndex.loaded`) shares
 strings and subject keys through tables of its own, dropped at its end, and gives the memory
-it freed back.
+it freed back; a store may give the plain relationships as numbers (:class:`CodedRows`, a
+large SQLite file's child process), each string and subject built once.
 
 The head index of a server is advanced from the store's change log; older snapshots are
 built fresh from a store read. Evaluation never awaits, so a computation sees one revision.
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from stonetown.core.glibc import trim
 from stonetown.core.relationship import ContextualizedCaveat, Relationship
-from stonetown.engine.datastore import Change, ChangeOp, PlainFields, RelationshipFields
+from stonetown.engine.datastore import Change, ChangeOp, CodedRows, PlainFields, RelationshipFields
 
 if TYPE_CHECKING:
     from stonetown.engine.closure import Closures
@@ -93,11 +94,27 @@ class _Strings(dict):  # type: ignore[type-arg]
         return text
 
 
+class _Numbered:
+    """A load's numbered strings, (resource type, relation) pairs and subjects (their shared
+    key and single-entry bucket), as :class:`CodedRows` number them; and the latest row's
+    (pair, resource id) numbers and resource key."""
+
+    __slots__ = ("strings", "pairs", "ukeys", "singles", "last")
+
+    def __init__(self) -> None:
+        self.strings: list[str] = []
+        self.pairs: list[tuple[str, str]] = []
+        self.ukeys: list[UsersetKey] = []
+        self.singles: list[Bucket] = []
+        self.last: tuple[int, int, ResourceKey | None] = (-1, -1, None)
+
+
 class RelationshipIndex:
     """Forward and reverse maps of the live relationships at :attr:`revision`."""
 
     __slots__ = (
-        "objects", "usersets", "reverse", "revision", "count", "closure", "_ids", "_subjects", "_last"
+        "objects", "usersets", "reverse", "revision", "count", "closure", "_ids", "_subjects", "_last",
+        "_coded",
     )
 
     def __init__(self, revision: int = 0) -> None:
@@ -113,6 +130,7 @@ class RelationshipIndex:
         self._ids: _Strings | None = None
         self._subjects: dict[UsersetKey, Bucket] | None = None
         self._last: ResourceKey | None = None  # the key of the load's latest row
+        self._coded: _Numbered | None = None  # while a load of CodedRows is under way
 
     @classmethod
     def build(cls, relationships: Iterable[Relationship], revision: int) -> RelationshipIndex:
@@ -158,7 +176,7 @@ class RelationshipIndex:
         if self.closure is not None:
             self._tell_closure(rkey, stype, sid, srel)
 
-    def add_all(self, batch: Iterable[RelationshipFields | PlainFields]) -> None:
+    def add_all(self, batch: Iterable[RelationshipFields | PlainFields] | CodedRows) -> None:
         """Insert relationships given as fields: a batch of :meth:`Datastore.iter_fields`, the
         load path of a fresh index (no closures yet; nothing reads or changes it until
         :meth:`loaded`). The rows of a batch all have six fields (plain relationships) or
@@ -168,14 +186,23 @@ class RelationshipIndex:
         another, which :meth:`loaded` drops (the interpreter's table would keep an entry
         per id for good); consecutive rows of one resource key (the store's rowid order is
         mostly key order) share one key tuple. A subject set's reverse entry is a list until
-        :meth:`loaded` (a tuple would be copied for every key added)."""
+        :meth:`loaded` (a tuple would be copied for every key added). A batch of
+        :class:`CodedRows` builds the same index from numbers (:meth:`_add_coded`)."""
         if self.closure is not None:
             raise RuntimeError("a load is into an index without closures (they are built after it)")
+        if isinstance(batch, CodedRows):
+            self._add_coded(batch)
+            return
         rows = batch if isinstance(batch, list) else list(batch)
         if not rows:
             return
         if self._ids is None:
-            self._ids, self._subjects = _Strings(), {}
+            coded = self._coded
+            if coded is None:
+                self._ids, self._subjects = _Strings(), {}
+            else:  # after a coded load: the same strings and subjects shared
+                self._ids = _Strings(zip(coded.strings, coded.strings, strict=True))
+                self._subjects = dict(zip(coded.ukeys, coded.singles, strict=True))
         strs, subjects, load = self._ids, self._subjects, self._load
         assert strs is not None and subjects is not None
         last = self._last
@@ -213,6 +240,61 @@ class RelationshipIndex:
         self.count += added
         self._last = last
 
+    def _add_coded(self, batch: CodedRows) -> None:
+        """:meth:`add_all` of plain relationships given as numbers: the strings, pairs and
+        subjects a batch numbers first are built (a subject's shared key and single-entry
+        bucket as :meth:`_load` builds them), then each row is a few list reads; consecutive
+        rows of one resource key share its tuple, as in :meth:`add_all`."""
+        if self._ids is not None:
+            raise RuntimeError("numbered rows come before any other batch of a load")
+        coded = self._coded
+        if coded is None:
+            coded = self._coded = _Numbered()
+        strings, pairs, ukeys, singles = coded.strings, coded.pairs, coded.ukeys, coded.singles
+        strings.extend(batch.strings)
+        numbers = iter(batch.pairs)
+        pairs.extend((strings[rtype], strings[rel]) for rtype, rel in zip(numbers, numbers, strict=False))
+        objects, usersets, reverse = self.objects, self.usersets, self.reverse
+        numbers = iter(batch.subjects)
+        for stype, sid, srel in zip(numbers, numbers, numbers, strict=False):
+            ukey = (strings[stype], strings[sid], strings[srel])
+            ukeys.append(ukey)
+            singles.append({(ukey if ukey[2] else ukey[:2]): None})
+        last_pair, last_rid, rkey = coded.last
+        added = 0
+        numbers = iter(batch.rows)
+        for pair, rid, subject in zip(numbers, numbers, numbers, strict=False):
+            if rid != last_rid or pair != last_pair:
+                last_pair, last_rid = pair, rid
+                rtype, relation = pairs[pair]
+                rkey = (rtype, strings[rid], relation)
+            ukey = ukeys[subject]
+            forward = usersets if ukey[2] else objects
+            if rkey in forward:  # a second subject of the key, or a repeated row
+                single = singles[subject]
+                if self._store(forward, rkey, next(iter(single)), ukey, None, single):
+                    if ukey[2] and ukey not in reverse:
+                        reverse[ukey] = []  # a subject set's entry: a list while the load lasts
+                    self._hold(ukey, rkey)
+                continue
+            forward[rkey] = singles[subject]
+            # self._hold(ukey, rkey) inline (the common row); a subject set's entry is a list
+            holders = reverse.get(ukey)
+            if holders is None:
+                reverse[ukey] = [rkey] if ukey[2] else (rkey,)
+            elif type(holders) is tuple:
+                if len(holders) < _SMALL_PLAIN:
+                    reverse[ukey] = holders + (rkey,)
+                else:
+                    reverse[ukey] = dict.fromkeys((*holders, rkey))
+            elif type(holders) is list:
+                holders.append(rkey)
+            else:
+                holders[rkey] = None
+            added += 1
+        self.count += added
+        coded.last = (last_pair, last_rid, rkey)
+
     def _load(self, rkey: ResourceKey, stype: str, sid: str, srel: str, meta: RelMeta | None) -> None:
         """One row of a load (:meth:`add_all`), any case; `rkey` is built of shared strings."""
         strs, subjects = self._ids, self._subjects
@@ -235,8 +317,9 @@ class RelationshipIndex:
         (those tables, the maps' outgrown hash tables, the rows read) is handed back to the
         system where the C library allows it: glibc keeps freed blocks of a grown heap
         otherwise (measured at 1M relationships: 16 B per relationship of resident memory)."""
-        subjects, reverse = self._subjects or {}, self.reverse
-        self._ids = self._subjects = self._last = None
+        subjects: Iterable[UsersetKey] = self._subjects or (self._coded.ukeys if self._coded else ())
+        reverse = self.reverse
+        self._ids = self._subjects = self._last = self._coded = None
         for ukey in subjects:
             if ukey[2]:
                 holders = reverse[ukey]

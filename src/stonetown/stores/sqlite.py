@@ -43,7 +43,7 @@ import aiosqlite
 
 from stonetown.core.errors import InvalidArgument, StoreError
 from stonetown.core.relationship import Relationship, format_timestamp
-from stonetown.engine.datastore import LOAD_BATCH, FilterReader, PlainFields, RelationshipFields
+from stonetown.engine.datastore import LOAD_BATCH, CodedRows, FilterReader, PlainFields, RelationshipFields
 from stonetown.engine.loop_budget import LOOP_ROWS, TooLongForLoop, leave_loop_if, movable_off_loop
 from stonetown.stores.common import Key, as_utc, shielded
 from stonetown.stores.reader_pool import ReaderPool
@@ -59,6 +59,7 @@ from stonetown.stores.sqlite_file import (
     read_header,
     room_left,
 )
+from stonetown.stores.sqlite_load import BOUNDS_SQL, child_load_wanted, child_rows
 from stonetown.stores.sqlite_memory import (
     READER_CACHE_KIB,
     THREAD_READER_CACHE_KIB,
@@ -436,10 +437,7 @@ class SqliteDatastore(SqlDatastore):
     async def _bounds(self, connection: SqlConnection, *, lock: bool = False) -> tuple[int, int]:
         """(head, min_revision) as the current transaction sees them (BEGIN IMMEDIATE holds
         the writers' lock already)."""
-        row = await connection.fetchone(
-            "SELECT (SELECT COALESCE(MAX(revision), 0) FROM revisions), "
-            "(SELECT value FROM stonetown_meta WHERE name = 'min_revision')"
-        )
+        row = await connection.fetchone(BOUNDS_SQL)
         assert row is not None
         return int(row[0]), int(row[1] or 0)
 
@@ -538,10 +536,18 @@ class SqliteDatastore(SqlDatastore):
 
     async def iter_fields(
         self, revision: int, batch: int = LOAD_BATCH
-    ) -> AsyncIterator[list[RelationshipFields] | list[PlainFields]]:
+    ) -> AsyncIterator[list[RelationshipFields] | list[PlainFields] | CodedRows]:
         """:meth:`iter_all` as fields, straight from the rows (no Relationship objects): the
         plain relationships first, as the six key columns of their rows (the rows themselves,
-        no copy), then the others, in one read transaction."""
+        no copy), then the others, in one read transaction. A file of at least
+        :data:`~stonetown.stores.sqlite_load.CHILD_LOAD_BYTES` is read by a child process,
+        the plain relationships as :class:`CodedRows` (stores/sqlite_load.py)."""
+        self._require_open()
+        if child_load_wanted(self.path):
+            async with aclosing(child_rows(self.path, self.busy_timeout, revision)) as batches:
+                async for found in batches:
+                    yield found
+            return
         scans = ((KEY_COLUMNS, PLAIN_ROWS), (COLUMNS, OTHER_ROWS))
         async for plain, rows in self._iter_rows(revision, batch, scans):
             yield rows if plain == 0 else to_fields(rows)
