@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,21 @@ definition doc {
 COMMIT = 500
 
 
+@asynccontextmanager
+async def _watching(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[PermissionSystem, AsyncIterator[RevisionChanges]]]:
+    """A started system on a real SQLite file and a watcher of its docs from the schema's
+    revision on (not started: its reads are the test's to hold or let go)."""
+    system = PermissionSystem(SqliteDatastore(str(tmp_path / "st.db")), poll_interval=None, gc_interval=None)
+    await system.start()
+    try:
+        await system.write_schema(SCHEMA)
+        yield system, system.watch(await system.store.head_revision(), ["doc"])
+    finally:
+        await system.stop()
+
+
 def _kept(revision: int) -> int:
     """Instances of RevisionChanges for `revision` still alive (after a collection)."""
     gc.collect()
@@ -34,12 +51,7 @@ def _kept(revision: int) -> int:
 
 
 async def test_the_feed_keeps_no_read_once_its_last_watcher_is_gone(tmp_path: Path) -> None:
-    system = PermissionSystem(SqliteDatastore(str(tmp_path / "st.db")), poll_interval=None, gc_interval=None)
-    await system.start()
-    try:
-        await system.write_schema(SCHEMA)
-        start = await system.store.head_revision()
-        stream = system.watch(start, ["doc"])
+    async with _watching(tmp_path) as (system, stream):
         reading = asyncio.ensure_future(anext(stream))  # type: ignore[arg-type]
         await asyncio.sleep(0)  # the watcher is in: the reader task serves it
         rels = [Relationship.parse(f"doc:d{i}#reader@user:u") for i in range(COMMIT)]
@@ -51,8 +63,6 @@ async def test_the_feed_keeps_no_read_once_its_last_watcher_is_gone(tmp_path: Pa
         await asyncio.sleep(0)
         assert system.feed.watchers == 0
         assert _kept(revision) == 0
-    finally:
-        await system.stop()
 
 
 async def test_a_watcher_that_is_not_read_holds_only_what_it_was_handed(
@@ -63,14 +73,9 @@ async def test_a_watcher_that_is_not_read_holds_only_what_it_was_handed(
     such streams, each with a few 5,000-change commits, for as long as they stayed open);
     the revisions after it are the feed's to keep or drop."""
     monkeypatch.setattr(change_feed, "KEEP_CHANGES", 3 * COMMIT + 100)  # three commits
-    system = PermissionSystem(SqliteDatastore(str(tmp_path / "st.db")), poll_interval=None, gc_interval=None)
-    await system.start()
-    try:
-        await system.write_schema(SCHEMA)
-        start = await system.store.head_revision()
-        stream = system.watch(start, ["doc"])
+    async with _watching(tmp_path) as (system, stream):
         reading = asyncio.ensure_future(anext(stream))  # type: ignore[arg-type]
-        await asyncio.sleep(0)  # the watcher is in, waiting
+        await asyncio.sleep(0)  # the watcher is in: the reader task serves it
         # three commits the feed reads at once (written to the store, then caught up with)
         written = []
         for commit in range(3):
@@ -87,5 +92,3 @@ async def test_a_watcher_that_is_not_read_holds_only_what_it_was_handed(
         assert [_kept(revision) for revision in written[1:]] == [0, 0]
         assert len(handed.changes) == COMMIT
         await stream.aclose()  # type: ignore[attr-defined]
-    finally:
-        await system.stop()

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlite_holding import sqlite_holding
 
 from stonetown.api import convert as cv
 from stonetown.api.pb import core, relationship
@@ -39,15 +40,9 @@ def _assert_shared(rels: list[Relationship]) -> None:
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteDatastore]:
     """A store on a real file holding ROWS relationships over three documents."""
-    datastore = SqliteDatastore(str(tmp_path / "store.db"), synchronous="OFF")
-    await datastore.open()
-    try:
-        await datastore.import_relationships(
-            [Relationship.parse(f"document:doc{i % 3}#viewer@user:someone-{i}") for i in range(ROWS)]
-        )
+    texts = (f"document:doc{i % 3}#viewer@user:someone-{i}" for i in range(ROWS))
+    async with sqlite_holding(tmp_path / "store.db", texts) as datastore:
         yield datastore
-    finally:
-        await datastore.close()
 
 
 async def test_change_log_read_shares_strings(store: SqliteDatastore) -> None:

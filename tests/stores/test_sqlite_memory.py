@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from sqlite_holding import sqlite_holding
 
 from stonetown.core.relationship import Relationship
 from stonetown.engine.datastore import RelationshipFilter
@@ -43,15 +44,9 @@ def _used() -> int:
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteDatastore]:
     """A store on a real file holding ROWS relationships (a few MB of pages)."""
-    datastore = SqliteDatastore(str(tmp_path / "store.db"), synchronous="OFF")
-    await datastore.open()
-    try:
-        await datastore.import_relationships(
-            [Relationship.parse(f"document:doc{i}#viewer@user:someone-{i % 977}") for i in range(ROWS)]
-        )
+    texts = (f"document:doc{i}#viewer@user:someone-{i % 977}" for i in range(ROWS))
+    async with sqlite_holding(tmp_path / "store.db", texts) as datastore:
         yield datastore
-    finally:
-        await datastore.close()
 
 
 def _read_on_threads(
