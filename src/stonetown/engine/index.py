@@ -166,12 +166,12 @@ class RelationshipIndex:
         else:
             skey, ukey = (stype, sid), (stype, sid, "")
             forward = self.objects  # type: ignore[assignment]
-        bucket = forward.get(rkey)
-        if bucket is not None and bucket.get(skey, _ABSENT) == meta:
+        stored = self._store(forward, rkey, skey, ukey, meta, None)  # type: ignore[arg-type]
+        if stored is None:
             # held already, caveat and expiration alike (a TOUCH of what is there): nothing
             # changes, so nothing the closures keep goes stale
             return
-        if self._store(forward, rkey, skey, ukey, meta, None):  # type: ignore[arg-type]
+        if stored:
             self._hold(ukey, rkey)
         if self.closure is not None:
             self._tell_closure(rkey, stype, sid, srel)
@@ -338,26 +338,27 @@ class RelationshipIndex:
         ukey: UsersetKey,
         meta: RelMeta | None,
         single: Bucket | None,
-    ) -> bool:
+    ) -> bool | None:
         """Insert or replace one relationship whose keys are built, `skey` in the bucket of
         `rkey` in `forward` (`ukey`: the subject's reverse key, which the caller updates):
-        whether it is new. A new bucket without metadata is the subject's shared one:
-        `single`, or found through its reverse entry."""
+        True if it is new, False if only its caveat or expiration was replaced, None if it
+        was held already as it is (nothing changed). A new bucket without metadata is the
+        subject's shared one: `single`, or found through its reverse entry."""
         bucket = forward.get(rkey)
         if bucket is None:
             if meta is None:
                 forward[rkey] = single if single is not None else self._single(forward, skey, ukey)
             else:
                 forward[rkey] = {skey: meta}
-        elif meta is not None or bucket.get(skey, _ABSENT) is not None:
+        else:
+            held = bucket.get(skey, _ABSENT)
+            if held == meta:
+                return None
             if len(bucket) == 1:  # maybe shared: never changed in place
                 bucket = forward[rkey] = dict(bucket)
-            new = skey not in bucket  # else only its caveat or expiration is replaced
             bucket[skey] = meta
-            if not new:
+            if held is not _ABSENT:
                 return False
-        else:  # held already, without metadata: unchanged
-            return False
         self.count += 1
         return True
 
