@@ -4,6 +4,7 @@ depth limit and far from it."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Iterator
 
@@ -11,6 +12,7 @@ from stonetown.core.relationship import Relationship
 from stonetown.engine.check import CheckRun, DepthExceeded, Query, Rewalk
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.closure import Closures
+from stonetown.engine.conditions import UNKNOWN, CaveatAnd, CaveatLeaf, CaveatNot, CaveatOr, Result
 from stonetown.engine.index import RelationshipIndex
 
 
@@ -21,22 +23,50 @@ def random_batches(
     `make(rng)` (a touch: it may change a caveat) or, three times in ten, the delete of a live
     relationship; yields (step, kept, plain) after each batch. `kept` has closures attached
     but not prepared (the caller prepares them when it wants them built from data)."""
-    kept = RelationshipIndex(1)
-    kept.closure = Closures(kept)
-    plain = RelationshipIndex(1)
+    kept, plain = indexes()
     live: dict[tuple[object, ...], Relationship] = {}
     for step in range(steps):
         for _ in range(rng.randrange(1, 6)):
-            if live and rng.random() < 0.3:
-                rel = live.pop(rng.choice(list(live)))
-                kept.remove(rel)
-                plain.remove(rel)
-            else:
-                rel = make(rng)
-                live[rel.key] = rel
-                kept.add(rel)
-                plain.add(rel)
+            apply(kept, plain, live, *one_change(rng, live, make))
         yield step, kept, plain
+
+
+def indexes() -> tuple[RelationshipIndex, RelationshipIndex]:
+    """An empty index with closures attached (not prepared) and an empty plain one."""
+    kept = RelationshipIndex(1)
+    kept.closure = Closures(kept)
+    return kept, RelationshipIndex(1)
+
+
+def one_change(
+    rng: random.Random,
+    live: dict[tuple[object, ...], Relationship],
+    make: Callable[[random.Random], Relationship],
+    deletes: float = 0.3,
+) -> tuple[bool, Relationship]:
+    """(delete, relationship): a live relationship to delete (`deletes` of the time, when
+    any is live) or `make(rng)` to write (a touch: it may change a caveat)."""
+    if live and rng.random() < deletes:
+        return True, live[rng.choice(list(live))]
+    return False, make(rng)
+
+
+def apply(
+    kept: RelationshipIndex,
+    plain: RelationshipIndex,
+    live: dict[tuple[object, ...], Relationship],
+    delete: bool,
+    rel: Relationship,
+) -> None:
+    """Write or delete `rel` in both indexes alike, `live` kept in step."""
+    if delete:
+        live.pop(rel.key, None)
+        kept.remove(rel)
+        plain.remove(rel)
+    else:
+        live[rel.key] = rel
+        kept.add(rel)
+        plain.add(rel)
 
 
 # a query's outcome when the walk met the depth limit (a tuple: `same` below compares it by ==)
@@ -98,3 +128,40 @@ def compare_at_depths(
                 else:
                     assert same(one, other), context
     return compared, answered, granted
+
+
+def _leaves(value: Result) -> set[CaveatLeaf]:
+    if isinstance(value, CaveatLeaf):
+        return {value}
+    if isinstance(value, CaveatNot):
+        return _leaves(value.child)
+    if isinstance(value, CaveatAnd | CaveatOr):
+        return set().union(*(_leaves(child) for child in value.children))
+    return set()
+
+
+def _holds(value: Result, truth: dict[CaveatLeaf, bool]) -> bool:
+    if isinstance(value, CaveatLeaf):
+        return truth[value]
+    if isinstance(value, CaveatNot):
+        return not _holds(value.child, truth)
+    if isinstance(value, CaveatAnd):
+        return all(_holds(child, truth) for child in value.children)
+    assert isinstance(value, CaveatOr)
+    return any(_holds(child, truth) for child in value.children)
+
+
+def same(one: object, other: object) -> bool:
+    """Equal results; caveat expressions equal as functions of their leaves (the closure may
+    combine the same operands in another order)."""
+    plain = (bool, type(UNKNOWN), tuple)
+    if isinstance(one, plain) or isinstance(other, plain):
+        return one == other if isinstance(one, tuple) else one is other
+    leaves = sorted(_leaves(one) | _leaves(other), key=repr)  # type: ignore[arg-type]
+    if len(leaves) > 10:
+        return one == other
+    for values in itertools.product((False, True), repeat=len(leaves)):
+        truth = dict(zip(leaves, values, strict=True))
+        if _holds(one, truth) != _holds(other, truth):  # type: ignore[arg-type]
+            return False
+    return True

@@ -10,20 +10,19 @@ head's closures; a graph outgrowing its bounds is given up and walked."""
 from __future__ import annotations
 
 import gc
-import itertools
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from random_history import DEPTHS, answers, compare_at_depths, random_batches
+from random_history import DEPTHS, answers, compare_at_depths, random_batches, same
 
 from stonetown.core.relationship import ContextualizedCaveat, ObjectRef, Relationship, SubjectRef
 from stonetown.engine import closure
 from stonetown.engine.check import CheckRun, Subject
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.closure import ARROW, SET, Closures, Graph
-from stonetown.engine.conditions import UNKNOWN, CaveatAnd, CaveatLeaf, CaveatNot, CaveatOr, Result
+from stonetown.engine.conditions import UNKNOWN
 from stonetown.engine.datastore import Update, UpdateOp
 from stonetown.engine.index import RelationshipIndex, overlay
 from stonetown.engine.system import PermissionSystem
@@ -133,43 +132,6 @@ def _queries() -> list[tuple[str, str, str, Subject]]:
     return out + [("document", d, p, s) for d in DOCS for p in ("view", "edit", "strict") for s in subjects]
 
 
-def _leaves(value: Result) -> set[CaveatLeaf]:
-    if isinstance(value, CaveatLeaf):
-        return {value}
-    if isinstance(value, CaveatNot):
-        return _leaves(value.child)
-    if isinstance(value, CaveatAnd | CaveatOr):
-        return set().union(*(_leaves(child) for child in value.children))
-    return set()
-
-
-def _holds(value: Result, truth: dict[CaveatLeaf, bool]) -> bool:
-    if isinstance(value, CaveatLeaf):
-        return truth[value]
-    if isinstance(value, CaveatNot):
-        return not _holds(value.child, truth)
-    if isinstance(value, CaveatAnd):
-        return all(_holds(child, truth) for child in value.children)
-    assert isinstance(value, CaveatOr)
-    return any(_holds(child, truth) for child in value.children)
-
-
-def _same(one: object, other: object) -> bool:
-    """Equal results; caveat expressions equal as functions of their leaves (the closure may
-    combine the same operands in another order)."""
-    plain = (bool, type(UNKNOWN), tuple)
-    if isinstance(one, plain) or isinstance(other, plain):
-        return one == other if isinstance(one, tuple) else one is other
-    leaves = sorted(_leaves(one) | _leaves(other), key=repr)  # type: ignore[arg-type]
-    if len(leaves) > 10:
-        return one == other
-    for values in itertools.product((False, True), repeat=len(leaves)):
-        truth = dict(zip(leaves, values, strict=True))
-        if _holds(one, truth) != _holds(other, truth):  # type: ignore[arg-type]
-            return False
-    return True
-
-
 def _fresh(index: RelationshipIndex, key: tuple[str, str, str]) -> dict[str, set[str]]:
     graph = Graph(index, key)
     graph.build()
@@ -196,7 +158,7 @@ def test_closures_answer_as_the_walk_under_random_writes(caveats: bool) -> None:
             # check and one for many (CheckBulk: the memo and the reach carry over), at depth
             # limits 1-8 and 50
             sample = rng.sample(queries, 16)
-            counts = compare_at_depths(compiled, kept, plain, sample, _same, (seed, step))
+            counts = compare_at_depths(compiled, kept, plain, sample, same, (seed, step))
             compared += counts[0]
             answered += counts[1]
             for got in answers(compiled, kept, 50, sample, False):

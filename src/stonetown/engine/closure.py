@@ -278,7 +278,8 @@ class Graph:
         """Keep `reach`, the reach of the plain `subject` in this nested set (see
         closure_check), for later runs; forgotten on the next change (Closures.touched)."""
         reaches = self.reaches
-        if len(reaches) >= MAX_REACHES:
+        # (the shared values too: a subject forgotten alone leaves its old one there)
+        if len(reaches) >= MAX_REACHES or len(self._reach_values) >= MAX_REACHES:
             self.forget_reaches()
         reach = self._reach_values.setdefault(reach, reach)
         reaches[subject] = reach
@@ -306,6 +307,12 @@ class Graph:
                 found = frozenset(keys)
         holders[subject] = found
         return found
+
+    def forget(self, subject: tuple[str, str, str]) -> None:
+        """Forget the reach and holders kept for the plain `subject` alone (a relationship
+        of the graph's relation storing it changed: see Closures.touched)."""
+        self.reaches.pop(subject, None)
+        self.holders.pop(subject, None)
 
     def forget_reaches(self) -> None:
         """Forget the reaches kept (stale, too many, or the server idle)."""
@@ -347,7 +354,7 @@ class Closures:
     """The closures of one index (its head revision), built on demand per graph, and what
     plain subjects are kept to reach through them (engine/subject_side.py)."""
 
-    __slots__ = ("_index", "graphs", "given_up", "sides", "wild_sides", "wild_groups", "arrow_types")
+    __slots__ = ("_index", "graphs", "given_up", "sides", "wild_sides", "wild_groups", "arrow_readers")
 
     def __init__(self, index: RelationshipIndex) -> None:
         self._index = Maps(index)
@@ -365,8 +372,10 @@ class Closures:
         # (None when too many), or None when the wildcard's entry is too long to group: one
         # scan of it per wildcard write, shared by every side (subject_side.wild_groups)
         self.wild_groups: dict[str, dict[tuple[str, str], frozenset[str] | None] | None] = {}
-        # the target types of those arrows: a relationship naming one changes where they point
-        self.arrow_types: set[str] = set()
+        # (resource type, tupleset, target type) of an arrow over plain objects -> the sites
+        # whose ids read where it points (subject_side.ArrowSide, and the Levels holding one):
+        # a relationship `resource#tupleset@target:id` changes them for every subject
+        self.arrow_readers: dict[tuple[str, str, str], set[object]] = {}
 
     def graph(self, key: GraphKey) -> Graph | None:
         """The closures of `key`, built now if not yet kept; None when given up."""
@@ -407,14 +416,51 @@ class Closures:
             self.given_up.add(key)
 
     def touched(self, rtype: str, relation: str, stype: str, sid: str, srel: str) -> None:
-        """A relationship `rtype:_#relation@stype:sid#srel` was written or deleted (called by
-        the index after every change; `changed` first). Stale now: the reaches and holders
-        kept for `rtype#relation`'s nested set, the holders of `stype#srel`'s (a bucket gained
-        or lost one of its sets), and the ids kept for the plain subject `stype:sid` (its
-        own relationships changed); all of them after a change to a nested set, to a subject
-        set, to a wildcard or to a plain subject of an arrow's target type."""
+        """A relationship `rtype:x#relation@stype:sid#srel` was written, deleted, or given
+        another caveat or expiration (called by the index after every such change; `changed`
+        first). What is kept per plain subject s, and what it is read from:
+
+        - the reach of s in a nested set `t#r` (:attr:`Graph.reaches`): the relationships of
+          `t#r` storing s itself (and whether each has metadata), those storing its type's
+          wildcard, and the graph's set edges (closures, edges with metadata);
+        - the holders of s there (:attr:`Graph.holders`): its reach, and the reverse entries
+          of the subject sets `t:n#r` of the nodes n of it (relationships storing them);
+        - the ids of s for a site (:attr:`sides`, engine/subject_side.py): the relationships
+          storing s itself, its type's wildcard ids (:attr:`wild_sides`, from
+          :attr:`wild_groups`: a wildcard's reverse entry), its holders in the site's nested
+          sets (with each graph's edges with metadata and longest path, which the entry's
+          depth margin records), and for an arrow (`ArrowSide`, and the `Levels` holding one)
+          the objects pointing over its tupleset to a target it may be granted on: the
+          reverse entries of plain objects of the target type.
+
+        So a change naming a **plain subject** (no relation, not a wildcard) is read only by
+        that subject's own reach in `rtype#relation`'s nested set, its holders there and its
+        own ids; and, when `rtype#relation` is an arrow's tupleset to objects of `stype`, by
+        that arrow's ids for every subject (:attr:`arrow_readers`). Only those go. Every other
+        subject's reach, holders and ids read neither the changed bucket nor `stype:sid`'s
+        reverse entry (a plain relationship is no set edge: the graphs it changes, an
+        ancestor arrow's, are read afresh by every check, never kept per subject).
+
+        A **subject set** may be a nested set's edge (every subject below it reaches
+        further) or a set some subjects' reaches hold (their holders change): the reaches
+        and holders of `rtype#relation`'s nested set, the holders of `stype#srel`'s and every
+        side go. A **wildcard** is in every subject of its type's reach and ids: those of
+        `rtype#relation`'s nested set, the wildcard ids and every side go."""
+        if not srel and sid != "*":
+            subject = (stype, sid, "")
+            graph = self.graphs.get((SET, rtype, relation))
+            if graph is not None:
+                graph.forget(subject)
+            sides = self.sides
+            if sides:
+                readers = self.arrow_readers.get((rtype, relation, stype))
+                if readers:
+                    for site in readers:
+                        sides.pop(site, None)
+                for kept in sides.values():
+                    kept.pop(subject, None)
+            return
         graph = self.graphs.get((SET, rtype, relation))
-        nested = graph is not None or (SET, rtype, relation) in self.given_up
         if graph is not None:
             if graph.reaches:
                 graph.forget_reaches()
@@ -427,14 +473,7 @@ class Closures:
         if sid == "*" and (self.wild_sides or self.wild_groups):
             self.wild_sides.clear()
             self.wild_groups.clear()
-        sides = self.sides
-        if sides:
-            if nested or srel or sid == "*" or stype in self.arrow_types:
-                sides.clear()
-            else:
-                subject = (stype, sid, "")
-                for kept in sides.values():
-                    kept.pop(subject, None)
+        self.sides.clear()
 
     def forget_reaches(self) -> int:
         """Forget what is kept per subject (the server is idle: rebuilt on demand): every

@@ -20,8 +20,9 @@ leads to it), the nested set's graph has no edge with metadata (so a walk below 
 sets meets unconditional edges only, at most `longest` hops) and the evaluation's depth
 keeps that walk and an arrow's dispatches below the limit (asked at the deepest level).
 The ids are kept per subject for later runs (closure.Closures.sides) until a write may
-change them (closure.Closures.touched: a nested set, a subject set, a wildcard, the
-subject's own relationships, a plain subject of an arrow's target type), and bounded
+change them (closure.Closures.touched: the subject's own relationships drop its ids; a link
+of an arrow whose ids are kept drops that arrow's; a subject set or a wildcard drops all),
+and bounded
 (MAX_HOLDERS: beyond, none are kept and the levels are evaluated as before). Never with
 OpenFGA's cycle handling (it has no nested-set shortcuts); an old revision or contextual
 relationships have no closures.
@@ -93,13 +94,20 @@ class _Site:
     """What an evaluation grants a plain subject through, as the ids of the objects it may
     grant it on (kept per subject on the closures). `needs`: the nested sets whose holders
     the ids read, each with how much deeper than the evaluation its sets are walked;
-    `dispatches`: whether the evaluation dispatches at its own depth (an arrow)."""
+    `dispatches`: whether the evaluation dispatches at its own depth (an arrow); `links`: the
+    arrows (resource type, tupleset, target type) whose links to plain targets the ids read."""
 
-    __slots__ = ("needs", "dispatches")
+    __slots__ = ("needs", "dispatches", "links")
 
-    def __init__(self, needs: dict[NestedShape, int], dispatches: bool) -> None:
+    def __init__(
+        self,
+        needs: dict[NestedShape, int],
+        dispatches: bool,
+        links: frozenset[tuple[str, str, str]] = frozenset(),
+    ) -> None:
         self.needs = tuple(needs.items())
         self.dispatches = dispatches
+        self.links = links
 
     def ids_of(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
         """The ids of objects on which the evaluation may yield more than False for the plain
@@ -125,7 +133,7 @@ class _Site:
             if usable_holders(run, shape, subj, depth + deeper) is None:
                 return None
         if entry is None:
-            self.register(closures.arrow_types)  # before anything is kept
+            self.register(closures.arrow_readers)  # before anything is kept
             found = self.build(run, subj, depth)
             if len(kept) >= MAX_SIDES:
                 kept.clear()
@@ -146,8 +154,12 @@ class _Site:
         """The ids, read from the index and the holders (None beyond MAX_HOLDERS)."""
         raise NotImplementedError
 
-    def register(self, arrow_types: set[str]) -> None:
-        """Add the types whose plain subjects' relationships change the ids (arrow targets)."""
+    def register(self, readers: dict[tuple[str, str, str], set[object]]) -> None:
+        """Add this site to `readers` (closure.Closures.arrow_readers) under each arrow
+        (resource type, tupleset, target type) whose links to plain targets its ids read:
+        such a link's write changes them for every subject."""
+        for link in self.links:
+            readers.setdefault(link, set()).add(self)
 
 
 def _merged(sites: list[tuple[_Site, int]]) -> dict[NestedShape, int]:
@@ -250,7 +262,8 @@ class ArrowSide(_Site):
 
     def __init__(self, rtype: str, tupleset: str, targets: dict[str, Side]) -> None:
         # dispatches at its depth, the targets evaluated one deeper
-        super().__init__(_merged([(side, 1) for side in targets.values()]), True)
+        links = frozenset((rtype, tupleset, target_type) for target_type in targets)
+        super().__init__(_merged([(side, 1) for side in targets.values()]), True, links)
         self.rtype, self.tupleset, self.targets = rtype, tupleset, targets
 
     def build(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
@@ -269,9 +282,6 @@ class ArrowSide(_Site):
                     return None
         return frozenset(found)
 
-    def register(self, arrow_types: set[str]) -> None:
-        arrow_types.update(self.targets)
-
 
 class Levels(_Site):
     """The operands of a union evaluated on each level of an ancestor chain (`parts`): their
@@ -280,7 +290,11 @@ class Levels(_Site):
     __slots__ = ("parts",)
 
     def __init__(self, parts: tuple[_Site, ...]) -> None:
-        super().__init__(_merged([(part, 0) for part in parts]), any(part.dispatches for part in parts))
+        super().__init__(
+            _merged([(part, 0) for part in parts]),
+            any(part.dispatches for part in parts),
+            frozenset().union(*(part.links for part in parts)),
+        )
         self.parts = parts
 
     def build(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
@@ -291,10 +305,6 @@ class Levels(_Site):
                 return None
             found.update(ids)
         return frozenset(found)
-
-    def register(self, arrow_types: set[str]) -> None:
-        for part in self.parts:
-            part.register(arrow_types)
 
 
 class Nothing(_Site):
