@@ -11,6 +11,13 @@ mean CPU time (thread time) per check; the summary is each tree's median over it
 both trees meet the same machine load. Both children hash strings alike (``PYTHONHASHSEED=0``):
 the index's dicts then have the same layouts on both sides. Nothing is written to the results
 directory.
+
+``--write-every N`` (mixed read/write loads): every N checks, a membership changes in the
+index, as the server applies a write (``RelationshipIndex.add`` / ``remove``): a user of the
+data (drawn at random, the same sequence in both children) joins a team it is not in (drawn
+at random), and leaves it again at the next change, so at most one membership differs from
+the labels (a check of that user is not verified while it does). The CPU a change costs is
+measured apart and left out of the per-check figure; ``write us`` is its mean.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import asyncio
 import gc
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -28,11 +36,44 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.dataset import SEED, parse_size
+from benchmarks.realistic_data import ShapeData
+from stonetown.core.relationship import Relationship
+from stonetown.engine.index import RelationshipIndex
 
 BENCH_ROOT = Path(__file__).resolve().parent.parent
 
 
-def child(shape: str, size: int, seed: int, seconds: float) -> None:
+class _Memberships:
+    """The membership changes of ``--write-every``: a user of the data joins a team it is not
+    in, and leaves it again at the next change (seeded: both children draw alike)."""
+
+    def __init__(self, data: ShapeData, index: RelationshipIndex, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.users = sorted({r.subject_id for r in data.relationships if r.subject_type == "user"})
+        self.teams = sorted({r.resource_id for r in data.relationships if r.resource_type == "team"})
+        self.index = index
+        self.joined: Relationship | None = None
+
+    def change(self) -> None:
+        """Leave the team joined at the previous change, or join one."""
+        if self.joined is not None:
+            self.index.remove(self.joined)
+            self.joined = None
+            return
+        while True:
+            team, user = self.rng.choice(self.teams), self.rng.choice(self.users)
+            if ("user", user) not in self.index.objects.get(("team", team, "member"), {}):
+                rel = Relationship("team", team, "member", "user", user)
+                self.index.add(rel)
+                self.joined = rel
+                return
+
+    def changed(self, subject_id: str) -> bool:
+        """Whether a membership of the user `subject_id` differs from the data now."""
+        return self.joined is not None and self.joined.subject_id == subject_id
+
+
+def child(shape: str, size: int, seed: int, seconds: float, write_every: int) -> None:
     """A tree's side: load the store, then one round per line read on stdin."""
     from benchmarks.realistic import check_core, started_system
     from benchmarks.realistic_data import generate
@@ -41,32 +82,42 @@ def child(shape: str, size: int, seed: int, seconds: float) -> None:
     system = asyncio.run(started_system(shape, size, seed))
     assert system.state is not None
     compiled, index = system.state.compiled, system.index
+    writes = _Memberships(data, index, seed) if write_every else None
     gc.collect()
     gc.freeze()
     clock, cpu = time.perf_counter_ns, time.thread_time_ns
     print(json.dumps({"ready": True}), flush=True)
+    kinds = {**data.checks, "mix": data.mixed_checks(20_000)}
     for _line in sys.stdin:
         out: dict[str, Any] = {}
-        for kind, items in data.checks.items():
+        for kind, items in kinds.items():
             if not items:
                 continue
             samples: list[int] = []
             wrong = 0
+            write_ns = changes = 0
             start, cpu0 = time.perf_counter(), cpu()
             i, n = 0, len(items)
             while i < n or (time.perf_counter() - start < seconds and i < 200_000):
+                if writes is not None and i % write_every == write_every - 1:
+                    w0 = cpu()
+                    writes.change()
+                    write_ns += cpu() - w0
+                    changes += 1
                 c = items[i % n]
                 t0 = clock()
                 found = check_core(compiled, index, c)
                 samples.append(clock() - t0)
-                wrong += (found is True) != c[6]
+                if writes is None or not writes.changed(c[4]):
+                    wrong += (found is True) != c[6]
                 i += 1
-            cpu_us = (cpu() - cpu0) / 1e3 / i
+            cpu_us = (cpu() - cpu0 - write_ns) / 1e3 / i
             samples.sort()
             out[kind] = {
                 "p50": samples[len(samples) // 2] / 1e3,
                 "p99": samples[min(len(samples) - 1, int(len(samples) * 0.99))] / 1e3,
                 "cpu": cpu_us,
+                "write": write_ns / 1e3 / max(changes, 1),
                 "wrong": wrong,
             }
         print(json.dumps(out), flush=True)
@@ -83,11 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=0.5, help="per kind per round (about)")
+    parser.add_argument(
+        "--write-every", type=int, default=0, help="a team membership changes every N checks (0: never)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     size = parse_size(args.size)
     if args.child:
-        child(args.shape, size, args.seed, args.seconds)
+        child(args.shape, size, args.seed, args.seconds, args.write_every)
         return 0
     procs = {}
     for label, tree in (("old", args.old), ("new", args.new)):
@@ -95,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, PYTHONPATH=f"{Path(tree).resolve() / 'src'}:{BENCH_ROOT}", PYTHONHASHSEED="0")
         command = [sys.executable, "-m", "benchmarks.realistic_ab", "--child", "--old", "-", "--new", "-"]
         command += ["--shape", args.shape, "--size", args.size, "--seed", str(args.seed)]
-        command += ["--seconds", str(args.seconds)]
+        command += ["--seconds", str(args.seconds), "--write-every", str(args.write_every)]
         procs[label] = subprocess.Popen(
             command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
@@ -117,9 +171,13 @@ def main(argv: list[str] | None = None) -> int:
             assert proc.stdin is not None
             proc.stdin.close()
             proc.wait(timeout=60)
-    print(f"{args.shape} {args.size}, {args.rounds} rounds; load average {min(load):.2f}-{max(load):.2f}")
+    every = f", a membership change every {args.write_every} checks" if args.write_every else ""
+    print(
+        f"{args.shape} {args.size}, {args.rounds} rounds{every}; load average {min(load):.2f}-{max(load):.2f}"
+    )
     # the best round's p50 too: on a shared machine the least disturbed round of each tree
     heads = ("old p50", "new p50", "old p99", "new p99", "old cpu", "new cpu", "old best", "new best")
+    heads += ("old write", "new write") if args.write_every else ()
     print(f"{'kind':18} " + " ".join(f"{head:>8}" for head in heads))
     for kind in rounds["old"][0]:
         cells = []
@@ -127,11 +185,16 @@ def main(argv: list[str] | None = None) -> int:
             for label in ("old", "new"):
                 cells.append(statistics.median(row[kind][stat] for row in rounds[label]))
         best = [min(row[kind]["p50"] for row in rounds[label]) for label in ("old", "new")]
+        if args.write_every:
+            best += [
+                statistics.median(row[kind]["write"] for row in rounds[label]) for label in ("old", "new")
+            ]
         wrong = sum(row[kind]["wrong"] for label in rounds for row in rounds[label])
         p50o, p50n, p99o, p99n, cpuo, cpun = cells
         print(
             f"{kind:18} {p50o:8.1f} {p50n:8.1f} {p99o:8.1f} {p99n:8.1f} {cpuo:8.2f} {cpun:8.2f}"
-            f" {best[0]:8.1f} {best[1]:8.1f}" + (f"  WRONG {wrong}" if wrong else "")
+            + "".join(f" {value:8.1f}" for value in best)
+            + (f"  WRONG {wrong}" if wrong else "")
         )
     return 0
 
