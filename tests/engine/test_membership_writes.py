@@ -7,21 +7,28 @@ many subjects, so that what other subjects keep exists when a write happens. Aft
 change: the answers of a sample of checks against the plain walk, and every other subject's
 kept reach, holders and ids still the very objects kept before it (a membership write drops
 the writer's only); every 25 changes, a sample at depth limits 1-8 and 50, one run each and
-in one run."""
+in one run. Through a real server on SQLite: the same, and an old revision does not see the
+write."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from random_history import apply, compare_at_depths, indexes, one_change, same
 
-from stonetown.core.relationship import ContextualizedCaveat, Relationship
+from stonetown.core.relationship import ContextualizedCaveat, ObjectRef, Relationship, SubjectRef
 from stonetown.engine.check import CheckRun, Subject
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.closure import SET, Closures
+from stonetown.engine.datastore import Update, UpdateOp
 from stonetown.engine.index import RelationshipIndex
+from stonetown.engine.system import PermissionSystem
+from stonetown.engine.types import Consistency, Permissionship
 from stonetown.schema import compile_schema
+from stonetown.stores.sqlite import SqliteDatastore
 
 SCHEMA = """
 use expiration
@@ -248,3 +255,45 @@ def test_an_arrow_link_drops_that_arrows_ids_for_everyone() -> None:
     for user in ("u1", "u2", "u3", "u4"):
         query = ("folder", "f1", "view", ("user", user, ""))
         assert _answer(compiled, kept, query) == _answer(compiled.walked(), plain, query) == (user != "u4")
+
+
+async def test_through_a_server_a_membership_write_keeps_other_subjects_sides(tmp_path: Path) -> None:
+    """On a real server over SQLite: a user joining a team keeps what another user's checks
+    kept (the very objects), the joiner's grant is seen at once by the head and not by the
+    revision before it, and a user leaving a team loses the grant at once."""
+    system = PermissionSystem(SqliteDatastore(str(tmp_path / "s.db")), poll_interval=None, gc_interval=None)
+    await system.start()
+    try:
+        await system.write_schema(SCHEMA)
+        base = [
+            "folder:f1#parent@folder:f0",
+            "folder:f0#viewer@team:t0#member",
+            "team:t0#member@user:u1",
+            "document:d#folder@folder:f1",
+        ]
+
+        def write(op: UpdateOp, *texts: str) -> Awaitable[int]:
+            return system.write_relationships([Update(op, Relationship.parse(text)) for text in texts])
+
+        before = await write(UpdateOp.TOUCH, *base)
+        doc, fresh = ObjectRef.parse("document:d"), Consistency.fully_consistent()
+
+        async def allowed(user: str, consistency: Consistency = fresh) -> bool:
+            result = await system.check(doc, "view", SubjectRef.parse(f"user:{user}"), consistency)
+            return result.permissionship is Permissionship.ALLOWED
+
+        assert await allowed("u1") and not await allowed("u2")
+        closures = system.index.closure
+        assert closures is not None
+        u1, u2 = ("user", "u1", ""), ("user", "u2", "")
+        kept = {site: ids[u1] for site, ids in closures.sides.items() if u1 in ids}
+        assert kept, "u1's checks kept its ids"
+        await write(UpdateOp.TOUCH, "team:t0#member@user:u2")
+        assert all(closures.sides[site][u1] is entry for site, entry in kept.items())
+        assert await allowed("u2") and await allowed("u1")
+        assert not await allowed("u2", Consistency.at_exact_snapshot(before))
+        await write(UpdateOp.DELETE, "team:t0#member@user:u1")
+        assert any(u2 in ids for ids in closures.sides.values())
+        assert not await allowed("u1") and await allowed("u2")
+    finally:
+        await system.stop()

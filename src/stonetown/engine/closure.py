@@ -106,7 +106,8 @@ class Graph:
         self._covered: frozenset[str] | None = None
         self._tainted: frozenset[str] | None = None
         # plain subject -> its reach in a nested set, until a relationship of the graph's
-        # relation changes (Closures.touched): a subject's next checks skip the scan
+        # relation storing it, a subject set or a wildcard changes (Closures.touched): a
+        # subject's next checks skip the scan
         self.reaches: dict[tuple[str, str, str], Reach] = {}
         # plain subject -> the resource keys storing a subject set of the graph's relation on a
         # node of its (exact) reach, None when too many: a bucket whose key is not there holds
@@ -276,7 +277,7 @@ class Graph:
 
     def remember(self, subject: tuple[str, str, str], reach: Reach) -> Reach:
         """Keep `reach`, the reach of the plain `subject` in this nested set (see
-        closure_check), for later runs; forgotten on the next change (Closures.touched)."""
+        closure_check), for later runs; forgotten on a change it depends on (Closures.touched)."""
         reaches = self.reaches
         # (the shared values too: a subject forgotten alone leaves its old one there)
         if len(reaches) >= MAX_REACHES or len(self._reach_values) >= MAX_REACHES:
