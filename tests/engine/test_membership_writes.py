@@ -153,9 +153,7 @@ def _queries() -> list[Query]:
     return out + [("document", d, "view", s) for d in DOCS for s in subjects]
 
 
-def _answer(
-    compiled: CompiledSchema, index: RelationshipIndex, query: tuple[str, str, str, Subject]
-) -> object:
+def _answer(compiled: CompiledSchema, index: RelationshipIndex, query: Query) -> object:
     return CheckRun(compiled, index, 50).dispatch(*query, 0)
 
 
