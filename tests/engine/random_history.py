@@ -1,6 +1,7 @@
 """Random write histories for the engine's differential tests: an index keeping closures
 (and subjects' sides) and a plain one, written alike, compared after each batch, near the
-depth limit and far from it."""
+depth limit and far from it: checks (one run each and one shared), lookups and
+explanations."""
 
 from __future__ import annotations
 
@@ -12,8 +13,17 @@ from stonetown.core.relationship import Relationship
 from stonetown.engine.check import CheckRun, DepthExceeded, Query, Rewalk
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.closure import Closures
-from stonetown.engine.conditions import UNKNOWN, CaveatAnd, CaveatLeaf, CaveatNot, CaveatOr, Result
+from stonetown.engine.conditions import UNKNOWN, CaveatAnd, CaveatLeaf, CaveatNot, CaveatOr, Result, granted
+from stonetown.engine.cooperative import finish
+from stonetown.engine.explain import build as build_explanation
 from stonetown.engine.index import RelationshipIndex
+from stonetown.engine.lookup_resources import lookup_resources_steps
+from stonetown.engine.lookup_subjects import lookup_subjects_steps
+from stonetown.engine.reachability import Reachability
+
+# A lookup run with a compiled schema over an index at a depth limit: its answers by id (for
+# LookupSubjects a granted wildcard as "*"); raises DepthExceeded
+Lookup = Callable[[CompiledSchema, RelationshipIndex, int], dict[str, Result]]
 
 
 def random_batches(
@@ -165,3 +175,116 @@ def same(one: object, other: object) -> bool:
         if _holds(one, truth) != _holds(other, truth):  # type: ignore[arg-type]
             return False
     return True
+
+
+def resources_lookup(
+    facts: Reachability, resource_type: str, permission: str, subject: tuple[str, str, str]
+) -> Lookup:
+    """LookupResources of `resource_type#permission` for `subject`, as a :data:`Lookup`."""
+
+    def found(compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> dict[str, Result]:
+        steps = lookup_resources_steps(compiled, facts, index, resource_type, permission, subject, max_depth)
+        return dict(finish(steps)[0])
+
+    return found
+
+
+def subjects_lookup(
+    facts: Reachability, resource: tuple[str, str], permission: str, subject_type: str
+) -> Lookup:
+    """LookupSubjects of `subject_type` (plain objects) on `resource#permission`, as a
+    :data:`Lookup` (a granted wildcard under "*")."""
+
+    def found(compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> dict[str, Result]:
+        steps = lookup_subjects_steps(
+            compiled, facts, index, resource, permission, subject_type, "", max_depth
+        )
+        return {answer.subject_id: answer.result for answer in finish(steps)[0]}
+
+    return found
+
+
+def _outcome(lookup: Lookup, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> object:
+    try:
+        return lookup(compiled, index, max_depth)
+    except DepthExceeded:
+        return EXCEEDED
+
+
+def compare_lookup_at_depths(
+    compiled: CompiledSchema,
+    kept: RelationshipIndex,
+    plain: RelationshipIndex,
+    lookup: Lookup,
+    checks: dict[str, Query],
+    same: Callable[[object, object], bool],
+    where: object,
+) -> int:
+    """Assert that `lookup`, run with `compiled` over `kept` (with closures) at every limit of
+    DEPTHS, answers what the plain walk's checks do (`compiled.walked()` over `plain`, one run
+    each): `checks` names the check that stands for each id the lookup may answer (for
+    LookupSubjects, "*" an id no relationship names), and those ids are every one it may.
+
+    Answered: an id is answered iff its walk's check grants, with the same result; where that
+    check met the limit, iff the walk grants with room to spare (depth 50), as Check answers
+    there. An id not answered may be granted only beside a granted wildcard (the walk of
+    LookupSubjects lists the subjects it meets, the wildcard stands for the others).
+    A depth error: only where a walk's check met the limit, or where the lookup's own walk
+    does, with the plain walk (it counts levels up from the subject, or down from the
+    resource, as SpiceDB's dispatch does). Returns how many lookups were compared."""
+    walked = compiled.walked()
+    names, queries = list(checks), list(checks.values())
+    exact = dict(zip(names, answers(walked, plain, 50, queries, False), strict=True))
+    for max_depth in DEPTHS:
+        walks = dict(zip(names, answers(walked, plain, max_depth, queries, False), strict=True))
+        got = _outcome(lookup, compiled, kept, max_depth)
+        context = (where, max_depth, walks)
+        if got is EXCEEDED:
+            met = EXCEEDED in walks.values() or _outcome(lookup, walked, plain, max_depth) is EXCEEDED
+            assert met, ("a depth error the walk does not give", *context)
+            continue
+        assert isinstance(got, dict)
+        assert set(got) <= set(names), (got, *context)
+        for name, walk in walks.items():
+            want = exact[name] if walk is EXCEEDED else walk
+            if name in got:
+                assert granted(want) and same(got[name], want), (name, got[name], want, *context)  # type: ignore[arg-type]
+            else:
+                assert not granted(want) or "*" in got, (name, "missing", want, *context)  # type: ignore[arg-type]
+    return len(DEPTHS)
+
+
+def _explained(compiled: CompiledSchema, index: RelationshipIndex, max_depth: int, query: Query) -> object:
+    """The root's value of the explanation of `query` (explain.build), EXCEEDED when it meets
+    the limit."""
+    try:
+        run = CheckRun(compiled, index, max_depth)
+        return build_explanation(compiled, run, index, query[:2], query[2], query[3])[0].raw
+    except DepthExceeded:
+        return EXCEEDED
+
+
+def compare_explained_at_depths(
+    compiled: CompiledSchema,
+    kept: RelationshipIndex,
+    plain: RelationshipIndex,
+    queries: list[Query],
+    same: Callable[[object, object], bool],
+    where: object,
+) -> int:
+    """Assert that the explanation of each query, with `compiled` over `kept`, answers as Check
+    does (:func:`answers`) at every limit of DEPTHS, and meets the limit only where the plain
+    walk's explanation does (`compiled.walked()` over `plain`: it evaluates every branch, the
+    ones Check's evaluation skips too, so it may meet the limit where Check does not). Returns
+    how many explanations were compared."""
+    walked = compiled.walked()
+    for max_depth in DEPTHS:
+        checked = answers(compiled, kept, max_depth, queries, False)
+        for query, check in zip(queries, checked, strict=True):
+            got = _explained(compiled, kept, max_depth, query)
+            context = (where, max_depth, query, got, check)
+            if got is EXCEEDED:
+                assert _explained(walked, plain, max_depth, query) is EXCEEDED, context
+            else:
+                assert same(got, check), context
+    return len(DEPTHS) * len(queries)

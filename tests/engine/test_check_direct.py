@@ -234,11 +234,11 @@ async def test_through_a_server_the_shortcuts_answer_as_the_walk(tmp_path: Path)
         await system.stop()
 
 
-async def test_a_depth_error_is_the_walks_through_check_and_check_bulk(tmp_path: Path) -> None:
+async def test_a_depth_error_is_the_walks_through_check_check_bulk_and_explain(tmp_path: Path) -> None:
     """At a depth limit of 6, the head's closure evaluates f3 as the third ancestor of f2 (f2
     itself, met again through the cycle, takes a place in its chain) where the walk reaches it
-    second: the team nesting below it meets the limit, which the walk stays under (True). Check
-    and CheckBulk answer the walk's True; a chain too long for either is refused by both."""
+    second: the team nesting below it meets the limit, which the walk stays under (True). Check,
+    CheckBulk and Explain answer the walk's True; a chain too long for either is refused."""
     system = PermissionSystem(
         SqliteDatastore(str(tmp_path / "s.db")), max_depth=6, poll_interval=None, gc_interval=None
     )
@@ -263,8 +263,12 @@ async def test_a_depth_error_is_the_walks_through_check_and_check_bulk(tmp_path:
             kept.dispatch("folder", "f2", "view", ("user", "u0", ""), 0)
         got = await system.check(f2, "view", user, fresh)
         assert got.permissionship is Permissionship.ALLOWED
+        tree, explained = await system.explain(f2, "view", user, fresh)  # rebuilt with the walk
+        assert explained.permissionship is Permissionship.ALLOWED and tree.granted
         with pytest.raises(DepthExceeded):
             await system.check(g0, "view", user, fresh)
+        with pytest.raises(DepthExceeded):
+            await system.explain(g0, "view", user, fresh)
         items = [CheckRequest(resource, "view", user) for resource in (f2, g0, f2)]
         bulk = await system.check_bulk(items, fresh)
         assert isinstance(bulk[1], DepthExceeded)

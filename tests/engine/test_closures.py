@@ -3,7 +3,8 @@ walk: random writes and deletes (nested teams and folder trees with cycles, cave
 expiring edges, wildcards, exclusions, intersections) applied to an index keeping closures
 and to one without, every check compared after each step, one check at a time and in one run
 sharing its memo, at depth limits 1-8 and 50 (a depth error answered again by the plain
-walk, check.Rewalk); the closures kept up to date step by step equal closures built afresh.
+walk, check.Rewalk), and so are lookups and explanations; the closures kept up to date step by
+step equal closures built afresh.
 Through a real server on SQLite: an old revision and contextual relationships do not see the
 head's closures; a graph outgrowing its bounds is given up and walked."""
 
@@ -15,7 +16,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from random_history import DEPTHS, answers, compare_at_depths, random_batches, same
+from random_history import (
+    DEPTHS,
+    answers,
+    compare_at_depths,
+    compare_explained_at_depths,
+    compare_lookup_at_depths,
+    random_batches,
+    resources_lookup,
+    same,
+    subjects_lookup,
+)
 
 from stonetown.core.relationship import ContextualizedCaveat, ObjectRef, Relationship, SubjectRef
 from stonetown.engine import closure
@@ -25,6 +36,7 @@ from stonetown.engine.closure import ARROW, SET, Closures, Graph
 from stonetown.engine.conditions import UNKNOWN
 from stonetown.engine.datastore import Update, UpdateOp
 from stonetown.engine.index import RelationshipIndex, overlay
+from stonetown.engine.reachability import Reachability
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import Consistency, Permissionship
 from stonetown.schema import compile_schema
@@ -169,6 +181,47 @@ def test_closures_answer_as_the_walk_under_random_writes(caveats: bool) -> None:
     assert used > 100
     assert conditional > single // 400 or not caveats
     assert answered > 0  # answered where the walk met the limit: its answer with room to spare
+
+
+_IDS = {"team": TEAMS, "organization": ["o0", "o1"], "folder": FOLDERS, "document": DOCS}
+_PERMISSIONS = {
+    "team": ("member",),
+    "organization": ("view",),
+    "folder": ("view", "edit", "guarded", "both"),
+    "document": ("view", "edit", "strict"),
+}
+
+
+@pytest.mark.parametrize("caveats", [False, True])
+def test_lookups_and_explanations_answer_as_the_walks_checks_at_every_depth(caveats: bool) -> None:
+    """LookupResources, LookupSubjects and explanations over an index keeping closures, at
+    depth limits 1-8 and 50, against the plain walk's checks (random_history)."""
+    compiled = CompiledSchema(compile_schema(SCHEMA))
+    facts = Reachability.of(compiled.schema)
+    asked = [(rtype, permission) for rtype, permissions in _PERMISSIONS.items() for permission in permissions]
+    subjects: list[Subject] = [("user", u, "") for u in [*USERS, "stranger"]]
+    subjects += [("team", "t0", "member"), ("team", "t3", "member")]
+    lookups = explained = 0
+    for seed in range(20):
+        rng = random.Random(1000 + seed)
+        for step, kept, plain in random_batches(rng, lambda r: _random_relationship(r, caveats), 30):
+            assert kept.closure is not None
+            if step == 2:
+                kept.closure.prepare(compiled.closure_graphs)
+            where = (seed, step)
+            for rtype, permission in rng.sample(asked, 3):
+                subject = rng.choice(subjects)
+                checks = {rid: (rtype, rid, permission, subject) for rid in _IDS[rtype]}
+                lookup = resources_lookup(facts, rtype, permission, subject)
+                lookups += compare_lookup_at_depths(compiled, kept, plain, lookup, checks, same, where)
+                rid = rng.choice(_IDS[rtype])
+                checks = {uid: (rtype, rid, permission, ("user", uid, "")) for uid in USERS}
+                checks["*"] = (rtype, rid, permission, ("user", "stranger", ""))
+                lookup = subjects_lookup(facts, (rtype, rid), permission, "user")
+                lookups += compare_lookup_at_depths(compiled, kept, plain, lookup, checks, same, where)
+            sample = rng.sample(_queries(), 4)
+            explained += compare_explained_at_depths(compiled, kept, plain, sample, same, where)
+    assert lookups and explained
 
 
 def test_closure_is_one_lookup_for_nested_teams_and_ancestors() -> None:

@@ -306,6 +306,27 @@ class Rewalk:
         """Whether a run of `compiled` over `index` may take a shortcut the walk does not."""
         return compiled.shortcuts or getattr(index, "closure", None) is not None
 
+    @classmethod
+    def instead(
+        cls,
+        error: DepthExceeded,
+        compiled: CompiledSchema,
+        index: RelationshipIndex,
+        max_depth: int,
+        rewalk: Rewalk | None = None,
+    ) -> Rewalk:
+        """The plain walk to answer again what a run of `compiled` over `index` gave up with
+        `error`: `rewalk` (one per request, its memo shared) or a new one. `error` is raised
+        again when that run could take no shortcut: then it is the walk's own."""
+        if not cls.needed(compiled, index):
+            raise error
+        return rewalk if rewalk is not None else cls(compiled, index, max_depth)
+
+    def again(self, query: Query) -> Result:
+        """The plain walk's answer to `query` alone (no earlier query replayed: a lookup's
+        candidates are checked one by one); raises the walk's DepthExceeded."""
+        return self.run.dispatch(*query, 0)
+
     def answer(self, queries: list[Query], position: int) -> Result:
         """The plain walk's answer to `queries[position]`, the queries before it (those not yet
         replayed) answered first, their depth errors ignored; raises the walk's DepthExceeded."""

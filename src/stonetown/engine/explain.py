@@ -22,13 +22,16 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stonetown.engine.check import CheckRun
+from stonetown.engine.check import CheckRun, DepthExceeded, Rewalk
 from stonetown.engine.conditions import UNKNOWN, Result, all_of, any_of, negate
 from stonetown.engine.index import RelationshipIndex, RelMeta
 from stonetown.engine.types import Permissionship
 from stonetown.schema import ir
+
+if TYPE_CHECKING:
+    from stonetown.engine.check_plan import CompiledSchema
 
 Subject = tuple[str, str, str]
 
@@ -335,7 +338,7 @@ class Explainer:
         return self._finish(node, _fold_values(any_of, False, values))
 
 def build(
-    schema: ir.Schema,
+    compiled: CompiledSchema,
     run: CheckRun,
     index: RelationshipIndex,
     resource: tuple[str, str],
@@ -346,13 +349,20 @@ def build(
 ) -> tuple[ExplainNode, Explainer]:
     """The resolution tree of `resource#permission` for `subject` (see the module doc), its
     caveat conditions not yet evaluated, and the explainer that settles them (synchronous:
-    the engine's own evaluation over one index)."""
-    explainer = Explainer(schema, run, index, subject, max_nodes=max_nodes)
+    the engine's own evaluation over one index, `run` of `compiled`). A depth error is the
+    plain walk's to give, as in Check: a tree whose run met the limit is built again with the
+    walk's run (check.Rewalk)."""
+    explainer = Explainer(compiled.schema, run, index, subject, max_nodes=max_nodes)
+    try:
+        return explainer.relation(resource[0], resource[1], permission, subject), explainer
+    except DepthExceeded as error:
+        rewalk = Rewalk.instead(error, compiled, index, run.max_depth)
+    explainer = Explainer(compiled.schema, rewalk.run, index, subject, max_nodes=max_nodes)
     return explainer.relation(resource[0], resource[1], permission, subject), explainer
 
 
 async def explain(
-    schema: ir.Schema,
+    compiled: CompiledSchema,
     run: CheckRun,
     index: RelationshipIndex,
     verdict: Verdict,
@@ -364,7 +374,7 @@ async def explain(
 ) -> ExplainNode:
     """:func:`build`, then its caveat conditions evaluated with `verdict` (which may leave the
     event loop)."""
-    tree, explainer = build(schema, run, index, resource, permission, subject, max_nodes=max_nodes)
+    tree, explainer = build(compiled, run, index, resource, permission, subject, max_nodes=max_nodes)
     await explainer.settle(tree, verdict)
     return tree
 

@@ -25,6 +25,8 @@ answers where Check answers max depth; the walk goes level by level to count the
 A node the first phase reaches over an edge that is not positive is still proven (and climbed
 from) when lookup_confirm.py proves it from the nodes proven so far: an exclusion's base held
 and its subtracted side certainly not; only the candidates left are checked one by one.
+A check of a candidate that meets the depth limit is answered again by the plain walk (as
+Check's is, see check.Rewalk): the error, if any, is the walk's.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from collections import deque
 from collections.abc import Generator
 from itertools import islice
 
-from stonetown.engine.check import CheckRun, DepthExceeded, Subject
+from stonetown.engine.check import CheckRun, DepthExceeded, Rewalk, Subject
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SCAN_CHUNK, Pause, finish, sorted_steps
@@ -106,13 +108,19 @@ def lookup_resources_steps(
     if confirmer is not None:
         yield from confirmer.prepare(resource_type, permission)
         prove = confirmer.prover(resource_type, permission)
+    rewalk: Rewalk | None = None  # the plain walk, once a check meets the depth limit
     for rid in sorted_steps(ids, first):
         if rid is PAUSE:
             yield PAUSE
         elif rid in certain or prove(rid):
             yield (rid, True)
         else:
-            result = run.dispatch(resource_type, rid, permission, subject, 0)
+            try:
+                result = run.dispatch(resource_type, rid, permission, subject, 0)
+            except DepthExceeded as error:
+                # the error is the plain walk's to give, as in Check (see check.Rewalk)
+                rewalk = Rewalk.instead(error, compiled, index, max_depth, rewalk)
+                result = rewalk.again((resource_type, rid, permission, subject))
             if granted(result):
                 yield (rid, result)
             yield PAUSE

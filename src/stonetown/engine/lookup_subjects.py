@@ -3,8 +3,9 @@
 The walk goes forward from the object through the rewrite (all branches, subtracted ones
 included) collecting every subject of the wanted type, and notes whether a wildcard of that
 type was seen. Candidates of a monotone permission are answers; the others are confirmed
-with Check. A wildcard is answered by checking a subject id no relationship can hold; the
-concrete candidates it does not cover are its exclusions.
+with Check (a check meeting the depth limit answered again by the plain walk, as Check's is:
+see check.Rewalk). A wildcard is answered by checking a subject id no relationship can hold;
+the concrete candidates it does not cover are its exclusions.
 
 Beside a granted wildcard the answer takes SpiceDB's shape, which its subject-set algebra
 decides (subject_algebra.py): a subject is listed on its own when that algebra lists it
@@ -21,7 +22,7 @@ from itertools import islice
 from typing import NamedTuple
 
 from stonetown.core.relationship import WILDCARD
-from stonetown.engine.check import CheckRun
+from stonetown.engine.check import CheckRun, DepthExceeded, Rewalk
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.conditions import Result, granted
 from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SCAN_CHUNK, Pause, sorted_steps
@@ -177,9 +178,20 @@ def lookup_subjects_steps(
             max_depth=None if compiled.openfga_cycles else max_depth,  # OpenFGA's walks are not limited
         )  # fmt: skip
     wildcard: Result = False
+    rewalk: Rewalk | None = None  # the plain walk, once a check meets the depth limit
+
+    def checked(cid: str) -> Result:
+        # Check's answer for subject `cid`; the depth error is the plain walk's to give
+        nonlocal rewalk
+        query = (rtype, rid, permission, (subject_type, cid, subject_relation))
+        try:
+            return run.dispatch(*query, 0)
+        except DepthExceeded as error:
+            rewalk = Rewalk.instead(error, compiled, index, max_depth, rewalk)
+            return rewalk.again(query)
+
     if wildcard_seen:
-        unseen = (subject_type, UNSEEN_ID, "")
-        wildcard = True if monotone else run.dispatch(rtype, rid, permission, unseen, 0)
+        wildcard = True if monotone else checked(UNSEEN_ID)
         if not granted(wildcard):
             wildcard = False
     shape: SubjectSet | None = None
@@ -198,7 +210,7 @@ def lookup_subjects_steps(
                 return True
             if cid not in held.maybe:
                 return False
-        return run.dispatch(rtype, rid, permission, (subject_type, cid, subject_relation), 0)
+        return checked(cid)
 
     results: dict[str, Result] | None = None
     if wildcard is not False and (after is None or WILDCARD > after):

@@ -119,12 +119,10 @@ class PermissionChecks(RevisionViews):
             work = partial(run.dispatch, resource.type, resource.id, permission, subj, 0)
             try:
                 result = work() if cacheable else await self._evaluate(view, work)
-            except DepthExceeded:
+            except DepthExceeded as error:
                 # the error is the plain walk's to give (see Rewalk)
-                if not Rewalk.needed(state.compiled, view.index):
-                    raise
-                rewalk = Rewalk(state.compiled, view.index, self.max_depth)
-                again = partial(rewalk.answer, [key], 0)
+                rewalk = Rewalk.instead(error, state.compiled, view.index, self.max_depth)
+                again = partial(rewalk.again, key)
                 result = again() if cacheable else await self._evaluate(view, again)
                 run = rewalk.run
             if cacheable and not run.volatile:
@@ -154,7 +152,7 @@ class PermissionChecks(RevisionViews):
             return answer.permissionship, answer.missing_parameters
 
         where = (resource.type, resource.id)
-        work = partial(build_explanation, state.schema, run, view.index, where, permission, subj)
+        work = partial(build_explanation, state.compiled, run, view.index, where, permission, subj)
         tree, explainer = await self._evaluate(view, work)
         await explainer.settle(tree, verdict)
         return tree, await self._verdict(state, tree.raw, view.revision, context, budget)
@@ -228,11 +226,8 @@ class PermissionChecks(RevisionViews):
                     queries.append(query)
                     try:
                         out.append(run.dispatch(*query, 0))
-                    except DepthExceeded:
-                        if not Rewalk.needed(state.compiled, view.index):
-                            raise
-                        if rewalk is None:
-                            rewalk = Rewalk(state.compiled, view.index, self.max_depth)
+                    except DepthExceeded as error:
+                        rewalk = Rewalk.instead(error, state.compiled, view.index, self.max_depth, rewalk)
                         out.append(rewalk.answer(queries, len(queries) - 1))
                 except DeadlineExceeded:
                     raise  # the whole request is over, not one item

@@ -59,7 +59,8 @@ from stonetown.stores.sql_common import COLUMNS, KEY_COLUMNS, Row, SqlConnection
 
 T = TypeVar("T")
 
-# Change-log rows decoded between two turns given to the event loop.
+# A revision of more change-log rows than this gives the event loop a turn before they are
+# sorted (the rows themselves are decoded in the connection's batches, see fetch_decoded).
 DECODE_CHUNK = 1000
 
 # what tells the shapes of relationships apart (see SchemaChangeValidator)
@@ -528,7 +529,7 @@ class SqlDatastore(Datastore):
                 bounds,
                 partial(self._change_of, ChangeOp.TOUCH),
             )
-            await self._add_changes(per_revision, touched)
+            _add_changes(per_revision, touched)
             # A row ended in a revision that re-created its key was replaced, not deleted.
             replaced = " AND ".join(f"n.{column} = r.{column}" for column in KEY_COLUMNS.split(", "))
             deleted = await connection.fetch_decoded(
@@ -540,7 +541,7 @@ class SqlDatastore(Datastore):
                 bounds,
                 partial(self._change_of, ChangeOp.DELETE),
             )
-            await self._add_changes(per_revision, deleted)
+            _add_changes(per_revision, deleted)
             ordered: list[RevisionChanges] = []
             for revision, committed, schema_changed in revisions:
                 changes = per_revision[int(revision)]
@@ -562,17 +563,6 @@ class SqlDatastore(Datastore):
         """A change-log row (its last column the revision) decoded: its revision and change."""
         return int(row[9]), Change(op, self._decode(row))
 
-    async def _add_changes(
-        self, per_revision: dict[int, list[Change]], changes: list[tuple[int, Change]]
-    ) -> None:
-        """Put decoded change-log rows into `per_revision`, giving the event loop a turn every
-        :data:`DECODE_CHUNK` of them (the body of a read runs on the loop: a 5,000-row import
-        at once held it for tens of milliseconds)."""
-        for count, (revision, change) in enumerate(changes, 1):
-            per_revision[revision].append(change)
-            if count % DECODE_CHUNK == 0:
-                await asyncio.sleep(0)
-
     async def read_schema(self, revision: int | None = None, *, urgent: bool = False) -> StoredSchema | None:
         """The schema in force at `revision` (default: head), or None if none was written
         (`urgent`: before other reads waiting for a connection)."""
@@ -586,6 +576,14 @@ class SqlDatastore(Datastore):
             return await self._schema_at(connection, at)
 
         return await self._in_read("reading the schema", body, urgent=urgent)
+
+
+def _add_changes(per_revision: dict[int, list[Change]], changes: list[tuple[int, Change]]) -> None:
+    """Put decoded change-log rows into `per_revision`: an append each, no turn of the event
+    loop needed (the rows were decoded by the connection's fetch_decoded, which gives the loop
+    its turns between batches where it reads them in batches)."""
+    for revision, change in changes:
+        per_revision[revision].append(change)
 
 
 def _change_key(change: Change) -> Key:
