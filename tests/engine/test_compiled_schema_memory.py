@@ -11,6 +11,8 @@ old-revision tokens at many revisions, was compiled again each time.
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
 import sys
 import threading
 import tracemalloc
@@ -353,3 +355,11 @@ def test_objects_come_from_pymalloc_again_once_every_window_has_closed() -> None
     assert sys.getallocatedblocks() - blocks >= 20_000
     del made_inside, still_malloc, in_pymalloc
     gc.collect()
+
+
+def test_under_another_allocator_the_window_does_nothing() -> None:
+    """Started on malloc (`serve --allocator malloc`): nothing to switch, nothing switched."""
+    code = "from stonetown.core.object_allocator import objects_in_malloc as w\nwith w() as s: print(s)"
+    env = {**os.environ, "PYTHONMALLOC": "malloc"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr

@@ -21,8 +21,8 @@ One figure is skewed: CPython counts the blocks pymalloc hands to the raw alloca
 the hook's blocks are counted only when freed, so that figure drops by one for each of them
 (the pause summary's ``python_blocks_k`` can end below zero after many large compilations).
 
-Only under pymalloc as the process started it (no ``PYTHONMALLOC``, no debug hooks, no
-tracemalloc); elsewhere the context does nothing.
+Only under pymalloc as the process started it (a build with pymalloc and the GIL, no
+``PYTHONMALLOC``, no debug hooks, no tracemalloc); elsewhere the context does nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import sysconfig
 import threading
 import tracemalloc
 from collections.abc import Iterator
@@ -59,6 +60,11 @@ class _Window:
 def _api() -> ctypes.PyDLL | None:
     """The interpreter's C API when this process runs pymalloc unhooked, else None."""
     if os.environ.get("PYTHONMALLOC", "") not in ("", "pymalloc") or sys.flags.dev_mode:
+        return None
+    # pymalloc built in, and the default (free-threaded builds run mimalloc, whose free does
+    # not hand foreign blocks on); a debug build hooks the allocator itself
+    config = sysconfig.get_config_var
+    if config("WITH_PYMALLOC") != 1 or config("Py_GIL_DISABLED") or config("Py_DEBUG"):
         return None
     api = getattr(ctypes, "pythonapi", None)
     if api is None or not hasattr(api, "PyMem_SetAllocator"):
