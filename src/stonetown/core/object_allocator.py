@@ -16,10 +16,10 @@ to the raw allocator (as for every object over 512 bytes), so blocks of either a
 freed right during the window and after it. CPython allows a hook after startup, not a
 replacement; this one replaces no function that receives an existing block.
 
-One figure is skewed: CPython counts the blocks pymalloc hands to the raw allocator (part of
-``sys.getallocatedblocks()``) when pymalloc allocates them and again when it frees them, and
-the hook's blocks are counted only when freed, so that figure drops by one for each of them
-(the pause summary's ``python_blocks_k`` can end below zero after many large compilations).
+One figure is skewed: CPython counts the blocks pymalloc passes to the raw allocator (part of
+``sys.getallocatedblocks()``), up when it allocates one, down when it frees one; the hook's
+blocks are allocated past that count and freed through it, so the figure drops by one for
+each (the pause summary's ``python_blocks_k`` can end below zero after large compilations).
 
 Only under pymalloc as the process started it (a build with pymalloc and the GIL, no
 ``PYTHONMALLOC``, no debug hooks, no tracemalloc); elsewhere the context does nothing.
