@@ -77,8 +77,9 @@ class _MallInfo2(ctypes.Structure):
 def allocator_figures() -> dict[str, float]:
     """What holds the process's memory, in MB: glibc's blocks in use, its free blocks kept
     (what trimming could give back), its mmapped blocks, SQLite's share of the blocks in use
-    (page caches, statements), and Python's small-object blocks (count, thousands). Only the
-    last two without glibc's mallinfo2 (glibc 2.33+)."""
+    (page caches, statements), and Python's small-object blocks (count, thousands; less the
+    blocks of large compilations freed since: core/object_allocator.py). Only the last two
+    without glibc's mallinfo2 (glibc 2.33+)."""
     figures: dict[str, float] = {"python_blocks_k": round(sys.getallocatedblocks() / 1000, 1)}
     sqlite_used = sqlite_memory_used()
     if sqlite_used is not None:

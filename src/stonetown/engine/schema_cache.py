@@ -9,9 +9,10 @@ import gc
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 
+from stonetown.core.object_allocator import objects_in_malloc
 from stonetown.engine.caveats import CaveatEvaluator
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.datastore import StoredSchema
@@ -104,7 +105,7 @@ class SchemaState:
         `openfga_cycles`: see CompiledSchema."""
         from stonetown.schema import compile_schema
 
-        with cyclic_gc_paused(collect_first=len(stored.text) >= _FROZEN_SCHEMA_TEXT):
+        with _large_compilation(stored.text):
             state = cls.build(stored, compile_schema(stored.text, trusted=True), openfga_cycles)
             freeze_compilation(state)
         return state
@@ -121,7 +122,7 @@ class SchemaState:
         stored (revision 0); raises SchemaError. CPU-bound: run it off the event loop."""
         from stonetown.schema import compile_schema
 
-        with cyclic_gc_paused(collect_first=len(text) >= _FROZEN_SCHEMA_TEXT):
+        with _large_compilation(text):
             state = cls.build(StoredSchema(text, 0), compile_schema(text), openfga_cycles)
             freeze_compilation(state)
         return replace(state, checked_limits=True)
@@ -194,6 +195,16 @@ class SchemaCache:
 
         compiling.add_done_callback(finished)
         return await asyncio.shield(compiling)
+
+
+@contextmanager
+def _large_compilation(text: str) -> Iterator[None]:
+    """What a compilation runs in: the collector paused (see :func:`cyclic_gc_paused`), and
+    for large text its objects from malloc (core/object_allocator.py: pymalloc's arenas would
+    stay pinned by whatever long-lived objects the process made while it was cached)."""
+    large = len(text) >= _FROZEN_SCHEMA_TEXT
+    with cyclic_gc_paused(collect_first=large), objects_in_malloc() if large else nullcontext():
+        yield
 
 
 @contextmanager
