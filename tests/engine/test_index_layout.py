@@ -43,6 +43,16 @@ def _expected_reverse(
     return reverse
 
 
+def _expected_with_meta(live: dict[tuple[str, ...], Relationship]) -> dict[tuple[str, str, str], int]:
+    """Per subject, how many of its live relationships have a caveat or an expiration."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for rel in live.values():
+        if rel.caveat is not None or rel.expiration is not None:
+            subject = (rel.subject_type, rel.subject_id, rel.subject_relation)
+            counts[subject] = counts.get(subject, 0) + 1
+    return counts
+
+
 def _state(
     index: RelationshipIndex,
 ) -> tuple[set[Relationship], dict[tuple[str, str, str], set[tuple[str, str, str]]]]:
@@ -66,6 +76,8 @@ def test_adds_and_removes_keep_exactly_the_live_relationships() -> None:
         assert set(index.relationships()) == set(live.values()), seed
         assert index.count == len(live)
         assert {k: set(v) for k, v in index.reverse.items()} == _expected_reverse(live), seed
+        # what Check reads to skip the forward map's metadata probe (exact, never fewer)
+        assert index.with_meta == _expected_with_meta(live), seed
         for holders in index.reverse.values():
             assert len(set(holders)) == len(holders)  # no resource key twice
         for forward in (index.objects, index.usersets):
@@ -110,6 +122,7 @@ def test_add_all_matches_add() -> None:
     fields.loaded()
     assert _state(one) == _state(fields)
     assert one.count == fields.count
+    assert one.with_meta == fields.with_meta == _expected_with_meta({r.key: r for r in rels})
 
 
 def test_subjects_no_longer_named_leave_no_shared_state() -> None:
@@ -202,6 +215,7 @@ def test_a_load_of_plain_and_other_rows_then_writes_keep_exactly_the_live_relati
         index = _loaded(list(live.values()) + rng.sample(list(live.values()), 10))
         assert _state(index) == _state(RelationshipIndex.build(live.values(), 1)), seed
         assert index.count == len(live)
+        assert index.with_meta == _expected_with_meta(live), seed
         big = index.reverse[("team", "big", "member")]
         assert type(big) is dict and len(big) >= 20  # a list while the load lasted
         for holders in index.reverse.values():
@@ -217,6 +231,7 @@ def test_a_load_of_plain_and_other_rows_then_writes_keep_exactly_the_live_relati
             assert index.count == len(live)
         assert set(index.relationships()) == set(live.values()), seed
         assert {k: set(v) for k, v in index.reverse.items()} == _expected_reverse(live), seed
+        assert index.with_meta == _expected_with_meta(live), seed
         for forward in (index.objects, index.usersets):
             assert all(forward.values())
 

@@ -24,7 +24,7 @@ from stonetown.core.errors import ResourceExhausted
 from stonetown.engine.closure import Closures
 from stonetown.engine.conditions import UNKNOWN, CaveatLeaf, Result
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
-from stonetown.engine.index import RelationshipIndex, RelMeta
+from stonetown.engine.index import EVERY_KEY, RelationshipIndex, RelMeta
 
 if TYPE_CHECKING:
     from stonetown.engine.check_plan import CompiledSchema
@@ -121,6 +121,7 @@ class CheckRun:
         "closure_sets",
         "side_subject",
         "side_holders",
+        "with_meta",
     )
 
     def __init__(self, compiled: CompiledSchema, index: RelationshipIndex, max_depth: int) -> None:
@@ -129,6 +130,10 @@ class CheckRun:
         self.objects = index.objects
         self.usersets = index.usersets
         self.reverse = index.reverse
+        # the subjects having relationships with metadata (RelationshipIndex.with_meta): a
+        # plain subject outside it found in a reverse entry is stored there without any; an
+        # index that does not count them (an old revision's) has every subject in it
+        self.with_meta = getattr(index, "with_meta", EVERY_KEY)
         # the resource keys holding `held_subject` directly (see held_by)
         self.held_subject: Subject | None = None
         self.held: tuple[tuple[str, str, str], ...] | set[tuple[str, str, str]] = ()

@@ -336,7 +336,11 @@ def compile_exclusion(
                         wild = run.wild_of(stype)
                     if key not in wild:
                         return base(run, rid, subj, depth)
-                elif run.objects.get(key, _EMPTY).get((stype, subj[1]), _MISSING) is None:
+                elif (
+                    not run.with_meta
+                    or (stype, subj[1], "") not in run.with_meta
+                    or run.objects.get(key, _EMPTY).get((stype, subj[1]), _MISSING) is None
+                ):
                     return False  # stored without metadata: the subtracted side surely holds
             return lookup_exclusion(run, rid, subj, depth)
 

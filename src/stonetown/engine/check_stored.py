@@ -68,6 +68,9 @@ def compile_this(
             # probe of the big forward map; the map is read only for a hit (its metadata)
             held = run.held if subj is run.held_subject else run.held_by(subj)
             if stype in object_types and key in held:
+                with_meta = run.with_meta
+                if not with_meta or (stype, sid, "") not in with_meta:
+                    return True  # none of the subject's relationships has metadata
                 meta = run.objects.get(key, _EMPTY).get((stype, sid), _MISSING)
                 if meta is None:
                     return True
@@ -81,6 +84,8 @@ def compile_this(
                 wild = run.wild
                 if wild is None:
                     wild = run.wild_of(stype)
+                if key in wild and (not run.with_meta or (stype, "*", "") not in run.with_meta):
+                    return True  # the wildcard is stored here, and none of its relationships has metadata
                 bucket = run.objects.get(key) if key in wild else None
                 if bucket is not None:
                     meta = bucket.get((stype, "*"), _MISSING)
@@ -305,13 +310,15 @@ def compile_stored(
             if srel in itself and sid == rid and stype == rtype:
                 return True
         else:
-            get = run.objects.get
+            get, with_meta = run.objects.get, run.with_meta
             held = run.held if subj is run.held_subject else run.held_by(subj)
             # compile_this's probes written out over several relations: a call per relation
             # would cost the union what one closure saves
             for rel, object_types, wildcard_types in specs:
                 key = (rtype, rid, rel)
                 if stype in object_types and key in held:
+                    if not with_meta or (stype, sid, "") not in with_meta:
+                        return True  # none of the subject's relationships has metadata
                     meta = get(key, _EMPTY).get((stype, sid), _MISSING)
                     if meta is None:
                         return True
@@ -325,6 +332,8 @@ def compile_stored(
                         wild = run.wild = run.reverse.get((stype, "*", ""), ())
                     if key not in wild:
                         continue
+                    if not with_meta or (stype, "*", "") not in with_meta:
+                        return True  # none of the wildcard's relationships has metadata
                     bucket = get(key)
                     if bucket is None:
                         continue

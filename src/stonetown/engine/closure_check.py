@@ -154,7 +154,12 @@ def member_shortcut(
             held = run.held if subj is run.held_subject else run.held_by(subj)
             if subj[0] in object_types and (rtype, rid, rel) in held:
                 # stored directly, as the walk looks first: no closure needed
-                if run.objects.get((rtype, rid, rel), _EMPTY).get(subj[:2], _MISSING) is None:
+                with_meta = run.with_meta
+                if (
+                    not with_meta
+                    or (subj[0], subj[1], "") not in with_meta
+                    or run.objects.get((rtype, rid, rel), _EMPTY).get(subj[:2], _MISSING) is None
+                ):
                     return True
             graph = graph or closures.graph(key)
             # past `longest` hops no simple path goes: the walk below rid cannot reach the limit
