@@ -5,8 +5,9 @@ Two shapes of relation are evaluated through a closure instead of one dispatch p
 - a **nested set**, `member: user | team#member` (plain subjects and wildcards, and subject
   sets of the relation itself only): is a plain subject in `team:g#member`? The teams it is
   stored in directly (its reverse entry) plus what they are nested in (their closures) are
-  gathered once (kept on the graph for later runs until a relationship of the relation
-  changes: closure.Graph.remember); then each team asked about is one set lookup;
+  gathered once (kept on the graph for later runs until a relationship of the relation storing
+  that subject, a subject set or a wildcard changes: closure.Graph.remember, Closures.touched);
+  then each team asked about is one set lookup;
 - an **ancestor arrow**, `view = viewer + edit + parent->view + org->view` (a union holding
   one arrow back to itself over a tupleset admitting plain objects of its own type only, its
   other operands never leading back to it): `view` on a folder is the union of the other
