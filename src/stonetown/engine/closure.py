@@ -475,6 +475,7 @@ class Closures:
             self.wild_sides.clear()
             self.wild_groups.clear()
         self.sides.clear()
+        self.arrow_readers.clear()  # (a site registers again before it keeps anything)
 
     def forget_reaches(self) -> int:
         """Forget what is kept per subject (the server is idle: rebuilt on demand): every
@@ -485,6 +486,9 @@ class Closures:
             graph.holders.clear()
         sides = len(self.sides) + len(self.wild_sides) + len(self.wild_groups)
         self.sides.clear()
+        # the sites registered go with the sides they index: a schema replaced leaves none
+        # of its sites behind (each registers again before it keeps anything)
+        self.arrow_readers.clear()
         self.wild_sides.clear()
         self.wild_groups.clear()
         return len(kept) + sides
