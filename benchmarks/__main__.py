@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--reps", type=int, default=3, help="alternating gRPC runs per side")
     real.add_argument("--no-grpc", action="store_true", help="in process (and SpiceDB) only")
     real.add_argument("--no-scaling", action="store_true", help="skip the --workers 2 vs 1 Check throughput")
+    real.add_argument(
+        "--pin", action="store_true", help="1-worker servers on the last core, the load generator on the rest"
+    )
     real.add_argument("--lookup-timeout", type=float, default=120.0, help="seconds one lookup may take")
     real.add_argument("--no-lookups", action="store_true", help="skip the lookups (hours at 1M-10M)")
     real.add_argument("--spicedb-max", default="200k", help="largest size SpiceDB is loaded at (0: never)")
@@ -195,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     lookup_timeout=args.lookup_timeout,
                     scaling=not args.no_scaling,
                     lookups=not args.no_lookups,
+                    pin=args.pin,
                 )
     elif args.command == "realistic-lookups":
         from benchmarks.realistic_lookups import run as realistic_lookups

@@ -28,7 +28,7 @@ import psutil
 from benchmarks.common import remove_store, rss_tree_bytes, store_copy, write_result
 from benchmarks.dataset import Check, Dataset, generate, size_label
 from benchmarks.inprocess import prepare
-from benchmarks.loadgen import Request, run_loadgen
+from benchmarks.loadgen import Request, on_cpus, run_loadgen
 from stonetown.api import convert as cv
 from stonetown.api.pb import core, permission, relationship
 from stonetown.client.base import LOOKUP_RESULTS_PER_MESSAGE
@@ -128,13 +128,17 @@ def _cpu_seconds(pids: list[int]) -> list[float]:
 class Server:
     """A server process tree on a loopback port, stopped with SIGTERM."""
 
-    def __init__(self, command: list[str], port: int, workers: int, log: Path) -> None:
+    def __init__(
+        self, command: list[str], port: int, workers: int, log: Path, cpus: frozenset[int] | None = None
+    ) -> None:
         self.port = port
         self.workers = workers
         self.log = log
         self.started = time.perf_counter()
         self._log_handle = log.open("w")
-        self.proc = subprocess.Popen(command, cwd=ROOT, stdout=self._log_handle, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            command, cwd=ROOT, stdout=self._log_handle, stderr=subprocess.STDOUT, preexec_fn=on_cpus(cpus)
+        )
         self.ready_seconds = self._wait_ready()
 
     @property
@@ -184,23 +188,25 @@ class Server:
         self._log_handle.close()
 
 
-def start_stonetown(db: Path, workers: int, log: Path) -> Server:
-    """`stonetown serve` over the dataset's SQLite file."""
+def start_stonetown(db: Path, workers: int, log: Path, cpus: frozenset[int] | None = None) -> Server:
+    """`stonetown serve` over the dataset's SQLite file (on `cpus` when given)."""
     port = free_port()
     command = [
         sys.executable, "-m", "stonetown.cli.main", "serve", "--datastore", str(db), "--port", str(port),
         "--workers", str(workers), "--log-level", "warning",
     ]  # fmt: skip
-    return Server(command, port, workers, log)
+    return Server(command, port, workers, log, cpus)
 
 
-def start_floor(workers: int, log: Path, *, interceptor: bool = False) -> Server:
-    """The constant-answer floor server."""
+def start_floor(
+    workers: int, log: Path, *, interceptor: bool = False, cpus: frozenset[int] | None = None
+) -> Server:
+    """The constant-answer floor server (on `cpus` when given)."""
     port = free_port()
     command = [sys.executable, "-m", "benchmarks", "floor", "--port", str(port), "--workers", str(workers)]
     if interceptor:
         command.append("--interceptor")
-    return Server(command, port, workers, log)
+    return Server(command, port, workers, log, cpus)
 
 
 # ------------------------------------------------------------------------------- h2load

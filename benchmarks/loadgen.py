@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import pickle
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +135,16 @@ async def _generate(
     return _summary(latencies, errors, seconds, cpu)
 
 
+def on_cpus(cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    """A `preexec_fn` that keeps a child process (and every thread or process it starts) on
+    `cpus`; None when `cpus` is None. Pinning the servers and the load generator to
+    different cores keeps one from queueing behind the other on a small machine."""
+    if cpus is None:
+        return None
+    chosen = set(cpus)
+    return lambda: os.sched_setaffinity(0, chosen)
+
+
 def run_loadgen(
     target: str,
     requests: list[Request],
@@ -141,8 +153,10 @@ def run_loadgen(
     duration: float = 5.0,
     rate: float = 0.0,
     channels: int = 4,
+    cpus: frozenset[int] | None = None,
 ) -> dict[str, Any]:
-    """Run the load generator in a separate Python process; its result document."""
+    """Run the load generator in a separate Python process (on `cpus` when given); its
+    result document."""
     with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as handle:
         pickle.dump(requests, handle)
         path = handle.name
@@ -163,13 +177,18 @@ def run_loadgen(
             str(channels),
         ]
         root = Path(__file__).resolve().parent.parent
-        done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, cwd=root)
+        pinned = on_cpus(cpus)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=duration + 120, cwd=root, preexec_fn=pinned
+        )
         if done.returncode != 0:
             raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
         result: dict[str, Any] = json.loads(done.stdout)
         result.update(
             {"tool": "python-grpc-aio", "concurrency": concurrency, "rate": rate, "channels": channels}
         )
+        if cpus is not None:
+            result["cpus"] = sorted(cpus)
         return result
     finally:
         Path(path).unlink(missing_ok=True)

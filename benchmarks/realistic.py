@@ -347,6 +347,7 @@ def run(
     scaling: bool = True,
     progress: bool = True,
     lookups: bool = True,
+    pin: bool = False,
 ) -> dict[str, Any]:
     """Measure everything for one shape and size; print a summary; write the JSON."""
     t0 = time.perf_counter()
@@ -369,7 +370,7 @@ def run(
     name = f"realistic-{shape}-{result['size_label']}"
     write_result(name, result)  # kept if a later part fails
     if grpc:
-        result["grpc"] = realistic_grpc.measure(data, path, duration, reps, scaling)
+        result["grpc"] = realistic_grpc.measure(data, path, duration, reps, scaling, pin)
         write_result(name, result)
     if spicedb_max and size <= spicedb_max:
         result["spicedb"] = measure_spicedb(data, answers, check_seconds=20 * budget)

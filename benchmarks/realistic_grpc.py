@@ -20,6 +20,11 @@ Every figure is a ratio measured in one run, sides alternating, because the mach
   first answer Stonetown answers from its whole-check cache); otherwise from the Python
   generator (over 16 connections).
 
+With ``pin`` (``--pin``) the one-worker servers run on the machine's last core and the Python
+load generator on the others, so that neither queues behind the other: on a 2-core machine an
+open-loop p99 otherwise follows the generator's own scheduling as much as the server's. The
+scaling runs are never pinned (two workers and a generator need more cores than two).
+
 Every run records each worker's CPU seconds (``worker_cpu_s``: how evenly SO_REUSEPORT spread
 the connections over two workers) and the server's CPU per answered request, a figure that
 holds when the machine is shared, where latencies and throughputs follow whatever else runs.
@@ -81,19 +86,31 @@ def _compare(rows: dict[str, list[dict[str, Any]]], stat: str) -> dict[str, Any]
     }
 
 
+def split_cpus() -> tuple[frozenset[int], frozenset[int]]:
+    """(the servers' core, the load generator's cores) for ``--pin``: the last core this
+    process may use for the servers, the rest for the generator."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        raise ValueError("--pin needs at least 2 cores")
+    return frozenset(allowed[-1:]), frozenset(allowed[:-1])
+
+
 def measure(
-    data: ShapeData, original: Path, duration: float, reps: int, scaling: bool = True
+    data: ShapeData, original: Path, duration: float, reps: int, scaling: bool = True, pin: bool = False
 ) -> dict[str, Any]:
     """The serving-path figures of one dataset (see the module docstring)."""
     checks = sorted({c for items in data.checks.values() for c in items})
     requests: list[Request] = [(CHECK, "unary", check_request(c)) for c in checks]
     logs = results_dir()
     out: dict[str, Any] = {"distinct_checks": len(requests), "loadavg_start": list(os.getloadavg())}
+    server_cpus, load_cpus = split_cpus() if pin else (None, None)
+    if pin:
+        out["pinned"] = {"servers": sorted(server_cpus or ()), "load_generator": sorted(load_cpus or ())}
     stores = {n: store_copy(original, f"grpc{n}") for n in (1, 2)}
     servers: dict[str, Server] = {}
     try:
-        servers["floor"] = start_floor(1, logs / "realistic-floor.log")
-        servers["stonetown"] = start_stonetown(stores[1], 1, logs / "realistic-stonetown.log")
+        servers["floor"] = start_floor(1, logs / "realistic-floor.log", cpus=server_cpus)
+        servers["stonetown"] = start_stonetown(stores[1], 1, logs / "realistic-stonetown.log", server_cpus)
 
         def alternate(label: str, concurrency: int, channels: int, rate: float = 0.0) -> None:
             rows: dict[str, list[dict[str, Any]]] = {"floor": [], "stonetown": []}
@@ -104,6 +121,7 @@ def measure(
                     job = partial(
                         run_loadgen, server.target, requests,
                         concurrency=concurrency, duration=duration, channels=channels, rate=rate,
+                        cpus=load_cpus,
                     )  # fmt: skip
                     rows[side].append(server.measured(job))
             out[label] = rows

@@ -50,8 +50,9 @@ def test_shape_is_seeded_and_labelled_answers_hold(shape: str) -> None:
 
 def test_realistic_command_runs_end_to_end(tmp_path: Path) -> None:
     """`python -m benchmarks realistic` on a tiny docs dataset: in process, gRPC against the
-    floor (one short run each; no --workers 2 run), SpiceDB skipped; the result file and the
-    targets rows. About 20 s on a quiet machine (its bound is generous for a loaded one)."""
+    floor (one short run each; no --workers 2 run; with 2 cores or more, `--pin`: servers and
+    load generator on cores of their own), SpiceDB skipped; the result file and the targets
+    rows. About 20 s on a quiet machine (its bound is generous for a loaded one)."""
     pytest.importorskip("psutil")
     env = dict(os.environ, STONETOWN_BENCH_RESULTS=str(tmp_path))
     command = [
@@ -59,6 +60,9 @@ def test_realistic_command_runs_end_to_end(tmp_path: Path) -> None:
         "--budget", "0.05", "--duration", "0.3", "--reps", "1", "--spicedb-max", "0",
         "--lookup-timeout", "20", "--no-scaling",
     ]  # fmt: skip
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= 2:
+        command.append("--pin")
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "realistic-docs-2000.json").read_text())
@@ -68,6 +72,9 @@ def test_realistic_command_runs_end_to_end(tmp_path: Path) -> None:
     assert inproc["workloads"]["lookup_resources/0"]["wrong"] is False
     assert result["grpc"]["single"]["stonetown"][0]["errors"] == 0
     assert result["grpc"]["single"]["floor"][0]["count"] > 0
+    if len(cores) >= 2:
+        assert result["grpc"]["pinned"] == {"servers": cores[-1:], "load_generator": cores[:-1]}
+        assert result["grpc"]["tail"]["stonetown"][0]["cpus"] == cores[:-1]
     assert "skipped" in result["spicedb"]
     targets = subprocess.run(
         [sys.executable, "-m", "benchmarks", "targets"],
