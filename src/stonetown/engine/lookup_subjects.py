@@ -242,7 +242,7 @@ def lookup_subjects_steps(
     if kept is not None and (kept.reused or first is None):
         # kept for the next page: every candidate sorted once, each page starts at its cursor
         if kept.ordered is None:
-            kept.ordered = yield from _collect(sorted_steps(list(candidates)))
+            kept.ordered = yield from _collect(sorted_runs(list(candidates)))
         runs = _from(kept.ordered, after)
     else:
         wanted: list[str] = []
@@ -271,14 +271,14 @@ def lookup_subjects_steps(
             yield PAUSE
 
 
-def _collect(steps: Generator[str | Pause, None, None]) -> Generator[Pause, None, list[str]]:
-    """The items of `steps` (its pauses passed on)."""
+def _collect(runs: Generator[list[str] | Pause, None, None]) -> Generator[Pause, None, list[str]]:
+    """The ids of `runs` (see cooperative.sorted_runs) in one list (its pauses passed on)."""
     items: list[str] = []
-    for step in steps:
-        if step is PAUSE:
+    for run in runs:
+        if run is PAUSE:
             yield PAUSE
         else:
-            items.append(step)
+            items += run  # type: ignore[arg-type]
     return items
 
 
