@@ -13,8 +13,20 @@ from stonetown.core.relationship import Relationship
 from stonetown.engine.check import CheckRun, DepthExceeded, Query, Rewalk
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.closure import Closures
-from stonetown.engine.conditions import UNKNOWN, CaveatAnd, CaveatLeaf, CaveatNot, CaveatOr, Result, granted
+from stonetown.engine.conditions import (
+    UNKNOWN,
+    CaveatAnd,
+    CaveatLeaf,
+    CaveatNot,
+    CaveatOr,
+    Result,
+    all_of,
+    any_of,
+    granted,
+    negate,
+)
 from stonetown.engine.cooperative import finish
+from stonetown.engine.explain import ExplainNode
 from stonetown.engine.explain import build as build_explanation
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.lookup_resources import lookup_resources_steps
@@ -255,11 +267,10 @@ def compare_lookup_at_depths(
 
 
 def _explained(compiled: CompiledSchema, index: RelationshipIndex, max_depth: int, query: Query) -> object:
-    """The root's value of the explanation of `query` (explain.build), EXCEEDED when it meets
-    the limit."""
+    """The explanation of `query` (explain.build), EXCEEDED when it meets the limit."""
     try:
         run = CheckRun(compiled, index, max_depth)
-        return build_explanation(compiled, run, index, query[:2], query[2], query[3])[0].raw
+        return build_explanation(compiled, run, index, query[:2], query[2], query[3])[0]
     except DepthExceeded:
         return EXCEEDED
 
@@ -273,18 +284,49 @@ def compare_explained_at_depths(
     where: object,
 ) -> int:
     """Assert that the explanation of each query, with `compiled` over `kept`, answers as Check
-    does (:func:`answers`) at every limit of DEPTHS, and meets the limit only where the plain
-    walk's explanation does (`compiled.walked()` over `plain`: it evaluates every branch, the
-    ones Check's evaluation skips too, so it may meet the limit where Check does not). Returns
-    how many explanations were compared."""
-    walked = compiled.walked()
+    does (:func:`answers`) at every limit of DEPTHS, meets the limit exactly where Check does,
+    and is truthful (:func:`assert_truthful`: every operator node's value is its operands', a
+    skipped operand cannot change it). Returns how many explanations were compared."""
     for max_depth in DEPTHS:
         checked = answers(compiled, kept, max_depth, queries, False)
         for query, check in zip(queries, checked, strict=True):
             got = _explained(compiled, kept, max_depth, query)
-            context = (where, max_depth, query, got, check)
+            context = (where, max_depth, query, check)
             if got is EXCEEDED:
-                assert _explained(walked, plain, max_depth, query) is EXCEEDED, context
-            else:
-                assert same(got, check), context
+                assert check is EXCEEDED, ("a depth error Check does not give", *context)
+                continue
+            assert isinstance(got, ExplainNode)
+            assert same(got.raw, check), (got.raw, *context)
+            assert_truthful(got, context)
     return len(DEPTHS) * len(queries)
+
+
+def _combined(kind: str, values: list[Result]) -> Result:
+    """An operator node's value from its operands' (explain.py's folds)."""
+    if kind == "exclusion":
+        return all_of(values[0], negate(values[1]))
+    combine, value = (any_of, False) if kind == "union" else (all_of, True)
+    for item in values:
+        value = combine(value, item)
+    return value
+
+
+def assert_truthful(tree: ExplainNode, context: object) -> None:
+    """Assert that every union, intersection and exclusion node of `tree` has its operands'
+    value whatever a skipped operand's (not evaluated: the depth limit was met there) would
+    be, and that any other node with a skipped child has a plain value some evaluated child
+    gives too (a relation's relationships, an arrow's targets: another one decides)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        skipped = [child.kind == "skipped" for child in node.children]
+        if node.kind in ("union", "intersection", "exclusion"):
+            for filler in (True, False, UNKNOWN):
+                values = [
+                    filler if skip else child.raw for child, skip in zip(node.children, skipped, strict=True)
+                ]
+                assert same(_combined(node.kind, values), node.raw), (node.label, filler, *context)  # type: ignore[arg-type]
+        elif any(skipped):
+            deciding = [child.raw for child, skip in zip(node.children, skipped, strict=True) if not skip]
+            assert node.raw in (True, False) and node.raw in deciding, (node.label, *context)

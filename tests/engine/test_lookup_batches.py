@@ -5,13 +5,16 @@ built in bulk (types.granted_*), equal to the constructors' in every respect."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
 import pytest
 
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
+from stonetown.engine.cooperative import Granted, finish, items, resumable
 from stonetown.engine.datastore import Update, UpdateOp
+from stonetown.engine.lookup_resources import outright
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import (
     Consistency,
@@ -119,3 +122,37 @@ async def test_batches_hold_the_answers_one_by_one_in_order(limit: int, context:
             assert one_by_one == whole[:limit]
     finally:
         await system.stop()
+
+
+async def test_a_granted_run_is_handed_out_whole_and_a_restart_follows_its_last_id() -> None:
+    """A walk's Granted run (cooperative.py) goes out as batches of at most `most` ids, after
+    the items found before it; when the view changes after a batch, the walk restarts after
+    that batch's last id (its own id: no key to apply). finish() and items() give the walk's
+    own results for the ids."""
+    ids = [f"r{i:04d}" for i in range(700)]
+    calls: list[str | None] = []
+
+    def walk(view: int, after: str | None) -> Iterator[Any]:
+        calls.append(after)
+        left = [rid for rid in ids if after is None or rid > after]
+        if after is None:
+            yield (left.pop(0), "first")  # an item before the run
+        yield Granted(left, outright)
+
+    def unchanged(view: int) -> Any:
+        return lambda: view != 0 or len(handed) < 2  # the first view changes after two batches
+
+    async def replacement(view: int, sent: bool) -> int:
+        return view + 1
+
+    handed: list[list[Any]] = []
+    async for batch, _view in resumable(0, walk, unchanged, replacement, lambda item: item[0], None, 256):
+        handed.append(batch)
+    assert [len(batch) for batch in handed] == [1, 256, 256, 187]
+    assert handed[0] == [("r0000", "first")] and type(handed[1]) is Granted
+    assert calls == [None, "r0256"]  # restarted after the last id of the second batch
+    flat = [item[0] if isinstance(item, tuple) else item for batch in handed for item in batch]
+    assert flat == ids
+    expected = [("r0000", "first"), *((rid, True) for rid in ids[1:])]
+    assert finish(walk(0, None))[0] == expected
+    assert list(items(walk(0, None))) == expected

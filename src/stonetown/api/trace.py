@@ -6,17 +6,22 @@ from typing import Any
 
 from stonetown.api.convert import permissionship_from_proto, permissionship_to_proto
 from stonetown.api.pb import permission
-from stonetown.engine.explain import ExplainNode
+from stonetown.engine.explain import SKIPPED, ExplainNode
 
 
 def trace_to_proto(node: ExplainNode) -> permission.CheckTrace:
-    """A resolution tree (engine/explain.py) as the API's CheckTrace (built without recursion)."""
+    """A resolution tree (engine/explain.py) as the API's CheckTrace (built without recursion);
+    a skipped node (not evaluated) has no value: PERMISSIONSHIP_UNSPECIFIED (read back as
+    DENIED, its value by convention in the tree)."""
     root = permission.CheckTrace()
     stack = [(node, root)]
     while stack:
         source, target = stack.pop()
         target.kind, target.label, target.reason = source.kind, source.label, source.reason
-        target.result = permissionship_to_proto(source.result)
+        if source.kind == SKIPPED:
+            target.result = permission.PERMISSIONSHIP_UNSPECIFIED
+        else:
+            target.result = permissionship_to_proto(source.result)
         target.line, target.column = source.line, source.column
         target.missing_required_context.extend(source.missing)
         stack.extend((child, target.children.add()) for child in source.children)

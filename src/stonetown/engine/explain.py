@@ -14,6 +14,16 @@ resource (:func:`granting_path`); for a denial every branch tried is there with 
 (no such relationship, excluded, caveat false or missing context, expired, a cycle).
 The tree is bounded (``max_nodes``; a subtree past the bound keeps its value and says that it
 was not expanded) and so is the fan-out shown under one node (``max_children``).
+
+The tree answers whenever Check does, and fails with Check's depth error where Check fails:
+the root's value is the Check's (its run, or the plain walk's where that run met the limit,
+check.Rewalk). The tree shows branches Check skips (the subtracted side of an exclusion whose
+base does not hold, the operands after a failing one), evaluated one by one from the node
+they belong to, so one may meet the depth limit where Check answers. Such a branch is shown
+``skipped`` (not evaluated) when the others decide its operator's value (a granting operand
+of a union or of a relation's relationships, a failing operand of an intersection, a base
+that does not hold or a subtracted side that does, an arrow's deciding target); otherwise
+the relation or permission above it keeps the engine's value and says it was not expanded.
 """
 
 from __future__ import annotations
@@ -39,6 +49,10 @@ Subject = tuple[str, str, str]
 Verdict = Callable[[Result], Awaitable[tuple[Permissionship, tuple[str, ...]]]]
 MAX_NODES = 400
 MAX_CHILDREN = 25
+# the kind of a branch not evaluated because it cannot change its operator's value
+SKIPPED = "skipped"
+# A node's builder, whether it is a direct hit (shown first), and its label (for a skipped one)
+Maker = tuple[Callable[[], "ExplainNode"], bool, str]
 
 
 @dataclass(slots=True)
@@ -47,7 +61,9 @@ class ExplainNode:
 
     ``kind``: ``permission`` / ``relation`` (an object's relation or permission), ``union``,
     ``intersection``, ``exclusion``, ``arrow``, ``nil``, ``relationship`` (one stored
-    relationship), ``omitted`` (children left out past the fan-out bound).
+    relationship), ``omitted`` (children left out past the fan-out bound), ``skipped`` (a
+    branch not evaluated: it met the depth limit, and the others decide its operator's value;
+    its result is no value, DENIED by convention as for ``omitted``).
     ``label``: what the node is, in schema or relationship notation. ``line``/``column``:
     where the schema says it (0 when it has no place). ``result``: ALLOWED, DENIED or
     CONDITIONAL for the request's context; ``missing``: the context a CONDITIONAL lacks.
@@ -104,8 +120,10 @@ def granting_path(node: dict[str, Any]) -> list[str]:
 
 
 def render(node: dict[str, Any], indent: str = "") -> str:
-    """A tree in its :meth:`ExplainNode.to_dict` form as indented text, one node a line."""
-    mark = {"ALLOWED": "✓", "DENIED": "✗", "CONDITIONAL": "?"}[node["result"]]
+    """A tree in its :meth:`ExplainNode.to_dict` form as indented text, one node a line (a
+    skipped node, which has no value, marked ``·``)."""
+    marks = {"ALLOWED": "✓", "DENIED": "✗", "CONDITIONAL": "?"}
+    mark = "·" if node["kind"] == SKIPPED else marks[node["result"]]
     where = f"  [{node['line']}:{node['column']}]" if node["line"] else ""
     reason = f" — {node['reason']}" if node["reason"] else ""
     lines = [f"{indent}{mark} {node['label']}{where}{reason}"]
@@ -204,32 +222,98 @@ class Explainer:
                         node.reason = f"no relationship {label}@{_subject_text(subj)}"
                 else:
                     node.children = [self.rewrite(relation.rewrite, rtype, rid, subj)]
+            except DepthExceeded:
+                # a branch below met the limit where no other decided its value: this node's
+                # value (the engine's, computed above) stands, its subtree is not shown
+                node.children = []
+                node.reason = (
+                    f"not expanded: explaining it met the depth limit of {self.run.max_depth}; "
+                    "its value is the engine's"
+                )
             finally:
                 self._open.discard(key)
         return self._finish(node, raw)
 
+    def _skipped(self, label: str, pos: ir.Position, why: str) -> ExplainNode:
+        """A branch not evaluated: it met the depth limit, and `why` it cannot change the value
+        of the node above (its raw value False folds as no value would: see _decide)."""
+        node = self._node(SKIPPED, label, pos)
+        node.reason = f"not evaluated (the depth limit of {self.run.max_depth} was met there): {why}"
+        return node
+
+    def _operands(
+        self, operands: tuple[ir.Rewrite, ...], rtype: str, rid: str, subj: Subject
+    ) -> list[ExplainNode | DepthExceeded]:
+        """The nodes of an operator's operands, each one's depth error in its place."""
+        built: list[ExplainNode | DepthExceeded] = []
+        for operand in operands:
+            try:
+                built.append(self.rewrite(operand, rtype, rid, subj))
+            except DepthExceeded as error:
+                built.append(error)
+        return built
+
+    def _decide(
+        self,
+        built: list[ExplainNode | DepthExceeded],
+        operands: tuple[ir.Rewrite, ...],
+        rtype: str,
+        rid: str,
+        deciding: bool,
+        why: str,
+    ) -> list[ExplainNode]:
+        """`built` (see _operands) with each depth error made a skipped node, when an evaluated
+        operand yields `deciding` (True in a union, False in an intersection): that value is
+        the operator's whatever the skipped ones', and False folds into it as any would. Else
+        the first error is raised again."""
+        errors = [item for item in built if isinstance(item, DepthExceeded)]
+        if errors and not any(isinstance(item, ExplainNode) and item.raw is deciding for item in built):
+            raise errors[0]
+        return [
+            item
+            if isinstance(item, ExplainNode)
+            else self._skipped(_operand_text(operand, rtype, rid), operand.pos, why)
+            for item, operand in zip(built, operands, strict=True)
+        ]
+
     def _direct(self, rtype: str, rid: str, name: str, subj: Subject) -> list[ExplainNode]:
         key = (rtype, rid, name)
         stype, sid, srel = subj
-        found: list[tuple[Callable[[], ExplainNode], bool]] = []
+        found: list[Maker] = []
         objects = self.index.objects.get(key, {})
         if not srel:
             for candidate in ((stype, sid), (stype, "*")):
                 if candidate in objects:
                     meta = objects[candidate]
-                    found.append((lambda c=candidate, m=meta: self._relationship(key, c, m), True))
+                    found.append((lambda c=candidate, m=meta: self._relationship(key, c, m), True, ""))
         for userset, meta in self.index.usersets.get(key, {}).items():
             if userset == subj:
-                found.append((lambda u=userset, m=meta: self._relationship(key, u, m), True))
+                found.append((lambda u=userset, m=meta: self._relationship(key, u, m), True, ""))
             else:
-                found.append((lambda u=userset, m=meta: self._through_set(key, u, m, subj), False))
-        return self._bounded(found)
+                label = f"{rtype}:{rid}#{name}@{_subject_text(userset)}"
+                found.append((lambda u=userset, m=meta: self._through_set(key, u, m, subj), False, label))
+        # a relation's relationships are a union: one that grants decides it
+        return self._bounded(found, None, "another relationship grants, so it cannot change the relation")
 
-    def _bounded(self, found: list[tuple[Callable[[], ExplainNode], bool]]) -> list[ExplainNode]:
+    def _bounded(self, found: list[Maker], decided: bool | None, why: str) -> list[ExplainNode]:
         """Build the children, direct hits first, granting ones before the rest, at most
-        `max_children`; the rest summarized in one ``omitted`` node."""
+        `max_children`; the rest summarized in one ``omitted`` node. A child whose build meets
+        the depth limit is shown skipped (`why`) when the node's value is `decided` by the
+        others (None: when a built child grants outright); else its error is raised again."""
         found.sort(key=lambda item: not item[1])
-        built = [make() for make, _ in found[: self.max_children]]
+        built: list[ExplainNode] = []
+        failed: list[tuple[str, DepthExceeded]] = []
+        for make, _direct, label in found[: self.max_children]:
+            try:
+                built.append(make())
+            except DepthExceeded as error:
+                failed.append((label, error))
+        if failed:
+            if decided is None:
+                decided = any(node.raw is True for node in built)
+            if not decided:
+                raise failed[0][1]
+            built += [self._skipped(label, ir.NOWHERE, why) for label, _error in failed]
         built.sort(key=lambda node: not node.granted)
         if len(found) > self.max_children:
             rest = len(found) - self.max_children
@@ -283,26 +367,47 @@ class Explainer:
             return self._arrow(rewrite, rtype, rid, subj)
         if isinstance(rewrite, ir.Union):
             node = self._node("union", _text(rewrite), rewrite.pos)
-            node.children = [self.rewrite(child, rtype, rid, subj) for child in rewrite.children]
+            built = self._operands(rewrite.children, rtype, rid, subj)
+            why = "another operand grants, so it cannot change the union"
+            node.children = self._decide(built, rewrite.children, rtype, rid, True, why)
             return self._finish(node, _fold(any_of, False, node.children))
         if isinstance(rewrite, ir.Intersection):
             node = self._node("intersection", _text(rewrite), rewrite.pos)
-            node.children = [self.rewrite(child, rtype, rid, subj) for child in rewrite.children]
+            built = self._operands(rewrite.children, rtype, rid, subj)
+            why = "another operand does not hold, so it cannot change the intersection"
+            node.children = self._decide(built, rewrite.children, rtype, rid, False, why)
             node.later = _failing_operands
             return self._finish(node, _fold(all_of, True, node.children))
         if isinstance(rewrite, ir.Exclusion):
-            node = self._node("exclusion", _text(rewrite), rewrite.pos)
-            base = self.rewrite(rewrite.base, rtype, rid, subj)
-            subtract = self.rewrite(rewrite.subtract, rtype, rid, subj)
-            node.children = [base, subtract]
-            node.later = _excluded
-            return self._finish(node, all_of(base.raw, negate(subtract.raw)))
+            return self._exclusion(rewrite, rtype, rid, subj)
         if isinstance(rewrite, ir.Nil):
             node = self._node("nil", "nil", rewrite.pos)
             node.reason = "nil grants nothing"
             return self._finish(node, False)
         node = self._node("relation", f"{rtype}:{rid}", ir.NOWHERE)  # a This outside a relation
         return self._finish(node, False)
+
+    def _exclusion(self, rewrite: ir.Exclusion, rtype: str, rid: str, subj: Subject) -> ExplainNode:
+        """`base - subtract`: a side that meets the depth limit is skipped where the other
+        decides (a base that does not hold, a subtracted side that holds: the value is False
+        either way)."""
+        node = self._node("exclusion", _text(rewrite), rewrite.pos)
+        operands = (rewrite.base, rewrite.subtract)
+        base, subtract = self._operands(operands, rtype, rid, subj)
+        if isinstance(base, DepthExceeded):
+            if not isinstance(subtract, ExplainNode) or subtract.raw is not True:
+                raise base
+            why = "the subtracted side holds, so it cannot change the exclusion"
+            base = self._skipped(_operand_text(rewrite.base, rtype, rid), rewrite.base.pos, why)
+        elif isinstance(subtract, DepthExceeded):
+            if base.raw is not False:
+                raise subtract
+            why = "the base does not hold, so it cannot change the exclusion"
+            subtract = self._skipped(_operand_text(rewrite.subtract, rtype, rid), rewrite.subtract.pos, why)
+        node.children = [base, subtract]
+        node.later = _excluded
+        # a skipped side's False gives the exclusion's value: False (see above)
+        return self._finish(node, all_of(base.raw, negate(subtract.raw)))
 
     def _arrow(self, arrow: ir.TupleToUserset, rtype: str, rid: str, subj: Subject) -> ExplainNode:
         node = self._node("arrow", _text(arrow), arrow.pos)
@@ -312,8 +417,9 @@ class Explainer:
         if not targets:
             node.reason = f"no {rtype}:{rid}#{arrow.tupleset} relationship to follow"
             return self._finish(node, False)
-        makers: list[tuple[Callable[[], ExplainNode], bool]] = []
+        makers: list[Maker] = []
         values: list[Result] = []
+        errors: list[DepthExceeded] = []
         for ttype, tid, meta in targets:
 
             def make(ttype: str = ttype, tid: str = tid, meta: RelMeta | None = meta) -> ExplainNode:
@@ -326,14 +432,24 @@ class Explainer:
                 )
                 return self._finish(hop, all_of(own, inner.raw))
 
-            makers.append((make, False))
+            makers.append((make, False, f"{rtype}:{rid}#{arrow.tupleset}@{ttype}:{tid}"))
             # the value covers every target, not only the ones shown; an expired edge counts
             # for nothing, in `all` too (as the engine's arrow does)
             edge = True if meta is None else self.run.meta_result(meta)
             if edge is not False:
-                values.append(all_of(edge, self.run.dispatch(ttype, tid, arrow.computed, subj, 0)))
-        node.children = self._bounded(makers)
-        if arrow.mode == "all":
+                try:
+                    values.append(all_of(edge, self.run.dispatch(ttype, tid, arrow.computed, subj, 0)))
+                except DepthExceeded as error:
+                    errors.append(error)
+        # a target that met the limit is skipped where another decides: one that grants
+        # outright (any) or one that does not hold (all)
+        every = arrow.mode == "all"
+        decided = any(value is (not every) for value in values)
+        if errors and not decided:
+            raise errors[0]
+        why = f"another target {'does not hold' if every else 'grants'}, so it cannot change the arrow"
+        node.children = self._bounded(makers, decided, why)
+        if every:
             return self._finish(node, _fold_values(all_of, True, values) if values else False)
         return self._finish(node, _fold_values(any_of, False, values))
 
@@ -380,15 +496,22 @@ async def explain(
 
 
 def _failing_operands(node: ExplainNode) -> str:
-    failing = [child.label for child in node.children if not child.granted]
+    failing = [child.label for child in node.children if not child.granted and child.kind != SKIPPED]
     return "not every operand holds: " + ", ".join(failing) if failing else ""
 
 
 def _excluded(node: ExplainNode) -> str:
     base, subtract = node.children
-    if base.granted and subtract.result is Permissionship.ALLOWED:
+    if (base.granted or base.kind == SKIPPED) and subtract.result is Permissionship.ALLOWED:
         return f"excluded: {subtract.label} holds"
     return ""
+
+
+def _operand_text(rewrite: ir.Rewrite, rtype: str, rid: str) -> str:
+    """An operand's label as its own node would have it."""
+    if isinstance(rewrite, ir.ComputedUserset):
+        return f"{rtype}:{rid}#{rewrite.relation}"
+    return _text(rewrite)
 
 
 def _fold(combine: Callable[[Result, Result], Result], start: Result, nodes: Iterable[ExplainNode]) -> Result:

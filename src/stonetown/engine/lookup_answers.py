@@ -18,7 +18,7 @@ from stonetown.core.relationship import WILDCARD, ObjectRef, Relationship, Subje
 from stonetown.engine.caveat_values import require_request_context
 from stonetown.engine.cel_runtime import EvaluationBudget
 from stonetown.engine.conditions import Result
-from stonetown.engine.cooperative import PAUSE_EVERY, Pause, resumable
+from stonetown.engine.cooperative import PAUSE_EVERY, Granted, Pause, items, last_key, resumable
 from stonetown.engine.lookup_resources import lookup_resources_steps
 from stonetown.engine.lookup_subjects import (
     HeldCache,
@@ -85,7 +85,9 @@ class LookupAnswers(PermissionChecks):
             self._require_permission(view.state, resource_type, permission, "resource_object_type")
             self._require_subject(view.state, subject, "subject")
 
-        def walk(view: View, cursor: str | None) -> Generator[tuple[str, Result] | Pause, None, None]:
+        def walk(
+            view: View, cursor: str | None
+        ) -> Generator[tuple[str, Result] | Granted | Pause, None, None]:
             state = view.state
             return lookup_resources_steps(
                 state.compiled, state.facts, view.index, resource_type, permission,
@@ -93,6 +95,8 @@ class LookupAnswers(PermissionChecks):
             )  # fmt: skip
 
         def outright(batch: list[tuple[str, Result]]) -> list[LookupResourceResult] | None:
+            if type(batch) is Granted:
+                return granted_resources(batch)
             if all(result is True for _, result in batch):
                 return granted_resources([rid for rid, _ in batch])
             return None
@@ -144,7 +148,7 @@ class LookupAnswers(PermissionChecks):
                 view.state, SubjectRef(subject_type, "x", subject_relation), "subject_object_type"
             )
 
-        def walk(view: View, cursor: str | None) -> Generator[SubjectFound | Pause, None, None]:
+        def walk(view: View, cursor: str | None) -> Generator[SubjectFound | Granted | Pause, None, None]:
             state = view.state
             return lookup_subjects_steps(
                 state.compiled, state.facts, view.index, (resource.type, resource.id), permission,
@@ -153,6 +157,8 @@ class LookupAnswers(PermissionChecks):
             )  # fmt: skip
 
         def outright(batch: list[SubjectFound]) -> list[LookupSubjectResult] | None:
+            if type(batch) is Granted:  # ids
+                return granted_subjects(subject_type, batch, subject_relation)  # type: ignore[arg-type]
             if all(_granted_listed(found) for found in batch):
                 return granted_subjects(subject_type, [found.subject_id for found in batch], subject_relation)
             return None
@@ -229,7 +235,7 @@ class LookupAnswers(PermissionChecks):
             try:
                 found = resumable(view, walk, self._unchanged, replacement, key, after, most)
                 async for batch, used in found:
-                    after = key(batch[-1])
+                    after = last_key(batch, key)
                     yield batch, used
                 return
             except _ContinueOnSnapshot as moved:
@@ -333,7 +339,7 @@ def _walked(
     walk: Callable[[View, str | None], Generator[Found | Pause, None, None]], view: View, after: str | None
 ) -> list[Found]:
     """Every item a cooperative walk finds (its pauses skipped), in order."""
-    return [item for item in walk(view, after) if not isinstance(item, Pause)]
+    return list(items(walk(view, after)))
 
 
 def _likely_wanted(limit: int | None) -> int | None:

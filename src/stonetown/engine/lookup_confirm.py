@@ -90,11 +90,18 @@ class Confirmer:
         for wanted in needed:
             if wanted not in self._may_hold:
                 self._may_hold[wanted] = yield from self.walk(*wanted)
+        # a subtracted relation the walk found nowhere cannot hold: its test is always True
+        # and drops out of the chain (the test asked once per node the walk climbs to)
         self._guards[key] = {
-            leaf: _any([_all(list(chain)) if chain else _always for chain in found])
+            leaf: _any([_all([t for t in chain if not self._vacuous(t)]) for chain in found])
             for leaf, found in chains.items()
         }
         self._compiled[key] = test
+
+    def _vacuous(self, test: Holds) -> bool:
+        """Whether `test` is a subtracted relation's (see _absent) whose walk found nothing."""
+        reads = getattr(test, "reads", None)
+        return reads is not None and not self._may_hold[reads]
 
     def ready(self, rtype: str, permission: str) -> bool:
         """Whether :meth:`prepare` ran for `rtype#permission`."""
@@ -105,7 +112,8 @@ class Confirmer:
         not proven (Check answers True), to be kept and asked for many nodes; it never holds
         when :meth:`prepare` was not run for it. `edge`: how the walk reached the node from a
         proven one (a computed relation, or an arrow over a relationship without caveat or
-        expiration), so the exclusions above that edge are enough to test."""
+        expiration), so the exclusions above that edge are enough to test. The test is
+        :data:`always` (the caller need not ask it) where nothing above that edge can fail."""
         guard = None if edge is None else self._guards.get((rtype, permission), _NO_GUARDS).get(edge)
         tests = [test for test in (guard, self._compiled.get((rtype, permission))) if test is not None]
         return _any(tests) if tests else never
@@ -195,7 +203,9 @@ class Confirmer:
             relation = node.relation
             needed.append((rtype, relation))
             may_hold = self._may_hold
-            return lambda rid: (rtype, rid, relation) not in may_hold[(rtype, relation)]
+            absent = lambda rid: (rtype, rid, relation) not in may_hold[(rtype, relation)]  # noqa: E731
+            absent.reads = (rtype, relation)  # type: ignore[attr-defined]  # (see _vacuous)
+            return absent
         if isinstance(node, ir.TupleToUserset):
             return self._absent_arrow(rtype, permission, node, needed)
         if isinstance(node, ir.Union):
@@ -239,6 +249,8 @@ class Confirmer:
 
 def _any(tests: list[Holds]) -> Holds:
     """A test that holds when one of `tests` does (in order, the first that holds ends it)."""
+    if always in tests:
+        return always
     if len(tests) == 1:
         return tests[0]
 
@@ -252,7 +264,9 @@ def _any(tests: list[Holds]) -> Holds:
 
 
 def _all(tests: list[Holds]) -> Holds:
-    """A test that holds when every one of `tests` does."""
+    """A test that holds when every one of `tests` does (:data:`always` when there is none)."""
+    if not tests:
+        return always
     if len(tests) == 1:
         return tests[0]
 
@@ -270,8 +284,8 @@ def never(rid: str) -> bool:
     return False
 
 
-def _always(rid: str) -> bool:
-    """The test of an edge with no exclusion above it."""
+def always(rid: str) -> bool:
+    """The test of an edge with no exclusion above it (or none that can fail)."""
     return True
 
 

@@ -38,10 +38,20 @@ from itertools import islice
 from stonetown.engine.check import CheckRun, DepthExceeded, Rewalk, Subject
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.conditions import Result, granted
-from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SCAN_CHUNK, Pause, finish, sorted_steps
+from stonetown.engine.cooperative import (
+    PAUSE,
+    PAUSE_EVERY,
+    SCAN_CHUNK,
+    Granted,
+    Pause,
+    finish,
+    granted_runs,
+    sorted_runs,
+    sorted_steps,
+)
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
-from stonetown.engine.index import RelationshipIndex
-from stonetown.engine.lookup_confirm import Confirmer, Holds, Leaf, never
+from stonetown.engine.index import EVERY_KEY, RelationshipIndex
+from stonetown.engine.lookup_confirm import Confirmer, Holds, Leaf, always, never
 from stonetown.engine.reachability import Reachability, WalkPlan
 
 Node = tuple[str, str, str]
@@ -76,12 +86,13 @@ def lookup_resources_steps(
     max_depth: int,
     after: str | None = None,
     first: int | None = None,
-) -> Generator[tuple[str, Result] | Pause, None, None]:
+) -> Generator[tuple[str, Result] | Granted | Pause, None, None]:
     """The answers of :func:`lookup_resources` with ids after `after`, in order, as
-    cooperative steps (see cooperative.py): the walk runs to its end (any object can be
-    reached last), then the candidates are sorted in slices and only those handed out are
-    checked, so a consumer that stops after a page does not pay for the rest. `first`: how
-    many answers the consumer likely wants (see cooperative.sorted_steps)."""
+    cooperative steps (see cooperative.py; those granted outright in :class:`Granted` runs):
+    the walk runs to its end (any object can be reached last), then the candidates are sorted
+    in slices and only those handed out are checked, so a consumer that stops after a page
+    does not pay for the rest. `first`: how many answers the consumer likely wants (see
+    cooperative.sorted_steps)."""
     plan = facts.plan_for(resource_type, permission)
     # OpenFGA's ListObjects does not fail at its resolution depth: its walks are not limited
     limit = None if compiled.openfga_cycles else max_depth
@@ -126,10 +137,15 @@ def lookup_resources_steps(
             yield PAUSE
 
 
-def _granted(ids: list[str], first: int | None) -> Generator[tuple[str, Result] | Pause, None, None]:
-    """`ids`, each granted outright, in order (see cooperative.sorted_steps for `first`)."""
-    for rid in sorted_steps(ids, first):
-        yield rid if rid is PAUSE else (rid, True)  # type: ignore[misc]
+def _granted(ids: list[str], first: int | None) -> Generator[Granted | Pause, None, None]:
+    """`ids`, each granted outright, in order, in runs (see cooperative.sorted_steps for
+    `first`)."""
+    yield from granted_runs(sorted_runs(ids, first), outright)
+
+
+def outright(rid: str) -> tuple[str, Result]:
+    """The result of a resource granted outright (an id of a :class:`Granted` run)."""
+    return (rid, True)
 
 
 def _of(
@@ -291,6 +307,9 @@ def _two_phase_steps(
     the confirmer proves it from the nodes proven so far, and the first phase climbs on from
     it."""
     reverse, objects, usersets = index.reverse, index.objects, index.usersets
+    # a subject outside it has no relationship with a caveat or an expiration: every key its
+    # reverse entry names stores it plain, without a probe of the forward map (see index.py)
+    with_meta = getattr(index, "with_meta", EVERY_KEY)
     computed, arrows, holders = plan.computed, plan.arrows, plan.holders
     onward, climbable = plan.onward, plan.climbable
     proven: set[Node] = confirmer.proven if confirmer is not None else set()
@@ -323,6 +342,7 @@ def _two_phase_steps(
             return
         key = (stype, sid, srel) if srel else (stype, sid)
         store = usersets if srel else objects
+        all_plain = node not in with_meta
         for count, rkey in enumerate(rkeys, 1):
             if count % PAUSE_EVERY == 0:
                 yield PAUSE
@@ -330,6 +350,11 @@ def _two_phase_steps(
             if positive is None or rkey in proven:
                 continue
             if positive:
+                if all_plain:
+                    proven.add(rkey)
+                    if (rkey[0], rkey[2]) in climbable:
+                        into.append(rkey)
+                    continue
                 bucket = store.get(rkey)
                 if bucket is not None and bucket.get(key, _MISSING) is None:  # type: ignore[attr-defined]
                     proven.add(rkey)
@@ -376,10 +401,18 @@ def _two_phase_steps(
         for parent_type, tupleset, perm, positive, vias in arrows.get((ntype, nrel), ()):
             over_plain = (parent_type, perm, ("arrow", tupleset, nrel))
             over_edged = (parent_type, perm, None)
+            # the same for every key reached here (its type and relation are checked below)
+            climbs = (parent_type, perm) in climbable
+            prove_plain: Holds | None = None
             for via in vias:
+                held = (ntype, nid, via)
+                rkeys = reverse.get(held)
+                if not rkeys:
+                    continue
                 store = usersets if via else objects
-                key = (ntype, nid, via) if via else (ntype, nid)
-                for count, rkey in enumerate(reverse.get((ntype, nid, via), ()), 1):
+                key = held if via else (ntype, nid)
+                all_plain = held not in with_meta
+                for count, rkey in enumerate(rkeys, 1):
                     if count % PAUSE_EVERY == 0:
                         yield PAUSE
                     rtype, rid, rrel = rkey
@@ -388,18 +421,26 @@ def _two_phase_steps(
                     up = (rtype, rid, perm)
                     if up in proven:
                         continue
-                    bucket = store.get(rkey)
-                    plain = bucket is not None and bucket.get(key, _MISSING) is None  # type: ignore[attr-defined]
-                    if positive and plain:
+                    if all_plain:
+                        plain = True
+                    else:
+                        bucket = store.get(rkey)
+                        plain = bucket is not None and bucket.get(key, _MISSING) is None  # type: ignore[attr-defined]
+                    if plain:
+                        if not positive:
+                            if prove_plain is None:
+                                prove_plain = provers.get(over_plain) or (yield from prover(over_plain))
+                            if prove_plain is not always and not prove_plain(rid):
+                                boundary.add(up)
+                                continue
                         proven.add(up)
-                        if (rtype, perm) in climbable:
+                        if climbs:
                             later.append(up)
                         continue
-                    over = over_plain if plain else over_edged
-                    prove = provers.get(over) or (yield from prover(over))
+                    prove = provers.get(over_edged) or (yield from prover(over_edged))
                     if prove(rid):
                         proven.add(up)
-                        if (rtype, perm) in climbable:
+                        if climbs:
                             later.append(up)
                         continue
                     boundary.add(up)

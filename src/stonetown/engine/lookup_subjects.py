@@ -25,7 +25,17 @@ from stonetown.core.relationship import WILDCARD
 from stonetown.engine.check import CheckRun, DepthExceeded, Rewalk
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.conditions import Result, granted
-from stonetown.engine.cooperative import PAUSE, PAUSE_EVERY, SCAN_CHUNK, Pause, sorted_steps
+from stonetown.engine.cooperative import (
+    PAUSE,
+    PAUSE_EVERY,
+    SCAN_CHUNK,
+    Granted,
+    Pause,
+    granted_runs,
+    sorted_runs,
+    sorted_steps,
+    steps_of,
+)
 from stonetown.engine.deadline import CHECK_EVERY, check_deadline, request_deadline
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.lookup_resources import next_level
@@ -145,10 +155,11 @@ def lookup_subjects_steps(
     after: str | None = None,
     first: int | None = None,
     cache: HeldCache | None = None,
-) -> Generator[SubjectFound | Pause, None, None]:
+) -> Generator[SubjectFound | Granted | Pause, None, None]:
     """Subjects of `subject_type` (with `subject_relation`, "" for plain objects) holding
     `permission` on `resource`, those after the cursor id `after` in order, as cooperative
-    steps (see cooperative.py). The walk collects every candidate; only the candidates after
+    steps (see cooperative.py; when every one is granted outright and listed, in
+    :class:`Granted` runs). The walk collects every candidate; only the candidates after
     the cursor are sorted, and only those handed out are checked, except when the wildcard
     is handed out: its exclusions need every candidate's result. `first`: how many answers
     the consumer likely wants (see cooperative.sorted_steps). `cache`: where the sets of
@@ -231,21 +242,20 @@ def lookup_subjects_steps(
     if kept is not None and (kept.reused or first is None):
         # kept for the next page: every candidate sorted once, each page starts at its cursor
         if kept.ordered is None:
-            kept.ordered = yield from _collect(sorted_steps(list(candidates)))
-        in_order = _from(kept.ordered, after)
+            kept.ordered = yield from _collect(sorted_runs(list(candidates)))
+        runs = _from(kept.ordered, after)
     else:
         wanted: list[str] = []
         remaining = iter(candidates)
         while chunk := list(islice(remaining, SCAN_CHUNK)):
             wanted.extend(chunk if after is None else [cid for cid in chunk if cid > after])
             yield PAUSE
-        in_order = sorted_steps(wanted, first)
+        runs = sorted_runs(wanted, first)
     if results is None and shape is None and (monotone or (held is not None and not held.maybe)):
         # every candidate is granted outright (nothing to check, no wildcard to list beside)
-        for cid in in_order:
-            yield PAUSE if cid is PAUSE else SubjectFound(cid, True)
+        yield from granted_runs(runs, outright)
         return
-    for cid in in_order:
+    for cid in steps_of(runs):
         if cid is PAUSE:
             yield PAUSE
             continue
@@ -261,23 +271,29 @@ def lookup_subjects_steps(
             yield PAUSE
 
 
-def _collect(steps: Generator[str | Pause, None, None]) -> Generator[Pause, None, list[str]]:
-    """The items of `steps` (its pauses passed on)."""
+def _collect(runs: Generator[list[str] | Pause, None, None]) -> Generator[Pause, None, list[str]]:
+    """The ids of `runs` (see cooperative.sorted_runs) in one list (its pauses passed on)."""
     items: list[str] = []
-    for step in steps:
-        if step is PAUSE:
+    for run in runs:
+        if run is PAUSE:
             yield PAUSE
         else:
-            items.append(step)
+            items += run  # type: ignore[arg-type]
     return items
 
 
-def _from(ordered: list[str], after: str | None) -> Generator[str | Pause, None, None]:
-    """The ids of `ordered` (sorted) after the cursor `after`, with a pause every so many."""
+def _from(ordered: list[str], after: str | None) -> Generator[list[str] | Pause, None, None]:
+    """The ids of `ordered` (sorted) after the cursor `after`, in runs of so many, each
+    followed by a pause (see cooperative.sorted_runs)."""
     start = 0 if after is None else bisect_right(ordered, after)
     for begin in range(start, len(ordered), PAUSE_EVERY):
-        yield from ordered[begin : begin + PAUSE_EVERY]
+        yield ordered[begin : begin + PAUSE_EVERY]
         yield PAUSE
+
+
+def outright(cid: str) -> SubjectFound:
+    """The answer of a subject granted outright and listed (an id of a :class:`Granted` run)."""
+    return SubjectFound(cid, True)
 
 
 def _held_sets(

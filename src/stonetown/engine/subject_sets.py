@@ -264,6 +264,9 @@ class _SetWalk:
             return True
         if len(bucket) > PAUSE_EVERY:
             return False
+        if not any(bucket.values()):  # none with a caveat or an expiration (the common case)
+            into.update([sid for t, sid in bucket if t == stype and sid != "*"])
+            return True
         for (t, sid), meta in bucket.items():
             if t == stype and sid != "*":
                 (into if meta is None else maybe).add(sid)

@@ -216,7 +216,8 @@ async function regenerate() {
 // ---- check and explain ---------------------------------------------------------------------
 
 function treeHtml(node) {
-  const mark = { ALLOWED: "✓", DENIED: "✗", CONDITIONAL: "?" }[node.result];
+  // a skipped node (not evaluated, engine/explain.py) has no value
+  const mark = node.kind === "skipped" ? "·" : { ALLOWED: "✓", DENIED: "✗", CONDITIONAL: "?" }[node.result];
   const where = node.line ? ` <span class="where" data-line="${node.line}" data-column="${node.column}">[${node.line}:${node.column}]</span>` : "";
   const reason = node.reason ? ` <span class="reason">— ${escapeHtml(node.reason)}</span>` : "";
   const missing = node.missing && node.missing.length ? ` <span class="reason">(missing: ${escapeHtml(node.missing.join(", "))})</span>` : "";
