@@ -34,8 +34,8 @@ the data.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from stonetown.engine.index import RelationshipIndex
@@ -61,7 +61,13 @@ MAX_HOLDERS = 256
 # (at most ~4 MB a graph or side, typically ~1-2 KB a subject for all of them)
 MAX_SIDES = 1024
 
+# a write of a subject set drops the kept state of the subjects below it one by one up to
+# this many subjects (or sets below it); beyond, that of every subject reading the set
+MAX_DROPPED = 1024
+
 _ABSENT = object()
+_V = TypeVar("_V")
+PlainSubject = tuple[str, str, str]  # (type, id, "")
 
 # the reach of a plain subject in a nested set (closure_check): the sets holding it over
 # unconditional edges, directly or nested, and whether that is all (no metadata on the way)
@@ -320,6 +326,34 @@ class Graph:
         self.reaches.clear()
         self._reach_values.clear()
 
+    def below(self, node: str, bound: int) -> tuple[set[tuple[str, str, str]], set[str]] | None:
+        """The plain subjects stored on the set `node` of this nested set or on a set with a
+        path to it (with metadata or not), and the types of the wildcards stored there: those
+        whose reach may hold `node`; None beyond `bound` subjects or sets."""
+        t, r = self.rtype, self.relation
+        usersets, objects = self._index.usersets, self._index.objects
+        seen, todo = {node}, [node]
+        subjects: set[tuple[str, str, str]] = set()
+        wild_types: set[str] = set()
+        while todo:
+            current = todo.pop()
+            bucket = objects.get((t, current, r))
+            if bucket:
+                if len(subjects) + len(bucket) > bound:
+                    return None
+                for st, sid in bucket:
+                    if sid == "*":
+                        wild_types.add(st)
+                    else:
+                        subjects.add((st, sid, ""))
+            for st, source, srel in usersets.get((t, current, r), ()):
+                if srel == r and st == t and source not in seen:
+                    if len(seen) >= bound:
+                        return None
+                    seen.add(source)
+                    todo.append(source)
+        return subjects, wild_types
+
     def tainted(self) -> frozenset[str]:
         """The nodes with an edge carrying metadata (a closure reaching one of them is not
         the whole story: the walk also follows that edge)."""
@@ -410,11 +444,18 @@ class Closures:
         graph = self.graphs.get(key)
         if graph is None:
             return
+        longest, plain = graph.longest, not graph.conditional
         try:
             graph.changed(source, target)
         except GiveUp:
             del self.graphs[key]
             self.given_up.add(key)
+            self._drop_sites(key)  # (its holders go with it: nothing kept may read them)
+            return
+        if key[0] == SET and (graph.longest > longest or (plain and graph.conditional)):
+            # the kept ids' depth margins, and their premise that no edge of the graph has
+            # metadata, read the whole graph (subject_side._Site.ids_of): not one subject's
+            self._drop_sites(key)
 
     def touched(self, rtype: str, relation: str, stype: str, sid: str, srel: str) -> None:
         """A relationship `rtype:x#relation@stype:sid#srel` was written, deleted, or given
@@ -442,11 +483,18 @@ class Closures:
         reverse entry (a plain relationship is no set edge: the graphs it changes, an
         ancestor arrow's, are read afresh by every check, never kept per subject).
 
-        A **subject set** may be a nested set's edge (every subject below it reaches
-        further) or a set some subjects' reaches hold (their holders change): the reaches
-        and holders of `rtype#relation`'s nested set, the holders of `stype#srel`'s and every
-        side go. A **wildcard** is in every subject of its type's reach and ids: those of
-        `rtype#relation`'s nested set, the wildcard ids and every side go."""
+        A **subject set** `stype:sid#srel` is read by the reach and holders of the subjects
+        whose reach in `stype#srel`'s nested set holds sid (that set's reverse entry, and its
+        edges when the write is one of them: :meth:`Closures.changed` moves only closures
+        below sid), and by those subjects' ids in the sites reading those holders: exactly
+        the plain subjects stored on sid or on a set with a path to it (:meth:`Graph.below`),
+        or of a type whose wildcard is stored there. Those go, each alone; where they are
+        more than :data:`MAX_DROPPED`, every subject's (of that nested set and those sites).
+        A set edge that makes a longer path or the graph's first edge with metadata drops
+        the sites reading it whole (:meth:`changed`). A **wildcard** of `stype` is read by
+        every subject of `stype`: its reach in `rtype#relation`'s nested set, and its ids in
+        the sites reading that set or that wildcard (`wilds` of a site); the wildcard's
+        groups go, and the kept wildcard ids of those sites. Other types' subjects stay."""
         if not srel and sid != "*":
             subject = (stype, sid, "")
             graph = self.graphs.get((SET, rtype, relation))
@@ -461,21 +509,64 @@ class Closures:
                 for kept in sides.values():
                     kept.pop(subject, None)
             return
-        graph = self.graphs.get((SET, rtype, relation))
-        if graph is not None:
-            if graph.reaches:
-                graph.forget_reaches()
-            if graph.holders:
-                graph.holders.clear()
         if srel:
-            graph = self.graphs.get((SET, stype, srel))
-            if graph is not None and graph.holders:
-                graph.holders.clear()
-        if sid == "*" and (self.wild_sides or self.wild_groups):
-            self.wild_sides.clear()
-            self.wild_groups.clear()
-        self.sides.clear()
-        self.arrow_readers.clear()  # (a site registers again before it keeps anything)
+            self._set_written(rtype, relation, stype, sid, srel)
+        else:
+            self._wildcard_written(rtype, relation, stype)
+
+    def _set_written(self, rtype: str, relation: str, stype: str, sid: str, srel: str) -> None:
+        """`touched` for the subject set `stype:sid#srel` stored on `rtype:x#relation`."""
+        own = (SET, rtype, relation)
+        if (stype, srel) != (rtype, relation) and own in self.graphs:
+            # (a nested set stores no other subject set, the schema says so: never taken)
+            self._drop_graph(own)
+        key = (SET, stype, srel)
+        graph = self.graphs.get(key)
+        if graph is None:
+            # no holders of an unclosed set are kept, nor ids reading them (a site needs its
+            # graph built; a given-up one took its sites with it: `changed`)
+            return
+        below = graph.below(sid, MAX_DROPPED)
+        if below is None:
+            self._drop_graph(key)
+            return
+        subjects, wild_types = below
+        if not subjects and not wild_types:
+            return
+        _drop(graph.reaches, subjects, wild_types)
+        _drop(graph.holders, subjects, wild_types)
+        for site, kept in self.sides.items():
+            if kept and key in site.graphs:  # type: ignore[attr-defined]
+                _drop(kept, subjects, wild_types)
+
+    def _wildcard_written(self, rtype: str, relation: str, stype: str) -> None:
+        """`touched` for the wildcard of `stype` stored on `rtype:x#relation`."""
+        types, wild = frozenset((stype,)), (rtype, relation, stype)
+        key = (SET, rtype, relation)
+        graph = self.graphs.get(key)
+        if graph is not None:
+            _drop(graph.reaches, frozenset(), types)
+            _drop(graph.holders, frozenset(), types)
+        self.wild_groups.pop(stype, None)
+        for site in [site for site, t in self.wild_sides if t == stype and wild in site.wilds]:  # type: ignore[attr-defined]
+            del self.wild_sides[(site, stype)]
+        for site, kept in self.sides.items():
+            if kept and (wild in site.wilds or key in site.graphs):  # type: ignore[attr-defined]
+                _drop(kept, frozenset(), types)
+
+    def _drop_graph(self, key: GraphKey) -> None:
+        """Forget every subject's reach and holders in the nested set `key`, and every
+        subject's ids in the sites reading them."""
+        graph = self.graphs[key]
+        graph.forget_reaches()
+        graph.holders.clear()
+        self._drop_sites(key)
+
+    def _drop_sites(self, key: GraphKey) -> None:
+        """Forget every subject's ids in the sites reading holders of the nested set `key`
+        (each registers again before it keeps anything)."""
+        for site in [site for site in self.sides if key in site.graphs]:  # type: ignore[attr-defined]
+            del self.sides[site]
 
     def forget_reaches(self) -> int:
         """Forget what is kept per subject (the server is idle: rebuilt on demand): every
@@ -510,3 +601,19 @@ class Closures:
         for kept in self.sides.values():
             total += sys.getsizeof(kept) + sum(sys.getsizeof(k) + sys.getsizeof(k[0]) for k in kept.values())
         return total
+
+
+def _drop(kept: dict[PlainSubject, _V], subjects: Collection[PlainSubject], types: Collection[str]) -> None:
+    """Forget from `kept` (plain subject -> what is kept for it) `subjects` and every subject
+    of one of `types`."""
+    if not kept:
+        return
+    if types:
+        for subject in [subject for subject in kept if subject[0] in types]:
+            del kept[subject]
+    if len(subjects) <= len(kept):
+        for subject in subjects:
+            kept.pop(subject, None)
+    else:
+        for subject in [subject for subject in kept if subject in subjects]:
+            del kept[subject]
