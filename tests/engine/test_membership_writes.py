@@ -1,4 +1,4 @@
-"""A write naming a plain subject drops only what the closures keep for that subject
+"""A write drops only what the closures keep for that subject
 (engine/closure.py `Closures.touched`): random histories interleaving such writes (a user
 joining or leaving a team, caveated and expiring memberships, a user's own grants and bans)
 with every other kind of write (nested teams, a caveated nesting, folder trees, a folder's
@@ -7,8 +7,10 @@ many subjects, so that what other subjects keep exists when a write happens. Aft
 change: the answers of a sample of checks against the plain walk, and every other subject's
 kept reach, holders and ids still the very objects kept before it (a membership write drops
 the writer's only); every 25 changes, a sample at depth limits 1-8 and 50, one run each and
-in one run. Through a real server on SQLite: the same, and an old revision does not see the
-write."""
+in one run. Then histories of subject-set and wildcard writes among the others: a set drops
+the state of the users below it only (all of it beyond MAX_DROPPED), a wildcard the ids of the
+sites reading its type's relations only. Through a real server on SQLite: the same, and an
+old revision does not see the write."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from random_history import apply, compare_at_depths, indexes, one_change, same
 from stonetown.core.relationship import ContextualizedCaveat, ObjectRef, Relationship, SubjectRef
 from stonetown.engine.check import CheckRun, Subject
 from stonetown.engine.check_plan import CompiledSchema
-from stonetown.engine.closure import SET, Closures
+from stonetown.engine.closure import MAX_DROPPED, SET, Closures
 from stonetown.engine.datastore import Update, UpdateOp
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.system import PermissionSystem
@@ -323,6 +325,42 @@ def test_a_subject_set_or_wildcard_write_drops_only_what_reads_it() -> None:
     # the narrowing happened: many kept objects of unaffected subjects stayed at each write
     assert writes > 1000 and survived > 10 * writes and grown < writes // 4, (writes, survived, grown)
     assert wild_ids > 1000  # ids kept in sites reading no relation of the wildcard's type
+
+
+def test_a_set_with_more_subjects_below_it_than_the_bound_drops_every_subjects_state() -> None:
+    """A team of MAX_DROPPED users joining a team drops those users' kept state one by one
+    (another user's stays); one more user below it, and every user's state in team#member
+    and the sites reading it goes (the bound on the work of one write). Answers right."""
+    compiled = CompiledSchema(compile_schema(SCHEMA))
+    for extra, kept_after in ((0, True), (1, False)):
+        kept, plain = indexes()
+        live: dict[tuple[object, ...], Relationship] = {}
+        texts = [
+            "folder:f0#viewer@team:t0#member",
+            "team:t0#member@user:u0",
+            # (t1 in t2 in t3: a path as long as the one the write makes, which keeps the
+            # sites' depth margins)
+            "team:t2#member@team:t1#member",
+            "team:t3#member@team:t2#member",
+            *(f"team:big#member@user:m{i}" for i in range(MAX_DROPPED + extra)),
+        ]
+        for text in texts:
+            apply(kept, plain, live, False, Relationship.parse(text))
+        closures = kept.closure
+        assert closures is not None
+        closures.prepare(compiled.closure_graphs)
+        query = ("folder", "f0", "view", ("user", "u0", ""))
+        assert _answer(compiled, kept, query) is True
+        before = _kept(closures, ("user", "m0", ""))
+        assert ("reach", ("user", "u0", "")) in before and len(before) >= 3
+        apply(kept, plain, live, False, Relationship.parse("team:t2#member@team:big#member"))
+        after = [_still_kept(closures, where, other) is value for (where, other), value in before.items()]
+        assert all(after) if kept_after else not any(after)
+        for user in ("u0", "m0", "m1", "nobody"):
+            query = ("folder", "f0", "view", ("user", user, ""))
+            assert (
+                _answer(compiled, kept, query) == _answer(compiled.walked(), plain, query) == (user == "u0")
+            )
 
 
 def test_an_arrow_link_drops_that_arrows_ids_for_everyone() -> None:
