@@ -1,4 +1,4 @@
-"""A write drops only what the closures keep for that subject
+"""A write drops only the state the closures keep that reads what it changes
 (engine/closure.py `Closures.touched`): random histories interleaving such writes (a user
 joining or leaving a team, caveated and expiring memberships, a user's own grants and bans)
 with every other kind of write (nested teams, a caveated nesting, folder trees, a folder's
@@ -27,6 +27,7 @@ from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.closure import MAX_DROPPED, SET, Closures
 from stonetown.engine.datastore import Update, UpdateOp
 from stonetown.engine.index import RelationshipIndex
+from stonetown.engine.subject_side import wild_groups
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import Consistency, Permissionship
 from stonetown.schema import compile_schema
@@ -276,7 +277,7 @@ def test_a_subject_set_or_wildcard_write_drops_only_what_reads_it() -> None:
     compiled = CompiledSchema(compile_schema(SCHEMA))
     queries = _queries()
     users = [q for q in queries if q[3][0] == "user"]
-    writes = survived = grown = wild_ids = 0
+    writes = survived = grown = wild_ids = updated = 0
 
     def change(rng: random.Random) -> Relationship:
         roll = rng.random()
@@ -317,6 +318,12 @@ def test_a_subject_set_or_wildcard_write_drops_only_what_reads_it() -> None:
                 survived += 1
                 wild_ids += wildcard and where not in ("reach", "holders")
             writes += team_set or wildcard
+            groups = closures.wild_groups.get("user")
+            if wildcard and groups is not None:  # updated in place: as a scan finds them
+                scanned = wild_groups(kept.reverse.get(("user", "*", ""), ()))
+                assert scanned is not None
+                assert {k: v for k, v in groups.items() if v != frozenset()} == scanned, (seed, step, rel)
+                updated += 1
             for query in rng.sample(users, 10) + rng.sample(queries, 4):
                 got, want = _answer(compiled, kept, query), _answer(compiled.walked(), plain, query)
                 assert same(got, want), (seed, step, rel, delete, query, got, want)
@@ -325,6 +332,7 @@ def test_a_subject_set_or_wildcard_write_drops_only_what_reads_it() -> None:
     # the narrowing happened: many kept objects of unaffected subjects stayed at each write
     assert writes > 1000 and survived > 10 * writes and grown < writes // 4, (writes, survived, grown)
     assert wild_ids > 1000  # ids kept in sites reading no relation of the wildcard's type
+    assert updated > 100, updated
 
 
 def test_a_set_with_more_subjects_below_it_than_the_bound_drops_every_subjects_state() -> None:

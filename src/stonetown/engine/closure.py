@@ -57,6 +57,11 @@ MAX_REACHES = 4096
 # resource keys a subject's holders, or ids a subject's side (engine/subject_side.py), may
 # count; beyond, none are kept for it and its checks walk as before (memory: 8-16 B an entry)
 MAX_HOLDERS = 256
+# a wildcard's reverse entry grouped by (resource type, relation) holds at most this many keys:
+# it mixes every relation storing the wildcard (a million documents' `viewer: user:*` beside
+# the folders' none), scanned when first asked (5-10 ms at the bound); a wildcard's write
+# updates its group in place (Closures.touched)
+MAX_WILD_SCAN = 256 * MAX_HOLDERS
 # subjects whose holders a graph, or whose ids a side, keeps at most; beyond, it starts afresh
 # (at most ~4 MB a graph or side, typically ~1-2 KB a subject for all of them)
 MAX_SIDES = 1024
@@ -457,8 +462,8 @@ class Closures:
             # metadata, read the whole graph (subject_side._Site.ids_of): not one subject's
             self._drop_sites(key)
 
-    def touched(self, rtype: str, relation: str, stype: str, sid: str, srel: str) -> None:
-        """A relationship `rtype:x#relation@stype:sid#srel` was written, deleted, or given
+    def touched(self, rtype: str, rid: str, relation: str, stype: str, sid: str, srel: str) -> None:
+        """A relationship `rtype:rid#relation@stype:sid#srel` was written, deleted, or given
         another caveat or expiration (called by the index after every such change; `changed`
         first). What is kept per plain subject s, and what it is read from:
 
@@ -493,8 +498,9 @@ class Closures:
         A set edge that makes a longer path or the graph's first edge with metadata drops
         the sites reading it whole (:meth:`changed`). A **wildcard** of `stype` is read by
         every subject of `stype`: its reach in `rtype#relation`'s nested set, and its ids in
-        the sites reading that set or that wildcard (`wilds` of a site); the wildcard's
-        groups go, and the kept wildcard ids of those sites. Other types' subjects stay."""
+        the sites reading that set or that wildcard (`wilds` of a site), and those sites'
+        kept wildcard ids, go; the wildcard's group for `rtype#relation` takes rid or loses
+        it (:attr:`wild_groups`: the others stay). Other types' subjects stay."""
         if not srel and sid != "*":
             subject = (stype, sid, "")
             graph = self.graphs.get((SET, rtype, relation))
@@ -512,7 +518,7 @@ class Closures:
         if srel:
             self._set_written(rtype, relation, stype, sid, srel)
         else:
-            self._wildcard_written(rtype, relation, stype)
+            self._wildcard_written(rtype, rid, relation, stype)
 
     def _set_written(self, rtype: str, relation: str, stype: str, sid: str, srel: str) -> None:
         """`touched` for the subject set `stype:sid#srel` stored on `rtype:x#relation`."""
@@ -539,15 +545,30 @@ class Closures:
             if kept and key in site.graphs:  # type: ignore[attr-defined]
                 _drop(kept, subjects, wild_types)
 
-    def _wildcard_written(self, rtype: str, relation: str, stype: str) -> None:
-        """`touched` for the wildcard of `stype` stored on `rtype:x#relation`."""
+    def _wildcard_written(self, rtype: str, rid: str, relation: str, stype: str) -> None:
+        """`touched` for the wildcard of `stype` stored on `rtype:rid#relation`."""
         types, wild = frozenset((stype,)), (rtype, relation, stype)
         key = (SET, rtype, relation)
         graph = self.graphs.get(key)
         if graph is not None:
             _drop(graph.reaches, frozenset(), types)
             _drop(graph.holders, frozenset(), types)
-        self.wild_groups.pop(stype, None)
+        groups = self.wild_groups.get(stype)
+        group = groups.get((rtype, relation), frozenset()) if groups is not None else None
+        if (
+            groups is None
+            or group is None
+            or len(self._index.reverse.get((stype, "*", ""), ())) > MAX_WILD_SCAN
+        ):
+            # (scanned again when asked: too long, or a group too large may be small again)
+            self.wild_groups.pop(stype, None)
+        else:
+            # the group as a scan of the wildcard's reverse entry would find it (one id changed)
+            if (stype, "*") in self._index.objects.get((rtype, rid, relation), ()):
+                group = group | {rid}
+            else:
+                group = group - {rid}
+            groups[(rtype, relation)] = group if len(group) <= MAX_HOLDERS else None
         for site in [site for site, t in self.wild_sides if t == stype and wild in site.wilds]:  # type: ignore[attr-defined]
             del self.wild_sides[(site, stype)]
         for site, kept in self.sides.items():

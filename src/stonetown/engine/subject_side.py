@@ -33,17 +33,22 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from stonetown.engine.check import CheckRun, EvalFn, Member, Subject
-from stonetown.engine.closure import MAX_HOLDERS, MAX_SIDES, Closures, Graph, GraphKey, Reach, ResourceKey
+from stonetown.engine.closure import (
+    MAX_HOLDERS,
+    MAX_SIDES,
+    MAX_WILD_SCAN,
+    Closures,
+    Graph,
+    GraphKey,
+    Reach,
+    ResourceKey,
+)
 
 # a subject storing more relationships than this has its reach in a nested set built only
 # when a run asks about a second set (a scan of them costs more than one walk down a chain)
 SCAN_LIMIT = 64
 # a reverse entry scanned for ids holds at most this many keys (beyond, none are kept)
 MAX_SCAN = 16 * MAX_HOLDERS
-# a wildcard's reverse entry grouped by (resource type, relation) holds at most this many keys:
-# it mixes every relation storing the wildcard (a million documents' `viewer: user:*` beside
-# the folders' none), scanned once per wildcard write for every side (5-10 ms at the bound)
-MAX_WILD_SCAN = 256 * MAX_HOLDERS
 
 _MISSING = object()
 _EMPTY: dict[object, object] = {}
