@@ -34,8 +34,10 @@ the data.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection, Iterable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from stonetown.engine.closure_drops import MAX_DROPPED, drop, members_below
 
 if TYPE_CHECKING:
     from stonetown.engine.index import RelationshipIndex
@@ -66,13 +68,7 @@ MAX_WILD_SCAN = 256 * MAX_HOLDERS
 # (at most ~4 MB a graph or side, typically ~1-2 KB a subject for all of them)
 MAX_SIDES = 1024
 
-# a write of a subject set drops the kept state of the subjects below it one by one up to
-# this many subjects (or sets below it); beyond, that of every subject reading the set
-MAX_DROPPED = 1024
-
 _ABSENT = object()
-_V = TypeVar("_V")
-PlainSubject = tuple[str, str, str]  # (type, id, "")
 
 # the reach of a plain subject in a nested set (closure_check): the sets holding it over
 # unconditional edges, directly or nested, and whether that is all (no metadata on the way)
@@ -331,34 +327,6 @@ class Graph:
         self.reaches.clear()
         self._reach_values.clear()
 
-    def below(self, node: str, bound: int) -> tuple[set[tuple[str, str, str]], set[str]] | None:
-        """The plain subjects stored on the set `node` of this nested set or on a set with a
-        path to it (with metadata or not), and the types of the wildcards stored there: those
-        whose reach may hold `node`; None beyond `bound` subjects or sets."""
-        t, r = self.rtype, self.relation
-        usersets, objects = self._index.usersets, self._index.objects
-        seen, todo = {node}, [node]
-        subjects: set[tuple[str, str, str]] = set()
-        wild_types: set[str] = set()
-        while todo:
-            current = todo.pop()
-            bucket = objects.get((t, current, r))
-            if bucket:
-                if len(subjects) + len(bucket) > bound:
-                    return None
-                for st, sid in bucket:
-                    if sid == "*":
-                        wild_types.add(st)
-                    else:
-                        subjects.add((st, sid, ""))
-            for st, source, srel in usersets.get((t, current, r), ()):
-                if srel == r and st == t and source not in seen:
-                    if len(seen) >= bound:
-                        return None
-                    seen.add(source)
-                    todo.append(source)
-        return subjects, wild_types
-
     def tainted(self) -> frozenset[str]:
         """The nodes with an edge carrying metadata (a closure reaching one of them is not
         the whole story: the walk also follows that edge)."""
@@ -410,7 +378,8 @@ class Closures:
         self.wild_sides: dict[tuple[object, str], frozenset[str] | None] = {}
         # subject type -> (resource type, relation) -> the ids its wildcard is stored on there
         # (None when too many), or None when the wildcard's entry is too long to group: one
-        # scan of it per wildcard write, shared by every side (subject_side.wild_groups)
+        # scan of it when first asked, shared by every side (subject_side.wild_groups), then
+        # kept in step by each write of the wildcard (touched)
         self.wild_groups: dict[str, dict[tuple[str, str], frozenset[str] | None] | None] = {}
         # (resource type, tupleset, target type) of an arrow over plain objects -> the sites
         # whose ids read where it points (subject_side.ArrowSide, and the Levels holding one):
@@ -492,7 +461,7 @@ class Closures:
         whose reach in `stype#srel`'s nested set holds sid (that set's reverse entry, and its
         edges when the write is one of them: :meth:`Closures.changed` moves only closures
         below sid), and by those subjects' ids in the sites reading those holders: exactly
-        the plain subjects stored on sid or on a set with a path to it (:meth:`Graph.below`),
+        the plain subjects stored on sid or on a set with a path to it (closure_drops.members_below),
         or of a type whose wildcard is stored there. Those go, each alone; where they are
         more than :data:`MAX_DROPPED`, every subject's (of that nested set and those sites).
         A set edge that makes a longer path or the graph's first edge with metadata drops
@@ -532,18 +501,18 @@ class Closures:
             # no holders of an unclosed set are kept, nor ids reading them (a site needs its
             # graph built; a given-up one took its sites with it: `changed`)
             return
-        below = graph.below(sid, MAX_DROPPED)
+        below = members_below(self._index, graph.rtype, graph.relation, sid, MAX_DROPPED)
         if below is None:
             self._drop_graph(key)
             return
         subjects, wild_types = below
         if not subjects and not wild_types:
             return
-        _drop(graph.reaches, subjects, wild_types)
-        _drop(graph.holders, subjects, wild_types)
+        drop(graph.reaches, subjects, wild_types)
+        drop(graph.holders, subjects, wild_types)
         for site, kept in self.sides.items():
             if kept and key in site.graphs:  # type: ignore[attr-defined]
-                _drop(kept, subjects, wild_types)
+                drop(kept, subjects, wild_types)
 
     def _wildcard_written(self, rtype: str, rid: str, relation: str, stype: str) -> None:
         """`touched` for the wildcard of `stype` stored on `rtype:rid#relation`."""
@@ -551,8 +520,8 @@ class Closures:
         key = (SET, rtype, relation)
         graph = self.graphs.get(key)
         if graph is not None:
-            _drop(graph.reaches, frozenset(), types)
-            _drop(graph.holders, frozenset(), types)
+            drop(graph.reaches, frozenset(), types)
+            drop(graph.holders, frozenset(), types)
         groups = self.wild_groups.get(stype)
         group = groups.get((rtype, relation), frozenset()) if groups is not None else None
         if (
@@ -573,7 +542,7 @@ class Closures:
             del self.wild_sides[(site, stype)]
         for site, kept in self.sides.items():
             if kept and (wild in site.wilds or key in site.graphs):  # type: ignore[attr-defined]
-                _drop(kept, frozenset(), types)
+                drop(kept, frozenset(), types)
 
     def _drop_graph(self, key: GraphKey) -> None:
         """Forget every subject's reach and holders in the nested set `key`, and every
@@ -622,19 +591,3 @@ class Closures:
         for kept in self.sides.values():
             total += sys.getsizeof(kept) + sum(sys.getsizeof(k) + sys.getsizeof(k[0]) for k in kept.values())
         return total
-
-
-def _drop(kept: dict[PlainSubject, _V], subjects: Collection[PlainSubject], types: Collection[str]) -> None:
-    """Forget from `kept` (plain subject -> what is kept for it) `subjects` and every subject
-    of one of `types`."""
-    if not kept:
-        return
-    if types:
-        for subject in [subject for subject in kept if subject[0] in types]:
-            del kept[subject]
-    if len(subjects) <= len(kept):
-        for subject in subjects:
-            kept.pop(subject, None)
-    else:
-        for subject in [subject for subject in kept if subject in subjects]:
-            del kept[subject]
