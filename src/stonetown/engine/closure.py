@@ -523,21 +523,18 @@ class Closures:
             drop(graph.reaches, frozenset(), types)
             drop(graph.holders, frozenset(), types)
         groups = self.wild_groups.get(stype)
-        group = groups.get((rtype, relation), frozenset()) if groups is not None else None
-        if (
-            groups is None
-            or group is None
-            or len(self._index.reverse.get((stype, "*", ""), ())) > MAX_WILD_SCAN
-        ):
-            # (scanned again when asked: too long, or a group too large may be small again)
-            self.wild_groups.pop(stype, None)
+        if groups is None or len(self._index.reverse.get((stype, "*", ""), ())) > MAX_WILD_SCAN:
+            self.wild_groups.pop(stype, None)  # (a scan of a long entry stops at its length)
         else:
-            # the group as a scan of the wildcard's reverse entry would find it (one id changed)
-            if (stype, "*") in self._index.objects.get((rtype, rid, relation), ()):
-                group = group | {rid}
-            else:
-                group = group - {rid}
-            groups[(rtype, relation)] = group if len(group) <= MAX_HOLDERS else None
+            # the group as a scan of the wildcard's reverse entry finds it, or None (too many,
+            # then: kept, though a delete may leave it fewer, as "not known" reads it)
+            group = groups.get((rtype, relation), frozenset())
+            if group is not None:
+                if (stype, "*") in self._index.objects.get((rtype, rid, relation), ()):
+                    group = group | {rid}
+                else:
+                    group = group - {rid}
+                groups[(rtype, relation)] = group if len(group) <= MAX_HOLDERS else None
         for site in [site for site, t in self.wild_sides if t == stype and wild in site.wilds]:  # type: ignore[attr-defined]
             del self.wild_sides[(site, stype)]
         for site, kept in self.sides.items():
