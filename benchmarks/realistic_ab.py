@@ -12,12 +12,16 @@ both trees meet the same machine load. Both children hash strings alike (``PYTHO
 the index's dicts then have the same layouts on both sides. Nothing is written to the results
 directory.
 
-``--write-every N`` (mixed read/write loads): every N checks, a membership changes in the
-index, as the server applies a write (``RelationshipIndex.add`` / ``remove``): a user of the
-data (drawn at random, the same sequence in both children) joins a team it is not in (drawn
-at random), and leaves it again at the next change, so at most one membership differs from
-the labels (a check of that user is not verified while it does). The CPU a change costs is
-measured apart and left out of the per-check figure; ``write us`` is its mean.
+``--write-every N`` (mixed read/write loads): every N checks, a relationship changes in the
+index, as the server applies a write (``RelationshipIndex.add`` / ``remove``), written where
+it is not (drawn at random, the same sequence in both children) and deleted again at the next
+change; ``--write-kind``: a user joining a team (``member``, the default), a team joining a
+team (``team``, no cycle), every user made a viewer of a folder or a document (``wildcard``).
+At most one relationship differs from the labels; a check whose answer it may change is not
+verified meanwhile (the user joining, the users below the team joining, a check of a subject
+set while a team is nested; the resource given a wildcard and what is below a folder). The
+CPU a change costs is measured apart and left out of the per-check figure; ``write us`` is
+its mean.
 """
 
 from __future__ import annotations
@@ -43,37 +47,121 @@ from stonetown.engine.index import RelationshipIndex
 BENCH_ROOT = Path(__file__).resolve().parent.parent
 
 
-class _Memberships:
-    """The membership changes of ``--write-every``: a user of the data joins a team it is not
-    in, and leaves it again at the next change (seeded: both children draw alike)."""
+class _Writes:
+    """The changes of ``--write-every``: a relationship of the data's kind written where it is
+    not, and deleted again at the next change (seeded: both children draw alike). A check
+    whose answer the written relationship may change is not verified while it is there."""
 
     def __init__(self, data: ShapeData, index: RelationshipIndex, seed: int) -> None:
         self.rng = random.Random(seed)
         self.users = sorted({r.subject_id for r in data.relationships if r.subject_type == "user"})
         self.teams = sorted({r.resource_id for r in data.relationships if r.resource_type == "team"})
         self.index = index
-        self.joined: Relationship | None = None
+        self.written: Relationship | None = None
 
     def change(self) -> None:
-        """Leave the team joined at the previous change, or join one."""
-        if self.joined is not None:
-            self.index.remove(self.joined)
-            self.joined = None
+        """Delete the relationship written at the previous change, or write one."""
+        if self.written is not None:
+            self.index.remove(self.written)
+            self.written = None
             return
-        while True:
-            team, user = self.rng.choice(self.teams), self.rng.choice(self.users)
-            if ("user", user) not in self.index.objects.get(("team", team, "member"), {}):
-                rel = Relationship("team", team, "member", "user", user)
-                self.index.add(rel)
-                self.joined = rel
-                return
+        while self.written is None:
+            self.written = self.draw()
+        self.index.add(self.written)
 
-    def changed(self, subject_id: str) -> bool:
-        """Whether a membership of the user `subject_id` differs from the data now."""
-        return self.joined is not None and self.joined.subject_id == subject_id
+    def draw(self) -> Relationship | None:
+        """A relationship not in the index (None: draw again); notes what it changes."""
+        raise NotImplementedError
+
+    def changed(self, check: tuple[Any, ...]) -> bool:
+        """Whether the answer of `check` may differ from its label now."""
+        raise NotImplementedError
 
 
-def child(shape: str, size: int, seed: int, seconds: float, write_every: int) -> None:
+class _Memberships(_Writes):
+    """A user of the data joins a team it is not in (``--write-kind member``)."""
+
+    def draw(self) -> Relationship | None:
+        team, user = self.rng.choice(self.teams), self.rng.choice(self.users)
+        if ("user", user) in self.index.objects.get(("team", team, "member"), {}):
+            return None
+        return Relationship("team", team, "member", "user", user)
+
+    def changed(self, check: tuple[Any, ...]) -> bool:
+        return self.written is not None and self.written.subject_id == check[4]
+
+
+class _Nestings(_Writes):
+    """A team of the data joins another team it is not nested in, no cycle made
+    (``--write-kind team``): the users below it are changed."""
+
+    below: frozenset[str] = frozenset()
+
+    def draw(self) -> Relationship | None:
+        inner, outer = self.rng.choice(self.teams), self.rng.choice(self.teams)
+        teams, users = self._below(inner)
+        if outer in teams:
+            return None
+        if ("team", inner, "member") in self.index.usersets.get(("team", outer, "member"), {}):
+            return None
+        self.below = frozenset(users)
+        return Relationship("team", outer, "member", "team", inner, "member")
+
+    def _below(self, team: str) -> tuple[set[str], set[str]]:
+        """The teams with a path to `team` (itself included) and the users stored on them."""
+        teams, todo, users = {team}, [team], set()
+        usersets, objects = self.index.usersets, self.index.objects
+        while todo:
+            current = todo.pop()
+            users.update(sid for st, sid in objects.get(("team", current, "member"), {}) if st == "user")
+            for st, source, srel in usersets.get(("team", current, "member"), {}):
+                if st == "team" and srel == "member" and source not in teams:
+                    teams.add(source)
+                    todo.append(source)
+        return teams, users
+
+    def changed(self, check: tuple[Any, ...]) -> bool:
+        return self.written is not None and (bool(check[5]) or check[4] in self.below)
+
+
+class _Wildcards(_Writes):
+    """Every user made a viewer of a folder (half of the time) or a document of the data
+    that has no such wildcard (``--write-kind wildcard``): that resource, and for a folder
+    the folders and documents below it, are changed."""
+
+    resources: frozenset[tuple[str, str]] = frozenset()
+
+    def __init__(self, data: ShapeData, index: RelationshipIndex, seed: int) -> None:
+        super().__init__(data, index, seed)
+        self.ids = {
+            rtype: sorted({r.resource_id for r in data.relationships if r.resource_type == rtype})
+            for rtype in ("folder", "document")
+        }
+
+    def draw(self) -> Relationship | None:
+        rtype = self.rng.choice(("folder", "document"))
+        rid = self.rng.choice(self.ids[rtype])
+        if ("user", "*") in self.index.objects.get((rtype, rid, "viewer"), {}):
+            return None
+        below, todo = {(rtype, rid)}, [(rtype, rid)]
+        while todo:
+            for key in self.index.reverse.get((*todo.pop(), ""), ()):
+                if (key[0], key[2]) in (("folder", "parent"), ("document", "folder")) and key[
+                    :2
+                ] not in below:
+                    below.add(key[:2])
+                    todo.append(key[:2])
+        self.resources = frozenset(below)
+        return Relationship(rtype, rid, "viewer", "user", "*")
+
+    def changed(self, check: tuple[Any, ...]) -> bool:
+        return self.written is not None and (check[0], check[1]) in self.resources
+
+
+WRITE_KINDS: dict[str, type[_Writes]] = {"member": _Memberships, "team": _Nestings, "wildcard": _Wildcards}
+
+
+def child(shape: str, size: int, seed: int, seconds: float, write_every: int, write_kind: str) -> None:
     """A tree's side: load the store, then one round per line read on stdin."""
     from benchmarks.realistic import check_core, started_system
     from benchmarks.realistic_data import generate
@@ -82,7 +170,7 @@ def child(shape: str, size: int, seed: int, seconds: float, write_every: int) ->
     system = asyncio.run(started_system(shape, size, seed))
     assert system.state is not None
     compiled, index = system.state.compiled, system.index
-    writes = _Memberships(data, index, seed) if write_every else None
+    writes = WRITE_KINDS[write_kind](data, index, seed) if write_every else None
     gc.collect()
     gc.freeze()
     clock, cpu = time.perf_counter_ns, time.thread_time_ns
@@ -108,7 +196,7 @@ def child(shape: str, size: int, seed: int, seconds: float, write_every: int) ->
                 t0 = clock()
                 found = check_core(compiled, index, c)
                 samples.append(clock() - t0)
-                if writes is None or not writes.changed(c[4]):
+                if writes is None or not writes.changed(c):
                     wrong += (found is True) != c[6]
                 i += 1
             cpu_us = (cpu() - cpu0 - write_ns) / 1e3 / i
@@ -135,13 +223,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=0.5, help="per kind per round (about)")
     parser.add_argument(
-        "--write-every", type=int, default=0, help="a team membership changes every N checks (0: never)"
+        "--write-every", type=int, default=0, help="a relationship changes every N checks (0: never)"
+    )
+    parser.add_argument(
+        "--write-kind",
+        choices=sorted(WRITE_KINDS),
+        default="member",
+        help="what --write-every writes: a user joining a team, a team joining a team, a wildcard viewer",
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     size = parse_size(args.size)
     if args.child:
-        child(args.shape, size, args.seed, args.seconds, args.write_every)
+        child(args.shape, size, args.seed, args.seconds, args.write_every, args.write_kind)
         return 0
     procs = {}
     for label, tree in (("old", args.old), ("new", args.new)):
@@ -150,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", "benchmarks.realistic_ab", "--child", "--old", "-", "--new", "-"]
         command += ["--shape", args.shape, "--size", args.size, "--seed", str(args.seed)]
         command += ["--seconds", str(args.seconds), "--write-every", str(args.write_every)]
+        command += ["--write-kind", args.write_kind]
         procs[label] = subprocess.Popen(
             command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
@@ -171,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             assert proc.stdin is not None
             proc.stdin.close()
             proc.wait(timeout=60)
-    every = f", a membership change every {args.write_every} checks" if args.write_every else ""
+    every = f", a {args.write_kind} write every {args.write_every} checks" if args.write_every else ""
     print(
         f"{args.shape} {args.size}, {args.rounds} rounds{every}; load average {min(load):.2f}-{max(load):.2f}"
     )

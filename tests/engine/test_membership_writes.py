@@ -1,4 +1,4 @@
-"""A write naming a plain subject drops only what the closures keep for that subject
+"""A write drops only the state the closures keep that reads what it changes
 (engine/closure.py `Closures.touched`): random histories interleaving such writes (a user
 joining or leaving a team, caveated and expiring memberships, a user's own grants and bans)
 with every other kind of write (nested teams, a caveated nesting, folder trees, a folder's
@@ -7,8 +7,10 @@ many subjects, so that what other subjects keep exists when a write happens. Aft
 change: the answers of a sample of checks against the plain walk, and every other subject's
 kept reach, holders and ids still the very objects kept before it (a membership write drops
 the writer's only); every 25 changes, a sample at depth limits 1-8 and 50, one run each and
-in one run. Through a real server on SQLite: the same, and an old revision does not see the
-write."""
+in one run. Then histories of subject-set and wildcard writes among the others: a set drops
+the state of the users below it only (all of it beyond MAX_DROPPED), a wildcard the ids of the
+sites reading its type's relations only. Through a real server on SQLite: the same, and an
+old revision does not see the write."""
 
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ from random_history import apply, compare_at_depths, indexes, one_change, same
 from stonetown.core.relationship import ContextualizedCaveat, ObjectRef, Relationship, SubjectRef
 from stonetown.engine.check import CheckRun, Subject
 from stonetown.engine.check_plan import CompiledSchema
-from stonetown.engine.closure import SET, Closures
+from stonetown.engine.closure import MAX_DROPPED, SET, Closures
 from stonetown.engine.datastore import Update, UpdateOp
 from stonetown.engine.index import RelationshipIndex
+from stonetown.engine.subject_side import wild_groups
 from stonetown.engine.system import PermissionSystem
 from stonetown.engine.types import Consistency, Permissionship
 from stonetown.schema import compile_schema
@@ -218,6 +221,156 @@ def test_a_membership_write_drops_only_the_members_kept_state() -> None:
     assert steps == 3600 and memberships > 1000
     # other subjects' state existed at the writes and stayed: the narrowing happened
     assert survived > 20 * memberships and multi > memberships // 2
+
+
+def _set_or_wildcard(rng: random.Random) -> Relationship:
+    """A subject set (a team joining a team, rarely caveated; a team given a folder's,
+    document's or organization's relation) or a wildcard (on a folder's or a document's
+    viewers)."""
+    team, roll = rng.choice(TEAMS), rng.random()
+    if roll < 0.35:
+        meta = {"caveat": ContextualizedCaveat("weekday", {})} if rng.random() < 0.05 else {}
+        return Relationship("team", team, "member", "team", rng.choice(TEAMS), "member", **meta)  # type: ignore[arg-type]
+    if roll < 0.5:
+        return Relationship("organization", rng.choice(ORGS), "member", "team", team, "member")
+    if roll < 0.65:
+        relation = rng.choice(["viewer", "editor", "blocked"])
+        return Relationship("folder", rng.choice(FOLDERS), relation, "team", team, "member")
+    if roll < 0.75:
+        relation = rng.choice(["viewer", "banned"])
+        return Relationship("document", rng.choice(DOCS), relation, "team", team, "member")
+    if roll < 0.88:
+        return Relationship("folder", rng.choice(FOLDERS), "viewer", "user", "*")
+    return Relationship("document", rng.choice(DOCS), "viewer", "user", "*")
+
+
+def _below(live: dict[tuple[object, ...], Relationship], team: str) -> set[Subject]:
+    """The users stored on `team` or on a team with a path to it (with metadata or not)."""
+    teams, todo, users = {team}, [team], set()
+    while todo:
+        current = todo.pop()
+        for rel in live.values():
+            if rel.resource_type == "team" and rel.resource_id == current:
+                if rel.subject_relation and rel.subject_id not in teams:
+                    teams.add(rel.subject_id)
+                    todo.append(rel.subject_id)
+                elif not rel.subject_relation:
+                    users.add((rel.subject_type, rel.subject_id, ""))
+    return users
+
+
+def _reads(site: object, rtype: str) -> bool:
+    """Whether the ids of `site` (subject_side) read a relation of `rtype`."""
+    if type(site).__name__ == "Side":
+        return getattr(site, "rtype", None) == rtype
+    parts = getattr(site, "parts", None) or getattr(site, "targets", {}).values()
+    return any(_reads(part, rtype) for part in parts)
+
+
+def test_a_subject_set_or_wildcard_write_drops_only_what_reads_it() -> None:
+    """A subject set `team:t#member` written or deleted anywhere drops the kept reach,
+    holders and ids of the users below t only; a wildcard on a folder or document, the ids
+    of the sites reading that type's relations only (no user's reach: teams store no
+    wildcard). Random histories mixing them with memberships and every other write; answers
+    checked against the plain walk after each change. (The tree before h10-closure dropped
+    every subject's state on each of these writes: the survival asserts fail there.)"""
+    compiled = CompiledSchema(compile_schema(SCHEMA))
+    queries = _queries()
+    users = [q for q in queries if q[3][0] == "user"]
+    writes = survived = grown = wild_ids = updated = 0
+
+    def change(rng: random.Random) -> Relationship:
+        roll = rng.random()
+        return _membership(rng) if roll < 0.35 else _set_or_wildcard(rng) if roll < 0.85 else _other(rng)
+
+    for seed in range(3):
+        rng = random.Random(100 + seed)
+        kept, plain = indexes()
+        live: dict[tuple[object, ...], Relationship] = {}
+        assert kept.closure is not None
+        closures = kept.closure
+        for _ in range(40):
+            apply(kept, plain, live, False, _other(rng))
+        closures.prepare(compiled.closure_graphs)
+        for step in range(800):
+            delete, rel = one_change(rng, live, change, deletes=0.35)
+            team_set = rel.subject_relation == "member" and rel.subject_type == "team"
+            wildcard = rel.subject_id == "*"
+            graph = closures.graphs.get(TEAM_MEMBER)
+            longest, plain_edges = (graph.longest, not graph.conditional) if graph else (0, True)
+            before = _kept(closures, ("", "", "")) if team_set or wildcard else {}
+            # (a set's users: those below it before the write, as after it, see Graph.below)
+            below = _below(live, rel.subject_id) if team_set else set()
+            apply(kept, plain, live, delete, rel)
+            graph = closures.graphs.get(TEAM_MEMBER)
+            # a longer path or a first caveated nesting drops the sites reading team#member whole
+            whole = graph is None or graph.longest > longest or (plain_edges and bool(graph.conditional))
+            grown += team_set and whole
+            for (where, other), value in before.items():
+                if where in ("reach", "holders"):
+                    if graph is None or other in below:
+                        continue
+                elif (team_set and (other in below or whole)) or (
+                    wildcard and _reads(where, rel.resource_type)
+                ):
+                    continue
+                assert _still_kept(closures, where, other) is value, (seed, step, rel, delete, where, other)
+                survived += 1
+                wild_ids += wildcard and where not in ("reach", "holders")
+            writes += team_set or wildcard
+            groups = closures.wild_groups.get("user")
+            if wildcard and groups is not None:  # updated in place: as a scan finds them
+                scanned = wild_groups(kept.reverse.get(("user", "*", ""), ()))
+                assert scanned is not None
+                for key in {*groups, *scanned}:  # (a group kept None is "not known")
+                    group = groups.get(key, frozenset())
+                    assert group is None or group == scanned.get(key, frozenset()), (seed, step, rel, key)
+                updated += 1
+            for query in rng.sample(users, 10) + rng.sample(queries, 4):
+                got, want = _answer(compiled, kept, query), _answer(compiled.walked(), plain, query)
+                assert same(got, want), (seed, step, rel, delete, query, got, want)
+            if step % 25 == 0:
+                compare_at_depths(compiled, kept, plain, rng.sample(queries, 12), same, (seed, step))
+    # the narrowing happened: many kept objects of unaffected subjects stayed at each write
+    assert writes > 1000 and survived > 10 * writes and grown < writes // 4, (writes, survived, grown)
+    assert wild_ids > 1000  # ids kept in sites reading no relation of the wildcard's type
+    assert updated > 100, updated
+
+
+def test_a_set_with_more_subjects_below_it_than_the_bound_drops_every_subjects_state() -> None:
+    """A team of MAX_DROPPED users joining a team drops those users' kept state one by one
+    (another user's stays); one more user below it, and every user's state in team#member
+    and the sites reading it goes (the bound on the work of one write). Answers right."""
+    compiled = CompiledSchema(compile_schema(SCHEMA))
+    for extra, kept_after in ((0, True), (1, False)):
+        kept, plain = indexes()
+        live: dict[tuple[object, ...], Relationship] = {}
+        texts = [
+            "folder:f0#viewer@team:t0#member",
+            "team:t0#member@user:u0",
+            # (t1 in t2 in t3: a path as long as the one the write makes, which keeps the
+            # sites' depth margins)
+            "team:t2#member@team:t1#member",
+            "team:t3#member@team:t2#member",
+            *(f"team:big#member@user:m{i}" for i in range(MAX_DROPPED + extra)),
+        ]
+        for text in texts:
+            apply(kept, plain, live, False, Relationship.parse(text))
+        closures = kept.closure
+        assert closures is not None
+        closures.prepare(compiled.closure_graphs)
+        query = ("folder", "f0", "view", ("user", "u0", ""))
+        assert _answer(compiled, kept, query) is True
+        before = _kept(closures, ("user", "m0", ""))
+        assert ("reach", ("user", "u0", "")) in before and len(before) >= 3
+        apply(kept, plain, live, False, Relationship.parse("team:t2#member@team:big#member"))
+        after = [_still_kept(closures, where, other) is value for (where, other), value in before.items()]
+        assert all(after) if kept_after else not any(after)
+        for user in ("u0", "m0", "m1", "nobody"):
+            query = ("folder", "f0", "view", ("user", user, ""))
+            assert (
+                _answer(compiled, kept, query) == _answer(compiled.walked(), plain, query) == (user == "u0")
+            )
 
 
 def test_an_arrow_link_drops_that_arrows_ids_for_everyone() -> None:

@@ -37,6 +37,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from stonetown.engine.closure_drops import MAX_DROPPED, drop, members_below
+
 if TYPE_CHECKING:
     from stonetown.engine.index import RelationshipIndex
 
@@ -57,6 +59,11 @@ MAX_REACHES = 4096
 # resource keys a subject's holders, or ids a subject's side (engine/subject_side.py), may
 # count; beyond, none are kept for it and its checks walk as before (memory: 8-16 B an entry)
 MAX_HOLDERS = 256
+# a wildcard's reverse entry grouped by (resource type, relation) holds at most this many keys:
+# it mixes every relation storing the wildcard (a million documents' `viewer: user:*` beside
+# the folders' none), scanned when first asked (5-10 ms at the bound); a wildcard's write
+# updates its group in place (Closures.touched)
+MAX_WILD_SCAN = 256 * MAX_HOLDERS
 # subjects whose holders a graph, or whose ids a side, keeps at most; beyond, it starts afresh
 # (at most ~4 MB a graph or side, typically ~1-2 KB a subject for all of them)
 MAX_SIDES = 1024
@@ -371,7 +378,8 @@ class Closures:
         self.wild_sides: dict[tuple[object, str], frozenset[str] | None] = {}
         # subject type -> (resource type, relation) -> the ids its wildcard is stored on there
         # (None when too many), or None when the wildcard's entry is too long to group: one
-        # scan of it per wildcard write, shared by every side (subject_side.wild_groups)
+        # scan of it when first asked, shared by every side (subject_side.wild_groups), then
+        # kept in step by each write of the wildcard (touched)
         self.wild_groups: dict[str, dict[tuple[str, str], frozenset[str] | None] | None] = {}
         # (resource type, tupleset, target type) of an arrow over plain objects -> the sites
         # whose ids read where it points (subject_side.ArrowSide, and the Levels holding one):
@@ -410,14 +418,21 @@ class Closures:
         graph = self.graphs.get(key)
         if graph is None:
             return
+        longest, plain = graph.longest, not graph.conditional
         try:
             graph.changed(source, target)
         except GiveUp:
             del self.graphs[key]
             self.given_up.add(key)
+            self._drop_sites(key)  # (its holders go with it: nothing kept may read them)
+            return
+        if key[0] == SET and (graph.longest > longest or (plain and graph.conditional)):
+            # the kept ids' depth margins, and their premise that no edge of the graph has
+            # metadata, read the whole graph (subject_side._Site.ids_of): not one subject's
+            self._drop_sites(key)
 
-    def touched(self, rtype: str, relation: str, stype: str, sid: str, srel: str) -> None:
-        """A relationship `rtype:x#relation@stype:sid#srel` was written, deleted, or given
+    def touched(self, rtype: str, rid: str, relation: str, stype: str, sid: str, srel: str) -> None:
+        """A relationship `rtype:rid#relation@stype:sid#srel` was written, deleted, or given
         another caveat or expiration (called by the index after every such change; `changed`
         first). What is kept per plain subject s, and what it is read from:
 
@@ -442,11 +457,19 @@ class Closures:
         reverse entry (a plain relationship is no set edge: the graphs it changes, an
         ancestor arrow's, are read afresh by every check, never kept per subject).
 
-        A **subject set** may be a nested set's edge (every subject below it reaches
-        further) or a set some subjects' reaches hold (their holders change): the reaches
-        and holders of `rtype#relation`'s nested set, the holders of `stype#srel`'s and every
-        side go. A **wildcard** is in every subject of its type's reach and ids: those of
-        `rtype#relation`'s nested set, the wildcard ids and every side go."""
+        A **subject set** `stype:sid#srel` is read by the reach and holders of the subjects
+        whose reach in `stype#srel`'s nested set holds sid (that set's reverse entry, and its
+        edges when the write is one of them: :meth:`Closures.changed` moves only closures
+        below sid), and by those subjects' ids in the sites reading those holders: exactly
+        the plain subjects stored on sid or on a set with a path to it (closure_drops.members_below),
+        or of a type whose wildcard is stored there. Those go, each alone; where they are
+        more than :data:`MAX_DROPPED`, every subject's (of that nested set and those sites).
+        A set edge that makes a longer path or the graph's first edge with metadata drops
+        the sites reading it whole (:meth:`changed`). A **wildcard** of `stype` is read by
+        every subject of `stype`: its reach in `rtype#relation`'s nested set, and its ids in
+        the sites reading that set or that wildcard (`wilds` of a site), and those sites'
+        kept wildcard ids, go; the wildcard's group for `rtype#relation` takes rid or loses
+        it (:attr:`wild_groups`: the others stay). Other types' subjects stay."""
         if not srel and sid != "*":
             subject = (stype, sid, "")
             graph = self.graphs.get((SET, rtype, relation))
@@ -461,21 +484,76 @@ class Closures:
                 for kept in sides.values():
                     kept.pop(subject, None)
             return
-        graph = self.graphs.get((SET, rtype, relation))
-        if graph is not None:
-            if graph.reaches:
-                graph.forget_reaches()
-            if graph.holders:
-                graph.holders.clear()
         if srel:
-            graph = self.graphs.get((SET, stype, srel))
-            if graph is not None and graph.holders:
-                graph.holders.clear()
-        if sid == "*" and (self.wild_sides or self.wild_groups):
-            self.wild_sides.clear()
-            self.wild_groups.clear()
-        self.sides.clear()
-        self.arrow_readers.clear()  # (a site registers again before it keeps anything)
+            self._set_written(rtype, relation, stype, sid, srel)
+        else:
+            self._wildcard_written(rtype, rid, relation, stype)
+
+    def _set_written(self, rtype: str, relation: str, stype: str, sid: str, srel: str) -> None:
+        """`touched` for the subject set `stype:sid#srel` stored on `rtype:x#relation`."""
+        own = (SET, rtype, relation)
+        if (stype, srel) != (rtype, relation) and own in self.graphs:
+            # (a nested set stores no other subject set, the schema says so: never taken)
+            self._drop_graph(own)
+        key = (SET, stype, srel)
+        graph = self.graphs.get(key)
+        if graph is None:
+            # no holders of an unclosed set are kept, nor ids reading them (a site needs its
+            # graph built; a given-up one took its sites with it: `changed`)
+            return
+        below = members_below(self._index, graph.rtype, graph.relation, sid, MAX_DROPPED)
+        if below is None:
+            self._drop_graph(key)
+            return
+        subjects, wild_types = below
+        if not subjects and not wild_types:
+            return
+        drop(graph.reaches, subjects, wild_types)
+        drop(graph.holders, subjects, wild_types)
+        for site, kept in self.sides.items():
+            if kept and key in site.graphs:  # type: ignore[attr-defined]
+                drop(kept, subjects, wild_types)
+
+    def _wildcard_written(self, rtype: str, rid: str, relation: str, stype: str) -> None:
+        """`touched` for the wildcard of `stype` stored on `rtype:rid#relation`."""
+        types, wild = frozenset((stype,)), (rtype, relation, stype)
+        key = (SET, rtype, relation)
+        graph = self.graphs.get(key)
+        if graph is not None:
+            drop(graph.reaches, frozenset(), types)
+            drop(graph.holders, frozenset(), types)
+        groups = self.wild_groups.get(stype)
+        if groups is None or len(self._index.reverse.get((stype, "*", ""), ())) > MAX_WILD_SCAN:
+            self.wild_groups.pop(stype, None)  # (a scan of a long entry stops at its length)
+        else:
+            # the group as a scan of the wildcard's reverse entry finds it, or None (too many,
+            # then: kept, though a delete may leave it fewer, as "not known" reads it)
+            group = groups.get((rtype, relation), frozenset())
+            if group is not None:
+                if (stype, "*") in self._index.objects.get((rtype, rid, relation), ()):
+                    group = group | {rid}
+                else:
+                    group = group - {rid}
+                groups[(rtype, relation)] = group if len(group) <= MAX_HOLDERS else None
+        for site in [site for site, t in self.wild_sides if t == stype and wild in site.wilds]:  # type: ignore[attr-defined]
+            del self.wild_sides[(site, stype)]
+        for site, kept in self.sides.items():
+            if kept and (wild in site.wilds or key in site.graphs):  # type: ignore[attr-defined]
+                drop(kept, frozenset(), types)
+
+    def _drop_graph(self, key: GraphKey) -> None:
+        """Forget every subject's reach and holders in the nested set `key`, and every
+        subject's ids in the sites reading them."""
+        graph = self.graphs[key]
+        graph.forget_reaches()
+        graph.holders.clear()
+        self._drop_sites(key)
+
+    def _drop_sites(self, key: GraphKey) -> None:
+        """Forget every subject's ids in the sites reading holders of the nested set `key`
+        (each registers again before it keeps anything)."""
+        for site in [site for site in self.sides if key in site.graphs]:  # type: ignore[attr-defined]
+            del self.sides[site]
 
     def forget_reaches(self) -> int:
         """Forget what is kept per subject (the server is idle: rebuilt on demand): every

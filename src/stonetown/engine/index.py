@@ -476,7 +476,7 @@ class RelationshipIndex:
         assert closure is not None
         if stype == rkey[0]:
             closure.changed(rkey[0], rkey[1], rkey[2], sid, srel)
-        closure.touched(rkey[0], rkey[2], stype, sid, srel)
+        closure.touched(rkey[0], rkey[1], rkey[2], stype, sid, srel)
 
     def compact(self, at_most: int = COMPACT_AT_MOST) -> int:
         """Rebuild, in place, the index's top-level maps that removals left far larger than

@@ -21,8 +21,8 @@ sets meets unconditional edges only, at most `longest` hops) and the evaluation'
 keeps that walk and an arrow's dispatches below the limit (asked at the deepest level).
 The ids are kept per subject for later runs (closure.Closures.sides) until a write may
 change them (closure.Closures.touched: the subject's own relationships drop its ids; a link
-of an arrow whose ids are kept drops that arrow's; a subject set or a wildcard drops all),
-and bounded
+of an arrow whose ids are kept drops that arrow's; a subject set drops the ids of the
+subjects below it, a wildcard those of its type, in the sites reading them), and bounded
 (MAX_HOLDERS: beyond, none are kept and the levels are evaluated as before). Never with
 OpenFGA's cycle handling (it has no nested-set shortcuts); an old revision or contextual
 relationships have no closures.
@@ -33,17 +33,22 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from stonetown.engine.check import CheckRun, EvalFn, Member, Subject
-from stonetown.engine.closure import MAX_HOLDERS, MAX_SIDES, Closures, Graph, GraphKey, Reach, ResourceKey
+from stonetown.engine.closure import (
+    MAX_HOLDERS,
+    MAX_SIDES,
+    MAX_WILD_SCAN,
+    Closures,
+    Graph,
+    GraphKey,
+    Reach,
+    ResourceKey,
+)
 
 # a subject storing more relationships than this has its reach in a nested set built only
 # when a run asks about a second set (a scan of them costs more than one walk down a chain)
 SCAN_LIMIT = 64
 # a reverse entry scanned for ids holds at most this many keys (beyond, none are kept)
 MAX_SCAN = 16 * MAX_HOLDERS
-# a wildcard's reverse entry grouped by (resource type, relation) holds at most this many keys:
-# it mixes every relation storing the wildcard (a million documents' `viewer: user:*` beside
-# the folders' none), scanned once per wildcard write for every side (5-10 ms at the bound)
-MAX_WILD_SCAN = 256 * MAX_HOLDERS
 
 _MISSING = object()
 _EMPTY: dict[object, object] = {}
@@ -95,19 +100,25 @@ class _Site:
     grant it on (kept per subject on the closures). `needs`: the nested sets whose holders
     the ids read, each with how much deeper than the evaluation its sets are walked;
     `dispatches`: whether the evaluation dispatches at its own depth (an arrow); `links`: the
-    arrows (resource type, tupleset, target type) whose links to plain targets the ids read."""
+    arrows (resource type, tupleset, target type) whose links to plain targets the ids read;
+    `wilds`: the (resource type, relation, subject type) whose wildcards the ids read; `graphs`:
+    the keys of `needs` (closure.Closures.touched drops a subject's ids where a write changes
+    what they read)."""
 
-    __slots__ = ("needs", "dispatches", "links")
+    __slots__ = ("needs", "dispatches", "links", "wilds", "graphs")
 
     def __init__(
         self,
         needs: dict[NestedShape, int],
         dispatches: bool,
         links: frozenset[tuple[str, str, str]] = frozenset(),
+        wilds: frozenset[tuple[str, str, str]] = frozenset(),
     ) -> None:
         self.needs = tuple(needs.items())
         self.dispatches = dispatches
         self.links = links
+        self.wilds = wilds
+        self.graphs = frozenset(shape.key for shape in needs)
 
     def ids_of(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
         """The ids of objects on which the evaluation may yield more than False for the plain
@@ -184,7 +195,8 @@ class Side(_Site):
         direct: tuple[tuple[str, frozenset[str], frozenset[str]], ...],
         sets: tuple[tuple[str, tuple[NestedShape, ...]], ...],
     ) -> None:
-        super().__init__({shape: 0 for _, shapes in sets for shape in shapes}, False)
+        wilds = frozenset((rtype, rel, stype) for rel, _, types in direct for stype in types)
+        super().__init__({shape: 0 for _, shapes in sets for shape in shapes}, False, wilds=wilds)
         self.rtype, self.direct, self.sets = rtype, direct, sets
 
     def build(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
@@ -263,7 +275,8 @@ class ArrowSide(_Site):
     def __init__(self, rtype: str, tupleset: str, targets: dict[str, Side]) -> None:
         # dispatches at its depth, the targets evaluated one deeper
         links = frozenset((rtype, tupleset, target_type) for target_type in targets)
-        super().__init__(_merged([(side, 1) for side in targets.values()]), True, links)
+        wilds = frozenset().union(*(side.wilds for side in targets.values()))
+        super().__init__(_merged([(side, 1) for side in targets.values()]), True, links, wilds)
         self.rtype, self.tupleset, self.targets = rtype, tupleset, targets
 
     def build(self, run: CheckRun, subj: Subject, depth: int) -> frozenset[str] | None:
@@ -294,6 +307,7 @@ class Levels(_Site):
             _merged([(part, 0) for part in parts]),
             any(part.dispatches for part in parts),
             frozenset().union(*(part.links for part in parts)),
+            frozenset().union(*(part.wilds for part in parts)),
         )
         self.parts = parts
 
