@@ -60,9 +60,9 @@ MAX_HOLDERS = 256
 # subjects whose holders a graph, or whose ids a side, keeps at most; beyond, it starts afresh
 # (at most ~4 MB a graph or side, typically ~1-2 KB a subject for all of them)
 MAX_SIDES = 1024
-# resource keys the held sets (Closures.held) hold together at most; beyond, they start afresh
-# (~40 B a key: at most ~2.6 MB, plus MAX_REACHES sets' ~200 B)
-MAX_HELD_KEYS = 65_536
+# resource keys the held sets (Closures.held, at most MAX_REACHES subjects) hold together at
+# most; beyond, they start afresh (measured at 1M: ~70 B a key with the sets' own, so ~2.3 MB)
+MAX_HELD_KEYS = 32_768
 
 _ABSENT = object()
 
