@@ -19,9 +19,11 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from random_history import apply, compare_at_depths, indexes, one_change, same
 
 from stonetown.core.relationship import ContextualizedCaveat, ObjectRef, Relationship, SubjectRef
+from stonetown.engine import closure
 from stonetown.engine.check import CheckRun, Subject
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.closure import MAX_DROPPED, SET, Closures
@@ -170,10 +172,13 @@ def _kept(closures: Closures, subject: Subject) -> dict[object, object]:
         out.update({("holders", s): h for s, h in graph.holders.items() if s != subject})
     for site, kept in closures.sides.items():
         out.update({(site, s): entry for s, entry in kept.items() if s != subject})
+    out.update({("held", s): keys for s, keys in closures.held.items() if s != subject})
     return out
 
 
 def _still_kept(closures: Closures, where: object, subject: Subject) -> object:
+    if where == "held":
+        return closures.held.get(subject)
     graph = closures.graphs.get(TEAM_MEMBER)
     if where in ("reach", "holders"):
         assert graph is not None
@@ -371,6 +376,50 @@ def test_a_set_with_more_subjects_below_it_than_the_bound_drops_every_subjects_s
             assert (
                 _answer(compiled, kept, query) == _answer(compiled.walked(), plain, query) == (user == "u0")
             )
+
+
+@pytest.mark.parametrize("bound", [None, 6])
+def test_a_subjects_held_set_is_its_reverse_entry_after_every_write(
+    bound: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The set of resource keys kept per plain subject (Closures.held, what Check's stored
+    probes and ban lookups read in place of the reverse entry) equals that entry after every
+    write and delete of any kind (a user's grants, bans and memberships, with metadata or
+    not, wildcards, subject sets), and the answers are the plain walk's; a write forgets the
+    named subject's set only. With a small bound (`bound` keys), the sets start afresh past
+    it and answer alike."""
+    if bound is not None:
+        monkeypatch.setattr(closure, "MAX_HELD_KEYS", bound)
+    compiled = CompiledSchema(compile_schema(SCHEMA))
+    queries = _queries()
+    users = [q for q in queries if q[3][0] == "user"]
+    compared = kept_sets = forgotten = 0
+    seeds = 3 if bound is None else 1
+    for seed in range(seeds):
+        rng = random.Random(100 + seed)
+        kept, plain = indexes()
+        live: dict[tuple[object, ...], Relationship] = {}
+        assert kept.closure is not None
+        for step in range(600):
+            delete, rel = one_change(rng, live, _change, deletes=0.35)
+            subject: Subject = (rel.subject_type, rel.subject_id, "")
+            before = dict(kept.closure.held)
+            apply(kept, plain, live, delete, rel)
+            held = kept.closure.held
+            assert kept.closure.held_keys == sum(len(keys) for keys in held.values())
+            assert bound is None or kept.closure.held_keys <= max(bound, *map(len, held.values()), 0)
+            for other, keys in held.items():
+                assert keys == frozenset(kept.reverse.get(other, ())), (seed, step, rel, other)
+                assert other == subject or keys is before[other], (seed, step, rel, other)
+            forgotten += subject in before and subject not in held
+            kept_sets += len(held)
+            for query in rng.sample(users, 8) + rng.sample(queries, 3):
+                got, want = _answer(compiled, kept, query), _answer(compiled.walked(), plain, query)
+                assert same(got, want), (seed, step, rel, delete, query, got, want)
+                compared += 1
+    assert compared == seeds * 600 * 11
+    assert kept_sets > seeds * 600 * (5 if bound is None else 1)
+    assert forgotten > (300 if bound is None else 30)
 
 
 def test_an_arrow_link_drops_that_arrows_ids_for_everyone() -> None:

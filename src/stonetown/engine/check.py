@@ -17,7 +17,7 @@ any, is the walk's.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from stonetown.core.errors import ResourceExhausted
@@ -136,7 +136,7 @@ class CheckRun:
         self.with_meta = getattr(index, "with_meta", EVERY_KEY)
         # the resource keys holding `held_subject` directly (see held_by)
         self.held_subject: Subject | None = None
-        self.held: tuple[tuple[str, str, str], ...] | set[tuple[str, str, str]] = ()
+        self.held: Collection[tuple[str, str, str]] = ()
         # the resource keys storing the wildcard of its type (see wild_of), None until asked
         self.wild: tuple[tuple[str, str, str], ...] | set[tuple[str, str, str]] | None = None
         self.memo: dict[tuple[str, str, str, Subject], Result] = {}
@@ -195,12 +195,18 @@ class CheckRun:
             inside = inside or frame == key
         return False
 
-    def held_by(self, subj: Subject) -> tuple[tuple[str, str, str], ...] | set[tuple[str, str, str]]:
+    def held_by(self, subj: Subject) -> Collection[tuple[str, str, str]]:
         """The (type, id, relation) keys storing the plain subject `subj` directly (its
-        reverse entry: a few keys, unlike the forward map), remembered for the whole run."""
+        reverse entry: a few keys, unlike the forward map), remembered for the whole run; on
+        the head index, the set the closures keep for the subject (Closures.keep_held)."""
         self.held_subject = subj
-        self.held = self.reverse.get((subj[0], subj[1], ""), ())
         self.wild = None
+        closures = self.closure
+        if closures is None or subj[2]:
+            self.held = self.reverse.get((subj[0], subj[1], ""), ())
+        else:
+            held = closures.held.get(subj)
+            self.held = closures.keep_held(subj) if held is None else held
         return self.held
 
     def wild_of(self, stype: str) -> tuple[tuple[str, str, str], ...] | set[tuple[str, str, str]]:

@@ -326,8 +326,14 @@ def compile_exclusion(
                 if subj is run.held_subject:
                     held = run.held
                 else:  # run.held_by(subj), written out (the first probe of most checks)
-                    held = run.held = run.reverse.get((stype, subj[1], ""), ())
-                    run.held_subject, run.wild = subj, None
+                    closures = run.closure
+                    if closures is None:
+                        held = run.reverse.get((stype, subj[1], ""), ())
+                    else:
+                        held = closures.held.get(subj)  # type: ignore[assignment]
+                        if held is None:
+                            held = closures.keep_held(subj)
+                    run.held, run.held_subject, run.wild = held, subj, None
                 if stype not in object_types or key not in held:
                     if stype not in wildcard_types:
                         return base(run, rid, subj, depth)

@@ -67,6 +67,9 @@ MAX_WILD_SCAN = 256 * MAX_HOLDERS
 # subjects whose holders a graph, or whose ids a side, keeps at most; beyond, it starts afresh
 # (at most ~4 MB a graph or side, typically ~1-2 KB a subject for all of them)
 MAX_SIDES = 1024
+# resource keys the held sets (Closures.held, at most MAX_REACHES subjects) hold together at
+# most; beyond, they start afresh (measured at 1M: ~70 B a key with the sets' own, so ~2.3 MB)
+MAX_HELD_KEYS = 32_768
 
 _ABSENT = object()
 
@@ -362,7 +365,17 @@ class Closures:
     """The closures of one index (its head revision), built on demand per graph, and what
     plain subjects are kept to reach through them (engine/subject_side.py)."""
 
-    __slots__ = ("_index", "graphs", "given_up", "sides", "wild_sides", "wild_groups", "arrow_readers")
+    __slots__ = (
+        "_index",
+        "graphs",
+        "given_up",
+        "sides",
+        "wild_sides",
+        "wild_groups",
+        "arrow_readers",
+        "held",
+        "held_keys",
+    )
 
     def __init__(self, index: RelationshipIndex) -> None:
         self._index = Maps(index)
@@ -385,6 +398,28 @@ class Closures:
         # whose ids read where it points (subject_side.ArrowSide, and the Levels holding one):
         # a relationship `resource#tupleset@target:id` changes them for every subject
         self.arrow_readers: dict[tuple[str, str, str], set[object]] = {}
+        # plain subject -> its reverse entry as a set (the resource keys storing it directly),
+        # kept for its next checks (see keep_held), until a relationship storing it changes
+        # (touched); held_keys: the keys they hold together
+        self.held: dict[tuple[str, str, str], frozenset[ResourceKey]] = {}
+        self.held_keys = 0
+
+    def keep_held(self, subject: tuple[str, str, str]) -> frozenset[ResourceKey] | tuple[ResourceKey, ...]:
+        """The resource keys storing the plain `subject` directly (its reverse entry), as a
+        set kept for its next checks: a test of one is a hash probe of a small set made by
+        this subject's checks, in place of a probe of the big reverse map and a scan of the
+        entry's key tuples and id strings (cold at 10M relationships). An entry of more than
+        :data:`MAX_HOLDERS` keys (a dict already), or a wildcard's, is given as it is, not kept."""
+        entry = self._index.reverse.get(subject, ())
+        if len(entry) > MAX_HOLDERS or subject[1] == "*" or subject[2]:
+            return entry  # type: ignore[return-value]  (a wildcard's write forgets no held set)
+        held = self.held
+        if len(held) >= MAX_REACHES or self.held_keys + len(entry) > MAX_HELD_KEYS:
+            held.clear()
+            self.held_keys = 0
+        found = held[subject] = frozenset(entry)
+        self.held_keys += len(found)
+        return found
 
     def graph(self, key: GraphKey) -> Graph | None:
         """The closures of `key`, built now if not yet kept; None when given up."""
@@ -441,6 +476,7 @@ class Closures:
           wildcard, and the graph's set edges (closures, edges with metadata);
         - the holders of s there (:attr:`Graph.holders`): its reach, and the reverse entries
           of the subject sets `t:n#r` of the nodes n of it (relationships storing them);
+        - the resource keys storing s directly (:attr:`held`): its reverse entry;
         - the ids of s for a site (:attr:`sides`, engine/subject_side.py): the relationships
           storing s itself, its type's wildcard ids (:attr:`wild_sides`, from
           :attr:`wild_groups`: a wildcard's reverse entry), its holders in the site's nested
@@ -472,6 +508,10 @@ class Closures:
         it (:attr:`wild_groups`: the others stay). Other types' subjects stay."""
         if not srel and sid != "*":
             subject = (stype, sid, "")
+            if self.held:
+                gone = self.held.pop(subject, None)
+                if gone is not None:
+                    self.held_keys -= len(gone)
             graph = self.graphs.get((SET, rtype, relation))
             if graph is not None:
                 graph.forget(subject)
@@ -562,8 +602,10 @@ class Closures:
         for graph in kept:
             graph.forget_reaches()
             graph.holders.clear()
-        sides = len(self.sides) + len(self.wild_sides) + len(self.wild_groups)
+        sides = len(self.sides) + len(self.wild_sides) + len(self.wild_groups) + bool(self.held)
         self.sides.clear()
+        self.held.clear()
+        self.held_keys = 0
         # the sites registered go with the sides they index: a schema replaced leaves none
         # of its sites behind (each registers again before it keeps anything)
         self.arrow_readers.clear()
@@ -587,4 +629,5 @@ class Closures:
                 total += sys.getsizeof(groups) + sum(sys.getsizeof(ids) for ids in groups.values())
         for kept in self.sides.values():
             total += sys.getsizeof(kept) + sum(sys.getsizeof(k) + sys.getsizeof(k[0]) for k in kept.values())
+        total += sys.getsizeof(self.held) + sum(sys.getsizeof(keys) for keys in self.held.values())
         return total
