@@ -71,7 +71,7 @@ class HealthProbe:
             "max_ms": round(ordered[-1] * 1000, 2),
             "over_100ms": sum(1 for value in ordered if value > LATE),
             "failed": self.failures[:20],
-            "late": [f"{stamp} {ms}ms" for stamp, ms in self.late[:40]],
+            "late": [f"{stamp} {ms}ms" for stamp, ms in self.late[:200]],
         }
 
 
