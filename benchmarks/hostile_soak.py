@@ -1,7 +1,9 @@
 """`python -m benchmarks soak`: issue #18's hostile mix against one real `stonetown serve`.
 
 Every attack the availability review found, at once and on a loop, with the key and without,
-while a well-behaved client checks and writes and a prober asks health every 50 ms:
+while a well-behaved client checks and writes and a prober asks health every 50 ms (in a
+process of its own, benchmarks/health_prober.py; a second one in a thread of this process,
+for comparison: its latencies include its wait for this process's GIL):
 
 - schemas past the size and nesting limits (long permission chains, deep arrow chains);
 - caveat bombs (nested ``all`` over a long list in the context, sent as a contextual
@@ -25,7 +27,6 @@ import os
 import random
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from benchmarks.health_prober import HealthProbe, ProbeProcess
 from stonetown import Client
 from stonetown.client import ReadConsistency
 from stonetown.core.errors import StonetownError
@@ -169,49 +171,6 @@ class SoakServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
-
-
-@dataclass
-class HealthProbe:
-    """Asks health every `interval` seconds on its own connection; keeps every latency."""
-
-    address: str
-    interval: float = 0.05
-    deadline: float = 10.0  # a liveness bound: the latencies themselves are the figures
-    latencies: list[float] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-
-    def run(self, stop: threading.Event) -> None:
-        """Probe until `stop` is set."""
-        channel = grpc.insecure_channel(self.address, options=[("grpc.use_local_subchannel_pool", 1)])
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            while not stop.is_set():
-                started = time.perf_counter()
-                try:
-                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=self.deadline)
-                    self.latencies.append(time.perf_counter() - started)
-                    if reply.status != health_pb2.HealthCheckResponse.SERVING:
-                        self.failures.append(f"status {reply.status}")
-                except grpc.RpcError as exc:
-                    self.failures.append(_code(exc))
-                stop.wait(self.interval)
-        finally:
-            channel.close()
-
-    def summary(self) -> dict[str, float | int]:
-        """p50 / p99 / max in milliseconds, probe and failure counts."""
-        if not self.latencies:
-            return {"probes": 0, "failures": len(self.failures)}
-        ordered = sorted(self.latencies)
-        return {
-            "probes": len(ordered),
-            "failures": len(self.failures),
-            "p50_ms": round(statistics.median(ordered) * 1000, 2),
-            "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 2),
-            "max_ms": round(ordered[-1] * 1000, 2),
-            "over_100ms": sum(1 for value in ordered if value > 0.1),
-        }
 
 
 class Mix:
@@ -403,7 +362,8 @@ def run(
     server = SoakServer(workdir, extra or [])
     tally = Tally()
     mix = Mix(server.address, tally, random.Random(seed))
-    probe = HealthProbe(server.address)
+    probe = HealthProbe(server.address)  # a thread of this process: its GIL, its collector
+    prober: ProbeProcess | None = None
     stop = threading.Event()
     rss: list[int] = []
     try:
@@ -411,6 +371,7 @@ def run(
         rss_start = server.rss_kb()
         cpu_start = server.cpu_seconds()
         load_start = _load_average()
+        prober = ProbeProcess(server.address, workdir / "probes.json")
         loops: list[tuple[str, Callable[[], str], float]] = [
             ("legit", mix.legit, 0.02),
             ("big_schema", mix.big_schema, 1.0),
@@ -441,6 +402,7 @@ def run(
         load_end = _load_average()
         cpu_mix = server.cpu_seconds() - cpu_start
         stop.set()
+        health = prober.stop()
         for thread in threads:
             thread.join(timeout=30)
         time.sleep(2.0)
@@ -451,14 +413,17 @@ def run(
         alive = server.process.poll() is None
     finally:
         stop.set()
+        if prober is not None and prober.process.poll() is None:
+            prober.stop()
         code = server.stop()
     return {
         "seconds": seconds,
         "attacks_run": sorted(chosen),
         "server_alive_at_end": alive,
         "server_exit_code": code,
-        "health": probe.summary(),
-        "health_failures": probe.failures[:20],
+        "health": health,
+        "health_in_harness": probe.summary(),
+        "health_failures": health.get("failed", []),
         "rss_mb": {
             "start": round(rss_start / 1024, 1),
             "peak": round(max(rss, default=0) / 1024, 1),

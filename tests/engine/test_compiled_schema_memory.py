@@ -24,6 +24,7 @@ import pytest
 from stonetown.core import object_allocator
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine import schema_cache
+from stonetown.engine.check import DepthExceeded
 from stonetown.engine.datastore import StoredSchema, Update, UpdateOp
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.system import PermissionSystem, SchemaState
@@ -321,6 +322,40 @@ async def test_a_large_compiled_schema_lives_outside_pymalloc_arenas(tmp_path: P
             assert allowed.permissionship is Permissionship.ALLOWED
             denied = await system.check(ObjectRef("bomb", "b"), perm, SubjectRef("user", "v"), fresh)
             assert denied.permissionship is Permissionship.DENIED
+    finally:
+        await system.stop()
+
+
+@needs_pymalloc
+async def test_a_large_schemas_plain_walk_lives_outside_pymalloc_arenas(tmp_path: Path) -> None:
+    """A check that meets the depth limit is answered again by the plain walk, compiled on
+    first use and kept with the schema (CompiledSchema.walked): for the 300 arrows, ~24,000
+    pymalloc blocks, which pinned arenas once the schema was dropped as the first
+    compilation's did. It takes its objects from malloc too; the walk's error is given."""
+    system = PermissionSystem(
+        SqliteDatastore(str(tmp_path / "st.db")), poll_interval=None, gc_interval=None, probe_interval=None
+    )
+    await system.start()
+    try:
+        text = _arrows(300)
+        assert len(text) >= schema_cache._FROZEN_SCHEMA_TEXT
+        await system.write_schema(text)
+        chain = [f"def{i}:a#upper@def{i + 1}:a" for i in range(299)] + ["def299:a#direct@user:u"]
+        await system.write_relationships([Update(UpdateOp.TOUCH, Relationship.parse(rel)) for rel in chain])
+        assert system.state is not None and system.state.compiled._walked is None
+        user, fresh = SubjectRef("user", "u"), Consistency.fully_consistent()
+        gc.collect()
+        blocks = sys.getallocatedblocks()
+        with pytest.raises(DepthExceeded):
+            await system.check(ObjectRef("def0", "a"), "perm", user, fresh)
+        gc.collect()
+        grown = sys.getallocatedblocks() - blocks
+        plain = system.state.compiled._walked
+        assert plain is not None and plain.large and not plain.shortcuts
+        assert len(plain.functions) >= 600
+        assert grown < 5_000, f"{grown} pymalloc blocks for the plain walk of the arrows"
+        near = await system.check(ObjectRef("def280", "a"), "perm", user, fresh)
+        assert near.permissionship is Permissionship.ALLOWED
     finally:
         await system.stop()
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from grpc_harness import ServerProcess
 from reliability_harness import start_server
 
-from benchmarks.hostile_soak import HealthProbe
+from benchmarks.health_prober import HealthProbe
 from stonetown import Client
 from stonetown.api.runtime import FULL_PASS_AT_LEAST, TRIM_INTERVAL
 from stonetown.engine.revision_views import IDLE_CACHE_SECONDS

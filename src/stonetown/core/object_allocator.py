@@ -11,6 +11,8 @@ schemas compiled once (benchmarks/README.md, "h9-memory").
 :func:`objects_in_malloc` makes the object allocator take new blocks from malloc meanwhile
 (every thread's: the allocator is the process's), whose freed pages the server gives back
 every few seconds (``malloc_trim``, api/runtime.py), whatever else is still alive beside them.
+Used for large compilations (engine/schema_cache.py, CompiledSchema.walked) and for what the
+change feed reads and Watch builds from it (kept seconds, then dropped: engine/change_feed.py).
 The hook keeps pymalloc's ``realloc`` and ``free``: they hand a block that is not pymalloc's
 to the raw allocator (as for every object over 512 bytes), so blocks of either allocator are
 freed right during the window and after it. CPython allows a hook after startup, not a
@@ -33,8 +35,11 @@ import sys
 import sysconfig
 import threading
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _DOMAIN_RAW = 0
 _DOMAIN_OBJ = 2
@@ -114,3 +119,9 @@ def objects_in_malloc() -> Iterator[bool]:
             if _Window.inside == 0 and _Window.saved is not None:
                 api.PyMem_SetAllocator(_DOMAIN_OBJ, ctypes.byref(_Window.saved))
                 _Window.saved = None
+
+
+def call_in_malloc(work: Callable[[], T]) -> T:
+    """`work()` inside :func:`objects_in_malloc` (a task handed to a worker thread)."""
+    with objects_in_malloc():
+        return work()

@@ -9,8 +9,10 @@ check_stored.py and check_operators.py; check.py runs them.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
+from stonetown.core.object_allocator import objects_in_malloc
 from stonetown.engine.check import EXACT_CYCLES, EvalFn, Member, Refuter, Subject, refuter_of, set_refuter
 from stonetown.engine.check_operators import (
     compile_arrow,
@@ -50,15 +52,19 @@ MAX_INLINE_DEPTH = 4
 class CompiledSchema:
     """A schema turned into evaluation closures, one per (type, relation or permission)."""
 
-    def __init__(self, schema: ir.Schema, shortcuts: bool = True, openfga_cycles: bool = False) -> None:
+    def __init__(
+        self, schema: ir.Schema, shortcuts: bool = True, openfga_cycles: bool = False, large: bool = False
+    ) -> None:
         """Compile `schema`. `shortcuts` False leaves out the evaluations skipped on the word
         of a refuter (see :meth:`_skips` and :func:`compile_factored`) and the chains of
         nested sets walked as loops (:func:`compile_chain`), for tests comparing them with
         the plain walk. `openfga_cycles` resolves cycles in the data as OpenFGA does (its
         flags and their races, for the OpenFGA-semantics store); otherwise exactly, see
-        :meth:`CheckRun._cycle`."""
+        :meth:`CheckRun._cycle`. `large`: a large schema, whose plain walk (:meth:`walked`)
+        takes its objects from malloc as its first compilation did (engine/schema_cache.py)."""
         self.schema = schema
         self.shortcuts = shortcuts
+        self.large = large
         self.openfga_cycles = openfga_cycles
         self._walked: CompiledSchema | None = None  # see walked()
         self.functions: dict[tuple[str, str], EvalFn] = {}
@@ -126,12 +132,15 @@ class CompiledSchema:
 
     def walked(self) -> CompiledSchema:
         """This schema compiled without shortcuts (the plain walk, see check.Rewalk), compiled
-        on first use and kept; itself when compiled so."""
+        on first use and kept; itself when compiled so. A large schema's is made outside
+        pymalloc's arenas, as its first compilation was (core/object_allocator.py: kept as
+        long as the schema is cached, its objects would pin arenas once it is dropped)."""
         if not self.shortcuts:
             return self
         plain = self._walked
         if plain is None:
-            plain = CompiledSchema(self.schema, shortcuts=False, openfga_cycles=self.openfga_cycles)
+            with objects_in_malloc() if self.large else nullcontext():
+                plain = CompiledSchema(self.schema, False, self.openfga_cycles, self.large)
             self._walked = plain
         return plain
 

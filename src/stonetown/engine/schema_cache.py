@@ -113,7 +113,8 @@ class SchemaState:
     @classmethod
     def build(cls, stored: StoredSchema, schema: ir.Schema, openfga_cycles: bool = False) -> SchemaState:
         """Everything derived from a compiled schema. CPU-bound: run it off the event loop."""
-        compiled = CompiledSchema(schema, openfga_cycles=openfga_cycles)
+        large = len(stored.text) >= _FROZEN_SCHEMA_TEXT
+        compiled = CompiledSchema(schema, openfga_cycles=openfga_cycles, large=large)
         return cls(stored, schema, compiled, Reachability.of(schema), CaveatEvaluator(schema))
 
     @classmethod
