@@ -29,10 +29,11 @@ from random_history import (
 )
 
 from stonetown.core.relationship import ContextualizedCaveat, ObjectRef, Relationship, SubjectRef
-from stonetown.engine import closure
+from stonetown.engine import closure_graph
 from stonetown.engine.check import CheckRun, Subject
 from stonetown.engine.check_plan import CompiledSchema
-from stonetown.engine.closure import ARROW, SET, Closures, Graph
+from stonetown.engine.closure import Closures
+from stonetown.engine.closure_graph import ARROW, SET, Graph
 from stonetown.engine.conditions import UNKNOWN
 from stonetown.engine.datastore import Update, UpdateOp
 from stonetown.engine.index import RelationshipIndex, overlay
@@ -281,7 +282,7 @@ def test_closure_is_one_lookup_for_nested_teams_and_ancestors() -> None:
 
 
 def test_a_graph_past_its_bounds_is_given_up_and_walked(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(closure, "MAX_REACH", 8)
+    monkeypatch.setattr(closure_graph, "MAX_REACH", 8)
     compiled = CompiledSchema(compile_schema(SCHEMA))
     index = RelationshipIndex(1)
     index.closure = Closures(index)

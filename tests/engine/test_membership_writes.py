@@ -26,7 +26,9 @@ from stonetown.core.relationship import ContextualizedCaveat, ObjectRef, Relatio
 from stonetown.engine import closure
 from stonetown.engine.check import CheckRun, Subject
 from stonetown.engine.check_plan import CompiledSchema
-from stonetown.engine.closure import MAX_DROPPED, SET, Closures
+from stonetown.engine.closure import Closures
+from stonetown.engine.closure_drops import MAX_DROPPED
+from stonetown.engine.closure_graph import SET
 from stonetown.engine.datastore import Update, UpdateOp
 from stonetown.engine.index import RelationshipIndex
 from stonetown.engine.subject_side import wild_groups

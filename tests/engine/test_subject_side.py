@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stonetown.core.relationship import ContextualizedCaveat, ObjectRef, Relationship, SubjectRef
-from stonetown.engine import closure
+from stonetown.engine import closure, closure_graph
 from stonetown.engine.check import CheckRun, DepthExceeded, Subject
 from stonetown.engine.check_plan import CompiledSchema
 from stonetown.engine.closure import Closures
@@ -267,6 +267,7 @@ def test_metadata_and_depth_keep_the_walk(pair: _Pair) -> None:
 
 def test_a_subject_with_too_much_is_not_kept(pair: _Pair, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(closure, "MAX_HOLDERS", 2)
+    monkeypatch.setattr(closure_graph, "MAX_HOLDERS", 2)
     import stonetown.engine.subject_side as side
 
     monkeypatch.setattr(side, "MAX_HOLDERS", 2)

@@ -6,7 +6,7 @@ Two shapes of relation are evaluated through a closure instead of one dispatch p
   sets of the relation itself only): is a plain subject in `team:g#member`? The teams it is
   stored in directly (its reverse entry) plus what they are nested in (their closures) are
   gathered once (kept on the graph for later runs until a relationship of the relation storing
-  that subject, a subject set or a wildcard changes: closure.Graph.remember, Closures.touched);
+  that subject, a subject set or a wildcard changes: closure_graph.Graph.remember, Closures.touched);
   then each team asked about is one set lookup;
 - an **ancestor arrow**, `view = viewer + edit + parent->view + org->view` (a union holding
   one arrow back to itself over a tupleset admitting plain objects of its own type only, its
@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stonetown.engine.check import CheckRun, DepthExceeded, EvalFn, Member, Subject, negation_marks
-from stonetown.engine.closure import ARROW, SET, GraphKey, Reach
+from stonetown.engine.closure_graph import ARROW, SET, GraphKey, Reach
 from stonetown.engine.conditions import Result, all_of, any_of, negate
 from stonetown.engine.reachability import evaluated_relations
 from stonetown.engine.subject_side import SCAN_LIMIT, NestedShape, level_sides, reach_of

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
-    from stonetown.engine.closure import Maps
+    from stonetown.engine.closure_graph import Maps
 
 # a write of a subject set drops the kept state of the subjects below it one by one up to
 # this many subjects (or sets below it); beyond, that of every subject reading the set

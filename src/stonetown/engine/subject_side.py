@@ -3,7 +3,7 @@ granted on at all, kept on the head index's closures (engine/closure.py), so tha
 of an ancestor chain skips the levels where nothing could grant instead of probing the
 index's million-entry forward maps on each (closure_check's ancestors).
 
-- **holders** in a nested set (closure.Graph.holders): the keys storing a subject set
+- **holders** in a nested set (closure_graph.Graph.holders): the keys storing a subject set
   `team:n#member` of a team n the subject is in, directly or nested (its exact reach);
 - the ids of a **union of stored relations** (:class:`Side`: the stored operands of a
   folder's `view`, or an organization's `view = member + admin`): the objects storing the
@@ -33,16 +33,8 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from stonetown.engine.check import CheckRun, EvalFn, Member, Subject
-from stonetown.engine.closure import (
-    MAX_HOLDERS,
-    MAX_SIDES,
-    MAX_WILD_SCAN,
-    Closures,
-    Graph,
-    GraphKey,
-    Reach,
-    ResourceKey,
-)
+from stonetown.engine.closure import MAX_WILD_SCAN, Closures
+from stonetown.engine.closure_graph import MAX_HOLDERS, MAX_SIDES, Graph, GraphKey, Reach, ResourceKey
 
 # a subject storing more relationships than this has its reach in a nested set built only
 # when a run asks about a second set (a scan of them costs more than one walk down a chain)
