@@ -42,7 +42,7 @@ from benchmarks.common import (
     write_result,
 )
 from benchmarks.dataset import size_label
-from benchmarks.inprocess import _time_each_async
+from benchmarks.inprocess import _time_each, _time_each_async
 from benchmarks.realistic_data import ShapeData, generate
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef
 from stonetown.engine.check import CheckRun
@@ -142,9 +142,13 @@ async def _measure_system(
         with_closure, walk = _time_paired(items, core, index, budget / 2)
         work[f"check_core/{kind}"] = with_closure.as_dict() | {"expected": items[0][6]}
         work[f"check_walk/{kind}"] = walk.as_dict()
+        # the same checks one after another, no walk between them (check_core's pairing puts
+        # one between every two: at 10M it evicts what the next check would find cached)
+        work[f"check_alone/{kind}"] = _time_each(items, core, budget / 4).as_dict()
     mix = data.mixed_checks(20_000)
     with_closure, walk = _time_paired(mix, core, index, budget)
     work["check_core/mix"], work["check_walk/mix"] = with_closure.as_dict(), walk.as_dict()
+    work["check_alone/mix"] = _time_each(mix, core, budget / 2).as_dict()
     if closures is not None:  # with what the checks kept per subject (engine/subject_side.py)
         kept = closures.nbytes() / max(index.count, 1)
         out["closures"]["bytes_per_relationship_after_checks"] = round(kept, 2)
