@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import sys
-import tracemalloc
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -16,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from stonetown.api import runtime
-from stonetown.core import object_allocator
 from stonetown.core.errors import StoreError
 from stonetown.core.relationship import Relationship
 from stonetown.engine.datastore import RelationshipFilter
@@ -139,21 +136,3 @@ async def test_watch_responses_are_dropped_once_their_streams_had_them(
     assert list(responses._items) == [(2, ())] and responses._bytes == 1000
     await asyncio.sleep(0.05)
     assert not responses._items and responses._bytes == 0 and responses._expiry is None
-
-
-@pytest.mark.skipif(object_allocator._API is None or tracemalloc.is_tracing(), reason="not plain pymalloc")
-async def test_a_large_commits_watch_response_is_built_outside_pymalloc_arenas() -> None:
-    """A large commit's response is built on a worker thread (its conversion makes objects
-    for every change, dropped once it is serialized or kept a few seconds): made in
-    pymalloc's arenas, they left them pinned by whatever long-lived objects the process made
-    meanwhile. Made in malloc (core/object_allocator.py)."""
-    from stonetown.api.servicers import shared
-
-    responses = shared.SharedResponses()
-    changes = 20 * shared.BUILD_OFF_LOOP
-    gc.collect()
-    blocks = sys.getallocatedblocks()
-    built = await responses.get((1, ()), lambda: [(n, str(n)) for n in range(changes)], changes)
-    grown = sys.getallocatedblocks() - blocks
-    assert len(built) == changes
-    assert grown < changes, f"{grown} pymalloc blocks for a response of {changes} changes"
