@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import sys
-import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from stonetown.core import object_allocator
 from stonetown.core.relationship import Relationship
 from stonetown.engine import change_feed
 from stonetown.engine.datastore import RevisionChanges, Update, UpdateOp
@@ -95,27 +92,3 @@ async def test_a_watcher_that_is_not_read_holds_only_what_it_was_handed(
         assert [_kept(revision) for revision in written[1:]] == [0, 0]
         assert len(handed.changes) == COMMIT
         await stream.aclose()  # type: ignore[attr-defined]
-
-
-@pytest.mark.skipif(object_allocator._API is None or tracemalloc.is_tracing(), reason="not plain pymalloc")
-async def test_what_the_feed_reads_is_made_outside_pymalloc_arenas(tmp_path: Path) -> None:
-    """The feed keeps what it reads a few seconds, until newer revisions replace it: in
-    pymalloc's arenas (a 5,000-change commit: ~15,000 blocks), the long-lived objects made
-    meanwhile pinned them once it was dropped (issue #18's mix: +5 arenas). Made in malloc."""
-    store = SqliteDatastore(str(tmp_path / "st.db"))
-    await store.open()
-    try:
-        start = await store.write_schema(SCHEMA)
-        rels = [Relationship.parse(f"doc:d{i}#reader@user:u{i}") for i in range(5 * COMMIT)]
-        revision = await store.write([Update(UpdateOp.TOUCH, rel) for rel in rels])
-        del rels
-        feed = change_feed.ChangeFeed(store)
-        feed.base = feed.revision = start
-        gc.collect()
-        blocks = sys.getallocatedblocks()
-        assert await feed._read_once()
-        grown = sys.getallocatedblocks() - blocks
-        assert feed.revision == revision and feed._kept == 5 * COMMIT
-        assert grown < COMMIT, f"{grown} pymalloc blocks for the {5 * COMMIT} changes read"
-    finally:
-        await store.close()

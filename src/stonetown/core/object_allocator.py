@@ -35,11 +35,8 @@ import sys
 import sysconfig
 import threading
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
-
-T = TypeVar("T")
 
 _DOMAIN_RAW = 0
 _DOMAIN_OBJ = 2
@@ -119,9 +116,3 @@ def objects_in_malloc() -> Iterator[bool]:
             if _Window.inside == 0 and _Window.saved is not None:
                 api.PyMem_SetAllocator(_DOMAIN_OBJ, ctypes.byref(_Window.saved))
                 _Window.saved = None
-
-
-def call_in_malloc(work: Callable[[], T]) -> T:
-    """`work()` inside :func:`objects_in_malloc` (a task handed to a worker thread)."""
-    with objects_in_malloc():
-        return work()

@@ -12,12 +12,6 @@ behind at the same position share the read (a hundred slow consumers of the same
 commits used to hold a copy each, of up to a thousand revisions).
 
 The number of watchers is bounded (:class:`ResourceExhausted` names the bound).
-
-What the reader reads (up to 10,000 changes: a ``Change``, its relationship and their
-strings each) is kept a few seconds, until newer revisions replace it: made in pymalloc's
-arenas, it left them pinned by whatever long-lived objects the process made meanwhile
-(issue #18's mix: +5 arenas, benchmarks/README.md "h10-memory"). It is made in malloc
-instead (core/object_allocator.py), whose freed pages the server's trim gives back.
 """
 
 from __future__ import annotations
@@ -31,7 +25,6 @@ from functools import partial
 from operator import attrgetter
 
 from stonetown.core.errors import FailedPrecondition, ResourceExhausted
-from stonetown.core.object_allocator import objects_in_malloc
 from stonetown.engine.datastore import Datastore, RevisionChanges
 
 _REVISION = attrgetter("revision")
@@ -109,8 +102,7 @@ class ChangeFeed:
         waits for watchers (it kept the last read, up to a 5,000-change commit, for good)."""
         start = self.revision
         try:
-            with objects_in_malloc():  # kept a few seconds, then dropped (module docstring)
-                batches = await self.store.changes(start, limit=READ_BATCH)
+            batches = await self.store.changes(start, limit=READ_BATCH)
         except FailedPrecondition:
             # The log no longer reaches back that far: the watchers behind fail reading it
             # themselves; the feed follows on from the head.
@@ -154,8 +146,7 @@ class ChangeFeed:
 
     async def _read_store(self, cursor: int) -> list[RevisionChanges]:
         async with self._behind_slots:  # lagging streams never take every store connection
-            with objects_in_malloc():
-                return await self.store.changes(cursor, limit=BEHIND_READ_BATCH)
+            return await self.store.changes(cursor, limit=BEHIND_READ_BATCH)
 
     def _read_done(self, cursor: int, reading: asyncio.Future[list[RevisionChanges]]) -> None:
         if reading.cancelled() or reading.exception() is not None:

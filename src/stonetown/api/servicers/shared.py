@@ -20,7 +20,6 @@ from stonetown.api import tokens
 from stonetown.api.errors import forget_frames
 from stonetown.api.limits import Limits
 from stonetown.core.errors import InvalidArgument, StonetownError
-from stonetown.core.object_allocator import call_in_malloc
 from stonetown.core.relationship import ObjectRef, Relationship, SubjectRef, validate_type_name
 from stonetown.engine.datastore import Precondition, RelationshipFilter, Update
 from stonetown.engine.explain import ExplainNode
@@ -290,9 +289,7 @@ class SharedResponses:
             return self._keep(key, build())
         building = self._building.get(key)
         if building is None:
-            # made in malloc: the conversion's objects are dropped once built, and pymalloc's
-            # arenas they filled stayed pinned (see engine/change_feed.py's docstring)
-            building = self._building[key] = asyncio.ensure_future(asyncio.to_thread(call_in_malloc, build))
+            building = self._building[key] = asyncio.ensure_future(asyncio.to_thread(build))
             building.add_done_callback(partial(self._built, key))
         # shielded: a stream that goes away does not cancel the build the others wait for
         return await asyncio.shield(building)
