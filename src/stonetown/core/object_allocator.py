@@ -11,8 +11,9 @@ schemas compiled once (benchmarks/README.md, "h9-memory").
 :func:`objects_in_malloc` makes the object allocator take new blocks from malloc meanwhile
 (every thread's: the allocator is the process's), whose freed pages the server gives back
 every few seconds (``malloc_trim``, api/runtime.py), whatever else is still alive beside them.
-Used for large compilations (engine/schema_cache.py, CompiledSchema.walked) and for what the
-change feed reads and Watch builds from it (kept seconds, then dropped: engine/change_feed.py).
+Used for large compilations (engine/schema_cache.py, CompiledSchema.walked). Not for the
+change feed's reads: a window held across their await puts the whole loop's objects in malloc
+meanwhile, and the soak ended higher in RSS with it (benchmarks/README.md, after merging h10).
 The hook keeps pymalloc's ``realloc`` and ``free``: they hand a block that is not pymalloc's
 to the raw allocator (as for every object over 512 bytes), so blocks of either allocator are
 freed right during the window and after it. CPython allows a hook after startup, not a
