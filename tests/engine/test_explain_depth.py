@@ -7,6 +7,7 @@ fails with the depth error, Explain fails the same way. Over a real SQLite store
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -50,7 +51,11 @@ RELATIONSHIPS = [
 ]
 
 
-def _nodes(tree: ExplainNode) -> list[ExplainNode]:
+Tree = TypeVar("Tree", ExplainNode, permission.CheckTrace)
+
+
+def _nodes(tree: Tree) -> list[Tree]:
+    """Every node of an explanation, or of its wire form."""
     out, stack = [], [tree]
     while stack:
         node = stack.pop()
@@ -97,7 +102,7 @@ async def test_a_branch_check_skips_is_skipped_where_it_meets_the_limit(
                 assert granting_path(data) == ["doc:d#either", "doc:d#viewer", "doc:d#viewer@user:bob"]
             # on the wire the skipped node has no value; read back, DENIED (its value by convention)
             message = trace_to_proto(tree)
-            wired = [child for child in _all(message) if child.kind == SKIPPED]
+            wired = [child for child in _nodes(message) if child.kind == SKIPPED]
             assert [child.result for child in wired] == [permission.PERMISSIONSHIP_UNSPECIFIED]
             assert trace_from_proto(message) == data
         # ana's checks evaluate the deep branches: Check meets the limit, Explain the same way
@@ -132,12 +137,3 @@ async def test_with_room_nothing_is_skipped(tmp_path: Path) -> None:
         assert "excluded: doc:d#banned holds" in tree.children[0].reason
     finally:
         await system.stop()
-
-
-def _all(message: permission.CheckTrace) -> list[permission.CheckTrace]:
-    out, stack = [], [message]
-    while stack:
-        node = stack.pop()
-        out.append(node)
-        stack.extend(node.children)
-    return out
